@@ -1,0 +1,170 @@
+//! `sluice-e2e`: starts and stops the local control plane used by tests and the demo.
+//!
+//!   sluice-e2e build                       build the control plane binaries (cached)
+//!   sluice-e2e up [--state-dir D] [--env-file F] [--exit-with-parent]
+//!                                          start etcd, kube-apiserver, kube-controller-manager,
+//!                                          kube-scheduler and the node simulator; install the
+//!                                          CRDs; write the environment to F; run until stopped
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use e2e::controlplane::{self, ControlPlane, Options};
+use e2e::harness;
+use e2e::nodesim::NodeSim;
+
+#[derive(Parser)]
+#[command(
+    name = "sluice-e2e",
+    about = "Local Kubernetes control plane for Sluice's tests and demo"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build (or find in the cache) the control plane binaries and print their directory.
+    Build,
+    /// Start a control plane and node simulator, and keep them running until stopped.
+    Up {
+        /// Directory for data, certificates and logs (default: a fresh temporary one).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Write `export NAME=value` lines for the tests (kubeconfig, binaries) here.
+        #[arg(long)]
+        env_file: Option<PathBuf>,
+        /// Number of simulated Nodes.
+        #[arg(long, default_value_t = harness::NODES)]
+        nodes: usize,
+        /// Stop when the process that started this one goes away.
+        #[arg(long)]
+        exit_with_parent: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,kube=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Build => match controlplane::binaries() {
+            Ok(dir) => {
+                println!("{}", dir.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("sluice-e2e: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Cmd::Up {
+            state_dir,
+            env_file,
+            nodes,
+            exit_with_parent,
+        } => {
+            // A current-thread runtime: every process is started from this (main) thread, to
+            // which their parent-death signal is tied.
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("sluice-e2e: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(up(state_dir, env_file, nodes, exit_with_parent)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sluice-e2e: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn up(
+    state_dir: Option<PathBuf>,
+    env_file: Option<PathBuf>,
+    nodes: usize,
+    exit_with_parent: bool,
+) -> anyhow::Result<()> {
+    let parent = std::os::unix::process::parent_id();
+    let t0 = Instant::now();
+    let bin_dir = tokio::task::spawn_blocking(controlplane::binaries).await??;
+    let built = t0.elapsed();
+    if let Some(d) = &state_dir {
+        // A state directory from an earlier run holds stale etcd data and certificates.
+        let _ = std::fs::remove_dir_all(d);
+    }
+    let state_dir = match state_dir {
+        Some(d) => {
+            std::fs::create_dir_all(&d)?;
+            Some(std::fs::canonicalize(&d)?)
+        }
+        None => None,
+    };
+    let mut cp = ControlPlane::start(Options {
+        bin_dir: Some(bin_dir.clone()),
+        state_dir,
+        etcd: None,
+    })
+    .await?;
+    let client = cp.client().await?;
+    let _sim = NodeSim::start(client.clone(), "sim-node", nodes).await?;
+    harness::install_crds(&client, &harness::crds_dir()).await?;
+    eprintln!(
+        "sluice-e2e: control plane ready at {} in {:.1} s (binaries {:.1} s, start {:.1} s); kubeconfig {}",
+        cp.api_url,
+        t0.elapsed().as_secs_f64(),
+        built.as_secs_f64(),
+        (t0.elapsed() - built).as_secs_f64(),
+        cp.kubeconfig.display()
+    );
+    if let Some(f) = &env_file {
+        let text = format!(
+            "export SLUICE_E2E_KUBECONFIG={kc}\nexport SLUICE_K8S_BIN={bin}\nexport SLUICE_E2E_STATE_DIR={state}\n",
+            kc = cp.kubeconfig.display(),
+            bin = bin_dir.display(),
+            state = cp.state_dir.display()
+        );
+        let tmp = f.with_extension("tmp");
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, f)?;
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = tick.tick() => {
+                if let Err(e) = cp.check_alive() {
+                    anyhow::bail!("{e}");
+                }
+                if exit_with_parent && std::os::unix::process::parent_id() != parent {
+                    eprintln!("sluice-e2e: parent process gone; stopping");
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(f) = &env_file {
+        let _ = std::fs::remove_file(f);
+    }
+    cp.stop();
+    eprintln!("sluice-e2e: stopped");
+    Ok(())
+}

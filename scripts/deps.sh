@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what Sluice's tests and demo need and this machine lacks. Idempotent: when all is
+# there it only checks. The Kubernetes binaries are built (and cached) by e2e/k8s/build.sh.
+set -euo pipefail
+
+# etcd-server: the etcd the local control plane runs (the pinned kube-apiserver accepts it).
+# util-linux: setpriv (ties control plane processes to their parent) and flock.
+debs=(etcd-server util-linux)
+
+missing=()
+for p in "${debs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "deps.sh: installing Debian packages: ${missing[*]}"
+  as_root=()
+  [[ $(id -u) -eq 0 ]] || as_root=(sudo)
+  "${as_root[@]}" apt-get update -qq
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+for tool in cargo go git setpriv flock /usr/bin/etcd; do
+  command -v "$tool" >/dev/null || { echo "deps.sh: $tool is required and missing" >&2; exit 1; }
+done
+for component in rustfmt clippy-driver; do
+  command -v "$component" >/dev/null || { echo "deps.sh: the Rust component $component is missing (rustup component add ${component%-driver})" >&2; exit 1; }
+done

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The README's test command (`make test`): installs what is missing, builds, and runs the format
+# check, clippy, the unit tests and the integration tests against a real local control plane.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+t0=$SECONDS
+step() { echo "==> [$((SECONDS - t0)) s] $*"; }
+
+step "dependencies"
+scripts/deps.sh
+
+step "format"
+cargo fmt --all -- --check
+
+step "control plane binaries (built once per Kubernetes version, then cached)"
+SLUICE_K8S_BIN=$(e2e/k8s/build.sh)
+export SLUICE_K8S_BIN
+
+step "clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "build"
+cargo build --workspace --all-targets --locked
+
+step "start the local control plane"
+state=$PWD/target/e2e
+mkdir -p "$state"
+rm -f "$state/env"
+target/debug/sluice-e2e up --state-dir "$state/cluster" --env-file "$state/env" --exit-with-parent >"$state/up.log" 2>&1 &
+up_pid=$!
+stop_cluster() {
+  kill "$up_pid" 2>/dev/null || true
+  wait "$up_pid" 2>/dev/null || true
+}
+trap stop_cluster EXIT
+for _ in $(seq 1 300); do
+  [[ -f "$state/env" ]] && break
+  if ! kill -0 "$up_pid" 2>/dev/null; then
+    echo "the control plane did not start:" >&2
+    cat "$state/up.log" >&2
+    exit 1
+  fi
+  sleep 1
+done
+[[ -f "$state/env" ]] || { echo "the control plane was not ready within 300 s" >&2; cat "$state/up.log" >&2; exit 1; }
+grep "control plane ready" "$state/up.log" || true
+# shellcheck disable=SC1091
+source "$state/env"
+
+step "tests"
+cargo test --workspace --locked
+
+step "done in $((SECONDS - t0)) s"

@@ -1,0 +1,457 @@
+//! `AnalysisTemplate`, `ClusterAnalysisTemplate` and `AnalysisRun`, as in Argo Rollouts.
+
+// kube's `printcolumn(...)` attributes repeat the same keys by design.
+#![allow(clippy::duplicated_attributes)]
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::JobSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::duration::DurationString;
+use super::schema::{preserve_unknown_object, preserve_unknown_value};
+
+/// Metrics to measure and the conditions that judge them.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "sluice.dev",
+    version = "v1alpha1",
+    kind = "AnalysisTemplate",
+    namespaced,
+    derive = "PartialEq",
+    derive = "Default",
+    shortname = "sat",
+    category = "sluice",
+    doc = "An AnalysisTemplate says how to judge a release: metrics, providers and conditions.",
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(
+    validation = Rule::new("(has(self.metrics) && size(self.metrics) > 0) || (has(self.templates) && size(self.templates) > 0)").message("a template needs metrics or templates")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisTemplateSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub metrics: Option<Vec<Metric>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub args: Option<Vec<Argument>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub dry_run: Option<Vec<DryRun>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub measurement_retention: Option<Vec<MeasurementRetention>>,
+    /// Other templates whose metrics and args this one includes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    pub templates: Option<Vec<super::rollout::AnalysisTemplateRef>>,
+}
+
+/// The cluster-scoped twin of `AnalysisTemplate`, shared by every namespace.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "sluice.dev",
+    version = "v1alpha1",
+    kind = "ClusterAnalysisTemplate",
+    derive = "PartialEq",
+    derive = "Default",
+    shortname = "scat",
+    category = "sluice",
+    doc = "A ClusterAnalysisTemplate is an AnalysisTemplate shared by every namespace.",
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(
+    validation = Rule::new("(has(self.metrics) && size(self.metrics) > 0) || (has(self.templates) && size(self.templates) > 0)").message("a template needs metrics or templates")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterAnalysisTemplateSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub metrics: Option<Vec<Metric>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub args: Option<Vec<Argument>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub dry_run: Option<Vec<DryRun>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub measurement_retention: Option<Vec<MeasurementRetention>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    pub templates: Option<Vec<super::rollout::AnalysisTemplateRef>>,
+}
+
+impl From<ClusterAnalysisTemplateSpec> for AnalysisTemplateSpec {
+    fn from(c: ClusterAnalysisTemplateSpec) -> Self {
+        AnalysisTemplateSpec {
+            metrics: c.metrics,
+            args: c.args,
+            dry_run: c.dry_run,
+            measurement_retention: c.measurement_retention,
+            templates: c.templates,
+        }
+    }
+}
+
+/// One metric: where to measure, how often, and what counts as success or failure.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Metric {
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// Time between measurements, e.g. `30s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<DurationString>,
+    /// Wait this long before the first measurement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_delay: Option<DurationString>,
+    /// Number of measurements; absent means one, or until stopped when `interval` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<IntOrString>,
+    /// CEL over `result`, e.g. `result[0] >= 0.95`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_condition: Option<String>,
+    /// CEL over `result`, e.g. `result[0] > 0.05`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_condition: Option<String>,
+    /// Failed measurements tolerated before the metric fails (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_limit: Option<IntOrString>,
+    /// Inconclusive measurements tolerated before the metric is inconclusive (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inconclusive_limit: Option<IntOrString>,
+    /// Provider errors in a row tolerated (default 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_error_limit: Option<IntOrString>,
+    /// What a provider outage beyond `consecutiveErrorLimit` means: `Inconclusive` (default:
+    /// the rollout pauses, never promotes on missing data) or `Failed` (the rollout aborts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_provider_error: Option<ProviderErrorVerdict>,
+    pub provider: MetricProvider,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ProviderErrorVerdict {
+    Inconclusive,
+    Failed,
+}
+
+/// Where a metric is measured: exactly one provider.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(
+    validation = Rule::new("(has(self.prometheus) ? 1 : 0) + (has(self.web) ? 1 : 0) + (has(self.job) ? 1 : 0) == 1").message("a metric needs exactly one provider: prometheus, web or job")
+)]
+pub struct MetricProvider {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusMetric>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web: Option<WebMetric>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobMetric>,
+}
+
+/// A PromQL query; `result` is its value (a scalar, or a vector of sample values).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusMetric {
+    /// Base URL of the Prometheus server, e.g. `http://prometheus.monitoring:9090`.
+    #[schemars(length(min = 1))]
+    pub address: String,
+    #[schemars(length(min = 1))]
+    pub query: String,
+    /// Query timeout in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub timeout: Option<i64>,
+    /// Skip TLS verification. Only when asked; never the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure: Option<bool>,
+    /// Extra request headers, e.g. `Authorization: Bearer {{args.token}}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub headers: Option<Vec<WebMetricHeader>>,
+}
+
+/// An HTTP check; `result` is the JSON value at `jsonPath` in the response body.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebMetric {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<WebMetricMethod>,
+    #[schemars(length(min = 1))]
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub headers: Option<Vec<WebMetricHeader>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserve_unknown_value")]
+    pub json_body: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub timeout_seconds: Option<i64>,
+    /// JSONPath into the response body, e.g. `{$.data.ok}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure: Option<bool>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum WebMetricMethod {
+    #[serde(rename = "GET")]
+    Get,
+    #[serde(rename = "POST")]
+    Post,
+    #[serde(rename = "PUT")]
+    Put,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct WebMetricHeader {
+    #[schemars(length(min = 1))]
+    pub key: String,
+    pub value: String,
+}
+
+/// A Kubernetes Job; its success or failure is the measurement.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct JobMetric {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<JobMetricMetadata>,
+    #[schemars(schema_with = "preserve_unknown_object")]
+    pub spec: JobSpec,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct JobMetricMetadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+/// A template argument: a literal `value`, or a value taken from elsewhere.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(
+    validation = Rule::new("!(has(self.value) && has(self.valueFrom))").message("an argument takes value or valueFrom, not both")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct Argument {
+    #[schemars(length(min = 1))]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<ValueFrom>,
+}
+
+/// Arguments a Rollout passes to its analysis; the same shape as a template's.
+pub type AnalysisRunArgument = Argument;
+
+/// Exactly one source.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(
+    validation = Rule::new("(has(self.secretKeyRef) ? 1 : 0) + (has(self.fieldRef) ? 1 : 0) + (has(self.podTemplateHashValue) ? 1 : 0) == 1").message("valueFrom takes exactly one of secretKeyRef, fieldRef, podTemplateHashValue")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ValueFrom {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_ref: Option<SecretKeyRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field_ref: Option<FieldRef>,
+    /// The pod-template-hash of the `Stable` or `Latest` revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_template_hash_value: Option<PodTemplateHashValue>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct SecretKeyRef {
+    #[schemars(length(min = 1))]
+    pub name: String,
+    #[schemars(length(min = 1))]
+    pub key: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldRef {
+    /// A path into the Rollout, e.g. `metadata.labels['app']`.
+    #[schemars(length(min = 1))]
+    pub field_path: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum PodTemplateHashValue {
+    Stable,
+    Latest,
+}
+
+/// Run the named metric without letting its verdict affect the rollout.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DryRun {
+    #[schemars(length(min = 1))]
+    pub metric_name: String,
+}
+
+/// Keep this many measurements of the named metric (default 10).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MeasurementRetention {
+    #[schemars(length(min = 1))]
+    pub metric_name: String,
+    #[schemars(range(min = 1))]
+    pub limit: i32,
+}
+
+/// One analysis, instantiated from templates with its arguments resolved.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "sluice.dev",
+    version = "v1alpha1",
+    kind = "AnalysisRun",
+    namespaced,
+    status = "AnalysisRunStatus",
+    derive = "PartialEq",
+    derive = "Default",
+    shortname = "sar",
+    category = "sluice",
+    doc = "An AnalysisRun measures metrics and reaches a verdict: Successful, Failed, Error or Inconclusive.",
+    printcolumn(name = "Status", type_ = "string", json_path = ".status.phase"),
+    printcolumn(
+        name = "Message",
+        type_ = "string",
+        json_path = ".status.message",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(
+    validation = Rule::new("size(self.metrics) > 0").message("an AnalysisRun needs at least one metric")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisRunSpec {
+    #[schemars(length(max = 32))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub metrics: Vec<Metric>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub args: Option<Vec<Argument>>,
+    /// Set to true to stop measuring; the run ends with the verdict so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminate: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub dry_run: Option<Vec<DryRun>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub measurement_retention: Option<Vec<MeasurementRetention>>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum AnalysisPhase {
+    Pending,
+    Running,
+    Successful,
+    Failed,
+    Error,
+    Inconclusive,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisRunStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<AnalysisPhase>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metric_results: Vec<MetricResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_summary: Option<RunSummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_run_summary: Option<RunSummary>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricResult {
+    pub name: String,
+    pub phase: Option<AnalysisPhase>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub measurements: Vec<Measurement>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub count: i32,
+    #[serde(default)]
+    pub successful: i32,
+    #[serde(default)]
+    pub failed: i32,
+    #[serde(default)]
+    pub inconclusive: i32,
+    #[serde(default)]
+    pub error: i32,
+    #[serde(default)]
+    pub consecutive_error: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<bool>,
+}
+
+/// One measurement: when, what value, what verdict, and for a failure why.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Measurement {
+    pub phase: Option<AnalysisPhase>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// Provider details, e.g. the resolved query and the condition that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct RunSummary {
+    #[serde(default)]
+    pub count: i32,
+    #[serde(default)]
+    pub successful: i32,
+    #[serde(default)]
+    pub failed: i32,
+    #[serde(default)]
+    pub inconclusive: i32,
+    #[serde(default)]
+    pub error: i32,
+}

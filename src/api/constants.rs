@@ -1,0 +1,48 @@
+//! Names shared by the controller, the CLI and the tests: one place, used everywhere.
+
+/// The API group of every Sluice kind.
+pub const GROUP: &str = "sluice.dev";
+/// The only served version.
+pub const VERSION: &str = "v1alpha1";
+/// Category so `kubectl get sluice` lists every Sluice object.
+pub const CATEGORY: &str = "sluice";
+
+/// Field manager for objects Sluice creates (ReplicaSets, AnalysisRuns) and Rollout status.
+pub const FIELD_MANAGER_CONTROLLER: &str = "sluice.dev/controller";
+/// Field manager for the few fields Sluice owns in objects users own (Services, routes).
+pub const FIELD_MANAGER_TRAFFIC: &str = "sluice.dev/traffic";
+/// Field manager for status patches made by `kubectl sluice` (abort, promote, ...).
+pub const FIELD_MANAGER_CLI: &str = "sluice.dev/cli";
+
+/// Label on every ReplicaSet and pod Sluice runs: the hash of the pod template.
+pub const LABEL_POD_TEMPLATE_HASH: &str = "rollouts-pod-template-hash";
+/// Label naming the Rollout that owns a ReplicaSet; the controller watches by it.
+pub const LABEL_ROLLOUT: &str = "sluice.dev/rollout";
+
+/// Defaults, as in Argo Rollouts.
+pub mod defaults {
+    pub const REPLICAS: i32 = 1;
+    pub const REVISION_HISTORY_LIMIT: i32 = 10;
+    pub const PROGRESS_DEADLINE_SECONDS: i32 = 600;
+    pub const SCALE_DOWN_DELAY_SECONDS: i32 = 30;
+    pub const ABORT_SCALE_DOWN_DELAY_SECONDS: i32 = 30;
+    pub const AUTO_PROMOTION_ENABLED: bool = true;
+    pub const MAX_SURGE: &str = "25%";
+    pub const MAX_UNAVAILABLE: &str = "25%";
+    pub const CONSECUTIVE_ERROR_LIMIT: i32 = 4;
+    pub const FAILURE_LIMIT: i32 = 0;
+    pub const INCONCLUSIVE_LIMIT: i32 = 0;
+    pub const MEASUREMENT_RETENTION: i32 = 10;
+}
+
+/// Condition types on a Rollout. `Ready`, `Reconciling` and `Stalled` follow kstatus.
+pub mod condition {
+    pub const AVAILABLE: &str = "Available";
+    pub const PROGRESSING: &str = "Progressing";
+    pub const PAUSED: &str = "Paused";
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const HEALTHY: &str = "Healthy";
+    pub const READY: &str = "Ready";
+    pub const RECONCILING: &str = "Reconciling";
+    pub const STALLED: &str = "Stalled";
+}

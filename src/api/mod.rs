@@ -1,0 +1,11 @@
+//! The `sluice.dev/v1alpha1` API: CRD types, defaults and constants.
+
+pub mod analysis;
+pub mod constants;
+pub mod crds;
+pub mod duration;
+pub mod rollout;
+mod schema;
+
+pub use analysis::{AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate};
+pub use rollout::Rollout;

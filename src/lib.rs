@@ -1,0 +1,7 @@
+//! Sluice: progressive delivery for Kubernetes.
+//!
+//! The crate is a library with three binaries: `sluice` (the controller), `kubectl-sluice`
+//! (the kubectl plugin) and `crdgen` (writes `crds/`).
+
+pub mod api;
+pub mod cli;

@@ -1,0 +1,230 @@
+//! Sluice's CRDs in a real API server: valid manifests are accepted, bad ones refused at
+//! `kubectl apply` with a message that names the problem, and `kubectl get` shows the columns.
+
+use anyhow::{Context, ensure};
+use e2e::TestEnv;
+use kube::Api;
+use kube::api::PostParams;
+use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+
+fn examples() -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+#[tokio::test]
+async fn every_example_is_accepted_by_the_api_server() {
+    TestEnv::run("crd-examples", |env| async move {
+        let files = examples()?;
+        ensure!(files.len() >= 6, "examples/ has {} files", files.len());
+        for f in &files {
+            let path = f.display().to_string();
+            let out = env
+                .kubectl(&["apply", "--server-side", "-f", &path], None)
+                .await?;
+            ensure!(out.success, "kubectl apply {path} failed: {}", out.stderr);
+        }
+        let out = env.kubectl(&["get", "sluice", "-o", "name"], None).await?;
+        ensure!(out.success, "{}", out.stderr);
+        for name in [
+            "rollout.sluice.dev/web-canary",
+            "rollout.sluice.dev/web-bluegreen",
+            "rollout.sluice.dev/web-ref",
+            "analysistemplate.sluice.dev/success-rate",
+            "analysisrun.sluice.dev/integration-tests",
+        ] {
+            ensure!(
+                out.stdout.contains(name),
+                "`kubectl get sluice` lacks {name}:\n{}",
+                out.stdout
+            );
+        }
+        let out = env
+            .kubectl(
+                &["get", "clusteranalysistemplate", "web-check", "-o", "name"],
+                None,
+            )
+            .await?;
+        ensure!(out.success, "{}", out.stderr);
+        Ok(())
+    })
+    .await;
+}
+
+const GOOD_TEMPLATE: &str = r#"
+  selector:
+    matchLabels: {app: bad}
+  template:
+    metadata: {labels: {app: bad}}
+    spec:
+      containers: [{name: app, image: app:1}]"#;
+
+fn rollout(body: &str) -> String {
+    format!("apiVersion: sluice.dev/v1alpha1\nkind: Rollout\nmetadata:\n  name: bad\nspec:{body}\n")
+}
+
+#[tokio::test]
+async fn invalid_rollouts_are_refused_with_a_clear_message() {
+    TestEnv::run("crd-invalid", |env| async move {
+        let canary = "\n  strategy:\n    canary:\n      steps: [{setWeight: 20}]";
+        let cases: Vec<(&str, String, &str)> = vec![
+            (
+                "missing selector",
+                rollout(&format!(
+                    "\n  template:\n    metadata: {{labels: {{app: bad}}}}\n    spec:\n      containers: [{{name: app, image: app:1}}]{canary}"
+                )),
+                "spec.selector is required when spec.template is set",
+            ),
+            (
+                "weight 150",
+                rollout(&format!("{GOOD_TEMPLATE}\n  strategy:\n    canary:\n      steps: [{{setWeight: 150}}]")),
+                "should be less than or equal to 100",
+            ),
+            (
+                "both template and workloadRef",
+                rollout(&format!(
+                    "{GOOD_TEMPLATE}\n  workloadRef: {{apiVersion: apps/v1, kind: Deployment, name: web}}{canary}"
+                )),
+                "exactly one of spec.template and spec.workloadRef must be set",
+            ),
+            (
+                "neither template nor workloadRef",
+                rollout(&format!("\n  selector:\n    matchLabels: {{app: bad}}{canary}")),
+                "exactly one of spec.template and spec.workloadRef must be set",
+            ),
+            (
+                "unknown step type",
+                rollout(&format!("{GOOD_TEMPLATE}\n  strategy:\n    canary:\n      steps: [{{setWieght: 20}}]")),
+                "unknown field \"spec.strategy.canary.steps[0].setWieght\"",
+            ),
+            (
+                "two actions in one step",
+                rollout(&format!(
+                    "{GOOD_TEMPLATE}\n  strategy:\n    canary:\n      steps: [{{setWeight: 20, pause: {{}}}}]"
+                )),
+                "each step must set exactly one of setWeight, pause, setCanaryScale, analysis, setHeaderRoute",
+            ),
+            ("no strategy", rollout(GOOD_TEMPLATE), "spec.strategy: Required value"),
+            (
+                "empty strategy",
+                rollout(&format!("{GOOD_TEMPLATE}\n  strategy: {{}}")),
+                "exactly one of strategy.canary and strategy.blueGreen must be set",
+            ),
+            (
+                "both strategies",
+                rollout(&format!(
+                    "{GOOD_TEMPLATE}\n  strategy:\n    canary: {{}}\n    blueGreen: {{activeService: web}}"
+                )),
+                "exactly one of strategy.canary and strategy.blueGreen must be set",
+            ),
+            (
+                "blue-green without activeService",
+                rollout(&format!("{GOOD_TEMPLATE}\n  strategy:\n    blueGreen: {{previewService: p}}")),
+                "activeService: Required value",
+            ),
+            (
+                "negative replicas",
+                rollout(&format!("{GOOD_TEMPLATE}\n  replicas: -1{canary}")),
+                "should be greater than or equal to 0",
+            ),
+        ];
+        for (what, manifest, expected) in &cases {
+            let out = env.kubectl(&["apply", "-f", "-"], Some(manifest)).await?;
+            ensure!(!out.success, "{what}: kubectl apply succeeded but should be refused:\n{manifest}");
+            ensure!(
+                out.stderr.contains(expected),
+                "{what}: expected the message to contain {expected:?}, got:\n{}",
+                out.stderr
+            );
+        }
+
+        // Without kubectl's strict field validation, the unknown field is pruned and the empty
+        // step is still refused.
+        let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("sluice.dev", "v1alpha1", "Rollout"));
+        let api: Api<DynamicObject> = Api::namespaced_with(env.client.clone(), &env.namespace, &ar);
+        let value: serde_json::Value = serde_saphyr::from_str(&cases[4].1).context("yaml")?;
+        let obj: DynamicObject = serde_json::from_value(value)?;
+        match api.create(&PostParams::default(), &obj).await {
+            Err(kube::Error::Api(e)) => ensure!(
+                e.code == 422 && e.message.contains("each step must set exactly one of"),
+                "unexpected refusal: {e:?}"
+            ),
+            other => anyhow::bail!("an empty step was accepted: {other:?}"),
+        }
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn invalid_analysis_templates_are_refused() {
+    TestEnv::run("crd-invalid-analysis", |env| async move {
+        let template = |metric: &str| {
+            format!(
+                "apiVersion: sluice.dev/v1alpha1\nkind: AnalysisTemplate\nmetadata:\n  name: bad\nspec:\n  metrics:\n{metric}\n"
+            )
+        };
+        let prom = "      provider:\n        prometheus: {address: 'http://p:9090', query: up}";
+        let cases = [
+            ("duration in words", template(&format!("    - name: m\n      interval: 5 minutes\n{prom}")), "spec.metrics[0].interval"),
+            ("no provider", template("    - name: m\n      provider: {}"), "a metric needs exactly one provider"),
+            (
+                "duplicate metric names",
+                template(&format!("    - name: m\n{prom}\n    - name: m\n{prom}")),
+                "Duplicate value",
+            ),
+        ];
+        for (what, manifest, expected) in &cases {
+            let out = env.kubectl(&["apply", "-f", "-"], Some(manifest)).await?;
+            ensure!(!out.success, "{what}: accepted but should be refused");
+            ensure!(out.stderr.contains(expected), "{what}: expected {expected:?} in:\n{}", out.stderr);
+        }
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn kubectl_get_shows_the_rollout_columns() {
+    TestEnv::run("crd-columns", |env| async move {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/rollout-canary.yaml");
+        let out = env
+            .kubectl(&["apply", "-f", &path.display().to_string()], None)
+            .await?;
+        ensure!(out.success, "{}", out.stderr);
+        // `sro` is Sluice's short name; Argo Rollouts' `ro` stays free.
+        let out = env.kubectl(&["get", "sro"], None).await?;
+        ensure!(out.success, "{}", out.stderr);
+        let header: Vec<&str> = out
+            .stdout
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        ensure!(
+            header
+                == [
+                    "NAME",
+                    "DESIRED",
+                    "CURRENT",
+                    "UP-TO-DATE",
+                    "AVAILABLE",
+                    "STEP",
+                    "WEIGHT",
+                    "PHASE",
+                    "AGE"
+                ],
+            "header: {header:?}"
+        );
+        ensure!(out.stdout.contains("web-canary"), "{}", out.stdout);
+        Ok(())
+    })
+    .await;
+}
