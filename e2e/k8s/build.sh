@@ -60,7 +60,7 @@ last=0
 # `go build -v` names each package as it is compiled: count them for progress.
 go build -v -buildvcs=false -trimpath -ldflags='-s -w' -o "$tmp/" "${pkgs[@]}" 2>&1 | while IFS= read -r line; do
   case "$line" in
-    *": "* | *"error"* | "#"*) echo "$line" >&2 ;;
+    *": "* | "#"*) echo "$line" >&2 ;;
     *)
       n=$((n + 1))
       if ((SECONDS - last >= 20)); then

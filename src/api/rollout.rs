@@ -554,6 +554,10 @@ pub struct RolloutStatus {
     pub current_step_index: Option<i32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pause_conditions: Vec<PauseCondition>,
+    /// True while Sluice itself has paused the rollout (a pause step, an inconclusive
+    /// analysis); clearing `pauseConditions` while it is set is a promotion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller_pause: Option<bool>,
     /// Set to true to abort the rollout; false to retry after an abort.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abort: Option<bool>,

@@ -1,0 +1,833 @@
+//! The pure heart of the controller: `(Rollout, Observed, now) -> Plan`. It reads no clock, no
+//! client and no randomness; status is its only memory, so any restart resumes where it was.
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+use crate::api::constants::condition;
+use crate::api::duration::int_or_string_duration;
+use crate::api::rollout::{
+    CanaryStatus, CanaryStrategy, PauseCondition, PauseReason, Rollout, RolloutPhase,
+    RolloutStatus, TrafficWeights, WeightDestination,
+};
+
+use super::conditions;
+use super::hash::pod_template_hash;
+use super::observe::{Observed, ObservedRs};
+use super::replicas::{Counts, Group, Limits, Targets, canary_replicas, next_scale};
+use super::validate::validate;
+
+/// Restarts of a crash-looping container before the rollout is aborted.
+pub const DEFAULT_RESTART_THRESHOLD: i32 = 2;
+
+/// Desired replicas of one ReplicaSet, created if it does not exist.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RsPlan {
+    pub hash: String,
+    pub replicas: i32,
+}
+
+/// A Service whose selector must carry `hash`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServicePlan {
+    pub name: String,
+    pub hash: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    Normal,
+    Warning,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedEvent {
+    pub type_: EventType,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// What `apply` carries out: Services first (traffic), then ReplicaSets, then status.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    pub status: RolloutStatus,
+    pub services: Vec<ServicePlan>,
+    pub replica_sets: Vec<RsPlan>,
+    /// Old ReplicaSets beyond `revisionHistoryLimit`.
+    pub delete_replica_sets: Vec<String>,
+    pub events: Vec<PlannedEvent>,
+    /// Come back after this long even if nothing changes (a pause or delay ends).
+    pub requeue_after: Option<Duration>,
+}
+
+impl Plan {
+    fn event(&mut self, type_: EventType, reason: &'static str, message: impl Into<String>) {
+        self.events.push(PlannedEvent {
+            type_,
+            reason,
+            message: message.into(),
+        });
+    }
+    fn requeue_at(&mut self, at: Timestamp, now: Timestamp) {
+        let wait = at.duration_since(now).max(SignedDuration::from_secs(1));
+        let wait = Duration::try_from(wait).unwrap_or(Duration::from_secs(1));
+        self.requeue_after = Some(self.requeue_after.map_or(wait, |w| w.min(wait)));
+    }
+}
+
+fn after(t: Timestamp, secs: i64) -> Timestamp {
+    t.checked_add(SignedDuration::from_secs(secs)).unwrap_or(t)
+}
+
+fn find<'a>(obs: &'a Observed, hash: &str) -> Option<&'a ObservedRs> {
+    obs.replica_sets.iter().find(|rs| rs.hash == hash)
+}
+
+/// The weight of the last `setWeight` among the first `upto` steps.
+fn weight_at(canary: &CanaryStrategy, upto: usize) -> i32 {
+    canary
+        .steps()
+        .iter()
+        .take(upto)
+        .filter_map(|s| s.set_weight)
+        .next_back()
+        .unwrap_or(0)
+}
+
+/// The `setCanaryScale` in force after the first `upto` steps, as a replica count.
+fn canary_scale_at(canary: &CanaryStrategy, replicas: i32, upto: usize) -> Option<i32> {
+    let mut scale = None;
+    for s in canary.steps().iter().take(upto) {
+        if let Some(cs) = &s.set_canary_scale {
+            scale = if cs.match_traffic_weight == Some(true) {
+                None
+            } else if let Some(r) = cs.replicas {
+                Some(r)
+            } else {
+                cs.weight.map(|w| canary_replicas(replicas, w))
+            };
+        }
+    }
+    scale
+}
+
+/// Decides the next move of one Rollout.
+pub fn decide(ro: &Rollout, obs: &Observed, now: Timestamp) -> Plan {
+    let prev = ro.status.clone().unwrap_or_default();
+    let generation = ro.metadata.generation;
+    let mut plan = Plan {
+        status: prev.clone(),
+        ..Default::default()
+    };
+    plan.status.observed_generation = generation;
+    plan.status.selector = ro
+        .spec
+        .selector
+        .as_ref()
+        .and_then(|s| s.match_labels.as_ref())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        });
+
+    if let Err(problem) = validate(ro, obs) {
+        let message = problem.to_string();
+        let before =
+            conditions::get(&prev.conditions, condition::INVALID_SPEC).map(|c| c.message.clone());
+        let st = &mut plan.status;
+        conditions::set(
+            &mut st.conditions,
+            condition::INVALID_SPEC,
+            true,
+            "InvalidSpec",
+            &message,
+            generation,
+            now,
+        );
+        set_phase(
+            st,
+            RolloutPhase::Degraded,
+            &format!("InvalidSpec: {message}"),
+            generation,
+            now,
+        );
+        if before.as_deref() != Some(message.as_str()) {
+            plan.event(EventType::Warning, "InvalidSpec", message);
+        }
+        fill_counts(&mut plan.status, obs);
+        return plan;
+    }
+    conditions::remove(&mut plan.status.conditions, condition::INVALID_SPEC);
+
+    let Some(template) = obs.template.as_ref() else {
+        return plan;
+    };
+    let Some(canary) = ro.spec.strategy.canary.as_ref() else {
+        return plan;
+    };
+    let replicas = ro.spec.replicas();
+    let limits = match Limits::resolve(replicas, &canary.max_surge(), &canary.max_unavailable()) {
+        Ok(l) => l,
+        Err(_) => return plan,
+    };
+    let desired = pod_template_hash(template);
+    let steps = canary.steps();
+
+    // A new template starts a new release from the first step.
+    if prev.current_pod_hash.as_deref() != Some(desired.as_str()) {
+        let st = &mut plan.status;
+        st.current_pod_hash = Some(desired.clone());
+        st.current_step_index = Some(0);
+        st.pause_conditions.clear();
+        st.controller_pause = None;
+        st.abort = None;
+        st.aborted_at = None;
+        st.promote_full = None;
+        if let Some(stable) = &prev.stable_rs
+            && stable != &desired
+        {
+            plan.event(
+                EventType::Normal,
+                "RolloutStarted",
+                format!("releasing revision {desired} (stable is {stable})"),
+            );
+        }
+    }
+    if plan.status.stable_rs.is_none() {
+        // The first revision has nothing to be compared with: it is stable at once.
+        plan.status.stable_rs = Some(desired.clone());
+        plan.event(
+            EventType::Normal,
+            "FirstRevision",
+            format!("revision {desired} is the first and becomes stable"),
+        );
+    }
+    let stable = plan.status.stable_rs.clone().unwrap_or_default();
+
+    let cur = |hash: &str| {
+        find(obs, hash)
+            .map(|rs| Group {
+                replicas: rs.replicas,
+                available: rs.available,
+            })
+            .unwrap_or_default()
+    };
+    let other = obs
+        .replica_sets
+        .iter()
+        .filter(|rs| rs.hash != desired && rs.hash != stable)
+        .fold(Group::default(), |g, rs| Group {
+            replicas: g.replicas + rs.replicas,
+            available: g.available + rs.available,
+        });
+
+    let mut services_hash = (stable.clone(), stable.clone()); // (stable service, canary service)
+    let (targets, new_hold) = if desired == stable {
+        // Nothing to release: the stable runs alone. A template that went back to the stable
+        // one while a release was on is a fast-track rollback.
+        if prev
+            .current_pod_hash
+            .as_deref()
+            .is_some_and(|h| h != desired)
+            && prev.stable_rs.as_deref() == Some(&desired)
+        {
+            plan.event(
+                EventType::Normal,
+                "FastTrackRollback",
+                format!(
+                    "the template is back to stable revision {desired}; the canary is scaled down"
+                ),
+            );
+        }
+        plan.status.abort = None;
+        plan.status.aborted_at = None;
+        plan.status.pause_conditions.clear();
+        plan.status.controller_pause = None;
+        plan.status.current_step_index = Some(steps.len() as i32);
+        (
+            Targets {
+                new: replicas,
+                stable: replicas,
+            },
+            None,
+        )
+    } else {
+        release(
+            ro,
+            canary,
+            obs,
+            &desired,
+            &stable,
+            replicas,
+            now,
+            &mut plan,
+            &mut services_hash,
+        )
+    };
+
+    // Replica moves: the new revision and the stable; everything older goes to zero.
+    let counts = Counts {
+        new: cur(&desired),
+        stable: cur(&stable),
+        other,
+    };
+    let scale = if desired == stable {
+        let s = next_scale(
+            replicas,
+            limits,
+            Counts {
+                new: Group::default(),
+                stable: counts.new,
+                other,
+            },
+            Targets {
+                new: 0,
+                stable: targets.stable,
+            },
+        );
+        super::replicas::Scale {
+            new: s.stable,
+            stable: s.stable,
+            other: s.other,
+        }
+    } else {
+        let mut s = next_scale(replicas, limits, counts, targets);
+        if let Some(hold) = new_hold {
+            s.new = s.new.max(hold.min(counts.new.replicas));
+        }
+        s
+    };
+    plan.replica_sets.push(RsPlan {
+        hash: desired.clone(),
+        replicas: scale.new,
+    });
+    if stable != desired {
+        plan.replica_sets.push(RsPlan {
+            hash: stable.clone(),
+            replicas: scale.stable,
+        });
+    }
+    // Older revisions shrink together, oldest first.
+    let mut remaining_other = scale.other;
+    let mut olds: Vec<&ObservedRs> = obs
+        .replica_sets
+        .iter()
+        .filter(|rs| rs.hash != desired && rs.hash != stable)
+        .collect();
+    olds.sort_by_key(|rs| std::cmp::Reverse(rs.created));
+    for rs in &olds {
+        let keep = rs.replicas.min(remaining_other);
+        remaining_other -= keep;
+        if keep != rs.replicas {
+            plan.replica_sets.push(RsPlan {
+                hash: rs.hash.clone(),
+                replicas: keep,
+            });
+        }
+    }
+    // Revision history: zero-replica old ReplicaSets beyond the limit, oldest first.
+    let limit = ro.spec.revision_history_limit().max(0) as usize;
+    let idle: Vec<&&ObservedRs> = olds.iter().filter(|rs| rs.replicas == 0).collect();
+    if idle.len() > limit {
+        let mut by_age = idle.clone();
+        by_age.sort_by_key(|rs| rs.created);
+        for rs in by_age.iter().take(idle.len() - limit) {
+            plan.delete_replica_sets.push(rs.name.clone());
+        }
+    }
+
+    if let Some(name) = &canary.stable_service {
+        plan.services.push(ServicePlan {
+            name: name.clone(),
+            hash: services_hash.0.clone(),
+        });
+    }
+    if let Some(name) = &canary.canary_service {
+        plan.services.push(ServicePlan {
+            name: name.clone(),
+            hash: services_hash.1.clone(),
+        });
+    }
+
+    // Weights: without a traffic router, the canary's share of available pods.
+    let new_avail = find(obs, &desired).map(|r| r.available).unwrap_or(0);
+    let total_avail: i32 = obs.replica_sets.iter().map(|r| r.available).sum();
+    let canary_weight = if desired == stable || total_avail == 0 {
+        0
+    } else {
+        (new_avail * 100 / total_avail).clamp(0, 100)
+    };
+    plan.status.canary = Some(CanaryStatus {
+        weights: Some(TrafficWeights {
+            canary: WeightDestination {
+                weight: canary_weight,
+                pod_template_hash: Some(desired.clone()),
+                service_name: canary.canary_service.clone(),
+            },
+            stable: WeightDestination {
+                weight: 100 - canary_weight,
+                pod_template_hash: Some(stable.clone()),
+                service_name: canary.stable_service.clone(),
+            },
+        }),
+        ..prev.canary.clone().unwrap_or_default()
+    });
+
+    fill_counts(&mut plan.status, obs);
+    if desired == stable {
+        let healthy = counts.new.available >= replicas && other.replicas == 0;
+        if healthy {
+            set_phase(&mut plan.status, RolloutPhase::Healthy, "", generation, now);
+        } else {
+            set_phase(
+                &mut plan.status,
+                RolloutPhase::Progressing,
+                "scaling the stable revision",
+                generation,
+                now,
+            );
+        }
+    }
+    plan
+}
+
+/// A release in progress: abort, full promotion, or the next steps.
+#[allow(clippy::too_many_arguments)]
+fn release(
+    ro: &Rollout,
+    canary: &CanaryStrategy,
+    obs: &Observed,
+    desired: &str,
+    stable: &str,
+    replicas: i32,
+    now: Timestamp,
+    plan: &mut Plan,
+    services_hash: &mut (String, String),
+) -> (Targets, Option<i32>) {
+    let generation = ro.metadata.generation;
+    let steps = canary.steps();
+    let new_rs = find(obs, desired);
+
+    // Fail fast: a new revision whose pods cannot run is aborted at once, with the diagnosis.
+    if plan.status.abort != Some(true)
+        && let Some(failure) = new_rs.and_then(|rs| rs.failure.as_ref())
+    {
+        plan.status.abort = Some(true);
+        plan.status.aborted_at = Some(Time(now));
+        let message = format!("revision {desired} cannot run: {}", failure.describe());
+        conditions::set(
+            &mut plan.status.conditions,
+            condition::PROGRESSING,
+            false,
+            "RolloutAborted",
+            &message,
+            generation,
+            now,
+        );
+        plan.event(EventType::Warning, "RolloutAborted", message);
+    }
+
+    if plan.status.abort == Some(true) {
+        let aborted_at = match &plan.status.aborted_at {
+            Some(t) => t.0,
+            None => {
+                plan.status.aborted_at = Some(Time(now));
+                let message = format!(
+                    "revision {desired} aborted on request; all traffic back to stable {stable}"
+                );
+                conditions::set(
+                    &mut plan.status.conditions,
+                    condition::PROGRESSING,
+                    false,
+                    "RolloutAborted",
+                    &message,
+                    generation,
+                    now,
+                );
+                plan.event(EventType::Warning, "RolloutAborted", message);
+                now
+            }
+        };
+        plan.status.pause_conditions.clear();
+        plan.status.controller_pause = None;
+        // Traffic first: both Services select the stable pods in this same reconcile.
+        *services_hash = (stable.to_string(), stable.to_string());
+        let scale_down_at = after(
+            aborted_at,
+            i64::from(canary.abort_scale_down_delay_seconds()),
+        );
+        // With Services, traffic left the canary through the selectors above, so its pods may
+        // linger for `abortScaleDownDelaySeconds`; without, scaling down is what moves traffic.
+        let hold = if canary.canary_service.is_some() && now < scale_down_at {
+            plan.requeue_at(scale_down_at, now);
+            new_rs.map(|r| r.replicas)
+        } else {
+            None
+        };
+        let reason = conditions::get(&plan.status.conditions, condition::PROGRESSING)
+            .map(|c| c.message.clone())
+            .unwrap_or_else(|| "aborted".into());
+        set_phase(
+            &mut plan.status,
+            RolloutPhase::Degraded,
+            &format!("RolloutAborted: {reason}"),
+            generation,
+            now,
+        );
+        return (
+            Targets {
+                new: 0,
+                stable: replicas,
+            },
+            hold,
+        );
+    }
+
+    if plan.status.aborted_at.is_some() {
+        // `abort` was cleared after an abort: retry the release from its first step.
+        plan.status.aborted_at = None;
+        plan.status.current_step_index = Some(0);
+        conditions::set(
+            &mut plan.status.conditions,
+            condition::PROGRESSING,
+            true,
+            "RolloutRetried",
+            "retrying the release from its first step",
+            generation,
+            now,
+        );
+        plan.event(
+            EventType::Normal,
+            "RolloutRetried",
+            format!("retrying revision {desired} from step 0"),
+        );
+    }
+    let mut idx = plan
+        .status
+        .current_step_index
+        .unwrap_or(0)
+        .clamp(0, steps.len() as i32) as usize;
+    if plan.status.promote_full == Some(true) {
+        if idx < steps.len() {
+            plan.event(
+                EventType::Normal,
+                "PromotedFull",
+                "all remaining steps skipped on request",
+            );
+        }
+        idx = steps.len();
+        plan.status.pause_conditions.clear();
+        plan.status.controller_pause = None;
+    }
+    if ro.spec.paused == Some(true) {
+        plan.status.current_step_index = Some(idx as i32);
+        let w = weight_at(canary, idx + 1);
+        set_phase(
+            &mut plan.status,
+            RolloutPhase::Paused,
+            "paused by spec.paused",
+            generation,
+            now,
+        );
+        return basic_targets(canary, replicas, w, idx);
+    }
+
+    let counts_ready = |targets: Targets| {
+        let n = find(obs, desired)
+            .map(|r| (r.replicas, r.available))
+            .unwrap_or((0, 0));
+        let s = find(obs, stable)
+            .map(|r| (r.replicas, r.available))
+            .unwrap_or((0, 0));
+        n.0 == targets.new && n.1 >= targets.new && s.0 == targets.stable && s.1 >= targets.stable
+    };
+
+    while idx < steps.len() {
+        let step = &steps[idx];
+        if let Some(w) = step.set_weight {
+            let (targets, _) = basic_targets(canary, replicas, w, idx + 1);
+            if !counts_ready(targets) {
+                break;
+            }
+            plan.event(
+                EventType::Normal,
+                "StepCompleted",
+                format!("step {idx}: canary weight {w}% reached"),
+            );
+            idx += 1;
+        } else if let Some(pause) = &step.pause {
+            let ours = plan
+                .status
+                .pause_conditions
+                .iter()
+                .find(|p| p.reason == PauseReason::CanaryPauseStep)
+                .cloned();
+            match ours {
+                Some(p) => {
+                    let until = pause
+                        .duration
+                        .as_ref()
+                        .and_then(|d| int_or_string_duration(d).ok())
+                        .map(|d| after(p.start_time.0, d.as_secs() as i64));
+                    match until {
+                        Some(t) if now >= t => {
+                            plan.status
+                                .pause_conditions
+                                .retain(|p| p.reason != PauseReason::CanaryPauseStep);
+                            plan.status.controller_pause = None;
+                            plan.event(
+                                EventType::Normal,
+                                "PauseEnded",
+                                format!("step {idx}: pause over"),
+                            );
+                            idx += 1;
+                        }
+                        Some(t) => {
+                            plan.requeue_at(t, now);
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+                None if plan.status.controller_pause == Some(true) => {
+                    // Sluice paused here and someone cleared the pause: a promotion.
+                    plan.status.controller_pause = None;
+                    plan.event(
+                        EventType::Normal,
+                        "Promoted",
+                        format!("step {idx}: promoted"),
+                    );
+                    idx += 1;
+                }
+                None => {
+                    plan.status.pause_conditions.push(PauseCondition {
+                        reason: PauseReason::CanaryPauseStep,
+                        start_time: Time(now),
+                    });
+                    plan.status.controller_pause = Some(true);
+                    let how = match &pause.duration {
+                        Some(d) => format!("for {}", match d {
+                            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(i) => format!("{i}s"),
+                            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s) => s.clone(),
+                        }),
+                        None => "until promoted".to_string(),
+                    };
+                    plan.event(
+                        EventType::Normal,
+                        "Paused",
+                        format!("step {idx}: paused {how}"),
+                    );
+                    if let Some(d) = pause
+                        .duration
+                        .as_ref()
+                        .and_then(|d| int_or_string_duration(d).ok())
+                    {
+                        plan.requeue_at(after(now, d.as_secs() as i64), now);
+                    }
+                    break;
+                }
+            }
+        } else {
+            // setCanaryScale takes effect through `canary_scale_at`; nothing to wait for.
+            idx += 1;
+        }
+    }
+    plan.status.current_step_index = Some(idx as i32);
+    *services_hash = (stable.to_string(), desired.to_string());
+
+    if idx >= steps.len() {
+        let targets = Targets {
+            new: replicas,
+            stable: 0,
+        };
+        if counts_ready(Targets {
+            new: replicas,
+            stable: find(obs, stable).map(|r| r.replicas).unwrap_or(0),
+        }) && find(obs, desired).is_some_and(|r| r.available >= replicas)
+        {
+            plan.status.stable_rs = Some(desired.to_string());
+            *services_hash = (desired.to_string(), desired.to_string());
+            plan.event(
+                EventType::Normal,
+                "RolloutCompleted",
+                format!("revision {desired} is stable"),
+            );
+            conditions::set(
+                &mut plan.status.conditions,
+                condition::PROGRESSING,
+                true,
+                "RolloutCompleted",
+                "the new revision is stable",
+                generation,
+                now,
+            );
+            set_phase(&mut plan.status, RolloutPhase::Healthy, "", generation, now);
+            return (
+                Targets {
+                    new: replicas,
+                    stable: 0,
+                },
+                None,
+            );
+        }
+        set_phase(
+            &mut plan.status,
+            RolloutPhase::Progressing,
+            "promoting: scaling the new revision to full size",
+            generation,
+            now,
+        );
+        conditions::set(
+            &mut plan.status.conditions,
+            condition::PROGRESSING,
+            true,
+            "ReplicaSetUpdated",
+            "promoting the new revision",
+            generation,
+            now,
+        );
+        return (targets, None);
+    }
+    let w = weight_at(canary, idx + 1);
+    if plan.status.pause_conditions.is_empty() {
+        set_phase(
+            &mut plan.status,
+            RolloutPhase::Progressing,
+            &format!("step {idx}: canary weight {w}%"),
+            generation,
+            now,
+        );
+    } else {
+        set_phase(
+            &mut plan.status,
+            RolloutPhase::Paused,
+            &format!("step {idx}: paused at canary weight {w}%"),
+            generation,
+            now,
+        );
+    }
+    conditions::set(
+        &mut plan.status.conditions,
+        condition::PROGRESSING,
+        true,
+        "ReplicaSetUpdated",
+        &format!("step {idx} of {}", steps.len()),
+        generation,
+        now,
+    );
+    basic_targets(canary, replicas, w, idx + 1)
+}
+
+/// Replica targets for a weight without a traffic router: the canary gets its share of pods
+/// (or its `setCanaryScale`), the stable the rest.
+fn basic_targets(
+    canary: &CanaryStrategy,
+    replicas: i32,
+    weight: i32,
+    upto: usize,
+) -> (Targets, Option<i32>) {
+    let by_weight = canary_replicas(replicas, weight);
+    let new = canary_scale_at(canary, replicas, upto).unwrap_or(by_weight);
+    (
+        Targets {
+            new,
+            stable: replicas - by_weight,
+        },
+        None,
+    )
+}
+
+fn fill_counts(st: &mut RolloutStatus, obs: &Observed) {
+    let sum = |f: fn(&ObservedRs) -> i32| obs.replica_sets.iter().map(f).sum::<i32>();
+    st.replicas = Some(sum(|r| r.replicas));
+    st.ready_replicas = Some(sum(|r| r.ready));
+    st.available_replicas = Some(sum(|r| r.available));
+    let desired = st.current_pod_hash.clone();
+    st.updated_replicas = Some(
+        obs.replica_sets
+            .iter()
+            .filter(|r| Some(&r.hash) == desired.as_ref())
+            .map(|r| r.replicas)
+            .sum(),
+    );
+}
+
+/// Sets phase and message, and the kstatus conditions that mirror them (`Ready`,
+/// `Reconciling`, `Stalled`), so Flux and Argo CD read the same verdict.
+fn set_phase(
+    st: &mut RolloutStatus,
+    phase: RolloutPhase,
+    message: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    st.phase = Some(phase);
+    st.message = (!message.is_empty()).then(|| message.to_string());
+    let reason = format!("{phase:?}");
+    let c = &mut st.conditions;
+    conditions::set(
+        c,
+        condition::READY,
+        phase == RolloutPhase::Healthy,
+        &reason,
+        message,
+        generation,
+        now,
+    );
+    conditions::set(
+        c,
+        condition::HEALTHY,
+        phase == RolloutPhase::Healthy,
+        &reason,
+        message,
+        generation,
+        now,
+    );
+    conditions::set(
+        c,
+        condition::PAUSED,
+        phase == RolloutPhase::Paused,
+        &reason,
+        message,
+        generation,
+        now,
+    );
+    match phase {
+        RolloutPhase::Progressing | RolloutPhase::Paused => {
+            conditions::set(
+                c,
+                condition::RECONCILING,
+                true,
+                &reason,
+                message,
+                generation,
+                now,
+            );
+            conditions::remove(c, condition::STALLED);
+        }
+        RolloutPhase::Degraded => {
+            conditions::set(
+                c,
+                condition::STALLED,
+                true,
+                &reason,
+                message,
+                generation,
+                now,
+            );
+            conditions::remove(c, condition::RECONCILING);
+        }
+        RolloutPhase::Healthy => {
+            conditions::remove(c, condition::RECONCILING);
+            conditions::remove(c, condition::STALLED);
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "decide_tests.rs"]
+mod tests;

@@ -1,0 +1,508 @@
+//! Table tests of `decide`, one per transition, named after the behaviour.
+
+use super::*;
+use crate::api::rollout::{RolloutSpec, RolloutStatus};
+use crate::rollout::observe::PodFailure;
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use proptest::prelude::*;
+use serde_json::json;
+
+fn at(s: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + s).expect("timestamp")
+}
+
+fn template(image: &str) -> PodTemplateSpec {
+    serde_json::from_value(json!({
+        "metadata": {"labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "web", "image": image}]}
+    }))
+    .expect("template")
+}
+
+fn rollout(steps: serde_json::Value, services: bool) -> Rollout {
+    let mut canary = json!({"steps": steps, "maxSurge": 1, "maxUnavailable": 0});
+    if services {
+        canary["stableService"] = json!("web-stable");
+        canary["canaryService"] = json!("web-canary");
+    }
+    let spec: RolloutSpec = serde_json::from_value(json!({
+        "replicas": 4,
+        "selector": {"matchLabels": {"app": "web"}},
+        "template": template("web:1"),
+        "strategy": {"canary": canary}
+    }))
+    .expect("spec");
+    let mut ro = Rollout::new("web", spec);
+    ro.metadata.generation = Some(1);
+    ro
+}
+
+fn hash(image: &str) -> String {
+    pod_template_hash(&template(image))
+}
+
+fn rs(image: &str, replicas: i32, available: i32) -> ObservedRs {
+    ObservedRs {
+        name: format!("web-{}", hash(image)),
+        hash: hash(image),
+        replicas,
+        ready: available,
+        available,
+        created: Some(at(0)),
+        ..Default::default()
+    }
+}
+
+fn observed(image: &str, sets: Vec<ObservedRs>) -> Observed {
+    let mut services = std::collections::BTreeMap::new();
+    services.insert("web-stable".to_string(), true);
+    services.insert("web-canary".to_string(), true);
+    Observed {
+        template: Some(template(image)),
+        replica_sets: sets,
+        services,
+        ..Default::default()
+    }
+}
+
+/// A Rollout whose stable is `web:1` (fully available) and whose template now says `web:2`.
+fn releasing(steps: serde_json::Value, services: bool, status: RolloutStatus) -> Rollout {
+    let mut ro = rollout(steps, services);
+    ro.spec.template = Some(template("web:2"));
+    ro.status = Some(RolloutStatus {
+        stable_rs: Some(hash("web:1")),
+        current_pod_hash: Some(hash("web:1")),
+        ..status
+    });
+    ro
+}
+
+/// Marks the release of `web:2` as already started (its first reconcile is behind us).
+fn started(ro: &mut Rollout) {
+    if let Some(s) = ro.status.as_mut() {
+        s.current_pod_hash = Some(hash("web:2"));
+    }
+}
+
+fn replicas_of(plan: &Plan, image: &str) -> Option<i32> {
+    plan.replica_sets
+        .iter()
+        .find(|r| r.hash == hash(image))
+        .map(|r| r.replicas)
+}
+
+fn reasons(plan: &Plan) -> Vec<&'static str> {
+    plan.events.iter().map(|e| e.reason).collect()
+}
+
+fn service(plan: &Plan, name: &str) -> Option<String> {
+    plan.services
+        .iter()
+        .find(|s| s.name == name)
+        .map(|s| s.hash.clone())
+}
+
+/// Runs decide, then feeds its status back as the Rollout's, as the controller would.
+fn step(ro: &mut Rollout, obs: &Observed, now: Timestamp) -> Plan {
+    let plan = decide(ro, obs, now);
+    ro.status = Some(plan.status.clone());
+    plan
+}
+
+#[test]
+fn first_revision_becomes_stable_without_steps() {
+    let ro = rollout(json!([{"setWeight": 50}, {"pause": {}}]), false);
+    let plan = decide(&ro, &observed("web:1", vec![]), at(0));
+    assert_eq!(plan.status.stable_rs, Some(hash("web:1")));
+    assert_eq!(replicas_of(&plan, "web:1"), Some(4));
+    assert_eq!(reasons(&plan), vec!["FirstRevision"]);
+    assert_eq!(plan.status.phase, Some(RolloutPhase::Progressing));
+}
+
+#[test]
+fn steady_state_is_healthy_and_deciding_again_changes_nothing() {
+    let mut ro = rollout(json!([{"setWeight": 50}]), true);
+    let obs = observed("web:1", vec![rs("web:1", 4, 4)]);
+    let first = step(&mut ro, &obs, at(0));
+    assert_eq!(first.status.phase, Some(RolloutPhase::Healthy));
+    let again = decide(&ro, &obs, at(100));
+    assert_eq!(
+        again.status, first.status,
+        "a reconcile that finds nothing new changes no status"
+    );
+    assert!(again.events.is_empty());
+    assert_eq!(service(&again, "web-stable"), Some(hash("web:1")));
+    assert_eq!(service(&again, "web-canary"), Some(hash("web:1")));
+}
+
+#[test]
+fn new_template_starts_at_step_zero_and_surges_one_canary_pod() {
+    let ro = releasing(
+        json!([{"setWeight": 25}, {"pause": {}}]),
+        true,
+        Default::default(),
+    );
+    let plan = decide(&ro, &observed("web:2", vec![rs("web:1", 4, 4)]), at(0));
+    assert_eq!(plan.status.current_step_index, Some(0));
+    assert_eq!(plan.status.current_pod_hash, Some(hash("web:2")));
+    assert_eq!(reasons(&plan), vec!["RolloutStarted"]);
+    assert_eq!(replicas_of(&plan, "web:2"), Some(1), "maxSurge 1");
+    assert_eq!(
+        replicas_of(&plan, "web:1"),
+        Some(4),
+        "maxUnavailable 0 keeps the stable until the canary is ready"
+    );
+    assert_eq!(service(&plan, "web-canary"), Some(hash("web:2")));
+    assert_eq!(service(&plan, "web-stable"), Some(hash("web:1")));
+}
+
+#[test]
+fn weight_step_completes_when_pods_are_available_then_pause_starts() {
+    let mut ro = releasing(
+        json!([{"setWeight": 25}, {"pause": {"duration": "30s"}}, {"setWeight": 50}]),
+        true,
+        Default::default(),
+    );
+    step(&mut ro, &observed("web:2", vec![rs("web:1", 4, 4)]), at(0));
+    let obs = observed("web:2", vec![rs("web:1", 3, 3), rs("web:2", 1, 1)]);
+    let plan = step(&mut ro, &obs, at(5));
+    assert_eq!(plan.status.current_step_index, Some(1));
+    assert_eq!(reasons(&plan), vec!["StepCompleted", "Paused"]);
+    assert_eq!(plan.status.phase, Some(RolloutPhase::Paused));
+    assert_eq!(plan.status.pause_conditions.len(), 1);
+    assert_eq!(plan.requeue_after, Some(Duration::from_secs(30)));
+    assert_eq!(
+        plan.status
+            .canary
+            .as_ref()
+            .and_then(|c| c.weights.as_ref())
+            .map(|w| (w.canary.weight, w.stable.weight)),
+        Some((25, 75))
+    );
+
+    // Still paused before the duration ends; advanced after it.
+    let mid = step(&mut ro, &obs, at(20));
+    assert_eq!(mid.status.current_step_index, Some(1));
+    let end = step(&mut ro, &obs, at(36));
+    assert_eq!(end.status.current_step_index, Some(2));
+    assert!(end.status.pause_conditions.is_empty());
+    assert_eq!(
+        replicas_of(&end, "web:2"),
+        Some(2),
+        "weight 50 of 4 replicas"
+    );
+}
+
+#[test]
+fn indefinite_pause_waits_for_a_promotion() {
+    let mut ro = releasing(
+        json!([{"pause": {}}, {"setWeight": 50}]),
+        true,
+        Default::default(),
+    );
+    let obs = observed("web:2", vec![rs("web:1", 4, 4)]);
+    let paused = step(&mut ro, &obs, at(0));
+    assert_eq!(paused.status.phase, Some(RolloutPhase::Paused));
+    assert_eq!(paused.requeue_after, None);
+    let still = step(&mut ro, &obs, at(10_000));
+    assert_eq!(still.status.current_step_index, Some(0));
+    // `kubectl sluice promote`: clear the pause conditions.
+    if let Some(st) = ro.status.as_mut() {
+        st.pause_conditions.clear();
+    }
+    let promoted = step(&mut ro, &obs, at(10_001));
+    assert_eq!(promoted.status.current_step_index, Some(1));
+    assert!(reasons(&promoted).contains(&"Promoted"));
+}
+
+#[test]
+fn abort_moves_traffic_to_stable_first_and_scales_the_canary_down_after_the_delay() {
+    let status = RolloutStatus {
+        current_step_index: Some(1),
+        abort: Some(true),
+        ..Default::default()
+    };
+    let mut ro = releasing(json!([{"setWeight": 50}, {"pause": {}}]), true, status);
+    started(&mut ro);
+    let obs = observed("web:2", vec![rs("web:1", 2, 2), rs("web:2", 2, 2)]);
+    let plan = step(&mut ro, &obs, at(0));
+    assert_eq!(
+        service(&plan, "web-canary"),
+        Some(hash("web:1")),
+        "traffic on stable in the same reconcile"
+    );
+    assert_eq!(service(&plan, "web-stable"), Some(hash("web:1")));
+    assert_eq!(
+        replicas_of(&plan, "web:2"),
+        Some(2),
+        "canary kept during abortScaleDownDelaySeconds"
+    );
+    assert_eq!(plan.status.phase, Some(RolloutPhase::Degraded));
+    assert!(reasons(&plan).contains(&"RolloutAborted"));
+    assert_eq!(plan.requeue_after, Some(Duration::from_secs(30)));
+    // After the delay the canary goes, no faster than availability allows (maxUnavailable 0).
+    let later = step(
+        &mut ro,
+        &observed("web:2", vec![rs("web:1", 3, 3), rs("web:2", 2, 2)]),
+        at(31),
+    );
+    assert_eq!(replicas_of(&later, "web:2"), Some(1));
+    assert!(
+        !reasons(&later).contains(&"RolloutAborted"),
+        "the abort Event is sent once"
+    );
+    let done = step(
+        &mut ro,
+        &observed("web:2", vec![rs("web:1", 4, 4), rs("web:2", 1, 1)]),
+        at(40),
+    );
+    assert_eq!(replicas_of(&done, "web:2"), Some(0));
+}
+
+#[test]
+fn retry_after_abort_restarts_from_the_first_step() {
+    let status = RolloutStatus {
+        current_step_index: Some(1),
+        abort: Some(true),
+        ..Default::default()
+    };
+    let mut ro = releasing(json!([{"setWeight": 50}, {"pause": {}}]), true, status);
+    started(&mut ro);
+    let obs = observed("web:2", vec![rs("web:1", 4, 4), rs("web:2", 0, 0)]);
+    step(&mut ro, &obs, at(0));
+    if let Some(s) = ro.status.as_mut() {
+        s.abort = Some(false);
+    }
+    let plan = step(&mut ro, &obs, at(100));
+    assert_eq!(plan.status.current_step_index, Some(0));
+    assert!(reasons(&plan).contains(&"RolloutRetried"));
+    assert_eq!(plan.status.phase, Some(RolloutPhase::Progressing));
+    assert_eq!(replicas_of(&plan, "web:2"), Some(1));
+}
+
+#[test]
+fn crash_looping_canary_aborts_with_the_diagnosis() {
+    let mut ro = releasing(
+        json!([{"setWeight": 50}, {"pause": {}}]),
+        true,
+        Default::default(),
+    );
+    let mut bad = rs("web:2", 1, 0);
+    bad.failure = Some(PodFailure {
+        pod: "web-x".into(),
+        container: "web".into(),
+        reason: "CrashLoopBackOff".into(),
+        exit_code: Some(3),
+        restarts: 2,
+        message: "back-off".into(),
+    });
+    let plan = step(
+        &mut ro,
+        &observed("web:2", vec![rs("web:1", 4, 4), bad]),
+        at(0),
+    );
+    assert_eq!(plan.status.abort, Some(true));
+    let event = plan
+        .events
+        .iter()
+        .find(|e| e.reason == "RolloutAborted")
+        .expect("abort event");
+    assert_eq!(event.type_, EventType::Warning);
+    assert!(
+        event
+            .message
+            .contains("container web: CrashLoopBackOff, last exit code 3"),
+        "{}",
+        event.message
+    );
+    let cond = conditions::get(&plan.status.conditions, condition::PROGRESSING).expect("condition");
+    assert_eq!(cond.reason, "RolloutAborted");
+    assert!(cond.message.contains("CrashLoopBackOff"));
+}
+
+#[test]
+fn promote_full_skips_the_remaining_steps() {
+    let status = RolloutStatus {
+        promote_full: Some(true),
+        ..Default::default()
+    };
+    let mut ro = releasing(json!([{"setWeight": 10}, {"pause": {}}]), true, status);
+    started(&mut ro);
+    let plan = step(&mut ro, &observed("web:2", vec![rs("web:1", 4, 4)]), at(0));
+    assert_eq!(plan.status.current_step_index, Some(2));
+    assert!(reasons(&plan).contains(&"PromotedFull"));
+    assert_eq!(
+        replicas_of(&plan, "web:2"),
+        Some(1),
+        "scaling up within maxSurge"
+    );
+}
+
+#[test]
+fn last_step_done_promotes_the_new_revision_to_stable() {
+    let status = RolloutStatus {
+        current_step_index: Some(1),
+        ..Default::default()
+    };
+    let mut ro = releasing(json!([{"setWeight": 50}]), true, status);
+    started(&mut ro);
+    let plan = step(
+        &mut ro,
+        &observed("web:2", vec![rs("web:1", 0, 0), rs("web:2", 4, 4)]),
+        at(0),
+    );
+    assert_eq!(plan.status.stable_rs, Some(hash("web:2")));
+    assert_eq!(service(&plan, "web-stable"), Some(hash("web:2")));
+    assert!(reasons(&plan).contains(&"RolloutCompleted"));
+    assert_eq!(plan.status.phase, Some(RolloutPhase::Healthy));
+    // The next reconcile sees a steady state.
+    let again = step(
+        &mut ro,
+        &observed("web:2", vec![rs("web:1", 0, 0), rs("web:2", 4, 4)]),
+        at(1),
+    );
+    assert!(again.events.is_empty(), "{:?}", again.events);
+    assert_eq!(again.status.phase, Some(RolloutPhase::Healthy));
+}
+
+#[test]
+fn template_back_to_stable_is_a_fast_track_rollback() {
+    let mut ro = rollout(json!([{"setWeight": 50}, {"pause": {}}]), true);
+    ro.status = Some(RolloutStatus {
+        stable_rs: Some(hash("web:1")),
+        current_pod_hash: Some(hash("web:2")),
+        current_step_index: Some(1),
+        pause_conditions: vec![PauseCondition {
+            reason: PauseReason::CanaryPauseStep,
+            start_time: Time(at(0)),
+        }],
+        controller_pause: Some(true),
+        ..Default::default()
+    });
+    let plan = step(
+        &mut ro,
+        &observed("web:1", vec![rs("web:1", 2, 2), rs("web:2", 2, 2)]),
+        at(5),
+    );
+    assert!(reasons(&plan).contains(&"FastTrackRollback"));
+    assert!(plan.status.pause_conditions.is_empty());
+    assert_eq!(service(&plan, "web-canary"), Some(hash("web:1")));
+    assert_eq!(
+        replicas_of(&plan, "web:1"),
+        Some(3),
+        "stable grows within maxSurge"
+    );
+}
+
+#[test]
+fn invalid_spec_is_reported_once_and_recovers_when_fixed() {
+    let mut ro = rollout(json!([{"setWeight": 50}]), true);
+    let mut obs = observed("web:1", vec![]);
+    obs.services.insert("web-canary".into(), false);
+    let plan = step(&mut ro, &obs, at(0));
+    let cond =
+        conditions::get(&plan.status.conditions, condition::INVALID_SPEC).expect("InvalidSpec");
+    assert!(
+        cond.message.contains("spec.strategy.canary.canaryService"),
+        "{}",
+        cond.message
+    );
+    assert!(
+        plan.replica_sets.is_empty() && plan.services.is_empty(),
+        "nothing else changes"
+    );
+    assert_eq!(reasons(&plan), vec!["InvalidSpec"]);
+    assert!(
+        step(&mut ro, &obs, at(1)).events.is_empty(),
+        "no Event storm"
+    );
+    obs.services.insert("web-canary".into(), true);
+    let fixed = step(&mut ro, &obs, at(2));
+    assert!(conditions::get(&fixed.status.conditions, condition::INVALID_SPEC).is_none());
+    assert_eq!(replicas_of(&fixed, "web:1"), Some(4));
+}
+
+#[test]
+fn decreasing_step_weight_is_invalid() {
+    let ro = rollout(json!([{"setWeight": 50}, {"setWeight": 20}]), false);
+    let plan = decide(&ro, &observed("web:1", vec![]), at(0));
+    let cond =
+        conditions::get(&plan.status.conditions, condition::INVALID_SPEC).expect("InvalidSpec");
+    assert!(
+        cond.message
+            .starts_with("spec.strategy.canary.steps[1].setWeight"),
+        "{}",
+        cond.message
+    );
+}
+
+#[test]
+fn selector_that_does_not_match_the_template_is_invalid() {
+    let mut ro = rollout(json!([]), false);
+    ro.spec.selector = serde_json::from_value(json!({"matchLabels": {"app": "other"}})).ok();
+    let plan = decide(&ro, &observed("web:1", vec![]), at(0));
+    let cond =
+        conditions::get(&plan.status.conditions, condition::INVALID_SPEC).expect("InvalidSpec");
+    assert!(cond.message.contains("spec.selector"), "{}", cond.message);
+}
+
+#[test]
+fn old_replica_sets_beyond_the_history_limit_are_deleted_oldest_first() {
+    let mut ro = rollout(json!([]), false);
+    ro.spec.revision_history_limit = Some(1);
+    let mut old_a = rs("web:a", 0, 0);
+    old_a.created = Some(at(-200));
+    let mut old_b = rs("web:b", 0, 0);
+    old_b.created = Some(at(-100));
+    let plan = decide(
+        &ro,
+        &observed("web:1", vec![rs("web:1", 4, 4), old_a.clone(), old_b]),
+        at(0),
+    );
+    assert_eq!(plan.delete_replica_sets, vec![old_a.name]);
+}
+
+fn weights(plan: &Plan) -> (i32, i32) {
+    plan.status
+        .canary
+        .as_ref()
+        .and_then(|c| c.weights.as_ref())
+        .map(|w| (w.canary.weight, w.stable.weight))
+        .unwrap_or((0, 100))
+}
+
+proptest! {
+    #[test]
+    fn weights_always_sum_to_100(stable in 0i32..8, stable_av in 0i32..8, new in 0i32..8, new_av in 0i32..8, idx in 0i32..3) {
+        let status = RolloutStatus { current_step_index: Some(idx), ..Default::default() };
+        let mut ro = releasing(json!([{"setWeight": 25}, {"pause": {}}, {"setWeight": 75}]), true, status);
+        started(&mut ro);
+        let plan = decide(&ro, &observed("web:2", vec![rs("web:1", stable, stable_av.min(stable)), rs("web:2", new, new_av.min(new))]), at(0));
+        let (c, s) = weights(&plan);
+        prop_assert_eq!(c + s, 100);
+        prop_assert!((0..=100).contains(&c));
+    }
+
+    #[test]
+    fn an_aborted_rollout_never_grows_the_canary(stable in 0i32..8, new in 0i32..8, new_av in 0i32..8, secs in 0i64..100, services in any::<bool>()) {
+        let status = RolloutStatus { abort: Some(true), aborted_at: Some(Time(at(0))), current_step_index: Some(1), ..Default::default() };
+        let mut ro = releasing(json!([{"setWeight": 50}, {"pause": {}}]), services, status);
+        started(&mut ro);
+        let plan = decide(&ro, &observed("web:2", vec![rs("web:1", stable, stable), rs("web:2", new, new_av.min(new))]), at(secs));
+        prop_assert!(replicas_of(&plan, "web:2").unwrap_or(0) <= new);
+        if services {
+            prop_assert_eq!(service(&plan, "web-canary"), Some(hash("web:1")));
+        }
+    }
+
+    #[test]
+    fn pods_never_exceed_replicas_plus_surge(stable in 0i32..=4, new in 0i32..=1, idx in 0i32..4) {
+        // From any state within the limits, the plan stays within them.
+        let status = RolloutStatus { current_step_index: Some(idx), ..Default::default() };
+        let mut ro = releasing(json!([{"setWeight": 25}, {"setWeight": 50}, {"setWeight": 75}]), false, status);
+        started(&mut ro);
+        let plan = decide(&ro, &observed("web:2", vec![rs("web:1", stable, stable), rs("web:2", new, new)]), at(0));
+        let total: i32 = plan.replica_sets.iter().map(|r| r.replicas).sum();
+        prop_assert!(total <= (4 + 1).max(stable + new), "total {} from {} + {}", total, stable, new);
+    }
+}

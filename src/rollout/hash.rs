@@ -1,0 +1,83 @@
+//! The pod template hash: names a revision, labels its ReplicaSet and pods, and is what the
+//! stable and canary Services select. It must be stable across Sluice versions, so it is a
+//! hand-written FNV-1a over the template's canonical JSON, not `std`'s hasher.
+
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+
+/// Letters that never spell words (as Kubernetes' `rand.SafeEncodeString` uses).
+const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The hash of a pod template, ten characters from a safe alphabet. Fields Sluice itself adds
+/// to the template (the hash label) are left out, so the hash of a ReplicaSet's template equals
+/// the hash of the Rollout's.
+pub fn pod_template_hash(template: &PodTemplateSpec) -> String {
+    let mut t = template.clone();
+    if let Some(labels) = t.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
+        labels.remove(crate::api::constants::LABEL_POD_TEMPLATE_HASH);
+    }
+    // serde_json writes struct fields in declaration order and maps (BTreeMap) sorted, so the
+    // bytes are canonical for a given template.
+    let bytes = serde_json::to_vec(&t).unwrap_or_default();
+    let mut h = fnv1a64(&bytes);
+    let mut out = String::with_capacity(10);
+    for _ in 0..10 {
+        out.push(ALPHABET[(h % ALPHABET.len() as u64) as usize] as char);
+        h /= ALPHABET.len() as u64;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn template(image: &str, extra_label: Option<(&str, &str)>) -> PodTemplateSpec {
+        let mut labels = serde_json::Map::new();
+        labels.insert("app".into(), json!("web"));
+        if let Some((k, v)) = extra_label {
+            labels.insert(k.into(), json!(v));
+        }
+        serde_json::from_value(json!({
+            "metadata": {"labels": labels},
+            "spec": {"containers": [{"name": "web", "image": image}]}
+        }))
+        .expect("template")
+    }
+
+    #[test]
+    fn same_template_same_hash_and_a_change_changes_it() {
+        let a = pod_template_hash(&template("web:1", None));
+        assert_eq!(a, pod_template_hash(&template("web:1", None)));
+        assert_ne!(a, pod_template_hash(&template("web:2", None)));
+        assert_eq!(a.len(), 10);
+        assert!(a.bytes().all(|c| ALPHABET.contains(&c)));
+    }
+
+    #[test]
+    fn the_hash_label_does_not_change_the_hash() {
+        let plain = pod_template_hash(&template("web:1", None));
+        let labelled = pod_template_hash(&template(
+            "web:1",
+            Some((crate::api::constants::LABEL_POD_TEMPLATE_HASH, "xyz")),
+        ));
+        assert_eq!(plain, labelled);
+    }
+
+    #[test]
+    fn hash_is_pinned_across_versions() {
+        // A change here renames every revision of every Rollout: never change it casually.
+        assert_eq!(pod_template_hash(&template("web:1", None)), PINNED);
+    }
+
+    const PINNED: &str = "wmqnbst42q";
+}
