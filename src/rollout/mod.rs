@@ -1,8 +1,11 @@
 //! The Rollout controller: observe (I/O) → decide (pure) → apply (I/O), with the Rollout's
 //! status as the only memory.
 
+pub mod apply;
 pub mod conditions;
+pub mod controller;
 pub mod decide;
+pub mod error;
 pub mod hash;
 pub mod observe;
 pub mod replicas;

@@ -1,0 +1,229 @@
+//! Carries out a `Plan` without second-guessing it: Services first (traffic), then
+//! ReplicaSets, then status, then Events. Every write is skipped when it would change nothing,
+//! and every call runs under a timeout.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::{ObjectReference, PodTemplateSpec, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event, EventType as KubeEventType};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use crate::api::constants::{
+    FIELD_MANAGER_CONTROLLER, FIELD_MANAGER_TRAFFIC, LABEL_POD_TEMPLATE_HASH, LABEL_ROLLOUT,
+};
+use crate::api::rollout::Rollout;
+
+use super::controller::Context;
+use super::decide::{EventType, Plan};
+use super::error::Error;
+
+/// Time allowed for one call to the API server.
+pub const API_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs one API call under [`API_TIMEOUT`].
+pub async fn timed<T>(
+    what: &'static str,
+    fut: impl Future<Output = Result<T, kube::Error>>,
+) -> Result<T, Error> {
+    match tokio::time::timeout(API_TIMEOUT, fut).await {
+        Ok(r) => r.map_err(|source| Error::Kube { what, source }),
+        Err(_) => Err(Error::Timeout { what }),
+    }
+}
+
+/// The name of the ReplicaSet of one revision.
+pub fn replica_set_name(rollout: &str, hash: &str) -> String {
+    format!("{rollout}-{hash}")
+}
+
+/// The ReplicaSet of one revision, in full, as Sluice wants it.
+pub fn desired_replica_set(
+    ro: &Rollout,
+    hash: &str,
+    template: &PodTemplateSpec,
+    replicas: i32,
+) -> ReplicaSet {
+    let name = ro.name_any();
+    let mut template = template.clone();
+    let meta = template.metadata.get_or_insert_with(Default::default);
+    let labels = meta.labels.get_or_insert_with(BTreeMap::new);
+    labels.insert(LABEL_POD_TEMPLATE_HASH.to_string(), hash.to_string());
+    labels.insert(LABEL_ROLLOUT.to_string(), name.clone());
+    let mut selector_labels = ro
+        .spec
+        .selector
+        .as_ref()
+        .and_then(|s| s.match_labels.clone())
+        .unwrap_or_default();
+    selector_labels.insert(LABEL_POD_TEMPLATE_HASH.to_string(), hash.to_string());
+    let mut rs_labels = selector_labels.clone();
+    rs_labels.insert(LABEL_ROLLOUT.to_string(), name.clone());
+    let owner = OwnerReference {
+        api_version: Rollout::api_version(&()).to_string(),
+        kind: Rollout::kind(&()).to_string(),
+        name: name.clone(),
+        uid: ro.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    };
+    ReplicaSet {
+        metadata: kube::api::ObjectMeta {
+            name: Some(replica_set_name(&name, hash)),
+            namespace: ro.namespace(),
+            labels: Some(rs_labels),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec: Some(k8s_openapi::api::apps::v1::ReplicaSetSpec {
+            replicas: Some(replicas),
+            min_ready_seconds: ro.spec.min_ready_seconds,
+            selector: LabelSelector {
+                match_labels: Some(selector_labels),
+                match_expressions: None,
+            },
+            template: Some(template),
+        }),
+        status: None,
+    }
+}
+
+/// Applies the plan. `existing` are the Rollout's ReplicaSets as observed; `template` the
+/// pod template of the revision being released; `services` the current selectors.
+pub async fn apply(
+    ctx: &Context,
+    ro: &Rollout,
+    plan: &Plan,
+    existing: &[ReplicaSet],
+    template: Option<&PodTemplateSpec>,
+    services: &BTreeMap<String, Service>,
+) -> Result<(), Error> {
+    let (client, recorder, writes) = (&ctx.client, &ctx.recorder, &ctx.writes);
+    let ns = ro.namespace().unwrap_or_default();
+    let name = ro.name_any();
+
+    // 1. Traffic: the Services' selectors. Only the hash key is Sluice's (its own manager).
+    let svc_api: Api<Service> = Api::namespaced(client.clone(), &ns);
+    for sp in &plan.services {
+        let current = services
+            .get(&sp.name)
+            .and_then(|s| s.spec.as_ref())
+            .and_then(|s| s.selector.as_ref())
+            .and_then(|s| s.get(LABEL_POD_TEMPLATE_HASH));
+        if current == Some(&sp.hash) {
+            continue;
+        }
+        let patch = json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": sp.name, "namespace": ns},
+            "spec": {"selector": {LABEL_POD_TEMPLATE_HASH: sp.hash}}
+        });
+        writes.add();
+        timed(
+            "patch Service selector",
+            svc_api.patch(
+                &sp.name,
+                &PatchParams::apply(FIELD_MANAGER_TRAFFIC).force(),
+                &Patch::Apply(&patch),
+            ),
+        )
+        .await?;
+    }
+
+    // 2. ReplicaSets: one server-side apply per changed ReplicaSet, with its full desired state.
+    let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns);
+    for rp in &plan.replica_sets {
+        let found = existing
+            .iter()
+            .find(|rs| rs.labels().get(LABEL_POD_TEMPLATE_HASH) == Some(&rp.hash));
+        let (tmpl, current) = match found {
+            Some(rs) => (
+                rs.spec.as_ref().and_then(|s| s.template.clone()),
+                rs.spec.as_ref().and_then(|s| s.replicas),
+            ),
+            None => (template.cloned(), None),
+        };
+        if found.is_some() && current == Some(rp.replicas) {
+            continue;
+        }
+        if found.is_none() && rp.replicas == 0 {
+            continue;
+        }
+        let Some(tmpl) = tmpl else { continue };
+        let mut desired = desired_replica_set(ro, &rp.hash, &tmpl, rp.replicas);
+        desired.metadata.managed_fields = None;
+        let mut value = serde_json::to_value(&desired).map_err(Error::Serialize)?;
+        value["apiVersion"] = json!("apps/v1");
+        value["kind"] = json!("ReplicaSet");
+        writes.add();
+        timed(
+            "apply ReplicaSet",
+            rs_api.patch(
+                &replica_set_name(&name, &rp.hash),
+                &PatchParams::apply(FIELD_MANAGER_CONTROLLER).force(),
+                &Patch::Apply(&value),
+            ),
+        )
+        .await?;
+    }
+    for old in &plan.delete_replica_sets {
+        writes.add();
+        match timed(
+            "delete ReplicaSet",
+            rs_api.delete(old, &DeleteParams::background()),
+        )
+        .await
+        {
+            Ok(_) => {}
+            Err(Error::Kube {
+                source: kube::Error::Api(e),
+                ..
+            }) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+
+    // 3. Status: replaced whole, guarded by resourceVersion so a control written meanwhile
+    // (abort, promote) is never overwritten; a conflict requeues.
+    if ro.status.as_ref() != Some(&plan.status) {
+        let api: Api<Rollout> = Api::namespaced(client.clone(), &ns);
+        let mut updated = ro.clone();
+        updated.status = Some(plan.status.clone());
+        updated.metadata.managed_fields = None;
+        writes.add();
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER_CONTROLLER.into()),
+            ..Default::default()
+        };
+        timed(
+            "replace Rollout status",
+            api.replace_status(&name, &params, &updated),
+        )
+        .await?;
+    }
+
+    // 4. Events, after the changes they report have been made.
+    let reference: ObjectReference = ro.object_ref(&());
+    for ev in &plan.events {
+        let event = Event {
+            type_: match ev.type_ {
+                EventType::Normal => KubeEventType::Normal,
+                EventType::Warning => KubeEventType::Warning,
+            },
+            reason: ev.reason.to_string(),
+            note: Some(ev.message.chars().take(1000).collect()),
+            action: ev.reason.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = timed("publish Event", recorder.publish(&event, &reference)).await {
+            tracing::warn!(error = %e, reason = ev.reason, "could not publish an Event");
+        }
+    }
+    Ok(())
+}

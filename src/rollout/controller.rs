@@ -1,0 +1,284 @@
+//! The Rollout reconciler: observe (I/O) → decide (pure) → apply (I/O).
+//!
+//! Watches Rollouts, their ReplicaSets and pods (by the `sluice.dev/rollout` label, never every
+//! ReplicaSet in the cluster) and the Services they name.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::ListParams;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use tracing::{info, instrument, warn};
+
+use crate::api::constants::{LABEL_POD_TEMPLATE_HASH, LABEL_ROLLOUT};
+use crate::api::rollout::Rollout;
+
+use super::apply::{apply, timed};
+use super::decide::{DEFAULT_RESTART_THRESHOLD, decide};
+use super::error::Error;
+use super::observe::{Observed, ObservedRs, diagnose};
+
+/// Counts API writes, so a reconcile that changes nothing can be seen to write nothing.
+#[derive(Clone, Debug, Default)]
+pub struct WriteCounter(Arc<AtomicU64>);
+
+impl WriteCounter {
+    pub fn add(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub writes: WriteCounter,
+    /// Restarts of a crash-looping container before the release is aborted.
+    pub restart_threshold: i32,
+}
+
+/// Options of the controller process.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Watch one namespace only (default: all).
+    pub namespace: Option<String>,
+    pub restart_threshold: i32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            namespace: None,
+            restart_threshold: DEFAULT_RESTART_THRESHOLD,
+        }
+    }
+}
+
+/// The I/O half of observation: reads what `decide` needs.
+struct World {
+    observed: Observed,
+    replica_sets: Vec<ReplicaSet>,
+    services: BTreeMap<String, Service>,
+}
+
+async fn observe(ro: &Rollout, ctx: &Context, now: Timestamp) -> Result<World, Error> {
+    let ns = ro.namespace().ok_or(Error::NoNamespace)?;
+    let name = ro.name_any();
+    let uid = ro.uid().unwrap_or_default();
+    let client = &ctx.client;
+    let selector = format!("{LABEL_ROLLOUT}={name}");
+
+    let (template, workload_replicas) = match (&ro.spec.template, &ro.spec.workload_ref) {
+        (Some(t), _) => (Some(t.clone()), None),
+        (None, Some(w)) => {
+            let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+            let d = timed("get workloadRef Deployment", api.get_opt(&w.name)).await?;
+            (
+                d.as_ref()
+                    .and_then(|d| d.spec.as_ref())
+                    .map(|s| s.template.clone()),
+                d.and_then(|d| d.spec.and_then(|s| s.replicas)),
+            )
+        }
+        (None, None) => (None, None),
+    };
+
+    let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns);
+    let replica_sets: Vec<ReplicaSet> = timed(
+        "list ReplicaSets",
+        rs_api.list(&ListParams::default().labels(&selector)),
+    )
+    .await?
+    .items
+    .into_iter()
+    .filter(|rs| {
+        rs.owner_references()
+            .iter()
+            .any(|o| o.uid == uid && o.controller == Some(true))
+    })
+    .collect();
+    let pod_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let pods = timed(
+        "list pods",
+        pod_api.list(&ListParams::default().labels(&selector)),
+    )
+    .await?
+    .items;
+
+    let mut observed_sets = Vec::new();
+    for rs in &replica_sets {
+        let Some(hash) = rs.labels().get(LABEL_POD_TEMPLATE_HASH).cloned() else {
+            continue;
+        };
+        let status = rs.status.clone().unwrap_or_default();
+        let own_pods: Vec<Pod> = pods
+            .iter()
+            .filter(|p| p.labels().get(LABEL_POD_TEMPLATE_HASH) == Some(&hash))
+            .cloned()
+            .collect();
+        observed_sets.push(ObservedRs {
+            name: rs.name_any(),
+            replicas: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0),
+            ready: status.ready_replicas.unwrap_or(0),
+            available: status.available_replicas.unwrap_or(0),
+            created: rs.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            scale_down_at: None,
+            failure: diagnose(&own_pods, ctx.restart_threshold),
+            hash,
+        });
+    }
+
+    let mut services = BTreeMap::new();
+    let mut exists = BTreeMap::new();
+    if let Some(c) = &ro.spec.strategy.canary {
+        let svc_api: Api<Service> = Api::namespaced(client.clone(), &ns);
+        for n in [&c.stable_service, &c.canary_service].into_iter().flatten() {
+            let s = timed("get Service", svc_api.get_opt(n)).await?;
+            exists.insert(n.clone(), s.is_some());
+            if let Some(s) = s {
+                services.insert(n.clone(), s);
+            }
+        }
+    }
+    let _ = now;
+    Ok(World {
+        observed: Observed {
+            template,
+            workload_replicas,
+            replica_sets: observed_sets,
+            services: exists,
+        },
+        replica_sets,
+        services,
+    })
+}
+
+#[instrument(skip_all, fields(namespace = ro.namespace().unwrap_or_default(), rollout = ro.name_any()))]
+async fn reconcile(ro: Arc<Rollout>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let now = Timestamp::now();
+    let world = observe(&ro, &ctx, now).await?;
+    let plan = decide(&ro, &world.observed, now);
+    let before = ctx.writes.get();
+    let template = world.observed.template.as_ref();
+    apply(
+        &ctx,
+        &ro,
+        &plan,
+        &world.replica_sets,
+        template,
+        &world.services,
+    )
+    .await?;
+    let writes = ctx.writes.get() - before;
+    for e in &plan.events {
+        info!(reason = e.reason, message = %e.message, "event");
+    }
+    tracing::debug!(writes, step = ?plan.status.current_step_index, phase = ?plan.status.phase, "reconciled");
+    Ok(match plan.requeue_after {
+        Some(d) => Action::requeue(d),
+        None => Action::requeue(Duration::from_secs(300)),
+    })
+}
+
+fn error_policy(_ro: Arc<Rollout>, error: &Error, _ctx: Arc<Context>) -> Action {
+    match error.reason() {
+        // The Rollout changed since it was read (often by Sluice's own last write): decide
+        // again on the fresh object. Nothing was lost: what was not written is decided anew.
+        "Conflict" => {
+            tracing::debug!(%error, "conflict; deciding again");
+            Action::requeue(Duration::from_millis(500))
+        }
+        _ => {
+            warn!(reason = error.reason(), %error, "reconcile failed; retrying");
+            Action::requeue(Duration::from_secs(5))
+        }
+    }
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    opts: Options,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let ns = opts.namespace.clone();
+    let api = |c: &Client| -> (Api<Rollout>, Api<ReplicaSet>, Api<Pod>, Api<Service>) {
+        match &ns {
+            Some(ns) => (
+                Api::namespaced(c.clone(), ns),
+                Api::namespaced(c.clone(), ns),
+                Api::namespaced(c.clone(), ns),
+                Api::namespaced(c.clone(), ns),
+            ),
+            None => (
+                Api::all(c.clone()),
+                Api::all(c.clone()),
+                Api::all(c.clone()),
+                Api::all(c.clone()),
+            ),
+        }
+    };
+    let (rollouts, sets, pods, services) = api(&client);
+    let owned = watcher::Config::default().labels(LABEL_ROLLOUT);
+    let controller = Controller::new(rollouts, watcher::Config::default());
+    let store = controller.store();
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "sluice".into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        ),
+        client,
+        writes: WriteCounter::default(),
+        restart_threshold: opts.restart_threshold,
+    });
+    info!(namespace = ?opts.namespace, "sluice controller started");
+    controller
+        .owns(sets, owned.clone())
+        .watches(pods, owned, |pod: Pod| {
+            let ns = pod.namespace();
+            pod.labels().get(LABEL_ROLLOUT).map(|name| {
+                ObjectRef::<Rollout>::new(name).within(ns.as_deref().unwrap_or_default())
+            })
+        })
+        .watches(services, watcher::Config::default(), move |svc: Service| {
+            let ns = svc.namespace().unwrap_or_default();
+            let name = svc.name_any();
+            store
+                .state()
+                .into_iter()
+                .filter(|ro| ro.namespace().as_deref() == Some(ns.as_str()))
+                .filter(|ro| {
+                    ro.spec.strategy.canary.as_ref().is_some_and(|c| {
+                        c.stable_service.as_deref() == Some(name.as_str())
+                            || c.canary_service.as_deref() == Some(name.as_str())
+                    })
+                })
+                .map(|ro| ObjectRef::from(ro.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "controller");
+            }
+        })
+        .await;
+    info!("sluice controller stopped");
+}

@@ -1,0 +1,141 @@
+//! Helpers shared by the controller's integration tests: run the real `sluice` binary against
+//! the test's namespace, and read Rollouts back.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::Context;
+use e2e::{TestEnv, wait_for};
+use kube::Api;
+use sluice::api::rollout::{Rollout, RolloutPhase, RolloutStatus};
+
+/// The `sluice` controller as a child process watching one namespace. Killed on drop.
+pub struct ControllerProcess {
+    child: Child,
+    pub log: PathBuf,
+    namespace: String,
+    kubeconfig: PathBuf,
+}
+
+impl ControllerProcess {
+    pub fn start(env: &TestEnv) -> anyhow::Result<Self> {
+        let log = std::env::temp_dir().join(format!("sluice-controller-{}.log", env.namespace));
+        let mut p = ControllerProcess {
+            child: spawn(&env.cluster.kubeconfig, &env.namespace, &log, false)?,
+            log: log.clone(),
+            namespace: env.namespace.clone(),
+            kubeconfig: env.cluster.kubeconfig.clone(),
+        };
+        env.attach_log(log);
+        p.check()?;
+        Ok(p)
+    }
+
+    /// Kills the controller at once (SIGKILL), as a crash or an evicted pod would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again, appending to the same log.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.child = spawn(&self.kubeconfig, &self.namespace, &self.log, true)?;
+        Ok(())
+    }
+
+    fn check(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            anyhow::bail!(
+                "the controller exited at once ({status}): {}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+        Ok(())
+    }
+}
+
+fn spawn(
+    kubeconfig: &PathBuf,
+    namespace: &str,
+    log: &PathBuf,
+    append: bool,
+) -> anyhow::Result<Child> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(append)
+        .write(true)
+        .truncate(!append)
+        .open(log)?;
+    let err = file.try_clone()?;
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--namespace", namespace])
+        .env("KUBECONFIG", kubeconfig)
+        .env("RUST_LOG", "info,kube=warn,sluice=debug")
+        .stdin(Stdio::null())
+        .stdout(file)
+        .stderr(err)
+        .spawn()
+        .context("starting the sluice controller")
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn rollouts(env: &TestEnv) -> Api<Rollout> {
+    env.api()
+}
+
+/// Waits until the Rollout's status satisfies `check`, returning that status.
+pub async fn wait_status(
+    env: &TestEnv,
+    name: &str,
+    what: &str,
+    limit: Duration,
+    check: impl Fn(&RolloutStatus) -> bool,
+) -> anyhow::Result<RolloutStatus> {
+    let api = rollouts(env);
+    wait_for(what, limit, || async {
+        let ro = api.get(name).await?;
+        Ok(ro.status.filter(|s| check(s)))
+    })
+    .await
+}
+
+pub fn phase(s: &RolloutStatus) -> Option<RolloutPhase> {
+    s.phase
+}
+
+pub fn canary_weight(s: &RolloutStatus) -> Option<i32> {
+    s.canary
+        .as_ref()
+        .and_then(|c| c.weights.as_ref())
+        .map(|w| w.canary.weight)
+}
+
+/// The Events recorded for an object, as `(type, reason, message)`.
+pub async fn events_for(
+    env: &TestEnv,
+    name: &str,
+) -> anyhow::Result<Vec<(String, String, String)>> {
+    let api: Api<k8s_openapi::api::core::v1::Event> = env.api();
+    let list = api.list(&Default::default()).await?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some(name))
+        .map(|e| {
+            (
+                e.type_.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.message.unwrap_or_default(),
+            )
+        })
+        .collect())
+}

@@ -1,0 +1,261 @@
+//! Canary releases through the real `sluice` controller on the local control plane, as a user
+//! would run them: Services selected by pod-template-hash, steps, pause and promote, and a
+//! crash-looping release aborted on its own.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use common::{ControllerProcess, canary_weight, events_for, phase, rollouts, wait_status};
+use e2e::TestEnv;
+use e2e::nodesim::BEHAVIOUR_ANNOTATION;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Service;
+use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+use sluice::api::constants::{LABEL_POD_TEMPLATE_HASH, condition};
+use sluice::api::rollout::{Rollout, RolloutPhase};
+
+const LIMIT: Duration = Duration::from_secs(90);
+
+async fn create_services(env: &TestEnv) -> anyhow::Result<()> {
+    let api: Api<Service> = env.api();
+    for name in ["web-stable", "web-canary"] {
+        let svc: Service = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}
+        }))?;
+        api.create(&PostParams::default(), &svc).await?;
+    }
+    Ok(())
+}
+
+fn rollout(steps: serde_json::Value) -> anyhow::Result<Rollout> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "Rollout",
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 4,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "registry.example/web:1"}]}
+            },
+            "strategy": {"canary": {
+                "stableService": "web-stable",
+                "canaryService": "web-canary",
+                "maxSurge": 1,
+                "maxUnavailable": 0,
+                "abortScaleDownDelaySeconds": 3,
+                "steps": steps
+            }}
+        }
+    }))?)
+}
+
+async fn selector_hash(env: &TestEnv, service: &str) -> anyhow::Result<Option<String>> {
+    let api: Api<Service> = env.api();
+    let svc = api.get(service).await?;
+    Ok(svc
+        .spec
+        .and_then(|s| s.selector)
+        .and_then(|s| s.get(LABEL_POD_TEMPLATE_HASH).cloned()))
+}
+
+async fn replicas_by_hash(env: &TestEnv) -> anyhow::Result<Vec<(String, i32)>> {
+    let api: Api<ReplicaSet> = env.api();
+    let mut v: Vec<(String, i32)> = api
+        .list(&ListParams::default().labels("sluice.dev/rollout=web"))
+        .await?
+        .items
+        .into_iter()
+        .map(|rs| {
+            let hash = rs
+                .metadata
+                .labels
+                .unwrap_or_default()
+                .get(LABEL_POD_TEMPLATE_HASH)
+                .cloned()
+                .unwrap_or_default();
+            (hash, rs.spec.and_then(|s| s.replicas).unwrap_or(0))
+        })
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+async fn set_image(
+    env: &TestEnv,
+    image: &str,
+    annotations: serde_json::Value,
+) -> anyhow::Result<()> {
+    rollouts(env)
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"template": {
+                "metadata": {"annotations": annotations},
+                "spec": {"containers": [{"name": "web", "image": image}]}
+            }}})),
+        )
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn canary_walks_every_step_pauses_and_is_promoted() {
+    TestEnv::run("canary-happy", |env| async move {
+        let _controller = ControllerProcess::start(&env)?;
+        create_services(&env).await?;
+        let steps = json!([{"setWeight": 25}, {"pause": {"duration": "2s"}}, {"setWeight": 50}, {"pause": {}}]);
+        rollouts(&env).create(&PostParams::default(), &rollout(steps)?).await?;
+
+        let healthy = wait_status(&env, "web", "first revision Healthy", LIMIT, |s| {
+            phase(s) == Some(RolloutPhase::Healthy) && s.available_replicas == Some(4)
+        })
+        .await?;
+        let v1 = healthy.stable_rs.clone().context("stableRS")?;
+        ensure!(selector_hash(&env, "web-stable").await?.as_deref() == Some(v1.as_str()), "stable Service selects v1");
+
+        set_image(&env, "registry.example/web:2", json!({})).await?;
+        let at_25 = wait_status(&env, "web", "the timed pause after weight 25", LIMIT, |s| {
+            s.current_step_index == Some(1) && canary_weight(s) == Some(25)
+        })
+        .await?;
+        let v2 = at_25.current_pod_hash.clone().context("currentPodHash")?;
+        ensure!(v2 != v1, "a new revision");
+        ensure!(selector_hash(&env, "web-canary").await?.as_deref() == Some(v2.as_str()), "canary Service selects v2");
+        ensure!(selector_hash(&env, "web-stable").await?.as_deref() == Some(v1.as_str()), "stable Service still v1");
+
+        let at_50 = wait_status(&env, "web", "the indefinite pause at weight 50", LIMIT, |s| {
+            s.current_step_index == Some(3) && canary_weight(s) == Some(50) && phase(s) == Some(RolloutPhase::Paused)
+        })
+        .await?;
+        ensure!(at_50.pause_conditions.len() == 1, "{:?}", at_50.pause_conditions);
+        ensure!(replicas_by_hash(&env).await? == { let mut v = vec![(v1.clone(), 2), (v2.clone(), 2)]; v.sort(); v }, "2 + 2 pods at weight 50");
+
+        // It stays paused until promoted: the promotion clears the pause through the status.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let still = rollouts(&env).get("web").await?.status.context("status")?;
+        ensure!(still.current_step_index == Some(3), "still paused: {:?}", still.current_step_index);
+        rollouts(&env)
+            .patch_status("web", &PatchParams::default(), &Patch::Merge(json!({"status": {"pauseConditions": null}})))
+            .await?;
+
+        let done = wait_status(&env, "web", "v2 promoted and Healthy", LIMIT, |s| {
+            phase(s) == Some(RolloutPhase::Healthy) && s.stable_rs.as_deref() == Some(v2.as_str()) && s.available_replicas == Some(4)
+        })
+        .await?;
+        ensure!(done.current_step_index == Some(4), "{:?}", done.current_step_index);
+        ensure!(selector_hash(&env, "web-stable").await?.as_deref() == Some(v2.as_str()), "stable Service selects v2");
+        let sets = replicas_by_hash(&env).await?;
+        ensure!(sets.contains(&(v1.clone(), 0)) && sets.contains(&(v2.clone(), 4)), "{sets:?}");
+
+        let reasons: Vec<String> = events_for(&env, "web").await?.into_iter().map(|e| e.1).collect();
+        for r in ["FirstRevision", "RolloutStarted", "StepCompleted", "Paused", "PauseEnded", "Promoted", "RolloutCompleted"] {
+            ensure!(reasons.iter().any(|x| x == r), "no {r} Event in {reasons:?}");
+        }
+
+        // Nothing to do: the controller writes nothing (resourceVersions stand still).
+        let rv = |env: std::sync::Arc<TestEnv>| async move {
+            let ro = rollouts(&env).get("web").await?.metadata.resource_version;
+            let rs: Api<ReplicaSet> = env.api();
+            let sets: Vec<Option<String>> = rs.list(&ListParams::default().labels("sluice.dev/rollout=web")).await?.items.into_iter().map(|r| r.metadata.resource_version).collect();
+            let svc: Api<Service> = env.api();
+            let s = svc.get("web-stable").await?.metadata.resource_version;
+            anyhow::Ok((ro, sets, s))
+        };
+        let before = rv(env.clone()).await?;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        ensure!(rv(env.clone()).await? == before, "a settled Rollout was written to");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn crash_looping_release_is_aborted_with_its_diagnosis() {
+    TestEnv::run("canary-crashloop", |env| async move {
+        let _controller = ControllerProcess::start(&env)?;
+        create_services(&env).await?;
+        rollouts(&env)
+            .create(
+                &PostParams::default(),
+                &rollout(json!([{"setWeight": 50}, {"pause": {}}]))?,
+            )
+            .await?;
+        let healthy = wait_status(&env, "web", "first revision Healthy", LIMIT, |s| {
+            phase(s) == Some(RolloutPhase::Healthy)
+        })
+        .await?;
+        let v1 = healthy.stable_rs.clone().context("stableRS")?;
+
+        set_image(
+            &env,
+            "registry.example/web:broken",
+            json!({BEHAVIOUR_ANNOTATION: "crashloop"}),
+        )
+        .await?;
+        let started = Instant::now();
+        let aborted = wait_status(
+            &env,
+            "web",
+            "the release aborted",
+            Duration::from_secs(60),
+            |s| s.abort == Some(true),
+        )
+        .await?;
+        let took = started.elapsed();
+        ensure!(
+            took < Duration::from_secs(30),
+            "aborted {took:?} after the release started"
+        );
+        ensure!(
+            phase(&aborted) == Some(RolloutPhase::Degraded),
+            "{:?}",
+            aborted.phase
+        );
+        let cond = aborted
+            .conditions
+            .iter()
+            .find(|c| c.type_ == condition::PROGRESSING)
+            .context("Progressing condition")?;
+        ensure!(
+            cond.reason == "RolloutAborted"
+                && cond.message.contains("CrashLoopBackOff")
+                && cond.message.contains("container web"),
+            "{cond:?}"
+        );
+        ensure!(
+            selector_hash(&env, "web-canary").await?.as_deref() == Some(v1.as_str()),
+            "canary Service back on stable"
+        );
+
+        let events = events_for(&env, "web").await?;
+        ensure!(
+            events.iter().any(|(t, r, m)| t == "Warning"
+                && r == "RolloutAborted"
+                && m.contains("CrashLoopBackOff")),
+            "{events:?}"
+        );
+        let canary = aborted.current_pod_hash.clone().context("currentPodHash")?;
+        common::wait_status(&env, "web", "status kept", LIMIT, |s| s.abort == Some(true)).await?;
+        e2e::wait_for(
+            "the canary scaled to zero after abortScaleDownDelaySeconds",
+            LIMIT,
+            || async {
+                let sets = replicas_by_hash(&env).await?;
+                Ok(
+                    (sets.contains(&(canary.clone(), 0)) && sets.contains(&(v1.clone(), 4)))
+                        .then_some(()),
+                )
+            },
+        )
+        .await?;
+        Ok(())
+    })
+    .await;
+}
