@@ -641,6 +641,9 @@ pub struct BlueGreenStatus {
     pub active_selector: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preview_selector: Option<String>,
+    /// True once a promotion has started and the preview is being scaled to full size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_up_preview_check_point: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pre_promotion_analysis_run_status: Option<RolloutAnalysisRunStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

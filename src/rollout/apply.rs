@@ -15,7 +15,8 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::api::constants::{
-    FIELD_MANAGER_CONTROLLER, FIELD_MANAGER_TRAFFIC, LABEL_POD_TEMPLATE_HASH, LABEL_ROLLOUT,
+    ANNOTATION_SCALE_DOWN_AT, FIELD_MANAGER_CONTROLLER, FIELD_MANAGER_TRAFFIC,
+    LABEL_POD_TEMPLATE_HASH, LABEL_ROLLOUT,
 };
 use crate::api::rollout::Rollout;
 
@@ -149,7 +150,13 @@ pub async fn apply(
             ),
             None => (template.cloned(), None),
         };
-        if found.is_some() && current == Some(rp.replicas) {
+        let current_deadline =
+            found.and_then(|rs| rs.annotations().get(ANNOTATION_SCALE_DOWN_AT).cloned());
+        let want_deadline = rp.scale_down_at.map(|t| t.to_string());
+        if found.is_some()
+            && current == Some(rp.replicas)
+            && (want_deadline.is_none() || current_deadline == want_deadline)
+        {
             continue;
         }
         if found.is_none() && rp.replicas == 0 {
@@ -157,7 +164,10 @@ pub async fn apply(
         }
         let Some(tmpl) = tmpl else { continue };
         let mut desired = desired_replica_set(ro, &rp.hash, &tmpl, rp.replicas);
-        desired.metadata.managed_fields = None;
+        if let Some(t) = want_deadline.or(current_deadline) {
+            desired.metadata.annotations =
+                Some(BTreeMap::from([(ANNOTATION_SCALE_DOWN_AT.to_string(), t)]));
+        }
         let mut value = serde_json::to_value(&desired).map_err(Error::Serialize)?;
         value["apiVersion"] = json!("apps/v1");
         value["kind"] = json!("ReplicaSet");

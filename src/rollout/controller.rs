@@ -20,7 +20,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, instrument, warn};
 
-use crate::api::constants::{LABEL_POD_TEMPLATE_HASH, LABEL_ROLLOUT};
+use crate::api::constants::{ANNOTATION_SCALE_DOWN_AT, LABEL_POD_TEMPLATE_HASH, LABEL_ROLLOUT};
 use crate::api::rollout::Rollout;
 
 use super::apply::{apply, timed};
@@ -135,7 +135,10 @@ async fn observe(ro: &Rollout, ctx: &Context, now: Timestamp) -> Result<World, E
             ready: status.ready_replicas.unwrap_or(0),
             available: status.available_replicas.unwrap_or(0),
             created: rs.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            scale_down_at: None,
+            scale_down_at: rs
+                .annotations()
+                .get(ANNOTATION_SCALE_DOWN_AT)
+                .and_then(|v| v.parse::<Timestamp>().ok()),
             failure: diagnose(&own_pods, ctx.restart_threshold),
             hash,
         });
@@ -143,9 +146,19 @@ async fn observe(ro: &Rollout, ctx: &Context, now: Timestamp) -> Result<World, E
 
     let mut services = BTreeMap::new();
     let mut exists = BTreeMap::new();
-    if let Some(c) = &ro.spec.strategy.canary {
+    let named: Vec<&String> = match (&ro.spec.strategy.canary, &ro.spec.strategy.blue_green) {
+        (Some(c), _) => [&c.stable_service, &c.canary_service]
+            .into_iter()
+            .flatten()
+            .collect(),
+        (None, Some(b)) => std::iter::once(&b.active_service)
+            .chain(b.preview_service.as_ref())
+            .collect(),
+        (None, None) => Vec::new(),
+    };
+    {
         let svc_api: Api<Service> = Api::namespaced(client.clone(), &ns);
-        for n in [&c.stable_service, &c.canary_service].into_iter().flatten() {
+        for n in named {
             let s = timed("get Service", svc_api.get_opt(n)).await?;
             exists.insert(n.clone(), s.is_some());
             if let Some(s) = s {

@@ -27,6 +27,8 @@ pub const DEFAULT_RESTART_THRESHOLD: i32 = 2;
 pub struct RsPlan {
     pub hash: String,
     pub replicas: i32,
+    /// When an old revision may be scaled to zero; kept in an annotation on its ReplicaSet.
+    pub scale_down_at: Option<Timestamp>,
 }
 
 /// A Service whose selector must carry `hash`.
@@ -63,25 +65,30 @@ pub struct Plan {
 }
 
 impl Plan {
-    fn event(&mut self, type_: EventType, reason: &'static str, message: impl Into<String>) {
+    pub(super) fn event(
+        &mut self,
+        type_: EventType,
+        reason: &'static str,
+        message: impl Into<String>,
+    ) {
         self.events.push(PlannedEvent {
             type_,
             reason,
             message: message.into(),
         });
     }
-    fn requeue_at(&mut self, at: Timestamp, now: Timestamp) {
+    pub(super) fn requeue_at(&mut self, at: Timestamp, now: Timestamp) {
         let wait = at.duration_since(now).max(SignedDuration::from_secs(1));
         let wait = Duration::try_from(wait).unwrap_or(Duration::from_secs(1));
         self.requeue_after = Some(self.requeue_after.map_or(wait, |w| w.min(wait)));
     }
 }
 
-fn after(t: Timestamp, secs: i64) -> Timestamp {
+pub(super) fn after(t: Timestamp, secs: i64) -> Timestamp {
     t.checked_add(SignedDuration::from_secs(secs)).unwrap_or(t)
 }
 
-fn find<'a>(obs: &'a Observed, hash: &str) -> Option<&'a ObservedRs> {
+pub(super) fn find<'a>(obs: &'a Observed, hash: &str) -> Option<&'a ObservedRs> {
     obs.replica_sets.iter().find(|rs| rs.hash == hash)
 }
 
@@ -166,16 +173,8 @@ pub fn decide(ro: &Rollout, obs: &Observed, now: Timestamp) -> Plan {
     let Some(template) = obs.template.as_ref() else {
         return plan;
     };
-    let Some(canary) = ro.spec.strategy.canary.as_ref() else {
-        return plan;
-    };
     let replicas = ro.spec.replicas();
-    let limits = match Limits::resolve(replicas, &canary.max_surge(), &canary.max_unavailable()) {
-        Ok(l) => l,
-        Err(_) => return plan,
-    };
     let desired = pod_template_hash(template);
-    let steps = canary.steps();
 
     // A new template starts a new release from the first step.
     if prev.current_pod_hash.as_deref() != Some(desired.as_str()) {
@@ -207,6 +206,20 @@ pub fn decide(ro: &Rollout, obs: &Observed, now: Timestamp) -> Plan {
         );
     }
     let stable = plan.status.stable_rs.clone().unwrap_or_default();
+
+    if let Some(bg) = ro.spec.strategy.blue_green.as_ref() {
+        super::bluegreen::decide(ro, bg, obs, &prev, &desired, &stable, now, &mut plan);
+        fill_counts(&mut plan.status, obs);
+        return plan;
+    }
+    let Some(canary) = ro.spec.strategy.canary.as_ref() else {
+        return plan;
+    };
+    let limits = match Limits::resolve(replicas, &canary.max_surge(), &canary.max_unavailable()) {
+        Ok(l) => l,
+        Err(_) => return plan,
+    };
+    let steps = canary.steps();
 
     let cur = |hash: &str| {
         find(obs, hash)
@@ -304,11 +317,13 @@ pub fn decide(ro: &Rollout, obs: &Observed, now: Timestamp) -> Plan {
     plan.replica_sets.push(RsPlan {
         hash: desired.clone(),
         replicas: scale.new,
+        scale_down_at: None,
     });
     if stable != desired {
         plan.replica_sets.push(RsPlan {
             hash: stable.clone(),
             replicas: scale.stable,
+            scale_down_at: None,
         });
     }
     // Older revisions shrink together, oldest first.
@@ -326,6 +341,7 @@ pub fn decide(ro: &Rollout, obs: &Observed, now: Timestamp) -> Plan {
             plan.replica_sets.push(RsPlan {
                 hash: rs.hash.clone(),
                 replicas: keep,
+                scale_down_at: None,
             });
         }
     }
@@ -395,23 +411,16 @@ pub fn decide(ro: &Rollout, obs: &Observed, now: Timestamp) -> Plan {
     plan
 }
 
-/// A release in progress: abort, full promotion, or the next steps.
-#[allow(clippy::too_many_arguments)]
-fn release(
-    ro: &Rollout,
-    canary: &CanaryStrategy,
-    obs: &Observed,
+/// Fail fast, abort and retry, shared by both strategies. Returns when the release was
+/// aborted, or `None` when it goes on (after a retry, from its first step).
+pub(super) fn abort_or_retry(
+    plan: &mut Plan,
+    new_rs: Option<&ObservedRs>,
     desired: &str,
     stable: &str,
-    replicas: i32,
+    generation: Option<i64>,
     now: Timestamp,
-    plan: &mut Plan,
-    services_hash: &mut (String, String),
-) -> (Targets, Option<i32>) {
-    let generation = ro.metadata.generation;
-    let steps = canary.steps();
-    let new_rs = find(obs, desired);
-
+) -> Option<Timestamp> {
     // Fail fast: a new revision whose pods cannot run is aborted at once, with the diagnosis.
     if plan.status.abort != Some(true)
         && let Some(failure) = new_rs.and_then(|rs| rs.failure.as_ref())
@@ -430,7 +439,6 @@ fn release(
         );
         plan.event(EventType::Warning, "RolloutAborted", message);
     }
-
     if plan.status.abort == Some(true) {
         let aborted_at = match &plan.status.aborted_at {
             Some(t) => t.0,
@@ -454,6 +462,58 @@ fn release(
         };
         plan.status.pause_conditions.clear();
         plan.status.controller_pause = None;
+        let reason = conditions::get(&plan.status.conditions, condition::PROGRESSING)
+            .map(|c| c.message.clone())
+            .unwrap_or_else(|| "aborted".into());
+        set_phase(
+            &mut plan.status,
+            RolloutPhase::Degraded,
+            &format!("RolloutAborted: {reason}"),
+            generation,
+            now,
+        );
+        return Some(aborted_at);
+    }
+    if plan.status.aborted_at.is_some() {
+        // `abort` was cleared after an abort: retry the release from its first step.
+        plan.status.aborted_at = None;
+        plan.status.current_step_index = plan.status.current_step_index.map(|_| 0);
+        conditions::set(
+            &mut plan.status.conditions,
+            condition::PROGRESSING,
+            true,
+            "RolloutRetried",
+            "retrying the release from its first step",
+            generation,
+            now,
+        );
+        plan.event(
+            EventType::Normal,
+            "RolloutRetried",
+            format!("retrying revision {desired} from the start"),
+        );
+    }
+    None
+}
+
+/// A release in progress: abort, full promotion, or the next steps.
+#[allow(clippy::too_many_arguments)]
+fn release(
+    ro: &Rollout,
+    canary: &CanaryStrategy,
+    obs: &Observed,
+    desired: &str,
+    stable: &str,
+    replicas: i32,
+    now: Timestamp,
+    plan: &mut Plan,
+    services_hash: &mut (String, String),
+) -> (Targets, Option<i32>) {
+    let generation = ro.metadata.generation;
+    let steps = canary.steps();
+    let new_rs = find(obs, desired);
+
+    if let Some(aborted_at) = abort_or_retry(plan, new_rs, desired, stable, generation, now) {
         // Traffic first: both Services select the stable pods in this same reconcile.
         *services_hash = (stable.to_string(), stable.to_string());
         let scale_down_at = after(
@@ -468,42 +528,12 @@ fn release(
         } else {
             None
         };
-        let reason = conditions::get(&plan.status.conditions, condition::PROGRESSING)
-            .map(|c| c.message.clone())
-            .unwrap_or_else(|| "aborted".into());
-        set_phase(
-            &mut plan.status,
-            RolloutPhase::Degraded,
-            &format!("RolloutAborted: {reason}"),
-            generation,
-            now,
-        );
         return (
             Targets {
                 new: 0,
                 stable: replicas,
             },
             hold,
-        );
-    }
-
-    if plan.status.aborted_at.is_some() {
-        // `abort` was cleared after an abort: retry the release from its first step.
-        plan.status.aborted_at = None;
-        plan.status.current_step_index = Some(0);
-        conditions::set(
-            &mut plan.status.conditions,
-            condition::PROGRESSING,
-            true,
-            "RolloutRetried",
-            "retrying the release from its first step",
-            generation,
-            now,
-        );
-        plan.event(
-            EventType::Normal,
-            "RolloutRetried",
-            format!("retrying revision {desired} from step 0"),
         );
     }
     let mut idx = plan
@@ -741,7 +771,7 @@ fn basic_targets(
     )
 }
 
-fn fill_counts(st: &mut RolloutStatus, obs: &Observed) {
+pub(super) fn fill_counts(st: &mut RolloutStatus, obs: &Observed) {
     let sum = |f: fn(&ObservedRs) -> i32| obs.replica_sets.iter().map(f).sum::<i32>();
     st.replicas = Some(sum(|r| r.replicas));
     st.ready_replicas = Some(sum(|r| r.ready));
@@ -758,7 +788,7 @@ fn fill_counts(st: &mut RolloutStatus, obs: &Observed) {
 
 /// Sets phase and message, and the kstatus conditions that mirror them (`Ready`,
 /// `Reconciling`, `Stalled`), so Flux and Argo CD read the same verdict.
-fn set_phase(
+pub(super) fn set_phase(
     st: &mut RolloutStatus,
     phase: RolloutPhase,
     message: &str,

@@ -2,6 +2,7 @@
 //! status as the only memory.
 
 pub mod apply;
+pub mod bluegreen;
 pub mod conditions;
 pub mod controller;
 pub mod decide;

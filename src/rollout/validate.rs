@@ -68,11 +68,33 @@ pub fn validate(ro: &Rollout, obs: &Observed) -> Result<(), InvalidSpec> {
     }
 
     if let Some(bg) = &spec.strategy.blue_green {
-        let _ = bg;
-        return Err(invalid(
-            "spec.strategy.blueGreen",
-            "blue-green is not supported by this version of Sluice yet",
-        ));
+        let named = [
+            ("activeService", Some(&bg.active_service)),
+            ("previewService", bg.preview_service.as_ref()),
+        ];
+        for (field, name) in named {
+            if let Some(name) = name
+                && obs.services.get(name) != Some(&true)
+            {
+                return Err(invalid(
+                    format!("spec.strategy.blueGreen.{field}"),
+                    format!("Service {name:?} not found in this namespace"),
+                ));
+            }
+        }
+        if bg.preview_service.as_ref() == Some(&bg.active_service) {
+            return Err(invalid(
+                "spec.strategy.blueGreen.previewService",
+                "must differ from activeService",
+            ));
+        }
+        if bg.pre_promotion_analysis.is_some() || bg.post_promotion_analysis.is_some() {
+            return Err(invalid(
+                "spec.strategy.blueGreen",
+                "promotion analysis is not supported by this version of Sluice yet",
+            ));
+        }
+        return Ok(());
     }
     let Some(canary) = &spec.strategy.canary else {
         return Err(invalid(

@@ -1,0 +1,284 @@
+//! Blue-green decisions (pure): the new revision runs beside the stable behind the preview
+//! Service; promotion switches the active Service at once, and only when the new ReplicaSet is
+//! fully available; the old revision keeps its pods for `scaleDownDelaySeconds`.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+
+use crate::api::constants::condition;
+use crate::api::rollout::{
+    BlueGreenStatus, BlueGreenStrategy, PauseCondition, PauseReason, Rollout, RolloutPhase,
+    RolloutStatus,
+};
+
+use super::conditions;
+use super::decide::{EventType, Plan, RsPlan, ServicePlan, abort_or_retry, after, find, set_phase};
+use super::observe::Observed;
+
+/// Decides the next move of a blue-green Rollout whose template hashes to `desired`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn decide(
+    ro: &Rollout,
+    bg: &BlueGreenStrategy,
+    obs: &Observed,
+    prev: &RolloutStatus,
+    desired: &str,
+    stable: &str,
+    now: Timestamp,
+    plan: &mut Plan,
+) {
+    let generation = ro.metadata.generation;
+    let replicas = ro.spec.replicas();
+    let preview_count = bg
+        .preview_replica_count
+        .unwrap_or(replicas)
+        .clamp(0, replicas);
+    plan.status.current_step_index = None;
+    let new_rs = find(obs, desired);
+    let bg_status = prev.blue_green.clone().unwrap_or_default();
+    let mut promoting = bg_status.scale_up_preview_check_point == Some(true);
+
+    // (active, preview) selectors.
+    let mut selectors = (stable.to_string(), stable.to_string());
+    let mut new_target = replicas;
+    let mut phase = (RolloutPhase::Healthy, String::new());
+
+    if desired != stable {
+        match abort_or_retry(plan, new_rs, desired, stable, generation, now) {
+            Some(aborted_at) => {
+                // The active Service never left the stable; the preview goes back to it too.
+                promoting = false;
+                let scale_down_at =
+                    after(aborted_at, i64::from(bg.abort_scale_down_delay_seconds()));
+                new_target = if now < scale_down_at {
+                    plan.requeue_at(scale_down_at, now);
+                    new_rs.map(|r| r.replicas).unwrap_or(0)
+                } else {
+                    0
+                };
+                phase = (
+                    plan.status.phase.unwrap_or(RolloutPhase::Degraded),
+                    plan.status.message.clone().unwrap_or_default(),
+                );
+            }
+            None => {
+                selectors.1 = desired.to_string();
+                let preview_ready = new_rs
+                    .is_some_and(|r| r.replicas >= preview_count && r.available >= preview_count);
+                if !promoting && preview_ready {
+                    promoting = ready_to_promote(bg, plan, now);
+                }
+                if promoting {
+                    new_target = replicas;
+                    let full =
+                        new_rs.is_some_and(|r| r.replicas == replicas && r.available >= replicas);
+                    if full {
+                        // The switch: all at once, and only now that every new pod is available.
+                        selectors = (desired.to_string(), desired.to_string());
+                        plan.status.stable_rs = Some(desired.to_string());
+                        promoting = false;
+                        plan.event(
+                            EventType::Normal,
+                            "RolloutCompleted",
+                            format!("active Service switched to revision {desired}"),
+                        );
+                        conditions::set(
+                            &mut plan.status.conditions,
+                            condition::PROGRESSING,
+                            true,
+                            "RolloutCompleted",
+                            "the new revision is active",
+                            generation,
+                            now,
+                        );
+                    } else {
+                        phase = (
+                            RolloutPhase::Progressing,
+                            "promoting: scaling the new revision to full size".into(),
+                        );
+                    }
+                } else {
+                    new_target = preview_count;
+                    phase = if plan.status.pause_conditions.is_empty() {
+                        (
+                            RolloutPhase::Progressing,
+                            format!(
+                                "waiting for the preview ({preview_count} pods) to be available"
+                            ),
+                        )
+                    } else {
+                        (RolloutPhase::Paused, "waiting for promotion".into())
+                    };
+                    conditions::set(
+                        &mut plan.status.conditions,
+                        condition::PROGRESSING,
+                        true,
+                        "ReplicaSetUpdated",
+                        "preview running",
+                        generation,
+                        now,
+                    );
+                }
+            }
+        }
+    } else {
+        plan.status.abort = None;
+        plan.status.aborted_at = None;
+        plan.status.pause_conditions.clear();
+        plan.status.controller_pause = None;
+        promoting = false;
+    }
+
+    let active = plan.status.stable_rs.clone().unwrap_or_default();
+    // Replica sets: the active revision at full size, the preview at its size, and older ones
+    // kept until their scale-down time.
+    plan.replica_sets.push(RsPlan {
+        hash: desired.to_string(),
+        replicas: if active == desired {
+            replicas
+        } else {
+            new_target
+        },
+        scale_down_at: None,
+    });
+    if active != desired {
+        plan.replica_sets.push(RsPlan {
+            hash: active.clone(),
+            replicas,
+            scale_down_at: None,
+        });
+    }
+    let delay = i64::from(bg.scale_down_delay_seconds());
+    for rs in obs
+        .replica_sets
+        .iter()
+        .filter(|r| r.hash != desired && r.hash != active && r.replicas > 0)
+    {
+        match rs.scale_down_at {
+            Some(t) if now >= t => plan.replica_sets.push(RsPlan {
+                hash: rs.hash.clone(),
+                replicas: 0,
+                scale_down_at: Some(t),
+            }),
+            Some(t) => plan.requeue_at(t, now),
+            None => {
+                let t = after(now, delay);
+                plan.replica_sets.push(RsPlan {
+                    hash: rs.hash.clone(),
+                    replicas: rs.replicas,
+                    scale_down_at: Some(t),
+                });
+                plan.requeue_at(t, now);
+            }
+        }
+    }
+
+    if let Some(preview) = &bg.preview_service {
+        plan.services.push(ServicePlan {
+            name: preview.clone(),
+            hash: selectors.1.clone(),
+        });
+    }
+    plan.services.push(ServicePlan {
+        name: bg.active_service.clone(),
+        hash: selectors.0.clone(),
+    });
+    plan.status.blue_green = Some(BlueGreenStatus {
+        active_selector: Some(selectors.0.clone()),
+        preview_selector: bg.preview_service.as_ref().map(|_| selectors.1.clone()),
+        scale_up_preview_check_point: promoting.then_some(true),
+        ..bg_status
+    });
+
+    if desired == active {
+        let available = find(obs, &active).map(|r| r.available).unwrap_or(0);
+        phase = if available >= replicas {
+            (RolloutPhase::Healthy, String::new())
+        } else {
+            (
+                RolloutPhase::Progressing,
+                "scaling the active revision".into(),
+            )
+        };
+    }
+    if plan.status.abort != Some(true) {
+        set_phase(&mut plan.status, phase.0, &phase.1, generation, now);
+    }
+}
+
+/// Whether the preview, now fully available, may be promoted: at once with auto-promotion,
+/// after `autoPromotionSeconds`, or when a person has cleared the pause.
+fn ready_to_promote(bg: &BlueGreenStrategy, plan: &mut Plan, now: Timestamp) -> bool {
+    if plan.status.promote_full == Some(true) {
+        plan.event(EventType::Normal, "PromotedFull", "promoted on request");
+        return true;
+    }
+    let ours = plan
+        .status
+        .pause_conditions
+        .iter()
+        .find(|p| p.reason == PauseReason::BlueGreenPause)
+        .cloned();
+    let auto = bg.auto_promotion_enabled();
+    match (ours, auto, bg.auto_promotion_seconds) {
+        (None, true, None) => {
+            plan.event(
+                EventType::Normal,
+                "Promoted",
+                "preview available; promoting automatically",
+            );
+            true
+        }
+        (Some(p), true, Some(secs)) => {
+            let at = after(p.start_time.0, i64::from(secs));
+            if now >= at {
+                plan.status
+                    .pause_conditions
+                    .retain(|p| p.reason != PauseReason::BlueGreenPause);
+                plan.status.controller_pause = None;
+                plan.event(
+                    EventType::Normal,
+                    "Promoted",
+                    format!("preview available for {secs}s; promoting automatically"),
+                );
+                true
+            } else {
+                plan.requeue_at(at, now);
+                false
+            }
+        }
+        (Some(_), _, _) => false,
+        (None, _, _) if plan.status.controller_pause == Some(true) => {
+            plan.status.controller_pause = None;
+            plan.event(EventType::Normal, "Promoted", "promoted");
+            true
+        }
+        (None, _, secs) => {
+            plan.status.pause_conditions.push(PauseCondition {
+                reason: PauseReason::BlueGreenPause,
+                start_time: Time(now),
+            });
+            plan.status.controller_pause = Some(true);
+            match secs.filter(|_| auto) {
+                Some(s) => {
+                    plan.requeue_at(after(now, i64::from(s)), now);
+                    plan.event(
+                        EventType::Normal,
+                        "Paused",
+                        format!("preview available; promoting in {s}s"),
+                    );
+                }
+                None => plan.event(
+                    EventType::Normal,
+                    "Paused",
+                    "preview available; waiting for promotion",
+                ),
+            }
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "bluegreen_tests.rs"]
+mod tests;

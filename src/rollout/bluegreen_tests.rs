@@ -1,0 +1,231 @@
+//! Table tests of blue-green decisions.
+
+use super::*;
+use crate::api::rollout::RolloutSpec;
+use crate::rollout::decide::decide as decide_all;
+use crate::rollout::hash::pod_template_hash;
+use crate::rollout::observe::ObservedRs;
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use proptest::prelude::*;
+use serde_json::json;
+
+fn at(s: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + s).expect("timestamp")
+}
+
+fn template(image: &str) -> PodTemplateSpec {
+    serde_json::from_value(json!({
+        "metadata": {"labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "web", "image": image}]}
+    }))
+    .expect("template")
+}
+
+fn hash(image: &str) -> String {
+    pod_template_hash(&template(image))
+}
+
+fn rollout(bg: serde_json::Value) -> Rollout {
+    let mut strategy = json!({"activeService": "web-active", "previewService": "web-preview", "scaleDownDelaySeconds": 10, "abortScaleDownDelaySeconds": 5});
+    if let (Some(s), Some(extra)) = (strategy.as_object_mut(), bg.as_object()) {
+        s.extend(extra.clone());
+    }
+    let spec: RolloutSpec = serde_json::from_value(json!({
+        "replicas": 3,
+        "selector": {"matchLabels": {"app": "web"}},
+        "template": template("web:2"),
+        "strategy": {"blueGreen": strategy}
+    }))
+    .expect("spec");
+    let mut ro = Rollout::new("web", spec);
+    ro.metadata.generation = Some(1);
+    ro.status = Some(RolloutStatus {
+        stable_rs: Some(hash("web:1")),
+        current_pod_hash: Some(hash("web:2")),
+        ..Default::default()
+    });
+    ro
+}
+
+fn rs(image: &str, replicas: i32, available: i32) -> ObservedRs {
+    ObservedRs {
+        name: format!("web-{}", hash(image)),
+        hash: hash(image),
+        replicas,
+        ready: available,
+        available,
+        ..Default::default()
+    }
+}
+
+fn observed(sets: Vec<ObservedRs>) -> Observed {
+    let services = [("web-active", true), ("web-preview", true)]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    Observed {
+        template: Some(template("web:2")),
+        replica_sets: sets,
+        services,
+        ..Default::default()
+    }
+}
+
+fn step(ro: &mut Rollout, obs: &Observed, now: Timestamp) -> Plan {
+    let plan = decide_all(ro, obs, now);
+    ro.status = Some(plan.status.clone());
+    plan
+}
+
+fn svc(plan: &Plan, name: &str) -> Option<String> {
+    plan.services
+        .iter()
+        .find(|s| s.name == name)
+        .map(|s| s.hash.clone())
+}
+
+fn replicas_of(plan: &Plan, image: &str) -> Option<i32> {
+    plan.replica_sets
+        .iter()
+        .find(|r| r.hash == hash(image))
+        .map(|r| r.replicas)
+}
+
+fn reasons(plan: &Plan) -> Vec<&'static str> {
+    plan.events.iter().map(|e| e.reason).collect()
+}
+
+#[test]
+fn preview_runs_beside_the_active_until_available() {
+    let mut ro = rollout(json!({"previewReplicaCount": 1}));
+    let plan = step(&mut ro, &observed(vec![rs("web:1", 3, 3)]), at(0));
+    assert_eq!(replicas_of(&plan, "web:2"), Some(1));
+    assert_eq!(replicas_of(&plan, "web:1"), Some(3));
+    assert_eq!(svc(&plan, "web-active"), Some(hash("web:1")));
+    assert_eq!(svc(&plan, "web-preview"), Some(hash("web:2")));
+    assert_eq!(plan.status.phase, Some(RolloutPhase::Progressing));
+}
+
+#[test]
+fn auto_promotion_scales_up_then_switches_the_active_service_at_once() {
+    let mut ro = rollout(json!({"previewReplicaCount": 1}));
+    step(&mut ro, &observed(vec![rs("web:1", 3, 3)]), at(0));
+    let promoting = step(
+        &mut ro,
+        &observed(vec![rs("web:1", 3, 3), rs("web:2", 1, 1)]),
+        at(1),
+    );
+    assert!(reasons(&promoting).contains(&"Promoted"));
+    assert_eq!(
+        replicas_of(&promoting, "web:2"),
+        Some(3),
+        "scaled to full size before the switch"
+    );
+    assert_eq!(
+        svc(&promoting, "web-active"),
+        Some(hash("web:1")),
+        "no switch before every pod is available"
+    );
+    let partial = step(
+        &mut ro,
+        &observed(vec![rs("web:1", 3, 3), rs("web:2", 3, 2)]),
+        at(2),
+    );
+    assert_eq!(svc(&partial, "web-active"), Some(hash("web:1")));
+    let switched = step(
+        &mut ro,
+        &observed(vec![rs("web:1", 3, 3), rs("web:2", 3, 3)]),
+        at(3),
+    );
+    assert_eq!(svc(&switched, "web-active"), Some(hash("web:2")));
+    assert_eq!(switched.status.stable_rs, Some(hash("web:2")));
+    assert!(reasons(&switched).contains(&"RolloutCompleted"));
+    assert_eq!(switched.status.phase, Some(RolloutPhase::Healthy));
+    // The old revision keeps its pods for scaleDownDelaySeconds.
+    let old = switched
+        .replica_sets
+        .iter()
+        .find(|r| r.hash == hash("web:1"))
+        .expect("old plan");
+    assert_eq!((old.replicas, old.scale_down_at), (3, Some(at(13))));
+    let mut later = rs("web:1", 3, 3);
+    later.scale_down_at = Some(at(13));
+    let waiting = step(
+        &mut ro,
+        &observed(vec![later.clone(), rs("web:2", 3, 3)]),
+        at(5),
+    );
+    assert_eq!(
+        replicas_of(&waiting, "web:1"),
+        None,
+        "no write while waiting"
+    );
+    let gone = step(&mut ro, &observed(vec![later, rs("web:2", 3, 3)]), at(14));
+    assert_eq!(replicas_of(&gone, "web:1"), Some(0));
+}
+
+#[test]
+fn manual_promotion_waits_for_the_pause_to_be_cleared() {
+    let mut ro = rollout(json!({"autoPromotionEnabled": false}));
+    let obs = observed(vec![rs("web:1", 3, 3), rs("web:2", 3, 3)]);
+    let paused = step(&mut ro, &obs, at(0));
+    assert_eq!(paused.status.phase, Some(RolloutPhase::Paused));
+    assert_eq!(svc(&paused, "web-active"), Some(hash("web:1")));
+    assert_eq!(
+        step(&mut ro, &obs, at(1000)).status.stable_rs,
+        Some(hash("web:1"))
+    );
+    if let Some(s) = ro.status.as_mut() {
+        s.pause_conditions.clear();
+    }
+    let promoted = step(&mut ro, &obs, at(1001));
+    assert_eq!(svc(&promoted, "web-active"), Some(hash("web:2")));
+}
+
+#[test]
+fn auto_promotion_seconds_delays_the_switch() {
+    let mut ro = rollout(json!({"autoPromotionSeconds": 20}));
+    let obs = observed(vec![rs("web:1", 3, 3), rs("web:2", 3, 3)]);
+    let first = step(&mut ro, &obs, at(0));
+    assert_eq!(
+        first.requeue_after,
+        Some(std::time::Duration::from_secs(20))
+    );
+    assert_eq!(
+        svc(&step(&mut ro, &obs, at(10)), "web-active"),
+        Some(hash("web:1"))
+    );
+    assert_eq!(
+        svc(&step(&mut ro, &obs, at(21)), "web-active"),
+        Some(hash("web:2"))
+    );
+}
+
+#[test]
+fn abort_points_the_preview_back_at_stable_and_scales_the_new_revision_down_later() {
+    let mut ro = rollout(json!({"autoPromotionEnabled": false}));
+    if let Some(s) = ro.status.as_mut() {
+        s.abort = Some(true);
+    }
+    let obs = observed(vec![rs("web:1", 3, 3), rs("web:2", 3, 3)]);
+    let plan = step(&mut ro, &obs, at(0));
+    assert_eq!(svc(&plan, "web-preview"), Some(hash("web:1")));
+    assert_eq!(svc(&plan, "web-active"), Some(hash("web:1")));
+    assert_eq!(replicas_of(&plan, "web:2"), Some(3));
+    assert_eq!(plan.status.phase, Some(RolloutPhase::Degraded));
+    assert_eq!(replicas_of(&step(&mut ro, &obs, at(6)), "web:2"), Some(0));
+}
+
+proptest! {
+    #[test]
+    fn the_active_service_never_points_at_a_revision_not_fully_available(new in 0i32..4, avail in 0i32..4, promoting in any::<bool>(), secs in 0i64..50) {
+        let mut ro = rollout(json!({"previewReplicaCount": 1}));
+        if let Some(s) = ro.status.as_mut() {
+            s.blue_green = Some(BlueGreenStatus { scale_up_preview_check_point: promoting.then_some(true), ..Default::default() });
+        }
+        let plan = decide_all(&ro, &observed(vec![rs("web:1", 3, 3), rs("web:2", new, avail.min(new))]), at(secs));
+        if svc(&plan, "web-active") == Some(hash("web:2")) {
+            prop_assert!(new == 3 && avail >= 3);
+        }
+    }
+}
