@@ -259,3 +259,125 @@ async fn crash_looping_release_is_aborted_with_its_diagnosis() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn abort_retry_and_fast_track_rollback_survive_a_controller_kill() {
+    TestEnv::run("canary-abort-retry", |env| async move {
+        let mut controller = ControllerProcess::start(&env)?;
+        create_services(&env).await?;
+        rollouts(&env)
+            .create(
+                &PostParams::default(),
+                &rollout(json!([{"setWeight": 50}, {"pause": {}}]))?,
+            )
+            .await?;
+        let v1 = wait_status(&env, "web", "first revision Healthy", LIMIT, |s| {
+            phase(s) == Some(RolloutPhase::Healthy)
+        })
+        .await?
+        .stable_rs
+        .context("stableRS")?;
+
+        set_image(&env, "registry.example/web:2", json!({})).await?;
+        // Killed in the middle of the release, started again: it resumes where it was.
+        controller.restart()?;
+        let paused = wait_status(&env, "web", "paused at weight 50", LIMIT, |s| {
+            s.current_step_index == Some(1) && phase(s) == Some(RolloutPhase::Paused)
+        })
+        .await?;
+        let v2 = paused.current_pod_hash.clone().context("currentPodHash")?;
+        controller.restart()?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let after_restart = rollouts(&env).get("web").await?.status.context("status")?;
+        ensure!(
+            after_restart.current_step_index == Some(1),
+            "no step skipped across a restart"
+        );
+
+        // Abort: traffic back to stable first, the canary's pods kept for the delay, then gone.
+        rollouts(&env)
+            .patch_status(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"abort": true}})),
+            )
+            .await?;
+        e2e::wait_for("the canary Service back on stable", LIMIT, || async {
+            Ok(
+                (selector_hash(&env, "web-canary").await?.as_deref() == Some(v1.as_str()))
+                    .then_some(()),
+            )
+        })
+        .await?;
+        let sets = replicas_by_hash(&env).await?;
+        ensure!(
+            sets.contains(&(v2.clone(), 2)),
+            "canary pods still there when traffic has left them: {sets:?}"
+        );
+        let aborted = rollouts(&env).get("web").await?.status.context("status")?;
+        ensure!(
+            phase(&aborted) == Some(RolloutPhase::Degraded),
+            "{:?}",
+            aborted.phase
+        );
+        e2e::wait_for(
+            "the canary scaled to zero, the stable back to 4",
+            LIMIT,
+            || async {
+                let sets = replicas_by_hash(&env).await?;
+                Ok(
+                    (sets.contains(&(v2.clone(), 0)) && sets.contains(&(v1.clone(), 4)))
+                        .then_some(()),
+                )
+            },
+        )
+        .await?;
+
+        // Retry: the release starts again from its first step.
+        rollouts(&env)
+            .patch_status(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"abort": false}})),
+            )
+            .await?;
+        wait_status(&env, "web", "paused at weight 50 again", LIMIT, |s| {
+            s.current_step_index == Some(1)
+                && phase(s) == Some(RolloutPhase::Paused)
+                && canary_weight(s) == Some(50)
+        })
+        .await?;
+
+        // The template goes back to v1: fast-track rollback, no steps.
+        set_image(&env, "registry.example/web:1", json!({})).await?;
+        let back = wait_status(&env, "web", "back on v1 and Healthy", LIMIT, |s| {
+            phase(s) == Some(RolloutPhase::Healthy)
+                && s.current_pod_hash.as_deref() == Some(v1.as_str())
+                && s.available_replicas == Some(4)
+        })
+        .await?;
+        ensure!(back.stable_rs.as_deref() == Some(v1.as_str()));
+        ensure!(
+            replicas_by_hash(&env).await?.contains(&(v2.clone(), 0)),
+            "canary at zero"
+        );
+        let reasons: Vec<String> = events_for(&env, "web")
+            .await?
+            .into_iter()
+            .map(|e| e.1)
+            .collect();
+        for r in ["RolloutAborted", "RolloutRetried", "FastTrackRollback"] {
+            ensure!(
+                reasons.iter().any(|x| x == r),
+                "no {r} Event in {reasons:?}"
+            );
+        }
+        let completed = reasons.iter().filter(|r| *r == "StepCompleted").count();
+        ensure!(
+            completed == 2,
+            "step 0 completed once per attempt (2 attempts), saw {completed}: {reasons:?}"
+        );
+        Ok(())
+    })
+    .await;
+}

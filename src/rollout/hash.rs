@@ -16,6 +16,25 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
     h
 }
 
+/// Removes nulls, empty objects and empty arrays, recursively.
+fn prune_empty(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => {
+            for child in map.values_mut() {
+                prune_empty(child);
+            }
+            map.retain(|_, c| {
+                !(c.is_null()
+                    || c.as_object().is_some_and(|o| o.is_empty())
+                    || c.as_array().is_some_and(|a| a.is_empty()))
+            });
+        }
+        Value::Array(items) => items.iter_mut().for_each(prune_empty),
+        _ => {}
+    }
+}
+
 /// The hash of a pod template, ten characters from a safe alphabet. Fields Sluice itself adds
 /// to the template (the hash label) are left out, so the hash of a ReplicaSet's template equals
 /// the hash of the Rollout's.
@@ -25,8 +44,11 @@ pub fn pod_template_hash(template: &PodTemplateSpec) -> String {
         labels.remove(crate::api::constants::LABEL_POD_TEMPLATE_HASH);
     }
     // serde_json writes struct fields in declaration order and maps (BTreeMap) sorted, so the
-    // bytes are canonical for a given template.
-    let bytes = serde_json::to_vec(&t).unwrap_or_default();
+    // bytes are canonical for a given template once empty maps and lists, which mean the same
+    // as absent ones (`annotations: {}`), are dropped.
+    let mut value = serde_json::to_value(&t).unwrap_or_default();
+    prune_empty(&mut value);
+    let bytes = serde_json::to_vec(&value).unwrap_or_default();
     let mut h = fnv1a64(&bytes);
     let mut out = String::with_capacity(10);
     for _ in 0..10 {
@@ -71,6 +93,16 @@ mod tests {
             Some((crate::api::constants::LABEL_POD_TEMPLATE_HASH, "xyz")),
         ));
         assert_eq!(plain, labelled);
+    }
+
+    #[test]
+    fn empty_maps_mean_the_same_as_absent_ones() {
+        let plain = template("web:1", None);
+        let mut with_empty = plain.clone();
+        if let Some(m) = with_empty.metadata.as_mut() {
+            m.annotations = Some(Default::default());
+        }
+        assert_eq!(pod_template_hash(&plain), pod_template_hash(&with_empty));
     }
 
     #[test]
