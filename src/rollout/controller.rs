@@ -245,9 +245,14 @@ pub async fn run(
         }
     };
     let (rollouts, sets, pods, services) = api(&client);
+    let deployments: Api<Deployment> = match &ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
     let owned = watcher::Config::default().labels(LABEL_ROLLOUT);
     let controller = Controller::new(rollouts, watcher::Config::default());
     let store = controller.store();
+    let workload_store = controller.store();
     let ctx = Arc::new(Context {
         recorder: Recorder::new(
             client.clone(),
@@ -285,6 +290,27 @@ pub async fn run(
                 .map(|ro| ObjectRef::from(ro.as_ref()))
                 .collect::<Vec<_>>()
         })
+        .watches(
+            deployments,
+            watcher::Config::default(),
+            move |d: Deployment| {
+                // A change to a workloadRef Deployment's template is a new revision.
+                let ns = d.namespace().unwrap_or_default();
+                let name = d.name_any();
+                workload_store
+                    .state()
+                    .into_iter()
+                    .filter(|ro| ro.namespace().as_deref() == Some(ns.as_str()))
+                    .filter(|ro| {
+                        ro.spec
+                            .workload_ref
+                            .as_ref()
+                            .is_some_and(|w| w.name == name)
+                    })
+                    .map(|ro| ObjectRef::from(ro.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {

@@ -62,6 +62,8 @@ pub struct Plan {
     pub events: Vec<PlannedEvent>,
     /// Come back after this long even if nothing changes (a pause or delay ends).
     pub requeue_after: Option<Duration>,
+    /// Scale the `workloadRef` Deployment to zero: Sluice's own pods now serve.
+    pub scale_workload_to_zero: bool,
 }
 
 impl Plan {
@@ -122,6 +124,30 @@ fn canary_scale_at(canary: &CanaryStrategy, replicas: i32, upto: usize) -> Optio
 
 /// Decides the next move of one Rollout.
 pub fn decide(ro: &Rollout, obs: &Observed, now: Timestamp) -> Plan {
+    let mut plan = decide_release(ro, obs, now);
+    // workloadRef: the Deployment keeps its pods until Sluice's stable revision is available.
+    if let Some(w) = &ro.spec.workload_ref
+        && conditions::get(&plan.status.conditions, condition::INVALID_SPEC).is_none()
+        && w.scale_down != Some(crate::api::rollout::WorkloadScaleDown::Never)
+        && obs.workload_replicas.is_some_and(|r| r > 0)
+    {
+        let stable = plan.status.stable_rs.clone().unwrap_or_default();
+        if find(obs, &stable).is_some_and(|rs| rs.available >= ro.spec.replicas()) {
+            plan.scale_workload_to_zero = true;
+            plan.event(
+                EventType::Normal,
+                "WorkloadScaledDown",
+                format!(
+                    "Deployment {} scaled to zero: the Rollout's own pods are available",
+                    w.name
+                ),
+            );
+        }
+    }
+    plan
+}
+
+fn decide_release(ro: &Rollout, obs: &Observed, now: Timestamp) -> Plan {
     let prev = ro.status.clone().unwrap_or_default();
     let generation = ro.metadata.generation;
     let mut plan = Plan {

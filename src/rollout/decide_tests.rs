@@ -506,3 +506,55 @@ proptest! {
         prop_assert!(total <= (4 + 1).max(stable + new), "total {} from {} + {}", total, stable, new);
     }
 }
+
+#[test]
+fn workload_deployment_is_scaled_down_once_the_rollouts_pods_are_available() {
+    let mut ro = rollout(json!([]), false);
+    ro.spec.template = None;
+    ro.spec.workload_ref = serde_json::from_value(
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}),
+    )
+    .ok();
+    let mut obs = observed("web:1", vec![rs("web:1", 4, 2)]);
+    obs.workload_replicas = Some(3);
+    let waiting = decide(&ro, &obs, at(0));
+    assert!(
+        !waiting.scale_workload_to_zero,
+        "the Deployment keeps serving until Sluice's pods are available"
+    );
+    obs.replica_sets = vec![rs("web:1", 4, 4)];
+    let plan = decide(&ro, &obs, at(1));
+    assert!(plan.scale_workload_to_zero);
+    assert!(reasons(&plan).contains(&"WorkloadScaledDown"));
+    obs.workload_replicas = Some(0);
+    assert!(
+        !decide(&ro, &obs, at(2)).scale_workload_to_zero,
+        "no write once it is at zero"
+    );
+    ro.spec.workload_ref = serde_json::from_value(
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "scaleDown": "never"}),
+    )
+    .ok();
+    obs.workload_replicas = Some(3);
+    assert!(!decide(&ro, &obs, at(3)).scale_workload_to_zero);
+}
+
+#[test]
+fn missing_workload_deployment_is_invalid() {
+    let mut ro = rollout(json!([]), false);
+    ro.spec.template = None;
+    ro.spec.workload_ref = serde_json::from_value(
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "nope"}),
+    )
+    .ok();
+    let mut obs = observed("web:1", vec![]);
+    obs.template = None;
+    let plan = decide(&ro, &obs, at(0));
+    let cond =
+        conditions::get(&plan.status.conditions, condition::INVALID_SPEC).expect("InvalidSpec");
+    assert!(
+        cond.message.contains("spec.workloadRef") && cond.message.contains("\"nope\""),
+        "{}",
+        cond.message
+    );
+}
