@@ -381,3 +381,34 @@ async fn abort_retry_and_fast_track_rollback_survive_a_controller_kill() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_release_that_never_gets_ready_is_aborted_at_its_progress_deadline() {
+    TestEnv::run("canary-deadline", |env| async move {
+        let _controller = ControllerProcess::start(&env)?;
+        create_services(&env).await?;
+        let mut ro = rollout(json!([{"setWeight": 25}, {"pause": {}}]))?;
+        ro.spec.progress_deadline_seconds = Some(5);
+        ro.spec.progress_deadline_abort = Some(true);
+        rollouts(&env).create(&PostParams::default(), &ro).await?;
+        let v1 = wait_status(&env, "web", "first revision Healthy", LIMIT, |s| phase(s) == Some(RolloutPhase::Healthy))
+            .await?
+            .stable_rs
+            .context("stableRS")?;
+        // Pods that run but never turn ready: no crash to diagnose, only a lack of progress.
+        set_image(&env, "registry.example/web:slow", json!({BEHAVIOUR_ANNOTATION: "never-ready"})).await?;
+        let aborted = wait_status(&env, "web", "the release aborted at its deadline", LIMIT, |s| s.abort == Some(true)).await?;
+        let events = events_for(&env, "web").await?;
+        ensure!(
+            events.iter().any(|(t, r, m)| t == "Warning" && r == "ProgressDeadlineExceeded" && m.contains("made no progress for 5s")),
+            "{events:?}"
+        );
+        ensure!(phase(&aborted) == Some(RolloutPhase::Degraded));
+        e2e::wait_for("the canary Service back on stable", LIMIT, || async {
+            Ok((selector_hash(&env, "web-canary").await?.as_deref() == Some(v1.as_str())).then_some(()))
+        })
+        .await?;
+        Ok(())
+    })
+    .await;
+}

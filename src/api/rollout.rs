@@ -578,6 +578,10 @@ pub struct RolloutStatus {
     pub ready_replicas: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub available_replicas: Option<i32>,
+    /// When the release last made progress (a step, a pod available, a new revision); the
+    /// progress deadline counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progressed_at: Option<Time>,
     /// Label selector in string form, for the scale subresource (HPA).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,

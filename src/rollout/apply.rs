@@ -23,6 +23,7 @@ use crate::api::rollout::Rollout;
 use super::controller::Context;
 use super::decide::{EventType, Plan};
 use super::error::Error;
+use super::hash::replica_set_name;
 
 /// Time allowed for one call to the API server.
 pub const API_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,11 +37,6 @@ pub async fn timed<T>(
         Ok(r) => r.map_err(|source| Error::Kube { what, source }),
         Err(_) => Err(Error::Timeout { what }),
     }
-}
-
-/// The name of the ReplicaSet of one revision.
-pub fn replica_set_name(rollout: &str, hash: &str) -> String {
-    format!("{rollout}-{hash}")
 }
 
 /// The ReplicaSet of one revision, in full, as Sluice wants it.

@@ -18,6 +18,7 @@ use super::hash::pod_template_hash;
 use super::observe::{Observed, ObservedRs};
 use super::replicas::{Counts, Group, Limits, Targets, canary_replicas, next_scale};
 use super::validate::validate;
+use kube::ResourceExt;
 
 /// Restarts of a crash-looping container before the rollout is aborted.
 pub const DEFAULT_RESTART_THRESHOLD: i32 = 2;
@@ -125,6 +126,10 @@ fn canary_scale_at(canary: &CanaryStrategy, replicas: i32, upto: usize) -> Optio
 /// Decides the next move of one Rollout.
 pub fn decide(ro: &Rollout, obs: &Observed, now: Timestamp) -> Plan {
     let mut plan = decide_release(ro, obs, now);
+    if conditions::get(&plan.status.conditions, condition::INVALID_SPEC).is_none() {
+        progress_deadline(ro, obs, &mut plan, now);
+        scaling_events(ro, obs, &mut plan);
+    }
     // workloadRef: the Deployment keeps its pods until Sluice's stable revision is available.
     if let Some(w) = &ro.spec.workload_ref
         && conditions::get(&plan.status.conditions, condition::INVALID_SPEC).is_none()
@@ -145,6 +150,94 @@ pub fn decide(ro: &Rollout, obs: &Observed, now: Timestamp) -> Plan {
         }
     }
     plan
+}
+
+/// Records progress, and reports (or aborts, with `progressDeadlineAbort`) a release that
+/// made none for `progressDeadlineSeconds` while not paused.
+fn progress_deadline(ro: &Rollout, obs: &Observed, plan: &mut Plan, now: Timestamp) {
+    let prev = ro.status.clone().unwrap_or_default();
+    let generation = ro.metadata.generation;
+    let st = &plan.status;
+    let progressed = prev.current_pod_hash != st.current_pod_hash
+        || prev.current_step_index != st.current_step_index
+        || prev.updated_replicas != st.updated_replicas
+        || prev.available_replicas != st.available_replicas
+        || prev.ready_replicas != st.ready_replicas
+        || prev.stable_rs != st.stable_rs
+        || prev.pause_conditions.len() != st.pause_conditions.len();
+    if progressed || st.progressed_at.is_none() {
+        plan.status.progressed_at = Some(Time(now));
+    }
+    let releasing = plan.status.phase == Some(RolloutPhase::Progressing);
+    if !releasing || plan.status.abort == Some(true) {
+        return;
+    }
+    let since = plan
+        .status
+        .progressed_at
+        .as_ref()
+        .map(|t| t.0)
+        .unwrap_or(now);
+    let secs = ro.spec.progress_deadline_seconds();
+    let deadline = after(since, i64::from(secs));
+    if now < deadline {
+        plan.requeue_at(deadline, now);
+        return;
+    }
+    let desired = plan.status.current_pod_hash.clone().unwrap_or_default();
+    let why = find(obs, &desired)
+        .map(|rs| format!("{} of {} new pods available", rs.available, rs.replicas))
+        .unwrap_or_else(|| "no new pods".into());
+    let message = format!("revision {desired} made no progress for {secs}s ({why})");
+    let already = conditions::get(&prev.conditions, condition::PROGRESSING)
+        .is_some_and(|c| c.reason == "ProgressDeadlineExceeded");
+    if ro.spec.progress_deadline_abort == Some(true) {
+        // Aborted: the next reconcile moves traffic back to stable, as any abort does.
+        plan.status.abort = Some(true);
+        plan.status.aborted_at = Some(Time(now));
+        plan.requeue_after = Some(Duration::from_millis(1));
+    }
+    conditions::set(
+        &mut plan.status.conditions,
+        condition::PROGRESSING,
+        false,
+        "ProgressDeadlineExceeded",
+        &message,
+        generation,
+        now,
+    );
+    set_phase(
+        &mut plan.status,
+        RolloutPhase::Degraded,
+        &format!("ProgressDeadlineExceeded: {message}"),
+        generation,
+        now,
+    );
+    if !already {
+        plan.event(EventType::Warning, "ProgressDeadlineExceeded", message);
+    }
+}
+
+/// An Event for each ReplicaSet whose size changes, as Deployments report it.
+fn scaling_events(ro: &Rollout, obs: &Observed, plan: &mut Plan) {
+    let mut events = Vec::new();
+    for rp in &plan.replica_sets {
+        let current = find(obs, &rp.hash).map(|r| r.replicas);
+        if current == Some(rp.replicas) || (current.is_none() && rp.replicas == 0) {
+            continue;
+        }
+        let name = find(obs, &rp.hash)
+            .map(|r| r.name.clone())
+            .unwrap_or_else(|| super::hash::replica_set_name(&ro.name_any(), &rp.hash));
+        let from = current.unwrap_or(0);
+        let verb = if rp.replicas > from { "up" } else { "down" };
+        events.push(PlannedEvent {
+            type_: EventType::Normal,
+            reason: "ScalingReplicaSet",
+            message: format!("scaled {verb} {name} from {from} to {}", rp.replicas),
+        });
+    }
+    plan.events.extend(events);
 }
 
 fn decide_release(ro: &Rollout, obs: &Observed, now: Timestamp) -> Plan {

@@ -115,7 +115,11 @@ fn first_revision_becomes_stable_without_steps() {
     let plan = decide(&ro, &observed("web:1", vec![]), at(0));
     assert_eq!(plan.status.stable_rs, Some(hash("web:1")));
     assert_eq!(replicas_of(&plan, "web:1"), Some(4));
-    assert_eq!(reasons(&plan), vec!["FirstRevision"]);
+    assert_eq!(reasons(&plan), vec!["FirstRevision", "ScalingReplicaSet"]);
+    assert_eq!(
+        plan.events[1].message,
+        "scaled up web-wmqnbst42q from 0 to 4"
+    );
     assert_eq!(plan.status.phase, Some(RolloutPhase::Progressing));
 }
 
@@ -145,7 +149,7 @@ fn new_template_starts_at_step_zero_and_surges_one_canary_pod() {
     let plan = decide(&ro, &observed("web:2", vec![rs("web:1", 4, 4)]), at(0));
     assert_eq!(plan.status.current_step_index, Some(0));
     assert_eq!(plan.status.current_pod_hash, Some(hash("web:2")));
-    assert_eq!(reasons(&plan), vec!["RolloutStarted"]);
+    assert_eq!(reasons(&plan), vec!["RolloutStarted", "ScalingReplicaSet"]);
     assert_eq!(replicas_of(&plan, "web:2"), Some(1), "maxSurge 1");
     assert_eq!(
         replicas_of(&plan, "web:1"),
@@ -557,4 +561,73 @@ fn missing_workload_deployment_is_invalid() {
         "{}",
         cond.message
     );
+}
+
+#[test]
+fn a_release_without_progress_passes_its_deadline_once() {
+    let mut ro = releasing(
+        json!([{"setWeight": 50}, {"pause": {}}]),
+        true,
+        Default::default(),
+    );
+    ro.spec.progress_deadline_seconds = Some(60);
+    let stuck = observed("web:2", vec![rs("web:1", 4, 4), rs("web:2", 1, 0)]);
+    let first = step(&mut ro, &stuck, at(0));
+    assert_eq!(first.requeue_after, Some(Duration::from_secs(60)));
+    let before = step(&mut ro, &stuck, at(59));
+    assert_eq!(before.status.phase, Some(RolloutPhase::Progressing));
+    let late = step(&mut ro, &stuck, at(61));
+    assert_eq!(late.status.phase, Some(RolloutPhase::Degraded));
+    let cond =
+        conditions::get(&late.status.conditions, condition::PROGRESSING).expect("Progressing");
+    assert_eq!(cond.reason, "ProgressDeadlineExceeded");
+    assert!(
+        cond.message.contains("0 of 1 new pods available"),
+        "{}",
+        cond.message
+    );
+    assert!(reasons(&late).contains(&"ProgressDeadlineExceeded"));
+    assert_eq!(
+        late.status.abort, None,
+        "reported, not aborted, without progressDeadlineAbort"
+    );
+    assert!(
+        !reasons(&step(&mut ro, &stuck, at(70))).contains(&"ProgressDeadlineExceeded"),
+        "one Event"
+    );
+    // Progress again clears it.
+    let moving = step(
+        &mut ro,
+        &observed("web:2", vec![rs("web:1", 4, 4), rs("web:2", 1, 1)]),
+        at(80),
+    );
+    assert_ne!(moving.status.phase, Some(RolloutPhase::Degraded));
+}
+
+#[test]
+fn progress_deadline_abort_aborts_and_a_pause_never_times_out() {
+    let mut ro = releasing(
+        json!([{"setWeight": 50}, {"pause": {}}]),
+        true,
+        Default::default(),
+    );
+    ro.spec.progress_deadline_seconds = Some(60);
+    ro.spec.progress_deadline_abort = Some(true);
+    let stuck = observed("web:2", vec![rs("web:1", 4, 4), rs("web:2", 1, 0)]);
+    step(&mut ro, &stuck, at(0));
+    let late = step(&mut ro, &stuck, at(61));
+    assert_eq!(late.status.abort, Some(true));
+    let next = step(&mut ro, &stuck, at(62));
+    assert_eq!(
+        service(&next, "web-canary"),
+        Some(hash("web:1")),
+        "traffic back to stable"
+    );
+
+    let mut paused = releasing(json!([{"pause": {}}]), true, Default::default());
+    paused.spec.progress_deadline_seconds = Some(60);
+    let obs = observed("web:2", vec![rs("web:1", 4, 4)]);
+    step(&mut paused, &obs, at(0));
+    let much_later = step(&mut paused, &obs, at(10_000));
+    assert_eq!(much_later.status.phase, Some(RolloutPhase::Paused));
 }

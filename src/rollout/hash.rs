@@ -16,6 +16,11 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
     h
 }
 
+/// The name of the ReplicaSet of one revision.
+pub fn replica_set_name(rollout: &str, hash: &str) -> String {
+    format!("{rollout}-{hash}")
+}
+
 /// Removes nulls, empty objects and empty arrays, recursively.
 fn prune_empty(v: &mut serde_json::Value) {
     use serde_json::Value;
