@@ -84,10 +84,11 @@ async fn replicas(env: &TestEnv, hash: &str) -> anyhow::Result<i32> {
 #[tokio::test]
 async fn blue_green_auto_promotion_switches_once_the_preview_is_available() {
     TestEnv::run("bluegreen-auto", |env| async move {
-        let _controller = ControllerProcess::start(&env)?;
+        let mut controller = ControllerProcess::start(&env)?;
         let v1 = setup(&env, json!({"previewReplicaCount": 1})).await?;
         ensure!(selector(&env, "web-active").await?.as_deref() == Some(v1.as_str()));
         release_v2(&env).await?;
+        controller.restart()?;
         let done = wait_status(&env, "web", "v2 active and Healthy", LIMIT, |s| {
             phase(s) == Some(RolloutPhase::Healthy) && s.stable_rs.as_deref() != Some(v1.as_str())
         })
@@ -122,7 +123,7 @@ async fn blue_green_auto_promotion_switches_once_the_preview_is_available() {
 #[tokio::test]
 async fn blue_green_manual_promotion_keeps_the_active_service_until_promoted() {
     TestEnv::run("bluegreen-manual", |env| async move {
-        let _controller = ControllerProcess::start(&env)?;
+        let mut controller = ControllerProcess::start(&env)?;
         let v1 = setup(&env, json!({"autoPromotionEnabled": false})).await?;
         release_v2(&env).await?;
         let paused = wait_status(&env, "web", "preview available and paused", LIMIT, |s| {
@@ -141,6 +142,19 @@ async fn blue_green_manual_promotion_keeps_the_active_service_until_promoted() {
         ensure!(
             replicas(&env, &v2).await? == 3 && replicas(&env, &v1).await? == 3,
             "both revisions at full size"
+        );
+        // Killed while paused and started again: still paused, still on v1.
+        controller.restart()?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        ensure!(
+            selector(&env, "web-active").await?.as_deref() == Some(v1.as_str()),
+            "active Service still v1 after a restart"
+        );
+        let again = rollouts(&env).get("web").await?.status.context("status")?;
+        ensure!(
+            phase(&again) == Some(RolloutPhase::Paused),
+            "{:?}",
+            again.phase
         );
 
         rollouts(&env)

@@ -108,7 +108,7 @@ async fn set_image(
 #[tokio::test]
 async fn canary_walks_every_step_pauses_and_is_promoted() {
     TestEnv::run("canary-happy", |env| async move {
-        let _controller = ControllerProcess::start(&env)?;
+        let mut controller = ControllerProcess::start(&env)?;
         create_services(&env).await?;
         let steps = json!([{"setWeight": 25}, {"pause": {"duration": "2s"}}, {"setWeight": 50}, {"pause": {}}]);
         rollouts(&env).create(&PostParams::default(), &rollout(steps)?).await?;
@@ -129,6 +129,8 @@ async fn canary_walks_every_step_pauses_and_is_promoted() {
         ensure!(v2 != v1, "a new revision");
         ensure!(selector_hash(&env, "web-canary").await?.as_deref() == Some(v2.as_str()), "canary Service selects v2");
         ensure!(selector_hash(&env, "web-stable").await?.as_deref() == Some(v1.as_str()), "stable Service still v1");
+        // Killed during the timed pause and started again: the pause still ends once.
+        controller.restart()?;
 
         let at_50 = wait_status(&env, "web", "the indefinite pause at weight 50", LIMIT, |s| {
             s.current_step_index == Some(3) && canary_weight(s) == Some(50) && phase(s) == Some(RolloutPhase::Paused)
@@ -158,19 +160,33 @@ async fn canary_walks_every_step_pauses_and_is_promoted() {
         for r in ["FirstRevision", "RolloutStarted", "StepCompleted", "Paused", "PauseEnded", "Promoted", "RolloutCompleted"] {
             ensure!(reasons.iter().any(|x| x == r), "no {r} Event in {reasons:?}");
         }
+        let count = |r: &str| reasons.iter().filter(|x| *x == r).count();
+        ensure!(count("StepCompleted") == 2 && count("PauseEnded") == 1 && count("Promoted") == 1, "a step repeated: {reasons:?}");
 
-        // Nothing to do: the controller writes nothing (resourceVersions stand still).
+        // Nothing to do: a reconcile writes nothing. A change to the Rollout's metadata wakes the
+        // controller; afterwards no resourceVersion moves (Rollout, ReplicaSets, Services).
         let rv = |env: std::sync::Arc<TestEnv>| async move {
             let ro = rollouts(&env).get("web").await?.metadata.resource_version;
             let rs: Api<ReplicaSet> = env.api();
-            let sets: Vec<Option<String>> = rs.list(&ListParams::default().labels("sluice.dev/rollout=web")).await?.items.into_iter().map(|r| r.metadata.resource_version).collect();
+            let sets: Vec<Option<String>> = rs
+                .list(&ListParams::default().labels("sluice.dev/rollout=web"))
+                .await?
+                .items
+                .into_iter()
+                .map(|r| r.metadata.resource_version)
+                .collect();
             let svc: Api<Service> = env.api();
-            let s = svc.get("web-stable").await?.metadata.resource_version;
+            let s = (svc.get("web-stable").await?.metadata.resource_version, svc.get("web-canary").await?.metadata.resource_version);
             anyhow::Ok((ro, sets, s))
         };
+        rollouts(&env)
+            .patch("web", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"touched": "1"}}})))
+            .await?;
         let before = rv(env.clone()).await?;
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        ensure!(rv(env.clone()).await? == before, "a settled Rollout was written to");
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        ensure!(rv(env.clone()).await? == before, "a reconcile with nothing to do wrote to the API server");
+        let log = std::fs::read_to_string(&controller.log).unwrap_or_default();
+        ensure!(log.contains("writes=0"), "the controller logged no write-free reconcile");
         Ok(())
     })
     .await;
@@ -391,21 +407,40 @@ async fn a_release_that_never_gets_ready_is_aborted_at_its_progress_deadline() {
         ro.spec.progress_deadline_seconds = Some(5);
         ro.spec.progress_deadline_abort = Some(true);
         rollouts(&env).create(&PostParams::default(), &ro).await?;
-        let v1 = wait_status(&env, "web", "first revision Healthy", LIMIT, |s| phase(s) == Some(RolloutPhase::Healthy))
-            .await?
-            .stable_rs
-            .context("stableRS")?;
+        let v1 = wait_status(&env, "web", "first revision Healthy", LIMIT, |s| {
+            phase(s) == Some(RolloutPhase::Healthy)
+        })
+        .await?
+        .stable_rs
+        .context("stableRS")?;
         // Pods that run but never turn ready: no crash to diagnose, only a lack of progress.
-        set_image(&env, "registry.example/web:slow", json!({BEHAVIOUR_ANNOTATION: "never-ready"})).await?;
-        let aborted = wait_status(&env, "web", "the release aborted at its deadline", LIMIT, |s| s.abort == Some(true)).await?;
+        set_image(
+            &env,
+            "registry.example/web:slow",
+            json!({BEHAVIOUR_ANNOTATION: "never-ready"}),
+        )
+        .await?;
+        let aborted = wait_status(
+            &env,
+            "web",
+            "the release aborted at its deadline",
+            LIMIT,
+            |s| s.abort == Some(true),
+        )
+        .await?;
         let events = events_for(&env, "web").await?;
         ensure!(
-            events.iter().any(|(t, r, m)| t == "Warning" && r == "ProgressDeadlineExceeded" && m.contains("made no progress for 5s")),
+            events.iter().any(|(t, r, m)| t == "Warning"
+                && r == "ProgressDeadlineExceeded"
+                && m.contains("made no progress for 5s")),
             "{events:?}"
         );
         ensure!(phase(&aborted) == Some(RolloutPhase::Degraded));
         e2e::wait_for("the canary Service back on stable", LIMIT, || async {
-            Ok((selector_hash(&env, "web-canary").await?.as_deref() == Some(v1.as_str())).then_some(()))
+            Ok(
+                (selector_hash(&env, "web-canary").await?.as_deref() == Some(v1.as_str()))
+                    .then_some(()),
+            )
         })
         .await?;
         Ok(())

@@ -33,7 +33,7 @@ async fn workload_ref_takes_over_the_deployment_and_follows_its_template() {
         })
         .await?;
 
-        let _controller = ControllerProcess::start(&env)?;
+        let mut controller = ControllerProcess::start(&env)?;
         let ro: Rollout = serde_json::from_value(json!({
             "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web"},
             "spec": {
@@ -64,6 +64,7 @@ async fn workload_ref_takes_over_the_deployment_and_follows_its_template() {
                 &Patch::Merge(json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "registry.example/web:2"}]}}}})),
             )
             .await?;
+        controller.restart()?;
         let done = wait_status(&env, "web", "v2 released from the Deployment's template", LIMIT, |s| {
             phase(s) == Some(RolloutPhase::Healthy) && s.stable_rs.as_deref().is_some_and(|h| h != v1) && s.available_replicas == Some(3)
         })

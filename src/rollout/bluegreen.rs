@@ -213,6 +213,14 @@ fn ready_to_promote(bg: &BlueGreenStrategy, plan: &mut Plan, now: Timestamp) -> 
         plan.event(EventType::Normal, "PromotedFull", "promoted on request");
         return true;
     }
+    if plan
+        .status
+        .pause_conditions
+        .iter()
+        .any(|p| p.reason == PauseReason::UserPause)
+    {
+        return false;
+    }
     let ours = plan
         .status
         .pause_conditions

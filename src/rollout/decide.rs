@@ -672,17 +672,22 @@ fn release(
         plan.status.pause_conditions.clear();
         plan.status.controller_pause = None;
     }
-    if ro.spec.paused == Some(true) {
+    let user_paused = plan
+        .status
+        .pause_conditions
+        .iter()
+        .any(|p| p.reason == PauseReason::UserPause);
+    if ro.spec.paused == Some(true) || user_paused {
+        // Held where it stands: no step advances until the pause is lifted.
         plan.status.current_step_index = Some(idx as i32);
         let w = weight_at(canary, idx + 1);
-        set_phase(
-            &mut plan.status,
-            RolloutPhase::Paused,
-            "paused by spec.paused",
-            generation,
-            now,
-        );
-        return basic_targets(canary, replicas, w, idx);
+        let by = if user_paused {
+            "paused on request (status.pauseConditions UserPause)"
+        } else {
+            "paused by spec.paused"
+        };
+        set_phase(&mut plan.status, RolloutPhase::Paused, by, generation, now);
+        return basic_targets(canary, replicas, w, idx + 1);
     }
 
     let counts_ready = |targets: Targets| {

@@ -631,3 +631,32 @@ fn progress_deadline_abort_aborts_and_a_pause_never_times_out() {
     let much_later = step(&mut paused, &obs, at(10_000));
     assert_eq!(much_later.status.phase, Some(RolloutPhase::Paused));
 }
+
+#[test]
+fn a_user_pause_holds_the_release_until_lifted() {
+    let mut ro = releasing(
+        json!([{"setWeight": 25}, {"setWeight": 50}]),
+        true,
+        Default::default(),
+    );
+    started(&mut ro);
+    if let Some(s) = ro.status.as_mut() {
+        s.pause_conditions = vec![PauseCondition {
+            reason: PauseReason::UserPause,
+            start_time: Time(at(0)),
+        }];
+    }
+    let ready_for_next = observed("web:2", vec![rs("web:1", 3, 3), rs("web:2", 1, 1)]);
+    let held = step(&mut ro, &ready_for_next, at(1));
+    assert_eq!(
+        held.status.current_step_index,
+        Some(0),
+        "no step advances while paused"
+    );
+    assert_eq!(held.status.phase, Some(RolloutPhase::Paused));
+    if let Some(s) = ro.status.as_mut() {
+        s.pause_conditions.clear();
+    }
+    let resumed = step(&mut ro, &ready_for_next, at(2));
+    assert_eq!(resumed.status.current_step_index, Some(1));
+}
