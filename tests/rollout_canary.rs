@@ -447,3 +447,60 @@ async fn a_release_that_never_gets_ready_is_aborted_at_its_progress_deadline() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_missing_service_is_invalid_spec_until_it_exists() {
+    TestEnv::run("canary-invalid", |env| async move {
+        let _controller = ControllerProcess::start(&env)?;
+        rollouts(&env)
+            .create(
+                &PostParams::default(),
+                &rollout(json!([{"setWeight": 50}]))?,
+            )
+            .await?;
+        let invalid = wait_status(&env, "web", "InvalidSpec", LIMIT, |s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == condition::INVALID_SPEC)
+        })
+        .await?;
+        let cond = invalid
+            .conditions
+            .iter()
+            .find(|c| c.type_ == condition::INVALID_SPEC)
+            .context("condition")?;
+        ensure!(
+            cond.message.contains("spec.strategy.canary.stableService")
+                && cond.message.contains("web-stable"),
+            "{cond:?}"
+        );
+        ensure!(phase(&invalid) == Some(RolloutPhase::Degraded));
+        let events = events_for(&env, "web").await?;
+        ensure!(
+            events.iter().any(|(t, r, m)| t == "Warning"
+                && r == "InvalidSpec"
+                && m.contains("stableService")),
+            "{events:?}"
+        );
+        ensure!(
+            replicas_by_hash(&env).await?.is_empty(),
+            "nothing else changes in the cluster"
+        );
+
+        // Fixing it (the Services appear) recovers without a restart.
+        create_services(&env).await?;
+        let healthy = wait_status(&env, "web", "Healthy once the Services exist", LIMIT, |s| {
+            phase(s) == Some(RolloutPhase::Healthy)
+        })
+        .await?;
+        ensure!(
+            !healthy
+                .conditions
+                .iter()
+                .any(|c| c.type_ == condition::INVALID_SPEC),
+            "InvalidSpec cleared"
+        );
+        Ok(())
+    })
+    .await;
+}

@@ -660,3 +660,31 @@ fn a_user_pause_holds_the_release_until_lifted() {
     let resumed = step(&mut ro, &ready_for_next, at(2));
     assert_eq!(resumed.status.current_step_index, Some(1));
 }
+
+#[test]
+fn set_canary_scale_sizes_the_canary_apart_from_its_weight() {
+    let steps = json!([{"setCanaryScale": {"replicas": 3}}, {"setWeight": 25}, {"setCanaryScale": {"matchTrafficWeight": true}}, {"setWeight": 50}]);
+    let mut ro = releasing(steps, false, Default::default());
+    started(&mut ro);
+    // At setWeight 25 with a canary scale of 3 pods the canary grows to 3 (within maxSurge),
+    // where the weight alone would give it 1.
+    if let Some(s) = ro.status.as_mut() {
+        s.current_step_index = Some(1);
+    }
+    let plan = decide(
+        &ro,
+        &observed("web:2", vec![rs("web:1", 2, 2), rs("web:2", 2, 2)]),
+        at(0),
+    );
+    assert_eq!(replicas_of(&plan, "web:2"), Some(3));
+    // matchTrafficWeight: back to sizing by weight (50% of 4).
+    if let Some(s) = ro.status.as_mut() {
+        s.current_step_index = Some(3);
+    }
+    let plan = decide(
+        &ro,
+        &observed("web:2", vec![rs("web:1", 2, 2), rs("web:2", 3, 3)]),
+        at(1),
+    );
+    assert_eq!(replicas_of(&plan, "web:2"), Some(2));
+}

@@ -110,3 +110,96 @@ pub struct Observed {
     /// Services the Rollout names, with whether each exists.
     pub services: BTreeMap<String, bool>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(waiting: Option<(&str, &str)>, last: Option<(&str, i32)>, restarts: i32) -> Pod {
+        let mut status = json!({"name": "web", "image": "web:2", "imageID": "", "ready": false, "restartCount": restarts});
+        if let Some((reason, message)) = waiting {
+            status["state"] = json!({"waiting": {"reason": reason, "message": message}});
+        } else {
+            status["state"] = json!({"running": {}});
+        }
+        if let Some((reason, code)) = last {
+            status["lastState"] = json!({"terminated": {"reason": reason, "exitCode": code}});
+        }
+        serde_json::from_value(json!({
+            "metadata": {"name": "web-abc"},
+            "status": {"containerStatuses": [status]}
+        }))
+        .expect("pod")
+    }
+
+    #[test]
+    fn each_fatal_reason_is_diagnosed_with_its_details() {
+        let cases = [
+            (
+                pod(
+                    Some(("CrashLoopBackOff", "back-off 10s")),
+                    Some(("Error", 3)),
+                    2,
+                ),
+                Some(("CrashLoopBackOff", Some(3))),
+            ),
+            (
+                pod(
+                    Some(("CrashLoopBackOff", "back-off 10s")),
+                    Some(("Error", 3)),
+                    1,
+                ),
+                None,
+            ),
+            (
+                pod(
+                    Some(("ImagePullBackOff", "Back-off pulling image")),
+                    None,
+                    0,
+                ),
+                Some(("ImagePullBackOff", None)),
+            ),
+            (
+                pod(Some(("ErrImagePull", "not found")), None, 0),
+                Some(("ErrImagePull", None)),
+            ),
+            (
+                pod(
+                    Some(("CreateContainerConfigError", "secret \"db\" not found")),
+                    None,
+                    0,
+                ),
+                Some(("CreateContainerConfigError", None)),
+            ),
+            (
+                pod(None, Some(("OOMKilled", 137)), 1),
+                Some(("OOMKilled", Some(137))),
+            ),
+            (pod(None, None, 0), None),
+            (pod(Some(("ContainerCreating", "")), None, 0), None),
+        ];
+        for (i, (p, want)) in cases.into_iter().enumerate() {
+            let got = diagnose(&[p], 2).map(|f| (f.reason.clone(), f.exit_code));
+            let want = want.map(|(r, c)| (r.to_string(), c));
+            assert_eq!(got, want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn the_diagnosis_reads_like_a_sentence() {
+        let f = diagnose(
+            &[pod(
+                Some(("CrashLoopBackOff", "back-off 10s")),
+                Some(("Error", 3)),
+                4,
+            )],
+            2,
+        )
+        .expect("failure");
+        assert_eq!(
+            f.describe(),
+            "pod web-abc container web: CrashLoopBackOff, last exit code 3, 4 restarts: back-off 10s"
+        );
+    }
+}
