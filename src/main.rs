@@ -29,6 +29,18 @@ enum Cmd {
         /// Restarts of a crash-looping container of a new revision before its release is aborted.
         #[arg(long, default_value_t = sluice::rollout::decide::DEFAULT_RESTART_THRESHOLD)]
         restart_threshold: i32,
+        /// Reconcile without taking the leader Lease (only for a single instance).
+        #[arg(long)]
+        no_leader_elect: bool,
+        /// Namespace of the leader Lease (default: --namespace, else $POD_NAMESPACE, else default).
+        #[arg(long)]
+        lease_namespace: Option<String>,
+        /// Name of the leader Lease.
+        #[arg(long, default_value = "sluice-controller")]
+        lease_name: String,
+        /// This instance's identity in the Lease (default: $POD_NAME, else host name and pid).
+        #[arg(long, env = "POD_NAME")]
+        identity: Option<String>,
     },
     /// Print the CustomResourceDefinitions Sluice serves, as YAML.
     Crds,
@@ -41,6 +53,10 @@ fn main() -> ExitCode {
         Cmd::Run {
             namespace,
             restart_threshold,
+            no_leader_elect,
+            lease_namespace,
+            lease_name,
+            identity,
         } => {
             tracing_subscriber::fmt()
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
@@ -83,16 +99,44 @@ fn main() -> ExitCode {
                         _ = term => {}
                     }
                 };
-                controller::run(
+                let opts = Options {
+                    namespace: namespace.clone(),
+                    restart_threshold,
+                };
+                if no_leader_elect {
+                    controller::run(client, opts, shutdown).await;
+                    return ExitCode::SUCCESS;
+                }
+                let lease_ns = lease_namespace
+                    .or(namespace)
+                    .or_else(|| std::env::var("POD_NAMESPACE").ok())
+                    .unwrap_or_else(|| "default".into());
+                let identity = identity.unwrap_or_else(|| {
+                    let host =
+                        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+                    format!("{}-{}", host.trim(), std::process::id())
+                });
+                let worker_client = client.clone();
+                let result = sluice::leader::run_as_leader(
                     client,
-                    Options {
-                        namespace,
-                        restart_threshold,
-                    },
+                    &lease_ns,
+                    &lease_name,
+                    &identity,
                     shutdown,
+                    move |stop| {
+                        controller::run(worker_client, opts, async move {
+                            let _ = stop.await;
+                        })
+                    },
                 )
                 .await;
-                ExitCode::SUCCESS
+                match result {
+                    Ok(_) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("sluice: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
             })
         }
     }

@@ -195,22 +195,6 @@ pub async fn apply(
         }
     }
 
-    if plan.scale_workload_to_zero
-        && let Some(w) = &ro.spec.workload_ref
-    {
-        let api: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), &ns);
-        writes.add();
-        timed(
-            "scale down the workloadRef Deployment",
-            api.patch_scale(
-                &w.name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"spec": {"replicas": 0}})),
-            ),
-        )
-        .await?;
-    }
-
     // 3. Status: replaced whole, guarded by resourceVersion so a control written meanwhile
     // (abort, promote) is never overwritten; a conflict requeues.
     if ro.status.as_ref() != Some(&plan.status) {
@@ -230,7 +214,24 @@ pub async fn apply(
         .await?;
     }
 
-    // 4. Events, after the changes they report have been made.
+    // 4. The workloadRef Deployment, once the status that explains it is written.
+    if plan.scale_workload_to_zero
+        && let Some(w) = &ro.spec.workload_ref
+    {
+        let api: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), &ns);
+        writes.add();
+        timed(
+            "scale down the workloadRef Deployment",
+            api.patch_scale(
+                &w.name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"replicas": 0}})),
+            ),
+        )
+        .await?;
+    }
+
+    // 5. Events, after the changes they report have been made.
     let reference: ObjectReference = ro.object_ref(&());
     for ev in &plan.events {
         let event = Event {

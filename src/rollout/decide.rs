@@ -230,11 +230,15 @@ fn scaling_events(ro: &Rollout, obs: &Observed, plan: &mut Plan) {
             .map(|r| r.name.clone())
             .unwrap_or_else(|| super::hash::replica_set_name(&ro.name_any(), &rp.hash));
         let from = current.unwrap_or(0);
-        let verb = if rp.replicas > from { "up" } else { "down" };
+        let verb = if rp.replicas > from {
+            "Scaled up"
+        } else {
+            "Scaled down"
+        };
         events.push(PlannedEvent {
             type_: EventType::Normal,
             reason: "ScalingReplicaSet",
-            message: format!("scaled {verb} {name} from {from} to {}", rp.replicas),
+            message: format!("{verb} replica set {name} from {from} to {}", rp.replicas),
         });
     }
     plan.events.extend(events);

@@ -118,7 +118,7 @@ fn first_revision_becomes_stable_without_steps() {
     assert_eq!(reasons(&plan), vec!["FirstRevision", "ScalingReplicaSet"]);
     assert_eq!(
         plan.events[1].message,
-        "scaled up web-wmqnbst42q from 0 to 4"
+        "Scaled up replica set web-wmqnbst42q from 0 to 4"
     );
     assert_eq!(plan.status.phase, Some(RolloutPhase::Progressing));
 }

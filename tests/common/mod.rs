@@ -18,20 +18,44 @@ pub struct ControllerProcess {
     pub log: PathBuf,
     namespace: String,
     kubeconfig: PathBuf,
+    identity: String,
 }
 
 impl ControllerProcess {
     pub fn start(env: &TestEnv) -> anyhow::Result<Self> {
-        let log = std::env::temp_dir().join(format!("sluice-controller-{}.log", env.namespace));
+        Self::start_as(env, "a")
+    }
+
+    /// Starts an instance with its own identity in the leader Lease (a restart keeps it, as a
+    /// restarted pod keeps its name).
+    pub fn start_as(env: &TestEnv, identity: &str) -> anyhow::Result<Self> {
+        let log = std::env::temp_dir().join(format!(
+            "sluice-controller-{}-{identity}.log",
+            env.namespace
+        ));
         let mut p = ControllerProcess {
-            child: spawn(&env.cluster.kubeconfig, &env.namespace, &log, false)?,
+            child: spawn(
+                &env.cluster.kubeconfig,
+                &env.namespace,
+                &log,
+                false,
+                identity,
+            )?,
             log: log.clone(),
             namespace: env.namespace.clone(),
             kubeconfig: env.cluster.kubeconfig.clone(),
+            identity: identity.to_string(),
         };
         env.attach_log(log);
         p.check()?;
         Ok(p)
+    }
+
+    /// Whether the log says this instance leads.
+    pub fn leads(&self) -> bool {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .contains(" leading")
     }
 
     /// Kills the controller at once (SIGKILL), as a crash or an evicted pod would.
@@ -43,7 +67,13 @@ impl ControllerProcess {
     /// Starts it again, appending to the same log.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();
-        self.child = spawn(&self.kubeconfig, &self.namespace, &self.log, true)?;
+        self.child = spawn(
+            &self.kubeconfig,
+            &self.namespace,
+            &self.log,
+            true,
+            &self.identity,
+        )?;
         Ok(())
     }
 
@@ -63,6 +93,7 @@ fn spawn(
     namespace: &str,
     log: &PathBuf,
     append: bool,
+    identity: &str,
 ) -> anyhow::Result<Child> {
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -72,7 +103,7 @@ fn spawn(
         .open(log)?;
     let err = file.try_clone()?;
     Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--namespace", namespace])
+        .args(["run", "--namespace", namespace, "--identity", identity])
         .env("KUBECONFIG", kubeconfig)
         .env("RUST_LOG", "info,kube=warn,sluice=debug")
         .stdin(Stdio::null())
