@@ -504,3 +504,50 @@ async fn a_missing_service_is_invalid_spec_until_it_exists() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn deleting_the_rollout_gives_the_services_back_as_written() {
+    TestEnv::run("canary-delete", |env| async move {
+        let _controller = ControllerProcess::start(&env)?;
+        create_services(&env).await?;
+        rollouts(&env)
+            .create(
+                &PostParams::default(),
+                &rollout(json!([{"setWeight": 50}]))?,
+            )
+            .await?;
+        wait_status(&env, "web", "Healthy", LIMIT, |s| {
+            phase(s) == Some(RolloutPhase::Healthy)
+        })
+        .await?;
+        ensure!(
+            selector_hash(&env, "web-stable").await?.is_some(),
+            "Sluice's key is in the selector"
+        );
+
+        rollouts(&env).delete("web", &Default::default()).await?;
+        e2e::wait_for("the Rollout gone", LIMIT, || async {
+            Ok(rollouts(&env).get_opt("web").await?.is_none().then_some(()))
+        })
+        .await?;
+        let services: Api<Service> = env.api();
+        for name in ["web-stable", "web-canary"] {
+            let selector = services
+                .get(name)
+                .await?
+                .spec
+                .and_then(|s| s.selector)
+                .unwrap_or_default();
+            ensure!(
+                selector.len() == 1 && selector.get("app").map(String::as_str) == Some("web"),
+                "{name} selector is {selector:?}, not the user's app=web"
+            );
+        }
+        e2e::wait_for("the ReplicaSets garbage-collected", LIMIT, || async {
+            Ok(replicas_by_hash(&env).await?.is_empty().then_some(()))
+        })
+        .await?;
+        Ok(())
+    })
+    .await;
+}

@@ -19,6 +19,9 @@ pub const LABEL_POD_TEMPLATE_HASH: &str = "rollouts-pod-template-hash";
 /// Label naming the Rollout that owns a ReplicaSet; the controller watches by it.
 pub const LABEL_ROLLOUT: &str = "sluice.dev/rollout";
 
+/// Finalizer on a Rollout: Sluice gives the Services back as the user wrote them first.
+pub const FINALIZER: &str = "sluice.dev/cleanup";
+
 /// Annotation on an old ReplicaSet: when Sluice may scale it to zero (RFC 3339).
 pub const ANNOTATION_SCALE_DOWN_AT: &str = "sluice.dev/scale-down-at";
 

@@ -90,6 +90,20 @@ pub fn desired_replica_set(
     }
 }
 
+/// Service selectors are atomic maps for server-side apply, so an apply would take the whole
+/// selector; a merge patch of the one key leaves the user's keys as they wrote them.
+pub fn selector_patch(hash: Option<&str>) -> Patch<serde_json::Value> {
+    Patch::Merge(json!({"spec": {"selector": {LABEL_POD_TEMPLATE_HASH: hash}}}))
+}
+
+/// Writes to objects users own go under Sluice's traffic field manager.
+pub fn traffic_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER_TRAFFIC.into()),
+        ..Default::default()
+    }
+}
+
 /// Applies the plan. `existing` are the Rollout's ReplicaSets as observed; `template` the
 /// pod template of the revision being released; `services` the current selectors.
 pub async fn apply(
@@ -115,20 +129,10 @@ pub async fn apply(
         if current == Some(&sp.hash) {
             continue;
         }
-        let patch = json!({
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": sp.name, "namespace": ns},
-            "spec": {"selector": {LABEL_POD_TEMPLATE_HASH: sp.hash}}
-        });
         writes.add();
         timed(
             "patch Service selector",
-            svc_api.patch(
-                &sp.name,
-                &PatchParams::apply(FIELD_MANAGER_TRAFFIC).force(),
-                &Patch::Apply(&patch),
-            ),
+            svc_api.patch(&sp.name, &traffic_params(), &selector_patch(Some(&sp.hash))),
         )
         .await?;
     }

@@ -20,10 +20,13 @@ use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, instrument, warn};
 
-use crate::api::constants::{ANNOTATION_SCALE_DOWN_AT, LABEL_POD_TEMPLATE_HASH, LABEL_ROLLOUT};
+use crate::api::constants::{
+    ANNOTATION_SCALE_DOWN_AT, FINALIZER, LABEL_POD_TEMPLATE_HASH, LABEL_ROLLOUT,
+};
 use crate::api::rollout::Rollout;
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 
-use super::apply::{apply, timed};
+use super::apply::{apply, selector_patch, timed, traffic_params};
 use super::decide::{DEFAULT_RESTART_THRESHOLD, decide};
 use super::error::Error;
 use super::observe::{Observed, ObservedRs, diagnose};
@@ -181,13 +184,60 @@ async fn observe(ro: &Rollout, ctx: &Context, now: Timestamp) -> Result<World, E
 
 #[instrument(skip_all, fields(namespace = ro.namespace().unwrap_or_default(), rollout = ro.name_any()))]
 async fn reconcile(ro: Arc<Rollout>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = ro.namespace().ok_or(Error::NoNamespace)?;
+    let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &ns);
+    finalizer(&api, FINALIZER, ro, |event| async {
+        match event {
+            FinalizerEvent::Apply(ro) => reconcile_rollout(ro, &ctx).await,
+            FinalizerEvent::Cleanup(ro) => cleanup(ro, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// The Rollout is being deleted: take Sluice's key out of each Service's selector (the
+/// ReplicaSets go with the Rollout through their owner references).
+async fn cleanup(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
+    let ns = ro.namespace().ok_or(Error::NoNamespace)?;
+    let api: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
+    for name in named_services(&ro) {
+        if timed("get Service", api.get_opt(name)).await?.is_none() {
+            continue;
+        }
+        ctx.writes.add();
+        timed(
+            "give the Service back",
+            api.patch(name, &traffic_params(), &selector_patch(None)),
+        )
+        .await?;
+    }
+    info!("Rollout deleted; Services given back");
+    Ok(Action::await_change())
+}
+
+/// The Services a Rollout names.
+fn named_services(ro: &Rollout) -> Vec<&String> {
+    match (&ro.spec.strategy.canary, &ro.spec.strategy.blue_green) {
+        (Some(c), _) => [&c.stable_service, &c.canary_service]
+            .into_iter()
+            .flatten()
+            .collect(),
+        (None, Some(b)) => std::iter::once(&b.active_service)
+            .chain(b.preview_service.as_ref())
+            .collect(),
+        (None, None) => Vec::new(),
+    }
+}
+
+async fn reconcile_rollout(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
     let now = Timestamp::now();
-    let world = observe(&ro, &ctx, now).await?;
+    let world = observe(&ro, ctx, now).await?;
     let plan = decide(&ro, &world.observed, now);
     let before = ctx.writes.get();
     let template = world.observed.template.as_ref();
     apply(
-        &ctx,
+        ctx,
         &ro,
         &plan,
         &world.replica_sets,

@@ -15,6 +15,8 @@ pub enum Error {
     Serialize(#[source] serde_json::Error),
     #[error("the Rollout has no namespace")]
     NoNamespace,
+    #[error("{0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 }
 
 impl Error {
@@ -29,6 +31,11 @@ impl Error {
             Error::Timeout { .. } => "Timeout",
             Error::Serialize(_) => "Serialize",
             Error::NoNamespace => "NoNamespace",
+            Error::Finalizer(e) => match e.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(inner)
+                | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.reason(),
+                _ => "Finalizer",
+            },
         }
     }
 }
