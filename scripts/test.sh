@@ -17,6 +17,10 @@ step "control plane binaries (built once per Kubernetes version, then cached)"
 SLUICE_K8S_BIN=$(e2e/k8s/build.sh)
 export SLUICE_K8S_BIN
 
+step "Flux's kstatus checker (built once, then cached)"
+SLUICE_KSTATUS=$(e2e/kstatus/build.sh)
+export SLUICE_KSTATUS
+
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 

@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use common::{ControllerProcess, canary_weight, events_for, phase, rollouts, wait_status};
+use common::{ControllerProcess, canary_weight, events_for, kstatus, phase, rollouts, wait_status};
 use e2e::TestEnv;
 use e2e::nodesim::BEHAVIOUR_ANNOTATION;
 use k8s_openapi::api::apps::v1::ReplicaSet;
@@ -119,6 +119,8 @@ async fn canary_walks_every_step_pauses_and_is_promoted() {
         .await?;
         let v1 = healthy.stable_rs.clone().context("stableRS")?;
         ensure!(selector_hash(&env, "web-stable").await?.as_deref() == Some(v1.as_str()), "stable Service selects v1");
+        let flux = kstatus(&env, "web").await?;
+        ensure!(flux == "Current", "Flux's kstatus reads a Healthy Rollout as {flux}");
 
         set_image(&env, "registry.example/web:2", json!({})).await?;
         let at_25 = wait_status(&env, "web", "the timed pause after weight 25", LIMIT, |s| {
@@ -137,6 +139,8 @@ async fn canary_walks_every_step_pauses_and_is_promoted() {
         })
         .await?;
         ensure!(at_50.pause_conditions.len() == 1, "{:?}", at_50.pause_conditions);
+        let flux = kstatus(&env, "web").await?;
+        ensure!(flux == "InProgress", "Flux's kstatus reads a paused release as {flux}");
         ensure!(replicas_by_hash(&env).await? == { let mut v = vec![(v1.clone(), 2), (v2.clone(), 2)]; v.sort(); v }, "2 + 2 pods at weight 50");
 
         // It stays paused until promoted: the promotion clears the pause through the status.
@@ -233,6 +237,11 @@ async fn crash_looping_release_is_aborted_with_its_diagnosis() {
             phase(&aborted) == Some(RolloutPhase::Degraded),
             "{:?}",
             aborted.phase
+        );
+        let flux = kstatus(&env, "web").await?;
+        ensure!(
+            flux == "Failed",
+            "Flux's kstatus reads an aborted release as {flux}"
         );
         let cond = aborted
             .conditions

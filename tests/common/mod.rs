@@ -170,3 +170,42 @@ pub async fn events_for(
         })
         .collect())
 }
+
+/// What Flux's kstatus library (built from sigs.k8s.io/cli-utils by e2e/kstatus) makes of the
+/// Rollout `name`: `Current`, `InProgress`, `Failed`, ...
+pub async fn kstatus(env: &TestEnv, name: &str) -> anyhow::Result<String> {
+    let bin = match std::env::var("SLUICE_KSTATUS") {
+        Ok(b) => PathBuf::from(b),
+        Err(_) => {
+            let script =
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/kstatus/build.sh");
+            let out = Command::new("bash")
+                .arg(script)
+                .stderr(Stdio::inherit())
+                .output()?;
+            anyhow::ensure!(out.status.success(), "building the kstatus checker failed");
+            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+        }
+    };
+    let json = env
+        .kubectl(&["get", "rollout", name, "-o", "json"], None)
+        .await?;
+    anyhow::ensure!(json.success, "kubectl get: {}", json.stderr);
+    let mut child = tokio::process::Command::new(bin)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        use tokio::io::AsyncWriteExt;
+        stdin.write_all(json.stdout.as_bytes()).await?;
+    }
+    let out = child.wait_with_output().await?;
+    anyhow::ensure!(
+        out.status.success(),
+        "kstatus: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    Ok(v["status"].as_str().unwrap_or_default().to_string())
+}
