@@ -3,27 +3,10 @@
 use super::*;
 use crate::api::rollout::RolloutSpec;
 use crate::rollout::decide::decide as decide_all;
-use crate::rollout::hash::pod_template_hash;
 use crate::rollout::observe::ObservedRs;
-use k8s_openapi::api::core::v1::PodTemplateSpec;
+use crate::rollout::test_support::{at, hash, template};
 use proptest::prelude::*;
 use serde_json::json;
-
-fn at(s: i64) -> Timestamp {
-    Timestamp::from_second(1_800_000_000 + s).expect("timestamp")
-}
-
-fn template(image: &str) -> PodTemplateSpec {
-    serde_json::from_value(json!({
-        "metadata": {"labels": {"app": "web"}},
-        "spec": {"containers": [{"name": "web", "image": image}]}
-    }))
-    .expect("template")
-}
-
-fn hash(image: &str) -> String {
-    pod_template_hash(&template(image))
-}
 
 fn rollout(bg: serde_json::Value) -> Rollout {
     let mut strategy = json!({"activeService": "web-active", "previewService": "web-preview", "scaleDownDelaySeconds": 10, "abortScaleDownDelaySeconds": 5});

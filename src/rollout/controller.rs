@@ -149,16 +149,7 @@ async fn observe(ro: &Rollout, ctx: &Context, now: Timestamp) -> Result<World, E
 
     let mut services = BTreeMap::new();
     let mut exists = BTreeMap::new();
-    let named: Vec<&String> = match (&ro.spec.strategy.canary, &ro.spec.strategy.blue_green) {
-        (Some(c), _) => [&c.stable_service, &c.canary_service]
-            .into_iter()
-            .flatten()
-            .collect(),
-        (None, Some(b)) => std::iter::once(&b.active_service)
-            .chain(b.preview_service.as_ref())
-            .collect(),
-        (None, None) => Vec::new(),
-    };
+    let named = named_services(ro);
     {
         let svc_api: Api<Service> = Api::namespaced(client.clone(), &ns);
         for n in named {
@@ -331,12 +322,7 @@ pub async fn run(
                 .state()
                 .into_iter()
                 .filter(|ro| ro.namespace().as_deref() == Some(ns.as_str()))
-                .filter(|ro| {
-                    ro.spec.strategy.canary.as_ref().is_some_and(|c| {
-                        c.stable_service.as_deref() == Some(name.as_str())
-                            || c.canary_service.as_deref() == Some(name.as_str())
-                    })
-                })
+                .filter(|ro| named_services(ro).contains(&&name))
                 .map(|ro| ObjectRef::from(ro.as_ref()))
                 .collect::<Vec<_>>()
         })

@@ -534,6 +534,21 @@ fn decide_release(ro: &Rollout, obs: &Observed, now: Timestamp) -> Plan {
     plan
 }
 
+/// Records an abort: when, why (the `Progressing` condition) and a Warning Event.
+fn mark_aborted(plan: &mut Plan, message: String, generation: Option<i64>, now: Timestamp) {
+    plan.status.aborted_at = Some(Time(now));
+    conditions::set(
+        &mut plan.status.conditions,
+        condition::PROGRESSING,
+        false,
+        "RolloutAborted",
+        &message,
+        generation,
+        now,
+    );
+    plan.event(EventType::Warning, "RolloutAborted", message);
+}
+
 /// Fail fast, abort and retry, shared by both strategies. Returns when the release was
 /// aborted, or `None` when it goes on (after a retry, from its first step).
 pub(super) fn abort_or_retry(
@@ -549,37 +564,17 @@ pub(super) fn abort_or_retry(
         && let Some(failure) = new_rs.and_then(|rs| rs.failure.as_ref())
     {
         plan.status.abort = Some(true);
-        plan.status.aborted_at = Some(Time(now));
         let message = format!("revision {desired} cannot run: {}", failure.describe());
-        conditions::set(
-            &mut plan.status.conditions,
-            condition::PROGRESSING,
-            false,
-            "RolloutAborted",
-            &message,
-            generation,
-            now,
-        );
-        plan.event(EventType::Warning, "RolloutAborted", message);
+        mark_aborted(plan, message, generation, now);
     }
     if plan.status.abort == Some(true) {
         let aborted_at = match &plan.status.aborted_at {
             Some(t) => t.0,
             None => {
-                plan.status.aborted_at = Some(Time(now));
                 let message = format!(
                     "revision {desired} aborted on request; all traffic back to stable {stable}"
                 );
-                conditions::set(
-                    &mut plan.status.conditions,
-                    condition::PROGRESSING,
-                    false,
-                    "RolloutAborted",
-                    &message,
-                    generation,
-                    now,
-                );
-                plan.event(EventType::Warning, "RolloutAborted", message);
+                mark_aborted(plan, message, generation, now);
                 now
             }
         };

@@ -3,21 +3,9 @@
 use super::*;
 use crate::api::rollout::{RolloutSpec, RolloutStatus};
 use crate::rollout::observe::PodFailure;
-use k8s_openapi::api::core::v1::PodTemplateSpec;
+use crate::rollout::test_support::{at, hash, template};
 use proptest::prelude::*;
 use serde_json::json;
-
-fn at(s: i64) -> Timestamp {
-    Timestamp::from_second(1_800_000_000 + s).expect("timestamp")
-}
-
-fn template(image: &str) -> PodTemplateSpec {
-    serde_json::from_value(json!({
-        "metadata": {"labels": {"app": "web"}},
-        "spec": {"containers": [{"name": "web", "image": image}]}
-    }))
-    .expect("template")
-}
 
 fn rollout(steps: serde_json::Value, services: bool) -> Rollout {
     let mut canary = json!({"steps": steps, "maxSurge": 1, "maxUnavailable": 0});
@@ -35,10 +23,6 @@ fn rollout(steps: serde_json::Value, services: bool) -> Rollout {
     let mut ro = Rollout::new("web", spec);
     ro.metadata.generation = Some(1);
     ro
-}
-
-fn hash(image: &str) -> String {
-    pod_template_hash(&template(image))
 }
 
 fn rs(image: &str, replicas: i32, available: i32) -> ObservedRs {

@@ -10,4 +10,6 @@ pub mod error;
 pub mod hash;
 pub mod observe;
 pub mod replicas;
+#[cfg(test)]
+mod test_support;
 pub mod validate;
