@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The README's demo command (`make demo`, or `make demo ARGS=--keep`).
 #
-# Today it starts the local stack every Sluice test runs on — a real Kubernetes control plane
-# (etcd, kube-apiserver, kube-controller-manager, kube-scheduler) with simulated Nodes — installs
-# Sluice's CRDs, applies the examples and a small Deployment, and shows what the real
-# controllers made of them. The release demo (a good version promoted, a bad one rolled back,
-# with a time-to-safe summary) joins it when the Rollout controller lands.
+# Starts the local stack every Sluice test runs on (a real Kubernetes control plane with
+# simulated Nodes) and the Sluice controller, deploys an application as a canary Rollout, then
+# releases v2 (healthy: promoted step by step) and v3 (its pods crash: aborted on its own, all
+# traffic back on v2). Prints live progress and a summary with the time each release took.
+# (Prometheus analysis, Istio weights and the HTML report join it with those features.)
 #
 # With --keep the stack stays up until Ctrl-C and the script prints how to reach it.
 set -euo pipefail
@@ -15,7 +15,7 @@ keep=false
 for arg in "$@"; do
   case "$arg" in
     --keep) keep=true ;;
-    -h | --help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "demo.sh: unknown argument $arg (try --keep)" >&2; exit 2 ;;
   esac
 done
@@ -32,12 +32,17 @@ say "Starting the local control plane"
 state=$PWD/target/demo
 mkdir -p "$state"
 rm -f "$state/env"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
 target/debug/sluice-e2e up --state-dir "$state/cluster" --env-file "$state/env" --exit-with-parent >"$state/up.log" 2>&1 &
-up_pid=$!
-trap 'kill $up_pid 2>/dev/null || true; wait $up_pid 2>/dev/null || true' EXIT
+pids+=($!)
 for _ in $(seq 1 300); do
   [[ -f "$state/env" ]] && break
-  kill -0 "$up_pid" 2>/dev/null || { cat "$state/up.log" >&2; exit 1; }
+  kill -0 "${pids[0]}" 2>/dev/null || { cat "$state/up.log" >&2; exit 1; }
   sleep 1
 done
 [[ -f "$state/env" ]] || { echo "demo.sh: the control plane was not ready within 300 s" >&2; exit 1; }
@@ -45,49 +50,111 @@ grep "control plane ready" "$state/up.log" || true
 # shellcheck disable=SC1091
 source "$state/env"
 kubectl() { "$SLUICE_K8S_BIN/kubectl" --kubeconfig "$SLUICE_E2E_KUBECONFIG" "$@"; }
+kubectl get nodes
 
-say "Nodes (simulated kubelets)"
-kubectl get nodes -o wide
+say "Starting the Sluice controller (log: $state/sluice.log)"
+kubectl create namespace shop >/dev/null
+until kubectl -n shop get serviceaccount default >/dev/null 2>&1; do sleep 0.5; done
+KUBECONFIG=$SLUICE_E2E_KUBECONFIG target/debug/sluice run --namespace shop >"$state/sluice.log" 2>&1 &
+pids+=($!)
 
-say "Applying Sluice's examples into namespace demo"
-kubectl create namespace demo >/dev/null
-until kubectl -n demo get serviceaccount default >/dev/null 2>&1; do sleep 0.5; done
-kubectl -n demo apply --server-side -f examples/
-kubectl -n demo get sluice
-kubectl get clusteranalysistemplates
-
-say "A Deployment run by the real controllers, scheduler and node simulator"
-kubectl -n demo create deployment hello --image=registry.example/hello:1 --replicas=3 --port=8080
-kubectl -n demo expose deployment hello --port=80 --target-port=8080
-kubectl -n demo rollout status deployment/hello --timeout=120s
-kubectl -n demo get pods -o wide
-until [[ -n "$(kubectl -n demo get endpointslices -l kubernetes.io/service-name=hello -o jsonpath='{.items[*].endpoints[*].addresses[*]}')" ]]; do sleep 0.5; done
-kubectl -n demo get endpointslices -l kubernetes.io/service-name=hello
-
-say "A refused manifest: a canary step with weight 150"
-cat <<'YAML' | kubectl -n demo apply -f - || true
+say "Deploying v1 of the shop as a canary Rollout"
+kubectl -n shop apply -f - <<'YAML'
+apiVersion: v1
+kind: Service
+metadata: {name: shop-stable}
+spec: {selector: {app: shop}, ports: [{port: 80, targetPort: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: shop-canary}
+spec: {selector: {app: shop}, ports: [{port: 80, targetPort: 8080}]}
+---
 apiVersion: sluice.dev/v1alpha1
 kind: Rollout
-metadata: {name: too-heavy}
+metadata: {name: shop}
 spec:
-  selector: {matchLabels: {app: x}}
+  replicas: 4
+  selector: {matchLabels: {app: shop}}
   template:
-    metadata: {labels: {app: x}}
-    spec: {containers: [{name: x, image: x:1}]}
-  strategy: {canary: {steps: [{setWeight: 150}]}}
+    metadata: {labels: {app: shop}}
+    spec: {containers: [{name: shop, image: registry.example/shop:1}]}
+  strategy:
+    canary:
+      stableService: shop-stable
+      canaryService: shop-canary
+      maxSurge: 1
+      maxUnavailable: 0
+      abortScaleDownDelaySeconds: 5
+      steps:
+        - setWeight: 25
+        - pause: {duration: 4s}
+        - setWeight: 50
+        - pause: {duration: 4s}
+        - setWeight: 75
+        - pause: {duration: 4s}
 YAML
+
+field() { kubectl -n shop get rollout shop -o "jsonpath=$1" 2>/dev/null; }
+# Prints a line whenever what `kubectl get sro` shows changes, until $1 holds (or 180 s pass).
+watch_until() {
+  local until=$1 last="" line start=$SECONDS
+  while ((SECONDS - start < 180)); do
+    line=$(kubectl -n shop get sro shop --no-headers 2>/dev/null | awk '{$NF=""; print}')
+    if [[ "$line" != "$last" ]]; then
+      printf '  [%3ss] %s\n' $((SECONDS - start)) "$line"
+      last=$line
+    fi
+    if eval "$until"; then
+      line=$(kubectl -n shop get sro shop --no-headers 2>/dev/null | awk '{$NF=""; print}')
+      [[ "$line" != "$last" ]] && printf '  [%3ss] %s\n' $((SECONDS - start)) "$line"
+      return 0
+    fi
+    sleep 0.5
+  done
+  echo "demo.sh: gave up waiting" >&2
+  return 1
+}
+echo "  NAME DESIRED CURRENT UP-TO-DATE AVAILABLE STEP WEIGHT PHASE"
+watch_until '[[ $(field "{.status.phase}") == Healthy && $(field "{.status.availableReplicas}") == 4 ]]'
+
+release() { kubectl -n shop patch rollout shop --type=merge -p "$1" >/dev/null; }
+
+say "Releasing v2 (healthy): promoted step by step"
+stable_before=$(field '{.status.stableRS}')
+t0=$SECONDS
+release '{"spec":{"template":{"spec":{"containers":[{"name":"shop","image":"registry.example/shop:2"}]}}}}'
+watch_until '[[ $(field "{.status.phase}") == Healthy && $(field "{.status.stableRS}") != "$stable_before" && $(field "{.status.availableReplicas}") == 4 ]]'
+v2_secs=$((SECONDS - t0))
+v2=$(field '{.status.stableRS}')
+
+say "Releasing v3 (its pods crash on start): Sluice aborts it on its own"
+t0=$SECONDS
+release '{"spec":{"template":{"metadata":{"annotations":{"sim.sluice.dev/behaviour":"crashloop"}},"spec":{"containers":[{"name":"shop","image":"registry.example/shop:3"}]}}}}'
+watch_until '[[ $(field "{.status.abort}") == true ]]'
+v3_secs=$((SECONDS - t0))
+echo "  why: $(field '{.status.conditions[?(@.type=="Progressing")].message}')"
+echo "  stable Service selects revision $(kubectl -n shop get svc shop-stable -o 'jsonpath={.spec.selector.rollouts-pod-template-hash}'), canary Service $(kubectl -n shop get svc shop-canary -o 'jsonpath={.spec.selector.rollouts-pod-template-hash}') (v2 is $v2)"
+watch_until '[[ $(kubectl -n shop get rs -l "rollouts-pod-template-hash=$(field "{.status.currentPodHash}")" -o "jsonpath={.items[0].spec.replicas}") == 0 ]]'
+
+say "Events"
+kubectl -n shop get events --field-selector involvedObject.kind=Rollout --sort-by=.metadata.creationTimestamp -o custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message | grep -v ScalingReplicaSet
+
+say "Summary"
+echo "  v2: promoted through 6 steps in ${v2_secs}s; stable revision $v2"
+echo "  v3: aborted ${v3_secs}s after the release started (crash-looping pods); all traffic back on $v2"
 
 if $keep; then
   say "The stack is running; Ctrl-C stops it"
   cat <<HINT
   export KUBECONFIG=$SLUICE_E2E_KUBECONFIG
   export PATH=$SLUICE_K8S_BIN:\$PATH
-  kubectl get nodes
-  kubectl -n demo get sluice
-  kubectl explain rollout.spec.strategy.canary.steps
-  logs: $state/cluster/*.log
+  kubectl -n shop get sro,rs,pods
+  kubectl -n shop describe rollout shop
+  kubectl patch -n shop rollout shop --subresource=status --type=merge -p '{"status":{"abort":false}}'   # retry v3
+  logs: $state/sluice.log, $state/cluster/*.log
 HINT
-  wait "$up_pid"
+  wait "${pids[0]}"
 else
   say "Stopping the stack (run with --keep to explore it)"
 fi

@@ -245,7 +245,10 @@ pub async fn apply(
             },
             reason: ev.reason.to_string(),
             note: Some(ev.message.chars().take(1000).collect()),
-            action: ev.reason.to_string(),
+            // The recorder folds Events with the same reason and action into one series, keeping
+            // the first message: the message as the action keeps each decision its own Event
+            // while true repeats still fold.
+            action: ev.message.chars().take(128).collect(),
             secondary: None,
         };
         if let Err(e) = timed("publish Event", recorder.publish(&event, &reference)).await {
