@@ -53,6 +53,21 @@ grep "control plane ready" "$state/up.log" || true
 source "$state/env"
 
 step "tests"
-cargo test --workspace --locked
+set +e
+cargo test --workspace --locked 2>&1 | tee target/e2e/cargo-test.log
+status=${PIPESTATUS[0]}
+set -e
+totals=$(awk '/^test result:/ { for (i = 2; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i - 1); if ($i ~ /^failed;?$/) f += $(i - 1) } } END { printf "%d passed, %d failed", p, f }' target/e2e/cargo-test.log)
+if ((status != 0)); then
+  echo "tests: $totals"
+  exit "$status"
+fi
+stop_cluster
+trap - EXIT
+
+step "the README's demo, end to end"
+scripts/demo.sh > target/e2e/demo.log 2>&1 || { cat target/e2e/demo.log; echo "the demo failed" >&2; exit 1; }
+sed -n '/== Summary/,/^$/p' target/e2e/demo.log
 
 step "done in $((SECONDS - t0)) s"
+echo "tests: $totals"
