@@ -1,0 +1,380 @@
+//! What `kubectl sluice promote|abort|retry|pause|resume` write: a patch of the Rollout's
+//! status, computed by pure functions from the Rollout as read. Sluice never writes `spec`.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use serde_json::{Value, json};
+
+use crate::api::rollout::{PauseCondition, PauseReason, Rollout, RolloutPhase};
+
+/// A request from a person or a tool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// Lift the pause, or go to the next step when not paused.
+    Promote,
+    /// Skip every remaining step (and analysis).
+    PromoteFull,
+    /// All traffic back to stable; the new revision is scaled down after its delay.
+    Abort,
+    /// Start an aborted release again from its first step.
+    Retry,
+    /// Hold the release where it stands.
+    Pause,
+    /// Lift a pause made with `Pause`.
+    Resume,
+}
+
+/// Why a control does not apply to the Rollout as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    #[error("{0} is not releasing a new revision: nothing to {1}")]
+    NotReleasing(String, &'static str),
+    #[error("{0} is not aborted: nothing to retry (abort it first, or change its template)")]
+    NotAborted(String),
+    #[error("{0} is aborted: retry it first")]
+    Aborted(String),
+    #[error("{0} is already paused by request")]
+    AlreadyPaused(String),
+    #[error("{0} has no pause made by request to lift")]
+    NotPaused(String),
+    #[error("{0} is already at its last step; wait for it to finish or use --full")]
+    LastStep(String),
+}
+
+fn releasing(ro: &Rollout) -> bool {
+    let st = ro.status.clone().unwrap_or_default();
+    st.current_pod_hash.is_some() && st.current_pod_hash != st.stable_rs
+}
+
+fn aborted(ro: &Rollout) -> bool {
+    ro.status.as_ref().and_then(|s| s.abort) == Some(true)
+}
+
+/// The status patch (the value of `status` in a merge patch) for `control`.
+pub fn status_patch(ro: &Rollout, control: Control, now: Timestamp) -> Result<Value, ControlError> {
+    let name = ro.metadata.name.clone().unwrap_or_default();
+    let st = ro.status.clone().unwrap_or_default();
+    match control {
+        Control::Abort => {
+            if !releasing(ro) {
+                return Err(ControlError::NotReleasing(name, "abort"));
+            }
+            Ok(json!({"abort": true}))
+        }
+        Control::Retry => {
+            if !aborted(ro) {
+                return Err(ControlError::NotAborted(name));
+            }
+            Ok(json!({"abort": false}))
+        }
+        Control::PromoteFull => {
+            if !releasing(ro) {
+                return Err(ControlError::NotReleasing(name, "promote"));
+            }
+            if aborted(ro) {
+                return Err(ControlError::Aborted(name));
+            }
+            Ok(json!({"promoteFull": true}))
+        }
+        Control::Promote => {
+            if aborted(ro) {
+                return Err(ControlError::Aborted(name));
+            }
+            if !st.pause_conditions.is_empty() {
+                return Ok(json!({"pauseConditions": null}));
+            }
+            if !releasing(ro) {
+                return Err(ControlError::NotReleasing(name, "promote"));
+            }
+            let steps = ro
+                .spec
+                .strategy
+                .canary
+                .as_ref()
+                .map(|c| c.steps().len())
+                .unwrap_or(0) as i32;
+            let idx = st.current_step_index.unwrap_or(0);
+            if idx >= steps {
+                return Err(ControlError::LastStep(name));
+            }
+            Ok(json!({"currentStepIndex": idx + 1}))
+        }
+        Control::Pause => {
+            if st
+                .pause_conditions
+                .iter()
+                .any(|p| p.reason == PauseReason::UserPause)
+            {
+                return Err(ControlError::AlreadyPaused(name));
+            }
+            let mut list = st.pause_conditions.clone();
+            list.push(PauseCondition {
+                reason: PauseReason::UserPause,
+                start_time: Time(now),
+            });
+            Ok(json!({"pauseConditions": list}))
+        }
+        Control::Resume => {
+            if !st
+                .pause_conditions
+                .iter()
+                .any(|p| p.reason == PauseReason::UserPause)
+            {
+                return Err(ControlError::NotPaused(name));
+            }
+            let rest: Vec<&PauseCondition> = st
+                .pause_conditions
+                .iter()
+                .filter(|p| p.reason != PauseReason::UserPause)
+                .collect();
+            Ok(if rest.is_empty() {
+                json!({"pauseConditions": null})
+            } else {
+                json!({"pauseConditions": rest})
+            })
+        }
+    }
+}
+
+/// A short, readable account of a Rollout, for `kubectl sluice get`.
+pub fn describe(ro: &Rollout) -> String {
+    let st = ro.status.clone().unwrap_or_default();
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<12}{v}\n"));
+    line("Name:", ro.metadata.name.clone().unwrap_or_default());
+    line(
+        "Namespace:",
+        ro.metadata.namespace.clone().unwrap_or_default(),
+    );
+    let strategy = match (&ro.spec.strategy.canary, &ro.spec.strategy.blue_green) {
+        (Some(c), _) => format!("canary, {} steps", c.steps().len()),
+        (None, Some(b)) => format!("blue-green, active Service {}", b.active_service),
+        _ => "none".into(),
+    };
+    line("Strategy:", strategy);
+    let phase = st
+        .phase
+        .map(|p| format!("{p:?}"))
+        .unwrap_or_else(|| "Unknown (not yet reconciled)".into());
+    let msg = st
+        .message
+        .clone()
+        .map(|m| format!(": {m}"))
+        .unwrap_or_default();
+    line("Phase:", format!("{phase}{msg}"));
+    if let (Some(c), Some(i)) = (&ro.spec.strategy.canary, st.current_step_index) {
+        line("Step:", format!("{i}/{}", c.steps().len()));
+    }
+    if let Some(w) = st
+        .canary
+        .as_ref()
+        .and_then(|c| c.weights.as_ref())
+        .filter(|_| ro.spec.strategy.canary.is_some())
+    {
+        line(
+            "Weights:",
+            format!("canary {}%, stable {}%", w.canary.weight, w.stable.weight),
+        );
+    }
+    if let Some(bg) = &st.blue_green {
+        line(
+            "Services:",
+            format!(
+                "active {}, preview {}",
+                bg.active_selector.clone().unwrap_or_default(),
+                bg.preview_selector.clone().unwrap_or_else(|| "-".into())
+            ),
+        );
+    }
+    line(
+        "Revisions:",
+        format!(
+            "stable {}, current {}",
+            st.stable_rs.clone().unwrap_or_else(|| "-".into()),
+            st.current_pod_hash.clone().unwrap_or_else(|| "-".into())
+        ),
+    );
+    line(
+        "Replicas:",
+        format!(
+            "desired {}, current {}, updated {}, ready {}, available {}",
+            ro.spec.replicas(),
+            st.replicas.unwrap_or(0),
+            st.updated_replicas.unwrap_or(0),
+            st.ready_replicas.unwrap_or(0),
+            st.available_replicas.unwrap_or(0)
+        ),
+    );
+    for p in &st.pause_conditions {
+        line(
+            "Paused:",
+            format!("{:?} since {}", p.reason, p.start_time.0),
+        );
+    }
+    if st.abort == Some(true) {
+        line(
+            "Aborted:",
+            st.aborted_at
+                .as_ref()
+                .map(|t| t.0.to_string())
+                .unwrap_or_else(|| "yes".into()),
+        );
+    }
+    let mut conds: Vec<String> = st
+        .conditions
+        .iter()
+        .map(|c| {
+            let msg = if c.message.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", c.message)
+            };
+            format!("{}={} ({}){msg}", c.type_, c.status, c.reason)
+        })
+        .collect();
+    conds.sort();
+    for (i, c) in conds.iter().enumerate() {
+        line(if i == 0 { "Conditions:" } else { "" }, c.clone());
+    }
+    let healthy = st.phase == Some(RolloutPhase::Healthy);
+    if !healthy && releasing(ro) && !aborted(ro) {
+        line("Next:", "kubectl sluice promote | abort | pause".into());
+    } else if aborted(ro) {
+        line(
+            "Next:",
+            "kubectl sluice retry, or set the template back".into(),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::rollout::{RolloutSpec, RolloutStatus};
+
+    fn ro(status: RolloutStatus) -> Rollout {
+        let spec: RolloutSpec = serde_json::from_value(json!({
+            "replicas": 4,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "web:2"}]}},
+            "strategy": {"canary": {"steps": [{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}]}}
+        }))
+        .expect("spec");
+        let mut r = Rollout::new("web", spec);
+        r.status = Some(status);
+        r
+    }
+
+    fn releasing_status() -> RolloutStatus {
+        RolloutStatus {
+            stable_rs: Some("aaa".into()),
+            current_pod_hash: Some("bbb".into()),
+            current_step_index: Some(0),
+            ..Default::default()
+        }
+    }
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(1_800_000_000).expect("timestamp")
+    }
+
+    #[test]
+    fn promote_lifts_a_pause_or_moves_to_the_next_step() {
+        let mut paused = releasing_status();
+        paused.pause_conditions = vec![PauseCondition {
+            reason: PauseReason::CanaryPauseStep,
+            start_time: Time(now()),
+        }];
+        assert_eq!(
+            status_patch(&ro(paused), Control::Promote, now()),
+            Ok(json!({"pauseConditions": null}))
+        );
+        assert_eq!(
+            status_patch(&ro(releasing_status()), Control::Promote, now()),
+            Ok(json!({"currentStepIndex": 1}))
+        );
+        let last = RolloutStatus {
+            current_step_index: Some(3),
+            ..releasing_status()
+        };
+        assert!(matches!(
+            status_patch(&ro(last), Control::Promote, now()),
+            Err(ControlError::LastStep(_))
+        ));
+    }
+
+    #[test]
+    fn abort_and_retry_only_where_they_mean_something() {
+        let healthy = RolloutStatus {
+            stable_rs: Some("aaa".into()),
+            current_pod_hash: Some("aaa".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            status_patch(&ro(healthy), Control::Abort, now()),
+            Err(ControlError::NotReleasing(_, "abort"))
+        ));
+        assert_eq!(
+            status_patch(&ro(releasing_status()), Control::Abort, now()),
+            Ok(json!({"abort": true}))
+        );
+        assert!(matches!(
+            status_patch(&ro(releasing_status()), Control::Retry, now()),
+            Err(ControlError::NotAborted(_))
+        ));
+        let aborted = RolloutStatus {
+            abort: Some(true),
+            ..releasing_status()
+        };
+        assert_eq!(
+            status_patch(&ro(aborted.clone()), Control::Retry, now()),
+            Ok(json!({"abort": false}))
+        );
+        assert!(matches!(
+            status_patch(&ro(aborted), Control::Promote, now()),
+            Err(ControlError::Aborted(_))
+        ));
+    }
+
+    #[test]
+    fn pause_and_resume_touch_only_the_user_pause() {
+        let mut st = releasing_status();
+        st.pause_conditions = vec![PauseCondition {
+            reason: PauseReason::CanaryPauseStep,
+            start_time: Time(now()),
+        }];
+        let paused = status_patch(&ro(st.clone()), Control::Pause, now()).expect("pause");
+        let list = paused["pauseConditions"].as_array().expect("list");
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[1]["reason"], "UserPause");
+        st.pause_conditions.push(PauseCondition {
+            reason: PauseReason::UserPause,
+            start_time: Time(now()),
+        });
+        assert!(matches!(
+            status_patch(&ro(st.clone()), Control::Pause, now()),
+            Err(ControlError::AlreadyPaused(_))
+        ));
+        let resumed = status_patch(&ro(st), Control::Resume, now()).expect("resume");
+        assert_eq!(
+            resumed["pauseConditions"].as_array().map(|l| l.len()),
+            Some(1),
+            "the step's own pause stays"
+        );
+    }
+
+    #[test]
+    fn describe_shows_step_weights_and_what_to_do_next() {
+        let mut st = releasing_status();
+        st.phase = Some(RolloutPhase::Paused);
+        st.current_step_index = Some(1);
+        let text = describe(&ro(st));
+        assert!(text.contains("Step:       1/3"), "{text}");
+        assert!(text.contains("Phase:      Paused"), "{text}");
+        assert!(
+            text.contains("Next:       kubectl sluice promote"),
+            "{text}"
+        );
+    }
+}
