@@ -55,7 +55,7 @@ kubectl get nodes
 say "Starting the Sluice controller (log: $state/sluice.log)"
 kubectl create namespace shop >/dev/null
 until kubectl -n shop get serviceaccount default >/dev/null 2>&1; do sleep 0.5; done
-KUBECONFIG=$SLUICE_E2E_KUBECONFIG target/debug/sluice run --namespace shop >"$state/sluice.log" 2>&1 &
+KUBECONFIG=$SLUICE_E2E_KUBECONFIG target/debug/sluice run --namespace shop --metrics-addr 127.0.0.1:0 >"$state/sluice.log" 2>&1 &
 pids+=($!)
 
 say "Deploying v1 of the shop as a canary Rollout"
@@ -151,6 +151,7 @@ if $keep; then
   export PATH=$SLUICE_K8S_BIN:\$PATH
   kubectl -n shop get sro,rs,pods
   kubectl -n shop describe rollout shop
+  metrics: $(grep -o 'addr=[0-9.:]*' "$state/sluice.log" | head -1 | cut -d= -f2)/metrics
   kubectl patch -n shop rollout shop --subresource=status --type=merge -p '{"status":{"abort":false}}'   # retry v3
   logs: $state/sluice.log, $state/cluster/*.log
 HINT

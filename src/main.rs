@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use sluice::rollout::controller::{self, Options};
+use sluice::telemetry::{self, Metrics};
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -41,6 +43,9 @@ enum Cmd {
         /// This instance's identity in the Lease (default: $POD_NAME, else host name and pid).
         #[arg(long, env = "POD_NAME")]
         identity: Option<String>,
+        /// Where to serve /metrics, /healthz and /readyz.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        metrics_addr: std::net::SocketAddr,
     },
     /// Print the CustomResourceDefinitions Sluice serves, as YAML.
     Crds,
@@ -57,6 +62,7 @@ fn main() -> ExitCode {
             lease_namespace,
             lease_name,
             identity,
+            metrics_addr,
         } => {
             tracing_subscriber::fmt()
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
@@ -103,8 +109,17 @@ fn main() -> ExitCode {
                     namespace: namespace.clone(),
                     restart_threshold,
                 };
+                let metrics = Arc::new(Metrics::new());
+                let server = metrics.clone();
+                let http = tokio::spawn(async move {
+                    if let Err(e) = telemetry::serve(metrics_addr, server).await {
+                        tracing::error!(%metrics_addr, error = %e, "cannot serve /metrics, /healthz, /readyz");
+                    }
+                });
                 if no_leader_elect {
-                    controller::run(client, opts, shutdown).await;
+                    metrics.set_ready(true);
+                    controller::run(client, opts, metrics, shutdown).await;
+                    http.abort();
                     return ExitCode::SUCCESS;
                 }
                 let lease_ns = lease_namespace
@@ -117,19 +132,24 @@ fn main() -> ExitCode {
                     format!("{}-{}", host.trim(), std::process::id())
                 });
                 let worker_client = client.clone();
+                let worker_metrics = metrics.clone();
                 let result = sluice::leader::run_as_leader(
                     client,
                     &lease_ns,
                     &lease_name,
                     &identity,
                     shutdown,
-                    move |stop| {
-                        controller::run(worker_client, opts, async move {
+                    move |stop| async move {
+                        worker_metrics.set_ready(true);
+                        controller::run(worker_client, opts, worker_metrics.clone(), async move {
                             let _ = stop.await;
                         })
+                        .await;
+                        worker_metrics.set_ready(false);
                     },
                 )
                 .await;
+                http.abort();
                 match result {
                     Ok(_) => ExitCode::SUCCESS,
                     Err(e) => {

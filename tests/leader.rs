@@ -41,6 +41,9 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
             .stable_rs
             .context("stableRS")?;
         ensure!(!second.leads(), "the standby must not lead while the first instance holds the Lease");
+        ensure!(common::http_get(&second, "/healthz").await?.0 == 200, "the standby is alive");
+        ensure!(common::http_get(&second, "/readyz").await?.0 == 503, "the standby is not ready");
+        ensure!(common::http_get(&first, "/readyz").await?.0 == 200, "the leader is ready");
 
         // The leader dies without releasing the Lease; the standby takes over once it expires.
         first.kill();

@@ -131,7 +131,12 @@ async fn canary_walks_every_step_pauses_and_is_promoted() {
         ensure!(v2 != v1, "a new revision");
         ensure!(selector_hash(&env, "web-canary").await?.as_deref() == Some(v2.as_str()), "canary Service selects v2");
         ensure!(selector_hash(&env, "web-stable").await?.as_deref() == Some(v1.as_str()), "stable Service still v1");
-        // Killed during the timed pause and started again: the pause still ends once.
+        // Killed during the timed pause (once its Event is out) and started again: the pause
+        // still ends once.
+        e2e::wait_for("the Paused Event", LIMIT, || async {
+            Ok((common::event_count(&env, "web", "Paused").await? >= 1).then_some(()))
+        })
+        .await?;
         controller.restart()?;
 
         let at_50 = wait_status(&env, "web", "the indefinite pause at weight 50", LIMIT, |s| {
@@ -164,8 +169,24 @@ async fn canary_walks_every_step_pauses_and_is_promoted() {
         for r in ["FirstRevision", "RolloutStarted", "StepCompleted", "Paused", "PauseEnded", "Promoted", "RolloutCompleted"] {
             ensure!(reasons.iter().any(|x| x == r), "no {r} Event in {reasons:?}");
         }
-        let count = |r: &str| reasons.iter().filter(|x| *x == r).count();
-        ensure!(count("StepCompleted") == 2 && count("PauseEnded") == 1 && count("Promoted") == 1, "a step repeated: {reasons:?}");
+        // The same story in the metrics, with bounded labels.
+        let (code, metrics) = common::http_get(&controller, "/metrics").await?;
+        ensure!(code == 200, "/metrics answered {code}");
+        let ns = &env.namespace;
+        for line in [
+            format!(r#"sluice_rollout_phase{{namespace="{ns}",rollout="web",phase="Healthy"}} 1"#),
+            format!(r#"sluice_rollout_phase{{namespace="{ns}",rollout="web",phase="Paused"}} 0"#),
+            format!(r#"sluice_rollout_decisions_total{{namespace="{ns}",rollout="web",reason="RolloutCompleted"}} 1"#),
+            "sluice_leader 1".to_string(),
+        ] {
+            ensure!(metrics.lines().any(|l| l == line), "no `{line}` in /metrics:\n{metrics}");
+        }
+        ensure!(!metrics.contains(&v1) && !metrics.contains(&v2), "no revision hash in metric labels");
+        ensure!(common::http_get(&controller, "/readyz").await?.0 == 200, "the leader is ready");
+        for (reason, times) in [("StepCompleted", 2), ("PauseEnded", 1), ("Promoted", 1)] {
+            let seen = common::event_count(&env, "web", reason).await?;
+            ensure!(seen == times, "{reason} recorded {seen} times, not {times}: a step skipped or repeated ({reasons:?})");
+        }
 
         // Nothing to do: a reconcile writes nothing. A change to the Rollout's metadata wakes the
         // controller; afterwards no resourceVersion moves (Rollout, ReplicaSets, Services).
@@ -311,6 +332,12 @@ async fn abort_retry_and_fast_track_rollback_survive_a_controller_kill() {
         })
         .await?;
         let v2 = paused.current_pod_hash.clone().context("currentPodHash")?;
+        // Killed while paused. (It waits for the pause's Event first: an Event is published
+        // after the status write, so a kill in between loses that one Event; see README.)
+        e2e::wait_for("the Paused Event", LIMIT, || async {
+            Ok((common::event_count(&env, "web", "Paused").await? >= 1).then_some(()))
+        })
+        .await?;
         controller.restart()?;
         tokio::time::sleep(Duration::from_secs(2)).await;
         let after_restart = rollouts(&env).get("web").await?.status.context("status")?;
@@ -397,7 +424,7 @@ async fn abort_retry_and_fast_track_rollback_survive_a_controller_kill() {
                 "no {r} Event in {reasons:?}"
             );
         }
-        let completed = reasons.iter().filter(|r| *r == "StepCompleted").count();
+        let completed = common::event_count(&env, "web", "StepCompleted").await?;
         ensure!(
             completed == 2,
             "step 0 completed once per attempt (2 attempts), saw {completed}: {reasons:?}"

@@ -24,6 +24,7 @@ use crate::api::constants::{
     ANNOTATION_SCALE_DOWN_AT, FINALIZER, LABEL_POD_TEMPLATE_HASH, LABEL_ROLLOUT,
 };
 use crate::api::rollout::Rollout;
+use crate::telemetry::{Metrics, ReasonLabels};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 
 use super::apply::{apply, selector_patch, timed, traffic_params};
@@ -31,13 +32,18 @@ use super::decide::{DEFAULT_RESTART_THRESHOLD, decide};
 use super::error::Error;
 use super::observe::{Observed, ObservedRs, diagnose};
 
-/// Counts API writes, so a reconcile that changes nothing can be seen to write nothing.
-#[derive(Clone, Debug, Default)]
-pub struct WriteCounter(Arc<AtomicU64>);
+/// Counts API writes, so a reconcile that changes nothing can be seen to write nothing (in the
+/// log per reconcile, and in `sluice_api_writes_total`).
+#[derive(Clone)]
+pub struct WriteCounter(Arc<AtomicU64>, Arc<Metrics>);
 
 impl WriteCounter {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        WriteCounter(Arc::default(), metrics)
+    }
     pub fn add(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
+        self.1.api_writes.inc();
     }
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
@@ -49,6 +55,7 @@ pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub writes: WriteCounter,
+    pub metrics: Arc<Metrics>,
     /// Restarts of a crash-looping container before the release is aborted.
     pub restart_threshold: i32,
 }
@@ -203,6 +210,7 @@ async fn cleanup(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
         )
         .await?;
     }
+    ctx.metrics.forget_rollout(&ns, &ro.name_any());
     info!("Rollout deleted; Services given back");
     Ok(Action::await_change())
 }
@@ -222,6 +230,8 @@ fn named_services(ro: &Rollout) -> Vec<&String> {
 }
 
 async fn reconcile_rollout(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    ctx.metrics.reconciles.inc();
     let now = Timestamp::now();
     let world = observe(&ro, ctx, now).await?;
     let plan = decide(&ro, &world.observed, now);
@@ -237,9 +247,27 @@ async fn reconcile_rollout(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Er
     )
     .await?;
     let writes = ctx.writes.get() - before;
+    let (ns, name) = (ro.namespace().unwrap_or_default(), ro.name_any());
     for e in &plan.events {
         info!(reason = e.reason, message = %e.message, "event");
+        ctx.metrics.decision(&ns, &name, e.reason);
     }
+    let weight = plan
+        .status
+        .canary
+        .as_ref()
+        .and_then(|c| c.weights.as_ref())
+        .map(|w| w.canary.weight);
+    ctx.metrics.observe_rollout(
+        &ns,
+        &name,
+        plan.status.phase,
+        plan.status.current_step_index,
+        weight,
+    );
+    ctx.metrics
+        .reconcile_duration
+        .observe(started.elapsed().as_secs_f64());
     tracing::debug!(writes, step = ?plan.status.current_step_index, phase = ?plan.status.phase, "reconciled");
     Ok(match plan.requeue_after {
         Some(d) => Action::requeue(d),
@@ -247,7 +275,13 @@ async fn reconcile_rollout(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Er
     })
 }
 
-fn error_policy(_ro: Arc<Rollout>, error: &Error, _ctx: Arc<Context>) -> Action {
+fn error_policy(_ro: Arc<Rollout>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&ReasonLabels {
+            reason: error.reason().to_string(),
+        })
+        .inc();
     match error.reason() {
         // The Rollout changed since it was read (often by Sluice's own last write): decide
         // again on the fresh object. Nothing was lost: what was not written is decided anew.
@@ -266,6 +300,7 @@ fn error_policy(_ro: Arc<Rollout>, error: &Error, _ctx: Arc<Context>) -> Action 
 pub async fn run(
     client: Client,
     opts: Options,
+    metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let ns = opts.namespace.clone();
@@ -303,7 +338,8 @@ pub async fn run(
             },
         ),
         client,
-        writes: WriteCounter::default(),
+        writes: WriteCounter::new(metrics.clone()),
+        metrics,
         restart_threshold: opts.restart_threshold,
     });
     info!(namespace = ?opts.namespace, "sluice controller started");

@@ -20,6 +20,25 @@ use super::replicas::{Counts, Group, Limits, Targets, canary_replicas, next_scal
 use super::validate::validate;
 use kube::ResourceExt;
 
+/// Every Event reason `decide` can emit (the bounded label set of the decisions metric).
+pub const EVENT_REASONS: &[&str] = &[
+    "FirstRevision",
+    "RolloutStarted",
+    "FastTrackRollback",
+    "StepCompleted",
+    "Paused",
+    "PauseEnded",
+    "Promoted",
+    "PromotedFull",
+    "RolloutAborted",
+    "RolloutRetried",
+    "RolloutCompleted",
+    "InvalidSpec",
+    "ProgressDeadlineExceeded",
+    "ScalingReplicaSet",
+    "WorkloadScaledDown",
+];
+
 /// Restarts of a crash-looping container before the rollout is aborted.
 pub const DEFAULT_RESTART_THRESHOLD: i32 = 2;
 

@@ -672,3 +672,32 @@ fn set_canary_scale_sizes_the_canary_apart_from_its_weight() {
     );
     assert_eq!(replicas_of(&plan, "web:2"), Some(2));
 }
+
+#[test]
+fn every_event_reason_is_in_the_bounded_list() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/rollout");
+    let mut seen = 0;
+    for file in ["decide.rs", "bluegreen.rs"] {
+        let text = std::fs::read_to_string(dir.join(file)).expect("source");
+        let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        for part in flat.split("EventType::").skip(1) {
+            let Some(rest) = part.split_once(", \"") else {
+                continue;
+            };
+            let reason: String = rest
+                .1
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect();
+            if reason.is_empty() || !rest.0.chars().all(|c| c.is_ascii_alphabetic()) {
+                continue;
+            }
+            assert!(
+                EVENT_REASONS.contains(&reason.as_str()),
+                "{reason} (in {file}) is missing from EVENT_REASONS"
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen >= 10, "found only {seen} Events in the source");
+}

@@ -19,6 +19,8 @@ pub struct ControllerProcess {
     namespace: String,
     kubeconfig: PathBuf,
     identity: String,
+    /// Base URL of its /metrics, /healthz and /readyz.
+    pub http: String,
 }
 
 impl ControllerProcess {
@@ -33,6 +35,10 @@ impl ControllerProcess {
             "sluice-controller-{}-{identity}.log",
             env.namespace
         ));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let http = format!("127.0.0.1:{port}");
         let mut p = ControllerProcess {
             child: spawn(
                 &env.cluster.kubeconfig,
@@ -40,7 +46,9 @@ impl ControllerProcess {
                 &log,
                 false,
                 identity,
+                &http,
             )?,
+            http: format!("http://{http}"),
             log: log.clone(),
             namespace: env.namespace.clone(),
             kubeconfig: env.cluster.kubeconfig.clone(),
@@ -67,12 +75,14 @@ impl ControllerProcess {
     /// Starts it again, appending to the same log.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();
+        let addr = self.http.trim_start_matches("http://").to_string();
         self.child = spawn(
             &self.kubeconfig,
             &self.namespace,
             &self.log,
             true,
             &self.identity,
+            &addr,
         )?;
         Ok(())
     }
@@ -94,6 +104,7 @@ fn spawn(
     log: &PathBuf,
     append: bool,
     identity: &str,
+    http: &str,
 ) -> anyhow::Result<Child> {
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -103,7 +114,15 @@ fn spawn(
         .open(log)?;
     let err = file.try_clone()?;
     Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--namespace", namespace, "--identity", identity])
+        .args([
+            "run",
+            "--namespace",
+            namespace,
+            "--identity",
+            identity,
+            "--metrics-addr",
+            http,
+        ])
         .env("KUBECONFIG", kubeconfig)
         .env("RUST_LOG", "info,kube=warn,sluice=debug")
         .stdin(Stdio::null())
@@ -208,4 +227,35 @@ pub async fn kstatus(env: &TestEnv, name: &str) -> anyhow::Result<String> {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     Ok(v["status"].as_str().unwrap_or_default().to_string())
+}
+
+/// GETs a path of the controller's HTTP endpoint: (status code, body).
+pub async fn http_get(controller: &ControllerProcess, path: &str) -> anyhow::Result<(u16, String)> {
+    let r = reqwest::Client::new()
+        .get(format!("{}{path}", controller.http))
+        .timeout(std::time::Duration::from_secs(5))
+        .send()
+        .await?;
+    Ok((r.status().as_u16(), r.text().await?))
+}
+
+/// How many times Events of `reason` were recorded for `name`, counting the repeats the
+/// recorder folds into one Event's series.
+pub async fn event_count(env: &TestEnv, name: &str, reason: &str) -> anyhow::Result<i32> {
+    let api: Api<k8s_openapi::api::core::v1::Event> = env.api();
+    let list = api.list(&Default::default()).await?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.involved_object.name.as_deref() == Some(name) && e.reason.as_deref() == Some(reason)
+        })
+        .map(|e| {
+            e.series
+                .and_then(|s| s.count)
+                .or(e.count)
+                .unwrap_or(1)
+                .max(1)
+        })
+        .sum())
 }

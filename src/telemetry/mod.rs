@@ -1,0 +1,300 @@
+//! Metrics and the controller's HTTP endpoints: `/metrics` (Prometheus text format),
+//! `/healthz` (the process runs) and `/readyz` (it leads and reconciles).
+//!
+//! Labels are bounded: namespace and rollout name at most, plus small fixed sets (phase,
+//! reason). Never pod or hash names. A deleted Rollout's series are removed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::api::rollout::RolloutPhase;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RolloutLabels {
+    pub namespace: String,
+    pub rollout: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    pub namespace: String,
+    pub rollout: String,
+    pub phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    pub namespace: String,
+    pub rollout: String,
+    pub reason: String,
+}
+
+const PHASES: [RolloutPhase; 4] = [
+    RolloutPhase::Healthy,
+    RolloutPhase::Progressing,
+    RolloutPhase::Paused,
+    RolloutPhase::Degraded,
+];
+
+/// Every metric the controller exports.
+pub struct Metrics {
+    registry: Registry,
+    pub reconciles: Counter,
+    pub reconcile_errors: Family<ReasonLabels, Counter>,
+    pub reconcile_duration: Histogram,
+    pub api_writes: Counter,
+    pub phase: Family<PhaseLabels, Gauge>,
+    pub step: Family<RolloutLabels, Gauge>,
+    pub canary_weight: Family<RolloutLabels, Gauge>,
+    pub decisions: Family<EventLabels, Counter>,
+    pub leader: Gauge<i64, AtomicI64>,
+    ready: AtomicBool,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("sluice");
+        let reconciles = Counter::default();
+        registry.register("reconciles", "Reconciles of Rollouts", reconciles.clone());
+        let reconcile_errors = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciles, by reason",
+            reconcile_errors.clone(),
+        );
+        let reconcile_duration = Histogram::new([
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ]);
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time of one reconcile",
+            reconcile_duration.clone(),
+        );
+        let api_writes = Counter::default();
+        registry.register(
+            "api_writes",
+            "Writes to the Kubernetes API (a reconcile with nothing to do makes none)",
+            api_writes.clone(),
+        );
+        let phase = Family::<PhaseLabels, Gauge>::default();
+        registry.register(
+            "rollout_phase",
+            "1 for the Rollout's current phase, 0 for the others",
+            phase.clone(),
+        );
+        let step = Family::<RolloutLabels, Gauge>::default();
+        registry.register(
+            "rollout_step",
+            "Index of the canary step in progress",
+            step.clone(),
+        );
+        let canary_weight = Family::<RolloutLabels, Gauge>::default();
+        registry.register(
+            "rollout_canary_weight",
+            "Percentage of traffic on the canary",
+            canary_weight.clone(),
+        );
+        let decisions = Family::<EventLabels, Counter>::default();
+        registry.register(
+            "rollout_decisions",
+            "Decisions taken, by Event reason",
+            decisions.clone(),
+        );
+        let leader = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "leader",
+            "1 while this instance holds the leader Lease",
+            leader.clone(),
+        );
+        Metrics {
+            registry,
+            reconciles,
+            reconcile_errors,
+            reconcile_duration,
+            api_writes,
+            phase,
+            step,
+            canary_weight,
+            decisions,
+            leader,
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// Records what a reconcile decided for one Rollout.
+    pub fn observe_rollout(
+        &self,
+        namespace: &str,
+        rollout: &str,
+        phase: Option<RolloutPhase>,
+        step: Option<i32>,
+        weight: Option<i32>,
+    ) {
+        for p in PHASES {
+            let labels = PhaseLabels {
+                namespace: namespace.into(),
+                rollout: rollout.into(),
+                phase: format!("{p:?}"),
+            };
+            self.phase
+                .get_or_create(&labels)
+                .set(i64::from(phase == Some(p)));
+        }
+        let labels = RolloutLabels {
+            namespace: namespace.into(),
+            rollout: rollout.into(),
+        };
+        self.step
+            .get_or_create(&labels)
+            .set(i64::from(step.unwrap_or(0)));
+        self.canary_weight
+            .get_or_create(&labels)
+            .set(i64::from(weight.unwrap_or(0)));
+    }
+
+    pub fn decision(&self, namespace: &str, rollout: &str, reason: &str) {
+        let labels = EventLabels {
+            namespace: namespace.into(),
+            rollout: rollout.into(),
+            reason: reason.into(),
+        };
+        self.decisions.get_or_create(&labels).inc();
+    }
+
+    /// Drops every series of a deleted Rollout.
+    pub fn forget_rollout(&self, namespace: &str, rollout: &str) {
+        for p in PHASES {
+            self.phase.remove(&PhaseLabels {
+                namespace: namespace.into(),
+                rollout: rollout.into(),
+                phase: format!("{p:?}"),
+            });
+        }
+        let labels = RolloutLabels {
+            namespace: namespace.into(),
+            rollout: rollout.into(),
+        };
+        self.step.remove(&labels);
+        self.canary_weight.remove(&labels);
+        // Decision counters are few per Rollout; they are dropped with the reasons seen.
+        for reason in crate::rollout::decide::EVENT_REASONS {
+            self.decisions.remove(&EventLabels {
+                namespace: namespace.into(),
+                rollout: rollout.into(),
+                reason: (*reason).into(),
+            });
+        }
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+        self.leader.set(i64::from(ready));
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until the process ends.
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
+    let m1 = metrics.clone();
+    let m2 = metrics;
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let m = m1.clone();
+                async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        m.render(),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let m = m2.clone();
+                async move {
+                    if m.is_ready() {
+                        (StatusCode::OK, "ok").into_response()
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "not leading").into_response()
+                    }
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
+    axum::serve(listener, app).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phase_is_one_hot_and_a_deleted_rollout_leaves_no_series() {
+        let m = Metrics::new();
+        m.observe_rollout("shop", "web", Some(RolloutPhase::Paused), Some(2), Some(50));
+        m.decision("shop", "web", "Paused");
+        let text = m.render();
+        assert!(
+            text.contains(
+                r#"sluice_rollout_phase{namespace="shop",rollout="web",phase="Paused"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"sluice_rollout_phase{namespace="shop",rollout="web",phase="Healthy"} 0"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sluice_rollout_canary_weight{namespace="shop",rollout="web"} 50"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"sluice_rollout_decisions_total{namespace="shop",rollout="web",reason="Paused"} 1"#), "{text}");
+        m.forget_rollout("shop", "web");
+        assert!(!m.render().contains(r#"rollout="web""#), "{}", m.render());
+    }
+}
