@@ -84,7 +84,7 @@ struct World {
     services: BTreeMap<String, Service>,
 }
 
-async fn observe(ro: &Rollout, ctx: &Context, now: Timestamp) -> Result<World, Error> {
+async fn observe(ro: &Rollout, ctx: &Context) -> Result<World, Error> {
     let ns = ro.namespace().ok_or(Error::NoNamespace)?;
     let name = ro.name_any();
     let uid = ro.uid().unwrap_or_default();
@@ -167,7 +167,6 @@ async fn observe(ro: &Rollout, ctx: &Context, now: Timestamp) -> Result<World, E
             }
         }
     }
-    let _ = now;
     Ok(World {
         observed: Observed {
             template,
@@ -233,7 +232,7 @@ async fn reconcile_rollout(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Er
     let started = std::time::Instant::now();
     ctx.metrics.reconciles.inc();
     let now = Timestamp::now();
-    let world = observe(&ro, ctx, now).await?;
+    let world = observe(&ro, ctx).await?;
     let plan = decide(&ro, &world.observed, now);
     let before = ctx.writes.get();
     let template = world.observed.template.as_ref();

@@ -104,7 +104,7 @@ pub struct Observed {
     /// The pod template to run: the Rollout's own, or its `workloadRef` Deployment's. `None`
     /// when the referenced Deployment does not exist.
     pub template: Option<PodTemplateSpec>,
-    /// The referenced Deployment's name and spec replicas, when `workloadRef` is used.
+    /// The referenced Deployment's `spec.replicas`, when `workloadRef` is used.
     pub workload_replicas: Option<i32>,
     pub replica_sets: Vec<ObservedRs>,
     /// Services the Rollout names, with whether each exists.
