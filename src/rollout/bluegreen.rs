@@ -66,7 +66,7 @@ pub(super) fn decide(
                 let preview_ready = new_rs
                     .is_some_and(|r| r.replicas >= preview_count && r.available >= preview_count);
                 if !promoting && preview_ready {
-                    promoting = ready_to_promote(bg, plan, now);
+                    promoting = ro.spec.paused != Some(true) && ready_to_promote(bg, plan, now);
                 }
                 if promoting {
                     new_target = replicas;
@@ -99,7 +99,9 @@ pub(super) fn decide(
                     }
                 } else {
                     new_target = preview_count;
-                    phase = if plan.status.pause_conditions.is_empty() {
+                    phase = if ro.spec.paused == Some(true) {
+                        (RolloutPhase::Paused, "paused by spec.paused".into())
+                    } else if plan.status.pause_conditions.is_empty() {
                         (
                             RolloutPhase::Progressing,
                             format!(

@@ -166,6 +166,35 @@ fn manual_promotion_waits_for_the_pause_to_be_cleared() {
 }
 
 #[test]
+fn spec_paused_and_a_user_pause_hold_the_promotion() {
+    let obs = observed(vec![rs("web:1", 3, 3), rs("web:2", 3, 3)]);
+    let mut ro = rollout(json!({}));
+    ro.spec.paused = Some(true);
+    assert_eq!(
+        svc(&step(&mut ro, &obs, at(0)), "web-active"),
+        Some(hash("web:1"))
+    );
+    ro.spec.paused = None;
+    if let Some(s) = ro.status.as_mut() {
+        s.pause_conditions = vec![PauseCondition {
+            reason: PauseReason::UserPause,
+            start_time: Time(at(0)),
+        }];
+    }
+    assert_eq!(
+        svc(&step(&mut ro, &obs, at(1)), "web-active"),
+        Some(hash("web:1"))
+    );
+    if let Some(s) = ro.status.as_mut() {
+        s.pause_conditions.clear();
+    }
+    assert_eq!(
+        svc(&step(&mut ro, &obs, at(2)), "web-active"),
+        Some(hash("web:2"))
+    );
+}
+
+#[test]
 fn auto_promotion_seconds_delays_the_switch() {
     let mut ro = rollout(json!({"autoPromotionSeconds": 20}));
     let obs = observed(vec![rs("web:1", 3, 3), rs("web:2", 3, 3)]);
