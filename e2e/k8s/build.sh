@@ -48,7 +48,7 @@ pkgs=(k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller
   k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
 cd "$here"
 echo "build.sh: building Kubernetes $version from Go modules into $out" >&2
-echo "build.sh: the first build takes a while on a small machine (about 20-30 minutes on 2 cores); later runs reuse it" >&2
+echo "build.sh: the first build takes a while on a small machine (10-14 minutes measured on 2 cores); later runs reuse it" >&2
 go mod download >&2
 total=$(go list -deps "${pkgs[@]}" | wc -l)
 tmp="$out.tmp.$$"
