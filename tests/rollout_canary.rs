@@ -56,6 +56,20 @@ fn rollout(steps: serde_json::Value) -> anyhow::Result<Rollout> {
     }))?)
 }
 
+/// Starts the controller, creates the stable and canary Services and `ro`, and waits until the
+/// first revision is Healthy with every pod available. Returns the controller and v1's hash.
+async fn healthy_v1(env: &TestEnv, ro: Rollout) -> anyhow::Result<(ControllerProcess, String)> {
+    let controller = ControllerProcess::start(env)?;
+    create_services(env).await?;
+    rollouts(env).create(&PostParams::default(), &ro).await?;
+    let replicas = ro.spec.replicas();
+    let healthy = wait_status(env, "web", "first revision Healthy", LIMIT, |s| {
+        phase(s) == Some(RolloutPhase::Healthy) && s.available_replicas == Some(replicas)
+    })
+    .await?;
+    Ok((controller, healthy.stable_rs.context("stableRS")?))
+}
+
 async fn selector_hash(env: &TestEnv, service: &str) -> anyhow::Result<Option<String>> {
     let api: Api<Service> = env.api();
     let svc = api.get(service).await?;
@@ -108,16 +122,8 @@ async fn set_image(
 #[tokio::test]
 async fn canary_walks_every_step_pauses_and_is_promoted() {
     TestEnv::run("canary-happy", |env| async move {
-        let mut controller = ControllerProcess::start(&env)?;
-        create_services(&env).await?;
         let steps = json!([{"setWeight": 25}, {"pause": {"duration": "2s"}}, {"setWeight": 50}, {"pause": {}}]);
-        rollouts(&env).create(&PostParams::default(), &rollout(steps)?).await?;
-
-        let healthy = wait_status(&env, "web", "first revision Healthy", LIMIT, |s| {
-            phase(s) == Some(RolloutPhase::Healthy) && s.available_replicas == Some(4)
-        })
-        .await?;
-        let v1 = healthy.stable_rs.clone().context("stableRS")?;
+        let (mut controller, v1) = healthy_v1(&env, rollout(steps)?).await?;
         ensure!(selector_hash(&env, "web-stable").await?.as_deref() == Some(v1.as_str()), "stable Service selects v1");
         let flux = kstatus(&env, "web").await?;
         ensure!(flux == "Current", "Flux's kstatus reads a Healthy Rollout as {flux}");
@@ -220,19 +226,8 @@ async fn canary_walks_every_step_pauses_and_is_promoted() {
 #[tokio::test]
 async fn crash_looping_release_is_aborted_with_its_diagnosis() {
     TestEnv::run("canary-crashloop", |env| async move {
-        let _controller = ControllerProcess::start(&env)?;
-        create_services(&env).await?;
-        rollouts(&env)
-            .create(
-                &PostParams::default(),
-                &rollout(json!([{"setWeight": 50}, {"pause": {}}]))?,
-            )
-            .await?;
-        let healthy = wait_status(&env, "web", "first revision Healthy", LIMIT, |s| {
-            phase(s) == Some(RolloutPhase::Healthy)
-        })
-        .await?;
-        let v1 = healthy.stable_rs.clone().context("stableRS")?;
+        let (mut controller, v1) =
+            healthy_v1(&env, rollout(json!([{"setWeight": 50}, {"pause": {}}]))?).await?;
 
         set_image(
             &env,
@@ -241,6 +236,12 @@ async fn crash_looping_release_is_aborted_with_its_diagnosis() {
         )
         .await?;
         let started = Instant::now();
+        // Killed as the bad release starts, started again: it still aborts, as fast.
+        wait_status(&env, "web", "the bad release started", LIMIT, |s| {
+            s.current_pod_hash.as_deref().is_some_and(|h| h != v1)
+        })
+        .await?;
+        controller.restart()?;
         let aborted = wait_status(
             &env,
             "web",
@@ -309,20 +310,8 @@ async fn crash_looping_release_is_aborted_with_its_diagnosis() {
 #[tokio::test]
 async fn abort_retry_and_fast_track_rollback_survive_a_controller_kill() {
     TestEnv::run("canary-abort-retry", |env| async move {
-        let mut controller = ControllerProcess::start(&env)?;
-        create_services(&env).await?;
-        rollouts(&env)
-            .create(
-                &PostParams::default(),
-                &rollout(json!([{"setWeight": 50}, {"pause": {}}]))?,
-            )
-            .await?;
-        let v1 = wait_status(&env, "web", "first revision Healthy", LIMIT, |s| {
-            phase(s) == Some(RolloutPhase::Healthy)
-        })
-        .await?
-        .stable_rs
-        .context("stableRS")?;
+        let (mut controller, v1) =
+            healthy_v1(&env, rollout(json!([{"setWeight": 50}, {"pause": {}}]))?).await?;
 
         set_image(&env, "registry.example/web:2", json!({})).await?;
         // Killed in the middle of the release, started again: it resumes where it was.
@@ -437,18 +426,10 @@ async fn abort_retry_and_fast_track_rollback_survive_a_controller_kill() {
 #[tokio::test]
 async fn a_release_that_never_gets_ready_is_aborted_at_its_progress_deadline() {
     TestEnv::run("canary-deadline", |env| async move {
-        let _controller = ControllerProcess::start(&env)?;
-        create_services(&env).await?;
         let mut ro = rollout(json!([{"setWeight": 25}, {"pause": {}}]))?;
         ro.spec.progress_deadline_seconds = Some(5);
         ro.spec.progress_deadline_abort = Some(true);
-        rollouts(&env).create(&PostParams::default(), &ro).await?;
-        let v1 = wait_status(&env, "web", "first revision Healthy", LIMIT, |s| {
-            phase(s) == Some(RolloutPhase::Healthy)
-        })
-        .await?
-        .stable_rs
-        .context("stableRS")?;
+        let (_controller, v1) = healthy_v1(&env, ro).await?;
         // Pods that run but never turn ready: no crash to diagnose, only a lack of progress.
         set_image(
             &env,
@@ -544,18 +525,7 @@ async fn a_missing_service_is_invalid_spec_until_it_exists() {
 #[tokio::test]
 async fn deleting_the_rollout_gives_the_services_back_as_written() {
     TestEnv::run("canary-delete", |env| async move {
-        let _controller = ControllerProcess::start(&env)?;
-        create_services(&env).await?;
-        rollouts(&env)
-            .create(
-                &PostParams::default(),
-                &rollout(json!([{"setWeight": 50}]))?,
-            )
-            .await?;
-        wait_status(&env, "web", "Healthy", LIMIT, |s| {
-            phase(s) == Some(RolloutPhase::Healthy)
-        })
-        .await?;
+        let (_controller, _) = healthy_v1(&env, rollout(json!([{"setWeight": 50}]))?).await?;
         ensure!(
             selector_hash(&env, "web-stable").await?.is_some(),
             "Sluice's key is in the selector"
