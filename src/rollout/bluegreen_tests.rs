@@ -4,7 +4,7 @@ use super::*;
 use crate::api::rollout::RolloutSpec;
 use crate::rollout::decide::decide as decide_all;
 use crate::rollout::observe::ObservedRs;
-use crate::rollout::test_support::{at, hash, template};
+use crate::rollout::test_support::{at, hash, reasons, replicas_of, rs, service, step, template};
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -30,17 +30,6 @@ fn rollout(bg: serde_json::Value) -> Rollout {
     ro
 }
 
-fn rs(image: &str, replicas: i32, available: i32) -> ObservedRs {
-    ObservedRs {
-        name: format!("web-{}", hash(image)),
-        hash: hash(image),
-        replicas,
-        ready: available,
-        available,
-        ..Default::default()
-    }
-}
-
 fn observed(sets: Vec<ObservedRs>) -> Observed {
     let services = [("web-active", true), ("web-preview", true)]
         .into_iter()
@@ -54,38 +43,14 @@ fn observed(sets: Vec<ObservedRs>) -> Observed {
     }
 }
 
-fn step(ro: &mut Rollout, obs: &Observed, now: Timestamp) -> Plan {
-    let plan = decide_all(ro, obs, now);
-    ro.status = Some(plan.status.clone());
-    plan
-}
-
-fn svc(plan: &Plan, name: &str) -> Option<String> {
-    plan.services
-        .iter()
-        .find(|s| s.name == name)
-        .map(|s| s.hash.clone())
-}
-
-fn replicas_of(plan: &Plan, image: &str) -> Option<i32> {
-    plan.replica_sets
-        .iter()
-        .find(|r| r.hash == hash(image))
-        .map(|r| r.replicas)
-}
-
-fn reasons(plan: &Plan) -> Vec<&'static str> {
-    plan.events.iter().map(|e| e.reason).collect()
-}
-
 #[test]
 fn preview_runs_beside_the_active_until_available() {
     let mut ro = rollout(json!({"previewReplicaCount": 1}));
     let plan = step(&mut ro, &observed(vec![rs("web:1", 3, 3)]), at(0));
     assert_eq!(replicas_of(&plan, "web:2"), Some(1));
     assert_eq!(replicas_of(&plan, "web:1"), Some(3));
-    assert_eq!(svc(&plan, "web-active"), Some(hash("web:1")));
-    assert_eq!(svc(&plan, "web-preview"), Some(hash("web:2")));
+    assert_eq!(service(&plan, "web-active"), Some(hash("web:1")));
+    assert_eq!(service(&plan, "web-preview"), Some(hash("web:2")));
     assert_eq!(plan.status.phase, Some(RolloutPhase::Progressing));
 }
 
@@ -105,7 +70,7 @@ fn auto_promotion_scales_up_then_switches_the_active_service_at_once() {
         "scaled to full size before the switch"
     );
     assert_eq!(
-        svc(&promoting, "web-active"),
+        service(&promoting, "web-active"),
         Some(hash("web:1")),
         "no switch before every pod is available"
     );
@@ -114,13 +79,13 @@ fn auto_promotion_scales_up_then_switches_the_active_service_at_once() {
         &observed(vec![rs("web:1", 3, 3), rs("web:2", 3, 2)]),
         at(2),
     );
-    assert_eq!(svc(&partial, "web-active"), Some(hash("web:1")));
+    assert_eq!(service(&partial, "web-active"), Some(hash("web:1")));
     let switched = step(
         &mut ro,
         &observed(vec![rs("web:1", 3, 3), rs("web:2", 3, 3)]),
         at(3),
     );
-    assert_eq!(svc(&switched, "web-active"), Some(hash("web:2")));
+    assert_eq!(service(&switched, "web-active"), Some(hash("web:2")));
     assert_eq!(switched.status.stable_rs, Some(hash("web:2")));
     assert!(reasons(&switched).contains(&"RolloutCompleted"));
     assert_eq!(switched.status.phase, Some(RolloutPhase::Healthy));
@@ -153,7 +118,7 @@ fn manual_promotion_waits_for_the_pause_to_be_cleared() {
     let obs = observed(vec![rs("web:1", 3, 3), rs("web:2", 3, 3)]);
     let paused = step(&mut ro, &obs, at(0));
     assert_eq!(paused.status.phase, Some(RolloutPhase::Paused));
-    assert_eq!(svc(&paused, "web-active"), Some(hash("web:1")));
+    assert_eq!(service(&paused, "web-active"), Some(hash("web:1")));
     assert_eq!(
         step(&mut ro, &obs, at(1000)).status.stable_rs,
         Some(hash("web:1"))
@@ -162,7 +127,7 @@ fn manual_promotion_waits_for_the_pause_to_be_cleared() {
         s.pause_conditions.clear();
     }
     let promoted = step(&mut ro, &obs, at(1001));
-    assert_eq!(svc(&promoted, "web-active"), Some(hash("web:2")));
+    assert_eq!(service(&promoted, "web-active"), Some(hash("web:2")));
 }
 
 #[test]
@@ -171,7 +136,7 @@ fn spec_paused_and_a_user_pause_hold_the_promotion() {
     let mut ro = rollout(json!({}));
     ro.spec.paused = Some(true);
     assert_eq!(
-        svc(&step(&mut ro, &obs, at(0)), "web-active"),
+        service(&step(&mut ro, &obs, at(0)), "web-active"),
         Some(hash("web:1"))
     );
     ro.spec.paused = None;
@@ -182,14 +147,14 @@ fn spec_paused_and_a_user_pause_hold_the_promotion() {
         }];
     }
     assert_eq!(
-        svc(&step(&mut ro, &obs, at(1)), "web-active"),
+        service(&step(&mut ro, &obs, at(1)), "web-active"),
         Some(hash("web:1"))
     );
     if let Some(s) = ro.status.as_mut() {
         s.pause_conditions.clear();
     }
     assert_eq!(
-        svc(&step(&mut ro, &obs, at(2)), "web-active"),
+        service(&step(&mut ro, &obs, at(2)), "web-active"),
         Some(hash("web:2"))
     );
 }
@@ -204,11 +169,11 @@ fn auto_promotion_seconds_delays_the_switch() {
         Some(std::time::Duration::from_secs(20))
     );
     assert_eq!(
-        svc(&step(&mut ro, &obs, at(10)), "web-active"),
+        service(&step(&mut ro, &obs, at(10)), "web-active"),
         Some(hash("web:1"))
     );
     assert_eq!(
-        svc(&step(&mut ro, &obs, at(21)), "web-active"),
+        service(&step(&mut ro, &obs, at(21)), "web-active"),
         Some(hash("web:2"))
     );
 }
@@ -221,8 +186,8 @@ fn abort_points_the_preview_back_at_stable_and_scales_the_new_revision_down_late
     }
     let obs = observed(vec![rs("web:1", 3, 3), rs("web:2", 3, 3)]);
     let plan = step(&mut ro, &obs, at(0));
-    assert_eq!(svc(&plan, "web-preview"), Some(hash("web:1")));
-    assert_eq!(svc(&plan, "web-active"), Some(hash("web:1")));
+    assert_eq!(service(&plan, "web-preview"), Some(hash("web:1")));
+    assert_eq!(service(&plan, "web-active"), Some(hash("web:1")));
     assert_eq!(replicas_of(&plan, "web:2"), Some(3));
     assert_eq!(plan.status.phase, Some(RolloutPhase::Degraded));
     assert_eq!(replicas_of(&step(&mut ro, &obs, at(6)), "web:2"), Some(0));
@@ -236,7 +201,7 @@ proptest! {
             s.blue_green = Some(BlueGreenStatus { scale_up_preview_check_point: promoting.then_some(true), ..Default::default() });
         }
         let plan = decide_all(&ro, &observed(vec![rs("web:1", 3, 3), rs("web:2", new, avail.min(new))]), at(secs));
-        if svc(&plan, "web-active") == Some(hash("web:2")) {
+        if service(&plan, "web-active") == Some(hash("web:2")) {
             prop_assert!(new == 3 && avail >= 3);
         }
     }

@@ -865,23 +865,18 @@ fn release(
         return (targets, None);
     }
     let w = weight_at(canary, idx + 1);
-    if plan.status.pause_conditions.is_empty() {
-        set_phase(
-            &mut plan.status,
+    let (phase, message) = if plan.status.pause_conditions.is_empty() {
+        (
             RolloutPhase::Progressing,
-            &format!("step {idx}: canary weight {w}%"),
-            generation,
-            now,
-        );
+            format!("step {idx}: canary weight {w}%"),
+        )
     } else {
-        set_phase(
-            &mut plan.status,
+        (
             RolloutPhase::Paused,
-            &format!("step {idx}: paused at canary weight {w}%"),
-            generation,
-            now,
-        );
-    }
+            format!("step {idx}: paused at canary weight {w}%"),
+        )
+    };
+    set_phase(&mut plan.status, phase, &message, generation, now);
     conditions::set(
         &mut plan.status.conditions,
         condition::PROGRESSING,

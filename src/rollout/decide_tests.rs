@@ -3,7 +3,7 @@
 use super::*;
 use crate::api::rollout::{RolloutSpec, RolloutStatus};
 use crate::rollout::observe::PodFailure;
-use crate::rollout::test_support::{at, hash, template};
+use crate::rollout::test_support::{at, hash, reasons, replicas_of, rs, service, step, template};
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -23,18 +23,6 @@ fn rollout(steps: serde_json::Value, services: bool) -> Rollout {
     let mut ro = Rollout::new("web", spec);
     ro.metadata.generation = Some(1);
     ro
-}
-
-fn rs(image: &str, replicas: i32, available: i32) -> ObservedRs {
-    ObservedRs {
-        name: format!("web-{}", hash(image)),
-        hash: hash(image),
-        replicas,
-        ready: available,
-        available,
-        created: Some(at(0)),
-        ..Default::default()
-    }
 }
 
 fn observed(image: &str, sets: Vec<ObservedRs>) -> Observed {
@@ -61,36 +49,23 @@ fn releasing(steps: serde_json::Value, services: bool, status: RolloutStatus) ->
     ro
 }
 
+/// The release of `web:2` (steps: 50%, pause), aborted by request while paused at step 1.
+fn aborted_at_step_1() -> Rollout {
+    let status = RolloutStatus {
+        current_step_index: Some(1),
+        abort: Some(true),
+        ..Default::default()
+    };
+    let mut ro = releasing(json!([{"setWeight": 50}, {"pause": {}}]), true, status);
+    started(&mut ro);
+    ro
+}
+
 /// Marks the release of `web:2` as already started (its first reconcile is behind us).
 fn started(ro: &mut Rollout) {
     if let Some(s) = ro.status.as_mut() {
         s.current_pod_hash = Some(hash("web:2"));
     }
-}
-
-fn replicas_of(plan: &Plan, image: &str) -> Option<i32> {
-    plan.replica_sets
-        .iter()
-        .find(|r| r.hash == hash(image))
-        .map(|r| r.replicas)
-}
-
-fn reasons(plan: &Plan) -> Vec<&'static str> {
-    plan.events.iter().map(|e| e.reason).collect()
-}
-
-fn service(plan: &Plan, name: &str) -> Option<String> {
-    plan.services
-        .iter()
-        .find(|s| s.name == name)
-        .map(|s| s.hash.clone())
-}
-
-/// Runs decide, then feeds its status back as the Rollout's, as the controller would.
-fn step(ro: &mut Rollout, obs: &Observed, now: Timestamp) -> Plan {
-    let plan = decide(ro, obs, now);
-    ro.status = Some(plan.status.clone());
-    plan
 }
 
 #[test]
@@ -205,13 +180,7 @@ fn indefinite_pause_waits_for_a_promotion() {
 
 #[test]
 fn abort_moves_traffic_to_stable_first_and_scales_the_canary_down_after_the_delay() {
-    let status = RolloutStatus {
-        current_step_index: Some(1),
-        abort: Some(true),
-        ..Default::default()
-    };
-    let mut ro = releasing(json!([{"setWeight": 50}, {"pause": {}}]), true, status);
-    started(&mut ro);
+    let mut ro = aborted_at_step_1();
     let obs = observed("web:2", vec![rs("web:1", 2, 2), rs("web:2", 2, 2)]);
     let plan = step(&mut ro, &obs, at(0));
     assert_eq!(
@@ -249,13 +218,7 @@ fn abort_moves_traffic_to_stable_first_and_scales_the_canary_down_after_the_dela
 
 #[test]
 fn retry_after_abort_restarts_from_the_first_step() {
-    let status = RolloutStatus {
-        current_step_index: Some(1),
-        abort: Some(true),
-        ..Default::default()
-    };
-    let mut ro = releasing(json!([{"setWeight": 50}, {"pause": {}}]), true, status);
-    started(&mut ro);
+    let mut ro = aborted_at_step_1();
     let obs = observed("web:2", vec![rs("web:1", 4, 4), rs("web:2", 0, 0)]);
     step(&mut ro, &obs, at(0));
     if let Some(s) = ro.status.as_mut() {

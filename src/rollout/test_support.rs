@@ -4,7 +4,10 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
 
+use super::decide::{Plan, decide};
 use super::hash::pod_template_hash;
+use super::observe::{Observed, ObservedRs};
+use crate::api::rollout::Rollout;
 
 /// A fixed instant plus `s` seconds.
 pub fn at(s: i64) -> Timestamp {
@@ -23,4 +26,45 @@ pub fn template(image: &str) -> PodTemplateSpec {
 /// The revision hash of `template(image)`.
 pub fn hash(image: &str) -> String {
     pod_template_hash(&template(image))
+}
+
+/// An observed ReplicaSet of `template(image)` with `available` of its `replicas` ready.
+pub fn rs(image: &str, replicas: i32, available: i32) -> ObservedRs {
+    ObservedRs {
+        name: format!("web-{}", hash(image)),
+        hash: hash(image),
+        replicas,
+        ready: available,
+        available,
+        created: Some(at(0)),
+        ..Default::default()
+    }
+}
+
+/// Runs decide, then feeds its status back as the Rollout's, as the controller would.
+pub fn step(ro: &mut Rollout, obs: &Observed, now: Timestamp) -> Plan {
+    let plan = decide(ro, obs, now);
+    ro.status = Some(plan.status.clone());
+    plan
+}
+
+/// The replicas the plan wants for the revision of `image`.
+pub fn replicas_of(plan: &Plan, image: &str) -> Option<i32> {
+    plan.replica_sets
+        .iter()
+        .find(|r| r.hash == hash(image))
+        .map(|r| r.replicas)
+}
+
+/// The reasons of the plan's Events, in order.
+pub fn reasons(plan: &Plan) -> Vec<&'static str> {
+    plan.events.iter().map(|e| e.reason).collect()
+}
+
+/// The hash the plan puts in the selector of Service `name`.
+pub fn service(plan: &Plan, name: &str) -> Option<String> {
+    plan.services
+        .iter()
+        .find(|s| s.name == name)
+        .map(|s| s.hash.clone())
 }
