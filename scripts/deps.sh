@@ -5,7 +5,8 @@ set -euo pipefail
 
 # etcd-server: the etcd the local control plane runs (the pinned kube-apiserver accepts it).
 # util-linux: setpriv (ties control plane processes to their parent) and flock.
-debs=(etcd-server util-linux)
+# prometheus: the real Prometheus (and promtool) the analysis tests query.
+debs=(etcd-server util-linux prometheus)
 
 missing=()
 for p in "${debs[@]}"; do
@@ -19,7 +20,7 @@ if ((${#missing[@]})); then
   "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-for tool in cargo go git setpriv flock /usr/bin/etcd; do
+for tool in cargo go git setpriv flock /usr/bin/etcd /usr/bin/prometheus /usr/bin/promtool; do
   command -v "$tool" >/dev/null || { echo "deps.sh: $tool is required and missing" >&2; exit 1; }
 done
 for component in rustfmt clippy-driver; do

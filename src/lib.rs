@@ -3,8 +3,10 @@
 //! The crate is a library with three binaries: `sluice` (the controller), `kubectl-sluice`
 //! (the kubectl plugin) and `crdgen` (writes `crds/`).
 
+pub mod analysis;
 pub mod api;
 pub mod cli;
 pub mod leader;
+pub mod providers;
 pub mod rollout;
 pub mod telemetry;

@@ -1,9 +1,13 @@
 //! Sluice's test harness: a real Kubernetes control plane on loopback, a node simulator that
-//! plays the kubelet, and helpers for integration tests.
+//! plays the kubelet, a real Prometheus with a metrics endpoint the test controls (and an
+//! authenticating TLS proxy in front of it), and helpers for integration tests.
 
+pub mod authproxy;
 pub mod certs;
 pub mod controlplane;
 pub mod harness;
+pub mod metricsrv;
 pub mod nodesim;
+pub mod prometheus;
 
 pub use harness::{TestEnv, wait_for};

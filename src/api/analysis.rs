@@ -143,6 +143,11 @@ pub struct Metric {
     /// the rollout pauses, never promotes on missing data) or `Failed` (the rollout aborts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_provider_error: Option<ProviderErrorVerdict>,
+    /// What a result with no data (an empty Prometheus vector, a JSON `null`) means:
+    /// `Inconclusive` (default), `Failed`, `Successful`, or `Evaluate` to hand it to the
+    /// conditions (for conditions written with `default(...)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_empty_result: Option<EmptyResultVerdict>,
     pub provider: MetricProvider,
 }
 
@@ -150,6 +155,14 @@ pub struct Metric {
 pub enum ProviderErrorVerdict {
     Inconclusive,
     Failed,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum EmptyResultVerdict {
+    Inconclusive,
+    Failed,
+    Successful,
+    Evaluate,
 }
 
 /// Where a metric is measured: exactly one provider.
@@ -182,10 +195,51 @@ pub struct PrometheusMetric {
     /// Skip TLS verification. Only when asked; never the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub insecure: Option<bool>,
-    /// Extra request headers, e.g. `Authorization: Bearer {{args.token}}`.
+    /// Extra request headers, e.g. `X-Scope-OrgID: team-a`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
     pub headers: Option<Vec<WebMetricHeader>>,
+    /// Credentials, read from Secrets in the AnalysisRun's namespace at each measurement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<PrometheusAuthentication>,
+    /// The CA bundle that signed the server's certificate, for `https://` addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+}
+
+/// Bearer token or basic auth, from Secrets.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(
+    validation = Rule::new("!(has(self.bearerToken) && has(self.basic))").message("authentication takes bearerToken or basic, not both")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusAuthentication {
+    /// `Authorization: Bearer <token>` with the token from this Secret key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token: Option<SecretKeyRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic: Option<BasicAuth>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BasicAuth {
+    #[schemars(length(min = 1))]
+    pub username: String,
+    pub password: SecretKeyRef,
+}
+
+/// Where the CA bundle (PEM) is: a Secret key or a ConfigMap key.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(
+    validation = Rule::new("!(has(self.caSecret) && has(self.caConfigMap))").message("tls takes caSecret or caConfigMap, not both")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret: Option<SecretKeyRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_config_map: Option<SecretKeyRef>,
 }
 
 /// An HTTP check; `result` is the JSON value at `jsonPath` in the response body.
@@ -212,6 +266,9 @@ pub struct WebMetric {
     pub json_path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub insecure: Option<bool>,
+    /// The CA bundle that signed the server's certificate, for `https://` URLs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
@@ -224,11 +281,25 @@ pub enum WebMetricMethod {
     Put,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+/// A request header: a literal `value` (may use `{{args.name}}`) or a Secret key.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(
+    validation = Rule::new("has(self.value) != has(self.valueFrom)").message("a header takes value or valueFrom")
+)]
+#[serde(rename_all = "camelCase")]
 pub struct WebMetricHeader {
     #[schemars(length(min = 1))]
     pub key: String,
-    pub value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<HeaderValueFrom>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HeaderValueFrom {
+    pub secret_key_ref: SecretKeyRef,
 }
 
 /// A Kubernetes Job; its success or failure is the measurement.

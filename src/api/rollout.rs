@@ -563,6 +563,10 @@ pub struct RolloutStatus {
     pub abort: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aborted_at: Option<Time>,
+    /// How many times the current release was retried after an abort (names its new
+    /// AnalysisRuns apart from the aborted attempt's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<i32>,
     /// Set to true to skip the remaining steps and analysis.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promote_full: Option<bool>,

@@ -186,6 +186,53 @@ pub fn describe(ro: &Rollout) -> String {
             ),
         );
     }
+    let runs = [
+        (
+            "step",
+            st.canary
+                .as_ref()
+                .and_then(|c| c.current_step_analysis_run_status.as_ref()),
+        ),
+        (
+            "background",
+            st.canary
+                .as_ref()
+                .and_then(|c| c.current_background_analysis_run_status.as_ref()),
+        ),
+        (
+            "pre-promotion",
+            st.blue_green
+                .as_ref()
+                .and_then(|b| b.pre_promotion_analysis_run_status.as_ref()),
+        ),
+        (
+            "post-promotion",
+            st.blue_green
+                .as_ref()
+                .and_then(|b| b.post_promotion_analysis_run_status.as_ref()),
+        ),
+    ];
+    for (kind, run) in runs {
+        if let Some(r) = run {
+            let phase = r
+                .status
+                .map(|p| format!("{p:?}"))
+                .unwrap_or_else(|| "Pending".into());
+            let msg = r
+                .message
+                .as_ref()
+                .filter(|m| !m.is_empty())
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default();
+            line(
+                "Analysis:",
+                format!(
+                    "{kind} {} {phase}{msg} (kubectl get sar {} -o yaml)",
+                    r.name, r.name
+                ),
+            );
+        }
+    }
     line(
         "Revisions:",
         format!(
@@ -374,6 +421,24 @@ mod tests {
         assert!(text.contains("Phase:      Paused"), "{text}");
         assert!(
             text.contains("Next:       kubectl sluice promote"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn describe_shows_the_analysis_a_release_waits_on() {
+        let mut st = releasing_status();
+        st.canary = Some(crate::api::rollout::CanaryStatus {
+            current_step_analysis_run_status: Some(crate::api::rollout::RolloutAnalysisRunStatus {
+                name: "web-abc-step1".into(),
+                status: Some(crate::api::analysis::AnalysisPhase::Failed),
+                message: Some("metric \"success-rate\" failed".into()),
+            }),
+            ..Default::default()
+        });
+        let text = describe(&ro(st));
+        assert!(
+            text.contains("Analysis:   step web-abc-step1 Failed: metric \"success-rate\" failed"),
             "{text}"
         );
     }

@@ -14,12 +14,14 @@ use kube::runtime::events::{Event, EventType as KubeEventType};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
+use crate::api::analysis::AnalysisRun;
 use crate::api::constants::{
     ANNOTATION_SCALE_DOWN_AT, FIELD_MANAGER_CONTROLLER, FIELD_MANAGER_TRAFFIC,
     LABEL_POD_TEMPLATE_HASH, LABEL_ROLLOUT,
 };
 use crate::api::rollout::Rollout;
 
+use super::analysis::LABEL_ANALYSIS_KIND;
 use super::controller::Context;
 use super::decide::{EventType, Plan};
 use super::error::Error;
@@ -61,14 +63,7 @@ pub fn desired_replica_set(
     selector_labels.insert(LABEL_POD_TEMPLATE_HASH.to_string(), hash.to_string());
     let mut rs_labels = selector_labels.clone();
     rs_labels.insert(LABEL_ROLLOUT.to_string(), name.clone());
-    let owner = OwnerReference {
-        api_version: Rollout::api_version(&()).to_string(),
-        kind: Rollout::kind(&()).to_string(),
-        name: name.clone(),
-        uid: ro.uid().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    };
+    let owner = owner(ro);
     ReplicaSet {
         metadata: kube::api::ObjectMeta {
             name: Some(replica_set_name(&name, hash)),
@@ -94,6 +89,18 @@ pub fn desired_replica_set(
 /// selector; a merge patch of the one key leaves the user's keys as they wrote them.
 pub fn selector_patch(hash: Option<&str>) -> Patch<serde_json::Value> {
     Patch::Merge(json!({"spec": {"selector": {LABEL_POD_TEMPLATE_HASH: hash}}}))
+}
+
+/// The owner reference of everything the Rollout owns (ReplicaSets, AnalysisRuns).
+pub fn owner(ro: &Rollout) -> OwnerReference {
+    OwnerReference {
+        api_version: Rollout::api_version(&()).to_string(),
+        kind: Rollout::kind(&()).to_string(),
+        name: ro.name_any(),
+        uid: ro.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
 }
 
 /// Writes to objects users own go under Sluice's traffic field manager.
@@ -187,6 +194,51 @@ pub async fn apply(
         match timed(
             "delete ReplicaSet",
             rs_api.delete(old, &DeleteParams::background()),
+        )
+        .await
+        {
+            Ok(_) => {}
+            Err(Error::Kube {
+                source: kube::Error::Api(e),
+                ..
+            }) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+
+    // 2b. AnalysisRuns: created once (owned by the Rollout), stopped when no longer needed.
+    let run_api: Api<AnalysisRun> = Api::namespaced(client.clone(), &ns);
+    for rp in &plan.create_runs {
+        let mut run = AnalysisRun::new(&rp.name, rp.spec.clone());
+        run.metadata.labels = Some(BTreeMap::from([
+            (LABEL_ROLLOUT.to_string(), name.clone()),
+            (LABEL_POD_TEMPLATE_HASH.to_string(), rp.hash.clone()),
+            (LABEL_ANALYSIS_KIND.to_string(), rp.kind.to_string()),
+        ]));
+        run.metadata.owner_references = Some(vec![owner(ro)]);
+        writes.add();
+        timed(
+            "apply AnalysisRun",
+            run_api.patch(
+                &rp.name,
+                &PatchParams::apply(FIELD_MANAGER_CONTROLLER).force(),
+                &Patch::Apply(&run),
+            ),
+        )
+        .await?;
+    }
+    for n in &plan.terminate_runs {
+        writes.add();
+        match timed(
+            "terminate AnalysisRun",
+            run_api.patch(
+                n,
+                &PatchParams {
+                    field_manager: Some(FIELD_MANAGER_CONTROLLER.into()),
+                    ..Default::default()
+                },
+                &Patch::Merge(json!({"spec": {"terminate": true}})),
+            ),
         )
         .await
         {

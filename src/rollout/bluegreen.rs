@@ -7,12 +7,16 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::api::constants::condition;
 use crate::api::rollout::{
-    BlueGreenStatus, BlueGreenStrategy, PauseCondition, PauseReason, Rollout, RolloutPhase,
-    RolloutStatus,
+    BlueGreenStatus, BlueGreenStrategy, PauseCondition, PauseReason, Rollout,
+    RolloutAnalysisRunStatus, RolloutPhase, RolloutStatus,
 };
 
+use super::analysis::{self, Verdict};
 use super::conditions;
-use super::decide::{EventType, Plan, RsPlan, ServicePlan, abort_or_retry, after, find, set_phase};
+use super::decide::{
+    EventType, Hold, Plan, RsPlan, ServicePlan, abort_or_retry, after, find, inconclusive_pause,
+    mark_aborted, refresh_run_status, set_phase,
+};
 use super::observe::Observed;
 
 /// Decides the next move of a blue-green Rollout whose template hashes to `desired`.
@@ -35,8 +39,46 @@ pub(super) fn decide(
         .clamp(0, replicas);
     plan.status.current_step_index = None;
     let new_rs = find(obs, desired);
-    let bg_status = prev.blue_green.clone().unwrap_or_default();
+    let _ = prev;
+    refresh_run_status(plan, obs);
+    let bg_status = plan.status.blue_green.clone().unwrap_or_default();
     let mut promoting = bg_status.scale_up_preview_check_point == Some(true);
+    let retries = plan.status.retries.unwrap_or(0);
+    let pre_run = bg
+        .pre_promotion_analysis
+        .as_ref()
+        .map(|_| analysis::run_name(ro, desired, "pre", retries));
+    let post_run = bg
+        .post_promotion_analysis
+        .as_ref()
+        .map(|_| analysis::run_name(ro, desired, "post", retries));
+    let (mut pre_line, mut post_line) = (None, None);
+    let mut analysis_wait: Option<String> = None;
+
+    // A failed analysis aborts in this same reconcile: the active Service stays on (or goes
+    // back to) the stable revision.
+    if desired != stable
+        && plan.status.abort != Some(true)
+        && plan.status.promote_full != Some(true)
+    {
+        for (what, name) in [
+            ("pre-promotion analysis", pre_run.as_ref()),
+            ("post-promotion analysis", post_run.as_ref()),
+        ] {
+            if let Some(name) = name
+                && let Some(run) = analysis::observed(obs, name)
+                && !run.terminated
+                && let Verdict::Failed(why) = analysis::verdict(run)
+            {
+                plan.status.abort = Some(true);
+                let message = format!(
+                    "revision {desired} aborted: {what} {name} failed: {why}; the active Service stays on stable {stable}"
+                );
+                mark_aborted(plan, message, generation, now);
+                break;
+            }
+        }
+    }
 
     // (active, preview) selectors.
     let mut selectors = (stable.to_string(), stable.to_string());
@@ -48,6 +90,9 @@ pub(super) fn decide(
             Some(aborted_at) => {
                 // The active Service never left the stable; the preview goes back to it too.
                 promoting = false;
+                for name in pre_run.iter().chain(post_run.iter()) {
+                    analysis::terminate(plan, obs, name);
+                }
                 let scale_down_at =
                     after(aborted_at, i64::from(bg.abort_scale_down_delay_seconds()));
                 new_target = if now < scale_down_at {
@@ -66,13 +111,64 @@ pub(super) fn decide(
                 let preview_ready = new_rs
                     .is_some_and(|r| r.replicas >= preview_count && r.available >= preview_count);
                 if !promoting && preview_ready {
-                    promoting = ro.spec.paused != Some(true) && ready_to_promote(bg, plan, now);
+                    let pre_ok = match &pre_run {
+                        None => true,
+                        Some(name) => {
+                            let (ok, line, wait) = promotion_analysis(
+                                plan,
+                                obs,
+                                "spec.strategy.blueGreen.prePromotionAnalysis",
+                                "pre-promotion analysis",
+                                name,
+                                desired,
+                                "pre",
+                                now,
+                            );
+                            pre_line = Some(line);
+                            analysis_wait = wait;
+                            ok || plan.status.promote_full == Some(true)
+                        }
+                    };
+                    promoting =
+                        pre_ok && ro.spec.paused != Some(true) && ready_to_promote(bg, plan, now);
                 }
                 if promoting {
                     new_target = replicas;
                     let full =
                         new_rs.is_some_and(|r| r.replicas == replicas && r.available >= replicas);
-                    if full {
+                    let post_ok = match (&post_run, full) {
+                        (Some(name), true) if plan.status.promote_full != Some(true) => {
+                            // Switched, and judged before the new revision becomes stable.
+                            selectors = (desired.to_string(), desired.to_string());
+                            let (ok, line, wait) = promotion_analysis(
+                                plan,
+                                obs,
+                                "spec.strategy.blueGreen.postPromotionAnalysis",
+                                "post-promotion analysis",
+                                name,
+                                desired,
+                                "post",
+                                now,
+                            );
+                            post_line = Some(line);
+                            if let Some(w) = wait {
+                                phase = (
+                                    if w.contains("inconclusive") {
+                                        RolloutPhase::Paused
+                                    } else {
+                                        RolloutPhase::Progressing
+                                    },
+                                    w,
+                                );
+                            }
+                            ok
+                        }
+                        _ => true,
+                    };
+                    if full && post_ok {
+                        if let Some(name) = &post_run {
+                            analysis::terminate(plan, obs, name);
+                        }
                         // The switch: all at once, and only now that every new pod is available.
                         selectors = (desired.to_string(), desired.to_string());
                         plan.status.stable_rs = Some(desired.to_string());
@@ -91,7 +187,7 @@ pub(super) fn decide(
                             generation,
                             now,
                         );
-                    } else {
+                    } else if !full {
                         phase = (
                             RolloutPhase::Progressing,
                             "promoting: scaling the new revision to full size".into(),
@@ -101,6 +197,12 @@ pub(super) fn decide(
                     new_target = preview_count;
                     phase = if ro.spec.paused == Some(true) {
                         (RolloutPhase::Paused, "paused by spec.paused".into())
+                    } else if let Some(w) = analysis_wait.clone() {
+                        if plan.status.pause_conditions.is_empty() {
+                            (RolloutPhase::Progressing, w)
+                        } else {
+                            (RolloutPhase::Paused, w)
+                        }
                     } else if plan.status.pause_conditions.is_empty() {
                         (
                             RolloutPhase::Progressing,
@@ -189,7 +291,10 @@ pub(super) fn decide(
         active_selector: Some(selectors.0.clone()),
         preview_selector: bg.preview_service.as_ref().map(|_| selectors.1.clone()),
         scale_up_preview_check_point: promoting.then_some(true),
-        ..bg_status
+        pre_promotion_analysis_run_status: pre_line
+            .or(bg_status.pre_promotion_analysis_run_status.clone()),
+        post_promotion_analysis_run_status: post_line
+            .or(bg_status.post_promotion_analysis_run_status.clone()),
     });
 
     if desired == active {
@@ -205,6 +310,36 @@ pub(super) fn decide(
     }
     if plan.status.abort != Some(true) {
         set_phase(&mut plan.status, phase.0, &phase.1, generation, now);
+    }
+}
+
+/// A pre- or post-promotion analysis: whether it lets the promotion go on, its status line,
+/// and what the release waits for when it does not.
+#[allow(clippy::too_many_arguments)]
+fn promotion_analysis(
+    plan: &mut Plan,
+    obs: &Observed,
+    field: &str,
+    what: &str,
+    name: &str,
+    desired: &str,
+    kind: &'static str,
+    now: Timestamp,
+) -> (bool, RolloutAnalysisRunStatus, Option<String>) {
+    let hold = inconclusive_pause(plan, obs, name, what, None, now);
+    let (verdict, line) = analysis::ensure_run(plan, obs, field, name, desired, kind);
+    match (verdict, hold) {
+        (Verdict::Successful, _) | (Verdict::Inconclusive { .. }, Hold::Promoted) => {
+            (true, line, None)
+        }
+        (Verdict::Inconclusive { message, .. }, _) => (
+            false,
+            line,
+            Some(format!(
+                "{what} {name} is inconclusive: {message}; promote to go on or abort"
+            )),
+        ),
+        _ => (false, line, Some(format!("waiting for {what} {name}"))),
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::jiff::Timestamp;
@@ -20,9 +20,15 @@ use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, instrument, warn};
 
+use crate::analysis::judge;
+use crate::analysis::template::{ArgContext, build_run, merge_templates};
+use crate::api::analysis::{
+    AnalysisRun, AnalysisRunSpec, AnalysisTemplate, AnalysisTemplateSpec, ClusterAnalysisTemplate,
+};
 use crate::api::constants::{
     ANNOTATION_SCALE_DOWN_AT, FINALIZER, LABEL_POD_TEMPLATE_HASH, LABEL_ROLLOUT,
 };
+use crate::api::rollout::AnalysisTemplateRef;
 use crate::api::rollout::Rollout;
 use crate::telemetry::{Metrics, ReasonLabels};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
@@ -30,7 +36,8 @@ use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use super::apply::{apply, selector_patch, timed, traffic_params};
 use super::decide::{DEFAULT_RESTART_THRESHOLD, decide};
 use super::error::Error;
-use super::observe::{Observed, ObservedRs, diagnose};
+use super::hash::pod_template_hash;
+use super::observe::{Observed, ObservedRs, ObservedRun, diagnose};
 
 /// Counts API writes, so a reconcile that changes nothing can be seen to write nothing (in the
 /// log per reconcile, and in `sluice_api_writes_total`).
@@ -167,12 +174,43 @@ async fn observe(ro: &Rollout, ctx: &Context) -> Result<World, Error> {
             }
         }
     }
+    let run_api: Api<AnalysisRun> = Api::namespaced(client.clone(), &ns);
+    let runs = timed(
+        "list AnalysisRuns",
+        run_api.list(&ListParams::default().labels(&selector)),
+    )
+    .await?
+    .items
+    .into_iter()
+    .filter(|r| {
+        r.owner_references()
+            .iter()
+            .any(|o| o.uid == uid && o.controller == Some(true))
+    })
+    .map(|r| {
+        let status = r.status.clone().unwrap_or_default();
+        let policies = judge::policies(&r.spec).unwrap_or_default();
+        ObservedRun {
+            name: r.name_any(),
+            phase: status.phase,
+            message: status.message.clone(),
+            terminated: r.spec.terminate == Some(true),
+            measuring: judge::is_measuring(&status, &policies),
+        }
+    })
+    .collect();
+    let analysis = match &template {
+        Some(t) => declared_analysis(ro, client, &ns, &pod_template_hash(t)).await,
+        None => BTreeMap::new(),
+    };
     Ok(World {
         observed: Observed {
             template,
             workload_replicas,
             replica_sets: observed_sets,
             services: exists,
+            analysis,
+            runs,
         },
         replica_sets,
         services,
@@ -212,6 +250,163 @@ async fn cleanup(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
     ctx.metrics.forget_rollout(&ns, &ro.name_any());
     info!("Rollout deleted; Services given back");
     Ok(Action::await_change())
+}
+
+/// Every analysis the Rollout declares, by field path, with the run spec its templates make
+/// for revision `desired` (or why they cannot make one).
+async fn declared_analysis(
+    ro: &Rollout,
+    client: &Client,
+    ns: &str,
+    desired: &str,
+) -> BTreeMap<String, Result<AnalysisRunSpec, String>> {
+    let mut wanted: Vec<(String, AnalysisUse)> = Vec::new();
+    if let Some(c) = &ro.spec.strategy.canary {
+        for (i, step) in c.steps().iter().enumerate() {
+            if let Some(a) = &step.analysis {
+                wanted.push((
+                    format!("spec.strategy.canary.steps[{i}].analysis"),
+                    AnalysisUse::of(a),
+                ));
+            }
+        }
+        if let Some(a) = &c.analysis {
+            wanted.push((
+                "spec.strategy.canary.analysis".into(),
+                AnalysisUse {
+                    templates: a.templates.clone(),
+                    args: a.args.clone().unwrap_or_default(),
+                    dry_run: a.dry_run.clone(),
+                    retention: a.measurement_retention.clone(),
+                },
+            ));
+        }
+    }
+    if let Some(b) = &ro.spec.strategy.blue_green {
+        if let Some(a) = &b.pre_promotion_analysis {
+            wanted.push((
+                "spec.strategy.blueGreen.prePromotionAnalysis".into(),
+                AnalysisUse::of(a),
+            ));
+        }
+        if let Some(a) = &b.post_promotion_analysis {
+            wanted.push((
+                "spec.strategy.blueGreen.postPromotionAnalysis".into(),
+                AnalysisUse::of(a),
+            ));
+        }
+    }
+    let mut out = BTreeMap::new();
+    if wanted.is_empty() {
+        return out;
+    }
+    let needs_cluster = wanted
+        .iter()
+        .flat_map(|(_, u)| u.templates.iter())
+        .any(|t| t.cluster_scope == Some(true));
+    let local: Result<Vec<AnalysisTemplate>, String> = timed(
+        "list AnalysisTemplates",
+        Api::<AnalysisTemplate>::namespaced(client.clone(), ns).list(&ListParams::default()),
+    )
+    .await
+    .map(|l| l.items)
+    .map_err(|e| e.to_string());
+    let cluster: Result<Vec<ClusterAnalysisTemplate>, String> = if needs_cluster {
+        timed(
+            "list ClusterAnalysisTemplates",
+            Api::<ClusterAnalysisTemplate>::all(client.clone()).list(&ListParams::default()),
+        )
+        .await
+        .map(|l| l.items)
+        .map_err(|e| e.to_string())
+    } else {
+        Ok(Vec::new())
+    };
+    let ctx = ArgContext {
+        stable_hash: ro
+            .status
+            .as_ref()
+            .and_then(|s| s.stable_rs.clone())
+            .or_else(|| Some(desired.to_string())),
+        latest_hash: Some(desired.to_string()),
+        rollout: serde_json::to_value(ro).unwrap_or_default(),
+    };
+    for (field, u) in wanted {
+        let built = match (&local, &cluster) {
+            (Err(e), _) | (_, Err(e)) => Err(e.clone()),
+            (Ok(local), Ok(cluster)) => {
+                let lookup = |r: &AnalysisTemplateRef| -> Option<AnalysisTemplateSpec> {
+                    if r.cluster_scope == Some(true) {
+                        cluster
+                            .iter()
+                            .find(|t| t.name_any() == r.template_name)
+                            .map(|t| t.spec.clone().into())
+                    } else {
+                        local
+                            .iter()
+                            .find(|t| t.name_any() == r.template_name)
+                            .map(|t| t.spec.clone())
+                    }
+                };
+                merge_templates(&u.templates, &lookup)
+                    .and_then(|merged| build_run(&merged, &u.args, &ctx))
+                    .map(|mut spec| {
+                        if let Some(d) = u.dry_run {
+                            spec.dry_run.get_or_insert_with(Vec::new).extend(d);
+                        }
+                        if let Some(r) = u.retention {
+                            spec.measurement_retention
+                                .get_or_insert_with(Vec::new)
+                                .extend(r);
+                        }
+                        spec
+                    })
+                    .map_err(|e| e.to_string())
+            }
+        };
+        out.insert(field, built);
+    }
+    out
+}
+
+/// True when one of the Rollout's analyses names the (namespaced) template.
+fn uses_template(ro: &Rollout, name: &str) -> bool {
+    let named = |refs: &[AnalysisTemplateRef]| {
+        refs.iter()
+            .any(|r| r.cluster_scope != Some(true) && r.template_name == name)
+    };
+    let s = &ro.spec.strategy;
+    s.canary.as_ref().is_some_and(|c| {
+        c.analysis.as_ref().is_some_and(|a| named(&a.templates))
+            || c.steps()
+                .iter()
+                .filter_map(|st| st.analysis.as_ref())
+                .any(|a| named(&a.templates))
+    }) || s.blue_green.as_ref().is_some_and(|b| {
+        [&b.pre_promotion_analysis, &b.post_promotion_analysis]
+            .into_iter()
+            .flatten()
+            .any(|a| named(&a.templates))
+    })
+}
+
+/// The parts of a step, background or promotion analysis that make its run.
+struct AnalysisUse {
+    templates: Vec<AnalysisTemplateRef>,
+    args: Vec<crate::api::analysis::Argument>,
+    dry_run: Option<Vec<crate::api::analysis::DryRun>>,
+    retention: Option<Vec<crate::api::analysis::MeasurementRetention>>,
+}
+
+impl AnalysisUse {
+    fn of(a: &crate::api::rollout::RolloutAnalysis) -> Self {
+        AnalysisUse {
+            templates: a.templates.clone(),
+            args: a.args.clone().unwrap_or_default(),
+            dry_run: a.dry_run.clone(),
+            retention: a.measurement_retention.clone(),
+        }
+    }
 }
 
 /// The Services a Rollout names.
@@ -324,26 +519,46 @@ pub async fn run(
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
+    let runs: Api<AnalysisRun> = match &ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
     let owned = watcher::Config::default().labels(LABEL_ROLLOUT);
     let controller = Controller::new(rollouts, watcher::Config::default());
     let store = controller.store();
     let workload_store = controller.store();
+    let template_store = controller.store();
+    let templates: Api<AnalysisTemplate> = match &ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "sluice".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+    );
+    // One shutdown for both controllers.
+    let shutdown = shutdown.shared();
+    let analysis = crate::analysis::controller::run(
+        client.clone(),
+        opts.namespace.clone(),
+        metrics.clone(),
+        recorder.clone(),
+        shutdown.clone(),
+    );
     let ctx = Arc::new(Context {
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "sluice".into(),
-                instance: std::env::var("POD_NAME").ok(),
-            },
-        ),
+        recorder,
         client,
         writes: WriteCounter::new(metrics.clone()),
         metrics,
         restart_threshold: opts.restart_threshold,
     });
     info!(namespace = ?opts.namespace, "sluice controller started");
-    controller
+    let rollouts = controller
         .owns(sets, owned.clone())
+        .owns(runs, owned.clone())
         .watches(pods, owned, |pod: Pod| {
             let ns = pod.namespace();
             pod.labels().get(LABEL_ROLLOUT).map(|name| {
@@ -382,13 +597,30 @@ pub async fn run(
                     .collect::<Vec<_>>()
             },
         )
+        .watches(
+            templates,
+            watcher::Config::default(),
+            move |t: AnalysisTemplate| {
+                // A template created or changed: Rollouts that use it check again (an
+                // InvalidSpec for a missing template recovers at once).
+                let ns = t.namespace().unwrap_or_default();
+                let name = t.name_any();
+                template_store
+                    .state()
+                    .into_iter()
+                    .filter(|ro| ro.namespace().as_deref() == Some(ns.as_str()))
+                    .filter(|ro| uses_template(ro, &name))
+                    .map(|ro| ObjectRef::from(ro.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
             if let Err(e) = res {
                 tracing::debug!(error = %e, "controller");
             }
-        })
-        .await;
+        });
+    tokio::join!(rollouts, analysis);
     info!("sluice controller stopped");
 }

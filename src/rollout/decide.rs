@@ -13,6 +13,7 @@ use crate::api::rollout::{
     RolloutStatus, TrafficWeights, WeightDestination,
 };
 
+use super::analysis::{self, Verdict};
 use super::conditions;
 use super::hash::pod_template_hash;
 use super::observe::{Observed, ObservedRs};
@@ -37,6 +38,8 @@ pub const EVENT_REASONS: &[&str] = &[
     "ProgressDeadlineExceeded",
     "ScalingReplicaSet",
     "WorkloadScaledDown",
+    "AnalysisInconclusive",
+    "AnalysisResumed",
 ];
 
 /// Restarts of a crash-looping container before the rollout is aborted.
@@ -84,6 +87,10 @@ pub struct Plan {
     pub requeue_after: Option<Duration>,
     /// Scale the `workloadRef` Deployment to zero: Sluice's own pods now serve.
     pub scale_workload_to_zero: bool,
+    /// AnalysisRuns to create.
+    pub create_runs: Vec<super::analysis::RunPlan>,
+    /// AnalysisRuns to stop (`spec.terminate`): Sluice no longer acts on their verdict.
+    pub terminate_runs: Vec<String>,
 }
 
 impl Plan {
@@ -327,7 +334,16 @@ fn decide_release(ro: &Rollout, obs: &Observed, now: Timestamp) -> Plan {
         st.controller_pause = None;
         st.abort = None;
         st.aborted_at = None;
+        st.retries = None;
         st.promote_full = None;
+        if let Some(c) = st.canary.as_mut() {
+            c.current_step_analysis_run_status = None;
+            c.current_background_analysis_run_status = None;
+        }
+        if let Some(b) = st.blue_green.as_mut() {
+            b.pre_promotion_analysis_run_status = None;
+            b.post_promotion_analysis_run_status = None;
+        }
         if let Some(stable) = &prev.stable_rs
             && stable != &desired
         {
@@ -532,7 +548,7 @@ fn decide_release(ro: &Rollout, obs: &Observed, now: Timestamp) -> Plan {
                 service_name: canary.stable_service.clone(),
             },
         }),
-        ..prev.canary.clone().unwrap_or_default()
+        ..plan.status.canary.clone().unwrap_or_default()
     });
 
     fill_counts(&mut plan.status, obs);
@@ -554,7 +570,12 @@ fn decide_release(ro: &Rollout, obs: &Observed, now: Timestamp) -> Plan {
 }
 
 /// Records an abort: when, why (the `Progressing` condition) and a Warning Event.
-fn mark_aborted(plan: &mut Plan, message: String, generation: Option<i64>, now: Timestamp) {
+pub(super) fn mark_aborted(
+    plan: &mut Plan,
+    message: String,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
     plan.status.aborted_at = Some(Time(now));
     conditions::set(
         &mut plan.status.conditions,
@@ -614,6 +635,15 @@ pub(super) fn abort_or_retry(
     if plan.status.aborted_at.is_some() {
         // `abort` was cleared after an abort: retry the release from its first step.
         plan.status.aborted_at = None;
+        plan.status.retries = Some(plan.status.retries.unwrap_or(0) + 1);
+        if let Some(c) = plan.status.canary.as_mut() {
+            c.current_step_analysis_run_status = None;
+            c.current_background_analysis_run_status = None;
+        }
+        if let Some(b) = plan.status.blue_green.as_mut() {
+            b.pre_promotion_analysis_run_status = None;
+            b.post_promotion_analysis_run_status = None;
+        }
         plan.status.current_step_index = plan.status.current_step_index.map(|_| 0);
         conditions::set(
             &mut plan.status.conditions,
@@ -650,7 +680,47 @@ fn release(
     let steps = canary.steps();
     let new_rs = find(obs, desired);
 
+    // The runs this release may be waiting on.
+    let retries = plan.status.retries.unwrap_or(0);
+    let at_step = plan
+        .status
+        .current_step_index
+        .unwrap_or(0)
+        .clamp(0, steps.len() as i32) as usize;
+    let step_run = steps
+        .get(at_step)
+        .filter(|s| s.analysis.is_some())
+        .map(|_| analysis::run_name(ro, desired, &format!("step{at_step}"), retries));
+    let background_run = canary
+        .analysis
+        .as_ref()
+        .map(|_| analysis::run_name(ro, desired, "background", retries));
+    refresh_run_status(plan, obs);
+    // A failed analysis aborts in this same reconcile, so traffic leaves the canary at once.
+    if plan.status.abort != Some(true) && plan.status.promote_full != Some(true) {
+        for (what, name) in [
+            ("step analysis", step_run.as_ref()),
+            ("background analysis", background_run.as_ref()),
+        ] {
+            if let Some(name) = name
+                && let Some(run) = analysis::observed(obs, name)
+                && !run.terminated
+                && let Verdict::Failed(why) = analysis::verdict(run)
+            {
+                plan.status.abort = Some(true);
+                let message = format!(
+                    "revision {desired} aborted: {what} {name} failed: {why}; all traffic back to stable {stable}"
+                );
+                mark_aborted(plan, message, generation, now);
+                break;
+            }
+        }
+    }
+
     if let Some(aborted_at) = abort_or_retry(plan, new_rs, desired, stable, generation, now) {
+        for name in step_run.iter().chain(background_run.iter()) {
+            analysis::terminate(plan, obs, name);
+        }
         // Traffic first: both Services select the stable pods in this same reconcile.
         *services_hash = (stable.to_string(), stable.to_string());
         let scale_down_at = after(
@@ -689,6 +759,45 @@ fn release(
         idx = steps.len();
         plan.status.pause_conditions.clear();
         plan.status.controller_pause = None;
+        for name in step_run.iter().chain(background_run.iter()) {
+            analysis::terminate(plan, obs, name);
+        }
+    }
+    // Inconclusive analysis: a person decides. Promoting (clearing the pause) accepts it.
+    let mut promoted_step_run = false;
+    for (what, name) in [
+        ("step analysis", step_run.as_ref()),
+        ("background analysis", background_run.as_ref()),
+    ] {
+        let Some(name) = name else { continue };
+        match inconclusive_pause(plan, obs, name, what, Some(at_step), now) {
+            Hold::Promoted if Some(name) == step_run.as_ref() => promoted_step_run = true,
+            _ => {}
+        }
+    }
+    let held_by_analysis = plan
+        .status
+        .pause_conditions
+        .iter()
+        .any(|p| p.reason == PauseReason::InconclusiveAnalysis);
+    if held_by_analysis && plan.status.promote_full != Some(true) {
+        plan.status.current_step_index = Some(idx as i32);
+        let w = weight_at(canary, idx + 1);
+        let why = plan.status.message.clone().unwrap_or_default();
+        let message = if why.contains("inconclusive") {
+            why
+        } else {
+            format!("step {idx}: analysis inconclusive; promote to go on or abort")
+        };
+        set_phase(
+            &mut plan.status,
+            RolloutPhase::Paused,
+            &message,
+            generation,
+            now,
+        );
+        *services_hash = (stable.to_string(), desired.to_string());
+        return basic_targets(canary, replicas, w, idx + 1);
     }
     let user_paused = plan
         .status
@@ -803,12 +912,58 @@ fn release(
                     break;
                 }
             }
+        } else if step.analysis.is_some() {
+            let field = format!("spec.strategy.canary.steps[{idx}].analysis");
+            let name = analysis::run_name(ro, desired, &format!("step{idx}"), retries);
+            let (verdict, line) = analysis::ensure_run(plan, obs, &field, &name, desired, "step");
+            let cs = plan.status.canary.get_or_insert_with(Default::default);
+            cs.current_step_analysis_run_status = Some(line);
+            let accepted = promoted_step_run && Some(&name) == step_run.as_ref();
+            match verdict {
+                Verdict::Successful => {
+                    plan.event(
+                        EventType::Normal,
+                        "StepCompleted",
+                        format!("step {idx}: analysis {name} passed"),
+                    );
+                    idx += 1;
+                }
+                Verdict::Inconclusive { .. } if accepted => idx += 1,
+                _ => break,
+            }
         } else {
             // setCanaryScale takes effect through `canary_scale_at`; nothing to wait for.
             idx += 1;
         }
     }
     plan.status.current_step_index = Some(idx as i32);
+    if idx != at_step
+        && let Some(cs) = plan.status.canary.as_mut()
+        && cs
+            .current_step_analysis_run_status
+            .as_ref()
+            .is_some_and(|l| {
+                l.name != analysis::run_name(ro, desired, &format!("step{idx}"), retries)
+            })
+    {
+        cs.current_step_analysis_run_status = None;
+    }
+    // Background analysis from `startingStep` until the release completes.
+    if let (Some(bg), Some(name)) = (&canary.analysis, &background_run) {
+        let start = bg.starting_step.unwrap_or(0).max(0) as usize;
+        if idx >= start.min(steps.len()) {
+            let (_, line) = analysis::ensure_run(
+                plan,
+                obs,
+                "spec.strategy.canary.analysis",
+                name,
+                desired,
+                "background",
+            );
+            let cs = plan.status.canary.get_or_insert_with(Default::default);
+            cs.current_background_analysis_run_status = Some(line);
+        }
+    }
     *services_hash = (stable.to_string(), desired.to_string());
 
     if idx >= steps.len() {
@@ -823,6 +978,9 @@ fn release(
         {
             plan.status.stable_rs = Some(desired.to_string());
             *services_hash = (desired.to_string(), desired.to_string());
+            if let Some(name) = &background_run {
+                analysis::terminate(plan, obs, name);
+            }
             plan.event(
                 EventType::Normal,
                 "RolloutCompleted",
@@ -887,6 +1045,119 @@ fn release(
         now,
     );
     basic_targets(canary, replicas, w, idx + 1)
+}
+
+/// What an inconclusive analysis does to the release.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Hold {
+    /// Nothing to hold for.
+    Free,
+    /// Paused for a person (`InconclusiveAnalysis`).
+    Paused,
+    /// A person cleared the pause: the inconclusive verdict is accepted.
+    Promoted,
+}
+
+/// An inconclusive run pauses the release; clearing the pause accepts the verdict (the run is
+/// stopped); a provider outage that ends lifts the pause Sluice set for it.
+pub(super) fn inconclusive_pause(
+    plan: &mut Plan,
+    obs: &Observed,
+    name: &str,
+    what: &str,
+    idx: Option<usize>,
+    now: Timestamp,
+) -> Hold {
+    let at = idx.map(|i| format!("step {i}: ")).unwrap_or_default();
+    let Some(run) = analysis::observed(obs, name) else {
+        return Hold::Free;
+    };
+    if run.terminated {
+        return Hold::Free;
+    }
+    let ours = plan
+        .status
+        .pause_conditions
+        .iter()
+        .any(|p| p.reason == PauseReason::InconclusiveAnalysis);
+    match analysis::verdict(run) {
+        Verdict::Inconclusive { message, outage } => {
+            if ours {
+                plan.status.message = Some(format!(
+                    "{at}{what} {name} is inconclusive: {message}; promote to go on or abort"
+                ));
+                Hold::Paused
+            } else if plan.status.controller_pause == Some(true)
+                && plan.status.pause_conditions.is_empty()
+            {
+                plan.status.controller_pause = None;
+                analysis::terminate(plan, obs, name);
+                plan.event(
+                    EventType::Normal,
+                    "Promoted",
+                    format!("{at}inconclusive {what} {name} accepted on request"),
+                );
+                Hold::Promoted
+            } else {
+                plan.status.pause_conditions.push(PauseCondition {
+                    reason: PauseReason::InconclusiveAnalysis,
+                    start_time: Time(now),
+                });
+                plan.status.controller_pause = Some(true);
+                plan.status.message = Some(format!(
+                    "{at}{what} {name} is inconclusive: {message}; promote to go on or abort"
+                ));
+                let then = if outage {
+                    "; the release resumes by itself when the provider answers again"
+                } else {
+                    ""
+                };
+                plan.event(
+                    EventType::Warning,
+                    "AnalysisInconclusive",
+                    format!("{what} {name} is inconclusive: {message}{then}"),
+                );
+                Hold::Paused
+            }
+        }
+        Verdict::Running if ours => {
+            plan.status
+                .pause_conditions
+                .retain(|p| p.reason != PauseReason::InconclusiveAnalysis);
+            if plan.status.pause_conditions.is_empty() {
+                plan.status.controller_pause = None;
+            }
+            plan.event(
+                EventType::Normal,
+                "AnalysisResumed",
+                format!("{what} {name} is measuring again; the release goes on"),
+            );
+            Hold::Free
+        }
+        _ => Hold::Free,
+    }
+}
+
+/// Copies the observed phase and message of the runs the status names into it.
+pub(super) fn refresh_run_status(plan: &mut Plan, obs: &Observed) {
+    let refresh = |line: &mut Option<crate::api::rollout::RolloutAnalysisRunStatus>| {
+        if let Some(l) = line.as_mut()
+            && let Some(run) = analysis::observed(obs, &l.name)
+        {
+            l.status = run
+                .phase
+                .or(Some(crate::api::analysis::AnalysisPhase::Pending));
+            l.message = run.message.clone();
+        }
+    };
+    if let Some(c) = plan.status.canary.as_mut() {
+        refresh(&mut c.current_step_analysis_run_status);
+        refresh(&mut c.current_background_analysis_run_status);
+    }
+    if let Some(b) = plan.status.blue_green.as_mut() {
+        refresh(&mut b.pre_promotion_analysis_run_status);
+        refresh(&mut b.post_promotion_analysis_run_status);
+    }
 }
 
 /// Replica targets for a weight without a traffic router: the canary gets its share of pods

@@ -54,19 +54,60 @@ pub fn pod_template_hash(template: &PodTemplateSpec) -> String {
     let mut value = serde_json::to_value(&t).unwrap_or_default();
     prune_empty(&mut value);
     let bytes = serde_json::to_vec(&value).unwrap_or_default();
-    let mut h = fnv1a64(&bytes);
-    let mut out = String::with_capacity(10);
-    for _ in 0..10 {
+    short_hash(&bytes, 10)
+}
+
+/// `len` characters (at most 13) from the safe alphabet, from an FNV-1a hash of `bytes`.
+pub fn short_hash(bytes: &[u8], len: usize) -> String {
+    let mut h = fnv1a64(bytes);
+    let mut out = String::with_capacity(len);
+    for _ in 0..len.min(13) {
         out.push(ALPHABET[(h % ALPHABET.len() as u64) as usize] as char);
         h /= ALPHABET.len() as u64;
     }
     out
 }
 
+/// A DNS-1123 label from `parts` joined by `-`: lowercase, at most 63 characters. Too long,
+/// it is cut and ends with a short hash of the whole, so different inputs stay different.
+pub fn dns_label(parts: &[&str]) -> String {
+    let joined = parts.join("-");
+    let mut clean: String = joined
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_alphanumeric() { c } else { '-' }
+        })
+        .collect();
+    if clean.len() > 63 {
+        clean.truncate(52);
+        clean = format!(
+            "{}-{}",
+            clean.trim_end_matches('-'),
+            short_hash(joined.as_bytes(), 10)
+        );
+    }
+    clean.trim_matches('-').to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn dns_labels_are_valid_and_distinct() {
+        assert_eq!(dns_label(&["shop", "abc", "Step_2"]), "shop-abc-step-2");
+        let long_a = dns_label(&[&"a".repeat(70), "x"]);
+        let long_b = dns_label(&[&"a".repeat(70), "y"]);
+        assert!(long_a.len() <= 63 && long_b.len() <= 63);
+        assert_ne!(long_a, long_b);
+        assert!(
+            long_a
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        );
+    }
 
     fn template(image: &str, extra_label: Option<(&str, &str)>) -> PodTemplateSpec {
         let mut labels = serde_json::Map::new();

@@ -1,6 +1,7 @@
 //! The Rollout controller: observe (I/O) → decide (pure) → apply (I/O), with the Rollout's
 //! status as the only memory.
 
+pub mod analysis;
 pub mod apply;
 pub mod bluegreen;
 pub mod conditions;

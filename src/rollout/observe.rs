@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::jiff::Timestamp;
 
+use crate::api::analysis::{AnalysisPhase, AnalysisRunSpec};
+
 /// One ReplicaSet owned by the Rollout.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ObservedRs {
@@ -109,6 +111,24 @@ pub struct Observed {
     pub replica_sets: Vec<ObservedRs>,
     /// Services the Rollout names, with whether each exists.
     pub services: BTreeMap<String, bool>,
+    /// Each analysis the Rollout declares, by field path (e.g.
+    /// `spec.strategy.canary.steps[2].analysis`): the AnalysisRun its templates make, or why
+    /// they cannot make one.
+    pub analysis: BTreeMap<String, Result<AnalysisRunSpec, String>>,
+    /// The AnalysisRuns the Rollout owns.
+    pub runs: Vec<ObservedRun>,
+}
+
+/// An AnalysisRun owned by the Rollout.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ObservedRun {
+    pub name: String,
+    pub phase: Option<AnalysisPhase>,
+    pub message: Option<String>,
+    /// `spec.terminate` is set: Sluice no longer acts on its verdict.
+    pub terminated: bool,
+    /// Still taking measurements (not final, or final only through a provider outage).
+    pub measuring: bool,
 }
 
 #[cfg(test)]

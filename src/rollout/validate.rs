@@ -88,13 +88,7 @@ pub fn validate(ro: &Rollout, obs: &Observed) -> Result<(), InvalidSpec> {
                 "must differ from activeService",
             ));
         }
-        if bg.pre_promotion_analysis.is_some() || bg.post_promotion_analysis.is_some() {
-            return Err(invalid(
-                "spec.strategy.blueGreen",
-                "promotion analysis is not supported by this version of Sluice yet",
-            ));
-        }
-        return Ok(());
+        return analysis_problems(obs);
     }
     let Some(canary) = &spec.strategy.canary else {
         return Err(invalid(
@@ -106,12 +100,6 @@ pub fn validate(ro: &Rollout, obs: &Observed) -> Result<(), InvalidSpec> {
         return Err(invalid(
             "spec.strategy.canary.trafficRouting",
             "traffic routers are not supported by this version of Sluice yet",
-        ));
-    }
-    if canary.analysis.is_some() {
-        return Err(invalid(
-            "spec.strategy.canary.analysis",
-            "analysis is not supported by this version of Sluice yet",
         ));
     }
     Limits::resolve(
@@ -161,17 +149,22 @@ pub fn validate(ro: &Rollout, obs: &Observed) -> Result<(), InvalidSpec> {
             int_or_string_duration(d)
                 .map_err(|e| invalid(format!("{field}.pause.duration"), e.to_string()))?;
         }
-        if step.analysis.is_some() {
-            return Err(invalid(
-                format!("{field}.analysis"),
-                "analysis steps are not supported by this version of Sluice yet",
-            ));
-        }
         if step.set_header_route.is_some() {
             return Err(invalid(
                 format!("{field}.setHeaderRoute"),
                 "header routes need a traffic router (spec.strategy.canary.trafficRouting)",
             ));
+        }
+    }
+    analysis_problems(obs)
+}
+
+/// An analysis whose templates are missing or do not make a valid run (a condition that does
+/// not compile, an argument without a value) is refused before the release starts.
+fn analysis_problems(obs: &Observed) -> Result<(), InvalidSpec> {
+    for (field, built) in &obs.analysis {
+        if let Err(e) = built {
+            return Err(invalid(field.clone(), e.clone()));
         }
     }
     Ok(())

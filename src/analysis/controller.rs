@@ -1,0 +1,318 @@
+//! The AnalysisRun reconciler: measure what is due (providers, I/O), judge (pure), write the
+//! status. The status holds every measurement and counter, so a restarted controller resumes
+//! where the last one stopped.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::PostParams;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use tracing::{info, instrument, warn};
+
+use super::judge::{self, Outcome, is_terminal};
+use super::template::substitute_metric;
+use crate::api::analysis::{AnalysisPhase, AnalysisRun, AnalysisRunStatus, Metric};
+use crate::api::constants::FIELD_MANAGER_CONTROLLER;
+use crate::providers::{self, MeasureContext, secret_value};
+use crate::rollout::apply::timed;
+use crate::rollout::controller::WriteCounter;
+use crate::rollout::error::Error;
+use crate::telemetry::{Metrics, ReasonLabels};
+
+/// What every reconcile of an AnalysisRun shares.
+pub struct AnalysisContext {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub writes: WriteCounter,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Replaces every secret value in `s` with `*****`.
+fn scrub(s: &str, secrets: &[String]) -> String {
+    let mut out = s.to_string();
+    for v in secrets.iter().filter(|v| !v.is_empty()) {
+        out = out.replace(v.as_str(), "*****");
+    }
+    out
+}
+
+fn scrub_outcome(o: Outcome, secrets: &[String]) -> Outcome {
+    if secrets.is_empty() {
+        return o;
+    }
+    let md = |m: BTreeMap<String, String>| {
+        m.into_iter()
+            .map(|(k, v)| (k, scrub(&v, secrets)))
+            .collect::<BTreeMap<_, _>>()
+    };
+    match o {
+        Outcome::Value { value, metadata } => Outcome::Value {
+            value,
+            metadata: md(metadata),
+        },
+        Outcome::Decided {
+            phase,
+            value,
+            message,
+            metadata,
+        } => Outcome::Decided {
+            phase,
+            value,
+            message: message.map(|m| scrub(&m, secrets)),
+            metadata: md(metadata),
+        },
+        Outcome::Pending {
+            metadata,
+            resume_at,
+        } => Outcome::Pending {
+            metadata: md(metadata),
+            resume_at,
+        },
+        Outcome::ProviderError { message, metadata } => Outcome::ProviderError {
+            message: scrub(&message, secrets),
+            metadata: md(metadata),
+        },
+    }
+}
+
+/// The values of the run's secret arguments, read now (never stored).
+async fn secret_args(
+    run: &AnalysisRun,
+    client: &Client,
+    ns: &str,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    for a in run.spec.args.iter().flatten() {
+        if a.value.is_some() {
+            continue;
+        }
+        if let Some(r) = a
+            .value_from
+            .as_ref()
+            .and_then(|v| v.secret_key_ref.as_ref())
+        {
+            let v = secret_value(client, ns, r)
+                .await
+                .map_err(|e| format!("argument {:?}: {e}", a.name))?;
+            out.insert(a.name.clone(), v);
+        }
+    }
+    Ok(out)
+}
+
+#[instrument(skip_all, fields(namespace = run.namespace().unwrap_or_default(), run = run.name_any()))]
+async fn reconcile(run: Arc<AnalysisRun>, ctx: Arc<AnalysisContext>) -> Result<Action, Error> {
+    let ns = run.namespace().ok_or(Error::NoNamespace)?;
+    let status = run.status.clone().unwrap_or_default();
+    let now = Timestamp::now();
+    let pols = judge::policies(&run.spec).unwrap_or_default();
+    let sched = judge::schedule(&run.spec, &status, &pols, now);
+
+    let mut outcomes = Vec::new();
+    if !sched.due.is_empty() {
+        let secrets = secret_args(&run, &ctx.client, &ns).await;
+        let secret_values: Vec<String> = secrets
+            .as_ref()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        let keep = BTreeSet::new();
+        let measurements = sched.due.iter().map(|due| {
+            let metric: Option<&Metric> = run.spec.metrics.iter().find(|m| m.name == due.metric);
+            let result = status.metric_results.iter().find(|r| r.name == due.metric);
+            let attempt = result.map_or(0, |r| r.count + r.error) + 1;
+            let started = due
+                .resume
+                .as_ref()
+                .and_then(|m| m.started_at.as_ref())
+                .map(|t| t.0)
+                .unwrap_or(now);
+            let secrets = &secrets;
+            let secret_values = &secret_values;
+            let keep = &keep;
+            let client = &ctx.client;
+            let run = &run;
+            let ns = &ns;
+            async move {
+                let outcome = match (metric, secrets) {
+                    (None, _) => providers::provider_error("no such metric", BTreeMap::new()),
+                    (Some(_), Err(e)) => providers::provider_error(e.clone(), BTreeMap::new()),
+                    (Some(m), Ok(values)) => match substitute_metric(m, values, keep) {
+                        Err(e) => providers::provider_error(e.to_string(), BTreeMap::new()),
+                        Ok(m) => {
+                            let mctx = MeasureContext {
+                                client,
+                                run,
+                                namespace: ns,
+                                now,
+                                attempt,
+                            };
+                            providers::measure(&mctx, &m, due.resume.as_ref()).await
+                        }
+                    },
+                };
+                (
+                    due.metric.clone(),
+                    started,
+                    scrub_outcome(outcome, secret_values),
+                )
+            }
+        });
+        outcomes = futures::future::join_all(measurements).await;
+    }
+    let next = judge::step(&run.spec, &status, outcomes, now);
+
+    if run.status.as_ref() != Some(&next) {
+        let api: Api<AnalysisRun> = Api::namespaced(ctx.client.clone(), &ns);
+        let mut updated = (*run).clone();
+        updated.status = Some(next.clone());
+        updated.metadata.managed_fields = None;
+        ctx.writes.add();
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER_CONTROLLER.into()),
+            ..Default::default()
+        };
+        timed(
+            "replace AnalysisRun status",
+            api.replace_status(&run.name_any(), &params, &updated),
+        )
+        .await?;
+        let resumed = status.phase == Some(AnalysisPhase::Inconclusive)
+            && next.phase == Some(AnalysisPhase::Running);
+        if next.phase != status.phase && (is_terminal(next.phase) || resumed) {
+            publish_verdict(&ctx, &run, &next).await;
+        }
+    }
+    if is_terminal(next.phase) && !judge::is_measuring(&next, &pols) {
+        stop_jobs(&ctx, &next, &ns).await;
+        return Ok(Action::await_change());
+    }
+    let later = judge::schedule(&run.spec, &next, &pols, Timestamp::now());
+    let wait = later
+        .wake_at
+        .map(|w| {
+            let d = w.duration_since(Timestamp::now());
+            Duration::try_from(d).unwrap_or(Duration::ZERO)
+        })
+        .unwrap_or(Duration::from_secs(300));
+    Ok(Action::requeue(wait.max(Duration::from_millis(200))))
+}
+
+async fn publish_verdict(ctx: &AnalysisContext, run: &AnalysisRun, s: &AnalysisRunStatus) {
+    let (type_, reason) = match s.phase {
+        Some(AnalysisPhase::Successful) => (EventType::Normal, "AnalysisRunSuccessful"),
+        Some(AnalysisPhase::Failed) => (EventType::Warning, "AnalysisRunFailed"),
+        Some(AnalysisPhase::Error) => (EventType::Warning, "AnalysisRunError"),
+        Some(AnalysisPhase::Inconclusive) => (EventType::Warning, "AnalysisRunInconclusive"),
+        Some(AnalysisPhase::Running) => (EventType::Normal, "AnalysisRunResumed"),
+        _ => return,
+    };
+    let message = s
+        .message
+        .clone()
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| "the provider answers again; measuring goes on".into());
+    info!(reason, %message, "analysis verdict");
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(message.chars().take(1000).collect()),
+        action: message.chars().take(128).collect(),
+        secondary: None,
+    };
+    if let Err(e) = timed(
+        "publish Event",
+        ctx.recorder.publish(&event, &run.object_ref(&())),
+    )
+    .await
+    {
+        warn!(error = %e, reason, "could not publish an Event");
+    }
+}
+
+/// A finished run leaves no Job running.
+async fn stop_jobs(ctx: &AnalysisContext, status: &AnalysisRunStatus, ns: &str) {
+    let running = status
+        .metric_results
+        .iter()
+        .filter_map(|r| r.measurements.last())
+        .filter(|m| m.phase == Some(AnalysisPhase::Running))
+        .filter_map(|m| {
+            m.metadata
+                .as_ref()
+                .and_then(|md| md.get("job-name"))
+                .cloned()
+        })
+        .collect::<Vec<_>>();
+    if running.is_empty() {
+        return;
+    }
+    let api: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+    let dp = kube::api::DeleteParams::background();
+    for name in running {
+        ctx.writes.add();
+        if let Err(e) = timed("delete Job", api.delete(&name, &dp)).await {
+            tracing::debug!(error = %e, job = name, "could not delete the Job");
+        }
+    }
+}
+
+fn error_policy(_run: Arc<AnalysisRun>, error: &Error, ctx: Arc<AnalysisContext>) -> Action {
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&ReasonLabels {
+            reason: error.reason().to_string(),
+        })
+        .inc();
+    match error.reason() {
+        "Conflict" => Action::requeue(Duration::from_millis(500)),
+        _ => {
+            warn!(reason = error.reason(), %error, "AnalysisRun reconcile failed; retrying");
+            Action::requeue(Duration::from_secs(5))
+        }
+    }
+}
+
+/// Runs the AnalysisRun controller until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    namespace: Option<String>,
+    metrics: Arc<Metrics>,
+    recorder: Recorder,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (runs, jobs): (Api<AnalysisRun>, Api<Job>) = match &namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
+    let ctx = Arc::new(AnalysisContext {
+        client,
+        recorder,
+        writes: WriteCounter::new(metrics.clone()),
+        metrics,
+    });
+    info!(namespace = ?namespace, "analysis controller started");
+    Controller::new(runs, watcher::Config::default())
+        .owns(
+            jobs,
+            watcher::Config::default().labels(providers::job::LABEL_ANALYSIS_RUN),
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "analysis controller");
+            }
+        })
+        .await;
+    info!("analysis controller stopped");
+}

@@ -1,0 +1,633 @@
+//! The AnalysisRun state machine, pure: which metrics are due, what a provider's outcome
+//! does to a metric's counters, and the verdict of each metric and of the run.
+//!
+//! Differences from Argo Rollouts, on purpose:
+//! - A provider error is not a measurement: `count` counts judged measurements only, so a
+//!   metric never reaches its count (and never succeeds) on errors alone.
+//! - More than `consecutiveErrorLimit` errors in a row make the metric `Inconclusive` (the
+//!   rollout pauses) unless the metric says `onProviderError: Failed`. Such an outage
+//!   verdict is not final: the metric keeps measuring at its interval, and the first answer
+//!   from the provider puts it back to `Running`.
+//! - A result with no data (an empty vector) is `Inconclusive` by default, not an error in
+//!   the condition; `onEmptyResult` changes that.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+use super::condition::Condition;
+use super::value::MetricValue;
+use crate::api::analysis::{
+    AnalysisPhase, AnalysisRunSpec, AnalysisRunStatus, EmptyResultVerdict, Measurement, Metric,
+    MetricResult, ProviderErrorVerdict, RunSummary,
+};
+
+pub const DEFAULT_CONSECUTIVE_ERROR_LIMIT: i32 = 4;
+pub const DEFAULT_MEASUREMENT_RETENTION: usize = 10;
+/// How soon a metric without an interval is measured again after a provider error.
+pub const ERROR_RETRY_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A metric's settings, parsed once.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricPolicy {
+    pub interval: Option<Duration>,
+    pub initial_delay: Duration,
+    /// Judged measurements to take; `None` measures until the run is terminated.
+    pub count: Option<i32>,
+    /// Negative: no limit.
+    pub failure_limit: i32,
+    pub inconclusive_limit: i32,
+    pub consecutive_error_limit: i32,
+    pub on_provider_error: ProviderErrorVerdict,
+    pub on_empty_result: EmptyResultVerdict,
+    pub dry_run: bool,
+    pub retention: usize,
+}
+
+fn int_field(v: &Option<IntOrString>, field: &str, default: i32) -> Result<i32, String> {
+    match v {
+        None => Ok(default),
+        Some(IntOrString::Int(i)) => Ok(*i),
+        Some(IntOrString::String(s)) => s
+            .trim()
+            .parse()
+            .map_err(|_| format!("{field} must be a whole number, got {s:?}")),
+    }
+}
+
+impl MetricPolicy {
+    pub fn of(m: &Metric, dry_run: bool, retention: Option<i32>) -> Result<Self, String> {
+        let interval = m
+            .interval
+            .as_ref()
+            .map(|d| d.parse().map_err(|e| format!("interval: {e}")))
+            .transpose()?;
+        let initial_delay = m
+            .initial_delay
+            .as_ref()
+            .map(|d| d.parse().map_err(|e| format!("initialDelay: {e}")))
+            .transpose()?
+            .unwrap_or_default();
+        let count = match (&m.count, interval) {
+            (None, None) => Some(1),
+            (None, Some(_)) => None,
+            (Some(_), _) => Some(int_field(&m.count, "count", 1)?),
+        };
+        if let Some(c) = count {
+            if c < 1 {
+                return Err(format!("count must be at least 1, got {c}"));
+            }
+            if c > 1 && interval.is_none() {
+                return Err("count above 1 needs an interval".into());
+            }
+        }
+        Ok(MetricPolicy {
+            interval,
+            initial_delay,
+            count,
+            failure_limit: int_field(&m.failure_limit, "failureLimit", 0)?,
+            inconclusive_limit: int_field(&m.inconclusive_limit, "inconclusiveLimit", 0)?,
+            consecutive_error_limit: int_field(
+                &m.consecutive_error_limit,
+                "consecutiveErrorLimit",
+                DEFAULT_CONSECUTIVE_ERROR_LIMIT,
+            )?,
+            on_provider_error: m
+                .on_provider_error
+                .unwrap_or(ProviderErrorVerdict::Inconclusive),
+            on_empty_result: m
+                .on_empty_result
+                .unwrap_or(EmptyResultVerdict::Inconclusive),
+            dry_run,
+            retention: retention
+                .map(|r| r.max(1) as usize)
+                .unwrap_or(DEFAULT_MEASUREMENT_RETENTION),
+        })
+    }
+}
+
+/// The policies of every metric of a run, in spec order.
+pub fn policies(spec: &AnalysisRunSpec) -> Result<Vec<(Metric, MetricPolicy)>, String> {
+    spec.metrics
+        .iter()
+        .map(|m| {
+            let dry = spec
+                .dry_run
+                .iter()
+                .flatten()
+                .any(|d| d.metric_name == m.name || d.metric_name == "*");
+            let keep = spec
+                .measurement_retention
+                .iter()
+                .flatten()
+                .find(|r| r.metric_name == m.name || r.metric_name == "*")
+                .map(|r| r.limit);
+            MetricPolicy::of(m, dry, keep)
+                .map(|p| (m.clone(), p))
+                .map_err(|e| format!("metric {:?}: {e}", m.name))
+        })
+        .collect()
+}
+
+/// What a provider reported for one metric.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// A value for the metric's conditions to judge.
+    Value {
+        value: MetricValue,
+        metadata: BTreeMap<String, String>,
+    },
+    /// The provider judged the measurement itself (a Job finished).
+    Decided {
+        phase: AnalysisPhase,
+        value: Option<String>,
+        message: Option<String>,
+        metadata: BTreeMap<String, String>,
+    },
+    /// Still measuring (a Job runs); look again at `resume_at`.
+    Pending {
+        metadata: BTreeMap<String, String>,
+        resume_at: Timestamp,
+    },
+    /// The provider could not measure: unreachable, timed out, answered nonsense.
+    ProviderError {
+        message: String,
+        metadata: BTreeMap<String, String>,
+    },
+}
+
+/// A metric that needs the provider now.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Due {
+    pub metric: String,
+    /// The last measurement is still running: resume it rather than start another.
+    pub resume: Option<Measurement>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Schedule {
+    pub due: Vec<Due>,
+    /// When the next metric becomes due.
+    pub wake_at: Option<Timestamp>,
+}
+
+pub fn is_terminal(phase: Option<AnalysisPhase>) -> bool {
+    matches!(
+        phase,
+        Some(
+            AnalysisPhase::Successful
+                | AnalysisPhase::Failed
+                | AnalysisPhase::Error
+                | AnalysisPhase::Inconclusive
+        )
+    )
+}
+
+fn ts(t: &Option<Time>) -> Option<Timestamp> {
+    t.as_ref().map(|t| t.0)
+}
+
+fn plus(t: Timestamp, d: Duration) -> Timestamp {
+    SignedDuration::try_from(d)
+        .ok()
+        .and_then(|d| t.checked_add(d).ok())
+        .unwrap_or(t)
+}
+
+/// An Inconclusive that came from a provider outage alone: measuring goes on.
+pub fn is_outage(p: &MetricPolicy, r: &MetricResult) -> bool {
+    r.phase == Some(AnalysisPhase::Inconclusive)
+        && r.consecutive_error > p.consecutive_error_limit
+        && !(p.inconclusive_limit >= 0 && r.inconclusive > p.inconclusive_limit)
+}
+
+/// True while the run still measures: not final, or final only through an outage.
+pub fn is_measuring(status: &AnalysisRunStatus, policies: &[(Metric, MetricPolicy)]) -> bool {
+    match status.phase {
+        None | Some(AnalysisPhase::Pending) | Some(AnalysisPhase::Running) => true,
+        Some(AnalysisPhase::Inconclusive) => policies.iter().all(|(m, p)| {
+            match status.metric_results.iter().find(|r| r.name == m.name) {
+                Some(r) if r.phase == Some(AnalysisPhase::Inconclusive) && !p.dry_run => {
+                    is_outage(p, r)
+                }
+                _ => true,
+            }
+        }),
+        _ => false,
+    }
+}
+
+/// Which metrics to measure now, and when to look again.
+pub fn schedule(
+    spec: &AnalysisRunSpec,
+    status: &AnalysisRunStatus,
+    policies: &[(Metric, MetricPolicy)],
+    now: Timestamp,
+) -> Schedule {
+    let mut out = Schedule::default();
+    if spec.terminate.unwrap_or(false) || !is_measuring(status, policies) {
+        return out;
+    }
+    let started = ts(&status.started_at).unwrap_or(now);
+    for (m, p) in policies {
+        let r = status.metric_results.iter().find(|r| r.name == m.name);
+        let (next, resume) = match r {
+            None => (plus(started, p.initial_delay), None),
+            Some(r) => {
+                if is_terminal(r.phase) && !is_outage(p, r) {
+                    continue;
+                }
+                match r.measurements.last() {
+                    Some(last) if last.phase == Some(AnalysisPhase::Running) => {
+                        (ts(&last.resume_at).unwrap_or(now), Some(last.clone()))
+                    }
+                    last => {
+                        if p.count.is_some_and(|c| r.count >= c) {
+                            continue;
+                        }
+                        let finished = last.and_then(|l| ts(&l.finished_at));
+                        match finished {
+                            None => (plus(started, p.initial_delay), None),
+                            Some(f) => {
+                                let errored =
+                                    last.is_some_and(|l| l.phase == Some(AnalysisPhase::Error));
+                                let wait = match (p.interval, errored) {
+                                    (Some(i), true) => i.min(ERROR_RETRY_INTERVAL),
+                                    (Some(i), false) => i,
+                                    (None, _) => ERROR_RETRY_INTERVAL,
+                                };
+                                (plus(f, wait), None)
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        if next <= now {
+            out.due.push(Due {
+                metric: m.name.clone(),
+                resume,
+            });
+        } else {
+            out.wake_at = Some(out.wake_at.map_or(next, |w: Timestamp| w.min(next)));
+        }
+    }
+    out
+}
+
+/// Judges a value with the metric's conditions: the phase and, unless Successful, why.
+pub fn judge_value(m: &Metric, p: &MetricPolicy, value: &MetricValue) -> (AnalysisPhase, String) {
+    if value.is_empty() {
+        let why = format!("the query returned no data ({value})");
+        match p.on_empty_result {
+            EmptyResultVerdict::Inconclusive => return (AnalysisPhase::Inconclusive, why),
+            EmptyResultVerdict::Failed => return (AnalysisPhase::Failed, why),
+            EmptyResultVerdict::Successful => return (AnalysisPhase::Successful, why),
+            EmptyResultVerdict::Evaluate => {}
+        }
+    }
+    let eval = |expr: &str| Condition::compile(expr).and_then(|c| c.evaluate(value));
+    let failed = match m.failure_condition.as_deref().map(eval) {
+        Some(Err(e)) => return (AnalysisPhase::Error, e.to_string()),
+        Some(Ok(true)) => {
+            return (
+                AnalysisPhase::Failed,
+                format!(
+                    "failureCondition `{}` is true for result {value}",
+                    m.failure_condition.as_deref().unwrap_or_default()
+                ),
+            );
+        }
+        Some(Ok(false)) => Some(false),
+        None => None,
+    };
+    match m.success_condition.as_deref().map(eval) {
+        Some(Err(e)) => (AnalysisPhase::Error, e.to_string()),
+        Some(Ok(true)) => (AnalysisPhase::Successful, String::new()),
+        Some(Ok(false)) if failed.is_some() => (
+            AnalysisPhase::Inconclusive,
+            format!(
+                "neither successCondition `{}` nor failureCondition `{}` is true for result {value}",
+                m.success_condition.as_deref().unwrap_or_default(),
+                m.failure_condition.as_deref().unwrap_or_default()
+            ),
+        ),
+        Some(Ok(false)) => (
+            AnalysisPhase::Failed,
+            format!(
+                "successCondition `{}` is false for result {value}",
+                m.success_condition.as_deref().unwrap_or_default()
+            ),
+        ),
+        None => (AnalysisPhase::Successful, String::new()),
+    }
+}
+
+/// Records one provider outcome into the metric's result.
+pub fn record(
+    m: &Metric,
+    p: &MetricPolicy,
+    r: &mut MetricResult,
+    started_at: Option<Time>,
+    outcome: Outcome,
+    now: Timestamp,
+) {
+    let started_at = started_at.or(Some(Time(now)));
+    let measurement = match outcome {
+        Outcome::Pending {
+            metadata,
+            resume_at,
+        } => Measurement {
+            phase: Some(AnalysisPhase::Running),
+            started_at,
+            resume_at: Some(Time(resume_at)),
+            metadata: (!metadata.is_empty()).then_some(metadata),
+            ..Default::default()
+        },
+        Outcome::Value { value, metadata } => {
+            let (phase, why) = judge_value(m, p, &value);
+            Measurement {
+                phase: Some(phase),
+                message: (!why.is_empty()).then_some(why),
+                started_at,
+                finished_at: Some(Time(now)),
+                value: Some(value.to_string()),
+                metadata: (!metadata.is_empty()).then_some(metadata),
+                ..Default::default()
+            }
+        }
+        Outcome::Decided {
+            phase,
+            value,
+            message,
+            metadata,
+        } => Measurement {
+            phase: Some(phase),
+            message,
+            started_at,
+            finished_at: Some(Time(now)),
+            value,
+            metadata: (!metadata.is_empty()).then_some(metadata),
+            ..Default::default()
+        },
+        Outcome::ProviderError { message, metadata } => Measurement {
+            phase: Some(AnalysisPhase::Error),
+            message: Some(message),
+            started_at,
+            finished_at: Some(Time(now)),
+            metadata: (!metadata.is_empty()).then_some(metadata),
+            ..Default::default()
+        },
+    };
+    if r.measurements
+        .last()
+        .is_some_and(|l| l.phase == Some(AnalysisPhase::Running))
+    {
+        r.measurements.pop();
+    }
+    match measurement.phase {
+        Some(AnalysisPhase::Successful) => {
+            r.count += 1;
+            r.successful += 1;
+            r.consecutive_error = 0;
+        }
+        Some(AnalysisPhase::Failed) => {
+            r.count += 1;
+            r.failed += 1;
+            r.consecutive_error = 0;
+        }
+        Some(AnalysisPhase::Inconclusive) => {
+            r.count += 1;
+            r.inconclusive += 1;
+            r.consecutive_error = 0;
+        }
+        Some(AnalysisPhase::Error) => {
+            r.error += 1;
+            r.consecutive_error += 1;
+        }
+        _ => {}
+    }
+    r.measurements.push(measurement);
+    let excess = r.measurements.len().saturating_sub(p.retention);
+    r.measurements.drain(..excess);
+}
+
+fn last_message(r: &MetricResult, phase: AnalysisPhase) -> String {
+    r.measurements
+        .iter()
+        .rev()
+        .find(|x| x.phase == Some(phase))
+        .and_then(|x| x.message.clone())
+        .unwrap_or_default()
+}
+
+/// A metric's verdict from its counters.
+pub fn assess_metric(
+    p: &MetricPolicy,
+    r: &MetricResult,
+    terminating: bool,
+) -> (AnalysisPhase, Option<String>) {
+    if r.measurements
+        .last()
+        .is_some_and(|l| l.phase == Some(AnalysisPhase::Running))
+        && !terminating
+    {
+        return (AnalysisPhase::Running, None);
+    }
+    if p.failure_limit >= 0 && r.failed > p.failure_limit {
+        return (
+            AnalysisPhase::Failed,
+            Some(format!(
+                "{} of {} measurements failed (failureLimit {}): {}",
+                r.failed,
+                r.count,
+                p.failure_limit,
+                last_message(r, AnalysisPhase::Failed)
+            )),
+        );
+    }
+    if p.inconclusive_limit >= 0 && r.inconclusive > p.inconclusive_limit {
+        return (
+            AnalysisPhase::Inconclusive,
+            Some(format!(
+                "{} of {} measurements inconclusive (inconclusiveLimit {}): {}",
+                r.inconclusive,
+                r.count,
+                p.inconclusive_limit,
+                last_message(r, AnalysisPhase::Inconclusive)
+            )),
+        );
+    }
+    if r.consecutive_error > p.consecutive_error_limit {
+        let why = format!(
+            "the provider failed {} times in a row (consecutiveErrorLimit {}): {}",
+            r.consecutive_error,
+            p.consecutive_error_limit,
+            last_message(r, AnalysisPhase::Error)
+        );
+        return match p.on_provider_error {
+            ProviderErrorVerdict::Failed => (AnalysisPhase::Failed, Some(why)),
+            ProviderErrorVerdict::Inconclusive => (
+                AnalysisPhase::Inconclusive,
+                Some(format!(
+                    "{why}; measuring goes on and the analysis resumes when the provider answers"
+                )),
+            ),
+        };
+    }
+    if p.count.is_some_and(|c| r.count >= c) || terminating {
+        return (AnalysisPhase::Successful, None);
+    }
+    if r.measurements.is_empty() {
+        (AnalysisPhase::Pending, None)
+    } else {
+        (AnalysisPhase::Running, None)
+    }
+}
+
+fn summary_add(s: &mut RunSummary, phase: Option<AnalysisPhase>) {
+    s.count += 1;
+    match phase {
+        Some(AnalysisPhase::Successful) => s.successful += 1,
+        Some(AnalysisPhase::Failed) => s.failed += 1,
+        Some(AnalysisPhase::Inconclusive) => s.inconclusive += 1,
+        Some(AnalysisPhase::Error) => s.error += 1,
+        _ => {}
+    }
+}
+
+/// Applies the outcomes measured now to the run's status and reaches the verdicts.
+/// `outcomes` are (metric name, measurement start, outcome).
+pub fn step(
+    spec: &AnalysisRunSpec,
+    status: &AnalysisRunStatus,
+    outcomes: Vec<(String, Timestamp, Outcome)>,
+    now: Timestamp,
+) -> AnalysisRunStatus {
+    let mut next = status.clone();
+    if next.started_at.is_none() {
+        next.started_at = Some(Time(now));
+    }
+    let policies = match policies(spec) {
+        Ok(p) => p,
+        Err(e) => {
+            next.phase = Some(AnalysisPhase::Error);
+            next.message = Some(e);
+            return next;
+        }
+    };
+    if is_terminal(status.phase) && !is_measuring(status, &policies) {
+        return next;
+    }
+    for (name, started, outcome) in outcomes {
+        let Some((m, p)) = policies.iter().find(|(m, _)| m.name == name) else {
+            continue;
+        };
+        let idx = match next.metric_results.iter().position(|r| r.name == name) {
+            Some(i) => i,
+            None => {
+                next.metric_results.push(MetricResult {
+                    name: name.clone(),
+                    dry_run: p.dry_run.then_some(true),
+                    ..Default::default()
+                });
+                next.metric_results.len() - 1
+            }
+        };
+        record(
+            m,
+            p,
+            &mut next.metric_results[idx],
+            Some(Time(started)),
+            outcome,
+            now,
+        );
+    }
+
+    let terminating = spec.terminate.unwrap_or(false);
+    let mut summary = RunSummary::default();
+    let mut dry_summary = RunSummary::default();
+    let mut worst: Option<(u8, String)> = None;
+    let mut all_done = true;
+    for (m, p) in &policies {
+        let Some(r) = next.metric_results.iter_mut().find(|r| r.name == m.name) else {
+            all_done = false;
+            if p.dry_run {
+                summary_add(&mut dry_summary, Some(AnalysisPhase::Pending));
+            } else {
+                summary_add(&mut summary, Some(AnalysisPhase::Pending));
+            }
+            continue;
+        };
+        let (phase, message) = assess_metric(p, r, terminating);
+        r.phase = Some(phase);
+        r.message = message.clone();
+        if p.dry_run {
+            summary_add(&mut dry_summary, Some(phase));
+            continue;
+        }
+        summary_add(&mut summary, Some(phase));
+        let rank = match phase {
+            AnalysisPhase::Failed => 3,
+            AnalysisPhase::Error => 2,
+            AnalysisPhase::Inconclusive => 1,
+            _ => 0,
+        };
+        if !is_terminal(Some(phase)) {
+            all_done = false;
+        }
+        if rank > 0 && worst.as_ref().is_none_or(|(w, _)| rank > *w) {
+            let why = format!(
+                "metric {:?} {}: {}",
+                m.name,
+                match phase {
+                    AnalysisPhase::Failed => "failed",
+                    AnalysisPhase::Error => "errored",
+                    _ => "is inconclusive",
+                },
+                message.unwrap_or_default()
+            );
+            worst = Some((rank, why));
+        }
+    }
+    next.run_summary = Some(summary);
+    next.dry_run_summary = (dry_summary.count > 0).then_some(dry_summary);
+    match worst {
+        Some((rank, why)) => {
+            next.phase = Some(match rank {
+                3 => AnalysisPhase::Failed,
+                2 => AnalysisPhase::Error,
+                _ => AnalysisPhase::Inconclusive,
+            });
+            next.message = Some(why);
+        }
+        None if all_done || terminating => {
+            next.phase = Some(AnalysisPhase::Successful);
+            next.message = Some(if terminating {
+                "terminated; no metric failed".into()
+            } else {
+                "every metric passed".into()
+            });
+        }
+        None => {
+            let any = next
+                .metric_results
+                .iter()
+                .any(|r| !r.measurements.is_empty());
+            next.phase = Some(if any {
+                AnalysisPhase::Running
+            } else {
+                AnalysisPhase::Pending
+            });
+            next.message = None;
+        }
+    }
+    next
+}
+
+#[cfg(test)]
+#[path = "judge_tests.rs"]
+mod tests;

@@ -1,0 +1,359 @@
+use super::*;
+use crate::api::analysis::{DryRun, MeasurementRetention, MetricProvider, PrometheusMetric};
+use crate::api::duration::DurationString;
+
+fn at(s: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + s).expect("timestamp")
+}
+
+fn metric(name: &str) -> Metric {
+    Metric {
+        name: name.into(),
+        success_condition: Some("result[0] >= 0.95".into()),
+        provider: MetricProvider {
+            prometheus: Some(PrometheusMetric {
+                address: "http://prom:9090".into(),
+                query: "up".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn every(mut m: Metric, secs: u64, count: Option<i32>) -> Metric {
+    m.interval = Some(DurationString(format!("{secs}s")));
+    m.count = count.map(IntOrString::Int);
+    m
+}
+
+fn spec(metrics: Vec<Metric>) -> AnalysisRunSpec {
+    AnalysisRunSpec {
+        metrics,
+        ..Default::default()
+    }
+}
+
+fn value(v: f64) -> Outcome {
+    Outcome::Value {
+        value: MetricValue::Vector(vec![v]),
+        metadata: BTreeMap::new(),
+    }
+}
+
+fn outage() -> Outcome {
+    Outcome::ProviderError {
+        message: "connection refused".into(),
+        metadata: BTreeMap::new(),
+    }
+}
+
+/// Runs one reconcile: measures what is due with `provider` at time `now`.
+fn tick(
+    spec: &AnalysisRunSpec,
+    status: &AnalysisRunStatus,
+    now: Timestamp,
+    provider: &dyn Fn(&str) -> Outcome,
+) -> (AnalysisRunStatus, Schedule) {
+    let pols = policies(spec).expect("a value");
+    let sched = schedule(spec, status, &pols, now);
+    let outcomes = sched
+        .due
+        .iter()
+        .map(|d| (d.metric.clone(), now, provider(&d.metric)))
+        .collect();
+    (step(spec, status, outcomes, now), sched)
+}
+
+fn result<'a>(s: &'a AnalysisRunStatus, name: &str) -> &'a MetricResult {
+    s.metric_results
+        .iter()
+        .find(|r| r.name == name)
+        .expect("a value")
+}
+
+#[test]
+fn a_single_measurement_that_passes_makes_the_run_successful() {
+    let spec = spec(vec![metric("rate")]);
+    let (s, sched) = tick(&spec, &AnalysisRunStatus::default(), at(0), &|_| {
+        value(0.99)
+    });
+    assert_eq!(sched.due.len(), 1);
+    assert_eq!(s.phase, Some(AnalysisPhase::Successful));
+    let r = result(&s, "rate");
+    assert_eq!((r.count, r.successful), (1, 1));
+    assert_eq!(r.measurements[0].value.as_deref(), Some("[0.99]"));
+    // Nothing more to measure.
+    let (_, sched) = tick(&spec, &s, at(60), &|_| value(0.99));
+    assert!(sched.due.is_empty() && sched.wake_at.is_none());
+}
+
+#[test]
+fn failures_beyond_the_limit_fail_the_run_and_say_why() {
+    let mut m = every(metric("rate"), 5, Some(5));
+    m.failure_limit = Some(IntOrString::Int(1));
+    let spec = spec(vec![m]);
+    let (s, _) = tick(&spec, &AnalysisRunStatus::default(), at(0), &|_| value(0.5));
+    assert_eq!(
+        s.phase,
+        Some(AnalysisPhase::Running),
+        "one failure is tolerated"
+    );
+    // Not due again before the interval.
+    let (same, sched) = tick(&spec, &s, at(3), &|_| value(0.5));
+    assert!(sched.due.is_empty());
+    assert_eq!(sched.wake_at, Some(at(5)));
+    assert_eq!(result(&same, "rate").count, 1);
+    let (s, _) = tick(&spec, &s, at(5), &|_| value(0.5));
+    assert_eq!(s.phase, Some(AnalysisPhase::Failed));
+    let msg = s.message.expect("a value");
+    assert!(msg.contains("\"rate\" failed"), "{msg}");
+    assert!(
+        msg.contains("2 of 2 measurements failed (failureLimit 1)"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("successCondition `result[0] >= 0.95` is false for result [0.5]"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn the_count_is_reached_by_judged_measurements_only() {
+    let spec = spec(vec![every(metric("rate"), 1, Some(2))]);
+    let mut s = AnalysisRunStatus::default();
+    let mut t = 0;
+    for outcome in [value(0.99), outage(), outage()] {
+        s = tick(&spec, &s, at(t), &|_| outcome.clone()).0;
+        t += 1;
+    }
+    assert_eq!(
+        s.phase,
+        Some(AnalysisPhase::Running),
+        "errors never complete a count"
+    );
+    let r = result(&s, "rate");
+    assert_eq!((r.count, r.error, r.consecutive_error), (1, 2, 2));
+    s = tick(&spec, &s, at(t), &|_| value(0.97)).0;
+    assert_eq!(s.phase, Some(AnalysisPhase::Successful));
+    assert_eq!(result(&s, "rate").consecutive_error, 0);
+}
+
+#[test]
+fn a_provider_outage_is_inconclusive_and_recovers_when_the_provider_answers() {
+    let mut m = every(metric("rate"), 2, None);
+    m.consecutive_error_limit = Some(IntOrString::Int(2));
+    let spec = spec(vec![m]);
+    let mut s = tick(&spec, &AnalysisRunStatus::default(), at(0), &|_| {
+        value(0.99)
+    })
+    .0;
+    let mut t = 2;
+    for _ in 0..3 {
+        s = tick(&spec, &s, at(t), &|_| outage()).0;
+        t += 2;
+    }
+    assert_eq!(s.phase, Some(AnalysisPhase::Inconclusive));
+    assert!(
+        s.message
+            .as_deref()
+            .expect("a value")
+            .contains("failed 3 times in a row")
+    );
+    assert!(
+        s.message
+            .as_deref()
+            .expect("a value")
+            .contains("connection refused")
+    );
+    let pols = policies(&spec).expect("a value");
+    assert!(is_measuring(&s, &pols), "an outage verdict keeps measuring");
+    // Still down: stays inconclusive.
+    s = tick(&spec, &s, at(t), &|_| outage()).0;
+    t += 2;
+    assert_eq!(s.phase, Some(AnalysisPhase::Inconclusive));
+    // Back: judging resumes.
+    s = tick(&spec, &s, at(t), &|_| value(0.99)).0;
+    assert_eq!(s.phase, Some(AnalysisPhase::Running));
+    assert_eq!(result(&s, "rate").phase, Some(AnalysisPhase::Running));
+}
+
+#[test]
+fn a_metric_may_ask_for_an_outage_to_fail() {
+    let mut m = metric("rate");
+    m.consecutive_error_limit = Some(IntOrString::Int(0));
+    m.on_provider_error = Some(ProviderErrorVerdict::Failed);
+    let spec = spec(vec![m]);
+    let s = tick(&spec, &AnalysisRunStatus::default(), at(0), &|_| outage()).0;
+    assert_eq!(s.phase, Some(AnalysisPhase::Failed));
+    assert!(!is_measuring(&s, &policies(&spec).expect("a value")));
+}
+
+#[test]
+fn errors_without_an_interval_are_retried_after_a_pause() {
+    let spec = spec(vec![metric("rate")]);
+    let s = tick(&spec, &AnalysisRunStatus::default(), at(0), &|_| outage()).0;
+    assert_eq!(s.phase, Some(AnalysisPhase::Running));
+    let (_, sched) = tick(&spec, &s, at(1), &|_| value(1.0));
+    assert_eq!(sched.wake_at, Some(at(10)));
+    let (s, sched) = tick(&spec, &s, at(10), &|_| value(1.0));
+    assert_eq!(sched.due.len(), 1);
+    assert_eq!(s.phase, Some(AnalysisPhase::Successful));
+}
+
+#[test]
+fn neither_condition_true_is_inconclusive() {
+    let mut m = metric("rate");
+    m.failure_condition = Some("result[0] < 0.5".into());
+    let spec = spec(vec![m]);
+    let s = tick(&spec, &AnalysisRunStatus::default(), at(0), &|_| value(0.8)).0;
+    assert_eq!(s.phase, Some(AnalysisPhase::Inconclusive));
+    assert!(
+        !is_measuring(&s, &policies(&spec).expect("a value")),
+        "a judged inconclusive is final"
+    );
+    let s = tick(&spec, &AnalysisRunStatus::default(), at(0), &|_| value(0.2)).0;
+    assert_eq!(s.phase, Some(AnalysisPhase::Failed));
+    assert!(
+        s.message
+            .expect("a value")
+            .contains("failureCondition `result[0] < 0.5` is true for result [0.2]")
+    );
+}
+
+#[test]
+fn an_empty_result_is_its_own_outcome() {
+    let empty = || Outcome::Value {
+        value: MetricValue::Vector(vec![]),
+        metadata: BTreeMap::new(),
+    };
+    let spec1 = spec(vec![metric("rate")]);
+    let s = tick(&spec1, &AnalysisRunStatus::default(), at(0), &|_| empty()).0;
+    assert_eq!(s.phase, Some(AnalysisPhase::Inconclusive));
+    assert!(s.message.expect("a value").contains("no data"));
+
+    let mut m = metric("rate");
+    m.on_empty_result = Some(EmptyResultVerdict::Evaluate);
+    m.success_condition = Some("default(result[0], 1.0) >= 0.95".into());
+    let s = tick(
+        &spec(vec![m]),
+        &AnalysisRunStatus::default(),
+        at(0),
+        &|_| empty(),
+    )
+    .0;
+    assert_eq!(s.phase, Some(AnalysisPhase::Successful));
+}
+
+#[test]
+fn dry_run_metrics_are_recorded_but_do_not_decide() {
+    let mut spec = spec(vec![metric("rate"), metric("latency")]);
+    spec.dry_run = Some(vec![DryRun {
+        metric_name: "latency".into(),
+    }]);
+    let s = tick(&spec, &AnalysisRunStatus::default(), at(0), &|name| {
+        value(if name == "latency" { 0.1 } else { 0.99 })
+    })
+    .0;
+    assert_eq!(s.phase, Some(AnalysisPhase::Successful));
+    assert_eq!(result(&s, "latency").phase, Some(AnalysisPhase::Failed));
+    assert_eq!(result(&s, "latency").dry_run, Some(true));
+    let dry = s.dry_run_summary.expect("a value");
+    assert_eq!((dry.count, dry.failed), (1, 1));
+    assert_eq!(s.run_summary.expect("a value").successful, 1);
+}
+
+#[test]
+fn retention_keeps_the_latest_measurements_and_the_counters_keep_counting() {
+    let mut m = every(metric("rate"), 1, None);
+    m.failure_limit = Some(IntOrString::Int(-1));
+    let mut spec = spec(vec![m]);
+    spec.measurement_retention = Some(vec![MeasurementRetention {
+        metric_name: "rate".into(),
+        limit: 2,
+    }]);
+    let mut s = AnalysisRunStatus::default();
+    for t in 0..5 {
+        s = tick(&spec, &s, at(t), &|_| {
+            value([0.90, 0.91, 0.92, 0.93, 0.94][t as usize])
+        })
+        .0;
+    }
+    let r = result(&s, "rate");
+    assert_eq!(r.measurements.len(), 2);
+    assert_eq!(r.measurements[1].value.as_deref(), Some("[0.94]"));
+    assert_eq!(r.count, 5);
+    assert_eq!(r.failed, 5, "0.90..0.94 are all below 0.95");
+}
+
+#[test]
+fn the_first_measurement_waits_for_the_initial_delay() {
+    let mut m = metric("rate");
+    m.initial_delay = Some(DurationString("30s".into()));
+    let spec = spec(vec![m]);
+    let s = tick(&spec, &AnalysisRunStatus::default(), at(0), &|_| value(1.0)).0;
+    assert_eq!(s.phase, Some(AnalysisPhase::Pending));
+    assert!(s.metric_results.is_empty());
+    let (_, sched) = tick(&spec, &s, at(10), &|_| value(1.0));
+    assert_eq!(sched.wake_at, Some(at(30)));
+    let s = tick(&spec, &s, at(30), &|_| value(1.0)).0;
+    assert_eq!(s.phase, Some(AnalysisPhase::Successful));
+}
+
+#[test]
+fn a_pending_measurement_is_resumed_then_replaced() {
+    let spec = spec(vec![metric("job")]);
+    let pending = Outcome::Pending {
+        metadata: BTreeMap::from([("job-name".to_string(), "j-1".to_string())]),
+        resume_at: at(5),
+    };
+    let s = tick(&spec, &AnalysisRunStatus::default(), at(0), &|_| {
+        pending.clone()
+    })
+    .0;
+    assert_eq!(s.phase, Some(AnalysisPhase::Running));
+    let (_, sched) = tick(&spec, &s, at(2), &|_| value(1.0));
+    assert!(sched.due.is_empty());
+    assert_eq!(sched.wake_at, Some(at(5)));
+    let (s, sched) = tick(&spec, &s, at(5), &|_| Outcome::Decided {
+        phase: AnalysisPhase::Successful,
+        value: Some("true".into()),
+        message: None,
+        metadata: BTreeMap::from([("job-name".to_string(), "j-1".to_string())]),
+    });
+    let resumed = sched.due[0].resume.as_ref().expect("a value");
+    assert_eq!(
+        resumed.metadata.as_ref().expect("a value")["job-name"],
+        "j-1"
+    );
+    assert_eq!(s.phase, Some(AnalysisPhase::Successful));
+    assert_eq!(result(&s, "job").measurements.len(), 1);
+}
+
+#[test]
+fn terminating_ends_an_open_ended_metric_successfully() {
+    let mut spec = spec(vec![every(metric("rate"), 5, None)]);
+    let s = tick(&spec, &AnalysisRunStatus::default(), at(0), &|_| {
+        value(0.99)
+    })
+    .0;
+    assert_eq!(s.phase, Some(AnalysisPhase::Running));
+    spec.terminate = Some(true);
+    let (s, sched) = tick(&spec, &s, at(10), &|_| value(0.99));
+    assert!(sched.due.is_empty());
+    assert_eq!(s.phase, Some(AnalysisPhase::Successful));
+}
+
+#[test]
+fn a_bad_policy_is_an_error_not_a_panic() {
+    let mut m = metric("rate");
+    m.count = Some(IntOrString::String("three".into()));
+    let s = step(&spec(vec![m]), &AnalysisRunStatus::default(), vec![], at(0));
+    assert_eq!(s.phase, Some(AnalysisPhase::Error));
+    assert!(
+        s.message
+            .expect("a value")
+            .contains("count must be a whole number")
+    );
+}

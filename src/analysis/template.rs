@@ -1,0 +1,653 @@
+//! From templates to an AnalysisRun: merge the referenced templates (and the templates they
+//! include), bind the arguments, and substitute `{{args.name}}`. Pure: the caller fetches the
+//! templates and passes what it found.
+//!
+//! Secrets never enter an AnalysisRun: an argument taken from a Secret stays a `valueFrom`
+//! reference in the run, and its `{{args.name}}` placeholders are substituted only in the
+//! transient copy of a metric that a provider measures.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use super::condition;
+use crate::api::analysis::{
+    AnalysisRunSpec, AnalysisTemplateSpec, Argument, Metric, PodTemplateHashValue, ValueFrom,
+};
+use crate::api::rollout::AnalysisTemplateRef;
+
+/// How deep templates may include templates.
+pub const MAX_TEMPLATE_DEPTH: usize = 8;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("{kind} {name:?} not found")]
+    NotFound { kind: &'static str, name: String },
+    #[error("templates include each other in a cycle: {0}")]
+    Cycle(String),
+    #[error("metric {0:?} is defined by more than one template")]
+    DuplicateMetric(String),
+    #[error("argument {name:?} has two different values in the templates: {a:?} and {b:?}")]
+    ConflictingArgument { name: String, a: String, b: String },
+    #[error("argument {0:?} has no value: give it one in the Rollout's analysis args")]
+    MissingArgument(String),
+    #[error("metric {metric:?} uses {{{{args.{arg}}}}}, but no template declares argument {arg:?}")]
+    UnknownArgument { metric: String, arg: String },
+    #[error("argument {name:?}: {message}")]
+    BadArgument { name: String, message: String },
+    #[error("metric {metric:?}: {message}")]
+    BadMetric { metric: String, message: String },
+}
+
+fn template_key(r: &AnalysisTemplateRef) -> String {
+    if r.cluster_scope.unwrap_or(false) {
+        format!("ClusterAnalysisTemplate/{}", r.template_name)
+    } else {
+        format!("AnalysisTemplate/{}", r.template_name)
+    }
+}
+
+/// Merges the referenced templates and everything they include. `lookup` returns a
+/// template's spec (a ClusterAnalysisTemplate converted to the same shape), or `None`.
+pub fn merge_templates(
+    refs: &[AnalysisTemplateRef],
+    lookup: &dyn Fn(&AnalysisTemplateRef) -> Option<AnalysisTemplateSpec>,
+) -> Result<AnalysisTemplateSpec, TemplateError> {
+    let mut merged = AnalysisTemplateSpec::default();
+    let mut seen_metrics = BTreeSet::new();
+    let mut path = Vec::new();
+    for r in refs {
+        merge_one(r, lookup, &mut merged, &mut seen_metrics, &mut path)?;
+    }
+    Ok(merged)
+}
+
+fn merge_one(
+    r: &AnalysisTemplateRef,
+    lookup: &dyn Fn(&AnalysisTemplateRef) -> Option<AnalysisTemplateSpec>,
+    merged: &mut AnalysisTemplateSpec,
+    seen_metrics: &mut BTreeSet<String>,
+    path: &mut Vec<String>,
+) -> Result<(), TemplateError> {
+    let key = template_key(r);
+    if path.contains(&key) || path.len() >= MAX_TEMPLATE_DEPTH {
+        path.push(key);
+        return Err(TemplateError::Cycle(path.join(" → ")));
+    }
+    let spec = lookup(r).ok_or_else(|| TemplateError::NotFound {
+        kind: if r.cluster_scope.unwrap_or(false) {
+            "ClusterAnalysisTemplate"
+        } else {
+            "AnalysisTemplate"
+        },
+        name: r.template_name.clone(),
+    })?;
+    path.push(key);
+    for inner in spec.templates.iter().flatten() {
+        merge_one(inner, lookup, merged, seen_metrics, path)?;
+    }
+    path.pop();
+
+    for m in spec.metrics.iter().flatten() {
+        if !seen_metrics.insert(m.name.clone()) {
+            return Err(TemplateError::DuplicateMetric(m.name.clone()));
+        }
+        merged.metrics.get_or_insert_with(Vec::new).push(m.clone());
+    }
+    for a in spec.args.iter().flatten() {
+        let args = merged.args.get_or_insert_with(Vec::new);
+        match args.iter_mut().find(|x| x.name == a.name) {
+            None => args.push(a.clone()),
+            Some(existing) => {
+                if existing.value.is_some() && a.value.is_some() && existing.value != a.value {
+                    return Err(TemplateError::ConflictingArgument {
+                        name: a.name.clone(),
+                        a: existing.value.clone().unwrap_or_default(),
+                        b: a.value.clone().unwrap_or_default(),
+                    });
+                }
+                if existing.value.is_none() && existing.value_from.is_none() {
+                    *existing = a.clone();
+                }
+            }
+        }
+    }
+    for d in spec.dry_run.iter().flatten() {
+        let v = merged.dry_run.get_or_insert_with(Vec::new);
+        if !v.contains(d) {
+            v.push(d.clone());
+        }
+    }
+    for m in spec.measurement_retention.iter().flatten() {
+        merged
+            .measurement_retention
+            .get_or_insert_with(Vec::new)
+            .push(m.clone());
+    }
+    Ok(())
+}
+
+/// What arguments may be taken from.
+#[derive(Debug, Clone, Default)]
+pub struct ArgContext {
+    pub stable_hash: Option<String>,
+    pub latest_hash: Option<String>,
+    /// The Rollout as JSON, for `valueFrom.fieldRef`.
+    pub rollout: Value,
+}
+
+/// Binds the arguments (the Rollout's override the templates' defaults), substitutes every
+/// non-secret `{{args.name}}`, and checks every condition compiles. Secret arguments stay
+/// references.
+pub fn build_run(
+    merged: &AnalysisTemplateSpec,
+    rollout_args: &[Argument],
+    ctx: &ArgContext,
+) -> Result<AnalysisRunSpec, TemplateError> {
+    let mut bound: Vec<Argument> = Vec::new();
+    for a in merged.args.iter().flatten() {
+        let given = rollout_args.iter().find(|x| x.name == a.name);
+        let chosen = match given {
+            Some(g) if g.value.is_some() || g.value_from.is_some() => g,
+            _ => a,
+        };
+        bound.push(resolve_argument(chosen, ctx)?);
+    }
+    let plain: BTreeMap<String, String> = bound
+        .iter()
+        .filter_map(|a| a.value.clone().map(|v| (a.name.clone(), v)))
+        .collect();
+    let secret: BTreeSet<String> = bound
+        .iter()
+        .filter(|a| a.value.is_none())
+        .map(|a| a.name.clone())
+        .collect();
+
+    let mut metrics = Vec::new();
+    for m in merged.metrics.iter().flatten() {
+        let metric = substitute_metric(m, &plain, &secret)?;
+        check_metric(&metric)?;
+        metrics.push(metric);
+    }
+    Ok(AnalysisRunSpec {
+        metrics,
+        args: (!bound.is_empty()).then_some(bound),
+        terminate: None,
+        dry_run: merged.dry_run.clone(),
+        measurement_retention: merged.measurement_retention.clone(),
+    })
+}
+
+fn resolve_argument(a: &Argument, ctx: &ArgContext) -> Result<Argument, TemplateError> {
+    let bad = |message: String| TemplateError::BadArgument {
+        name: a.name.clone(),
+        message,
+    };
+    let value = match (&a.value, &a.value_from) {
+        (Some(v), _) => v.clone(),
+        (None, None) => return Err(TemplateError::MissingArgument(a.name.clone())),
+        (None, Some(from)) => match from {
+            ValueFrom {
+                pod_template_hash_value: Some(which),
+                ..
+            } => {
+                let hash = match which {
+                    PodTemplateHashValue::Stable => ctx.stable_hash.clone(),
+                    PodTemplateHashValue::Latest => ctx.latest_hash.clone(),
+                };
+                hash.ok_or_else(|| bad(format!("the {which:?} revision has no hash yet")))?
+            }
+            ValueFrom {
+                field_ref: Some(f), ..
+            } => field_value(&ctx.rollout, &f.field_path)
+                .ok_or_else(|| bad(format!("the Rollout has no field {}", f.field_path)))?,
+            ValueFrom {
+                secret_key_ref: Some(_),
+                ..
+            } => {
+                return Ok(Argument {
+                    name: a.name.clone(),
+                    value: None,
+                    value_from: a.value_from.clone(),
+                });
+            }
+            _ => return Err(TemplateError::MissingArgument(a.name.clone())),
+        },
+    };
+    Ok(Argument {
+        name: a.name.clone(),
+        value: Some(value),
+        value_from: None,
+    })
+}
+
+/// Reads `metadata.labels['app']`, `spec.replicas`, `metadata.name` from a JSON object.
+pub fn field_value(root: &Value, path: &str) -> Option<String> {
+    let mut cur = root;
+    let mut rest = path.trim().trim_start_matches('.');
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix('[') {
+            let end = after.find(']')?;
+            let key = after[..end].trim().trim_matches(|c| c == '\'' || c == '"');
+            cur = match cur {
+                Value::Array(items) => items.get(key.parse::<usize>().ok()?)?,
+                _ => cur.get(key)?,
+            };
+            rest = after[end + 1..].trim_start_matches('.');
+        } else {
+            let end = rest.find(['.', '[']).unwrap_or(rest.len());
+            cur = cur.get(&rest[..end])?;
+            rest = rest[end..].trim_start_matches('.');
+        }
+    }
+    match cur {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        Value::Number(_) | Value::Bool(_) => Some(cur.to_string()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// The argument names referenced as `{{args.name}}` (spaces inside the braces allowed).
+fn placeholders(s: &str) -> Vec<(std::ops::Range<usize>, String)> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(start) = s[from..].find("{{").map(|i| i + from) {
+        let Some(end) = s[start..].find("}}").map(|i| i + start + 2) else {
+            break;
+        };
+        let inner = s[start + 2..end - 2].trim();
+        if let Some(name) = inner.strip_prefix("args.") {
+            out.push((start..end, name.trim().to_string()));
+        }
+        from = end;
+    }
+    out
+}
+
+/// Replaces `{{args.name}}` for the names in `values`; names in `keep` stay as they are;
+/// any other name is an error.
+pub fn substitute(
+    s: &str,
+    values: &BTreeMap<String, String>,
+    keep: &BTreeSet<String>,
+) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut last = 0;
+    for (range, name) in placeholders(s) {
+        out.push_str(&s[last..range.start]);
+        if let Some(v) = values.get(&name) {
+            out.push_str(v);
+        } else if keep.contains(&name) {
+            out.push_str(&s[range.clone()]);
+        } else {
+            return Err(name);
+        }
+        last = range.end;
+    }
+    out.push_str(&s[last..]);
+    Ok(out)
+}
+
+fn substitute_value(
+    v: &mut Value,
+    values: &BTreeMap<String, String>,
+    keep: &BTreeSet<String>,
+) -> Result<(), String> {
+    match v {
+        Value::String(s) => {
+            *s = substitute(s, values, keep)?;
+        }
+        Value::Array(items) => {
+            for i in items {
+                substitute_value(i, values, keep)?;
+            }
+        }
+        Value::Object(map) => {
+            for (_, i) in map.iter_mut() {
+                substitute_value(i, values, keep)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A copy of `m` with the placeholders of `values` substituted.
+pub fn substitute_metric(
+    m: &Metric,
+    values: &BTreeMap<String, String>,
+    keep: &BTreeSet<String>,
+) -> Result<Metric, TemplateError> {
+    let bad = |message: String| TemplateError::BadMetric {
+        metric: m.name.clone(),
+        message,
+    };
+    let mut json = serde_json::to_value(m).map_err(|e| bad(e.to_string()))?;
+    substitute_value(&mut json, values, keep).map_err(|arg| TemplateError::UnknownArgument {
+        metric: m.name.clone(),
+        arg,
+    })?;
+    serde_json::from_value(json).map_err(|e| bad(format!("after substituting arguments: {e}")))
+}
+
+/// Conditions compile; numbers that came from arguments are numbers; durations parse.
+pub fn check_metric(m: &Metric) -> Result<(), TemplateError> {
+    let bad = |message: String| TemplateError::BadMetric {
+        metric: m.name.clone(),
+        message,
+    };
+    for (field, cond) in [
+        ("successCondition", &m.success_condition),
+        ("failureCondition", &m.failure_condition),
+    ] {
+        if let Some(c) = cond {
+            if c.contains("{{") {
+                return Err(bad(format!("{field} cannot use a secret argument")));
+            }
+            condition::check(c).map_err(|e| bad(format!("{field}: {e}")))?;
+        }
+    }
+    if m.provider.job.is_none() && m.success_condition.is_none() && m.failure_condition.is_none() {
+        return Err(bad(
+            "needs a successCondition or a failureCondition to judge its result".into(),
+        ));
+    }
+    super::judge::MetricPolicy::of(m, false, None).map_err(bad)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::analysis::{FieldRef, MetricProvider, PrometheusMetric, SecretKeyRef};
+    use serde_json::json;
+
+    fn prom(name: &str, query: &str, cond: &str) -> Metric {
+        Metric {
+            name: name.into(),
+            success_condition: Some(cond.into()),
+            provider: MetricProvider {
+                prometheus: Some(PrometheusMetric {
+                    address: "http://prom:9090".into(),
+                    query: query.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn arg(name: &str, value: Option<&str>) -> Argument {
+        Argument {
+            name: name.into(),
+            value: value.map(Into::into),
+            value_from: None,
+        }
+    }
+
+    fn tref(name: &str) -> AnalysisTemplateRef {
+        AnalysisTemplateRef {
+            template_name: name.into(),
+            cluster_scope: None,
+        }
+    }
+
+    fn library() -> BTreeMap<String, AnalysisTemplateSpec> {
+        let mut lib = BTreeMap::new();
+        lib.insert(
+            "AnalysisTemplate/success-rate".to_string(),
+            AnalysisTemplateSpec {
+                metrics: Some(vec![prom(
+                    "success-rate",
+                    "rate{app=\"{{args.service}}\",hash=\"{{ args.hash }}\"}",
+                    "result[0] >= {{args.threshold}}",
+                )]),
+                args: Some(vec![
+                    arg("service", None),
+                    arg("threshold", Some("0.95")),
+                    Argument {
+                        name: "hash".into(),
+                        value: None,
+                        value_from: Some(ValueFrom {
+                            pod_template_hash_value: Some(PodTemplateHashValue::Latest),
+                            ..Default::default()
+                        }),
+                    },
+                ]),
+                ..Default::default()
+            },
+        );
+        lib.insert(
+            "ClusterAnalysisTemplate/latency".to_string(),
+            AnalysisTemplateSpec {
+                metrics: Some(vec![prom(
+                    "latency",
+                    "p99{app=\"{{args.service}}\"}",
+                    "result[0] < 0.5",
+                )]),
+                args: Some(vec![arg("service", None)]),
+                templates: Some(vec![tref("success-rate")]),
+                ..Default::default()
+            },
+        );
+        lib
+    }
+
+    fn lookup_in(
+        lib: &BTreeMap<String, AnalysisTemplateSpec>,
+    ) -> impl Fn(&AnalysisTemplateRef) -> Option<AnalysisTemplateSpec> + '_ {
+        move |r| lib.get(&template_key(r)).cloned()
+    }
+
+    fn ctx() -> ArgContext {
+        ArgContext {
+            stable_hash: Some("aaa".into()),
+            latest_hash: Some("bbb".into()),
+            rollout: json!({"metadata": {"name": "shop", "labels": {"app.kubernetes.io/name": "shop"}}}),
+        }
+    }
+
+    #[test]
+    fn included_templates_merge_and_arguments_bind() {
+        let lib = library();
+        let merged = merge_templates(
+            &[AnalysisTemplateRef {
+                template_name: "latency".into(),
+                cluster_scope: Some(true),
+            }],
+            &lookup_in(&lib),
+        )
+        .expect("a value");
+        let names: Vec<_> = merged
+            .metrics
+            .iter()
+            .flatten()
+            .map(|m| m.name.as_str())
+            .collect();
+        assert_eq!(names, ["success-rate", "latency"]);
+        let run = build_run(&merged, &[arg("service", Some("shop"))], &ctx()).expect("a value");
+        let q = &run.metrics[0]
+            .provider
+            .prometheus
+            .as_ref()
+            .expect("a value")
+            .query;
+        assert_eq!(q, "rate{app=\"shop\",hash=\"bbb\"}");
+        assert_eq!(
+            run.metrics[0].success_condition.as_deref(),
+            Some("result[0] >= 0.95")
+        );
+        let bound = run.args.expect("a value");
+        assert!(bound.iter().all(|a| a.value.is_some()));
+    }
+
+    #[test]
+    fn rollout_arguments_override_template_defaults() {
+        let lib = library();
+        let merged = merge_templates(&[tref("success-rate")], &lookup_in(&lib)).expect("a value");
+        let run = build_run(
+            &merged,
+            &[arg("service", Some("shop")), arg("threshold", Some("0.99"))],
+            &ctx(),
+        )
+        .expect("a value");
+        assert_eq!(
+            run.metrics[0].success_condition.as_deref(),
+            Some("result[0] >= 0.99")
+        );
+    }
+
+    #[test]
+    fn a_missing_argument_or_template_is_named() {
+        let lib = library();
+        let merged = merge_templates(&[tref("success-rate")], &lookup_in(&lib)).expect("a value");
+        assert_eq!(
+            build_run(&merged, &[], &ctx()),
+            Err(TemplateError::MissingArgument("service".into()))
+        );
+        assert_eq!(
+            merge_templates(&[tref("nope")], &lookup_in(&lib)),
+            Err(TemplateError::NotFound {
+                kind: "AnalysisTemplate",
+                name: "nope".into()
+            })
+        );
+    }
+
+    #[test]
+    fn cycles_and_duplicate_metrics_are_refused() {
+        let mut lib = BTreeMap::new();
+        lib.insert(
+            "AnalysisTemplate/a".to_string(),
+            AnalysisTemplateSpec {
+                templates: Some(vec![tref("b")]),
+                ..Default::default()
+            },
+        );
+        lib.insert(
+            "AnalysisTemplate/b".to_string(),
+            AnalysisTemplateSpec {
+                templates: Some(vec![tref("a")]),
+                ..Default::default()
+            },
+        );
+        let err = merge_templates(&[tref("a")], &lookup_in(&lib)).expect_err("an error");
+        assert!(
+            matches!(err, TemplateError::Cycle(ref p) if p.contains("AnalysisTemplate/a → AnalysisTemplate/b → AnalysisTemplate/a")),
+            "{err}"
+        );
+
+        let lib = library();
+        let err = merge_templates(
+            &[tref("success-rate"), tref("success-rate")],
+            &lookup_in(&lib),
+        )
+        .expect_err("an error");
+        assert_eq!(err, TemplateError::DuplicateMetric("success-rate".into()));
+    }
+
+    #[test]
+    fn a_condition_that_does_not_compile_is_refused_at_build_time() {
+        let spec = AnalysisTemplateSpec {
+            metrics: Some(vec![prom("m", "up", "result[0] >=")]),
+            ..Default::default()
+        };
+        let err = build_run(&spec, &[], &ctx()).expect_err("an error");
+        assert!(
+            matches!(err, TemplateError::BadMetric { ref metric, ref message } if metric == "m" && message.starts_with("successCondition")),
+            "{err}"
+        );
+        let spec = AnalysisTemplateSpec {
+            metrics: Some(vec![prom("m", "up{x=\"{{args.nope}}\"}", "result[0] > 1")]),
+            ..Default::default()
+        };
+        assert_eq!(
+            build_run(&spec, &[], &ctx()),
+            Err(TemplateError::UnknownArgument {
+                metric: "m".into(),
+                arg: "nope".into()
+            })
+        );
+    }
+
+    #[test]
+    fn secret_arguments_stay_references() {
+        let mut m = prom("m", "up", "result[0] > 0");
+        m.provider.prometheus.as_mut().expect("a value").address =
+            "https://{{args.host}}/{{args.token}}".into();
+        let spec = AnalysisTemplateSpec {
+            metrics: Some(vec![m]),
+            args: Some(vec![
+                arg("host", Some("prom")),
+                Argument {
+                    name: "token".into(),
+                    value: None,
+                    value_from: Some(ValueFrom {
+                        secret_key_ref: Some(SecretKeyRef {
+                            name: "prom-auth".into(),
+                            key: "token".into(),
+                        }),
+                        ..Default::default()
+                    }),
+                },
+            ]),
+            ..Default::default()
+        };
+        let run = build_run(&spec, &[], &ctx()).expect("a value");
+        assert_eq!(
+            run.metrics[0]
+                .provider
+                .prometheus
+                .as_ref()
+                .expect("a value")
+                .address,
+            "https://prom/{{args.token}}"
+        );
+        let token = run
+            .args
+            .expect("a value")
+            .into_iter()
+            .find(|a| a.name == "token")
+            .expect("a value");
+        assert_eq!(token.value, None);
+        assert!(token.value_from.expect("a value").secret_key_ref.is_some());
+    }
+
+    #[test]
+    fn field_refs_read_the_rollout() {
+        let r = json!({"metadata": {"name": "shop", "labels": {"app.kubernetes.io/name": "web"}}, "spec": {"replicas": 3}});
+        assert_eq!(field_value(&r, "metadata.name").as_deref(), Some("shop"));
+        assert_eq!(
+            field_value(&r, "metadata.labels['app.kubernetes.io/name']").as_deref(),
+            Some("web")
+        );
+        assert_eq!(field_value(&r, "spec.replicas").as_deref(), Some("3"));
+        assert_eq!(field_value(&r, "spec.nope"), None);
+        let spec = AnalysisTemplateSpec {
+            metrics: Some(vec![prom("m", "up{app=\"{{args.app}}\"}", "result[0] > 0")]),
+            args: Some(vec![Argument {
+                name: "app".into(),
+                value: None,
+                value_from: Some(ValueFrom {
+                    field_ref: Some(FieldRef {
+                        field_path: "metadata.labels['app.kubernetes.io/name']".into(),
+                    }),
+                    ..Default::default()
+                }),
+            }]),
+            ..Default::default()
+        };
+        let run = build_run(&spec, &[], &ctx()).expect("a value");
+        assert_eq!(
+            run.metrics[0]
+                .provider
+                .prometheus
+                .as_ref()
+                .expect("a value")
+                .query,
+            "up{app=\"shop\"}"
+        );
+    }
+}

@@ -1,0 +1,179 @@
+//! Metric providers: where a measurement comes from. Each provider turns one metric of an
+//! AnalysisRun into an [`Outcome`]; judging it is the pure core's job (`analysis::judge`).
+//!
+//! Every call is bounded by a timeout, and every failure to measure is an
+//! `Outcome::ProviderError`, never a verdict.
+
+pub mod job;
+pub mod prometheus;
+pub mod web;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::jiff::Timestamp;
+use kube::{Api, Client};
+
+use crate::analysis::judge::Outcome;
+use crate::api::analysis::{AnalysisRun, Measurement, Metric, SecretKeyRef, TlsConfig};
+
+/// How long a read of a Secret or ConfigMap may take.
+pub const KUBE_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A provider's default time limit when the metric sets none.
+pub const DEFAULT_PROVIDER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a provider may use for one measurement.
+pub struct MeasureContext<'a> {
+    pub client: &'a Client,
+    pub run: &'a AnalysisRun,
+    pub namespace: &'a str,
+    pub now: Timestamp,
+    /// 1 for a metric's first measurement, 2 for the next (errors included).
+    pub attempt: i32,
+}
+
+/// One source of measurements.
+pub trait Provider {
+    /// Takes a measurement of `metric`, or continues `resume` (a measurement still running).
+    fn measure(
+        &self,
+        ctx: &MeasureContext<'_>,
+        metric: &Metric,
+        resume: Option<&Measurement>,
+    ) -> impl Future<Output = Outcome> + Send;
+}
+
+pub fn provider_error(message: impl Into<String>, metadata: BTreeMap<String, String>) -> Outcome {
+    Outcome::ProviderError {
+        message: message.into(),
+        metadata,
+    }
+}
+
+/// Measures with whichever provider the metric names.
+pub async fn measure(
+    ctx: &MeasureContext<'_>,
+    metric: &Metric,
+    resume: Option<&Measurement>,
+) -> Outcome {
+    if metric.provider.prometheus.is_some() {
+        prometheus::PrometheusProvider
+            .measure(ctx, metric, resume)
+            .await
+    } else if metric.provider.web.is_some() {
+        web::WebProvider.measure(ctx, metric, resume).await
+    } else if metric.provider.job.is_some() {
+        job::JobProvider.measure(ctx, metric, resume).await
+    } else {
+        provider_error("the metric names no provider", BTreeMap::new())
+    }
+}
+
+/// Reads one key of a Secret in `namespace`.
+pub async fn secret_value(
+    client: &Client,
+    namespace: &str,
+    r: &SecretKeyRef,
+) -> Result<String, String> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret = tokio::time::timeout(KUBE_READ_TIMEOUT, api.get(&r.name))
+        .await
+        .map_err(|_| format!("reading Secret {:?} timed out", r.name))?
+        .map_err(|e| format!("cannot read Secret {:?}: {}", r.name, short_kube_error(&e)))?;
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(&r.key))
+        .map(|b| b.0.clone())
+        .or_else(|| {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get(&r.key))
+                .map(|s| s.clone().into_bytes())
+        })
+        .ok_or_else(|| format!("Secret {:?} has no key {:?}", r.name, r.key))?;
+    String::from_utf8(bytes)
+        .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+        .map_err(|_| format!("Secret {:?} key {:?} is not UTF-8 text", r.name, r.key))
+}
+
+async fn config_map_value(
+    client: &Client,
+    namespace: &str,
+    r: &SecretKeyRef,
+) -> Result<String, String> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let cm = tokio::time::timeout(KUBE_READ_TIMEOUT, api.get(&r.name))
+        .await
+        .map_err(|_| format!("reading ConfigMap {:?} timed out", r.name))?
+        .map_err(|e| {
+            format!(
+                "cannot read ConfigMap {:?}: {}",
+                r.name,
+                short_kube_error(&e)
+            )
+        })?;
+    cm.data
+        .as_ref()
+        .and_then(|d| d.get(&r.key))
+        .cloned()
+        .ok_or_else(|| format!("ConfigMap {:?} has no key {:?}", r.name, r.key))
+}
+
+fn short_kube_error(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => s.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// An HTTP client that trusts the configured CA bundle (and only skips verification when
+/// `insecure` is asked for), with `timeout` on every request.
+pub async fn http_client(
+    ctx: &MeasureContext<'_>,
+    tls: Option<&TlsConfig>,
+    insecure: bool,
+    timeout: Duration,
+) -> Result<reqwest::Client, String> {
+    let mut b = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")));
+    if let Some(tls) = tls {
+        let pem = match (&tls.ca_secret, &tls.ca_config_map) {
+            (Some(s), _) => Some(secret_value(ctx.client, ctx.namespace, s).await?),
+            (None, Some(c)) => Some(config_map_value(ctx.client, ctx.namespace, c).await?),
+            (None, None) => None,
+        };
+        if let Some(pem) = pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                .map_err(|e| format!("the CA bundle is not valid PEM: {e}"))?;
+            for c in certs {
+                b = b.add_root_certificate(c);
+            }
+        }
+    }
+    if insecure {
+        b = b.danger_accept_invalid_certs(true);
+    }
+    b.build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+/// The error chain of a request failure, in one line.
+pub fn describe_error(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        let text = inner.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cur = inner.source();
+    }
+    s
+}

@@ -1,0 +1,102 @@
+//! The `prometheus` provider: an instant PromQL query; `result` is a scalar or the vector of
+//! sample values.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use base64::Engine;
+
+use super::{
+    DEFAULT_PROVIDER_TIMEOUT, MeasureContext, Provider, describe_error, http_client,
+    provider_error, secret_value,
+};
+use crate::analysis::judge::Outcome;
+use crate::analysis::value::MetricValue;
+use crate::api::analysis::{Measurement, Metric, PrometheusMetric};
+
+pub struct PrometheusProvider;
+
+impl Provider for PrometheusProvider {
+    async fn measure(
+        &self,
+        ctx: &MeasureContext<'_>,
+        metric: &Metric,
+        _resume: Option<&Measurement>,
+    ) -> Outcome {
+        let Some(p) = metric.provider.prometheus.as_ref() else {
+            return provider_error("not a prometheus metric", BTreeMap::new());
+        };
+        let metadata = BTreeMap::from([
+            ("address".to_string(), p.address.clone()),
+            ("query".to_string(), p.query.clone()),
+        ]);
+        match query(ctx, p).await {
+            Ok(value) => Outcome::Value { value, metadata },
+            Err(message) => provider_error(message, metadata),
+        }
+    }
+}
+
+fn timeout_of(p: &PrometheusMetric) -> Duration {
+    p.timeout
+        .and_then(|s| u64::try_from(s).ok())
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_PROVIDER_TIMEOUT)
+}
+
+async fn query(ctx: &MeasureContext<'_>, p: &PrometheusMetric) -> Result<MetricValue, String> {
+    let timeout = timeout_of(p);
+    let http = http_client(ctx, p.tls.as_ref(), p.insecure.unwrap_or(false), timeout).await?;
+    let client = prometheus_http_query::Client::from(http, &p.address)
+        .map_err(|e| format!("bad Prometheus address {:?}: {e}", p.address))?;
+    let mut q = client.query(&p.query).timeout(timeout.as_millis() as i64);
+    if let Some(auth) = &p.authentication {
+        if let Some(r) = &auth.bearer_token {
+            let token = secret_value(ctx.client, ctx.namespace, r).await?;
+            q = q.header(
+                reqwest::header::AUTHORIZATION,
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                    .map_err(|_| "the bearer token is not a valid header value".to_string())?,
+            );
+        } else if let Some(b) = &auth.basic {
+            let password = secret_value(ctx.client, ctx.namespace, &b.password).await?;
+            let creds = base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{}", b.username, password));
+            q = q.header(
+                reqwest::header::AUTHORIZATION,
+                reqwest::header::HeaderValue::from_str(&format!("Basic {creds}")).map_err(
+                    |_| "the basic credentials are not a valid header value".to_string(),
+                )?,
+            );
+        }
+    }
+    for h in p.headers.iter().flatten() {
+        let value = match (&h.value, &h.value_from) {
+            (Some(v), _) => v.clone(),
+            (None, Some(from)) => {
+                secret_value(ctx.client, ctx.namespace, &from.secret_key_ref).await?
+            }
+            (None, None) => String::new(),
+        };
+        let name = reqwest::header::HeaderName::from_bytes(h.key.as_bytes())
+            .map_err(|_| format!("{:?} is not a valid header name", h.key))?;
+        let value = reqwest::header::HeaderValue::from_str(&value)
+            .map_err(|_| format!("header {:?} has a value that is not valid", h.key))?;
+        q = q.header(name, value);
+    }
+    // The HTTP client carries the same timeout; this one also bounds reading the body.
+    let res = tokio::time::timeout(timeout + Duration::from_secs(1), q.get())
+        .await
+        .map_err(|_| format!("the query timed out after {}s", timeout.as_secs()))?
+        .map_err(|e| format!("Prometheus query failed: {}", describe_error(&e)))?;
+    use prometheus_http_query::response::Data;
+    match res.data() {
+        Data::Scalar(s) => Ok(MetricValue::Scalar(s.value())),
+        Data::Vector(v) => Ok(MetricValue::Vector(
+            v.iter().map(|s| s.sample().value()).collect(),
+        )),
+        Data::Matrix(_) => {
+            Err("the query returned a range vector; use an instant vector or a scalar".to_string())
+        }
+    }
+}

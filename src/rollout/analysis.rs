@@ -1,0 +1,135 @@
+//! How a Rollout uses AnalysisRuns, pure: which run a step or phase needs, its name, and what
+//! its verdict means for the release.
+
+use crate::api::analysis::{AnalysisPhase, AnalysisRunSpec};
+use crate::api::rollout::{Rollout, RolloutAnalysisRunStatus};
+
+use super::decide::Plan;
+use super::hash::dns_label;
+use super::observe::{Observed, ObservedRun};
+
+/// Label on an AnalysisRun: which use it serves (`step`, `background`, `pre`, `post`).
+pub const LABEL_ANALYSIS_KIND: &str = "sluice.dev/analysis";
+
+/// An AnalysisRun to create.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunPlan {
+    pub name: String,
+    /// The revision it judges.
+    pub hash: String,
+    pub kind: &'static str,
+    pub spec: AnalysisRunSpec,
+}
+
+/// What a run's verdict means to the release.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Not created yet (its creation is planned now) or still measuring.
+    Running,
+    Successful,
+    /// Failed or Error: the release is aborted.
+    Failed(String),
+    /// A person decides; `outage` when it came from a provider outage (measuring goes on).
+    Inconclusive {
+        message: String,
+        outage: bool,
+    },
+}
+
+/// The name of the run of `kind` (e.g. `step2`, `background`, `pre`, `post`) for revision
+/// `hash`; retries of an aborted release get names of their own.
+pub fn run_name(ro: &Rollout, hash: &str, kind: &str, retries: i32) -> String {
+    let name = ro.metadata.name.clone().unwrap_or_default();
+    if retries > 0 {
+        dns_label(&[&name, hash, kind, &format!("r{retries}")])
+    } else {
+        dns_label(&[&name, hash, kind])
+    }
+}
+
+pub fn observed<'a>(obs: &'a Observed, name: &str) -> Option<&'a ObservedRun> {
+    obs.runs.iter().find(|r| r.name == name)
+}
+
+/// The verdict of an observed run.
+pub fn verdict(run: &ObservedRun) -> Verdict {
+    let message = run.message.clone().unwrap_or_default();
+    match run.phase {
+        Some(AnalysisPhase::Successful) => Verdict::Successful,
+        Some(AnalysisPhase::Failed) | Some(AnalysisPhase::Error) => Verdict::Failed(message),
+        Some(AnalysisPhase::Inconclusive) => Verdict::Inconclusive {
+            message,
+            outage: run.measuring,
+        },
+        _ => Verdict::Running,
+    }
+}
+
+/// Makes sure the run for the analysis at `field` exists: plans its creation when it is not
+/// observed. Returns its verdict and the status line the Rollout shows for it.
+pub fn ensure_run(
+    plan: &mut Plan,
+    obs: &Observed,
+    field: &str,
+    name: &str,
+    hash: &str,
+    kind: &'static str,
+) -> (Verdict, RolloutAnalysisRunStatus) {
+    if let Some(run) = observed(obs, name) {
+        return (
+            verdict(run),
+            RolloutAnalysisRunStatus {
+                name: name.to_string(),
+                status: run.phase.or(Some(AnalysisPhase::Pending)),
+                message: run.message.clone(),
+            },
+        );
+    }
+    if let Some(Ok(spec)) = obs.analysis.get(field)
+        && !plan.create_runs.iter().any(|r| r.name == name)
+    {
+        plan.create_runs.push(RunPlan {
+            name: name.to_string(),
+            hash: hash.to_string(),
+            kind,
+            spec: spec.clone(),
+        });
+    }
+    (
+        Verdict::Running,
+        RolloutAnalysisRunStatus {
+            name: name.to_string(),
+            status: Some(AnalysisPhase::Pending),
+            message: None,
+        },
+    )
+}
+
+/// Stops a run Sluice no longer acts on (still measuring, not yet told to stop).
+pub fn terminate(plan: &mut Plan, obs: &Observed, name: &str) {
+    if let Some(run) = observed(obs, name)
+        && run.measuring
+        && !run.terminated
+        && !plan.terminate_runs.iter().any(|n| n == name)
+    {
+        plan.terminate_runs.push(name.to_string());
+    }
+}
+
+/// Stops every run of revision `hash` that still measures (an abort, a full promotion, a
+/// new revision).
+pub fn terminate_all(plan: &mut Plan, obs: &Observed, prefix: &str) {
+    let names: Vec<String> = obs
+        .runs
+        .iter()
+        .filter(|r| r.name.starts_with(prefix))
+        .map(|r| r.name.clone())
+        .collect();
+    for n in names {
+        terminate(plan, obs, &n);
+    }
+}
+
+#[cfg(test)]
+#[path = "analysis_tests.rs"]
+mod tests;

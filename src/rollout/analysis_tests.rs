@@ -1,0 +1,426 @@
+//! Table tests of how a Rollout acts on AnalysisRuns: created when their step or phase comes,
+//! a failure aborts with traffic first, an inconclusive verdict waits for a person, an outage
+//! that ends lets the release go on.
+
+use super::*;
+use crate::api::analysis::{AnalysisPhase, AnalysisRunSpec};
+use crate::api::rollout::{PauseReason, RolloutPhase, RolloutSpec, RolloutStatus};
+use crate::rollout::decide::decide;
+use crate::rollout::observe::ObservedRs;
+use crate::rollout::test_support::{at, hash, reasons, replicas_of, rs, service, step, template};
+use serde_json::json;
+
+fn spec_ok() -> Result<AnalysisRunSpec, String> {
+    Ok(AnalysisRunSpec::default())
+}
+
+/// A canary of `web:2` over stable `web:1` with Services and the given steps.
+fn canary(steps: serde_json::Value, background: Option<i32>) -> Rollout {
+    let mut canary = json!({"steps": steps, "maxSurge": 1, "maxUnavailable": 0,
+        "stableService": "web-stable", "canaryService": "web-canary"});
+    if let Some(start) = background {
+        canary["analysis"] =
+            json!({"templates": [{"templateName": "rate"}], "startingStep": start});
+    }
+    let spec: RolloutSpec = serde_json::from_value(json!({
+        "replicas": 4,
+        "selector": {"matchLabels": {"app": "web"}},
+        "template": template("web:2"),
+        "strategy": {"canary": canary}
+    }))
+    .expect("spec");
+    let mut ro = Rollout::new("web", spec);
+    ro.metadata.generation = Some(1);
+    ro.status = Some(RolloutStatus {
+        stable_rs: Some(hash("web:1")),
+        current_pod_hash: Some(hash("web:2")),
+        current_step_index: Some(0),
+        ..Default::default()
+    });
+    ro
+}
+
+fn world(sets: Vec<ObservedRs>, fields: &[&str], runs: Vec<ObservedRun>) -> Observed {
+    let services = [("web-stable", true), ("web-canary", true)]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    Observed {
+        template: Some(template("web:2")),
+        replica_sets: sets,
+        services,
+        analysis: fields.iter().map(|f| (f.to_string(), spec_ok())).collect(),
+        runs,
+        workload_replicas: None,
+    }
+}
+
+fn run(name: &str, phase: AnalysisPhase, message: &str, measuring: bool) -> ObservedRun {
+    ObservedRun {
+        name: name.into(),
+        phase: Some(phase),
+        message: Some(message.into()),
+        terminated: false,
+        measuring,
+    }
+}
+
+const STEP1: &str = "spec.strategy.canary.steps[1].analysis";
+
+fn step_run_name() -> String {
+    format!("web-{}-step1", hash("web:2"))
+}
+
+/// 25% reached (1 of 4 canary pods), step 1 is the analysis.
+fn at_analysis_step() -> (Rollout, Vec<ObservedRs>) {
+    let ro = canary(
+        json!([{"setWeight": 25}, {"analysis": {"templates": [{"templateName": "rate"}]}}, {"setWeight": 50}]),
+        None,
+    );
+    (ro, vec![rs("web:1", 3, 3), rs("web:2", 1, 1)])
+}
+
+#[test]
+fn an_analysis_step_creates_its_run_once_and_waits_for_it() {
+    let (mut ro, sets) = at_analysis_step();
+    let plan = step(&mut ro, &world(sets.clone(), &[STEP1], vec![]), at(0));
+    assert_eq!(plan.status.current_step_index, Some(1));
+    assert_eq!(plan.create_runs.len(), 1);
+    assert_eq!(plan.create_runs[0].name, step_run_name());
+    assert_eq!(plan.create_runs[0].hash, hash("web:2"));
+    let line = plan
+        .status
+        .canary
+        .as_ref()
+        .and_then(|c| c.current_step_analysis_run_status.clone())
+        .expect("a value");
+    assert_eq!(line.name, step_run_name());
+    // Observed now, still running: nothing created again, the step waits.
+    let running = run(&step_run_name(), AnalysisPhase::Running, "", true);
+    let plan = step(&mut ro, &world(sets, &[STEP1], vec![running]), at(5));
+    assert!(plan.create_runs.is_empty());
+    assert_eq!(plan.status.current_step_index, Some(1));
+    assert_eq!(plan.status.phase, Some(RolloutPhase::Progressing));
+}
+
+#[test]
+fn a_passing_analysis_completes_its_step() {
+    let (mut ro, sets) = at_analysis_step();
+    step(&mut ro, &world(sets.clone(), &[STEP1], vec![]), at(0));
+    let passed = run(
+        &step_run_name(),
+        AnalysisPhase::Successful,
+        "every metric passed",
+        false,
+    );
+    let plan = step(&mut ro, &world(sets, &[STEP1], vec![passed]), at(10));
+    assert_eq!(plan.status.current_step_index, Some(2));
+    assert!(reasons(&plan).contains(&"StepCompleted"));
+    assert!(
+        plan.events
+            .iter()
+            .any(|e| e.message.contains("analysis") && e.message.contains("passed"))
+    );
+}
+
+#[test]
+fn a_failed_analysis_aborts_with_traffic_back_on_stable_in_the_same_reconcile() {
+    let (mut ro, sets) = at_analysis_step();
+    step(&mut ro, &world(sets.clone(), &[STEP1], vec![]), at(0));
+    let failed = run(
+        &step_run_name(),
+        AnalysisPhase::Failed,
+        "metric \"error-rate\" failed: failureCondition `result[0] > 0.05` is true for result [0.2]",
+        false,
+    );
+    let plan = step(&mut ro, &world(sets, &[STEP1], vec![failed]), at(10));
+    assert_eq!(plan.status.abort, Some(true));
+    assert_eq!(plan.status.phase, Some(RolloutPhase::Degraded));
+    assert_eq!(
+        service(&plan, "web-canary"),
+        Some(hash("web:1")),
+        "traffic first"
+    );
+    assert_eq!(service(&plan, "web-stable"), Some(hash("web:1")));
+    let abort = plan
+        .events
+        .iter()
+        .find(|e| e.reason == "RolloutAborted")
+        .expect("a value");
+    assert!(abort.message.contains("error-rate"), "{}", abort.message);
+    assert!(abort.message.contains("[0.2]"), "{}", abort.message);
+    assert_eq!(replicas_of(&plan, "web:1"), Some(4));
+}
+
+#[test]
+fn an_inconclusive_analysis_pauses_and_a_promotion_accepts_it() {
+    let (mut ro, sets) = at_analysis_step();
+    step(&mut ro, &world(sets.clone(), &[STEP1], vec![]), at(0));
+    let unsure = run(
+        &step_run_name(),
+        AnalysisPhase::Inconclusive,
+        "neither condition is true",
+        false,
+    );
+    let obs = world(sets.clone(), &[STEP1], vec![unsure.clone()]);
+    let plan = step(&mut ro, &obs, at(10));
+    assert_eq!(plan.status.phase, Some(RolloutPhase::Paused));
+    assert_eq!(
+        plan.status.pause_conditions[0].reason,
+        PauseReason::InconclusiveAnalysis
+    );
+    assert!(reasons(&plan).contains(&"AnalysisInconclusive"));
+    assert_eq!(plan.status.current_step_index, Some(1));
+    // Deciding again holds, without a second Event.
+    let plan = step(&mut ro, &obs, at(20));
+    assert_eq!(plan.status.phase, Some(RolloutPhase::Paused));
+    assert!(!reasons(&plan).contains(&"AnalysisInconclusive"));
+    // A person promotes: clears pauseConditions.
+    ro.status
+        .as_mut()
+        .expect("a value")
+        .pause_conditions
+        .clear();
+    let plan = step(&mut ro, &obs, at(30));
+    assert_eq!(plan.status.current_step_index, Some(2));
+    assert!(reasons(&plan).contains(&"Promoted"));
+}
+
+#[test]
+fn an_outage_pause_lifts_itself_when_measuring_resumes() {
+    let (mut ro, sets) = at_analysis_step();
+    step(&mut ro, &world(sets.clone(), &[STEP1], vec![]), at(0));
+    let outage = run(
+        &step_run_name(),
+        AnalysisPhase::Inconclusive,
+        "the provider failed 5 times in a row",
+        true,
+    );
+    let plan = step(
+        &mut ro,
+        &world(sets.clone(), &[STEP1], vec![outage]),
+        at(10),
+    );
+    assert_eq!(plan.status.phase, Some(RolloutPhase::Paused));
+    assert!(
+        plan.events
+            .iter()
+            .any(|e| e.message.contains("resumes by itself"))
+    );
+    let back = run(&step_run_name(), AnalysisPhase::Running, "", true);
+    let plan = step(&mut ro, &world(sets.clone(), &[STEP1], vec![back]), at(20));
+    assert!(plan.status.pause_conditions.is_empty());
+    assert_eq!(plan.status.controller_pause, None);
+    assert_eq!(plan.status.phase, Some(RolloutPhase::Progressing));
+    assert!(reasons(&plan).contains(&"AnalysisResumed"));
+    assert_eq!(
+        plan.status.current_step_index,
+        Some(1),
+        "never promoted on missing data"
+    );
+}
+
+#[test]
+fn background_analysis_starts_at_its_step_and_its_failure_aborts() {
+    let mut ro = canary(
+        json!([{"setWeight": 25}, {"pause": {}}, {"setWeight": 50}]),
+        Some(1),
+    );
+    let bg_field = "spec.strategy.canary.analysis";
+    let bg_name = format!("web-{}-background", hash("web:2"));
+    // Step 0 not reached yet: no background run.
+    let plan = step(
+        &mut ro,
+        &world(vec![rs("web:1", 4, 4)], &[bg_field], vec![]),
+        at(0),
+    );
+    assert!(plan.create_runs.is_empty());
+    // 25% reached, now at step 1: the background run starts.
+    let sets = vec![rs("web:1", 3, 3), rs("web:2", 1, 1)];
+    let plan = step(&mut ro, &world(sets.clone(), &[bg_field], vec![]), at(5));
+    assert_eq!(plan.status.current_step_index, Some(1));
+    assert_eq!(
+        plan.create_runs
+            .iter()
+            .map(|r| r.name.clone())
+            .collect::<Vec<_>>(),
+        vec![bg_name.clone()]
+    );
+    // It fails while paused between steps: abort, traffic to stable, run stopped.
+    let failed = run(
+        &bg_name,
+        AnalysisPhase::Failed,
+        "metric \"latency\" failed",
+        true,
+    );
+    let plan = step(&mut ro, &world(sets, &[bg_field], vec![failed]), at(9));
+    assert_eq!(plan.status.abort, Some(true));
+    assert_eq!(service(&plan, "web-canary"), Some(hash("web:1")));
+    assert_eq!(plan.terminate_runs, vec![bg_name]);
+}
+
+#[test]
+fn the_background_run_stops_when_the_release_completes() {
+    let mut ro = canary(json!([{"setWeight": 50}]), Some(0));
+    let bg_field = "spec.strategy.canary.analysis";
+    let bg_name = format!("web-{}-background", hash("web:2"));
+    ro.status.as_mut().expect("a value").current_step_index = Some(1);
+    let running = run(&bg_name, AnalysisPhase::Running, "", true);
+    let plan = decide(
+        &ro,
+        &world(
+            vec![rs("web:1", 0, 0), rs("web:2", 4, 4)],
+            &[bg_field],
+            vec![running],
+        ),
+        at(50),
+    );
+    assert_eq!(plan.status.stable_rs, Some(hash("web:2")));
+    assert_eq!(plan.terminate_runs, vec![bg_name]);
+}
+
+#[test]
+fn a_template_problem_is_invalid_spec_naming_the_field() {
+    let (ro, sets) = at_analysis_step();
+    let mut obs = world(sets, &[], vec![]);
+    obs.analysis.insert(
+        STEP1.into(),
+        Err("AnalysisTemplate \"rate\" not found".into()),
+    );
+    let plan = decide(&ro, &obs, at(0));
+    let msg = plan.status.message.expect("a value");
+    assert!(
+        msg.contains("spec.strategy.canary.steps[1].analysis: AnalysisTemplate \"rate\" not found"),
+        "{msg}"
+    );
+    assert!(plan.create_runs.is_empty());
+}
+
+#[test]
+fn a_retry_gets_runs_of_its_own() {
+    let (mut ro, sets) = at_analysis_step();
+    let s = ro.status.as_mut().expect("a value");
+    s.retries = Some(1);
+    s.current_step_index = Some(1);
+    let plan = decide(&ro, &world(sets, &[STEP1], vec![]), at(0));
+    assert_eq!(
+        plan.create_runs[0].name,
+        format!("web-{}-step1-r1", hash("web:2"))
+    );
+}
+
+fn blue_green(extra: serde_json::Value) -> Rollout {
+    let mut strategy = json!({"activeService": "web-active", "previewService": "web-preview", "scaleDownDelaySeconds": 10});
+    if let (Some(s), Some(e)) = (strategy.as_object_mut(), extra.as_object()) {
+        s.extend(e.clone());
+    }
+    let spec: RolloutSpec = serde_json::from_value(json!({
+        "replicas": 3,
+        "selector": {"matchLabels": {"app": "web"}},
+        "template": template("web:2"),
+        "strategy": {"blueGreen": strategy}
+    }))
+    .expect("spec");
+    let mut ro = Rollout::new("web", spec);
+    ro.metadata.generation = Some(1);
+    ro.status = Some(RolloutStatus {
+        stable_rs: Some(hash("web:1")),
+        current_pod_hash: Some(hash("web:2")),
+        ..Default::default()
+    });
+    ro
+}
+
+fn bg_world(sets: Vec<ObservedRs>, fields: &[&str], runs: Vec<ObservedRun>) -> Observed {
+    let mut obs = world(sets, fields, runs);
+    obs.services = [("web-active", true), ("web-preview", true)]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    obs
+}
+
+#[test]
+fn blue_green_pre_promotion_failure_keeps_the_active_service_on_stable() {
+    let pre = "spec.strategy.blueGreen.prePromotionAnalysis";
+    let mut ro =
+        blue_green(json!({"prePromotionAnalysis": {"templates": [{"templateName": "smoke"}]}}));
+    let name = format!("web-{}-pre", hash("web:2"));
+    let sets = vec![rs("web:1", 3, 3), rs("web:2", 3, 3)];
+    let plan = step(&mut ro, &bg_world(sets.clone(), &[pre], vec![]), at(0));
+    assert_eq!(plan.create_runs[0].name, name);
+    assert_eq!(
+        service(&plan, "web-active"),
+        Some(hash("web:1")),
+        "no switch before the verdict"
+    );
+    let failed = run(
+        &name,
+        AnalysisPhase::Failed,
+        "metric \"smoke\" failed",
+        false,
+    );
+    let plan = step(&mut ro, &bg_world(sets, &[pre], vec![failed]), at(5));
+    assert_eq!(plan.status.abort, Some(true));
+    assert_eq!(service(&plan, "web-active"), Some(hash("web:1")));
+    assert_eq!(service(&plan, "web-preview"), Some(hash("web:1")));
+    assert!(
+        plan.events
+            .iter()
+            .any(|e| e.reason == "RolloutAborted" && e.message.contains("pre-promotion"))
+    );
+}
+
+#[test]
+fn blue_green_pre_promotion_success_lets_the_promotion_go_on() {
+    let pre = "spec.strategy.blueGreen.prePromotionAnalysis";
+    let mut ro =
+        blue_green(json!({"prePromotionAnalysis": {"templates": [{"templateName": "smoke"}]}}));
+    let name = format!("web-{}-pre", hash("web:2"));
+    let sets = vec![rs("web:1", 3, 3), rs("web:2", 3, 3)];
+    step(&mut ro, &bg_world(sets.clone(), &[pre], vec![]), at(0));
+    let passed = run(
+        &name,
+        AnalysisPhase::Successful,
+        "every metric passed",
+        false,
+    );
+    let plan = step(&mut ro, &bg_world(sets, &[pre], vec![passed]), at(5));
+    assert_eq!(service(&plan, "web-active"), Some(hash("web:2")));
+    assert_eq!(plan.status.stable_rs, Some(hash("web:2")));
+}
+
+#[test]
+fn blue_green_post_promotion_failure_switches_the_active_service_back() {
+    let post = "spec.strategy.blueGreen.postPromotionAnalysis";
+    let mut ro =
+        blue_green(json!({"postPromotionAnalysis": {"templates": [{"templateName": "smoke"}]}}));
+    let name = format!("web-{}-post", hash("web:2"));
+    let sets = vec![rs("web:1", 3, 3), rs("web:2", 3, 3)];
+    let plan = step(&mut ro, &bg_world(sets.clone(), &[post], vec![]), at(0));
+    assert_eq!(
+        service(&plan, "web-active"),
+        Some(hash("web:2")),
+        "switched, being judged"
+    );
+    assert_eq!(
+        plan.status.stable_rs,
+        Some(hash("web:1")),
+        "not stable until judged"
+    );
+    assert_eq!(plan.create_runs[0].name, name);
+    let failed = run(
+        &name,
+        AnalysisPhase::Failed,
+        "metric \"smoke\" failed",
+        false,
+    );
+    let plan = step(&mut ro, &bg_world(sets, &[post], vec![failed]), at(5));
+    assert_eq!(plan.status.abort, Some(true));
+    assert_eq!(
+        service(&plan, "web-active"),
+        Some(hash("web:1")),
+        "switched back"
+    );
+    assert_eq!(replicas_of(&plan, "web:1"), Some(3));
+}

@@ -1,0 +1,458 @@
+//! Analysis through the real `sluice` controller: AnalysisRuns measured against a real
+//! Prometheus (Debian's) scraping a metrics endpoint the test controls, a local web server,
+//! and Jobs on the local control plane; and the Rollout acting on their verdicts.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use common::{ControllerProcess, events_for, phase, rollouts, wait_status};
+use e2e::metricsrv::MetricsServer;
+use e2e::prometheus::Prometheus;
+use e2e::{TestEnv, wait_for};
+use k8s_openapi::api::core::v1::Service;
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use serde_json::json;
+use sluice::api::analysis::{AnalysisPhase, AnalysisRun, AnalysisTemplate};
+use sluice::api::constants::LABEL_POD_TEMPLATE_HASH;
+use sluice::api::rollout::{PauseReason, Rollout, RolloutPhase};
+
+const LIMIT: Duration = Duration::from_secs(120);
+const GAUGE: &str = "sluice_test_success_rate";
+
+/// A metrics endpoint and a Prometheus scraping it every second, for one test.
+struct Monitoring {
+    metrics: MetricsServer,
+    prometheus: Prometheus,
+    _dir: PathBuf,
+}
+
+impl Monitoring {
+    async fn start(env: &TestEnv, rate: f64) -> anyhow::Result<Self> {
+        let metrics = MetricsServer::start().await?;
+        metrics.set_gauge(GAUGE, &[("namespace", &env.namespace)], rate);
+        let dir = std::env::temp_dir().join(format!("sluice-prometheus-{}", env.namespace));
+        std::fs::create_dir_all(&dir)?;
+        let prometheus =
+            Prometheus::start(&dir, &[metrics.target()], Duration::from_secs(1)).await?;
+        env.attach_log(dir.join("prometheus.log"));
+        // The first sample is in before any analysis asks for it.
+        prometheus
+            .wait_for_series(
+                &format!("{GAUGE}{{namespace=\"{}\"}}", env.namespace),
+                LIMIT,
+            )
+            .await?;
+        Ok(Monitoring {
+            metrics,
+            prometheus,
+            _dir: dir,
+        })
+    }
+
+    /// Sets the success rate and waits until Prometheus has scraped it.
+    async fn set_rate(&self, env: &TestEnv, rate: f64) -> anyhow::Result<()> {
+        self.metrics
+            .set_gauge(GAUGE, &[("namespace", &env.namespace)], rate);
+        let q = format!("{GAUGE}{{namespace=\"{}\"}}", env.namespace);
+        let p = &self.prometheus;
+        wait_for("Prometheus to scrape the new rate", LIMIT, || async {
+            let v = p.query(&q).await?;
+            Ok(v.first()
+                .filter(|(_, x)| (x - rate).abs() < 1e-9)
+                .map(|_| ()))
+        })
+        .await
+    }
+}
+
+/// The success-rate template: `count` measurements `interval` apart, each at least 0.95.
+async fn success_rate_template(
+    env: &TestEnv,
+    address: &str,
+    count: Option<i32>,
+    extra: serde_json::Value,
+) -> anyhow::Result<()> {
+    let mut metric = json!({
+        "name": "success-rate",
+        "interval": "2s",
+        "successCondition": "result[0] >= 0.95",
+        "provider": {"prometheus": {
+            "address": address,
+            "query": format!("{GAUGE}{{namespace=\"{{{{args.namespace}}}}\"}}"),
+        }}
+    });
+    if let Some(c) = count {
+        metric["count"] = json!(c);
+    }
+    if let (Some(m), Some(e)) = (metric.as_object_mut(), extra.as_object()) {
+        m.extend(e.clone());
+    }
+    let t: AnalysisTemplate = serde_json::from_value(json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisTemplate",
+        "metadata": {"name": "success-rate"},
+        "spec": {"args": [{"name": "namespace"}], "metrics": [metric]}
+    }))?;
+    env.api::<AnalysisTemplate>()
+        .create(&PostParams::default(), &t)
+        .await?;
+    Ok(())
+}
+
+fn analysis_ref(env: &TestEnv) -> serde_json::Value {
+    json!({"templates": [{"templateName": "success-rate"}],
+           "args": [{"name": "namespace", "value": env.namespace}]})
+}
+
+async fn create_services(env: &TestEnv, names: &[&str]) -> anyhow::Result<()> {
+    let api: Api<Service> = env.api();
+    for name in names {
+        let svc: Service = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}
+        }))?;
+        api.create(&PostParams::default(), &svc).await?;
+    }
+    Ok(())
+}
+
+/// A canary Rollout over Services, first revision Healthy. Returns v1's hash.
+async fn canary_v1(env: &TestEnv, canary: serde_json::Value) -> anyhow::Result<String> {
+    create_services(env, &["web-stable", "web-canary"]).await?;
+    let mut c = json!({"stableService": "web-stable", "canaryService": "web-canary",
+        "maxSurge": 1, "maxUnavailable": 0, "abortScaleDownDelaySeconds": 3});
+    if let (Some(m), Some(e)) = (c.as_object_mut(), canary.as_object()) {
+        m.extend(e.clone());
+    }
+    rollout_v1(env, json!({"canary": c})).await
+}
+
+async fn rollout_v1(env: &TestEnv, strategy: serde_json::Value) -> anyhow::Result<String> {
+    let ro: Rollout = serde_json::from_value(json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "registry.example/web:1"}]}},
+            "strategy": strategy
+        }
+    }))?;
+    rollouts(env).create(&PostParams::default(), &ro).await?;
+    let s = wait_status(env, "web", "first revision Healthy", LIMIT, |s| {
+        phase(s) == Some(RolloutPhase::Healthy) && s.available_replicas == Some(2)
+    })
+    .await?;
+    s.stable_rs.context("stableRS")
+}
+
+async fn release_v2(env: &TestEnv) -> anyhow::Result<String> {
+    rollouts(env)
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "registry.example/web:2"}]}}}})),
+        )
+        .await?;
+    let s = wait_status(env, "web", "the release of v2 to start", LIMIT, |s| {
+        s.current_pod_hash.is_some() && s.current_pod_hash != s.stable_rs
+    })
+    .await?;
+    s.current_pod_hash.context("currentPodHash")
+}
+
+async fn selector_hash(env: &TestEnv, service: &str) -> anyhow::Result<Option<String>> {
+    let svc = env.api::<Service>().get(service).await?;
+    Ok(svc
+        .spec
+        .and_then(|s| s.selector)
+        .and_then(|s| s.get(LABEL_POD_TEMPLATE_HASH).cloned()))
+}
+
+async fn wait_run(
+    env: &TestEnv,
+    name: &str,
+    what: &str,
+    check: impl Fn(&AnalysisRun) -> bool,
+) -> anyhow::Result<AnalysisRun> {
+    let api: Api<AnalysisRun> = env.api();
+    wait_for(what, LIMIT, || async {
+        Ok(api.get_opt(name).await?.filter(|r| check(r)))
+    })
+    .await
+}
+
+fn run_phase(r: &AnalysisRun) -> Option<AnalysisPhase> {
+    r.status.as_ref().and_then(|s| s.phase)
+}
+
+fn measurements(r: &AnalysisRun, metric: &str) -> Vec<(Option<AnalysisPhase>, Option<String>)> {
+    r.status
+        .iter()
+        .flat_map(|s| s.metric_results.iter())
+        .filter(|m| m.name == metric)
+        .flat_map(|m| m.measurements.iter())
+        .map(|m| (m.phase, m.value.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_healthy_canary_is_promoted_through_an_analysis_step() {
+    TestEnv::run("analysis-promote", |env| async move {
+        let mon = Monitoring::start(&env, 0.99).await?;
+        let _c = ControllerProcess::start(&env)?;
+        success_rate_template(&env, &mon.prometheus.url(), Some(3), json!({})).await?;
+        canary_v1(
+            &env,
+            json!({"steps": [{"setWeight": 50}, {"analysis": analysis_ref(&env)}]}),
+        )
+        .await?;
+        let v2 = release_v2(&env).await?;
+        let done = wait_status(&env, "web", "v2 promoted and Healthy", LIMIT, |s| {
+            phase(s) == Some(RolloutPhase::Healthy) && s.stable_rs.as_deref() == Some(v2.as_str())
+        })
+        .await?;
+        ensure!(done.abort.is_none(), "not aborted: {done:?}");
+        let run = env
+            .api::<AnalysisRun>()
+            .get(&format!("web-{v2}-step1"))
+            .await?;
+        ensure!(
+            run_phase(&run) == Some(AnalysisPhase::Successful),
+            "{run:?}"
+        );
+        let m = measurements(&run, "success-rate");
+        ensure!(m.len() == 3, "three measurements: {m:?}");
+        ensure!(
+            m.iter()
+                .all(|(p, v)| *p == Some(AnalysisPhase::Successful)
+                    && v.as_deref() == Some("[0.99]")),
+            "every measurement passed with the scraped value: {m:?}"
+        );
+        let events = events_for(&env, "web").await?;
+        ensure!(
+            events.iter().any(|(_, r, m)| r == "StepCompleted"
+                && m.contains("analysis")
+                && m.contains("passed")),
+            "{events:?}"
+        );
+        ensure!(selector_hash(&env, "web-stable").await? == Some(v2.clone()));
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_canary_whose_error_rate_rises_is_rolled_back() {
+    TestEnv::run("analysis-rollback", |env| async move {
+        let mon = Monitoring::start(&env, 0.99).await?;
+        let _c = ControllerProcess::start(&env)?;
+        success_rate_template(&env, &mon.prometheus.url(), Some(10), json!({})).await?;
+        let v1 = canary_v1(
+            &env,
+            json!({"steps": [{"setWeight": 50}, {"analysis": analysis_ref(&env)}]}),
+        )
+        .await?;
+        let v2 = release_v2(&env).await?;
+        let run_name = format!("web-{v2}-step1");
+        wait_run(&env, &run_name, "a first passing measurement", |r| {
+            measurements(r, "success-rate")
+                .iter()
+                .any(|(p, _)| *p == Some(AnalysisPhase::Successful))
+        })
+        .await?;
+        ensure!(
+            selector_hash(&env, "web-canary").await? == Some(v2.clone()),
+            "the canary takes traffic"
+        );
+        // The canary starts failing: 20% errors.
+        mon.set_rate(&env, 0.8).await?;
+        let aborted = wait_status(&env, "web", "the release aborted", LIMIT, |s| {
+            s.abort == Some(true) && phase(s) == Some(RolloutPhase::Degraded)
+        })
+        .await?;
+        ensure!(aborted.stable_rs.as_deref() == Some(v1.as_str()));
+        ensure!(
+            selector_hash(&env, "web-stable").await? == Some(v1.clone()),
+            "stable Service on v1"
+        );
+        ensure!(
+            selector_hash(&env, "web-canary").await? == Some(v1.clone()),
+            "all traffic on stable"
+        );
+        let run = env.api::<AnalysisRun>().get(&run_name).await?;
+        ensure!(run_phase(&run) == Some(AnalysisPhase::Failed), "{run:?}");
+        let events = events_for(&env, "web").await?;
+        let abort = events
+            .iter()
+            .find(|(t, r, _)| t == "Warning" && r == "RolloutAborted")
+            .context("a RolloutAborted Event")?;
+        ensure!(
+            abort.2.contains("success-rate") && abort.2.contains("[0.8]"),
+            "the Event names the metric and value: {}",
+            abort.2
+        );
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_prometheus_outage_pauses_the_release_until_prometheus_is_back() {
+    TestEnv::run("analysis-outage", |env| async move {
+        let mut mon = Monitoring::start(&env, 0.99).await?;
+        let _c = ControllerProcess::start(&env)?;
+        success_rate_template(
+            &env,
+            &mon.prometheus.url(),
+            Some(4),
+            json!({"consecutiveErrorLimit": 1}),
+        )
+        .await?;
+        let v1 = canary_v1(
+            &env,
+            json!({"steps": [{"setWeight": 50}, {"analysis": analysis_ref(&env)}]}),
+        )
+        .await?;
+        let v2 = release_v2(&env).await?;
+        let run_name = format!("web-{v2}-step1");
+        wait_run(&env, &run_name, "a first passing measurement", |r| {
+            !measurements(r, "success-rate").is_empty()
+        })
+        .await?;
+        mon.prometheus.stop().await;
+        let paused = wait_status(
+            &env,
+            "web",
+            "the release paused on the outage",
+            LIMIT,
+            |s| {
+                phase(s) == Some(RolloutPhase::Paused)
+                    && s.pause_conditions
+                        .iter()
+                        .any(|p| p.reason == PauseReason::InconclusiveAnalysis)
+            },
+        )
+        .await?;
+        ensure!(
+            paused.stable_rs.as_deref() == Some(v1.as_str()),
+            "not promoted on missing data"
+        );
+        ensure!(paused.abort.is_none(), "a monitoring outage does not abort");
+        let run = env.api::<AnalysisRun>().get(&run_name).await?;
+        let msg = run
+            .status
+            .as_ref()
+            .and_then(|s| s.message.clone())
+            .unwrap_or_default();
+        ensure!(msg.contains("in a row"), "the run says why: {msg}");
+        // Still down a while later: still paused, still v1.
+        wait_run(&env, &run_name, "more failed attempts", |r| {
+            r.status
+                .iter()
+                .flat_map(|s| s.metric_results.iter())
+                .any(|m| m.consecutive_error >= 4)
+        })
+        .await?;
+        let s = rollouts(&env).get("web").await?.status.context("status")?;
+        ensure!(
+            phase(&s) == Some(RolloutPhase::Paused) && s.stable_rs.as_deref() == Some(v1.as_str())
+        );
+        // Prometheus back: judging resumes and the release completes.
+        mon.prometheus.restart().await?;
+        wait_status(&env, "web", "v2 promoted after the outage", LIMIT, |s| {
+            phase(s) == Some(RolloutPhase::Healthy) && s.stable_rs.as_deref() == Some(v2.as_str())
+        })
+        .await?;
+        let events = events_for(&env, "web").await?;
+        ensure!(
+            events.iter().any(|(_, r, _)| r == "AnalysisInconclusive"),
+            "{events:?}"
+        );
+        ensure!(
+            events.iter().any(|(_, r, _)| r == "AnalysisResumed"),
+            "{events:?}"
+        );
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_background_analysis_that_fails_between_steps_aborts() {
+    TestEnv::run("analysis-background", |env| async move {
+        let mon = Monitoring::start(&env, 0.99).await?;
+        let _c = ControllerProcess::start(&env)?;
+        success_rate_template(&env, &mon.prometheus.url(), None, json!({})).await?;
+        let mut bg = analysis_ref(&env);
+        bg["startingStep"] = json!(1);
+        let v1 = canary_v1(&env, json!({"analysis": bg, "steps": [{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]})).await?;
+        let v2 = release_v2(&env).await?;
+        let run_name = format!("web-{v2}-background");
+        wait_run(&env, &run_name, "background measurements", |r| {
+            measurements(r, "success-rate").len() >= 2
+        })
+        .await?;
+        let s = rollouts(&env).get("web").await?.status.context("status")?;
+        ensure!(s.current_step_index == Some(1) && phase(&s) == Some(RolloutPhase::Paused), "paused between steps: {s:?}");
+        mon.set_rate(&env, 0.5).await?;
+        let aborted = wait_status(&env, "web", "aborted by the background analysis", LIMIT, |s| {
+            s.abort == Some(true)
+        })
+        .await?;
+        ensure!(aborted.stable_rs.as_deref() == Some(v1.as_str()));
+        ensure!(selector_hash(&env, "web-canary").await? == Some(v1.clone()));
+        let msg = aborted.message.unwrap_or_default();
+        ensure!(msg.contains("background analysis") && msg.contains("[0.5]"), "{msg}");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_failed_pre_promotion_analysis_keeps_blue_green_on_the_old_revision() {
+    TestEnv::run("analysis-bluegreen", |env| async move {
+        let mon = Monitoring::start(&env, 0.99).await?;
+        let _c = ControllerProcess::start(&env)?;
+        success_rate_template(&env, &mon.prometheus.url(), Some(2), json!({})).await?;
+        create_services(&env, &["web-active", "web-preview"]).await?;
+        let v1 = rollout_v1(
+            &env,
+            json!({"blueGreen": {
+                "activeService": "web-active", "previewService": "web-preview",
+                "abortScaleDownDelaySeconds": 3, "prePromotionAnalysis": analysis_ref(&env)
+            }}),
+        )
+        .await?;
+        mon.set_rate(&env, 0.5).await?;
+        let v2 = release_v2(&env).await?;
+        let aborted = wait_status(
+            &env,
+            "web",
+            "aborted by the pre-promotion analysis",
+            LIMIT,
+            |s| s.abort == Some(true),
+        )
+        .await?;
+        ensure!(aborted.stable_rs.as_deref() == Some(v1.as_str()));
+        ensure!(
+            selector_hash(&env, "web-active").await? == Some(v1.clone()),
+            "active never left v1"
+        );
+        let run = env
+            .api::<AnalysisRun>()
+            .get(&format!("web-{v2}-pre"))
+            .await?;
+        ensure!(run_phase(&run) == Some(AnalysisPhase::Failed), "{run:?}");
+        let msg = aborted.message.unwrap_or_default();
+        ensure!(
+            msg.contains("pre-promotion analysis") && msg.contains("[0.5]"),
+            "{msg}"
+        );
+        Ok(())
+    })
+    .await;
+}
