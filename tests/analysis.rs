@@ -203,7 +203,7 @@ fn measurements(r: &AnalysisRun, metric: &str) -> Vec<(Option<AnalysisPhase>, Op
 async fn a_healthy_canary_is_promoted_through_an_analysis_step() {
     TestEnv::run("analysis-promote", |env| async move {
         let mon = Monitoring::start(&env, 0.99).await?;
-        let _c = ControllerProcess::start(&env)?;
+        let mut controller = ControllerProcess::start(&env)?;
         success_rate_template(&env, &mon.prometheus.url(), Some(3), json!({})).await?;
         canary_v1(
             &env,
@@ -211,6 +211,15 @@ async fn a_healthy_canary_is_promoted_through_an_analysis_step() {
         )
         .await?;
         let v2 = release_v2(&env).await?;
+        // Killed mid-analysis: the run's status is all it needs to go on.
+        wait_run(
+            &env,
+            &format!("web-{v2}-step1"),
+            "a first measurement",
+            |r| !measurements(r, "success-rate").is_empty(),
+        )
+        .await?;
+        controller.restart()?;
         let done = wait_status(&env, "web", "v2 promoted and Healthy", LIMIT, |s| {
             phase(s) == Some(RolloutPhase::Healthy) && s.stable_rs.as_deref() == Some(v2.as_str())
         })
@@ -225,7 +234,10 @@ async fn a_healthy_canary_is_promoted_through_an_analysis_step() {
             "{run:?}"
         );
         let m = measurements(&run, "success-rate");
-        ensure!(m.len() == 3, "three measurements: {m:?}");
+        ensure!(
+            m.len() == 3,
+            "three measurements, none lost or repeated across the restart: {m:?}"
+        );
         ensure!(
             m.iter()
                 .all(|(p, v)| *p == Some(AnalysisPhase::Successful)
@@ -452,6 +464,62 @@ async fn a_failed_pre_promotion_analysis_keeps_blue_green_on_the_old_revision() 
             msg.contains("pre-promotion analysis") && msg.contains("[0.5]"),
             "{msg}"
         );
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_condition_that_does_not_compile_is_invalid_spec_until_the_template_is_fixed() {
+    TestEnv::run("analysis-invalid", |env| async move {
+        let _c = ControllerProcess::start(&env)?;
+        success_rate_template(
+            &env,
+            "http://127.0.0.1:9",
+            Some(1),
+            json!({"successCondition": "isNan(result[0])"}),
+        )
+        .await?;
+        create_services(&env, &["web-stable", "web-canary"]).await?;
+        let ro: Rollout = serde_json::from_value(json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "web", "image": "registry.example/web:1"}]}},
+                "strategy": {"canary": {"stableService": "web-stable", "canaryService": "web-canary",
+                    "steps": [{"setWeight": 50}, {"analysis": analysis_ref(&env)}]}}
+            }
+        }))?;
+        rollouts(&env).create(&PostParams::default(), &ro).await?;
+        let invalid = wait_status(&env, "web", "InvalidSpec", LIMIT, |s| {
+            s.conditions.iter().any(|c| c.type_ == "InvalidSpec" && c.status == "True")
+        })
+        .await?;
+        let msg = invalid.message.unwrap_or_default();
+        ensure!(
+            msg.contains("spec.strategy.canary.steps[1].analysis") && msg.contains("isNan"),
+            "the message names the field and the problem: {msg}"
+        );
+        ensure!(
+            env.api::<k8s_openapi::api::apps::v1::ReplicaSet>().list(&Default::default()).await?.items.is_empty(),
+            "nothing is created for an invalid Rollout"
+        );
+        // Fixing the template is enough: the Rollout is checked again at once.
+        env.api::<AnalysisTemplate>()
+            .patch(
+                "success-rate",
+                &PatchParams::default(),
+                &Patch::Json::<()>(serde_json::from_value(json!([
+                    {"op": "replace", "path": "/spec/metrics/0/successCondition", "value": "isNaN(result[0]) == false"}
+                ]))?),
+            )
+            .await?;
+        wait_status(&env, "web", "Healthy after the fix", LIMIT, |s| {
+            phase(s) == Some(RolloutPhase::Healthy)
+        })
+        .await?;
         Ok(())
     })
     .await;

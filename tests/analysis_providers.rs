@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use common::{ControllerProcess, events_for};
+use common::{ControllerProcess, events_for, http_get};
 use e2e::authproxy::AuthProxy;
 use e2e::metricsrv::MetricsServer;
 use e2e::nodesim::BEHAVIOUR_ANNOTATION;
@@ -120,7 +120,7 @@ async fn the_web_provider_judges_a_json_field_with_headers_from_a_secret() {
     TestEnv::run("provider-web", |env| async move {
         let key = "web-key-7f3a91";
         let (base, seen) = health_server("web-key-7f3a91").await?;
-        let _c = ControllerProcess::start(&env)?;
+        let controller = ControllerProcess::start(&env)?;
         secret(&env, "health-api", &[("key", key)]).await?;
         let metric = |name: &str, path: &str| {
             json!({
@@ -144,6 +144,33 @@ async fn the_web_provider_judges_a_json_field_with_headers_from_a_secret() {
         ensure!(seen.load(Ordering::Relaxed) >= 2, "the header came from the Secret");
         let yaml = serde_json::to_string(&bad)?;
         ensure!(!yaml.contains(key), "the key is not in the run");
+        // The measurements are on /metrics, in a form promtool accepts.
+        let (code, body) = http_get(&controller, "/metrics").await?;
+        ensure!(code == 200);
+        ensure!(
+            body.contains(r#"sluice_analysis_measurements_total{provider="web",phase="Successful"} 1"#)
+                && body.contains(r#"sluice_analysis_measurements_total{provider="web",phase="Failed"} 1"#),
+            "{body}"
+        );
+        ensure!(body.contains(r#"sluice_analysis_verdicts_total{phase="Failed"} 1"#), "{body}");
+        let mut promtool = tokio::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("promtool")?;
+        if let Some(mut stdin) = promtool.stdin.take() {
+            use tokio::io::AsyncWriteExt;
+            stdin.write_all(body.as_bytes()).await?;
+        }
+        let out = promtool.wait_with_output().await?;
+        ensure!(
+            out.status.success(),
+            "promtool check metrics: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         Ok(())
     })
     .await;

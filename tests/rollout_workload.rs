@@ -53,8 +53,12 @@ async fn workload_ref_takes_over_the_deployment_and_follows_its_template() {
             Ok((deployments.get("web").await?.spec.and_then(|s| s.replicas) == Some(0)).then_some(()))
         })
         .await?;
-        let events = events_for(&env, "web").await?;
-        ensure!(events.iter().any(|e| e.1 == "WorkloadScaledDown"), "{events:?}");
+        // The Event is published after the scale-down it explains: wait for it, do not race it.
+        wait_for("a WorkloadScaledDown Event", LIMIT, || async {
+            let events = events_for(&env, "web").await?;
+            Ok(events.iter().any(|e| e.1 == "WorkloadScaledDown").then_some(()))
+        })
+        .await?;
 
         // A new image in the Deployment (as git would change it) is a new release.
         deployments

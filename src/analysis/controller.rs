@@ -24,7 +24,7 @@ use crate::providers::{self, MeasureContext, secret_value};
 use crate::rollout::apply::timed;
 use crate::rollout::controller::WriteCounter;
 use crate::rollout::error::Error;
-use crate::telemetry::{Metrics, ReasonLabels};
+use crate::telemetry::{MeasurementLabels, Metrics, ProviderLabels, ReasonLabels, VerdictLabels};
 
 /// What every reconcile of an AnalysisRun shares.
 pub struct AnalysisContext {
@@ -139,7 +139,10 @@ async fn reconcile(run: Arc<AnalysisRun>, ctx: Arc<AnalysisContext>) -> Result<A
             let client = &ctx.client;
             let run = &run;
             let ns = &ns;
+            let metrics = &ctx.metrics;
             async move {
+                let clock = std::time::Instant::now();
+                let provider = metric.map(provider_name).unwrap_or("none");
                 let outcome = match (metric, secrets) {
                     (None, _) => providers::provider_error("no such metric", BTreeMap::new()),
                     (Some(_), Err(e)) => providers::provider_error(e.clone(), BTreeMap::new()),
@@ -157,6 +160,12 @@ async fn reconcile(run: Arc<AnalysisRun>, ctx: Arc<AnalysisContext>) -> Result<A
                         }
                     },
                 };
+                metrics
+                    .provider_duration
+                    .get_or_create(&ProviderLabels {
+                        provider: provider.to_string(),
+                    })
+                    .observe(clock.elapsed().as_secs_f64());
                 (
                     due.metric.clone(),
                     started,
@@ -166,7 +175,32 @@ async fn reconcile(run: Arc<AnalysisRun>, ctx: Arc<AnalysisContext>) -> Result<A
         });
         outcomes = futures::future::join_all(measurements).await;
     }
+    let measured: Vec<String> = outcomes.iter().map(|(m, _, _)| m.clone()).collect();
     let next = judge::step(&run.spec, &status, outcomes, now);
+    for name in &measured {
+        let provider = run
+            .spec
+            .metrics
+            .iter()
+            .find(|m| &m.name == name)
+            .map(provider_name)
+            .unwrap_or("none");
+        let phase = next
+            .metric_results
+            .iter()
+            .find(|r| &r.name == name)
+            .and_then(|r| r.measurements.last())
+            .and_then(|m| m.phase);
+        if let Some(phase) = phase {
+            ctx.metrics
+                .measurements
+                .get_or_create(&MeasurementLabels {
+                    provider: provider.to_string(),
+                    phase: format!("{phase:?}"),
+                })
+                .inc();
+        }
+    }
 
     if run.status.as_ref() != Some(&next) {
         let api: Api<AnalysisRun> = Api::namespaced(ctx.client.clone(), &ns);
@@ -185,6 +219,14 @@ async fn reconcile(run: Arc<AnalysisRun>, ctx: Arc<AnalysisContext>) -> Result<A
         .await?;
         let resumed = status.phase == Some(AnalysisPhase::Inconclusive)
             && next.phase == Some(AnalysisPhase::Running);
+        if next.phase != status.phase && is_terminal(next.phase) {
+            ctx.metrics
+                .analysis_verdicts
+                .get_or_create(&VerdictLabels {
+                    phase: next.phase.map(|p| format!("{p:?}")).unwrap_or_default(),
+                })
+                .inc();
+        }
         if next.phase != status.phase && (is_terminal(next.phase) || resumed) {
             publish_verdict(&ctx, &run, &next).await;
         }
@@ -202,6 +244,19 @@ async fn reconcile(run: Arc<AnalysisRun>, ctx: Arc<AnalysisContext>) -> Result<A
         })
         .unwrap_or(Duration::from_secs(300));
     Ok(Action::requeue(wait.max(Duration::from_millis(200))))
+}
+
+/// The provider a metric names, as a metric label.
+fn provider_name(m: &Metric) -> &'static str {
+    if m.provider.prometheus.is_some() {
+        "prometheus"
+    } else if m.provider.web.is_some() {
+        "web"
+    } else if m.provider.job.is_some() {
+        "job"
+    } else {
+        "none"
+    }
 }
 
 async fn publish_verdict(ctx: &AnalysisContext, run: &AnalysisRun, s: &AnalysisRunStatus) {

@@ -125,6 +125,15 @@ pub fn policies(spec: &AnalysisRunSpec) -> Result<Vec<(Metric, MetricPolicy)>, S
                 .flatten()
                 .find(|r| r.metric_name == m.name || r.metric_name == "*")
                 .map(|r| r.limit);
+            for (field, cond) in [
+                ("successCondition", &m.success_condition),
+                ("failureCondition", &m.failure_condition),
+            ] {
+                if let Some(c) = cond {
+                    super::condition::check(c)
+                        .map_err(|e| format!("metric {:?}: {field}: {e}", m.name))?;
+                }
+            }
             MetricPolicy::of(m, dry, keep)
                 .map(|p| (m.clone(), p))
                 .map_err(|e| format!("metric {:?}: {e}", m.name))

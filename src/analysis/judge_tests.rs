@@ -357,3 +357,18 @@ fn a_bad_policy_is_an_error_not_a_panic() {
             .contains("count must be a whole number")
     );
 }
+
+#[test]
+fn a_run_whose_condition_does_not_compile_is_an_error_before_measuring() {
+    let mut m = metric("rate");
+    m.success_condition = Some("isNan(result)".into());
+    let s = step(&spec(vec![m]), &AnalysisRunStatus::default(), vec![], at(0));
+    assert_eq!(s.phase, Some(AnalysisPhase::Error));
+    let msg = s.message.expect("a message");
+    assert!(
+        msg.contains("successCondition") && msg.contains("isNan"),
+        "{msg}"
+    );
+    let pols = policies(&spec(vec![metric("rate")])).expect("policies");
+    assert!(is_measuring(&AnalysisRunStatus::default(), &pols));
+}

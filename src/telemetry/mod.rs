@@ -46,6 +46,24 @@ pub struct EventLabels {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MeasurementLabels {
+    /// `prometheus`, `web` or `job`.
+    pub provider: String,
+    /// `Successful`, `Failed`, `Inconclusive`, `Error` or `Running`.
+    pub phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    pub provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabels {
+    pub phase: String,
+}
+
 const PHASES: [RolloutPhase; 4] = [
     RolloutPhase::Healthy,
     RolloutPhase::Progressing,
@@ -65,6 +83,9 @@ pub struct Metrics {
     pub canary_weight: Family<RolloutLabels, Gauge>,
     pub decisions: Family<EventLabels, Counter>,
     pub leader: Gauge<i64, AtomicI64>,
+    pub measurements: Family<MeasurementLabels, Counter>,
+    pub provider_duration: Family<ProviderLabels, Histogram>,
+    pub analysis_verdicts: Family<VerdictLabels, Counter>,
     ready: AtomicBool,
 }
 
@@ -129,7 +150,30 @@ impl Metrics {
             "1 while this instance holds the leader Lease",
             leader.clone(),
         );
+        let measurements = Family::<MeasurementLabels, Counter>::default();
+        registry.register(
+            "analysis_measurements",
+            "Analysis measurements taken, by provider and phase (Error: the provider could not measure)",
+            measurements.clone(),
+        );
+        let provider_duration = Family::<ProviderLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
+        });
+        registry.register(
+            "analysis_provider_duration_seconds",
+            "Time a provider took to answer one measurement",
+            provider_duration.clone(),
+        );
+        let analysis_verdicts = Family::<VerdictLabels, Counter>::default();
+        registry.register(
+            "analysis_verdicts",
+            "AnalysisRun verdicts reached, by phase",
+            analysis_verdicts.clone(),
+        );
         Metrics {
+            measurements,
+            provider_duration,
+            analysis_verdicts,
             registry,
             reconciles,
             reconcile_errors,
@@ -218,7 +262,7 @@ impl Metrics {
         self.ready.load(Ordering::Relaxed)
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The OpenMetrics text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
@@ -226,6 +270,38 @@ impl Metrics {
         }
         out
     }
+
+    /// The classic Prometheus text format (0.0.4), for clients that do not ask for
+    /// OpenMetrics (`promtool check metrics`, older scrapers).
+    pub fn render_classic(&self) -> String {
+        classic_text(&self.render())
+    }
+}
+
+/// Converts OpenMetrics text to the classic Prometheus text format: a counter's HELP and
+/// TYPE name its `_total` sample, `# UNIT` and `# EOF` go.
+pub fn classic_text(openmetrics: &str) -> String {
+    let counters: std::collections::BTreeSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
 }
 
 /// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until the process ends.
@@ -235,16 +311,31 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<(
     let app = Router::new()
         .route(
             "/metrics",
-            get(move || {
+            get(move |headers: axum::http::HeaderMap| {
                 let m = m1.clone();
                 async move {
-                    (
-                        [(
-                            header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        m.render(),
-                    )
+                    // Prometheus asks for OpenMetrics; everyone else gets the classic format.
+                    let openmetrics = headers
+                        .get(header::ACCEPT)
+                        .and_then(|v| v.to_str().ok())
+                        .is_some_and(|v| v.contains("application/openmetrics-text"));
+                    if openmetrics {
+                        (
+                            [(
+                                header::CONTENT_TYPE,
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )],
+                            m.render(),
+                        )
+                    } else {
+                        (
+                            [(
+                                header::CONTENT_TYPE,
+                                "text/plain; version=0.0.4; charset=utf-8",
+                            )],
+                            m.render_classic(),
+                        )
+                    }
                 }
             }),
         )
@@ -270,6 +361,15 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_classic_format_names_counters_by_their_samples() {
+        let om = "# HELP sluice_api_writes Writes.\n# TYPE sluice_api_writes counter\nsluice_api_writes_total 3\n# HELP sluice_leader Leading.\n# TYPE sluice_leader gauge\nsluice_leader 1\n# EOF\n";
+        assert_eq!(
+            classic_text(om),
+            "# HELP sluice_api_writes_total Writes.\n# TYPE sluice_api_writes_total counter\nsluice_api_writes_total 3\n# HELP sluice_leader Leading.\n# TYPE sluice_leader gauge\nsluice_leader 1\n"
+        );
+    }
 
     #[test]
     fn phase_is_one_hot_and_a_deleted_rollout_leaves_no_series() {
