@@ -10,3 +10,4 @@ pub mod leader;
 pub mod providers;
 pub mod rollout;
 pub mod telemetry;
+pub mod traffic;

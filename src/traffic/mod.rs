@@ -1,0 +1,82 @@
+//! Traffic routers: how a canary's weight reaches the proxies. Besides Service selectors
+//! (in `rollout::apply`), Sluice edits Istio VirtualServices and DestinationRules and Gateway
+//! API HTTPRoutes. The edits are pure functions over the objects as JSON (`istio`,
+//! `gateway`), so what Sluice owns in a user's object is exactly what those functions touch.
+
+pub mod gateway;
+pub mod istio;
+
+use crate::api::rollout::{HeaderRoutingMatch, StringMatch};
+
+/// The split of traffic between the stable and canary revisions, in percent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Weights {
+    pub stable: i32,
+    pub canary: i32,
+}
+
+impl Weights {
+    /// `canary` percent to the canary (clamped to 0–100), the rest to stable.
+    pub fn canary(canary: i32) -> Self {
+        let canary = canary.clamp(0, 100);
+        Weights {
+            stable: 100 - canary,
+            canary,
+        }
+    }
+}
+
+/// How a header value is matched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MatchValue {
+    Exact(String),
+    Prefix(String),
+    Regex(String),
+}
+
+impl MatchValue {
+    /// Istio's and Gateway API's spelling of the kind, and the value.
+    pub fn kind_and_value(&self) -> (&'static str, &str) {
+        match self {
+            MatchValue::Exact(v) => ("exact", v),
+            MatchValue::Prefix(v) => ("prefix", v),
+            MatchValue::Regex(v) => ("regex", v),
+        }
+    }
+}
+
+/// One header a managed route matches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderMatch {
+    pub name: String,
+    pub value: MatchValue,
+}
+
+impl HeaderMatch {
+    pub fn from_api(m: &HeaderRoutingMatch) -> Option<Self> {
+        let StringMatch {
+            exact,
+            prefix,
+            regex,
+        } = &m.header_value;
+        let value = match (exact, prefix, regex) {
+            (Some(v), _, _) => MatchValue::Exact(v.clone()),
+            (None, Some(v), _) => MatchValue::Prefix(v.clone()),
+            (None, None, Some(v)) => MatchValue::Regex(v.clone()),
+            _ => return None,
+        };
+        Some(HeaderMatch {
+            name: m.header_name.clone(),
+            value,
+        })
+    }
+}
+
+/// Why a router cannot do what the Rollout asks.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    /// The user's object does not have what the Rollout names (a route, a subset, a
+    /// destination): an `InvalidSpec`, nothing is written.
+    #[error("{0}")]
+    Invalid(String),
+}
