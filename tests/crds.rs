@@ -228,3 +228,43 @@ async fn kubectl_get_shows_the_rollout_columns() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn istio_and_gateway_api_crds_from_the_pinned_modules_are_served() {
+    TestEnv::run("router-crds", |env| async move {
+        e2e::routers::install_router_crds(&env.client).await?;
+        let vs = serde_json::json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": "web"},
+            "spec": {"hosts": ["web"], "http": [{"name": "primary", "route": [
+                {"destination": {"host": "web-stable"}, "weight": 100},
+                {"destination": {"host": "web-canary"}, "weight": 0}]}]}
+        });
+        let route = serde_json::json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "web"},
+            "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [
+                {"name": "web-stable", "port": 80, "weight": 100},
+                {"name": "web-canary", "port": 80, "weight": 0}]}]}
+        });
+        for (obj, group, version, kind) in [
+            (vs, "networking.istio.io", "v1", "VirtualService"),
+            (route, "gateway.networking.k8s.io", "v1", "HTTPRoute"),
+        ] {
+            let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+            let api: Api<DynamicObject> = Api::namespaced_with(env.client.clone(), &env.namespace, &ar);
+            let o: DynamicObject = serde_json::from_value(obj)?;
+            api.create(&PostParams::default(), &o).await.with_context(|| format!("creating a {kind}"))?;
+        }
+        // The real schema is there: Gateway API refuses a weight above its maximum.
+        let bad = env
+            .kubectl(
+                &["apply", "-f", "-"],
+                Some(r#"{"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "bad"}, "spec": {"rules": [{"backendRefs": [{"name": "web-stable", "port": 80, "weight": 2000000}]}]}}"#),
+            )
+            .await?;
+        ensure!(!bad.success && bad.stderr.contains("weight"), "{}", bad.stderr);
+        Ok(())
+    })
+    .await;
+}

@@ -9,5 +9,6 @@ pub mod harness;
 pub mod metricsrv;
 pub mod nodesim;
 pub mod prometheus;
+pub mod routers;
 
 pub use harness::{TestEnv, wait_for};
