@@ -214,7 +214,7 @@ async fn a_healthy_canary_is_promoted_through_an_analysis_step() {
         // Killed mid-analysis: the run's status is all it needs to go on.
         wait_run(
             &env,
-            &format!("web-{v2}-step1"),
+            &format!("web-{v2}-2-step1"),
             "a first measurement",
             |r| !measurements(r, "success-rate").is_empty(),
         )
@@ -227,7 +227,7 @@ async fn a_healthy_canary_is_promoted_through_an_analysis_step() {
         ensure!(done.abort.is_none(), "not aborted: {done:?}");
         let run = env
             .api::<AnalysisRun>()
-            .get(&format!("web-{v2}-step1"))
+            .get(&format!("web-{v2}-2-step1"))
             .await?;
         ensure!(
             run_phase(&run) == Some(AnalysisPhase::Successful),
@@ -269,7 +269,7 @@ async fn a_canary_whose_error_rate_rises_is_rolled_back() {
         )
         .await?;
         let v2 = release_v2(&env).await?;
-        let run_name = format!("web-{v2}-step1");
+        let run_name = format!("web-{v2}-2-step1");
         wait_run(&env, &run_name, "a first passing measurement", |r| {
             measurements(r, "success-rate")
                 .iter()
@@ -330,7 +330,7 @@ async fn a_prometheus_outage_pauses_the_release_until_prometheus_is_back() {
         )
         .await?;
         let v2 = release_v2(&env).await?;
-        let run_name = format!("web-{v2}-step1");
+        let run_name = format!("web-{v2}-2-step1");
         wait_run(&env, &run_name, "a first passing measurement", |r| {
             !measurements(r, "success-rate").is_empty()
         })
@@ -403,7 +403,7 @@ async fn a_background_analysis_that_fails_between_steps_aborts() {
         bg["startingStep"] = json!(1);
         let v1 = canary_v1(&env, json!({"analysis": bg, "steps": [{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]})).await?;
         let v2 = release_v2(&env).await?;
-        let run_name = format!("web-{v2}-background");
+        let run_name = format!("web-{v2}-2-background");
         wait_run(&env, &run_name, "background measurements", |r| {
             measurements(r, "success-rate").len() >= 2
         })
@@ -456,7 +456,7 @@ async fn a_failed_pre_promotion_analysis_keeps_blue_green_on_the_old_revision() 
         );
         let run = env
             .api::<AnalysisRun>()
-            .get(&format!("web-{v2}-pre"))
+            .get(&format!("web-{v2}-2-pre"))
             .await?;
         ensure!(run_phase(&run) == Some(AnalysisPhase::Failed), "{run:?}");
         let msg = aborted.message.unwrap_or_default();

@@ -18,6 +18,7 @@ use tracing::{info, instrument, warn};
 
 use super::judge::{self, Outcome, is_terminal};
 use super::template::substitute_metric;
+use super::value::MetricValue;
 use crate::api::analysis::{AnalysisPhase, AnalysisRun, AnalysisRunStatus, Metric};
 use crate::api::constants::FIELD_MANAGER_CONTROLLER;
 use crate::providers::{self, MeasureContext, secret_value};
@@ -34,16 +35,60 @@ pub struct AnalysisContext {
     pub metrics: Arc<Metrics>,
 }
 
+/// A secret as it may appear in text: as is, and percent-encoded (as in a URL an error
+/// message repeats).
+fn secret_forms(secrets: &[String]) -> Vec<String> {
+    let mut forms = Vec::new();
+    for v in secrets.iter().filter(|v| !v.is_empty()) {
+        forms.push(v.clone());
+        let encoded: String = v
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        if encoded != *v {
+            forms.push(encoded);
+        }
+    }
+    // Longest first, so a secret containing another is masked whole.
+    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    forms
+}
+
 /// Replaces every secret value in `s` with `*****`.
 fn scrub(s: &str, secrets: &[String]) -> String {
     let mut out = s.to_string();
-    for v in secrets.iter().filter(|v| !v.is_empty()) {
+    for v in secrets {
         out = out.replace(v.as_str(), "*****");
     }
     out
 }
 
+fn scrub_json(v: serde_json::Value, secrets: &[String]) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => Value::String(scrub(&s, secrets)),
+        Value::Array(items) => {
+            Value::Array(items.into_iter().map(|i| scrub_json(i, secrets)).collect())
+        }
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, i)| (scrub(&k, secrets), scrub_json(i, secrets)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// Masks every secret in what a provider reported: messages, metadata, and the value itself
+/// (an endpoint may echo a header back).
 fn scrub_outcome(o: Outcome, secrets: &[String]) -> Outcome {
+    let secrets = &secret_forms(secrets);
     if secrets.is_empty() {
         return o;
     }
@@ -54,7 +99,10 @@ fn scrub_outcome(o: Outcome, secrets: &[String]) -> Outcome {
     };
     match o {
         Outcome::Value { value, metadata } => Outcome::Value {
-            value,
+            value: match value {
+                MetricValue::Json(j) => MetricValue::Json(scrub_json(j, secrets)),
+                other => other,
+            },
             metadata: md(metadata),
         },
         Outcome::Decided {
@@ -64,7 +112,7 @@ fn scrub_outcome(o: Outcome, secrets: &[String]) -> Outcome {
             metadata,
         } => Outcome::Decided {
             phase,
-            value,
+            value: value.map(|v| scrub(&v, secrets)),
             message: message.map(|m| scrub(&m, secrets)),
             metadata: md(metadata),
         },
@@ -143,6 +191,7 @@ async fn reconcile(run: Arc<AnalysisRun>, ctx: Arc<AnalysisContext>) -> Result<A
             async move {
                 let clock = std::time::Instant::now();
                 let provider = metric.map(provider_name).unwrap_or("none");
+                let mut read = secret_values.clone();
                 let outcome = match (metric, secrets) {
                     (None, _) => providers::provider_error("no such metric", BTreeMap::new()),
                     (Some(_), Err(e)) => providers::provider_error(e.clone(), BTreeMap::new()),
@@ -155,8 +204,11 @@ async fn reconcile(run: Arc<AnalysisRun>, ctx: Arc<AnalysisContext>) -> Result<A
                                 namespace: ns,
                                 now,
                                 attempt,
+                                secrets: Default::default(),
                             };
-                            providers::measure(&mctx, &m, due.resume.as_ref()).await
+                            let outcome = providers::measure(&mctx, &m, due.resume.as_ref()).await;
+                            read.extend(mctx.secrets_read());
+                            outcome
                         }
                     },
                 };
@@ -166,11 +218,7 @@ async fn reconcile(run: Arc<AnalysisRun>, ctx: Arc<AnalysisContext>) -> Result<A
                         provider: provider.to_string(),
                     })
                     .observe(clock.elapsed().as_secs_f64());
-                (
-                    due.metric.clone(),
-                    started,
-                    scrub_outcome(outcome, secret_values),
-                )
+                (due.metric.clone(), started, scrub_outcome(outcome, &read))
             }
         });
         outcomes = futures::future::join_all(measurements).await;
@@ -231,7 +279,8 @@ async fn reconcile(run: Arc<AnalysisRun>, ctx: Arc<AnalysisContext>) -> Result<A
             publish_verdict(&ctx, &run, &next).await;
         }
     }
-    if is_terminal(next.phase) && !judge::is_measuring(&next, &pols) {
+    let terminated = run.spec.terminate == Some(true);
+    if terminated || (is_terminal(next.phase) && !judge::is_measuring(&next, &pols)) {
         stop_jobs(&ctx, &next, &ns).await;
         return Ok(Action::await_change());
     }
@@ -370,4 +419,36 @@ pub async fn run(
         })
         .await;
     info!("analysis controller stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_masked_everywhere_a_provider_may_repeat_them() {
+        let secrets = vec!["s3cr3t/+key".to_string()];
+        let o = Outcome::ProviderError {
+            message: "GET https://x/?t=s3cr3t%2F%2Bkey failed; token s3cr3t/+key".into(),
+            metadata: BTreeMap::from([("url".to_string(), "https://x/s3cr3t/+key".to_string())]),
+        };
+        let Outcome::ProviderError { message, metadata } = scrub_outcome(o, &secrets) else {
+            panic!("same kind");
+        };
+        assert_eq!(message, "GET https://x/?t=***** failed; token *****");
+        assert_eq!(metadata["url"], "https://x/*****");
+        let v = Outcome::Value {
+            value: MetricValue::Json(
+                serde_json::json!({"headers": {"authorization": "Bearer s3cr3t/+key"}}),
+            ),
+            metadata: BTreeMap::new(),
+        };
+        let Outcome::Value { value, .. } = scrub_outcome(v, &secrets) else {
+            panic!("same kind");
+        };
+        assert_eq!(
+            value.to_string(),
+            r#"{"headers":{"authorization":"Bearer *****"}}"#
+        );
+    }
 }

@@ -209,6 +209,7 @@ fn plus(t: Timestamp, d: Duration) -> Timestamp {
 /// An Inconclusive that came from a provider outage alone: measuring goes on.
 pub fn is_outage(p: &MetricPolicy, r: &MetricResult) -> bool {
     r.phase == Some(AnalysisPhase::Inconclusive)
+        && p.consecutive_error_limit >= 0
         && r.consecutive_error > p.consecutive_error_limit
         && !(p.inconclusive_limit >= 0 && r.inconclusive > p.inconclusive_limit)
 }
@@ -335,6 +336,21 @@ pub fn judge_value(m: &Metric, p: &MetricPolicy, value: &MetricValue) -> (Analys
     }
 }
 
+/// The most of a value or message kept in a measurement.
+pub const MAX_TEXT: usize = 1024;
+
+/// `s` cut to `MAX_TEXT` bytes (on a character boundary), marked when cut.
+pub fn bounded(s: String) -> String {
+    if s.len() <= MAX_TEXT {
+        return s;
+    }
+    let mut end = MAX_TEXT;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in all)", &s[..end], s.len())
+}
+
 /// Records one provider outcome into the metric's result.
 pub fn record(
     m: &Metric,
@@ -419,6 +435,9 @@ pub fn record(
         }
         _ => {}
     }
+    let mut measurement = measurement;
+    measurement.value = measurement.value.map(bounded);
+    measurement.message = measurement.message.map(bounded);
     r.measurements.push(measurement);
     let excess = r.measurements.len().saturating_sub(p.retention);
     r.measurements.drain(..excess);
@@ -470,9 +489,9 @@ pub fn assess_metric(
             )),
         );
     }
-    if r.consecutive_error > p.consecutive_error_limit {
+    if p.consecutive_error_limit >= 0 && r.consecutive_error > p.consecutive_error_limit {
         let why = format!(
-            "the provider failed {} times in a row (consecutiveErrorLimit {}): {}",
+            "{} measurements in a row could not be taken or judged (consecutiveErrorLimit {}): {}",
             r.consecutive_error,
             p.consecutive_error_limit,
             last_message(r, AnalysisPhase::Error)
@@ -482,7 +501,7 @@ pub fn assess_metric(
             ProviderErrorVerdict::Inconclusive => (
                 AnalysisPhase::Inconclusive,
                 Some(format!(
-                    "{why}; measuring goes on and the analysis resumes when the provider answers"
+                    "{why}; measuring goes on and the analysis resumes when a measurement succeeds"
                 )),
             ),
         };

@@ -159,7 +159,7 @@ fn a_provider_outage_is_inconclusive_and_recovers_when_the_provider_answers() {
         s.message
             .as_deref()
             .expect("a value")
-            .contains("failed 3 times in a row")
+            .contains("3 measurements in a row could not be taken")
     );
     assert!(
         s.message
@@ -371,4 +371,37 @@ fn a_run_whose_condition_does_not_compile_is_an_error_before_measuring() {
     );
     let pols = policies(&spec(vec![metric("rate")])).expect("policies");
     assert!(is_measuring(&AnalysisRunStatus::default(), &pols));
+}
+
+#[test]
+fn a_negative_error_limit_means_no_limit_and_long_values_are_cut() {
+    let mut m = metric("rate");
+    m.consecutive_error_limit = Some(IntOrString::Int(-1));
+    let spec1 = spec(vec![every(m, 1, Some(1))]);
+    let mut s = AnalysisRunStatus::default();
+    for t in 0..6 {
+        s = tick(&spec1, &s, at(t * 10), &|_| outage()).0;
+    }
+    assert_eq!(s.phase, Some(AnalysisPhase::Running), "errors never end it");
+    let long = Outcome::Value {
+        value: MetricValue::Json(serde_json::json!("x".repeat(5000))),
+        metadata: BTreeMap::new(),
+    };
+    let mut m = metric("body");
+    m.success_condition = Some("result == 'ok'".into());
+    let s = tick(
+        &spec(vec![m]),
+        &AnalysisRunStatus::default(),
+        at(0),
+        &|_| long.clone(),
+    )
+    .0;
+    let meas = &result(&s, "body").measurements[0];
+    assert!(meas.value.as_deref().expect("value").len() < 1100);
+    assert!(
+        meas.message
+            .as_deref()
+            .expect("message")
+            .contains("bytes in all")
+    );
 }

@@ -348,6 +348,15 @@ pub fn check_metric(m: &Metric) -> Result<(), TemplateError> {
             condition::check(c).map_err(|e| bad(format!("{field}: {e}")))?;
         }
     }
+    if let Some(job) = &m.provider.job
+        && serde_json::to_string(job).is_ok_and(|j| j.contains("{{"))
+    {
+        return Err(bad(
+            "a job metric cannot use a secret argument (it would be written into the Job); \
+             give the Job's container an env var with valueFrom.secretKeyRef instead"
+                .into(),
+        ));
+    }
     if m.provider.job.is_none() && m.success_condition.is_none() && m.failure_condition.is_none() {
         return Err(bad(
             "needs a successCondition or a failureCondition to judge its result".into(),
@@ -613,6 +622,36 @@ mod tests {
             .expect("a value");
         assert_eq!(token.value, None);
         assert!(token.value_from.expect("a value").secret_key_ref.is_some());
+    }
+
+    #[test]
+    fn a_job_metric_may_not_carry_a_secret_argument() {
+        let job: Metric = serde_json::from_value(json!({
+            "name": "smoke",
+            "provider": {"job": {"spec": {"template": {"spec": {"containers": [
+                {"name": "t", "image": "t", "args": ["--token", "{{args.token}}"]}]}}}}}
+        }))
+        .expect("metric");
+        let spec = AnalysisTemplateSpec {
+            metrics: Some(vec![job]),
+            args: Some(vec![Argument {
+                name: "token".into(),
+                value: None,
+                value_from: Some(ValueFrom {
+                    secret_key_ref: Some(SecretKeyRef {
+                        name: "s".into(),
+                        key: "k".into(),
+                    }),
+                    ..Default::default()
+                }),
+            }]),
+            ..Default::default()
+        };
+        let err = build_run(&spec, &[], &ctx()).expect_err("refused");
+        assert!(
+            err.to_string().contains("cannot use a secret argument"),
+            "{err}"
+        );
     }
 
     #[test]

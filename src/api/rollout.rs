@@ -563,10 +563,11 @@ pub struct RolloutStatus {
     pub abort: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aborted_at: Option<Time>,
-    /// How many times the current release was retried after an abort (names its new
-    /// AnalysisRuns apart from the aborted attempt's).
+    /// Releases this Rollout has started: each new revision and each retry after an abort.
+    /// It numbers the release's AnalysisRuns, so an attempt is never judged by the runs of an
+    /// earlier one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retries: Option<i32>,
+    pub release_count: Option<i32>,
     /// Set to true to skip the remaining steps and analysis.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promote_full: Option<bool>,

@@ -77,10 +77,16 @@ impl Provider for JobProvider {
             }
         };
         let metadata = BTreeMap::from([("job-name".to_string(), name.clone())]);
+        // A failed read is not a verdict and must not lose the Job: look again shortly.
+        let again = |metadata| Outcome::Pending {
+            metadata,
+            resume_at: later(ctx.now),
+        };
         let job = match tokio::time::timeout(KUBE_READ_TIMEOUT, api.get_opt(&name)).await {
-            Err(_) => return provider_error("reading the Job timed out", metadata),
+            Err(_) => return again(metadata),
             Ok(Err(e)) => {
-                return provider_error(format!("cannot read Job {name:?}: {e}"), metadata);
+                tracing::debug!(job = name, error = %e, "cannot read the Job; looking again");
+                return again(metadata);
             }
             Ok(Ok(None)) => {
                 return provider_error(format!("Job {name:?} was deleted"), metadata);

@@ -32,6 +32,25 @@ pub struct MeasureContext<'a> {
     pub now: Timestamp,
     /// 1 for a metric's first measurement, 2 for the next (errors included).
     pub attempt: i32,
+    /// Every secret value read for this measurement, so the caller can mask it in whatever
+    /// the measurement reports.
+    pub secrets: std::sync::Mutex<Vec<String>>,
+}
+
+impl MeasureContext<'_> {
+    /// Reads a Secret key and remembers the value for masking.
+    pub async fn secret(&self, r: &SecretKeyRef) -> Result<String, String> {
+        let v = secret_value(self.client, self.namespace, r).await?;
+        if let Ok(mut seen) = self.secrets.lock() {
+            seen.push(v.clone());
+        }
+        Ok(v)
+    }
+
+    /// The secret values read so far.
+    pub fn secrets_read(&self) -> Vec<String> {
+        self.secrets.lock().map(|s| s.clone()).unwrap_or_default()
+    }
 }
 
 /// One source of measurements.
@@ -144,7 +163,7 @@ pub async fn http_client(
         .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")));
     if let Some(tls) = tls {
         let pem = match (&tls.ca_secret, &tls.ca_config_map) {
-            (Some(s), _) => Some(secret_value(ctx.client, ctx.namespace, s).await?),
+            (Some(s), _) => Some(ctx.secret(s).await?),
             (None, Some(c)) => Some(config_map_value(ctx.client, ctx.namespace, c).await?),
             (None, None) => None,
         };

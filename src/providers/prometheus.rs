@@ -7,8 +7,7 @@ use std::time::Duration;
 use base64::Engine;
 
 use super::{
-    DEFAULT_PROVIDER_TIMEOUT, MeasureContext, Provider, describe_error, http_client,
-    provider_error, secret_value,
+    DEFAULT_PROVIDER_TIMEOUT, MeasureContext, Provider, describe_error, http_client, provider_error,
 };
 use crate::analysis::judge::Outcome;
 use crate::analysis::value::MetricValue;
@@ -52,14 +51,14 @@ async fn query(ctx: &MeasureContext<'_>, p: &PrometheusMetric) -> Result<MetricV
     let mut q = client.query(&p.query).timeout(timeout.as_millis() as i64);
     if let Some(auth) = &p.authentication {
         if let Some(r) = &auth.bearer_token {
-            let token = secret_value(ctx.client, ctx.namespace, r).await?;
+            let token = ctx.secret(r).await?;
             q = q.header(
                 reqwest::header::AUTHORIZATION,
                 reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
                     .map_err(|_| "the bearer token is not a valid header value".to_string())?,
             );
         } else if let Some(b) = &auth.basic {
-            let password = secret_value(ctx.client, ctx.namespace, &b.password).await?;
+            let password = ctx.secret(&b.password).await?;
             let creds = base64::engine::general_purpose::STANDARD
                 .encode(format!("{}:{}", b.username, password));
             q = q.header(
@@ -73,9 +72,7 @@ async fn query(ctx: &MeasureContext<'_>, p: &PrometheusMetric) -> Result<MetricV
     for h in p.headers.iter().flatten() {
         let value = match (&h.value, &h.value_from) {
             (Some(v), _) => v.clone(),
-            (None, Some(from)) => {
-                secret_value(ctx.client, ctx.namespace, &from.secret_key_ref).await?
-            }
+            (None, Some(from)) => ctx.secret(&from.secret_key_ref).await?,
             (None, None) => String::new(),
         };
         let name = reqwest::header::HeaderName::from_bytes(h.key.as_bytes())

@@ -7,8 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{
-    DEFAULT_PROVIDER_TIMEOUT, MeasureContext, Provider, describe_error, http_client,
-    provider_error, secret_value,
+    DEFAULT_PROVIDER_TIMEOUT, MeasureContext, Provider, describe_error, http_client, provider_error,
 };
 use crate::analysis::judge::Outcome;
 use crate::analysis::value::MetricValue;
@@ -59,9 +58,7 @@ async fn fetch(ctx: &MeasureContext<'_>, w: &WebMetric) -> Result<Value, String>
     for h in w.headers.iter().flatten() {
         let value = match (&h.value, &h.value_from) {
             (Some(v), _) => v.clone(),
-            (None, Some(from)) => {
-                secret_value(ctx.client, ctx.namespace, &from.secret_key_ref).await?
-            }
+            (None, Some(from)) => ctx.secret(&from.secret_key_ref).await?,
             (None, None) => String::new(),
         };
         req = req.header(h.key.as_str(), value);

@@ -37,14 +37,18 @@ pub enum Verdict {
 }
 
 /// The name of the run of `kind` (e.g. `step2`, `background`, `pre`, `post`) for revision
-/// `hash`; retries of an aborted release get names of their own.
-pub fn run_name(ro: &Rollout, hash: &str, kind: &str, retries: i32) -> String {
+/// `hash` in the Rollout's `release`-th release: every release and every retry gets runs of
+/// its own.
+pub fn run_name(ro: &Rollout, hash: &str, kind: &str, release: i32) -> String {
     let name = ro.metadata.name.clone().unwrap_or_default();
-    if retries > 0 {
-        dns_label(&[&name, hash, kind, &format!("r{retries}")])
-    } else {
-        dns_label(&[&name, hash, kind])
-    }
+    dns_label(&[&name, hash, &release.to_string(), kind])
+}
+
+/// The release number whose runs this reconcile uses: the current one, or the next when
+/// the reconcile retries an aborted release.
+pub fn release_number(status: &crate::api::rollout::RolloutStatus) -> i32 {
+    let retrying = status.abort != Some(true) && status.aborted_at.is_some();
+    status.release_count.unwrap_or(0) + i32::from(retrying)
 }
 
 pub fn observed<'a>(obs: &'a Observed, name: &str) -> Option<&'a ObservedRun> {
@@ -116,17 +120,30 @@ pub fn terminate(plan: &mut Plan, obs: &Observed, name: &str) {
     }
 }
 
-/// Stops every run of revision `hash` that still measures (an abort, a full promotion, a
-/// new revision).
-pub fn terminate_all(plan: &mut Plan, obs: &Observed, prefix: &str) {
-    let names: Vec<String> = obs
-        .runs
-        .iter()
-        .filter(|r| r.name.starts_with(prefix))
-        .map(|r| r.name.clone())
-        .collect();
-    for n in names {
-        terminate(plan, obs, &n);
+/// Records that a person accepted the run's inconclusive verdict: the run is stopped
+/// (`spec.terminate`), which is also the durable mark a restarted controller reads.
+pub fn accept(plan: &mut Plan, obs: &Observed, name: &str) {
+    if let Some(run) = observed(obs, name)
+        && !run.terminated
+        && !plan.terminate_runs.iter().any(|n| n == name)
+    {
+        plan.terminate_runs.push(name.to_string());
+    }
+}
+
+/// Stops every run not in `keep` that still measures: runs of an earlier release (a new
+/// revision, a rollback, a retry) are never acted on again. Finished runs of revisions that
+/// no longer have a ReplicaSet (revision history) are deleted.
+pub fn tidy(plan: &mut Plan, obs: &Observed, keep: &[&str]) {
+    for r in &obs.runs {
+        if keep.contains(&r.name.as_str()) {
+            continue;
+        }
+        terminate(plan, obs, &r.name);
+        let revision_gone = !obs.replica_sets.iter().any(|rs| rs.hash == r.hash);
+        if revision_gone && !r.measuring && !plan.delete_runs.contains(&r.name) {
+            plan.delete_runs.push(r.name.clone());
+        }
     }
 }
 

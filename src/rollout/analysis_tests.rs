@@ -5,9 +5,11 @@
 use super::*;
 use crate::api::analysis::{AnalysisPhase, AnalysisRunSpec};
 use crate::api::rollout::{PauseReason, RolloutPhase, RolloutSpec, RolloutStatus};
+use crate::rollout::conditions;
 use crate::rollout::decide::decide;
 use crate::rollout::observe::ObservedRs;
 use crate::rollout::test_support::{at, hash, reasons, replicas_of, rs, service, step, template};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::json;
 
 fn spec_ok() -> Result<AnalysisRunSpec, String> {
@@ -35,6 +37,7 @@ fn canary(steps: serde_json::Value, background: Option<i32>) -> Rollout {
         stable_rs: Some(hash("web:1")),
         current_pod_hash: Some(hash("web:2")),
         current_step_index: Some(0),
+        release_count: Some(2),
         ..Default::default()
     });
     ro
@@ -58,6 +61,7 @@ fn world(sets: Vec<ObservedRs>, fields: &[&str], runs: Vec<ObservedRun>) -> Obse
 fn run(name: &str, phase: AnalysisPhase, message: &str, measuring: bool) -> ObservedRun {
     ObservedRun {
         name: name.into(),
+        hash: hash("web:2"),
         phase: Some(phase),
         message: Some(message.into()),
         terminated: false,
@@ -68,7 +72,7 @@ fn run(name: &str, phase: AnalysisPhase, message: &str, measuring: bool) -> Obse
 const STEP1: &str = "spec.strategy.canary.steps[1].analysis";
 
 fn step_run_name() -> String {
-    format!("web-{}-step1", hash("web:2"))
+    format!("web-{}-2-step1", hash("web:2"))
 }
 
 /// 25% reached (1 of 4 canary pods), step 1 is the analysis.
@@ -227,7 +231,7 @@ fn background_analysis_starts_at_its_step_and_its_failure_aborts() {
         Some(1),
     );
     let bg_field = "spec.strategy.canary.analysis";
-    let bg_name = format!("web-{}-background", hash("web:2"));
+    let bg_name = format!("web-{}-2-background", hash("web:2"));
     // Step 0 not reached yet: no background run.
     let plan = step(
         &mut ro,
@@ -263,7 +267,7 @@ fn background_analysis_starts_at_its_step_and_its_failure_aborts() {
 fn the_background_run_stops_when_the_release_completes() {
     let mut ro = canary(json!([{"setWeight": 50}]), Some(0));
     let bg_field = "spec.strategy.canary.analysis";
-    let bg_name = format!("web-{}-background", hash("web:2"));
+    let bg_name = format!("web-{}-2-background", hash("web:2"));
     ro.status.as_mut().expect("a value").current_step_index = Some(1);
     let running = run(&bg_name, AnalysisPhase::Running, "", true);
     let plan = decide(
@@ -281,32 +285,160 @@ fn the_background_run_stops_when_the_release_completes() {
 
 #[test]
 fn a_template_problem_is_invalid_spec_naming_the_field() {
-    let (ro, sets) = at_analysis_step();
+    let (mut ro, sets) = at_analysis_step();
     let mut obs = world(sets, &[], vec![]);
     obs.analysis.insert(
         STEP1.into(),
         Err("AnalysisTemplate \"rate\" not found".into()),
     );
+    // Before the release starts: nothing moves.
+    ro.status.as_mut().expect("status").current_pod_hash = Some(hash("web:1"));
     let plan = decide(&ro, &obs, at(0));
-    let msg = plan.status.message.expect("a value");
+    let msg = plan.status.message.clone().expect("message");
     assert!(
         msg.contains("spec.strategy.canary.steps[1].analysis: AnalysisTemplate \"rate\" not found"),
         "{msg}"
     );
+    assert!(plan.create_runs.is_empty() && plan.replica_sets.is_empty());
+    // During a release: the step waits for the template, the rest (abort) still works.
+    ro.status.as_mut().expect("status").current_pod_hash = Some(hash("web:2"));
+    let plan = step(&mut ro, &obs, at(1));
+    let invalid = conditions::get(&plan.status.conditions, "InvalidSpec").expect("condition");
+    assert!(
+        invalid.message.contains("steps[1].analysis"),
+        "{}",
+        invalid.message
+    );
     assert!(plan.create_runs.is_empty());
+    assert_eq!(plan.status.current_step_index, Some(1));
+    ro.status.as_mut().expect("status").abort = Some(true);
+    let plan = step(&mut ro, &obs, at(2));
+    assert_eq!(service(&plan, "web-canary"), Some(hash("web:1")));
 }
 
 #[test]
-fn a_retry_gets_runs_of_its_own() {
+fn a_retry_gets_runs_of_its_own_and_is_not_judged_by_the_aborted_ones() {
     let (mut ro, sets) = at_analysis_step();
     let s = ro.status.as_mut().expect("a value");
-    s.retries = Some(1);
+    // Aborted at step 1 by its failed run; the user has just cleared `abort`.
     s.current_step_index = Some(1);
-    let plan = decide(&ro, &world(sets, &[STEP1], vec![]), at(0));
+    s.aborted_at = Some(Time(at(0)));
+    let failed = run(
+        &step_run_name(),
+        AnalysisPhase::Failed,
+        "metric \"rate\" failed",
+        false,
+    );
+    let steps0 =
+        json!([{"analysis": {"templates": [{"templateName": "rate"}]}}, {"setWeight": 25}]);
+    ro.spec.strategy.canary.as_mut().expect("canary").steps =
+        serde_json::from_value(steps0).expect("steps");
+    let old_step0 = run(
+        &format!("web-{}-2-step0", hash("web:2")),
+        AnalysisPhase::Successful,
+        "terminated; no metric failed",
+        false,
+    );
+    let fields = ["spec.strategy.canary.steps[0].analysis"];
+    let plan = step(
+        &mut ro,
+        &world(sets, &fields, vec![failed, old_step0]),
+        at(10),
+    );
+    assert_eq!(plan.status.abort, None, "not aborted again by the old run");
+    assert_eq!(plan.status.release_count, Some(3));
+    assert_eq!(
+        plan.status.current_step_index,
+        Some(0),
+        "step 0 is judged afresh"
+    );
     assert_eq!(
         plan.create_runs[0].name,
-        format!("web-{}-step1-r1", hash("web:2"))
+        format!("web-{}-3-step0", hash("web:2"))
     );
+}
+
+#[test]
+fn a_new_revision_stops_the_runs_of_the_old_release() {
+    let (mut ro, sets) = at_analysis_step();
+    let bg = run(
+        &format!("web-{}-2-background", hash("web:2")),
+        AnalysisPhase::Running,
+        "",
+        true,
+    );
+    // The template goes back to the stable revision: a fast-track rollback.
+    ro.spec.template = Some(template("web:1"));
+    let plan = step(&mut ro, &world(sets, &[], vec![bg.clone()]), at(0));
+    assert_eq!(plan.terminate_runs, vec![bg.name.clone()]);
+}
+
+#[test]
+fn runs_of_a_revision_that_is_gone_are_deleted_once_finished() {
+    let (mut ro, _) = at_analysis_step();
+    ro.spec.template = Some(template("web:1"));
+    let mut old = run(
+        &format!("web-{}-1-step1", hash("web:0")),
+        AnalysisPhase::Successful,
+        "",
+        false,
+    );
+    old.hash = hash("web:0");
+    let plan = step(
+        &mut ro,
+        &world(vec![rs("web:1", 4, 4)], &[], vec![old.clone()]),
+        at(0),
+    );
+    assert_eq!(plan.delete_runs, vec![old.name]);
+    assert!(plan.terminate_runs.is_empty());
+}
+
+#[test]
+fn a_step_run_and_a_background_run_share_the_pause_without_fighting() {
+    let mut ro = canary(
+        json!([{"setWeight": 25}, {"analysis": {"templates": [{"templateName": "rate"}]}}, {"setWeight": 50}]),
+        Some(0),
+    );
+    ro.status.as_mut().expect("status").current_step_index = Some(1);
+    let sets = vec![rs("web:1", 3, 3), rs("web:2", 1, 1)];
+    let unsure = run(
+        &step_run_name(),
+        AnalysisPhase::Inconclusive,
+        "no data",
+        false,
+    );
+    let bg = run(
+        &format!("web-{}-2-background", hash("web:2")),
+        AnalysisPhase::Running,
+        "",
+        true,
+    );
+    let fields = [STEP1, "spec.strategy.canary.analysis"];
+    let obs = world(sets, &fields, vec![unsure, bg]);
+    let first = step(&mut ro, &obs, at(0));
+    assert_eq!(first.status.phase, Some(RolloutPhase::Paused));
+    assert!(!reasons(&first).contains(&"AnalysisResumed"));
+    let again = step(&mut ro, &obs, at(5));
+    assert_eq!(again.status, first.status, "a second look changes nothing");
+    assert!(again.events.is_empty());
+}
+
+#[test]
+fn an_accepted_verdict_survives_a_restart_between_the_two_writes() {
+    let (mut ro, sets) = at_analysis_step();
+    let s = ro.status.as_mut().expect("status");
+    s.current_step_index = Some(1);
+    // The person cleared the pause; Sluice stopped the run but its status write was lost.
+    s.controller_pause = Some(true);
+    let mut stopped = run(
+        &step_run_name(),
+        AnalysisPhase::Inconclusive,
+        "no data",
+        false,
+    );
+    stopped.terminated = true;
+    let plan = step(&mut ro, &world(sets, &[STEP1], vec![stopped]), at(0));
+    assert_eq!(plan.status.current_step_index, Some(2));
 }
 
 fn blue_green(extra: serde_json::Value) -> Rollout {
@@ -326,6 +458,7 @@ fn blue_green(extra: serde_json::Value) -> Rollout {
     ro.status = Some(RolloutStatus {
         stable_rs: Some(hash("web:1")),
         current_pod_hash: Some(hash("web:2")),
+        release_count: Some(2),
         ..Default::default()
     });
     ro
@@ -345,7 +478,7 @@ fn blue_green_pre_promotion_failure_keeps_the_active_service_on_stable() {
     let pre = "spec.strategy.blueGreen.prePromotionAnalysis";
     let mut ro =
         blue_green(json!({"prePromotionAnalysis": {"templates": [{"templateName": "smoke"}]}}));
-    let name = format!("web-{}-pre", hash("web:2"));
+    let name = format!("web-{}-2-pre", hash("web:2"));
     let sets = vec![rs("web:1", 3, 3), rs("web:2", 3, 3)];
     let plan = step(&mut ro, &bg_world(sets.clone(), &[pre], vec![]), at(0));
     assert_eq!(plan.create_runs[0].name, name);
@@ -376,7 +509,7 @@ fn blue_green_pre_promotion_success_lets_the_promotion_go_on() {
     let pre = "spec.strategy.blueGreen.prePromotionAnalysis";
     let mut ro =
         blue_green(json!({"prePromotionAnalysis": {"templates": [{"templateName": "smoke"}]}}));
-    let name = format!("web-{}-pre", hash("web:2"));
+    let name = format!("web-{}-2-pre", hash("web:2"));
     let sets = vec![rs("web:1", 3, 3), rs("web:2", 3, 3)];
     step(&mut ro, &bg_world(sets.clone(), &[pre], vec![]), at(0));
     let passed = run(
@@ -395,7 +528,7 @@ fn blue_green_post_promotion_failure_switches_the_active_service_back() {
     let post = "spec.strategy.blueGreen.postPromotionAnalysis";
     let mut ro =
         blue_green(json!({"postPromotionAnalysis": {"templates": [{"templateName": "smoke"}]}}));
-    let name = format!("web-{}-post", hash("web:2"));
+    let name = format!("web-{}-2-post", hash("web:2"));
     let sets = vec![rs("web:1", 3, 3), rs("web:2", 3, 3)];
     let plan = step(&mut ro, &bg_world(sets.clone(), &[post], vec![]), at(0));
     assert_eq!(

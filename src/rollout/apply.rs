@@ -251,6 +251,23 @@ pub async fn apply(
         }
     }
 
+    for n in &plan.delete_runs {
+        writes.add();
+        match timed(
+            "delete AnalysisRun",
+            run_api.delete(n, &DeleteParams::background()),
+        )
+        .await
+        {
+            Ok(_) => {}
+            Err(Error::Kube {
+                source: kube::Error::Api(e),
+                ..
+            }) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+
     // 3. Status: replaced whole, guarded by resourceVersion so a control written meanwhile
     // (abort, promote) is never overwritten; a conflict requeues.
     if ro.status.as_ref() != Some(&plan.status) {

@@ -43,15 +43,21 @@ pub(super) fn decide(
     refresh_run_status(plan, obs);
     let bg_status = plan.status.blue_green.clone().unwrap_or_default();
     let mut promoting = bg_status.scale_up_preview_check_point == Some(true);
-    let retries = plan.status.retries.unwrap_or(0);
+    let release = analysis::release_number(&plan.status);
     let pre_run = bg
         .pre_promotion_analysis
         .as_ref()
-        .map(|_| analysis::run_name(ro, desired, "pre", retries));
+        .map(|_| analysis::run_name(ro, desired, "pre", release));
     let post_run = bg
         .post_promotion_analysis
         .as_ref()
-        .map(|_| analysis::run_name(ro, desired, "post", retries));
+        .map(|_| analysis::run_name(ro, desired, "post", release));
+    // Once the active Service was switched for post-promotion analysis, it stays switched
+    // until the release is promoted or aborted (a pod restarting meanwhile must not flip it).
+    let switched = post_run.is_some()
+        && promoting
+        && bg_status.active_selector.as_deref() == Some(desired)
+        && stable != desired;
     let (mut pre_line, mut post_line) = (None, None);
     let mut analysis_wait: Option<String> = None;
 
@@ -107,6 +113,10 @@ pub(super) fn decide(
                 );
             }
             None => {
+                if plan.status.promote_full != Some(true) {
+                    plan.active_runs
+                        .extend(pre_run.iter().chain(post_run.iter()).cloned());
+                }
                 selectors.1 = desired.to_string();
                 let preview_ready = new_rs
                     .is_some_and(|r| r.replicas >= preview_count && r.available >= preview_count);
@@ -136,7 +146,7 @@ pub(super) fn decide(
                     new_target = replicas;
                     let full =
                         new_rs.is_some_and(|r| r.replicas == replicas && r.available >= replicas);
-                    let post_ok = match (&post_run, full) {
+                    let post_ok = match (&post_run, full || switched) {
                         (Some(name), true) if plan.status.promote_full != Some(true) => {
                             // Switched, and judged before the new revision becomes stable.
                             selectors = (desired.to_string(), desired.to_string());
@@ -166,9 +176,6 @@ pub(super) fn decide(
                         _ => true,
                     };
                     if full && post_ok {
-                        if let Some(name) = &post_run {
-                            analysis::terminate(plan, obs, name);
-                        }
                         // The switch: all at once, and only now that every new pod is available.
                         selectors = (desired.to_string(), desired.to_string());
                         plan.status.stable_rs = Some(desired.to_string());
@@ -326,10 +333,16 @@ fn promotion_analysis(
     kind: &'static str,
     now: Timestamp,
 ) -> (bool, RolloutAnalysisRunStatus, Option<String>) {
-    let hold = inconclusive_pause(plan, obs, name, what, None, now);
+    let hold = inconclusive_pause(plan, obs, &[(what, name)], None, now);
     let (verdict, line) = analysis::ensure_run(plan, obs, field, name, desired, kind);
     match (verdict, hold) {
         (Verdict::Successful, _) | (Verdict::Inconclusive { .. }, Hold::Promoted) => {
+            (true, line, None)
+        }
+        // Stopped while inconclusive: a person accepted it (perhaps before a restart).
+        (Verdict::Inconclusive { .. }, _)
+            if analysis::observed(obs, name).is_some_and(|r| r.terminated) =>
+        {
             (true, line, None)
         }
         (Verdict::Inconclusive { message, .. }, _) => (

@@ -190,17 +190,23 @@ async fn observe(ro: &Rollout, ctx: &Context) -> Result<World, Error> {
     .map(|r| {
         let status = r.status.clone().unwrap_or_default();
         let policies = judge::policies(&r.spec).unwrap_or_default();
+        let terminated = r.spec.terminate == Some(true);
         ObservedRun {
             name: r.name_any(),
+            hash: r
+                .labels()
+                .get(LABEL_POD_TEMPLATE_HASH)
+                .cloned()
+                .unwrap_or_default(),
             phase: status.phase,
             message: status.message.clone(),
-            terminated: r.spec.terminate == Some(true),
-            measuring: judge::is_measuring(&status, &policies),
+            terminated,
+            measuring: !terminated && judge::is_measuring(&status, &policies),
         }
     })
     .collect();
     let analysis = match &template {
-        Some(t) => declared_analysis(ro, client, &ns, &pod_template_hash(t)).await,
+        Some(t) => declared_analysis(ro, client, &ns, &pod_template_hash(t)).await?,
         None => BTreeMap::new(),
     };
     Ok(World {
@@ -259,7 +265,7 @@ async fn declared_analysis(
     client: &Client,
     ns: &str,
     desired: &str,
-) -> BTreeMap<String, Result<AnalysisRunSpec, String>> {
+) -> Result<BTreeMap<String, Result<AnalysisRunSpec, String>>, Error> {
     let mut wanted: Vec<(String, AnalysisUse)> = Vec::new();
     if let Some(c) = &ro.spec.strategy.canary {
         for (i, step) in c.steps().iter().enumerate() {
@@ -298,27 +304,31 @@ async fn declared_analysis(
     }
     let mut out = BTreeMap::new();
     if wanted.is_empty() {
-        return out;
+        return Ok(out);
     }
     let needs_cluster = wanted
         .iter()
         .flat_map(|(_, u)| u.templates.iter())
         .any(|t| t.cluster_scope == Some(true));
-    let local: Result<Vec<AnalysisTemplate>, String> = timed(
-        "list AnalysisTemplates",
-        Api::<AnalysisTemplate>::namespaced(client.clone(), ns).list(&ListParams::default()),
-    )
-    .await
-    .map(|l| l.items)
-    .map_err(|e| e.to_string());
-    let cluster: Result<Vec<ClusterAnalysisTemplate>, String> = if needs_cluster {
+    // Refused reads are the Rollout's problem (InvalidSpec, naming them); anything else
+    // (a timeout, an unavailable API server) is retried.
+    let local: Result<Vec<AnalysisTemplate>, String> = refused(
         timed(
-            "list ClusterAnalysisTemplates",
-            Api::<ClusterAnalysisTemplate>::all(client.clone()).list(&ListParams::default()),
+            "list AnalysisTemplates",
+            Api::<AnalysisTemplate>::namespaced(client.clone(), ns).list(&ListParams::default()),
         )
         .await
-        .map(|l| l.items)
-        .map_err(|e| e.to_string())
+        .map(|l| l.items),
+    )?;
+    let cluster: Result<Vec<ClusterAnalysisTemplate>, String> = if needs_cluster {
+        refused(
+            timed(
+                "list ClusterAnalysisTemplates",
+                Api::<ClusterAnalysisTemplate>::all(client.clone()).list(&ListParams::default()),
+            )
+            .await
+            .map(|l| l.items),
+        )?
     } else {
         Ok(Vec::new())
     };
@@ -366,7 +376,21 @@ async fn declared_analysis(
         };
         out.insert(field, built);
     }
-    out
+    Ok(out)
+}
+
+/// A read the API server refused (403) becomes the Rollout's problem; other errors stay
+/// errors, to be retried.
+#[allow(clippy::type_complexity)]
+fn refused<T>(r: Result<Vec<T>, Error>) -> Result<Result<Vec<T>, String>, Error> {
+    match r {
+        Err(Error::Kube {
+            source: kube::Error::Api(e),
+            what,
+        }) if e.code == 403 => Ok(Err(format!("{what}: {}", e.message))),
+        Err(e) => Err(e),
+        Ok(v) => Ok(Ok(v)),
+    }
 }
 
 /// True when one of the Rollout's analyses names the (namespaced) template.

@@ -18,7 +18,7 @@ use super::conditions;
 use super::hash::pod_template_hash;
 use super::observe::{Observed, ObservedRs};
 use super::replicas::{Counts, Group, Limits, Targets, canary_replicas, next_scale};
-use super::validate::validate;
+use super::validate::{analysis_problems, validate};
 use kube::ResourceExt;
 
 /// Every Event reason `decide` can emit (the bounded label set of the decisions metric).
@@ -91,6 +91,10 @@ pub struct Plan {
     pub create_runs: Vec<super::analysis::RunPlan>,
     /// AnalysisRuns to stop (`spec.terminate`): Sluice no longer acts on their verdict.
     pub terminate_runs: Vec<String>,
+    /// Finished AnalysisRuns of revisions that are gone.
+    pub delete_runs: Vec<String>,
+    /// The runs this release still relies on; every other run that measures is stopped.
+    pub active_runs: Vec<String>,
 }
 
 impl Plan {
@@ -155,6 +159,11 @@ pub fn decide(ro: &Rollout, obs: &Observed, now: Timestamp) -> Plan {
     if conditions::get(&plan.status.conditions, condition::INVALID_SPEC).is_none() {
         progress_deadline(ro, obs, &mut plan, now);
         scaling_events(ro, obs, &mut plan);
+    }
+    if plan.status.current_pod_hash.is_some() {
+        let active = plan.active_runs.clone();
+        let keep: Vec<&str> = active.iter().map(String::as_str).collect();
+        analysis::tidy(&mut plan, obs, &keep);
     }
     // workloadRef: the Deployment keeps its pods until Sluice's stable revision is available.
     if let Some(w) = &ro.spec.workload_ref
@@ -290,7 +299,22 @@ fn decide_release(ro: &Rollout, obs: &Observed, now: Timestamp) -> Plan {
                 .join(",")
         });
 
-    if let Err(problem) = validate(ro, obs) {
+    // An analysis whose templates do not build keeps a release from starting; once a
+    // release is under way it only holds that analysis (the release waits on it), so an
+    // abort or a failing run still moves traffic back.
+    let started = obs
+        .template
+        .as_ref()
+        .map(pod_template_hash)
+        .is_some_and(|h| {
+            prev.current_pod_hash.as_deref() == Some(h.as_str())
+                && prev.stable_rs.as_deref().is_some_and(|s| s != h)
+        });
+    let analysis_problem = analysis_problems(obs).err();
+    let blocking = validate(ro, obs)
+        .err()
+        .or_else(|| analysis_problem.clone().filter(|_| !started));
+    if let Some(problem) = blocking {
         let message = problem.to_string();
         let before =
             conditions::get(&prev.conditions, condition::INVALID_SPEC).map(|c| c.message.clone());
@@ -317,7 +341,26 @@ fn decide_release(ro: &Rollout, obs: &Observed, now: Timestamp) -> Plan {
         fill_counts(&mut plan.status, obs);
         return plan;
     }
-    conditions::remove(&mut plan.status.conditions, condition::INVALID_SPEC);
+    match analysis_problem {
+        Some(problem) => {
+            let message = problem.to_string();
+            let before = conditions::get(&prev.conditions, condition::INVALID_SPEC)
+                .map(|c| c.message.clone());
+            conditions::set(
+                &mut plan.status.conditions,
+                condition::INVALID_SPEC,
+                true,
+                "InvalidSpec",
+                &message,
+                generation,
+                now,
+            );
+            if before.as_deref() != Some(message.as_str()) {
+                plan.event(EventType::Warning, "InvalidSpec", message);
+            }
+        }
+        None => conditions::remove(&mut plan.status.conditions, condition::INVALID_SPEC),
+    }
 
     let Some(template) = obs.template.as_ref() else {
         return plan;
@@ -334,7 +377,7 @@ fn decide_release(ro: &Rollout, obs: &Observed, now: Timestamp) -> Plan {
         st.controller_pause = None;
         st.abort = None;
         st.aborted_at = None;
-        st.retries = None;
+        st.release_count = Some(prev.release_count.unwrap_or(0) + 1);
         st.promote_full = None;
         if let Some(c) = st.canary.as_mut() {
             c.current_step_analysis_run_status = None;
@@ -635,7 +678,7 @@ pub(super) fn abort_or_retry(
     if plan.status.aborted_at.is_some() {
         // `abort` was cleared after an abort: retry the release from its first step.
         plan.status.aborted_at = None;
-        plan.status.retries = Some(plan.status.retries.unwrap_or(0) + 1);
+        plan.status.release_count = Some(plan.status.release_count.unwrap_or(0) + 1);
         if let Some(c) = plan.status.canary.as_mut() {
             c.current_step_analysis_run_status = None;
             c.current_background_analysis_run_status = None;
@@ -680,8 +723,8 @@ fn release(
     let steps = canary.steps();
     let new_rs = find(obs, desired);
 
-    // The runs this release may be waiting on.
-    let retries = plan.status.retries.unwrap_or(0);
+    // The runs this release may be waiting on (a retry's, when this reconcile retries).
+    let release = analysis::release_number(&plan.status);
     let at_step = plan
         .status
         .current_step_index
@@ -690,11 +733,11 @@ fn release(
     let step_run = steps
         .get(at_step)
         .filter(|s| s.analysis.is_some())
-        .map(|_| analysis::run_name(ro, desired, &format!("step{at_step}"), retries));
+        .map(|_| analysis::run_name(ro, desired, &format!("step{at_step}"), release));
     let background_run = canary
         .analysis
         .as_ref()
-        .map(|_| analysis::run_name(ro, desired, "background", retries));
+        .map(|_| analysis::run_name(ro, desired, "background", release));
     refresh_run_status(plan, obs);
     // A failed analysis aborts in this same reconcile, so traffic leaves the canary at once.
     if plan.status.abort != Some(true) && plan.status.promote_full != Some(true) {
@@ -718,9 +761,7 @@ fn release(
     }
 
     if let Some(aborted_at) = abort_or_retry(plan, new_rs, desired, stable, generation, now) {
-        for name in step_run.iter().chain(background_run.iter()) {
-            analysis::terminate(plan, obs, name);
-        }
+        // No run is active any more: `tidy` stops them.
         // Traffic first: both Services select the stable pods in this same reconcile.
         *services_hash = (stable.to_string(), stable.to_string());
         let scale_down_at = after(
@@ -759,21 +800,20 @@ fn release(
         idx = steps.len();
         plan.status.pause_conditions.clear();
         plan.status.controller_pause = None;
-        for name in step_run.iter().chain(background_run.iter()) {
-            analysis::terminate(plan, obs, name);
-        }
+    } else {
+        plan.active_runs
+            .extend(step_run.iter().chain(background_run.iter()).cloned());
     }
     // Inconclusive analysis: a person decides. Promoting (clearing the pause) accepts it.
-    let mut promoted_step_run = false;
-    for (what, name) in [
-        ("step analysis", step_run.as_ref()),
-        ("background analysis", background_run.as_ref()),
-    ] {
-        let Some(name) = name else { continue };
-        match inconclusive_pause(plan, obs, name, what, Some(at_step), now) {
-            Hold::Promoted if Some(name) == step_run.as_ref() => promoted_step_run = true,
-            _ => {}
-        }
+    let watched: Vec<(&str, &str)> = [
+        ("step analysis", step_run.as_deref()),
+        ("background analysis", background_run.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(what, name)| name.map(|n| (what, n)))
+    .collect();
+    if plan.status.promote_full != Some(true) {
+        inconclusive_pause(plan, obs, &watched, Some(at_step), now);
     }
     let held_by_analysis = plan
         .status
@@ -914,11 +954,16 @@ fn release(
             }
         } else if step.analysis.is_some() {
             let field = format!("spec.strategy.canary.steps[{idx}].analysis");
-            let name = analysis::run_name(ro, desired, &format!("step{idx}"), retries);
+            let name = analysis::run_name(ro, desired, &format!("step{idx}"), release);
             let (verdict, line) = analysis::ensure_run(plan, obs, &field, &name, desired, "step");
+            plan.active_runs.push(name.clone());
             let cs = plan.status.canary.get_or_insert_with(Default::default);
             cs.current_step_analysis_run_status = Some(line);
-            let accepted = promoted_step_run && Some(&name) == step_run.as_ref();
+            // Sluice stops a step's run only when a person accepted its verdict (or the
+            // release ended), so a stopped inconclusive run is an accepted one, even after
+            // a restart between the two writes.
+            let accepted = analysis::observed(obs, &name).is_some_and(|r| r.terminated)
+                || plan.terminate_runs.contains(&name);
             match verdict {
                 Verdict::Successful => {
                     plan.event(
@@ -943,7 +988,7 @@ fn release(
             .current_step_analysis_run_status
             .as_ref()
             .is_some_and(|l| {
-                l.name != analysis::run_name(ro, desired, &format!("step{idx}"), retries)
+                l.name != analysis::run_name(ro, desired, &format!("step{idx}"), release)
             })
     {
         cs.current_step_analysis_run_status = None;
@@ -951,7 +996,8 @@ fn release(
     // Background analysis from `startingStep` until the release completes.
     if let (Some(bg), Some(name)) = (&canary.analysis, &background_run) {
         let start = bg.starting_step.unwrap_or(0).max(0) as usize;
-        if idx >= start.min(steps.len()) {
+        let completing = idx >= steps.len() && analysis::observed(obs, name).is_none();
+        if idx >= start.min(steps.len()) && !completing {
             let (_, line) = analysis::ensure_run(
                 plan,
                 obs,
@@ -1058,84 +1104,87 @@ pub(super) enum Hold {
     Promoted,
 }
 
-/// An inconclusive run pauses the release; clearing the pause accepts the verdict (the run is
-/// stopped); a provider outage that ends lifts the pause Sluice set for it.
+/// Inconclusive runs pause the release for a person; clearing the pause accepts their
+/// verdicts (the runs are stopped); when no watched run is inconclusive any more (a provider
+/// outage ended), the pause Sluice set is lifted.
 pub(super) fn inconclusive_pause(
     plan: &mut Plan,
     obs: &Observed,
-    name: &str,
-    what: &str,
+    runs: &[(&str, &str)],
     idx: Option<usize>,
     now: Timestamp,
 ) -> Hold {
     let at = idx.map(|i| format!("step {i}: ")).unwrap_or_default();
-    let Some(run) = analysis::observed(obs, name) else {
-        return Hold::Free;
-    };
-    if run.terminated {
-        return Hold::Free;
-    }
+    let unsure: Vec<(&str, &str, String, bool)> = runs
+        .iter()
+        .filter_map(|(what, name)| {
+            let run = analysis::observed(obs, name).filter(|r| !r.terminated)?;
+            match analysis::verdict(run) {
+                Verdict::Inconclusive { message, outage } => Some((*what, *name, message, outage)),
+                _ => None,
+            }
+        })
+        .collect();
     let ours = plan
         .status
         .pause_conditions
         .iter()
         .any(|p| p.reason == PauseReason::InconclusiveAnalysis);
-    match analysis::verdict(run) {
-        Verdict::Inconclusive { message, outage } => {
-            if ours {
-                plan.status.message = Some(format!(
-                    "{at}{what} {name} is inconclusive: {message}; promote to go on or abort"
-                ));
-                Hold::Paused
-            } else if plan.status.controller_pause == Some(true)
-                && plan.status.pause_conditions.is_empty()
-            {
-                plan.status.controller_pause = None;
-                analysis::terminate(plan, obs, name);
-                plan.event(
-                    EventType::Normal,
-                    "Promoted",
-                    format!("{at}inconclusive {what} {name} accepted on request"),
-                );
-                Hold::Promoted
-            } else {
-                plan.status.pause_conditions.push(PauseCondition {
-                    reason: PauseReason::InconclusiveAnalysis,
-                    start_time: Time(now),
-                });
-                plan.status.controller_pause = Some(true);
-                plan.status.message = Some(format!(
-                    "{at}{what} {name} is inconclusive: {message}; promote to go on or abort"
-                ));
-                let then = if outage {
-                    "; the release resumes by itself when the provider answers again"
-                } else {
-                    ""
-                };
-                plan.event(
-                    EventType::Warning,
-                    "AnalysisInconclusive",
-                    format!("{what} {name} is inconclusive: {message}{then}"),
-                );
-                Hold::Paused
-            }
-        }
-        Verdict::Running if ours => {
+    let Some((what, name, message, outage)) = unsure.first().cloned() else {
+        if ours {
             plan.status
                 .pause_conditions
                 .retain(|p| p.reason != PauseReason::InconclusiveAnalysis);
-            if plan.status.pause_conditions.is_empty() {
-                plan.status.controller_pause = None;
-            }
+            let step_pause = plan.status.pause_conditions.iter().any(|p| {
+                matches!(
+                    p.reason,
+                    PauseReason::CanaryPauseStep | PauseReason::BlueGreenPause
+                )
+            });
+            plan.status.controller_pause = step_pause.then_some(true);
             plan.event(
                 EventType::Normal,
                 "AnalysisResumed",
-                format!("{what} {name} is measuring again; the release goes on"),
+                format!("{at}analysis is measuring again; the release goes on"),
             );
-            Hold::Free
         }
-        _ => Hold::Free,
+        return Hold::Free;
+    };
+    let why = format!("{at}{what} {name} is inconclusive: {message}; promote to go on or abort");
+    if ours {
+        plan.status.message = Some(why);
+        return Hold::Paused;
     }
+    if plan.status.controller_pause == Some(true) && plan.status.pause_conditions.is_empty() {
+        // The pause Sluice set was cleared by a person: a promotion.
+        plan.status.controller_pause = None;
+        for (what, name, _, _) in &unsure {
+            analysis::accept(plan, obs, name);
+            plan.event(
+                EventType::Normal,
+                "Promoted",
+                format!("{at}inconclusive {what} {name} accepted on request"),
+            );
+        }
+        return Hold::Promoted;
+    }
+    plan.status.pause_conditions.push(PauseCondition {
+        reason: PauseReason::InconclusiveAnalysis,
+        start_time: Time(now),
+    });
+    plan.status.controller_pause = Some(true);
+    plan.status.message = Some(why);
+    let then = if outage {
+        "; the release resumes by itself when measuring works again"
+    } else {
+        ""
+    };
+    plan.event(
+        EventType::Warning,
+        "AnalysisInconclusive",
+        format!("{what} {name} is inconclusive: {message}{then}"),
+    );
+    Hold::Paused
 }
 
 /// Copies the observed phase and message of the runs the status names into it.

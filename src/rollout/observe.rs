@@ -123,6 +123,8 @@ pub struct Observed {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ObservedRun {
     pub name: String,
+    /// The revision it judges (its `rollouts-pod-template-hash` label).
+    pub hash: String,
     pub phase: Option<AnalysisPhase>,
     pub message: Option<String>,
     /// `spec.terminate` is set: Sluice no longer acts on its verdict.

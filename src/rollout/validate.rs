@@ -88,7 +88,7 @@ pub fn validate(ro: &Rollout, obs: &Observed) -> Result<(), InvalidSpec> {
                 "must differ from activeService",
             ));
         }
-        return analysis_problems(obs);
+        return Ok(());
     }
     let Some(canary) = &spec.strategy.canary else {
         return Err(invalid(
@@ -156,12 +156,12 @@ pub fn validate(ro: &Rollout, obs: &Observed) -> Result<(), InvalidSpec> {
             ));
         }
     }
-    analysis_problems(obs)
+    Ok(())
 }
 
 /// An analysis whose templates are missing or do not make a valid run (a condition that does
 /// not compile, an argument without a value) is refused before the release starts.
-fn analysis_problems(obs: &Observed) -> Result<(), InvalidSpec> {
+pub fn analysis_problems(obs: &Observed) -> Result<(), InvalidSpec> {
     for (field, built) in &obs.analysis {
         if let Err(e) = built {
             return Err(invalid(field.clone(), e.clone()));
