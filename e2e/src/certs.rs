@@ -73,13 +73,15 @@ fn client(
     })
 }
 
-/// Generates the PKI into `dir`. `service_ip` is the first address of the service range
-/// (the `kubernetes` Service), named in the serving certificate as the real one is.
-pub fn generate(dir: &Path, service_ip: Ipv4Addr) -> Result<Pki, CertError> {
+/// A self-signed CA named `common_name`: its certificate (PEM), its key (PEM), and the
+/// issuer that signs with it.
+pub fn new_ca(
+    common_name: &str,
+) -> Result<(String, String, Issuer<'static, KeyPair>), rcgen::Error> {
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "sluice-e2e-ca");
+    dn.push(DnType::CommonName, common_name);
     ca_params.distinguished_name = dn;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.key_usages = vec![
@@ -88,9 +90,14 @@ pub fn generate(dir: &Path, service_ip: Ipv4Addr) -> Result<Pki, CertError> {
         KeyUsagePurpose::DigitalSignature,
     ];
     let ca_cert = ca_params.self_signed(&ca_key)?;
-    let ca_pem = ca_cert.pem();
-    let ca_key_pem = ca_key.serialize_pem();
-    let issuer = Issuer::new(ca_params, ca_key);
+    let (cert_pem, key_pem) = (ca_cert.pem(), ca_key.serialize_pem());
+    Ok((cert_pem, key_pem, Issuer::new(ca_params, ca_key)))
+}
+
+/// Generates the PKI into `dir`. `service_ip` is the first address of the service range
+/// (the `kubernetes` Service), named in the serving certificate as the real one is.
+pub fn generate(dir: &Path, service_ip: Ipv4Addr) -> Result<Pki, CertError> {
+    let (ca_pem, ca_key_pem, issuer) = new_ca("sluice-e2e-ca")?;
 
     let serving_key = KeyPair::generate()?;
     let mut serving = CertificateParams::new(vec![

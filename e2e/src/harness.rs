@@ -133,23 +133,31 @@ pub async fn install_crds(client: &Client, dir: &Path) -> anyhow::Result<Vec<Str
         names.push(name);
     }
     for name in &names {
-        wait_for(
-            &format!("CRD {name} Established"),
-            Duration::from_secs(60),
-            || async {
-                let crd = api.get(name).await?;
-                let ok = crd
-                    .status
-                    .and_then(|s| s.conditions)
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True");
-                Ok(ok.then_some(()))
-            },
-        )
-        .await?;
+        wait_established(&api, name).await?;
     }
     Ok(names)
+}
+
+/// Waits until the CRD `name` is Established (its resources are served).
+pub async fn wait_established(
+    api: &Api<CustomResourceDefinition>,
+    name: &str,
+) -> anyhow::Result<()> {
+    wait_for(
+        &format!("CRD {name} Established"),
+        Duration::from_secs(60),
+        || async {
+            let crd = api.get(name).await?;
+            let ok = crd
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            Ok(ok.then_some(()))
+        },
+    )
+    .await
 }
 
 /// The directory with Sluice's generated CRDs.

@@ -4,14 +4,13 @@
 //! `config/crd/standard/`), never copied into the repository.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::Context;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 
-use crate::wait_for;
+use crate::harness::wait_established;
 
 /// The CRDs the routers use.
 pub const ROUTER_CRDS: &[&str] = &[
@@ -83,21 +82,7 @@ pub async fn install_router_crds(client: &Client) -> anyhow::Result<()> {
                     found.iter().any(|f| f == want),
                     "CRD {want} is not in the pinned releases"
                 );
-                wait_for(
-                    &format!("CRD {want} Established"),
-                    Duration::from_secs(60),
-                    || async {
-                        let crd = api.get(want).await?;
-                        let ok = crd
-                            .status
-                            .and_then(|s| s.conditions)
-                            .unwrap_or_default()
-                            .iter()
-                            .any(|c| c.type_ == "Established" && c.status == "True");
-                        Ok(ok.then_some(()))
-                    },
-                )
-                .await?;
+                wait_established(&api, want).await?;
             }
             Ok(())
         })

@@ -8,7 +8,9 @@ use crate::api::rollout::{PauseReason, RolloutPhase, RolloutSpec, RolloutStatus}
 use crate::rollout::conditions;
 use crate::rollout::decide::decide;
 use crate::rollout::observe::ObservedRs;
-use crate::rollout::test_support::{at, hash, reasons, replicas_of, rs, service, step, template};
+use crate::rollout::test_support::{
+    self, at, hash, reasons, replicas_of, rs, service, step, template,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::json;
 
@@ -442,35 +444,19 @@ fn an_accepted_verdict_survives_a_restart_between_the_two_writes() {
 }
 
 fn blue_green(extra: serde_json::Value) -> Rollout {
-    let mut strategy = json!({"activeService": "web-active", "previewService": "web-preview", "scaleDownDelaySeconds": 10});
-    if let (Some(s), Some(e)) = (strategy.as_object_mut(), extra.as_object()) {
-        s.extend(e.clone());
+    let mut ro = test_support::blue_green(extra);
+    if let Some(s) = ro.status.as_mut() {
+        s.release_count = Some(2);
     }
-    let spec: RolloutSpec = serde_json::from_value(json!({
-        "replicas": 3,
-        "selector": {"matchLabels": {"app": "web"}},
-        "template": template("web:2"),
-        "strategy": {"blueGreen": strategy}
-    }))
-    .expect("spec");
-    let mut ro = Rollout::new("web", spec);
-    ro.metadata.generation = Some(1);
-    ro.status = Some(RolloutStatus {
-        stable_rs: Some(hash("web:1")),
-        current_pod_hash: Some(hash("web:2")),
-        release_count: Some(2),
-        ..Default::default()
-    });
     ro
 }
 
 fn bg_world(sets: Vec<ObservedRs>, fields: &[&str], runs: Vec<ObservedRun>) -> Observed {
-    let mut obs = world(sets, fields, runs);
-    obs.services = [("web-active", true), ("web-preview", true)]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-    obs
+    Observed {
+        analysis: fields.iter().map(|f| (f.to_string(), spec_ok())).collect(),
+        runs,
+        ..test_support::blue_green_world(sets)
+    }
 }
 
 #[test]

@@ -91,6 +91,18 @@ pub fn selector_patch(hash: Option<&str>) -> Patch<serde_json::Value> {
     Patch::Merge(json!({"spec": {"selector": {LABEL_POD_TEMPLATE_HASH: hash}}}))
 }
 
+/// A write to an object that is already gone has nothing left to do.
+fn gone_is_fine<T>(r: Result<T, Error>) -> Result<(), Error> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(Error::Kube {
+            source: kube::Error::Api(e),
+            ..
+        }) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// The owner reference of everything the Rollout owns (ReplicaSets, AnalysisRuns).
 pub fn owner(ro: &Rollout) -> OwnerReference {
     OwnerReference {
@@ -191,19 +203,13 @@ pub async fn apply(
     }
     for old in &plan.delete_replica_sets {
         writes.add();
-        match timed(
-            "delete ReplicaSet",
-            rs_api.delete(old, &DeleteParams::background()),
-        )
-        .await
-        {
-            Ok(_) => {}
-            Err(Error::Kube {
-                source: kube::Error::Api(e),
-                ..
-            }) if e.code == 404 => {}
-            Err(e) => return Err(e),
-        }
+        gone_is_fine(
+            timed(
+                "delete ReplicaSet",
+                rs_api.delete(old, &DeleteParams::background()),
+            )
+            .await,
+        )?;
     }
 
     // 2b. AnalysisRuns: created once (owned by the Rollout), stopped when no longer needed.
@@ -229,43 +235,31 @@ pub async fn apply(
     }
     for n in &plan.terminate_runs {
         writes.add();
-        match timed(
-            "terminate AnalysisRun",
-            run_api.patch(
-                n,
-                &PatchParams {
-                    field_manager: Some(FIELD_MANAGER_CONTROLLER.into()),
-                    ..Default::default()
-                },
-                &Patch::Merge(json!({"spec": {"terminate": true}})),
-            ),
-        )
-        .await
-        {
-            Ok(_) => {}
-            Err(Error::Kube {
-                source: kube::Error::Api(e),
-                ..
-            }) if e.code == 404 => {}
-            Err(e) => return Err(e),
-        }
+        gone_is_fine(
+            timed(
+                "terminate AnalysisRun",
+                run_api.patch(
+                    n,
+                    &PatchParams {
+                        field_manager: Some(FIELD_MANAGER_CONTROLLER.into()),
+                        ..Default::default()
+                    },
+                    &Patch::Merge(json!({"spec": {"terminate": true}})),
+                ),
+            )
+            .await,
+        )?;
     }
 
     for n in &plan.delete_runs {
         writes.add();
-        match timed(
-            "delete AnalysisRun",
-            run_api.delete(n, &DeleteParams::background()),
-        )
-        .await
-        {
-            Ok(_) => {}
-            Err(Error::Kube {
-                source: kube::Error::Api(e),
-                ..
-            }) if e.code == 404 => {}
-            Err(e) => return Err(e),
-        }
+        gone_is_fine(
+            timed(
+                "delete AnalysisRun",
+                run_api.delete(n, &DeleteParams::background()),
+            )
+            .await,
+        )?;
     }
 
     // 3. Status: replaced whole, guarded by resourceVersion so a control written meanwhile

@@ -14,8 +14,8 @@ use crate::api::rollout::{
 use super::analysis::{self, Verdict};
 use super::conditions;
 use super::decide::{
-    EventType, Hold, Plan, RsPlan, ServicePlan, abort_or_retry, after, find, inconclusive_pause,
-    mark_aborted, refresh_run_status, set_phase,
+    EventType, Hold, Plan, RsPlan, ServicePlan, abort_on_failed_run, abort_or_retry, after, find,
+    inconclusive_pause, refresh_run_status, set_phase,
 };
 use super::observe::Observed;
 
@@ -63,27 +63,18 @@ pub(super) fn decide(
 
     // A failed analysis aborts in this same reconcile: the active Service stays on (or goes
     // back to) the stable revision.
-    if desired != stable
-        && plan.status.abort != Some(true)
-        && plan.status.promote_full != Some(true)
-    {
-        for (what, name) in [
-            ("pre-promotion analysis", pre_run.as_ref()),
-            ("post-promotion analysis", post_run.as_ref()),
-        ] {
-            if let Some(name) = name
-                && let Some(run) = analysis::observed(obs, name)
-                && !run.terminated
-                && let Verdict::Failed(why) = analysis::verdict(run)
-            {
-                plan.status.abort = Some(true);
-                let message = format!(
-                    "revision {desired} aborted: {what} {name} failed: {why}; the active Service stays on stable {stable}"
-                );
-                mark_aborted(plan, message, generation, now);
-                break;
-            }
-        }
+    if desired != stable {
+        abort_on_failed_run(
+            plan,
+            obs,
+            &[
+                ("pre-promotion analysis", pre_run.as_deref()),
+                ("post-promotion analysis", post_run.as_deref()),
+            ],
+            desired,
+            &format!("the active Service stays on stable {stable}"),
+            now,
+        );
     }
 
     // (active, preview) selectors.

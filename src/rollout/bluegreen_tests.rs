@@ -1,47 +1,13 @@
 //! Table tests of blue-green decisions.
 
 use super::*;
-use crate::api::rollout::RolloutSpec;
 use crate::rollout::decide::decide as decide_all;
-use crate::rollout::observe::ObservedRs;
-use crate::rollout::test_support::{at, hash, reasons, replicas_of, rs, service, step, template};
+use crate::rollout::test_support::{
+    at, blue_green as rollout, blue_green_world as observed, hash, reasons, replicas_of, rs,
+    service, step,
+};
 use proptest::prelude::*;
 use serde_json::json;
-
-fn rollout(bg: serde_json::Value) -> Rollout {
-    let mut strategy = json!({"activeService": "web-active", "previewService": "web-preview", "scaleDownDelaySeconds": 10, "abortScaleDownDelaySeconds": 5});
-    if let (Some(s), Some(extra)) = (strategy.as_object_mut(), bg.as_object()) {
-        s.extend(extra.clone());
-    }
-    let spec: RolloutSpec = serde_json::from_value(json!({
-        "replicas": 3,
-        "selector": {"matchLabels": {"app": "web"}},
-        "template": template("web:2"),
-        "strategy": {"blueGreen": strategy}
-    }))
-    .expect("spec");
-    let mut ro = Rollout::new("web", spec);
-    ro.metadata.generation = Some(1);
-    ro.status = Some(RolloutStatus {
-        stable_rs: Some(hash("web:1")),
-        current_pod_hash: Some(hash("web:2")),
-        ..Default::default()
-    });
-    ro
-}
-
-fn observed(sets: Vec<ObservedRs>) -> Observed {
-    let services = [("web-active", true), ("web-preview", true)]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-    Observed {
-        template: Some(template("web:2")),
-        replica_sets: sets,
-        services,
-        ..Default::default()
-    }
-}
 
 #[test]
 fn preview_runs_beside_the_active_until_available() {

@@ -740,25 +740,17 @@ fn release(
         .map(|_| analysis::run_name(ro, desired, "background", release));
     refresh_run_status(plan, obs);
     // A failed analysis aborts in this same reconcile, so traffic leaves the canary at once.
-    if plan.status.abort != Some(true) && plan.status.promote_full != Some(true) {
-        for (what, name) in [
-            ("step analysis", step_run.as_ref()),
-            ("background analysis", background_run.as_ref()),
-        ] {
-            if let Some(name) = name
-                && let Some(run) = analysis::observed(obs, name)
-                && !run.terminated
-                && let Verdict::Failed(why) = analysis::verdict(run)
-            {
-                plan.status.abort = Some(true);
-                let message = format!(
-                    "revision {desired} aborted: {what} {name} failed: {why}; all traffic back to stable {stable}"
-                );
-                mark_aborted(plan, message, generation, now);
-                break;
-            }
-        }
-    }
+    abort_on_failed_run(
+        plan,
+        obs,
+        &[
+            ("step analysis", step_run.as_deref()),
+            ("background analysis", background_run.as_deref()),
+        ],
+        desired,
+        &format!("all traffic back to stable {stable}"),
+        now,
+    );
 
     if let Some(aborted_at) = abort_or_retry(plan, new_rs, desired, stable, generation, now) {
         // No run is active any more: `tidy` stops them.
@@ -1091,6 +1083,35 @@ fn release(
         now,
     );
     basic_targets(canary, replicas, w, idx + 1)
+}
+
+/// A failed run (not stopped) among `runs` aborts the release in this same reconcile, so
+/// traffic goes back before anything else happens. `then` says where traffic goes.
+pub(super) fn abort_on_failed_run(
+    plan: &mut Plan,
+    obs: &Observed,
+    runs: &[(&str, Option<&str>)],
+    desired: &str,
+    then: &str,
+    now: Timestamp,
+) {
+    if plan.status.abort == Some(true) || plan.status.promote_full == Some(true) {
+        return;
+    }
+    for (what, name) in runs {
+        if let Some(name) = name
+            && let Some(run) = analysis::observed(obs, name)
+            && !run.terminated
+            && let Verdict::Failed(why) = analysis::verdict(run)
+        {
+            plan.status.abort = Some(true);
+            let message =
+                format!("revision {desired} aborted: {what} {name} failed: {why}; {then}");
+            let generation = plan.status.observed_generation;
+            mark_aborted(plan, message, generation, now);
+            return;
+        }
+    }
 }
 
 /// What an inconclusive analysis does to the release.

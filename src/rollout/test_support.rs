@@ -68,3 +68,41 @@ pub fn service(plan: &Plan, name: &str) -> Option<String> {
         .find(|s| s.name == name)
         .map(|s| s.hash.clone())
 }
+
+/// A blue-green Rollout of `web:2` over stable `web:1` (3 replicas), with `extra` merged into
+/// its strategy.
+pub fn blue_green(extra: serde_json::Value) -> Rollout {
+    let mut strategy = json!({"activeService": "web-active", "previewService": "web-preview", "scaleDownDelaySeconds": 10, "abortScaleDownDelaySeconds": 5});
+    if let (Some(s), Some(extra)) = (strategy.as_object_mut(), extra.as_object()) {
+        s.extend(extra.clone());
+    }
+    let spec: crate::api::rollout::RolloutSpec = serde_json::from_value(json!({
+        "replicas": 3,
+        "selector": {"matchLabels": {"app": "web"}},
+        "template": template("web:2"),
+        "strategy": {"blueGreen": strategy}
+    }))
+    .expect("spec");
+    let mut ro = Rollout::new("web", spec);
+    ro.metadata.generation = Some(1);
+    ro.status = Some(crate::api::rollout::RolloutStatus {
+        stable_rs: Some(hash("web:1")),
+        current_pod_hash: Some(hash("web:2")),
+        ..Default::default()
+    });
+    ro
+}
+
+/// What a blue-green Rollout sees: its template, `sets`, and both Services.
+pub fn blue_green_world(sets: Vec<ObservedRs>) -> Observed {
+    let services = [("web-active", true), ("web-preview", true)]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    Observed {
+        template: Some(template("web:2")),
+        replica_sets: sets,
+        services,
+        ..Default::default()
+    }
+}
