@@ -57,6 +57,7 @@ fn world(sets: Vec<ObservedRs>, fields: &[&str], runs: Vec<ObservedRun>) -> Obse
         analysis: fields.iter().map(|f| (f.to_string(), spec_ok())).collect(),
         runs,
         workload_replicas: None,
+        traffic: Default::default(),
     }
 }
 

@@ -156,6 +156,13 @@ pub async fn apply(
         .await?;
     }
 
+    // 1b. Traffic routers (Istio, Gateway API): weights, header routes, subsets.
+    if let (Some(state), Some(canary)) = (&plan.traffic, &ro.spec.strategy.canary)
+        && let Some(router) = crate::traffic::router::router_for(canary)
+    {
+        crate::traffic::kube::apply(client, &ns, router.as_ref(), state, writes).await?;
+    }
+
     // 2. ReplicaSets: one server-side apply per changed ReplicaSet, with its full desired state.
     let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns);
     for rp in &plan.replica_sets {

@@ -14,8 +14,8 @@ use crate::api::rollout::{
 use super::analysis::{self, Verdict};
 use super::conditions;
 use super::decide::{
-    EventType, Hold, Plan, RsPlan, ServicePlan, abort_on_failed_run, abort_or_retry, after, find,
-    inconclusive_pause, refresh_run_status, set_phase,
+    EventType, Hold, Plan, RsPlan, ServicePlan, abort_on_failed_run, abort_or_retry, after,
+    delayed_scale_down, find, inconclusive_pause, refresh_run_status, set_phase,
 };
 use super::observe::Observed;
 
@@ -250,30 +250,13 @@ pub(super) fn decide(
             scale_down_at: None,
         });
     }
-    let delay = i64::from(bg.scale_down_delay_seconds());
-    for rs in obs
-        .replica_sets
-        .iter()
-        .filter(|r| r.hash != desired && r.hash != active && r.replicas > 0)
-    {
-        match rs.scale_down_at {
-            Some(t) if now >= t => plan.replica_sets.push(RsPlan {
-                hash: rs.hash.clone(),
-                replicas: 0,
-                scale_down_at: Some(t),
-            }),
-            Some(t) => plan.requeue_at(t, now),
-            None => {
-                let t = after(now, delay);
-                plan.replica_sets.push(RsPlan {
-                    hash: rs.hash.clone(),
-                    replicas: rs.replicas,
-                    scale_down_at: Some(t),
-                });
-                plan.requeue_at(t, now);
-            }
-        }
-    }
+    delayed_scale_down(
+        plan,
+        obs,
+        &[desired, &active],
+        i64::from(bg.scale_down_delay_seconds()),
+        now,
+    );
 
     if let Some(preview) = &bg.preview_service {
         plan.services.push(ServicePlan {

@@ -38,6 +38,8 @@ use super::decide::{DEFAULT_RESTART_THRESHOLD, decide};
 use super::error::Error;
 use super::hash::pod_template_hash;
 use super::observe::{Observed, ObservedRs, ObservedRun, diagnose};
+use crate::traffic::RouteState;
+use crate::traffic::router::router_for;
 
 /// Counts API writes, so a reconcile that changes nothing can be seen to write nothing (in the
 /// log per reconcile, and in `sluice_api_writes_total`).
@@ -209,6 +211,7 @@ async fn observe(ro: &Rollout, ctx: &Context) -> Result<World, Error> {
         Some(t) => declared_analysis(ro, client, &ns, &pod_template_hash(t)).await?,
         None => BTreeMap::new(),
     };
+    let traffic = traffic_problems(ro, client, &ns).await?;
     Ok(World {
         observed: Observed {
             template,
@@ -217,6 +220,7 @@ async fn observe(ro: &Rollout, ctx: &Context) -> Result<World, Error> {
             services: exists,
             analysis,
             runs,
+            traffic,
         },
         replica_sets,
         services,
@@ -253,8 +257,11 @@ async fn cleanup(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
         )
         .await?;
     }
+    if let Some(router) = ro.spec.strategy.canary.as_ref().and_then(router_for) {
+        crate::traffic::kube::restore(&ctx.client, &ns, router.as_ref(), &ctx.writes).await?;
+    }
     ctx.metrics.forget_rollout(&ns, &ro.name_any());
-    info!("Rollout deleted; Services given back");
+    info!("Rollout deleted; Services and traffic routes given back");
     Ok(Action::await_change())
 }
 
@@ -375,6 +382,86 @@ async fn declared_analysis(
             }
         };
         out.insert(field, built);
+    }
+    Ok(out)
+}
+
+/// What the traffic router's objects lack, by the Rollout field that names them; also
+/// refuses an object another (older) Rollout already routes.
+async fn traffic_problems(
+    ro: &Rollout,
+    client: &Client,
+    ns: &str,
+) -> Result<BTreeMap<String, Result<(), String>>, Error> {
+    let Some(canary) = &ro.spec.strategy.canary else {
+        return Ok(BTreeMap::new());
+    };
+    let Some(router) = router_for(canary) else {
+        return Ok(BTreeMap::new());
+    };
+    // Checked against every header route any step sets, so a step never fails later.
+    let mut header_routes: Vec<(String, Vec<crate::traffic::HeaderMatch>)> = Vec::new();
+    for h in canary
+        .steps()
+        .iter()
+        .filter_map(|s| s.set_header_route.as_ref())
+    {
+        let m: Vec<_> = h
+            .matches
+            .iter()
+            .flatten()
+            .filter_map(crate::traffic::HeaderMatch::from_api)
+            .collect();
+        if !m.is_empty() && !header_routes.iter().any(|(n, _)| n == &h.name) {
+            header_routes.push((h.name.clone(), m));
+        }
+    }
+    let state = RouteState {
+        header_routes,
+        stable_hash: "stable".into(),
+        canary_hash: "canary".into(),
+        ..Default::default()
+    };
+    let mut out = crate::traffic::kube::verify(client, ns, router.as_ref(), &state).await?;
+    // Two Rollouts must not route one object: the younger one is refused.
+    let others = timed(
+        "list Rollouts",
+        Api::<Rollout>::namespaced(client.clone(), ns).list(&ListParams::default()),
+    )
+    .await?
+    .items;
+    let mine = router.targets();
+    let key = |r: &Rollout| {
+        (
+            r.metadata.creation_timestamp.clone().map(|t| t.0),
+            r.name_any(),
+        )
+    };
+    for other in others
+        .iter()
+        .filter(|o| o.uid() != ro.uid() && key(o) < key(ro))
+    {
+        let Some(theirs) = other.spec.strategy.canary.as_ref().and_then(router_for) else {
+            continue;
+        };
+        let theirs = theirs.targets();
+        for t in &mine {
+            let same = theirs.iter().any(|o| {
+                o.kind == t.kind
+                    && o.name == t.name
+                    && o.namespace.as_deref().unwrap_or(ns) == t.namespace.as_deref().unwrap_or(ns)
+            });
+            if same {
+                out.insert(
+                    t.field.clone(),
+                    Err(format!(
+                        "{} is already routed by Rollout {:?}",
+                        t.describe(),
+                        other.name_any()
+                    )),
+                );
+            }
+        }
     }
     Ok(out)
 }

@@ -19,6 +19,7 @@ use super::hash::pod_template_hash;
 use super::observe::{Observed, ObservedRs};
 use super::replicas::{Counts, Group, Limits, Targets, canary_replicas, next_scale};
 use super::validate::{analysis_problems, validate};
+use crate::traffic::{HeaderMatch, RouteState, Weights};
 use kube::ResourceExt;
 
 /// Every Event reason `decide` can emit (the bounded label set of the decisions metric).
@@ -95,6 +96,8 @@ pub struct Plan {
     pub delete_runs: Vec<String>,
     /// The runs this release still relies on; every other run that measures is stopped.
     pub active_runs: Vec<String>,
+    /// What the traffic router (Istio, Gateway API) must say, when the Rollout has one.
+    pub traffic: Option<RouteState>,
 }
 
 impl Plan {
@@ -483,6 +486,23 @@ fn decide_release(ro: &Rollout, obs: &Observed, now: Timestamp) -> Plan {
         )
     };
 
+    if canary.traffic_routing.is_some() {
+        routed(
+            ro,
+            canary,
+            obs,
+            &prev,
+            &desired,
+            &stable,
+            targets,
+            new_hold,
+            &services_hash,
+            now,
+            &mut plan,
+        );
+        return plan;
+    }
+
     // Replica moves: the new revision and the stable; everything older goes to zero.
     let counts = Counts {
         new: cur(&desired),
@@ -610,6 +630,215 @@ fn decide_release(ro: &Rollout, obs: &Observed, now: Timestamp) -> Plan {
         }
     }
     plan
+}
+
+/// The header routes in force after the first `upto` steps: the last `setHeaderRoute` of each
+/// name with matches (one without matches removes the route).
+pub(super) fn header_routes_at(
+    canary: &CanaryStrategy,
+    upto: usize,
+) -> Vec<(String, Vec<HeaderMatch>)> {
+    let mut routes: Vec<(String, Vec<HeaderMatch>)> = Vec::new();
+    for s in canary.steps().iter().take(upto) {
+        if let Some(h) = &s.set_header_route {
+            routes.retain(|(n, _)| n != &h.name);
+            let matches: Vec<HeaderMatch> = h
+                .matches
+                .iter()
+                .flatten()
+                .filter_map(HeaderMatch::from_api)
+                .collect();
+            if !matches.is_empty() {
+                routes.push((h.name.clone(), matches));
+            }
+        }
+    }
+    routes
+}
+
+/// A canary with a traffic router: the router carries the weight, so the stable keeps all
+/// its pods until the new revision is stable, and the canary has the pods its weight (or
+/// `setCanaryScale`) needs, ready before the weight reaches them. After the switch the old
+/// stable keeps its pods for `scaleDownDelaySeconds` while traffic drains from it.
+#[allow(clippy::too_many_arguments)]
+fn routed(
+    ro: &Rollout,
+    canary: &CanaryStrategy,
+    obs: &Observed,
+    prev: &RolloutStatus,
+    desired: &str,
+    stable: &str,
+    targets: Targets,
+    hold: Option<i32>,
+    services_hash: &(String, String),
+    now: Timestamp,
+    plan: &mut Plan,
+) {
+    let generation = ro.metadata.generation;
+    let replicas = ro.spec.replicas();
+    let steps = canary.steps();
+    let new_stable = plan.status.stable_rs.clone().unwrap_or_default();
+    let settled = new_stable == desired;
+    let aborted = plan.status.abort == Some(true);
+    let idx = plan
+        .status
+        .current_step_index
+        .unwrap_or(0)
+        .clamp(0, steps.len() as i32) as usize;
+
+    // Pods.
+    let new_count = if settled {
+        replicas
+    } else {
+        targets.new.max(hold.unwrap_or(0))
+    };
+    plan.replica_sets.push(RsPlan {
+        hash: desired.to_string(),
+        replicas: new_count,
+        scale_down_at: None,
+    });
+    if !settled {
+        plan.replica_sets.push(RsPlan {
+            hash: stable.to_string(),
+            replicas,
+            scale_down_at: None,
+        });
+    }
+    delayed_scale_down(
+        plan,
+        obs,
+        &[desired, &new_stable],
+        i64::from(canary.scale_down_delay_seconds()),
+        now,
+    );
+    revision_history(ro, obs, plan, &[desired, &new_stable]);
+
+    // Services: the stable and canary Services select their revisions.
+    for (svc, hash) in [
+        (&canary.stable_service, &services_hash.0),
+        (&canary.canary_service, &services_hash.1),
+    ] {
+        if let Some(name) = svc {
+            plan.services.push(ServicePlan {
+                name: name.clone(),
+                hash: hash.clone(),
+            });
+        }
+    }
+
+    // Traffic: the weight of the steps done; none on an abort or once settled. A full
+    // promotion keeps the weight where it was until the switch: the canary's pods may not
+    // be ready for more.
+    let prev_weight = prev
+        .canary
+        .as_ref()
+        .and_then(|c| c.weights.as_ref())
+        .map(|w| w.canary.weight)
+        .unwrap_or(0);
+    let weight = if aborted || settled {
+        0
+    } else if plan.status.promote_full == Some(true) {
+        prev_weight.min(weight_at(canary, steps.len()))
+    } else {
+        weight_at(canary, idx.min(steps.len()))
+    };
+    let header_routes = if aborted || settled {
+        Vec::new()
+    } else {
+        header_routes_at(canary, idx)
+    };
+    let weights = Weights::canary(weight);
+    plan.traffic = Some(RouteState {
+        weights,
+        header_routes,
+        stable_hash: new_stable.clone(),
+        canary_hash: if settled || aborted {
+            new_stable.clone()
+        } else {
+            desired.to_string()
+        },
+    });
+    plan.status.canary = Some(CanaryStatus {
+        weights: Some(TrafficWeights {
+            canary: WeightDestination {
+                weight: weights.canary,
+                pod_template_hash: Some(desired.to_string()),
+                service_name: canary.canary_service.clone(),
+            },
+            stable: WeightDestination {
+                weight: weights.stable,
+                pod_template_hash: Some(new_stable.clone()),
+                service_name: canary.stable_service.clone(),
+            },
+        }),
+        ..plan.status.canary.clone().unwrap_or_default()
+    });
+    fill_counts(&mut plan.status, obs);
+    if settled && plan.status.abort != Some(true) {
+        let available = find(obs, desired).map(|r| r.available).unwrap_or(0);
+        if available >= replicas {
+            set_phase(&mut plan.status, RolloutPhase::Healthy, "", generation, now);
+        } else if desired == stable {
+            set_phase(
+                &mut plan.status,
+                RolloutPhase::Progressing,
+                "scaling the stable revision",
+                generation,
+                now,
+            );
+        }
+    }
+}
+
+/// Old revisions outside `keep` keep their pods until their scale-down time (kept in an
+/// annotation on the ReplicaSet, so a restart does not reset it), then go to zero.
+pub(super) fn delayed_scale_down(
+    plan: &mut Plan,
+    obs: &Observed,
+    keep: &[&str],
+    delay_secs: i64,
+    now: Timestamp,
+) {
+    for rs in obs
+        .replica_sets
+        .iter()
+        .filter(|r| !keep.contains(&r.hash.as_str()) && r.replicas > 0)
+    {
+        match rs.scale_down_at {
+            Some(t) if now >= t => plan.replica_sets.push(RsPlan {
+                hash: rs.hash.clone(),
+                replicas: 0,
+                scale_down_at: Some(t),
+            }),
+            Some(t) => plan.requeue_at(t, now),
+            None => {
+                let t = after(now, delay_secs);
+                plan.replica_sets.push(RsPlan {
+                    hash: rs.hash.clone(),
+                    replicas: rs.replicas,
+                    scale_down_at: Some(t),
+                });
+                plan.requeue_at(t, now);
+            }
+        }
+    }
+}
+
+/// Zero-replica old ReplicaSets beyond `revisionHistoryLimit` are deleted, oldest first.
+pub(super) fn revision_history(ro: &Rollout, obs: &Observed, plan: &mut Plan, keep: &[&str]) {
+    let limit = ro.spec.revision_history_limit().max(0) as usize;
+    let mut idle: Vec<&ObservedRs> = obs
+        .replica_sets
+        .iter()
+        .filter(|rs| !keep.contains(&rs.hash.as_str()) && rs.replicas == 0)
+        .collect();
+    if idle.len() > limit {
+        idle.sort_by_key(|rs| rs.created);
+        let excess = idle.len() - limit;
+        for rs in idle.into_iter().take(excess) {
+            plan.delete_replica_sets.push(rs.name.clone());
+        }
+    }
 }
 
 /// Records an abort: when, why (the `Progressing` condition) and a Warning Event.
@@ -762,7 +991,8 @@ fn release(
         );
         // With Services, traffic left the canary through the selectors above, so its pods may
         // linger for `abortScaleDownDelaySeconds`; without, scaling down is what moves traffic.
-        let hold = if canary.canary_service.is_some() && now < scale_down_at {
+        let traffic_moved = canary.canary_service.is_some() || canary.traffic_routing.is_some();
+        let hold = if traffic_moved && now < scale_down_at {
             plan.requeue_at(scale_down_at, now);
             new_rs.map(|r| r.replicas)
         } else {
@@ -1240,13 +1470,13 @@ fn basic_targets(
 ) -> (Targets, Option<i32>) {
     let by_weight = canary_replicas(replicas, weight);
     let new = canary_scale_at(canary, replicas, upto).unwrap_or(by_weight);
-    (
-        Targets {
-            new,
-            stable: replicas - by_weight,
-        },
-        None,
-    )
+    // With a router the weight moves traffic, so the stable keeps every pod.
+    let stable = if canary.traffic_routing.is_some() {
+        replicas
+    } else {
+        replicas - by_weight
+    };
+    (Targets { new, stable }, None)
 }
 
 pub(super) fn fill_counts(st: &mut RolloutStatus, obs: &Observed) {
@@ -1339,3 +1569,7 @@ pub(super) fn set_phase(
 #[cfg(test)]
 #[path = "decide_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "routed_tests.rs"]
+mod routed_tests;

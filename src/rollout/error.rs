@@ -17,6 +17,9 @@ pub enum Error {
     NoNamespace,
     #[error("{0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    /// A traffic router object could not be brought to the state the plan says.
+    #[error("traffic routing: {0}")]
+    Traffic(String),
 }
 
 impl Error {
@@ -31,6 +34,7 @@ impl Error {
             Error::Timeout { .. } => "Timeout",
             Error::Serialize(_) => "Serialize",
             Error::NoNamespace => "NoNamespace",
+            Error::Traffic(_) => "TrafficRouting",
             Error::Finalizer(e) => match e.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(inner)
                 | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.reason(),

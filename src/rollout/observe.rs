@@ -117,6 +117,9 @@ pub struct Observed {
     pub analysis: BTreeMap<String, Result<AnalysisRunSpec, String>>,
     /// The AnalysisRuns the Rollout owns.
     pub runs: Vec<ObservedRun>,
+    /// Each object the traffic router names, by the Rollout field that names it: whether it
+    /// has everything the Rollout needs (`Err` says what is missing).
+    pub traffic: BTreeMap<String, Result<(), String>>,
 }
 
 /// An AnalysisRun owned by the Rollout.

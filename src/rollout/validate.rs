@@ -96,11 +96,29 @@ pub fn validate(ro: &Rollout, obs: &Observed) -> Result<(), InvalidSpec> {
             "exactly one of canary and blueGreen must be set",
         ));
     };
-    if canary.traffic_routing.is_some() {
-        return Err(invalid(
-            "spec.strategy.canary.trafficRouting",
-            "traffic routers are not supported by this version of Sluice yet",
-        ));
+    if let Some(tr) = &canary.traffic_routing {
+        let subsets = tr
+            .istio
+            .as_ref()
+            .is_some_and(|i| i.destination_rule.is_some());
+        if !subsets {
+            for (field, svc) in [
+                ("stableService", &canary.stable_service),
+                ("canaryService", &canary.canary_service),
+            ] {
+                if svc.is_none() {
+                    return Err(invalid(
+                        format!("spec.strategy.canary.{field}"),
+                        "a traffic router splits between the stable and canary Services: name both",
+                    ));
+                }
+            }
+        }
+        for (field, problem) in &obs.traffic {
+            if let Err(e) = problem {
+                return Err(invalid(field.clone(), e.clone()));
+            }
+        }
     }
     Limits::resolve(
         spec.replicas(),
@@ -149,11 +167,22 @@ pub fn validate(ro: &Rollout, obs: &Observed) -> Result<(), InvalidSpec> {
             int_or_string_duration(d)
                 .map_err(|e| invalid(format!("{field}.pause.duration"), e.to_string()))?;
         }
-        if step.set_header_route.is_some() {
-            return Err(invalid(
-                format!("{field}.setHeaderRoute"),
-                "header routes need a traffic router (spec.strategy.canary.trafficRouting)",
-            ));
+        if let Some(h) = &step.set_header_route {
+            let Some(tr) = &canary.traffic_routing else {
+                return Err(invalid(
+                    format!("{field}.setHeaderRoute"),
+                    "header routes need a traffic router (spec.strategy.canary.trafficRouting)",
+                ));
+            };
+            if !tr.managed_routes.iter().flatten().any(|m| m.name == h.name) {
+                return Err(invalid(
+                    format!("{field}.setHeaderRoute.name"),
+                    format!(
+                        "{:?} is not in spec.strategy.canary.trafficRouting.managedRoutes",
+                        h.name
+                    ),
+                ));
+            }
         }
     }
     Ok(())

@@ -5,6 +5,8 @@
 
 pub mod gateway;
 pub mod istio;
+pub mod kube;
+pub mod router;
 
 use crate::api::rollout::{HeaderRoutingMatch, StringMatch};
 
@@ -13,6 +15,13 @@ use crate::api::rollout::{HeaderRoutingMatch, StringMatch};
 pub struct Weights {
     pub stable: i32,
     pub canary: i32,
+}
+
+impl Default for Weights {
+    /// All traffic on stable.
+    fn default() -> Self {
+        Weights::canary(0)
+    }
 }
 
 impl Weights {
@@ -24,6 +33,18 @@ impl Weights {
             canary,
         }
     }
+}
+
+/// What the routers must say at one moment of a release.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteState {
+    pub weights: Weights,
+    /// Managed header routes that should exist now (name, matches); every other managed
+    /// route is removed.
+    pub header_routes: Vec<(String, Vec<HeaderMatch>)>,
+    /// The revisions the stable and canary subsets select (subset-level Istio).
+    pub stable_hash: String,
+    pub canary_hash: String,
 }
 
 /// How a header value is matched.

@@ -1,0 +1,214 @@
+//! Table tests of a canary with a traffic router: the router carries the weight, pods come
+//! first, the stable keeps its pods until the switch and drains after it.
+
+use super::*;
+use crate::api::rollout::{RolloutSpec, RolloutStatus};
+use crate::rollout::test_support::{at, hash, reasons, replicas_of, rs, service, step, template};
+use crate::traffic::MatchValue;
+use serde_json::json;
+
+fn routed(steps: serde_json::Value) -> Rollout {
+    let spec: RolloutSpec = serde_json::from_value(json!({
+        "replicas": 4,
+        "selector": {"matchLabels": {"app": "web"}},
+        "template": template("web:2"),
+        "strategy": {"canary": {
+            "stableService": "web-stable", "canaryService": "web-canary",
+            "scaleDownDelaySeconds": 20, "abortScaleDownDelaySeconds": 10,
+            "trafficRouting": {"istio": {"virtualService": {"name": "web", "routes": ["primary"]}},
+                               "managedRoutes": [{"name": "beta"}]},
+            "steps": steps
+        }}
+    }))
+    .expect("spec");
+    let mut ro = Rollout::new("web", spec);
+    ro.metadata.generation = Some(1);
+    ro.status = Some(RolloutStatus {
+        stable_rs: Some(hash("web:1")),
+        current_pod_hash: Some(hash("web:2")),
+        current_step_index: Some(0),
+        release_count: Some(2),
+        ..Default::default()
+    });
+    ro
+}
+
+fn world(sets: Vec<ObservedRs>) -> Observed {
+    Observed {
+        template: Some(template("web:2")),
+        replica_sets: sets,
+        services: [("web-stable", true), ("web-canary", true)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn weight(plan: &Plan) -> i32 {
+    plan.traffic.as_ref().expect("traffic").weights.canary
+}
+
+const STEPS: &str = r#"[{"setWeight": 25}, {"setHeaderRoute": {"name": "beta", "match": [{"headerName": "x-beta", "headerValue": {"exact": "1"}}]}}, {"pause": {}}, {"setWeight": 50}]"#;
+
+#[test]
+fn canary_pods_are_ready_before_the_weight_reaches_them_and_the_stable_keeps_its_pods() {
+    let mut ro = routed(serde_json::from_str(STEPS).expect("steps"));
+    let plan = step(&mut ro, &world(vec![rs("web:1", 4, 4)]), at(0));
+    assert_eq!(replicas_of(&plan, "web:2"), Some(1), "25% of 4");
+    assert_eq!(
+        replicas_of(&plan, "web:1"),
+        Some(4),
+        "the router moves traffic, not pods"
+    );
+    assert_eq!(weight(&plan), 0, "no traffic before the pod is ready");
+    assert_eq!(plan.status.current_step_index, Some(0));
+    // The canary pod is ready: 25% goes to it, the header route comes, then the pause.
+    let plan = step(
+        &mut ro,
+        &world(vec![rs("web:1", 4, 4), rs("web:2", 1, 1)]),
+        at(5),
+    );
+    assert_eq!(plan.status.current_step_index, Some(2));
+    assert_eq!(weight(&plan), 25);
+    let t = plan.traffic.as_ref().expect("traffic");
+    assert_eq!(
+        t.header_routes,
+        vec![(
+            "beta".to_string(),
+            vec![HeaderMatch {
+                name: "x-beta".into(),
+                value: MatchValue::Exact("1".into())
+            }]
+        )]
+    );
+    assert_eq!(t.canary_hash, hash("web:2"));
+    assert_eq!(service(&plan, "web-canary"), Some(hash("web:2")));
+    assert_eq!(service(&plan, "web-stable"), Some(hash("web:1")));
+    let w = plan
+        .status
+        .canary
+        .as_ref()
+        .and_then(|c| c.weights.clone())
+        .expect("weights");
+    assert_eq!((w.canary.weight, w.stable.weight), (25, 75));
+}
+
+#[test]
+fn the_switch_sends_everything_to_the_new_stable_and_the_old_pods_drain_after_a_delay() {
+    let mut ro = routed(json!([{"setWeight": 50}]));
+    ro.status.as_mut().expect("status").current_step_index = Some(1);
+    let sets = vec![rs("web:1", 4, 4), rs("web:2", 4, 4)];
+    let plan = step(&mut ro, &world(sets.clone()), at(0));
+    assert_eq!(plan.status.stable_rs, Some(hash("web:2")));
+    assert_eq!(
+        weight(&plan),
+        0,
+        "the stable Service now selects the new pods"
+    );
+    assert!(plan.traffic.as_ref().expect("t").header_routes.is_empty());
+    assert_eq!(service(&plan, "web-stable"), Some(hash("web:2")));
+    let old = plan
+        .replica_sets
+        .iter()
+        .find(|r| r.hash == hash("web:1"))
+        .expect("old");
+    assert_eq!(
+        old.replicas, 4,
+        "the old stable keeps serving while traffic drains"
+    );
+    assert_eq!(old.scale_down_at, Some(at(20)));
+    assert!(reasons(&plan).contains(&"RolloutCompleted"));
+    // After the delay it goes to zero.
+    let mut drained = sets.clone();
+    drained[0].scale_down_at = Some(at(20));
+    let plan = step(&mut ro, &world(drained), at(21));
+    assert_eq!(replicas_of(&plan, "web:1"), Some(0));
+    assert_eq!(plan.status.phase, Some(RolloutPhase::Healthy));
+}
+
+#[test]
+fn an_abort_takes_all_traffic_and_header_routes_away_first() {
+    let mut ro = routed(serde_json::from_str(STEPS).expect("steps"));
+    let s = ro.status.as_mut().expect("status");
+    s.current_step_index = Some(2);
+    s.abort = Some(true);
+    let plan = step(
+        &mut ro,
+        &world(vec![rs("web:1", 4, 4), rs("web:2", 1, 1)]),
+        at(0),
+    );
+    assert_eq!(weight(&plan), 0);
+    assert!(plan.traffic.as_ref().expect("t").header_routes.is_empty());
+    assert_eq!(
+        replicas_of(&plan, "web:2"),
+        Some(1),
+        "kept for abortScaleDownDelaySeconds"
+    );
+    assert_eq!(replicas_of(&plan, "web:1"), Some(4));
+    assert_eq!(service(&plan, "web-canary"), Some(hash("web:1")));
+    let plan = step(
+        &mut ro,
+        &world(vec![rs("web:1", 4, 4), rs("web:2", 1, 1)]),
+        at(11),
+    );
+    assert_eq!(replicas_of(&plan, "web:2"), Some(0));
+}
+
+#[test]
+fn a_full_promotion_does_not_raise_the_weight_before_the_pods() {
+    let mut ro = routed(json!([{"setWeight": 10}, {"pause": {}}, {"setWeight": 90}]));
+    let s = ro.status.as_mut().expect("status");
+    s.current_step_index = Some(1);
+    s.promote_full = Some(true);
+    s.canary = Some(CanaryStatus {
+        weights: Some(TrafficWeights {
+            canary: WeightDestination {
+                weight: 10,
+                ..Default::default()
+            },
+            stable: WeightDestination {
+                weight: 90,
+                ..Default::default()
+            },
+        }),
+        ..Default::default()
+    });
+    let plan = step(
+        &mut ro,
+        &world(vec![rs("web:1", 4, 4), rs("web:2", 1, 1)]),
+        at(0),
+    );
+    assert_eq!(weight(&plan), 10);
+    assert_eq!(replicas_of(&plan, "web:2"), Some(4));
+}
+
+#[test]
+fn a_header_route_not_in_managed_routes_or_a_missing_route_is_invalid() {
+    let ro = routed(
+        json!([{"setHeaderRoute": {"name": "other", "match": [{"headerName": "x", "headerValue": {"exact": "1"}}]}}]),
+    );
+    let plan = decide(&ro, &world(vec![rs("web:1", 4, 4)]), at(0));
+    let msg = plan.status.message.expect("message");
+    assert!(
+        msg.contains("setHeaderRoute.name") && msg.contains("managedRoutes"),
+        "{msg}"
+    );
+
+    let ro = routed(json!([{"setWeight": 10}]));
+    let mut obs = world(vec![rs("web:1", 4, 4)]);
+    obs.traffic.insert(
+        "spec.strategy.canary.trafficRouting.istio.virtualServices[0]".into(),
+        Err("VirtualService \"web\" has no http route named \"primary\"".into()),
+    );
+    let plan = decide(&ro, &obs, at(0));
+    let msg = plan.status.message.expect("message");
+    assert!(
+        msg.contains("virtualServices[0]: VirtualService \"web\" has no http route"),
+        "{msg}"
+    );
+    assert!(
+        plan.traffic.is_none() && plan.replica_sets.is_empty(),
+        "nothing is half-written"
+    );
+}

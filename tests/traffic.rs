@@ -1,0 +1,411 @@
+//! Traffic routing through the real `sluice` controller, against Istio's and Gateway API's
+//! real CRDs (from their pinned Go modules): weights read back from the API server at every
+//! step, aborts, deletion, a concurrent writer, and bad input.
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use common::{ControllerProcess, phase, rollouts, wait_status};
+use e2e::{TestEnv, wait_for};
+use k8s_openapi::api::core::v1::Service;
+use kube::Api;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use sluice::api::rollout::{Rollout, RolloutPhase, RolloutStatus};
+
+const LIMIT: Duration = Duration::from_secs(90);
+
+fn dynamic(env: &TestEnv, group: &str, kind: &str) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(group, "v1", kind));
+    Api::namespaced_with(env.client.clone(), &env.namespace, &ar)
+}
+
+fn vs_api(env: &TestEnv) -> Api<DynamicObject> {
+    dynamic(env, "networking.istio.io", "VirtualService")
+}
+
+async fn spec_of(api: &Api<DynamicObject>, name: &str) -> anyhow::Result<Value> {
+    let o = api.get(name).await?;
+    Ok(o.data.get("spec").cloned().unwrap_or(Value::Null))
+}
+
+async fn create(api: &Api<DynamicObject>, obj: Value) -> anyhow::Result<()> {
+    let o: DynamicObject = serde_json::from_value(obj)?;
+    api.create(&PostParams::default(), &o).await?;
+    Ok(())
+}
+
+async fn services(env: &TestEnv) -> anyhow::Result<()> {
+    let api: Api<Service> = env.api();
+    for name in ["web-stable", "web-canary", "web"] {
+        let svc: Service = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}
+        }))?;
+        api.create(&PostParams::default(), &svc).await?;
+    }
+    Ok(())
+}
+
+fn rollout(traffic: Value, steps: Value) -> anyhow::Result<Rollout> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "registry.example/web:1"}]}},
+            "strategy": {"canary": {
+                "stableService": "web-stable", "canaryService": "web-canary",
+                "scaleDownDelaySeconds": 2, "abortScaleDownDelaySeconds": 2,
+                "trafficRouting": traffic, "steps": steps
+            }}
+        }
+    }))?)
+}
+
+async fn set_image(env: &TestEnv, image: &str) -> anyhow::Result<()> {
+    rollouts(env)
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": image}]}}}})),
+        )
+        .await?;
+    Ok(())
+}
+
+async fn promote(env: &TestEnv) -> anyhow::Result<()> {
+    rollouts(env)
+        .patch_status(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"pauseConditions": null}})),
+        )
+        .await?;
+    Ok(())
+}
+
+async fn abort(env: &TestEnv) -> anyhow::Result<()> {
+    rollouts(env)
+        .patch_status(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"abort": true}})),
+        )
+        .await?;
+    Ok(())
+}
+
+async fn paused_at(env: &TestEnv, step: i32) -> anyhow::Result<RolloutStatus> {
+    wait_status(env, "web", &format!("paused at step {step}"), LIMIT, |s| {
+        phase(s) == Some(RolloutPhase::Paused) && s.current_step_index == Some(step)
+    })
+    .await
+}
+
+/// The (stable, canary) weights of the `primary` http route, read from the API server.
+async fn istio_weights(env: &TestEnv) -> anyhow::Result<(i64, i64)> {
+    let spec = spec_of(&vs_api(env), "web").await?;
+    let route = spec["http"]
+        .as_array()
+        .and_then(|h| h.iter().find(|r| r["name"] == "primary"))
+        .context("primary route")?;
+    let w = |host: &str| {
+        route["route"]
+            .as_array()
+            .and_then(|d| {
+                d.iter().find(|d| {
+                    d["destination"]["host"] == host || d["destination"]["subset"] == host
+                })
+            })
+            .and_then(|d| d["weight"].as_i64())
+            .unwrap_or(-1)
+    };
+    Ok((
+        w("web-stable").max(w("stable")),
+        w("web-canary").max(w("canary")),
+    ))
+}
+
+fn route_names(spec: &Value) -> Vec<String> {
+    spec["http"]
+        .as_array()
+        .map(|h| {
+            h.iter()
+                .filter_map(|r| r["name"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+const STEPS: &str = r#"[{"setWeight": 20}, {"setHeaderRoute": {"name": "beta", "match": [{"headerName": "x-beta", "headerValue": {"exact": "yes"}}]}}, {"pause": {}}, {"setWeight": 60}, {"pause": {}}]"#;
+
+#[tokio::test]
+async fn istio_host_level_canary_walks_its_steps_aborts_and_gives_the_route_back() {
+    TestEnv::run("traffic-istio-host", |env| async move {
+        e2e::routers::install_router_crds(&env.client).await?;
+        services(&env).await?;
+        let vs = json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "web"},
+            "spec": {"hosts": ["web"], "http": [
+                {"name": "admin", "match": [{"uri": {"prefix": "/admin"}}], "route": [{"destination": {"host": "web-stable"}}]},
+                {"name": "primary", "retries": {"attempts": 3}, "route": [
+                    {"destination": {"host": "web-stable"}, "weight": 100},
+                    {"destination": {"host": "web-canary"}, "weight": 0}]}]}
+        });
+        create(&vs_api(&env), vs).await?;
+        let written = spec_of(&vs_api(&env), "web").await?;
+        let _c = ControllerProcess::start(&env)?;
+        let ro = rollout(
+            json!({"istio": {"virtualService": {"name": "web", "routes": ["primary"]}}, "managedRoutes": [{"name": "beta"}]}),
+            serde_json::from_str(STEPS)?,
+        )?;
+        rollouts(&env).create(&PostParams::default(), &ro).await?;
+        wait_status(&env, "web", "v1 Healthy", LIMIT, |s| phase(s) == Some(RolloutPhase::Healthy)).await?;
+        ensure!(istio_weights(&env).await? == (100, 0));
+
+        set_image(&env, "registry.example/web:2").await?;
+        paused_at(&env, 2).await?;
+        ensure!(istio_weights(&env).await? == (80, 20), "step 0: {:?}", istio_weights(&env).await?);
+        let spec = spec_of(&vs_api(&env), "web").await?;
+        ensure!(route_names(&spec) == ["beta", "admin", "primary"], "{spec}");
+        ensure!(spec["http"][0]["match"] == json!([{"headers": {"x-beta": {"exact": "yes"}}}]), "{spec}");
+        ensure!(spec["http"][2]["retries"] == json!({"attempts": 3}), "the user's fields stay");
+        // Another field manager changes an unrelated part mid-rollout.
+        vs_api(&env)
+            .patch(
+                "web",
+                &PatchParams {
+                    field_manager: Some("someone-else".into()),
+                    ..Default::default()
+                },
+                &Patch::Merge(json!({"spec": {"gateways": ["mesh", "shop-gateway"]}})),
+            )
+            .await?;
+        promote(&env).await?;
+        paused_at(&env, 4).await?;
+        ensure!(istio_weights(&env).await? == (40, 60));
+        let spec = spec_of(&vs_api(&env), "web").await?;
+        ensure!(spec["gateways"] == json!(["mesh", "shop-gateway"]), "both changes survive: {spec}");
+        promote(&env).await?;
+        let done = wait_status(&env, "web", "v2 stable", LIMIT, |s| {
+            phase(s) == Some(RolloutPhase::Healthy) && s.stable_rs == s.current_pod_hash
+        })
+        .await?;
+        ensure!(istio_weights(&env).await? == (100, 0), "all traffic on the (new) stable");
+        let spec = spec_of(&vs_api(&env), "web").await?;
+        ensure!(route_names(&spec) == ["admin", "primary"], "header route removed: {spec}");
+
+        // v3 aborted at 20%: 100/0 again, the header route gone, the rest untouched.
+        set_image(&env, "registry.example/web:3").await?;
+        paused_at(&env, 2).await?;
+        ensure!(istio_weights(&env).await? == (80, 20));
+        abort(&env).await?;
+        wait_status(&env, "web", "aborted", LIMIT, |s| phase(s) == Some(RolloutPhase::Degraded)).await?;
+        wait_for("traffic back on stable", LIMIT, || async {
+            Ok((istio_weights(&env).await? == (100, 0)).then_some(()))
+        })
+        .await?;
+        let mut written = written;
+        written["gateways"] = json!(["mesh", "shop-gateway"]);
+        let spec = spec_of(&vs_api(&env), "web").await?;
+        ensure!(spec == written, "the VirtualService is as its writers wrote it: {spec}");
+        ensure!(done.stable_rs.is_some());
+
+        // Deleting the Rollout gives it back as written.
+        rollouts(&env).delete("web", &Default::default()).await?;
+        wait_for("the Rollout gone", LIMIT, || async {
+            Ok(rollouts(&env).get_opt("web").await?.is_none().then_some(()))
+        })
+        .await?;
+        ensure!(spec_of(&vs_api(&env), "web").await? == written);
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn istio_subset_level_canary_points_the_subsets_at_the_revisions() {
+    TestEnv::run("traffic-istio-subset", |env| async move {
+        e2e::routers::install_router_crds(&env.client).await?;
+        services(&env).await?;
+        let dr_api = dynamic(&env, "networking.istio.io", "DestinationRule");
+        create(&dr_api, json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": {"name": "web"},
+            "spec": {"host": "web", "trafficPolicy": {"loadBalancer": {"simple": "ROUND_ROBIN"}},
+                     "subsets": [{"name": "stable", "labels": {"app": "web"}}, {"name": "canary", "labels": {"app": "web"}}]}
+        })).await?;
+        create(&vs_api(&env), json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "web"},
+            "spec": {"hosts": ["web"], "http": [{"name": "primary", "route": [
+                {"destination": {"host": "web", "subset": "stable"}, "weight": 100},
+                {"destination": {"host": "web", "subset": "canary"}, "weight": 0}]}]}
+        })).await?;
+        let (dr_written, vs_written) = (spec_of(&dr_api, "web").await?, spec_of(&vs_api(&env), "web").await?);
+        let _c = ControllerProcess::start(&env)?;
+        let ro = rollout(
+            json!({"istio": {"virtualService": {"name": "web"},
+                   "destinationRule": {"name": "web", "stableSubsetName": "stable", "canarySubsetName": "canary"}}}),
+            json!([{"setWeight": 30}, {"pause": {}}]),
+        )?;
+        rollouts(&env).create(&PostParams::default(), &ro).await?;
+        let v1 = wait_status(&env, "web", "v1 Healthy", LIMIT, |s| phase(s) == Some(RolloutPhase::Healthy))
+            .await?
+            .stable_rs
+            .context("stable")?;
+        set_image(&env, "registry.example/web:2").await?;
+        let s = paused_at(&env, 1).await?;
+        let v2 = s.current_pod_hash.context("current")?;
+        ensure!(istio_weights(&env).await? == (70, 30));
+        let dr = spec_of(&dr_api, "web").await?;
+        ensure!(dr["subsets"][0]["labels"] == json!({"app": "web", "rollouts-pod-template-hash": v1}), "{dr}");
+        ensure!(dr["subsets"][1]["labels"] == json!({"app": "web", "rollouts-pod-template-hash": v2}), "{dr}");
+        ensure!(dr["trafficPolicy"] == json!({"loadBalancer": {"simple": "ROUND_ROBIN"}}));
+        promote(&env).await?;
+        wait_status(&env, "web", "v2 stable", LIMIT, |s| {
+            phase(s) == Some(RolloutPhase::Healthy) && s.stable_rs.as_deref() == Some(v2.as_str())
+        })
+        .await?;
+        ensure!(istio_weights(&env).await? == (100, 0));
+        let dr = spec_of(&dr_api, "web").await?;
+        ensure!(dr["subsets"][0]["labels"]["rollouts-pod-template-hash"] == json!(v2), "{dr}");
+        // Deleting the Rollout gives both objects back as written.
+        rollouts(&env).delete("web", &Default::default()).await?;
+        wait_for("the Rollout gone", LIMIT, || async {
+            Ok(rollouts(&env).get_opt("web").await?.is_none().then_some(()))
+        })
+        .await?;
+        ensure!(spec_of(&dr_api, "web").await? == dr_written, "{}", spec_of(&dr_api, "web").await?);
+        ensure!(spec_of(&vs_api(&env), "web").await? == vs_written);
+        Ok(())
+    })
+    .await;
+}
+
+/// (stable, canary) weights of the HTTPRoute's split rule.
+async fn gateway_weights(api: &Api<DynamicObject>) -> anyhow::Result<(i64, i64)> {
+    let spec = spec_of(api, "web").await?;
+    let refs = spec["rules"]
+        .as_array()
+        .and_then(|r| {
+            r.iter()
+                .find(|r| r["backendRefs"].as_array().is_some_and(|b| b.len() == 2))
+        })
+        .map(|r| r["backendRefs"].clone())
+        .context("split rule")?;
+    let w = |n: &str| {
+        refs.as_array()
+            .and_then(|b| b.iter().find(|b| b["name"] == n))
+            .and_then(|b| b["weight"].as_i64())
+            .unwrap_or(-1)
+    };
+    Ok((w("web-stable"), w("web-canary")))
+}
+
+#[tokio::test]
+async fn gateway_api_canary_walks_its_steps_beside_a_concurrent_writer() {
+    TestEnv::run("traffic-gateway", |env| async move {
+        e2e::routers::install_router_crds(&env.client).await?;
+        services(&env).await?;
+        let api = dynamic(&env, "gateway.networking.k8s.io", "HTTPRoute");
+        create(&api, json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "web"},
+            "spec": {"parentRefs": [{"name": "shop-gateway"}], "hostnames": ["web.example.com"], "rules": [
+                {"matches": [{"path": {"type": "PathPrefix", "value": "/static"}}], "backendRefs": [{"name": "web", "port": 80}]},
+                {"backendRefs": [{"name": "web-stable", "port": 80, "weight": 100}, {"name": "web-canary", "port": 80, "weight": 0}]}]}
+        })).await?;
+        let written = spec_of(&api, "web").await?;
+        let _c = ControllerProcess::start(&env)?;
+        let ro = rollout(
+            json!({"gatewayAPI": {"httpRoute": "web"}, "managedRoutes": [{"name": "beta"}]}),
+            serde_json::from_str(STEPS)?,
+        )?;
+        rollouts(&env).create(&PostParams::default(), &ro).await?;
+        wait_status(&env, "web", "v1 Healthy", LIMIT, |s| phase(s) == Some(RolloutPhase::Healthy)).await?;
+        set_image(&env, "registry.example/web:2").await?;
+        paused_at(&env, 2).await?;
+        ensure!(gateway_weights(&api).await? == (80, 20));
+        let spec = spec_of(&api, "web").await?;
+        ensure!(spec["rules"][0]["name"] == "beta", "{spec}");
+        // Another field manager changes an unrelated part mid-rollout.
+        api.patch(
+            "web",
+            &PatchParams::apply("someone-else").force(),
+            &Patch::Apply(json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+                "metadata": {"name": "web"}, "spec": {"hostnames": ["web.example.com", "shop.example.com"]}})),
+        )
+        .await?;
+        promote(&env).await?;
+        paused_at(&env, 4).await?;
+        ensure!(gateway_weights(&api).await? == (40, 60));
+        let spec = spec_of(&api, "web").await?;
+        ensure!(spec["hostnames"] == json!(["web.example.com", "shop.example.com"]), "both changes survive: {spec}");
+        abort(&env).await?;
+        wait_for("100/0 after the abort", LIMIT, || async {
+            Ok((gateway_weights(&api).await? == (100, 0)).then_some(()))
+        })
+        .await?;
+        let spec = spec_of(&api, "web").await?;
+        ensure!(spec["rules"].as_array().map(|r| r.len()) == Some(2), "the header rule is gone: {spec}");
+        ensure!(spec["rules"][0]["matches"][0]["path"]["value"] == "/static", "the user's rule stays");
+        // Deleting the Rollout: the route as written, with the other writer's change.
+        rollouts(&env).delete("web", &Default::default()).await?;
+        wait_for("the Rollout gone", LIMIT, || async {
+            Ok(rollouts(&env).get_opt("web").await?.is_none().then_some(()))
+        })
+        .await?;
+        let mut expected = written.clone();
+        expected["hostnames"] = json!(["web.example.com", "shop.example.com"]);
+        ensure!(spec_of(&api, "web").await? == expected, "{}", spec_of(&api, "web").await?);
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_missing_route_or_a_route_claimed_twice_is_invalid_spec_and_nothing_is_written() {
+    TestEnv::run("traffic-invalid", |env| async move {
+        e2e::routers::install_router_crds(&env.client).await?;
+        services(&env).await?;
+        create(&vs_api(&env), json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "web"},
+            "spec": {"hosts": ["web"], "http": [{"name": "primary", "route": [
+                {"destination": {"host": "web-stable"}, "weight": 100},
+                {"destination": {"host": "web-canary"}, "weight": 0}]}]}
+        })).await?;
+        let before = vs_api(&env).get("web").await?.metadata.resource_version;
+        let _c = ControllerProcess::start(&env)?;
+        let ro = rollout(json!({"istio": {"virtualService": {"name": "web", "routes": ["nope"]}}}), json!([{"setWeight": 10}]))?;
+        rollouts(&env).create(&PostParams::default(), &ro).await?;
+        let s = wait_status(&env, "web", "InvalidSpec", LIMIT, |s| {
+            s.conditions.iter().any(|c| c.type_ == "InvalidSpec" && c.status == "True")
+        })
+        .await?;
+        let msg = s.message.unwrap_or_default();
+        ensure!(msg.contains("trafficRouting.istio.virtualServices[0]") && msg.contains("no http route named \"nope\""), "{msg}");
+        ensure!(vs_api(&env).get("web").await?.metadata.resource_version == before, "nothing written");
+
+        // Fixed: it runs; a second Rollout naming the same VirtualService is refused.
+        rollouts(&env)
+            .patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"strategy": {"canary": {"trafficRouting": {"istio": {"virtualService": {"name": "web", "routes": ["primary"]}}}}}}})))
+            .await?;
+        wait_status(&env, "web", "Healthy", LIMIT, |s| phase(s) == Some(RolloutPhase::Healthy)).await?;
+        let mut other = rollout(json!({"istio": {"virtualService": {"name": "web", "routes": ["primary"]}}}), json!([{"setWeight": 10}]))?;
+        other.metadata.name = Some("web-copy".into());
+        other.spec.selector = serde_json::from_value(json!({"matchLabels": {"app": "web-copy"}}))?;
+        other.spec.template = serde_json::from_value(json!({"metadata": {"labels": {"app": "web-copy"}},
+            "spec": {"containers": [{"name": "web", "image": "registry.example/web:1"}]}}))?;
+        rollouts(&env).create(&PostParams::default(), &other).await?;
+        let s = wait_status(&env, "web-copy", "InvalidSpec", LIMIT, |s| {
+            s.conditions.iter().any(|c| c.type_ == "InvalidSpec" && c.status == "True")
+        })
+        .await?;
+        let msg = s.message.unwrap_or_default();
+        ensure!(msg.contains("already routed by Rollout \"web\""), "{msg}");
+        Ok(())
+    })
+    .await;
+}
