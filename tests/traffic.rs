@@ -385,7 +385,7 @@ async fn a_missing_route_or_a_route_claimed_twice_is_invalid_spec_and_nothing_is
         })
         .await?;
         let msg = s.message.unwrap_or_default();
-        ensure!(msg.contains("trafficRouting.istio.virtualServices[0]") && msg.contains("no http route named \"nope\""), "{msg}");
+        ensure!(msg.contains("trafficRouting.istio.virtualService:") && msg.contains("no http route named \"nope\""), "{msg}");
         ensure!(vs_api(&env).get("web").await?.metadata.resource_version == before, "nothing written");
 
         // Fixed: it runs; a second Rollout naming the same VirtualService is refused.

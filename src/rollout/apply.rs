@@ -137,7 +137,15 @@ pub async fn apply(
     let ns = ro.namespace().unwrap_or_default();
     let name = ro.name_any();
 
-    // 1. Traffic: the Services' selectors. Only the hash key is Sluice's (its own manager).
+    // 1. Traffic routers (Istio, Gateway API) first: a weight that drops (an abort, a new
+    // release, the switch) must not lead to traffic on a Service whose selector moved first.
+    if let (Some(state), Some(canary)) = (&plan.traffic, &ro.spec.strategy.canary)
+        && let Some(router) = crate::traffic::router::router_for(canary)
+    {
+        crate::traffic::kube::apply(client, &ns, router.as_ref(), state, writes).await?;
+    }
+
+    // 1b. Traffic: the Services' selectors. Only the hash key is Sluice's (its own manager).
     let svc_api: Api<Service> = Api::namespaced(client.clone(), &ns);
     for sp in &plan.services {
         let current = services
@@ -156,13 +164,6 @@ pub async fn apply(
         .await?;
     }
 
-    // 1b. Traffic routers (Istio, Gateway API): weights, header routes, subsets.
-    if let (Some(state), Some(canary)) = (&plan.traffic, &ro.spec.strategy.canary)
-        && let Some(router) = crate::traffic::router::router_for(canary)
-    {
-        crate::traffic::kube::apply(client, &ns, router.as_ref(), state, writes).await?;
-    }
-
     // 2. ReplicaSets: one server-side apply per changed ReplicaSet, with its full desired state.
     let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns);
     for rp in &plan.replica_sets {
@@ -178,11 +179,9 @@ pub async fn apply(
         };
         let current_deadline =
             found.and_then(|rs| rs.annotations().get(ANNOTATION_SCALE_DOWN_AT).cloned());
+        // A revision planned without a scale-down time is in use: an old deadline goes.
         let want_deadline = rp.scale_down_at.map(|t| t.to_string());
-        if found.is_some()
-            && current == Some(rp.replicas)
-            && (want_deadline.is_none() || current_deadline == want_deadline)
-        {
+        if found.is_some() && current == Some(rp.replicas) && current_deadline == want_deadline {
             continue;
         }
         if found.is_none() && rp.replicas == 0 {
@@ -190,7 +189,7 @@ pub async fn apply(
         }
         let Some(tmpl) = tmpl else { continue };
         let mut desired = desired_replica_set(ro, &rp.hash, &tmpl, rp.replicas);
-        if let Some(t) = want_deadline.or(current_deadline) {
+        if let Some(t) = want_deadline {
             desired.metadata.annotations =
                 Some(BTreeMap::from([(ANNOTATION_SCALE_DOWN_AT.to_string(), t)]));
         }

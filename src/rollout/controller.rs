@@ -258,7 +258,13 @@ async fn cleanup(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
         .await?;
     }
     if let Some(router) = ro.spec.strategy.canary.as_ref().and_then(router_for) {
-        crate::traffic::kube::restore(&ctx.client, &ns, router.as_ref(), &ctx.writes).await?;
+        // Objects another Rollout routes are its own: this one never wrote them.
+        let skip: Vec<String> = claimed_by_others(&ro, &ctx.client, &ns, router.as_ref())
+            .await?
+            .into_keys()
+            .collect();
+        crate::traffic::kube::restore(&ctx.client, &ns, router.as_ref(), &skip, &ctx.writes)
+            .await?;
     }
     ctx.metrics.forget_rollout(&ns, &ro.name_any());
     info!("Rollout deleted; Services and traffic routes given back");
@@ -424,19 +430,33 @@ async fn traffic_problems(
     };
     let mut out = crate::traffic::kube::verify(client, ns, router.as_ref(), &state).await?;
     // Two Rollouts must not route one object: the younger one is refused.
+    for (field, why) in claimed_by_others(ro, client, ns, router.as_ref()).await? {
+        out.insert(field, Err(why));
+    }
+    Ok(out)
+}
+
+/// The objects of `router` that an older Rollout in the namespace already routes, by the
+/// field that names them, with why.
+async fn claimed_by_others(
+    ro: &Rollout,
+    client: &Client,
+    ns: &str,
+    router: &dyn crate::traffic::router::TrafficRouter,
+) -> Result<BTreeMap<String, String>, Error> {
     let others = timed(
         "list Rollouts",
         Api::<Rollout>::namespaced(client.clone(), ns).list(&ListParams::default()),
     )
     .await?
     .items;
-    let mine = router.targets();
     let key = |r: &Rollout| {
         (
             r.metadata.creation_timestamp.clone().map(|t| t.0),
             r.name_any(),
         )
     };
+    let mut out = BTreeMap::new();
     for other in others
         .iter()
         .filter(|o| o.uid() != ro.uid() && key(o) < key(ro))
@@ -445,7 +465,7 @@ async fn traffic_problems(
             continue;
         };
         let theirs = theirs.targets();
-        for t in &mine {
+        for t in router.targets() {
             let same = theirs.iter().any(|o| {
                 o.kind == t.kind
                     && o.name == t.name
@@ -454,11 +474,11 @@ async fn traffic_problems(
             if same {
                 out.insert(
                     t.field.clone(),
-                    Err(format!(
+                    format!(
                         "{} is already routed by Rollout {:?}",
                         t.describe(),
                         other.name_any()
-                    )),
+                    ),
                 );
             }
         }

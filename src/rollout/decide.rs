@@ -742,10 +742,19 @@ fn routed(
     } else {
         weight_at(canary, idx.min(steps.len()))
     };
-    let header_routes = if aborted || settled {
+    let reached = if plan.status.promote_full == Some(true) {
+        // A full promotion skips steps; their header routes never go live.
+        prev.current_step_index
+            .unwrap_or(0)
+            .clamp(0, steps.len() as i32) as usize
+    } else {
+        idx
+    };
+    let canary_pods = find(obs, desired).map(|r| r.available).unwrap_or(0);
+    let header_routes = if aborted || settled || canary_pods < 1 {
         Vec::new()
     } else {
-        header_routes_at(canary, idx)
+        header_routes_at(canary, reached)
     };
     let weights = Weights::canary(weight);
     plan.traffic = Some(RouteState {
@@ -1076,6 +1085,7 @@ fn release(
             "paused by spec.paused"
         };
         set_phase(&mut plan.status, RolloutPhase::Paused, by, generation, now);
+        *services_hash = (stable.to_string(), desired.to_string());
         return basic_targets(canary, replicas, w, idx + 1);
     }
 
@@ -1198,6 +1208,11 @@ fn release(
                 Verdict::Inconclusive { .. } if accepted => idx += 1,
                 _ => break,
             }
+        } else if step.set_header_route.is_some()
+            && find(obs, desired).is_none_or(|r| r.available < 1)
+        {
+            // A header route sends requests to the canary: not before it has a pod to take them.
+            break;
         } else {
             // setCanaryScale takes effect through `canary_scale_at`; nothing to wait for.
             idx += 1;

@@ -198,13 +198,13 @@ fn a_header_route_not_in_managed_routes_or_a_missing_route_is_invalid() {
     let ro = routed(json!([{"setWeight": 10}]));
     let mut obs = world(vec![rs("web:1", 4, 4)]);
     obs.traffic.insert(
-        "spec.strategy.canary.trafficRouting.istio.virtualServices[0]".into(),
+        "spec.strategy.canary.trafficRouting.istio.virtualService".into(),
         Err("VirtualService \"web\" has no http route named \"primary\"".into()),
     );
     let plan = decide(&ro, &obs, at(0));
     let msg = plan.status.message.expect("message");
     assert!(
-        msg.contains("virtualServices[0]: VirtualService \"web\" has no http route"),
+        msg.contains("virtualService: VirtualService \"web\" has no http route"),
         "{msg}"
     );
     assert!(

@@ -97,6 +97,45 @@ pub fn validate(ro: &Rollout, obs: &Observed) -> Result<(), InvalidSpec> {
         ));
     };
     if let Some(tr) = &canary.traffic_routing {
+        if tr.istio.is_none() && tr.gateway_api.is_none() {
+            return Err(invalid(
+                "spec.strategy.canary.trafficRouting",
+                "name a router: istio or gatewayAPI",
+            ));
+        }
+        let l4 = tr.istio.iter().any(|i| {
+            i.virtual_service
+                .iter()
+                .chain(i.virtual_services.iter().flatten())
+                .any(|v| v.tls_routes.is_some() || v.tcp_routes.is_some())
+        });
+        let header_steps = canary.steps().iter().any(|s| s.set_header_route.is_some());
+        if l4 && header_steps {
+            return Err(invalid(
+                "spec.strategy.canary.trafficRouting.istio",
+                "setHeaderRoute needs http routes; tlsRoutes and tcpRoutes cannot match headers",
+            ));
+        }
+        if tr.gateway_api.is_some() {
+            for (i, m) in tr.managed_routes.iter().flatten().enumerate() {
+                let ok = !m.name.is_empty()
+                    && m.name.len() <= 63
+                    && m.name
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    && !m.name.starts_with('-')
+                    && !m.name.ends_with('-');
+                if !ok {
+                    return Err(invalid(
+                        format!("spec.strategy.canary.trafficRouting.managedRoutes[{i}].name"),
+                        format!(
+                            "{:?} is not a valid HTTPRoute rule name (lowercase letters, digits and '-')",
+                            m.name
+                        ),
+                    ));
+                }
+            }
+        }
         let subsets = tr
             .istio
             .as_ref()

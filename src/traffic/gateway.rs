@@ -87,10 +87,21 @@ pub fn set_header_routes(
         };
     };
     let before = rules.clone();
-    let canary_ref = rules
+    // The rule the header rules stand in for: the first that sends to the canary. A header
+    // rule keeps its matches (a path, a method) and filters, adding the headers.
+    let split_rule = rules
         .iter()
         .filter(|r| !rule_name(r).is_some_and(|n| managed.iter().any(|m| m == n)))
-        .filter_map(|r| r.get("backendRefs")?.as_array())
+        .find(|r| {
+            r.get("backendRefs")
+                .and_then(Value::as_array)
+                .is_some_and(|b| b.iter().any(|b| backend_name(b) == Some(canary)))
+        })
+        .cloned();
+    let canary_ref = split_rule
+        .as_ref()
+        .and_then(|r| r.get("backendRefs")?.as_array())
+        .into_iter()
         .flatten()
         .find(|b| backend_name(b) == Some(canary))
         .cloned();
@@ -127,15 +138,51 @@ pub fn set_header_routes(
         if let Some(o) = backend.as_object_mut() {
             o.insert("weight".into(), json!(1));
         }
+        // The API server defaults a match's path to PathPrefix "/": written out, so the rule
+        // read back equals the rule written and nothing is rewritten at the next reconcile.
+        let base: Vec<Value> = split_rule
+            .as_ref()
+            .and_then(|r| r.get("matches")?.as_array().cloned())
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| vec![json!({})]);
+        let rule_matches: Vec<Value> = base
+            .into_iter()
+            .map(|mut one| {
+                if let Some(o) = one.as_object_mut() {
+                    o.entry("path")
+                        .or_insert_with(|| json!({"type": "PathPrefix", "value": "/"}));
+                    let mut all: Vec<Value> = o
+                        .get("headers")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default();
+                    all.extend(headers.iter().cloned());
+                    o.insert("headers".into(), Value::Array(all));
+                }
+                one
+            })
+            .collect();
         let mut rule = Map::new();
         rule.insert("name".into(), json!(m));
-        rule.insert("matches".into(), json!([{"headers": headers}]));
+        rule.insert("matches".into(), Value::Array(rule_matches));
+        if let Some(f) = split_rule.as_ref().and_then(|r| r.get("filters")) {
+            rule.insert("filters".into(), f.clone());
+        }
         rule.insert("backendRefs".into(), json!([backend]));
         rules.insert(insert_at, Value::Object(rule));
         insert_at += 1;
     }
+    if rules.len() > MAX_RULES {
+        return Err(RouteError::Invalid(format!(
+            "HTTPRoute {route:?} would have {} rules with the header rules; Gateway API allows {MAX_RULES}",
+            rules.len()
+        )));
+    }
     Ok(*rules != before)
 }
+
+/// Rules an HTTPRoute may have (Gateway API v1).
+pub const MAX_RULES: usize = 16;
 
 fn regex_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

@@ -98,7 +98,7 @@ fn header_rules_go_first_and_come_out_again() {
     assert_eq!(
         rules[0],
         json!({"name": "beta",
-               "matches": [{"headers": [
+               "matches": [{"path": {"type": "PathPrefix", "value": "/"}, "headers": [
                    {"type": "Exact", "name": "x-beta", "value": "1"},
                    {"type": "RegularExpression", "name": "x-team", "value": "^pay\\..*"}]}],
                "backendRefs": [{"name": "web-canary", "port": 80, "weight": 1}]})
@@ -116,4 +116,32 @@ fn header_rules_go_first_and_come_out_again() {
     );
     assert!(set_header_routes(&mut r, "web", "web-canary", &managed, &[]).expect("remove"));
     assert_eq!(r, before);
+}
+
+#[test]
+fn a_header_rule_keeps_the_split_rule_matches_and_filters_and_is_stable_once_written() {
+    let mut r = json!({"spec": {"rules": [{
+        "matches": [{"path": {"type": "PathPrefix", "value": "/api"}, "method": "GET"}],
+        "filters": [{"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [{"name": "x-env", "value": "prod"}]}}],
+        "backendRefs": [
+            {"group": "", "kind": "Service", "name": "web-stable", "port": 80, "weight": 100},
+            {"group": "", "kind": "Service", "name": "web-canary", "port": 80, "weight": 0}]}]}});
+    let managed = vec!["beta".to_string()];
+    let routes = vec![(
+        "beta".to_string(),
+        vec![HeaderMatch {
+            name: "x-beta".into(),
+            value: MatchValue::Exact("1".into()),
+        }],
+    )];
+    assert!(set_header_routes(&mut r, "web", "web-canary", &managed, &routes).expect("add"));
+    let rule = &r["spec"]["rules"][0];
+    assert_eq!(
+        rule["matches"],
+        json!([{"path": {"type": "PathPrefix", "value": "/api"}, "method": "GET",
+                "headers": [{"type": "Exact", "name": "x-beta", "value": "1"}]}])
+    );
+    assert_eq!(rule["filters"], r["spec"]["rules"][1]["filters"]);
+    // What the API server gives back is what was written: no change at the next reconcile.
+    assert!(!set_header_routes(&mut r, "web", "web-canary", &managed, &routes).expect("again"));
 }

@@ -250,18 +250,36 @@ fn tcp_matches(r: &Value, t: &IstioTcpRoute) -> bool {
 }
 
 /// The canary destination of the split, as the routes name it: for a header route.
-fn canary_destination(obj: &Value, vs: &IstioVirtualService, split: &Split) -> Option<Value> {
+/// The route being split (the first named one, or the only unmanaged one, with a canary
+/// destination): its canary destination and its match conditions.
+fn split_route(
+    obj: &Value,
+    vs: &IstioVirtualService,
+    split: &Split,
+    managed: &[String],
+) -> Option<(Value, Vec<Value>)> {
     let http = obj.pointer("/spec/http")?.as_array()?;
     http.iter()
+        .filter(|r| !route_name(r).is_some_and(|n| managed.iter().any(|m| m == n)))
         .filter(|r| match vs.routes.as_ref().filter(|r| !r.is_empty()) {
             Some(names) => route_name(r).is_some_and(|n| names.iter().any(|x| x == n)),
             None => true,
         })
-        .filter_map(|r| r.get("route")?.as_array())
-        .flatten()
-        .filter_map(|d| d.get("destination"))
-        .find(|d| split.side(d) == Some(Side::Canary))
-        .cloned()
+        .find_map(|r| {
+            let dest = r
+                .get("route")?
+                .as_array()?
+                .iter()
+                .filter_map(|d| d.get("destination"))
+                .find(|d| split.side(d) == Some(Side::Canary))?
+                .clone();
+            let matches = r
+                .get("match")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            Some((dest, matches))
+        })
 }
 
 /// Puts the managed header routes first in `spec.http`, in `managed` order: `routes` are
@@ -277,7 +295,7 @@ pub fn set_header_routes(
     let canary = if routes.is_empty() {
         None
     } else {
-        Some(canary_destination(obj, vs, split).ok_or_else(|| {
+        Some(split_route(obj, vs, split, managed).ok_or_else(|| {
             RouteError::Invalid(format!(
                 "VirtualService {name:?} has no canary destination to route headers to"
             ))
@@ -304,10 +322,32 @@ pub fn set_header_routes(
                     (h.name.clone(), json!({ kind: v }))
                 })
                 .collect();
+            // The split route's conditions (a path, a port) stay; the headers are added.
+            let (dest, base) = canary.clone().unwrap_or((Value::Null, Vec::new()));
+            let base = if base.is_empty() {
+                vec![json!({})]
+            } else {
+                base
+            };
+            let conditions: Vec<Value> = base
+                .into_iter()
+                .map(|mut one| {
+                    if let Some(o) = one.as_object_mut() {
+                        let mut all = o
+                            .get("headers")
+                            .and_then(Value::as_object)
+                            .cloned()
+                            .unwrap_or_default();
+                        all.extend(headers.clone());
+                        o.insert("headers".into(), Value::Object(all));
+                    }
+                    one
+                })
+                .collect();
             wanted.push(json!({
                 "name": m,
-                "match": [{"headers": headers}],
-                "route": [{"destination": canary.clone().unwrap_or(Value::Null), "weight": 100}]
+                "match": conditions,
+                "route": [{"destination": dest, "weight": 100}]
             }));
         }
     }

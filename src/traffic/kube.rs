@@ -66,7 +66,10 @@ pub async fn verify(
             Err(e) => return Err(e),
         };
         let checked = match found {
-            None => Err(format!("{} not found", t.describe())),
+            None => Err(format!(
+                "{} not found (or its CRD is not installed)",
+                t.describe()
+            )),
             Some(o) => {
                 let v = as_json(&o)?;
                 router
@@ -153,19 +156,32 @@ pub async fn apply(
 
 /// Gives every target back (the Rollout is deleted): all traffic on stable, no managed
 /// routes, no Sluice labels. Objects that are gone are skipped.
+/// Objects in `skip` (routed by another Rollout) are left alone, as are objects Sluice may
+/// not read or write: deleting a Rollout must not hang on them.
 pub async fn restore(
     client: &Client,
     rollout_ns: &str,
     router: &dyn TrafficRouter,
+    skip: &[String],
     writes: &WriteCounter,
 ) -> Result<(), Error> {
-    for t in router.targets() {
+    for t in router
+        .targets()
+        .into_iter()
+        .filter(|t| !skip.contains(&t.field))
+    {
         match edit(client, rollout_ns, &t, writes, &|v| {
             Ok(router.restore(&t, v))
         })
         .await
         {
             Ok(_) | Err(Error::Traffic(_)) => {}
+            Err(Error::Kube {
+                source: kube::Error::Api(e),
+                ..
+            }) if e.code == 403 || e.code == 404 => {
+                tracing::warn!(object = t.describe(), error = %e.message, "cannot give the object back");
+            }
             Err(e) => return Err(e),
         }
     }

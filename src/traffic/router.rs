@@ -35,6 +35,8 @@ pub struct Target {
     pub name: String,
     /// The Rollout field that names it, for messages.
     pub field: String,
+    /// Its position in the router's list (a name may be listed twice).
+    pub index: usize,
 }
 
 impl Target {
@@ -75,7 +77,17 @@ fn split_name(name: &str) -> (String, Option<String>) {
     }
 }
 
-fn virtual_services(list: &[IstioVirtualService]) -> Vec<Target> {
+/// The field naming the `i`-th object of a list that may start with a singular field
+/// (`virtualService` before `virtualServices`, `httpRoute` before `httpRoutes`).
+fn field_of(prefix: &str, singular: &str, plural: &str, has_singular: bool, i: usize) -> String {
+    match (has_singular, i) {
+        (true, 0) => format!("{prefix}.{singular}"),
+        (true, i) => format!("{prefix}.{plural}[{}]", i - 1),
+        (false, i) => format!("{prefix}.{plural}[{i}]"),
+    }
+}
+
+fn virtual_services(list: &[IstioVirtualService], has_singular: bool) -> Vec<Target> {
     list.iter()
         .enumerate()
         .map(|(i, vs)| {
@@ -84,7 +96,14 @@ fn virtual_services(list: &[IstioVirtualService]) -> Vec<Target> {
                 kind: TargetKind::VirtualService,
                 namespace,
                 name,
-                field: format!("spec.strategy.canary.trafficRouting.istio.virtualServices[{i}]"),
+                field: field_of(
+                    "spec.strategy.canary.trafficRouting.istio",
+                    "virtualService",
+                    "virtualServices",
+                    has_singular,
+                    i,
+                ),
+                index: i,
             }
         })
         .collect()
@@ -92,7 +111,9 @@ fn virtual_services(list: &[IstioVirtualService]) -> Vec<Target> {
 
 /// Istio between two Services (host level) or two subsets of one (subset level).
 pub struct Istio {
+    /// `virtualService` first (when given), then `virtualServices`.
     pub virtual_services: Vec<IstioVirtualService>,
+    pub has_singular: bool,
     pub destination_rule: Option<IstioDestinationRule>,
     pub stable_service: String,
     pub canary_service: String,
@@ -114,15 +135,13 @@ impl Istio {
     }
 
     fn vs_for(&self, target: &Target) -> Option<&IstioVirtualService> {
-        self.virtual_services
-            .iter()
-            .find(|vs| split_name(&vs.name).0 == target.name)
+        self.virtual_services.get(target.index)
     }
 }
 
 impl TrafficRouter for Istio {
     fn targets(&self) -> Vec<Target> {
-        let mut t = virtual_services(&self.virtual_services);
+        let mut t = virtual_services(&self.virtual_services, self.has_singular);
         if let Some(dr) = &self.destination_rule {
             let (name, namespace) = split_name(&dr.name);
             t.push(Target {
@@ -130,6 +149,7 @@ impl TrafficRouter for Istio {
                 namespace,
                 name,
                 field: "spec.strategy.canary.trafficRouting.istio.destinationRule".into(),
+                index: 0,
             });
         }
         t
@@ -199,7 +219,9 @@ impl TrafficRouter for Istio {
 
 /// Gateway API HTTPRoutes between the stable and canary Services.
 pub struct GatewayApi {
+    /// `httpRoute` first (when given), then `httpRoutes`.
     pub routes: Vec<String>,
+    pub has_singular: bool,
     pub namespace: Option<String>,
     pub stable_service: String,
     pub canary_service: String,
@@ -215,7 +237,14 @@ impl TrafficRouter for GatewayApi {
                 kind: TargetKind::HttpRoute,
                 namespace: self.namespace.clone(),
                 name: r.clone(),
-                field: format!("spec.strategy.canary.trafficRouting.gatewayAPI.httpRoutes[{i}]"),
+                field: field_of(
+                    "spec.strategy.canary.trafficRouting.gatewayAPI",
+                    "httpRoute",
+                    "httpRoutes",
+                    self.has_singular,
+                    i,
+                ),
+                index: i,
             })
             .collect()
     }
@@ -279,6 +308,7 @@ pub fn router_for(canary: &CanaryStrategy) -> Option<Box<dyn TrafficRouter>> {
         }
         return Some(Box::new(Istio {
             virtual_services: vss,
+            has_singular: i.virtual_service.is_some(),
             destination_rule: i.destination_rule.clone(),
             stable_service,
             canary_service,
@@ -297,6 +327,7 @@ pub fn router_for(canary: &CanaryStrategy) -> Option<Box<dyn TrafficRouter>> {
         }
         return Some(Box::new(GatewayApi {
             routes,
+            has_singular: g.http_route.is_some(),
             namespace: g.namespace.clone(),
             stable_service,
             canary_service,
