@@ -10,5 +10,6 @@ pub mod metricsrv;
 pub mod nodesim;
 pub mod prometheus;
 pub mod routers;
+pub mod trafficsim;
 
 pub use harness::{TestEnv, wait_for};
