@@ -5,10 +5,12 @@
 pub mod authproxy;
 pub mod certs;
 pub mod controlplane;
+pub mod demo;
 pub mod harness;
 pub mod metricsrv;
 pub mod nodesim;
 pub mod prometheus;
+pub mod report;
 pub mod routers;
 pub mod trafficsim;
 

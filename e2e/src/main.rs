@@ -44,6 +44,22 @@ enum Cmd {
         #[arg(long)]
         exit_with_parent: bool,
     },
+    /// Run the demo: v2 promoted, v3 rolled back by analysis; prints a summary and writes an
+    /// HTML report.
+    Demo {
+        /// The `sluice` controller binary.
+        #[arg(long, default_value = "target/debug/sluice")]
+        sluice: PathBuf,
+        /// Where the control plane, Prometheus and the controller keep their state and logs.
+        #[arg(long, default_value = "target/demo")]
+        state_dir: PathBuf,
+        /// Where to write the HTML report.
+        #[arg(long, default_value = "target/demo/report.html")]
+        report: PathBuf,
+        /// Keep the stack running until Ctrl-C, and print how to reach it.
+        #[arg(long)]
+        keep: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -67,6 +83,36 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Cmd::Demo {
+            sluice,
+            state_dir,
+            report,
+            keep,
+        } => {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("sluice-e2e: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let opts = e2e::demo::DemoOptions {
+                sluice,
+                state_dir,
+                report,
+                keep,
+            };
+            match rt.block_on(e2e::demo::run(opts)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("\nsluice-e2e demo: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Cmd::Up {
             state_dir,
             env_file,

@@ -1,0 +1,777 @@
+//! The demo (`make demo`): a real control plane with simulated Nodes, Prometheus, the traffic
+//! simulator and the Sluice controller; an application released as a canary over Istio
+//! weights with a Prometheus success-rate analysis: v2 (good) is promoted step by step, v3
+//! (20% errors) is rolled back on its own. Prints live progress and a summary whose times are
+//! measured from the events themselves, and writes an HTML report.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail, ensure};
+use k8s_openapi::api::core::v1::{Event, Namespace, ServiceAccount};
+use kube::api::{
+    ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
+};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+use crate::controlplane::{self, ControlPlane, Options};
+use crate::nodesim::NodeSim;
+use crate::prometheus::Prometheus;
+use crate::report::{self, Mark, MarkKind, Release, Report, Sample};
+use crate::trafficsim::{ERROR_RATE_ANNOTATION, Routing, TrafficSim};
+use crate::{harness, routers, wait_for};
+
+const NS: &str = "shop";
+const LIMIT: Duration = Duration::from_secs(240);
+/// Requests per second the simulated clients send.
+const RPS: f64 = 200.0;
+
+/// How the demo runs.
+#[derive(Clone, Debug)]
+pub struct DemoOptions {
+    /// The `sluice` binary.
+    pub sluice: PathBuf,
+    pub state_dir: PathBuf,
+    pub report: PathBuf,
+    pub keep: bool,
+}
+
+fn gvk(group: &str, version: &str, kind: &str) -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind))
+}
+
+/// The demo's clock: seconds since it started, and the Unix time it started at.
+struct Clock {
+    start: Instant,
+    unix: f64,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Clock {
+            start: Instant::now(),
+            unix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
+        }
+    }
+    fn now(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+    /// A Unix time (seconds) on the demo's clock.
+    fn at(&self, unix: f64) -> f64 {
+        unix - self.unix
+    }
+}
+
+fn say(what: &str) {
+    println!("\n\x1b[1m== {what}\x1b[0m");
+}
+
+/// Everything the demo started; dropped, it stops them.
+struct Stack {
+    // Fields drop in order: what watches the API server goes before the control plane.
+    traffic: Option<TrafficSim>,
+    controller: tokio::process::Child,
+    prometheus: Prometheus,
+    _sim: NodeSim,
+    client: Client,
+    cp: ControlPlane,
+}
+
+async fn apply(client: &Client, ar: &ApiResource, obj: Value) -> anyhow::Result<()> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), NS, ar);
+    let o: DynamicObject = serde_json::from_value(obj)?;
+    let name = o.metadata.name.clone().unwrap_or_default();
+    api.patch(
+        &name,
+        &PatchParams::apply("sluice-demo").force(),
+        &Patch::Apply(&o),
+    )
+    .await
+    .with_context(|| format!("applying {} {name}", ar.kind))?;
+    Ok(())
+}
+
+fn rollout_api(client: &Client) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        client.clone(),
+        NS,
+        &gvk("sluice.dev", "v1alpha1", "Rollout"),
+    )
+}
+
+/// What the demo reads from the Rollout's status.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct View {
+    phase: String,
+    message: String,
+    step: Option<i64>,
+    steps: usize,
+    canary_weight: i64,
+    stable: String,
+    current: String,
+    abort: bool,
+    analysis: String,
+}
+
+async fn view(client: &Client) -> anyhow::Result<View> {
+    let ro = rollout_api(client).get("shop").await?;
+    let st = ro.data.get("status").cloned().unwrap_or(Value::Null);
+    let s = |p: &str| {
+        st.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let line = st
+        .pointer("/canary/currentStepAnalysisRunStatus")
+        .or_else(|| st.pointer("/canary/currentBackgroundAnalysisRunStatus"));
+    let analysis = line
+        .map(|l| {
+            format!(
+                "{} {}",
+                l["name"].as_str().unwrap_or(""),
+                l["status"].as_str().unwrap_or("Pending")
+            )
+        })
+        .unwrap_or_default();
+    Ok(View {
+        phase: s("/phase"),
+        message: s("/message"),
+        step: st.pointer("/currentStepIndex").and_then(Value::as_i64),
+        steps: ro
+            .data
+            .pointer("/spec/strategy/canary/steps")
+            .and_then(Value::as_array)
+            .map_or(0, |a| a.len()),
+        canary_weight: st
+            .pointer("/canary/weights/canary/weight")
+            .and_then(Value::as_i64)
+            .unwrap_or(0),
+        stable: s("/stableRS"),
+        current: s("/currentPodHash"),
+        abort: st.pointer("/abort").and_then(Value::as_bool) == Some(true),
+        analysis,
+    })
+}
+
+/// The (stable, canary) weights of the VirtualService's `primary` route, as the API server has
+/// them (what Envoy would be told).
+async fn routed_weights(client: &Client) -> anyhow::Result<(i64, i64)> {
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        NS,
+        &gvk("networking.istio.io", "v1", "VirtualService"),
+    );
+    let vs = api.get("shop").await?;
+    let route = vs
+        .data
+        .pointer("/spec/http")
+        .and_then(Value::as_array)
+        .and_then(|h| h.iter().find(|r| r["name"] == "primary"))
+        .context("the primary route")?;
+    let w = |host: &str| {
+        route["route"]
+            .as_array()
+            .and_then(|d| d.iter().find(|d| d["destination"]["host"] == host))
+            .and_then(|d| d["weight"].as_i64())
+            .unwrap_or(0)
+    };
+    Ok((w("shop-stable"), w("shop-canary")))
+}
+
+fn success_query(service: &str) -> String {
+    format!(
+        "sum(rate(istio_requests_total{{destination_service_name=\"{service}\",response_code!~\"5..\"}}[5s])) / sum(rate(istio_requests_total{{destination_service_name=\"{service}\"}}[5s]))"
+    )
+}
+
+async fn scalar(p: &Prometheus, q: &str) -> Option<f64> {
+    p.query(q)
+        .await
+        .ok()
+        .and_then(|v| v.first().map(|(_, x)| *x))
+        .filter(|x| x.is_finite())
+}
+
+/// Records a release: samples every second, marks from the Rollout's Events.
+struct Recorder {
+    samples: Vec<Sample>,
+    marks: Vec<Mark>,
+    seen_events: BTreeSet<String>,
+    last_line: String,
+    started: bool,
+}
+
+impl Recorder {
+    fn new() -> Self {
+        Recorder {
+            samples: Vec::new(),
+            marks: Vec::new(),
+            seen_events: BTreeSet::new(),
+            last_line: String::new(),
+            started: false,
+        }
+    }
+
+    async fn tick(
+        &mut self,
+        stack: &Stack,
+        clock: &Clock,
+        version: &str,
+        started: f64,
+    ) -> anyhow::Result<View> {
+        let v = view(&stack.client).await?;
+        let t = clock.now();
+        if v.phase == "Healthy" && v.stable == v.current && self.samples.is_empty() && !self.started
+        {
+            // The controller has not seen the new template yet.
+            return Ok(v);
+        }
+        self.started = true;
+        let (_, canary_weight) = routed_weights(&stack.client).await.unwrap_or((100, 0));
+        let canary = scalar(&stack.prometheus, &success_query("shop-canary")).await;
+        let stable = scalar(&stack.prometheus, &success_query("shop-stable")).await;
+        self.samples.push(Sample {
+            t,
+            canary_weight: canary_weight as f64,
+            canary_success: canary.filter(|_| canary_weight > 0),
+            stable_success: stable,
+        });
+        // Events as marks, with the time the controller gave them.
+        let events: Api<Event> = Api::namespaced(stack.client.clone(), NS);
+        for e in events.list(&ListParams::default()).await?.items {
+            let Some(name) = e.metadata.name.clone() else {
+                continue;
+            };
+            if e.involved_object.kind.as_deref() != Some("Rollout")
+                || !self.seen_events.insert(name)
+            {
+                continue;
+            }
+            let when = e
+                .event_time
+                .as_ref()
+                .map(|t| t.0.as_millisecond() as f64 / 1000.0)
+                .or_else(|| {
+                    e.last_timestamp
+                        .as_ref()
+                        .map(|t| t.0.as_millisecond() as f64 / 1000.0)
+                })
+                .map(|u| clock.at(u))
+                .unwrap_or(t);
+            if when < started - 0.5 {
+                continue;
+            }
+            let reason = e.reason.clone().unwrap_or_default();
+            let kind = match reason.as_str() {
+                "StepCompleted" if e.message.as_deref().unwrap_or("").contains("analysis") => {
+                    MarkKind::AnalysisPassed
+                }
+                "StepCompleted" | "Paused" | "PauseEnded" => MarkKind::Step,
+                "RolloutAborted" => MarkKind::Abort,
+                "RolloutCompleted" | "Promoted" => MarkKind::Promoted,
+                "ScalingReplicaSet" => continue,
+                _ => MarkKind::Info,
+            };
+            let message = e.message.clone().unwrap_or_default();
+            let label = match kind {
+                MarkKind::Abort => "aborted".to_string(),
+                _ => message
+                    .split(':')
+                    .next_back()
+                    .unwrap_or(&message)
+                    .trim()
+                    .to_string(),
+            };
+            self.marks.push(Mark {
+                t: when,
+                kind,
+                label: label.chars().take(40).collect(),
+            });
+        }
+        let step = match v.step {
+            Some(s) if (s as usize) < v.steps => format!("step {}/{}", s + 1, v.steps),
+            _ => "all steps done".to_string(),
+        };
+        let canary_txt = canary
+            .filter(|_| canary_weight > 0)
+            .map(|c| format!("{:.1}%", c * 100.0))
+            .unwrap_or_else(|| "-".into());
+        let line = format!(
+            "{version}: {:<14} weight canary {:>3}%  canary success {:>6}  analysis {:<28} {}",
+            step,
+            canary_weight,
+            canary_txt,
+            if v.analysis.is_empty() {
+                "-"
+            } else {
+                &v.analysis
+            },
+            v.phase
+        );
+        if line != self.last_line {
+            println!("[{t:6.1}s] {line}");
+            self.last_line = line;
+        }
+        Ok(v)
+    }
+}
+
+async fn set_version(client: &Client, version: &str, error_rate: &str) -> anyhow::Result<()> {
+    rollout_api(client)
+        .patch(
+            "shop",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"template": {
+                "metadata": {"annotations": {ERROR_RATE_ANNOTATION: error_rate}},
+                "spec": {"containers": [{"name": "shop", "image": format!("registry.example/shop:{version}")}]}
+            }}})),
+        )
+        .await?;
+    Ok(())
+}
+
+fn objects() -> Vec<(ApiResource, Value)> {
+    let svc = |name: &str| {
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+               "spec": {"selector": {"app": "shop"}, "ports": [{"port": 80, "targetPort": 8080}]}})
+    };
+    let core_svc = gvk("", "v1", "Service");
+    vec![
+        (core_svc.clone(), svc("shop-stable")),
+        (core_svc, svc("shop-canary")),
+        (
+            gvk("networking.istio.io", "v1", "VirtualService"),
+            json!({
+                "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+                "metadata": {"name": "shop"},
+                "spec": {"hosts": ["shop.example.com"], "http": [{"name": "primary", "route": [
+                    {"destination": {"host": "shop-stable", "port": {"number": 80}}, "weight": 100},
+                    {"destination": {"host": "shop-canary", "port": {"number": 80}}, "weight": 0}]}]}
+            }),
+        ),
+        (
+            gvk("sluice.dev", "v1alpha1", "AnalysisTemplate"),
+            json!({
+                "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisTemplate",
+                "metadata": {"name": "success-rate"},
+                "spec": {
+                    "args": [{"name": "service"}, {"name": "prometheus"}],
+                    "metrics": [{
+                        "name": "success-rate",
+                        "initialDelay": "4s",
+                        "interval": "2s",
+                        "count": 4,
+                        "inconclusiveLimit": 2,
+                        "successCondition": "result[0] >= 0.95",
+                        "provider": {"prometheus": {
+                            "address": "{{args.prometheus}}",
+                            "query": "sum(rate(istio_requests_total{destination_service_name=\"{{args.service}}\",response_code!~\"5..\"}[10s])) / sum(rate(istio_requests_total{destination_service_name=\"{{args.service}}\"}[10s]))"
+                        }}
+                    }]
+                }
+            }),
+        ),
+    ]
+}
+
+fn rollout(prometheus: &str) -> Value {
+    let analysis = json!({"templates": [{"templateName": "success-rate"}], "args": [
+        {"name": "service", "value": "shop-canary"}, {"name": "prometheus", "value": prometheus}]});
+    json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "shop"},
+        "spec": {
+            "replicas": 4,
+            "selector": {"matchLabels": {"app": "shop"}},
+            "template": {
+                "metadata": {"labels": {"app": "shop"}, "annotations": {ERROR_RATE_ANNOTATION: "0"}},
+                "spec": {"containers": [{"name": "shop", "image": "registry.example/shop:v1"}]}
+            },
+            "strategy": {"canary": {
+                "stableService": "shop-stable",
+                "canaryService": "shop-canary",
+                "scaleDownDelaySeconds": 5,
+                "abortScaleDownDelaySeconds": 5,
+                "trafficRouting": {"istio": {"virtualService": {"name": "shop", "routes": ["primary"]}}},
+                "steps": [
+                    {"setWeight": 10},
+                    {"analysis": analysis},
+                    {"setWeight": 30},
+                    {"pause": {"duration": "4s"}},
+                    {"setWeight": 60},
+                    {"pause": {"duration": "4s"}}
+                ]
+            }}
+        }
+    })
+}
+
+async fn start(opts: &DemoOptions, clock: &Clock) -> anyhow::Result<Stack> {
+    say("Starting the local control plane (Kubernetes binaries are built once and cached)");
+    let bin_dir = tokio::task::spawn_blocking(controlplane::binaries).await??;
+    let _ = std::fs::remove_dir_all(&opts.state_dir);
+    std::fs::create_dir_all(&opts.state_dir)?;
+    let state = std::fs::canonicalize(&opts.state_dir)?;
+    let cp = ControlPlane::start(Options {
+        bin_dir: Some(bin_dir),
+        state_dir: Some(state.join("cluster")),
+        etcd: None,
+    })
+    .await?;
+    let client = cp.client().await?;
+    let sim = NodeSim::start(client.clone(), "sim-node", harness::NODES).await?;
+    harness::install_crds(&client, &harness::crds_dir()).await?;
+    routers::install_router_crds(&client).await?;
+    println!(
+        "[{:6.1}s] control plane ready: {} (3 simulated Nodes; Istio and Gateway API CRDs)",
+        clock.now(),
+        cp.api_url
+    );
+    let nss: Api<Namespace> = Api::all(client.clone());
+    nss.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": NS}}))?,
+    )
+    .await?;
+    let sa: Api<ServiceAccount> = Api::namespaced(client.clone(), NS);
+    wait_for("the default ServiceAccount", LIMIT, || async {
+        Ok(sa.get_opt("default").await?.map(|_| ()))
+    })
+    .await?;
+
+    say("Starting the traffic simulator and Prometheus");
+    for (ar, obj) in objects() {
+        apply(&client, &ar, obj).await?;
+    }
+    let traffic = TrafficSim::start(
+        client.clone(),
+        NS,
+        Routing::VirtualService {
+            name: "shop".into(),
+            route: Some("primary".into()),
+        },
+        RPS,
+    )
+    .await?;
+    let prometheus = Prometheus::start(
+        &state.join("prometheus"),
+        &[traffic.metrics_target()],
+        Duration::from_secs(1),
+    )
+    .await?;
+    println!(
+        "[{:6.1}s] {RPS} requests/s to shop.example.com, routed by the VirtualService; Prometheus at {}",
+        clock.now(),
+        prometheus.url()
+    );
+
+    say("Starting the Sluice controller");
+    let log = std::fs::File::create(state.join("sluice.log"))?;
+    let controller = tokio::process::Command::new(&opts.sluice)
+        .args([
+            "run",
+            "--namespace",
+            NS,
+            "--no-leader-elect",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .env("RUST_LOG", "info,kube=warn")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", opts.sluice.display()))?;
+    println!(
+        "[{:6.1}s] log: {}",
+        clock.now(),
+        state.join("sluice.log").display()
+    );
+    Ok(Stack {
+        cp,
+        client,
+        _sim: sim,
+        controller,
+        prometheus,
+        traffic: Some(traffic),
+    })
+}
+
+/// Times (on the demo clock) of what made v3 safe, measured from the events themselves.
+#[derive(Clone, Debug, Default)]
+struct Safety {
+    first_bad_sample: Option<f64>,
+    analysis_failed: Option<f64>,
+    weight_zero: Option<f64>,
+    abort_reason: String,
+}
+
+/// Runs the demo; an error means a release did not end as it should.
+pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
+    let clock = Clock::new();
+    let mut stack = start(&opts, &clock).await?;
+
+    say("Deploying v1 of the shop as a canary Rollout (Istio weights, Prometheus analysis)");
+    let ro_ar = gvk("sluice.dev", "v1alpha1", "Rollout");
+    apply(&stack.client, &ro_ar, rollout(&stack.prometheus.url())).await?;
+    let c = stack.client.clone();
+    wait_for("v1 Healthy", LIMIT, || async {
+        let v = view(&c).await?;
+        Ok((v.phase == "Healthy").then_some(()))
+    })
+    .await?;
+    let v1 = view(&stack.client).await?.stable;
+    println!(
+        "[{:6.1}s] v1 ({v1}) is Healthy and takes all traffic",
+        clock.now()
+    );
+    stack
+        .prometheus
+        .wait_for_series(
+            "istio_requests_total{destination_service_name=\"shop-stable\"}",
+            LIMIT,
+        )
+        .await?;
+
+    // v2: good.
+    say("Releasing v2 (good): promoted step by step while analysis watches its success rate");
+    let v2_start = clock.now();
+    set_version(&stack.client, "v2", "0").await?;
+    let mut rec = Recorder::new();
+    let deadline = Instant::now() + LIMIT;
+    let v2 = loop {
+        let v = rec.tick(&stack, &clock, "v2", v2_start).await?;
+        if v.phase == "Healthy" && !v.current.is_empty() && v.stable == v.current && v.stable != v1
+        {
+            break v;
+        }
+        if v.abort {
+            bail!("v2 was aborted: {}", v.message);
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "v2 was not promoted within {LIMIT:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    rec.tick(&stack, &clock, "v2", v2_start).await?;
+    let v2_took = clock.now() - v2_start;
+    let routed = routed_weights(&stack.client).await?;
+    ensure!(routed == (100, 0), "after v2, the route says {routed:?}");
+    println!(
+        "[{:6.1}s] v2 ({}) promoted in {v2_took:.1} s; all traffic on it",
+        clock.now(),
+        v2.stable
+    );
+    let v2_release = Release {
+        title: "v2 (good): promoted".into(),
+        version: "v2".into(),
+        started: v2_start,
+        ended: Some(v2_start + v2_took),
+        outcome: format!("Promoted through 10/30/60% in {v2_took:.0} s"),
+        ok: true,
+        samples: rec.samples,
+        marks: rec.marks,
+        figures: vec![("Release took".into(), format!("{v2_took:.1} s"))],
+    };
+
+    // v3: bad.
+    say("Releasing v3 (bad: 20% of its requests fail): Sluice should roll it back on its own");
+    let v3_start = clock.now();
+    set_version(&stack.client, "v3", "0.2").await?;
+    let mut rec = Recorder::new();
+    let deadline = Instant::now() + LIMIT;
+    let mut safety = Safety::default();
+    loop {
+        let v = rec.tick(&stack, &clock, "v3", v3_start).await?;
+        if v.abort && safety.weight_zero.is_none() {
+            // Poll the route closely until the weight write lands.
+            let c = stack.client.clone();
+            let t = wait_for("all traffic back on stable", LIMIT, || async {
+                Ok((routed_weights(&c).await? == (100, 0)).then_some(()))
+            })
+            .await
+            .map(|_| clock.now())?;
+            safety.weight_zero = Some(t);
+            safety.abort_reason = v.message.clone();
+        }
+        if safety.weight_zero.is_some() && v.phase == "Degraded" {
+            break;
+        }
+        if v.phase == "Healthy" && v.stable == v.current && v.stable != v2.stable {
+            bail!("v3 was promoted: its errors went unnoticed");
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "v3 was not rolled back within {LIMIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    rec.tick(&stack, &clock, "v3", v3_start).await?;
+    let v3_hash = view(&stack.client).await?.current;
+    // The first failed request of v3 that Prometheus scraped.
+    safety.first_bad_sample = scalar(
+        &stack.prometheus,
+        &format!(
+            "min_over_time(timestamp(istio_requests_total{{destination_canonical_revision=\"{v3_hash}\",response_code=\"500\"}})[10m:250ms])"
+        ),
+    )
+    .await
+    .map(|u| clock.at(u));
+    // The failed measurement, from the AnalysisRun.
+    let runs: Api<DynamicObject> = Api::namespaced_with(
+        stack.client.clone(),
+        NS,
+        &gvk("sluice.dev", "v1alpha1", "AnalysisRun"),
+    );
+    for r in runs.list(&ListParams::default()).await?.items {
+        let failed = r
+            .data
+            .pointer("/status/metricResults")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .flat_map(|m| m["measurements"].as_array().cloned().unwrap_or_default())
+            .filter(|m| m["phase"] == "Failed")
+            .filter_map(|m| m["finishedAt"].as_str().map(String::from))
+            .filter_map(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+            .map(|t| clock.at(t.as_millisecond() as f64 / 1000.0))
+            .filter(|t| *t >= v3_start)
+            .fold(None, |a: Option<f64>, t| Some(a.map_or(t, |a| a.min(t))));
+        if failed.is_some() {
+            safety.analysis_failed = failed;
+        }
+    }
+    let v3_took = clock.now() - v3_start;
+    let routed = routed_weights(&stack.client).await?;
+    let after = view(&stack.client).await?;
+    ensure!(routed == (100, 0), "after v3, the route says {routed:?}");
+    ensure!(
+        after.stable == v2.stable,
+        "after v3, stable is {} instead of v2 {}",
+        after.stable,
+        v2.stable
+    );
+    ensure!(
+        safety.abort_reason.contains("success-rate"),
+        "the abort does not name the failed metric: {}",
+        safety.abort_reason
+    );
+
+    // Summary.
+    say("Summary");
+    let rel = |t: Option<f64>| {
+        t.map(|t| format!("+{:.1} s", t - v3_start))
+            .unwrap_or_else(|| "-".into())
+    };
+    let safe = match (safety.first_bad_sample, safety.weight_zero) {
+        (Some(bad), Some(zero)) => Some(zero - bad),
+        _ => None,
+    };
+    println!(
+        "  v2: promoted through 10/30/60% with analysis in {v2_took:.1} s; stable revision {}",
+        v2.stable
+    );
+    println!("  v3: rolled back automatically, {v3_took:.1} s after its release started");
+    println!(
+        "      first failed request scraped by Prometheus {}; analysis measurement failed {}; all traffic back on v2 {}",
+        rel(safety.first_bad_sample),
+        rel(safety.analysis_failed),
+        rel(safety.weight_zero)
+    );
+    if let Some(s) = safe {
+        println!("      time to safe (first bad sample to 100% stable): {s:.1} s");
+    }
+    println!("      why: {}", safety.abort_reason);
+
+    let mut v3_marks = rec.marks;
+    let at = |t: Option<f64>| t;
+    if let Some(t) = at(safety.first_bad_sample) {
+        v3_marks.push(Mark {
+            t,
+            kind: MarkKind::Breach,
+            label: "first failed request scraped".into(),
+        });
+    }
+    if let Some(t) = at(safety.analysis_failed) {
+        v3_marks.push(Mark {
+            t,
+            kind: MarkKind::AnalysisFailed,
+            label: "analysis failed".into(),
+        });
+    }
+    if let Some(t) = at(safety.weight_zero) {
+        v3_marks.push(Mark {
+            t,
+            kind: MarkKind::Safe,
+            label: "100% on stable".into(),
+        });
+    }
+    let mut figures = vec![("Release to rollback".into(), format!("{v3_took:.1} s"))];
+    for (k, v) in [
+        (
+            "First failed request in Prometheus",
+            rel(safety.first_bad_sample),
+        ),
+        ("Analysis measurement failed", rel(safety.analysis_failed)),
+        ("All traffic back on stable", rel(safety.weight_zero)),
+    ] {
+        figures.push((k.into(), v));
+    }
+    if let Some(s) = safe {
+        figures.push(("Time to safe".into(), format!("{s:.1} s")));
+    }
+    let v3_release = Release {
+        title: "v3 (bad: 20% errors): rolled back".into(),
+        version: "v3".into(),
+        started: v3_start,
+        ended: Some(v3_start + v3_took),
+        outcome: format!("Rolled back on its own: {}", safety.abort_reason),
+        ok: true,
+        samples: rec.samples,
+        marks: v3_marks,
+        figures,
+    };
+    let page = report::render(&Report {
+        title: "Sluice demo".into(),
+        subtitle: "Canary over Istio VirtualService weights, judged by a Prometheus success-rate analysis".into(),
+        releases: vec![v2_release, v3_release],
+        notes: vec![
+            "v2 answers every request. At each step Sluice first scales the canary, then gives it its weight; the analysis step measured the canary's success rate four times before the release went on.".into(),
+            "v3 fails one request in five. The analysis measured a success rate below 95%, the run failed, and in the same reconcile Sluice set the canary's weight to 0, before scaling anything down. Time to safe counts from the first failed request Prometheus scraped to the weight write seen on the VirtualService.".into(),
+        ],
+    });
+    if let Some(dir) = opts.report.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&opts.report, page)?;
+    println!("\n  report: {}", opts.report.display());
+
+    if opts.keep {
+        say("The stack stays up; Ctrl-C stops it");
+        println!("  export KUBECONFIG={}", stack.cp.kubeconfig.display());
+        println!("  kubectl -n {NS} get sro,sar,rs,pods");
+        println!("  kubectl -n {NS} get virtualservice shop -o yaml");
+        println!(
+            "  Prometheus: {}  (try: {})",
+            stack.prometheus.url(),
+            success_query("shop-stable")
+        );
+        println!("  target/debug/kubectl-sluice -n {NS} get shop");
+        tokio::signal::ctrl_c().await?;
+    }
+    if let Some(t) = stack.traffic.take() {
+        t.stop().await;
+    }
+    stack.prometheus.stop().await;
+    let _ = stack.controller.kill().await;
+    Ok(())
+}
