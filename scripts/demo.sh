@@ -8,15 +8,20 @@
 # own). Prints live progress, a summary with the time to safe, and the path of an HTML report.
 #
 # With --keep the stack stays up until Ctrl-C and the script prints how to reach it.
+# --strategy bluegreen shows a blue-green release judged by post-promotion analysis instead.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 args=()
-for arg in "$@"; do
+while (($#)); do
+  arg=$1
+  shift
   case "$arg" in
     --keep) args+=(--keep) ;;
-    -h | --help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "demo.sh: unknown argument $arg (try --keep)" >&2; exit 2 ;;
+    --strategy) args+=(--strategy "${1:-}"); shift || true ;;
+    --strategy=*) args+=(--strategy "${arg#--strategy=}") ;;
+    -h | --help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "demo.sh: unknown argument $arg (try --keep, --strategy canary|bluegreen)" >&2; exit 2 ;;
   esac
 done
 

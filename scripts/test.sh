@@ -65,9 +65,14 @@ fi
 stop_cluster
 trap - EXIT
 
-step "the README's demo, end to end"
-scripts/demo.sh > target/e2e/demo.log 2>&1 || { cat target/e2e/demo.log; echo "the demo failed" >&2; exit 1; }
-sed -n '/== Summary/,/^$/p' target/e2e/demo.log
+# The demo checks its own outcome (v2 stable with all traffic, v3 rolled back with stable at
+# 100% and the abort naming the failed metric) and exits non-zero otherwise.
+for strategy in canary bluegreen; do
+  step "the README's demo, end to end (--strategy $strategy)"
+  scripts/demo.sh --strategy "$strategy" > "target/e2e/demo-$strategy.log" 2>&1 ||
+    { cat "target/e2e/demo-$strategy.log"; echo "the $strategy demo failed" >&2; exit 1; }
+  sed -n '/== Summary/,/^$/p' "target/e2e/demo-$strategy.log"
+done
 
 step "done in $((SECONDS - t0)) s"
 echo "tests: $totals"

@@ -29,9 +29,19 @@ const LIMIT: Duration = Duration::from_secs(240);
 /// Requests per second the simulated clients send.
 const RPS: f64 = 200.0;
 
+/// Which release strategy the demo shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Strategy {
+    /// Canary over Istio VirtualService weights, with an analysis step.
+    Canary,
+    /// Blue-green: the active Service switches at once, judged by post-promotion analysis.
+    Bluegreen,
+}
+
 /// How the demo runs.
 #[derive(Clone, Debug)]
 pub struct DemoOptions {
+    pub strategy: Strategy,
     /// The `sluice` binary.
     pub sluice: PathBuf,
     pub state_dir: PathBuf,
@@ -74,6 +84,7 @@ fn say(what: &str) {
 
 /// Everything the demo started; dropped, it stops them.
 struct Stack {
+    strategy: Strategy,
     // Fields drop in order: what watches the API server goes before the control plane.
     traffic: Option<TrafficSim>,
     controller: tokio::process::Child,
@@ -160,6 +171,36 @@ async fn view(client: &Client) -> anyhow::Result<View> {
     })
 }
 
+/// The share of traffic (stable, new revision) as the routing objects say: the
+/// VirtualService's weights (canary), or where the active Service points (blue-green).
+async fn split(client: &Client, strategy: Strategy, v: &View) -> anyhow::Result<(i64, i64)> {
+    match strategy {
+        Strategy::Canary => routed_weights(client).await,
+        Strategy::Bluegreen => {
+            let active = active_hash(client).await?;
+            Ok(
+                if !v.current.is_empty() && active == v.current && v.current != v.stable {
+                    (0, 100)
+                } else {
+                    (100, 0)
+                },
+            )
+        }
+    }
+}
+
+/// The revision the active Service selects (blue-green).
+async fn active_hash(client: &Client) -> anyhow::Result<String> {
+    let api: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), NS);
+    Ok(api
+        .get("shop-active")
+        .await?
+        .spec
+        .and_then(|s| s.selector)
+        .and_then(|s| s.get("rollouts-pod-template-hash").cloned())
+        .unwrap_or_default())
+}
+
 /// The (stable, canary) weights of the VirtualService's `primary` route, as the API server has
 /// them (what Envoy would be told).
 async fn routed_weights(client: &Client) -> anyhow::Result<(i64, i64)> {
@@ -188,6 +229,13 @@ async fn routed_weights(client: &Client) -> anyhow::Result<(i64, i64)> {
 fn success_query(service: &str) -> String {
     format!(
         "sum(rate(istio_requests_total{{destination_service_name=\"{service}\",response_code!~\"5..\"}}[5s])) / sum(rate(istio_requests_total{{destination_service_name=\"{service}\"}}[5s]))"
+    )
+}
+
+/// Success rate of the requests that reached pods of revision `hash`.
+fn revision_success_query(hash: &str) -> String {
+    format!(
+        "sum(rate(istio_requests_total{{destination_canonical_revision=\"{hash}\",response_code!~\"5..\"}}[5s])) / sum(rate(istio_requests_total{{destination_canonical_revision=\"{hash}\"}}[5s]))"
     )
 }
 
@@ -234,9 +282,19 @@ impl Recorder {
             return Ok(v);
         }
         self.started = true;
-        let (_, canary_weight) = routed_weights(&stack.client).await.unwrap_or((100, 0));
-        let canary = scalar(&stack.prometheus, &success_query("shop-canary")).await;
-        let stable = scalar(&stack.prometheus, &success_query("shop-stable")).await;
+        let (_, canary_weight) = split(&stack.client, stack.strategy, &v)
+            .await
+            .unwrap_or((100, 0));
+        let (canary, stable) = match stack.strategy {
+            Strategy::Canary => (
+                scalar(&stack.prometheus, &success_query("shop-canary")).await,
+                scalar(&stack.prometheus, &success_query("shop-stable")).await,
+            ),
+            Strategy::Bluegreen => (
+                scalar(&stack.prometheus, &revision_success_query(&v.current)).await,
+                scalar(&stack.prometheus, &revision_success_query(&v.stable)).await,
+            ),
+        };
         self.samples.push(Sample {
             t,
             canary_weight: canary_weight as f64,
@@ -337,15 +395,23 @@ async fn set_version(client: &Client, version: &str, error_rate: &str) -> anyhow
     Ok(())
 }
 
-fn objects() -> Vec<(ApiResource, Value)> {
+fn objects(strategy: Strategy) -> Vec<(ApiResource, Value)> {
     let svc = |name: &str| {
         json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
                "spec": {"selector": {"app": "shop"}, "ports": [{"port": 80, "targetPort": 8080}]}})
     };
     let core_svc = gvk("", "v1", "Service");
-    vec![
+    let mut out = vec![
         (core_svc.clone(), svc("shop-stable")),
         (core_svc, svc("shop-canary")),
+    ];
+    if strategy == Strategy::Bluegreen {
+        out = vec![
+            (gvk("", "v1", "Service"), svc("shop-active")),
+            (gvk("", "v1", "Service"), svc("shop-preview")),
+        ];
+    }
+    out.extend([
         (
             gvk("networking.istio.io", "v1", "VirtualService"),
             json!({
@@ -378,12 +444,36 @@ fn objects() -> Vec<(ApiResource, Value)> {
                 }
             }),
         ),
-    ]
+    ]);
+    out
 }
 
-fn rollout(prometheus: &str) -> Value {
-    let analysis = json!({"templates": [{"templateName": "success-rate"}], "args": [
-        {"name": "service", "value": "shop-canary"}, {"name": "prometheus", "value": prometheus}]});
+fn rollout(strategy: Strategy, prometheus: &str) -> Value {
+    let analysis = |service: &str| {
+        json!({"templates": [{"templateName": "success-rate"}], "args": [
+            {"name": "service", "value": service}, {"name": "prometheus", "value": prometheus}]})
+    };
+    if strategy == Strategy::Bluegreen {
+        return json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "shop"},
+            "spec": {
+                "replicas": 4,
+                "selector": {"matchLabels": {"app": "shop"}},
+                "template": {
+                    "metadata": {"labels": {"app": "shop"}, "annotations": {ERROR_RATE_ANNOTATION: "0"}},
+                    "spec": {"containers": [{"name": "shop", "image": "registry.example/shop:v1"}]}
+                },
+                "strategy": {"blueGreen": {
+                    "activeService": "shop-active",
+                    "previewService": "shop-preview",
+                    "scaleDownDelaySeconds": 10,
+                    "abortScaleDownDelaySeconds": 5,
+                    "postPromotionAnalysis": analysis("shop-active")
+                }}
+            }
+        });
+    }
+    let analysis = analysis("shop-canary");
     json!({
         "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "shop"},
         "spec": {
@@ -446,15 +536,20 @@ async fn start(opts: &DemoOptions, clock: &Clock) -> anyhow::Result<Stack> {
     .await?;
 
     say("Starting the traffic simulator and Prometheus");
-    for (ar, obj) in objects() {
+    for (ar, obj) in objects(opts.strategy) {
         apply(&client, &ar, obj).await?;
     }
     let traffic = TrafficSim::start(
         client.clone(),
         NS,
-        Routing::VirtualService {
-            name: "shop".into(),
-            route: Some("primary".into()),
+        match opts.strategy {
+            Strategy::Canary => Routing::VirtualService {
+                name: "shop".into(),
+                route: Some("primary".into()),
+            },
+            Strategy::Bluegreen => Routing::Service {
+                service: "shop-active".into(),
+            },
         },
         RPS,
     )
@@ -466,8 +561,12 @@ async fn start(opts: &DemoOptions, clock: &Clock) -> anyhow::Result<Stack> {
     )
     .await?;
     println!(
-        "[{:6.1}s] {RPS} requests/s to shop.example.com, routed by the VirtualService; Prometheus at {}",
+        "[{:6.1}s] {RPS} requests/s to shop.example.com, routed {}; Prometheus at {}",
         clock.now(),
+        match opts.strategy {
+            Strategy::Canary => "by the VirtualService's weights",
+            Strategy::Bluegreen => "to the active Service's endpoints",
+        },
         prometheus.url()
     );
 
@@ -496,6 +595,7 @@ async fn start(opts: &DemoOptions, clock: &Clock) -> anyhow::Result<Stack> {
         state.join("sluice.log").display()
     );
     Ok(Stack {
+        strategy: opts.strategy,
         cp,
         client,
         _sim: sim,
@@ -519,9 +619,21 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let clock = Clock::new();
     let mut stack = start(&opts, &clock).await?;
 
-    say("Deploying v1 of the shop as a canary Rollout (Istio weights, Prometheus analysis)");
+    say(match opts.strategy {
+        Strategy::Canary => {
+            "Deploying v1 of the shop as a canary Rollout (Istio weights, Prometheus analysis)"
+        }
+        Strategy::Bluegreen => {
+            "Deploying v1 of the shop as a blue-green Rollout (post-promotion analysis on Prometheus)"
+        }
+    });
     let ro_ar = gvk("sluice.dev", "v1alpha1", "Rollout");
-    apply(&stack.client, &ro_ar, rollout(&stack.prometheus.url())).await?;
+    apply(
+        &stack.client,
+        &ro_ar,
+        rollout(opts.strategy, &stack.prometheus.url()),
+    )
+    .await?;
     let c = stack.client.clone();
     wait_for("v1 Healthy", LIMIT, || async {
         let v = view(&c).await?;
@@ -536,13 +648,27 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     stack
         .prometheus
         .wait_for_series(
-            "istio_requests_total{destination_service_name=\"shop-stable\"}",
+            match opts.strategy {
+                Strategy::Canary => {
+                    "istio_requests_total{destination_service_name=\"shop-stable\"}"
+                }
+                Strategy::Bluegreen => {
+                    "istio_requests_total{destination_service_name=\"shop-active\"}"
+                }
+            },
             LIMIT,
         )
         .await?;
 
     // v2: good.
-    say("Releasing v2 (good): promoted step by step while analysis watches its success rate");
+    say(match opts.strategy {
+        Strategy::Canary => {
+            "Releasing v2 (good): promoted step by step while analysis watches its success rate"
+        }
+        Strategy::Bluegreen => {
+            "Releasing v2 (good): previewed, switched at once, then judged by analysis"
+        }
+    });
     let v2_start = clock.now();
     set_version(&stack.client, "v2", "0").await?;
     let mut rec = Recorder::new();
@@ -564,7 +690,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     };
     rec.tick(&stack, &clock, "v2", v2_start).await?;
     let v2_took = clock.now() - v2_start;
-    let routed = routed_weights(&stack.client).await?;
+    let v2_view = view(&stack.client).await?;
+    let routed = split(&stack.client, opts.strategy, &v2_view).await?;
     ensure!(routed == (100, 0), "after v2, the route says {routed:?}");
     println!(
         "[{:6.1}s] v2 ({}) promoted in {v2_took:.1} s; all traffic on it",
@@ -576,7 +703,12 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         version: "v2".into(),
         started: v2_start,
         ended: Some(v2_start + v2_took),
-        outcome: format!("Promoted through 10/30/60% in {v2_took:.0} s"),
+        outcome: match opts.strategy {
+            Strategy::Canary => format!("Promoted through 10/30/60% in {v2_took:.0} s"),
+            Strategy::Bluegreen => {
+                format!("Switched and confirmed by post-promotion analysis in {v2_took:.0} s")
+            }
+        },
         ok: true,
         samples: rec.samples,
         marks: rec.marks,
@@ -595,8 +727,14 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         if v.abort && safety.weight_zero.is_none() {
             // Poll the route closely until the weight write lands.
             let c = stack.client.clone();
+            let stable = v2.stable.clone();
+            let strategy = opts.strategy;
             let t = wait_for("all traffic back on stable", LIMIT, || async {
-                Ok((routed_weights(&c).await? == (100, 0)).then_some(()))
+                let back = match strategy {
+                    Strategy::Canary => routed_weights(&c).await? == (100, 0),
+                    Strategy::Bluegreen => active_hash(&c).await? == stable,
+                };
+                Ok(back.then_some(()))
             })
             .await
             .map(|_| clock.now())?;
@@ -651,8 +789,17 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         }
     }
     let v3_took = clock.now() - v3_start;
-    let routed = routed_weights(&stack.client).await?;
     let after = view(&stack.client).await?;
+    let routed = match opts.strategy {
+        Strategy::Canary => routed_weights(&stack.client).await?,
+        Strategy::Bluegreen => {
+            if active_hash(&stack.client).await? == v2.stable {
+                (100, 0)
+            } else {
+                (0, 100)
+            }
+        }
+    };
     ensure!(routed == (100, 0), "after v3, the route says {routed:?}");
     ensure!(
         after.stable == v2.stable,
@@ -677,7 +824,11 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         _ => None,
     };
     println!(
-        "  v2: promoted through 10/30/60% with analysis in {v2_took:.1} s; stable revision {}",
+        "  v2: promoted ({}) with analysis in {v2_took:.1} s; stable revision {}",
+        match opts.strategy {
+            Strategy::Canary => "through 10/30/60%",
+            Strategy::Bluegreen => "switched at once, then judged",
+        },
         v2.stable
     );
     println!("  v3: rolled back automatically, {v3_took:.1} s after its release started");
@@ -742,12 +893,22 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     };
     let page = report::render(&Report {
         title: "Sluice demo".into(),
-        subtitle: "Canary over Istio VirtualService weights, judged by a Prometheus success-rate analysis".into(),
+        subtitle: match opts.strategy {
+            Strategy::Canary => "Canary over Istio VirtualService weights, judged by a Prometheus success-rate analysis",
+            Strategy::Bluegreen => "Blue-green: the active Service switches at once; post-promotion analysis on Prometheus decides whether it stays",
+        }
+        .into(),
         releases: vec![v2_release, v3_release],
-        notes: vec![
-            "v2 answers every request. At each step Sluice first scales the canary, then gives it its weight; the analysis step measured the canary's success rate four times before the release went on.".into(),
-            "v3 fails one request in five. The analysis measured a success rate below 95%, the run failed, and in the same reconcile Sluice set the canary's weight to 0, before scaling anything down. Time to safe counts from the first failed request Prometheus scraped to the weight write seen on the VirtualService.".into(),
-        ],
+        notes: match opts.strategy {
+            Strategy::Canary => vec![
+                "v2 answers every request. At each step Sluice first scales the canary, then gives it its weight; the analysis step measured the canary's success rate before the release went on.".into(),
+                "v3 fails one request in five. The analysis measured a success rate below 95%, the run failed, and in the same reconcile Sluice set the canary's weight to 0, before scaling anything down. Time to safe counts from the first failed request Prometheus scraped to the weight write seen on the VirtualService.".into(),
+            ],
+            Strategy::Bluegreen => vec![
+                "Blue-green runs the new revision beside the old one behind the preview Service, switches the active Service at once when every new pod is available, and keeps the old pods for scaleDownDelaySeconds.".into(),
+                "v3 fails one request in five. After the switch, the post-promotion analysis measured the active Service's success rate below 95%; Sluice aborted and pointed the active Service back at v2, whose pods were still running. Time to safe counts from the first failed request Prometheus scraped to the active Service selecting v2 again.".into(),
+            ],
+        },
     });
     if let Some(dir) = opts.report.parent() {
         std::fs::create_dir_all(dir)?;

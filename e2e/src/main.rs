@@ -47,6 +47,9 @@ enum Cmd {
     /// Run the demo: v2 promoted, v3 rolled back by analysis; prints a summary and writes an
     /// HTML report.
     Demo {
+        /// The release strategy to show.
+        #[arg(long, value_enum, default_value = "canary")]
+        strategy: e2e::demo::Strategy,
         /// The `sluice` controller binary.
         #[arg(long, default_value = "target/debug/sluice")]
         sluice: PathBuf,
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
             }
         },
         Cmd::Demo {
+            strategy,
             sluice,
             state_dir,
             report,
@@ -100,6 +104,7 @@ fn main() -> ExitCode {
                 }
             };
             let opts = e2e::demo::DemoOptions {
+                strategy,
                 sluice,
                 state_dir,
                 report,

@@ -72,7 +72,7 @@ pub(super) fn decide(
                 ("post-promotion analysis", post_run.as_deref()),
             ],
             desired,
-            &format!("the active Service stays on stable {stable}"),
+            &format!("the active Service selects stable {stable}"),
             now,
         );
     }
