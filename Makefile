@@ -1,11 +1,12 @@
 # The two commands of the README.
 .PHONY: demo test crds
 
-## Start the local stack: a real control plane with Sluice's CRDs and the examples applied.
+## The demo: v2 promoted, v3 rolled back by analysis. ARGS="--keep" keeps the stack up;
+## ARGS="--strategy bluegreen" shows a blue-green release.
 demo:
-	scripts/demo.sh
+	scripts/demo.sh $(ARGS)
 
-## Everything CI runs: dependencies, format, clippy, unit and integration tests.
+## Everything CI runs: dependencies, format, clippy, unit and integration tests, the demos.
 test:
 	scripts/test.sh
 
