@@ -453,27 +453,30 @@ fn rollout(strategy: Strategy, prometheus: &str) -> Value {
         json!({"templates": [{"templateName": "success-rate"}], "args": [
             {"name": "service", "value": service}, {"name": "prometheus", "value": prometheus}]})
     };
-    if strategy == Strategy::Bluegreen {
-        return json!({
-            "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "shop"},
-            "spec": {
-                "replicas": 4,
-                "selector": {"matchLabels": {"app": "shop"}},
-                "template": {
-                    "metadata": {"labels": {"app": "shop"}, "annotations": {ERROR_RATE_ANNOTATION: "0"}},
-                    "spec": {"containers": [{"name": "shop", "image": "registry.example/shop:v1"}]}
-                },
-                "strategy": {"blueGreen": {
-                    "activeService": "shop-active",
-                    "previewService": "shop-preview",
-                    "scaleDownDelaySeconds": 10,
-                    "abortScaleDownDelaySeconds": 5,
-                    "postPromotionAnalysis": analysis("shop-active")
-                }}
-            }
-        });
-    }
-    let analysis = analysis("shop-canary");
+    let strategy = match strategy {
+        Strategy::Bluegreen => json!({"blueGreen": {
+            "activeService": "shop-active",
+            "previewService": "shop-preview",
+            "scaleDownDelaySeconds": 10,
+            "abortScaleDownDelaySeconds": 5,
+            "postPromotionAnalysis": analysis("shop-active")
+        }}),
+        Strategy::Canary => json!({"canary": {
+            "stableService": "shop-stable",
+            "canaryService": "shop-canary",
+            "scaleDownDelaySeconds": 5,
+            "abortScaleDownDelaySeconds": 5,
+            "trafficRouting": {"istio": {"virtualService": {"name": "shop", "routes": ["primary"]}}},
+            "steps": [
+                {"setWeight": 10},
+                {"analysis": analysis("shop-canary")},
+                {"setWeight": 30},
+                {"pause": {"duration": "4s"}},
+                {"setWeight": 60},
+                {"pause": {"duration": "4s"}}
+            ]
+        }}),
+    };
     json!({
         "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "shop"},
         "spec": {
@@ -483,21 +486,7 @@ fn rollout(strategy: Strategy, prometheus: &str) -> Value {
                 "metadata": {"labels": {"app": "shop"}, "annotations": {ERROR_RATE_ANNOTATION: "0"}},
                 "spec": {"containers": [{"name": "shop", "image": "registry.example/shop:v1"}]}
             },
-            "strategy": {"canary": {
-                "stableService": "shop-stable",
-                "canaryService": "shop-canary",
-                "scaleDownDelaySeconds": 5,
-                "abortScaleDownDelaySeconds": 5,
-                "trafficRouting": {"istio": {"virtualService": {"name": "shop", "routes": ["primary"]}}},
-                "steps": [
-                    {"setWeight": 10},
-                    {"analysis": analysis},
-                    {"setWeight": 30},
-                    {"pause": {"duration": "4s"}},
-                    {"setWeight": 60},
-                    {"pause": {"duration": "4s"}}
-                ]
-            }}
+            "strategy": strategy
         }
     })
 }
