@@ -908,6 +908,9 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     if opts.keep {
         say("The stack stays up; Ctrl-C stops it");
         println!("  export KUBECONFIG={}", stack.cp.kubeconfig.display());
+        if let Ok(bin) = std::env::var("SLUICE_K8S_BIN") {
+            println!("  export PATH={bin}:$PWD/target/debug:$PATH   # kubectl, kubectl-sluice");
+        }
         println!("  kubectl -n {NS} get sro,sar,rs,pods");
         println!("  kubectl -n {NS} get virtualservice shop -o yaml");
         println!(
@@ -915,7 +918,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
             stack.prometheus.url(),
             success_query("shop-stable")
         );
-        println!("  target/debug/kubectl-sluice -n {NS} get shop");
+        println!("  kubectl sluice -n {NS} get shop");
         tokio::signal::ctrl_c().await?;
     }
     if let Some(t) = stack.traffic.take() {
