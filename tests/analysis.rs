@@ -8,16 +8,17 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use common::{ControllerProcess, events_for, phase, rollouts, wait_status};
+use common::{
+    ControllerProcess, create_services, events_for, phase, rollouts, selector_hash, wait_event,
+    wait_status,
+};
 use e2e::metricsrv::MetricsServer;
 use e2e::prometheus::Prometheus;
 use e2e::{TestEnv, wait_for};
-use k8s_openapi::api::core::v1::Service;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
 use sluice::api::analysis::{AnalysisPhase, AnalysisRun, AnalysisTemplate};
-use sluice::api::constants::LABEL_POD_TEMPLATE_HASH;
 use sluice::api::rollout::{PauseReason, Rollout, RolloutPhase};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -107,18 +108,6 @@ fn analysis_ref(env: &TestEnv) -> serde_json::Value {
            "args": [{"name": "namespace", "value": env.namespace}]})
 }
 
-async fn create_services(env: &TestEnv, names: &[&str]) -> anyhow::Result<()> {
-    let api: Api<Service> = env.api();
-    for name in names {
-        let svc: Service = serde_json::from_value(json!({
-            "apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}
-        }))?;
-        api.create(&PostParams::default(), &svc).await?;
-    }
-    Ok(())
-}
-
 /// A canary Rollout over Services, first revision Healthy. Returns v1's hash.
 async fn canary_v1(env: &TestEnv, canary: serde_json::Value) -> anyhow::Result<String> {
     create_services(env, &["web-stable", "web-canary"]).await?;
@@ -162,14 +151,6 @@ async fn release_v2(env: &TestEnv) -> anyhow::Result<String> {
     })
     .await?;
     s.current_pod_hash.context("currentPodHash")
-}
-
-async fn selector_hash(env: &TestEnv, service: &str) -> anyhow::Result<Option<String>> {
-    let svc = env.api::<Service>().get(service).await?;
-    Ok(svc
-        .spec
-        .and_then(|s| s.selector)
-        .and_then(|s| s.get(LABEL_POD_TEMPLATE_HASH).cloned()))
 }
 
 async fn wait_run(
@@ -297,11 +278,10 @@ async fn a_canary_whose_error_rate_rises_is_rolled_back() {
         );
         let run = env.api::<AnalysisRun>().get(&run_name).await?;
         ensure!(run_phase(&run) == Some(AnalysisPhase::Failed), "{run:?}");
-        let events = events_for(&env, "web").await?;
-        let abort = events
-            .iter()
-            .find(|(t, r, _)| t == "Warning" && r == "RolloutAborted")
-            .context("a RolloutAborted Event")?;
+        let abort = wait_event(&env, "web", "a RolloutAborted Event", |(t, r, _)| {
+            t == "Warning" && r == "RolloutAborted"
+        })
+        .await?;
         ensure!(
             abort.2.contains("success-rate") && abort.2.contains("[0.8]"),
             "the Event names the metric and value: {}",

@@ -7,7 +7,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use common::{ControllerProcess, canary_weight, events_for, kstatus, phase, rollouts, wait_status};
+use common::{
+    ControllerProcess, canary_weight, create_services, events_for, kstatus, phase, rollouts,
+    selector_hash, wait_event, wait_status,
+};
 use e2e::TestEnv;
 use e2e::nodesim::BEHAVIOUR_ANNOTATION;
 use k8s_openapi::api::apps::v1::ReplicaSet;
@@ -19,18 +22,6 @@ use sluice::api::constants::{LABEL_POD_TEMPLATE_HASH, condition};
 use sluice::api::rollout::{Rollout, RolloutPhase};
 
 const LIMIT: Duration = Duration::from_secs(90);
-
-async fn create_services(env: &TestEnv) -> anyhow::Result<()> {
-    let api: Api<Service> = env.api();
-    for name in ["web-stable", "web-canary"] {
-        let svc: Service = serde_json::from_value(json!({
-            "apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}
-        }))?;
-        api.create(&PostParams::default(), &svc).await?;
-    }
-    Ok(())
-}
 
 fn rollout(steps: serde_json::Value) -> anyhow::Result<Rollout> {
     Ok(serde_json::from_value(json!({
@@ -60,7 +51,7 @@ fn rollout(steps: serde_json::Value) -> anyhow::Result<Rollout> {
 /// first revision is Healthy with every pod available. Returns the controller and v1's hash.
 async fn healthy_v1(env: &TestEnv, ro: Rollout) -> anyhow::Result<(ControllerProcess, String)> {
     let controller = ControllerProcess::start(env)?;
-    create_services(env).await?;
+    create_services(env, &["web-stable", "web-canary"]).await?;
     rollouts(env).create(&PostParams::default(), &ro).await?;
     let replicas = ro.spec.replicas();
     let healthy = wait_status(env, "web", "first revision Healthy", LIMIT, |s| {
@@ -68,15 +59,6 @@ async fn healthy_v1(env: &TestEnv, ro: Rollout) -> anyhow::Result<(ControllerPro
     })
     .await?;
     Ok((controller, healthy.stable_rs.context("stableRS")?))
-}
-
-async fn selector_hash(env: &TestEnv, service: &str) -> anyhow::Result<Option<String>> {
-    let api: Api<Service> = env.api();
-    let svc = api.get(service).await?;
-    Ok(svc
-        .spec
-        .and_then(|s| s.selector)
-        .and_then(|s| s.get(LABEL_POD_TEMPLATE_HASH).cloned()))
 }
 
 async fn replicas_by_hash(env: &TestEnv) -> anyhow::Result<Vec<(String, i32)>> {
@@ -281,13 +263,10 @@ async fn crash_looping_release_is_aborted_with_its_diagnosis() {
             "canary Service back on stable"
         );
 
-        let events = events_for(&env, "web").await?;
-        ensure!(
-            events.iter().any(|(t, r, m)| t == "Warning"
-                && r == "RolloutAborted"
-                && m.contains("CrashLoopBackOff")),
-            "{events:?}"
-        );
+        wait_event(&env, "web", "a RolloutAborted Event", |(t, r, m)| {
+            t == "Warning" && r == "RolloutAborted" && m.contains("CrashLoopBackOff")
+        })
+        .await?;
         let canary = aborted.current_pod_hash.clone().context("currentPodHash")?;
         common::wait_status(&env, "web", "status kept", LIMIT, |s| s.abort == Some(true)).await?;
         e2e::wait_for(
@@ -445,13 +424,17 @@ async fn a_release_that_never_gets_ready_is_aborted_at_its_progress_deadline() {
             |s| s.abort == Some(true),
         )
         .await?;
-        let events = events_for(&env, "web").await?;
-        ensure!(
-            events.iter().any(|(t, r, m)| t == "Warning"
-                && r == "ProgressDeadlineExceeded"
-                && m.contains("made no progress for 5s")),
-            "{events:?}"
-        );
+        wait_event(
+            &env,
+            "web",
+            "a ProgressDeadlineExceeded Event",
+            |(t, r, m)| {
+                t == "Warning"
+                    && r == "ProgressDeadlineExceeded"
+                    && m.contains("made no progress for 5s")
+            },
+        )
+        .await?;
         ensure!(phase(&aborted) == Some(RolloutPhase::Degraded));
         e2e::wait_for("the canary Service back on stable", LIMIT, || async {
             Ok(
@@ -492,20 +475,17 @@ async fn a_missing_service_is_invalid_spec_until_it_exists() {
             "{cond:?}"
         );
         ensure!(phase(&invalid) == Some(RolloutPhase::Degraded));
-        let events = events_for(&env, "web").await?;
-        ensure!(
-            events.iter().any(|(t, r, m)| t == "Warning"
-                && r == "InvalidSpec"
-                && m.contains("stableService")),
-            "{events:?}"
-        );
+        wait_event(&env, "web", "an InvalidSpec Event", |(t, r, m)| {
+            t == "Warning" && r == "InvalidSpec" && m.contains("stableService")
+        })
+        .await?;
         ensure!(
             replicas_by_hash(&env).await?.is_empty(),
             "nothing else changes in the cluster"
         );
 
         // Fixing it (the Services appear) recovers without a restart.
-        create_services(&env).await?;
+        create_services(&env, &["web-stable", "web-canary"]).await?;
         let healthy = wait_status(&env, "web", "Healthy once the Services exist", LIMIT, |s| {
             phase(s) == Some(RolloutPhase::Healthy)
         })

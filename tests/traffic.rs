@@ -7,9 +7,8 @@ mod common;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use common::{ControllerProcess, phase, rollouts, wait_status};
+use common::{ControllerProcess, create_services, phase, rollouts, wait_status};
 use e2e::{TestEnv, wait_for};
-use k8s_openapi::api::core::v1::Service;
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
@@ -34,18 +33,6 @@ async fn spec_of(api: &Api<DynamicObject>, name: &str) -> anyhow::Result<Value> 
 async fn create(api: &Api<DynamicObject>, obj: Value) -> anyhow::Result<()> {
     let o: DynamicObject = serde_json::from_value(obj)?;
     api.create(&PostParams::default(), &o).await?;
-    Ok(())
-}
-
-async fn services(env: &TestEnv) -> anyhow::Result<()> {
-    let api: Api<Service> = env.api();
-    for name in ["web-stable", "web-canary", "web"] {
-        let svc: Service = serde_json::from_value(json!({
-            "apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}
-        }))?;
-        api.create(&PostParams::default(), &svc).await?;
-    }
     Ok(())
 }
 
@@ -147,7 +134,7 @@ const STEPS: &str = r#"[{"setWeight": 20}, {"setHeaderRoute": {"name": "beta", "
 async fn istio_host_level_canary_walks_its_steps_aborts_and_gives_the_route_back() {
     TestEnv::run("traffic-istio-host", |env| async move {
         e2e::routers::install_router_crds(&env.client).await?;
-        services(&env).await?;
+        create_services(&env, &["web-stable", "web-canary", "web"]).await?;
         let vs = json!({
             "apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "web"},
             "spec": {"hosts": ["web"], "http": [
@@ -231,7 +218,7 @@ async fn istio_host_level_canary_walks_its_steps_aborts_and_gives_the_route_back
 async fn istio_subset_level_canary_points_the_subsets_at_the_revisions() {
     TestEnv::run("traffic-istio-subset", |env| async move {
         e2e::routers::install_router_crds(&env.client).await?;
-        services(&env).await?;
+        create_services(&env, &["web-stable", "web-canary", "web"]).await?;
         let dr_api = dynamic(&env, "networking.istio.io", "DestinationRule");
         create(&dr_api, json!({
             "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": {"name": "web"},
@@ -309,7 +296,7 @@ async fn gateway_weights(api: &Api<DynamicObject>) -> anyhow::Result<(i64, i64)>
 async fn gateway_api_canary_walks_its_steps_beside_a_concurrent_writer() {
     TestEnv::run("traffic-gateway", |env| async move {
         e2e::routers::install_router_crds(&env.client).await?;
-        services(&env).await?;
+        create_services(&env, &["web-stable", "web-canary", "web"]).await?;
         let api = dynamic(&env, "gateway.networking.k8s.io", "HTTPRoute");
         create(&api, json!({
             "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "web"},
@@ -369,7 +356,7 @@ async fn gateway_api_canary_walks_its_steps_beside_a_concurrent_writer() {
 async fn a_missing_route_or_a_route_claimed_twice_is_invalid_spec_and_nothing_is_written() {
     TestEnv::run("traffic-invalid", |env| async move {
         e2e::routers::install_router_crds(&env.client).await?;
-        services(&env).await?;
+        create_services(&env, &["web-stable", "web-canary", "web"]).await?;
         create(&vs_api(&env), json!({
             "apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "web"},
             "spec": {"hosts": ["web"], "http": [{"name": "primary", "route": [

@@ -259,3 +259,42 @@ pub async fn event_count(env: &TestEnv, name: &str, reason: &str) -> anyhow::Res
         })
         .sum())
 }
+
+/// Creates Services selecting `app: web` (port 80), one per name.
+pub async fn create_services(env: &TestEnv, names: &[&str]) -> anyhow::Result<()> {
+    let api: Api<k8s_openapi::api::core::v1::Service> = env.api();
+    for name in names {
+        let svc: k8s_openapi::api::core::v1::Service = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}
+        }))?;
+        api.create(&Default::default(), &svc).await?;
+    }
+    Ok(())
+}
+
+/// The pod-template-hash a Service selects, if Sluice set one.
+pub async fn selector_hash(env: &TestEnv, service: &str) -> anyhow::Result<Option<String>> {
+    let svc = env
+        .api::<k8s_openapi::api::core::v1::Service>()
+        .get(service)
+        .await?;
+    Ok(svc.spec.and_then(|s| s.selector).and_then(|s| {
+        s.get(sluice::api::constants::LABEL_POD_TEMPLATE_HASH)
+            .cloned()
+    }))
+}
+
+/// Waits for an Event of `name` that `check` accepts, as `(type, reason, message)`. Events are
+/// published after the status write they explain, so a test reads them by waiting, not at once.
+pub async fn wait_event(
+    env: &TestEnv,
+    name: &str,
+    what: &str,
+    check: impl Fn(&(String, String, String)) -> bool,
+) -> anyhow::Result<(String, String, String)> {
+    wait_for(what, Duration::from_secs(60), || async {
+        Ok(events_for(env, name).await?.into_iter().find(|e| check(e)))
+    })
+    .await
+}
