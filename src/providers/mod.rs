@@ -17,7 +17,9 @@ use k8s_openapi::jiff::Timestamp;
 use kube::{Api, Client};
 
 use crate::analysis::judge::Outcome;
-use crate::api::analysis::{AnalysisRun, Measurement, Metric, SecretKeyRef, TlsConfig};
+use crate::api::analysis::{
+    AnalysisRun, Measurement, Metric, SecretKeyRef, TlsConfig, WebMetricHeader,
+};
 
 /// How long a read of a Secret or ConfigMap may take.
 pub const KUBE_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,6 +47,23 @@ impl MeasureContext<'_> {
             seen.push(v.clone());
         }
         Ok(v)
+    }
+
+    /// A request header a metric asks for, its value read from a Secret when it says so.
+    pub async fn header(
+        &self,
+        h: &WebMetricHeader,
+    ) -> Result<(reqwest::header::HeaderName, reqwest::header::HeaderValue), String> {
+        let value = match (&h.value, &h.value_from) {
+            (Some(v), _) => v.clone(),
+            (None, Some(from)) => self.secret(&from.secret_key_ref).await?,
+            (None, None) => String::new(),
+        };
+        let name = reqwest::header::HeaderName::from_bytes(h.key.as_bytes())
+            .map_err(|_| format!("{:?} is not a valid header name", h.key))?;
+        let value = reqwest::header::HeaderValue::from_str(&value)
+            .map_err(|_| format!("header {:?} has a value that is not valid", h.key))?;
+        Ok((name, value))
     }
 
     /// The secret values read so far.

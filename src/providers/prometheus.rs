@@ -70,15 +70,7 @@ async fn query(ctx: &MeasureContext<'_>, p: &PrometheusMetric) -> Result<MetricV
         }
     }
     for h in p.headers.iter().flatten() {
-        let value = match (&h.value, &h.value_from) {
-            (Some(v), _) => v.clone(),
-            (None, Some(from)) => ctx.secret(&from.secret_key_ref).await?,
-            (None, None) => String::new(),
-        };
-        let name = reqwest::header::HeaderName::from_bytes(h.key.as_bytes())
-            .map_err(|_| format!("{:?} is not a valid header name", h.key))?;
-        let value = reqwest::header::HeaderValue::from_str(&value)
-            .map_err(|_| format!("header {:?} has a value that is not valid", h.key))?;
+        let (name, value) = ctx.header(h).await?;
         q = q.header(name, value);
     }
     // The HTTP client carries the same timeout; this one also bounds reading the body.

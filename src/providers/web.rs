@@ -56,12 +56,8 @@ async fn fetch(ctx: &MeasureContext<'_>, w: &WebMetric) -> Result<Value, String>
     };
     let mut req = http.request(method, &w.url);
     for h in w.headers.iter().flatten() {
-        let value = match (&h.value, &h.value_from) {
-            (Some(v), _) => v.clone(),
-            (None, Some(from)) => ctx.secret(&from.secret_key_ref).await?,
-            (None, None) => String::new(),
-        };
-        req = req.header(h.key.as_str(), value);
+        let (name, value) = ctx.header(h).await?;
+        req = req.header(name, value);
     }
     if let Some(body) = &w.json_body {
         req = req
