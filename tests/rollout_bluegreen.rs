@@ -145,7 +145,7 @@ async fn blue_green_manual_promotion_keeps_the_active_service_until_promoted() {
         );
         // Killed while paused and started again: still paused, still on v1.
         controller.restart()?;
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        common::wait_first_reconcile(&controller).await?;
         ensure!(
             selector(&env, "web-active").await?.as_deref() == Some(v1.as_str()),
             "active Service still v1 after a restart"

@@ -136,8 +136,9 @@ async fn canary_walks_every_step_pauses_and_is_promoted() {
         ensure!(flux == "InProgress", "Flux's kstatus reads a paused release as {flux}");
         ensure!(replicas_by_hash(&env).await? == { let mut v = vec![(v1.clone(), 2), (v2.clone(), 2)]; v.sort(); v }, "2 + 2 pods at weight 50");
 
-        // It stays paused until promoted: the promotion clears the pause through the status.
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // It stays paused until promoted: a reconcile after it paused leaves it where it is; the
+        // promotion clears the pause through the status.
+        common::poke_and_wait(&env, &controller, "web").await?;
         let still = rollouts(&env).get("web").await?.status.context("status")?;
         ensure!(still.current_step_index == Some(3), "still paused: {:?}", still.current_step_index);
         rollouts(&env)
@@ -192,14 +193,24 @@ async fn canary_walks_every_step_pauses_and_is_promoted() {
             let s = (svc.get("web-stable").await?.metadata.resource_version, svc.get("web-canary").await?.metadata.resource_version);
             anyhow::Ok((ro, sets, s))
         };
-        rollouts(&env)
+        let (_, sets_before, services_before) = rv(env.clone()).await?;
+        let touched = rollouts(&env)
             .patch("web", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"touched": "1"}}})))
             .await?;
-        let before = rv(env.clone()).await?;
-        tokio::time::sleep(Duration::from_secs(4)).await;
-        ensure!(rv(env.clone()).await? == before, "a reconcile with nothing to do wrote to the API server");
-        let log = std::fs::read_to_string(&controller.log).unwrap_or_default();
-        ensure!(log.contains("writes=0"), "the controller logged no write-free reconcile");
+        let touched_rv = touched.metadata.resource_version.clone().context("resourceVersion")?;
+        // The reconcile of exactly this change, found in the log by the resourceVersion it read.
+        let line = common::wait_log_line(
+            &controller,
+            "the reconcile of the touched Rollout",
+            &["reconciled", &format!("resource_version={touched_rv} ")],
+        )
+        .await?;
+        ensure!(line.contains(" writes=0 "), "a reconcile with nothing to do wrote: {line}");
+        let (ro_after, sets_after, services_after) = rv(env.clone()).await?;
+        ensure!(
+            ro_after.as_deref() == Some(touched_rv.as_str()) && sets_after == sets_before && services_after == services_before,
+            "a reconcile with nothing to do wrote to the API server"
+        );
         Ok(())
     })
     .await;
@@ -307,7 +318,7 @@ async fn abort_retry_and_fast_track_rollback_survive_a_controller_kill() {
         })
         .await?;
         controller.restart()?;
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        common::wait_first_reconcile(&controller).await?;
         let after_restart = rollouts(&env).get("web").await?.status.context("status")?;
         ensure!(
             after_restart.current_step_index == Some(1),

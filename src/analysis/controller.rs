@@ -33,6 +33,8 @@ pub struct AnalysisContext {
     pub recorder: Recorder,
     pub writes: WriteCounter,
     pub metrics: Arc<Metrics>,
+    /// Consecutive failed reconciles per AnalysisRun, for exponential retry delays.
+    pub backoff: crate::rollout::backoff::Backoff,
 }
 
 /// A secret as it may appear in text: as is, and percent-encoded (as in a URL an error
@@ -157,6 +159,13 @@ async fn secret_args(
 
 #[instrument(skip_all, fields(namespace = run.namespace().unwrap_or_default(), run = run.name_any()))]
 async fn reconcile(run: Arc<AnalysisRun>, ctx: Arc<AnalysisContext>) -> Result<Action, Error> {
+    let key = format!("{}/{}", run.namespace().unwrap_or_default(), run.name_any());
+    let action = reconcile_run(run, ctx.clone()).await?;
+    ctx.backoff.succeeded(&key);
+    Ok(action)
+}
+
+async fn reconcile_run(run: Arc<AnalysisRun>, ctx: Arc<AnalysisContext>) -> Result<Action, Error> {
     let ns = run.namespace().ok_or(Error::NoNamespace)?;
     let status = run.status.clone().unwrap_or_default();
     let now = Timestamp::now();
@@ -367,7 +376,7 @@ async fn stop_jobs(ctx: &AnalysisContext, status: &AnalysisRunStatus, ns: &str) 
     }
 }
 
-fn error_policy(_run: Arc<AnalysisRun>, error: &Error, ctx: Arc<AnalysisContext>) -> Action {
+fn error_policy(run: Arc<AnalysisRun>, error: &Error, ctx: Arc<AnalysisContext>) -> Action {
     ctx.metrics
         .reconcile_errors
         .get_or_create(&ReasonLabels {
@@ -375,10 +384,12 @@ fn error_policy(_run: Arc<AnalysisRun>, error: &Error, ctx: Arc<AnalysisContext>
         })
         .inc();
     match error.reason() {
-        "Conflict" => Action::requeue(Duration::from_millis(500)),
+        "Conflict" => Action::requeue(Duration::from_millis(100)),
         _ => {
-            warn!(reason = error.reason(), %error, "AnalysisRun reconcile failed; retrying");
-            Action::requeue(Duration::from_secs(5))
+            let key = format!("{}/{}", run.namespace().unwrap_or_default(), run.name_any());
+            let wait = ctx.backoff.failed(&key);
+            warn!(reason = error.reason(), %error, retry_in = ?wait, "AnalysisRun reconcile failed");
+            Action::requeue(wait)
         }
     }
 }
@@ -403,6 +414,7 @@ pub async fn run(
         recorder,
         writes: WriteCounter::new(metrics.clone()),
         metrics,
+        backoff: Default::default(),
     });
     info!(namespace = ?namespace, "analysis controller started");
     Controller::new(runs, watcher::Config::default())

@@ -51,4 +51,7 @@ pub mod condition {
     pub const READY: &str = "Ready";
     pub const RECONCILING: &str = "Reconciling";
     pub const STALLED: &str = "Stalled";
+    /// The API server refused one of Sluice's writes (forbidden, invalid, denied by an
+    /// admission policy); the message is the API server's. Cleared by the next write that works.
+    pub const WRITE_REFUSED: &str = "WriteRefused";
 }

@@ -35,7 +35,7 @@ use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 
 use super::apply::{apply, selector_patch, timed, traffic_params};
 use super::decide::{DEFAULT_RESTART_THRESHOLD, decide};
-use super::error::Error;
+use super::error::{Error, Refusal};
 use super::hash::pod_template_hash;
 use super::observe::{Observed, ObservedRs, ObservedRun, diagnose};
 use crate::traffic::RouteState;
@@ -67,6 +67,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Restarts of a crash-looping container before the release is aborted.
     pub restart_threshold: i32,
+    /// Consecutive failed reconciles per Rollout, for exponential retry delays.
+    pub backoff: super::backoff::Backoff,
 }
 
 /// Options of the controller process.
@@ -230,15 +232,62 @@ async fn observe(ro: &Rollout, ctx: &Context) -> Result<World, Error> {
 #[instrument(skip_all, fields(namespace = ro.namespace().unwrap_or_default(), rollout = ro.name_any()))]
 async fn reconcile(ro: Arc<Rollout>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = ro.namespace().ok_or(Error::NoNamespace)?;
+    let key = format!("{ns}/{}", ro.name_any());
     let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &ns);
-    finalizer(&api, FINALIZER, ro, |event| async {
+    let action = finalizer(&api, FINALIZER, ro, |event| async {
         match event {
             FinalizerEvent::Apply(ro) => reconcile_rollout(ro, &ctx).await,
             FinalizerEvent::Cleanup(ro) => cleanup(ro, &ctx).await,
         }
     })
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
+    .map_err(|e| Error::Finalizer(Box::new(e)))?;
+    ctx.backoff.succeeded(&key);
+    Ok(action)
+}
+
+/// Shows a refused request on the Rollout: the `WriteRefused` condition with the API server's
+/// message and one Warning Event, both only when this refusal is not already shown. Best
+/// effort: the reconcile fails either way and is retried with backoff.
+async fn report_refusal(ro: &Rollout, refusal: &Refusal, ctx: &Context) {
+    let Some(status) = super::refused::refused_status(
+        ro.status.as_ref(),
+        refusal,
+        ro.metadata.generation,
+        Timestamp::now(),
+    ) else {
+        return;
+    };
+    let (ns, name) = (ro.namespace().unwrap_or_default(), ro.name_any());
+    let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut updated = ro.clone();
+    updated.status = Some(status);
+    updated.metadata.managed_fields = None;
+    ctx.writes.add();
+    let params = kube::api::PostParams {
+        field_manager: Some(crate::api::constants::FIELD_MANAGER_CONTROLLER.into()),
+        ..Default::default()
+    };
+    if let Err(e) = timed(
+        "show the refusal in the Rollout's status",
+        api.replace_status(&name, &params, &updated),
+    )
+    .await
+    {
+        warn!(error = %e, "could not show a refused request on the Rollout");
+        return;
+    }
+    let event = kube::runtime::events::Event {
+        type_: kube::runtime::events::EventType::Warning,
+        reason: crate::api::constants::condition::WRITE_REFUSED.into(),
+        note: Some(refusal.describe().chars().take(1000).collect()),
+        action: refusal.describe().chars().take(128).collect(),
+        secondary: None,
+    };
+    let reference = kube::Resource::object_ref(ro, &());
+    if let Err(e) = timed("publish Event", ctx.recorder.publish(&event, &reference)).await {
+        warn!(error = %e, "could not publish an Event");
+    }
 }
 
 /// The Rollout is being deleted: take Sluice's key out of each Service's selector (the
@@ -559,10 +608,13 @@ async fn reconcile_rollout(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Er
     ctx.metrics.reconciles.inc();
     let now = Timestamp::now();
     let world = observe(&ro, ctx).await?;
-    let plan = decide(&ro, &world.observed, now);
+    let mut plan = decide(&ro, &world.observed, now);
+    // The status is written last, after every other write of the plan went through: a refusal
+    // shown earlier is over by then.
+    super::refused::clear(&mut plan.status);
     let before = ctx.writes.get();
     let template = world.observed.template.as_ref();
-    apply(
+    let applied = apply(
         ctx,
         &ro,
         &plan,
@@ -570,7 +622,13 @@ async fn reconcile_rollout(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Er
         template,
         &world.services,
     )
-    .await?;
+    .await;
+    if let Err(e) = applied {
+        if let Some(refusal) = e.refusal() {
+            report_refusal(&ro, &refusal, ctx).await;
+        }
+        return Err(e);
+    }
     let writes = ctx.writes.get() - before;
     let (ns, name) = (ro.namespace().unwrap_or_default(), ro.name_any());
     for e in &plan.events {
@@ -593,14 +651,17 @@ async fn reconcile_rollout(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Er
     ctx.metrics
         .reconcile_duration
         .observe(started.elapsed().as_secs_f64());
-    tracing::debug!(writes, step = ?plan.status.current_step_index, phase = ?plan.status.phase, "reconciled");
+    // The resourceVersion decided on, so a test (or a person) can find the reconcile of one
+    // particular change in the log.
+    let resource_version = ro.resource_version().unwrap_or_default();
+    tracing::debug!(%resource_version, writes, step = ?plan.status.current_step_index, phase = ?plan.status.phase, "reconciled");
     Ok(match plan.requeue_after {
         Some(d) => Action::requeue(d),
         None => Action::requeue(Duration::from_secs(300)),
     })
 }
 
-fn error_policy(_ro: Arc<Rollout>, error: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy(ro: Arc<Rollout>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics
         .reconcile_errors
         .get_or_create(&ReasonLabels {
@@ -612,11 +673,13 @@ fn error_policy(_ro: Arc<Rollout>, error: &Error, ctx: Arc<Context>) -> Action {
         // again on the fresh object. Nothing was lost: what was not written is decided anew.
         "Conflict" => {
             tracing::debug!(%error, "conflict; deciding again");
-            Action::requeue(Duration::from_millis(500))
+            Action::requeue(Duration::from_millis(100))
         }
         _ => {
-            warn!(reason = error.reason(), %error, "reconcile failed; retrying");
-            Action::requeue(Duration::from_secs(5))
+            let key = format!("{}/{}", ro.namespace().unwrap_or_default(), ro.name_any());
+            let wait = ctx.backoff.failed(&key);
+            warn!(reason = error.reason(), %error, retry_in = ?wait, "reconcile failed");
+            Action::requeue(wait)
         }
     }
 }
@@ -685,6 +748,7 @@ pub async fn run(
         writes: WriteCounter::new(metrics.clone()),
         metrics,
         restart_threshold: opts.restart_threshold,
+        backoff: Default::default(),
     });
     info!(namespace = ?opts.namespace, "sluice controller started");
     let rollouts = controller

@@ -3,6 +3,7 @@
 
 pub mod analysis;
 pub mod apply;
+pub mod backoff;
 pub mod bluegreen;
 pub mod conditions;
 pub mod controller;
@@ -10,6 +11,7 @@ pub mod decide;
 pub mod error;
 pub mod hash;
 pub mod observe;
+pub mod refused;
 pub mod replicas;
 #[cfg(test)]
 mod test_support;

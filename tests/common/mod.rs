@@ -239,6 +239,79 @@ pub async fn http_get(controller: &ControllerProcess, path: &str) -> anyhow::Res
     Ok((r.status().as_u16(), r.text().await?))
 }
 
+/// Reconciles this controller process has completed since it started (its own
+/// `sluice_reconcile_duration_seconds_count`; a restart starts it again at zero).
+pub async fn reconciles_done(controller: &ControllerProcess) -> anyhow::Result<u64> {
+    let (code, body) = http_get(controller, "/metrics").await?;
+    anyhow::ensure!(code == 200, "/metrics answered {code}");
+    Ok(body
+        .lines()
+        .find_map(|l| l.strip_prefix("sluice_reconcile_duration_seconds_count "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+        .unwrap_or(0))
+}
+
+/// Waits until the (re)started controller has completed a reconcile: after a restart, that is
+/// a reconcile of the state as it was left, so "nothing changed across the restart" can be
+/// checked without guessing how long the controller needs.
+pub async fn wait_first_reconcile(controller: &ControllerProcess) -> anyhow::Result<()> {
+    wait_for(
+        "the controller's first reconcile",
+        Duration::from_secs(60),
+        || async {
+            // Not answering yet is not an error: the process may still be starting.
+            Ok(match reconciles_done(controller).await {
+                Ok(n) if n >= 1 => Some(()),
+                _ => None,
+            })
+        },
+    )
+    .await
+}
+
+/// Wakes the controller for Rollout `name` (an annotation changes) and waits until it has
+/// completed a reconcile of that change, so a test can check that nothing moved on its own.
+pub async fn poke_and_wait(
+    env: &TestEnv,
+    controller: &ControllerProcess,
+    name: &str,
+) -> anyhow::Result<()> {
+    let poked = rollouts(env)
+        .patch(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"metadata": {"annotations": {
+                "test.sluice.dev/poke": format!("{:?}", std::time::SystemTime::now())
+            }}})),
+        )
+        .await?;
+    let rv = poked.metadata.resource_version.unwrap_or_default();
+    wait_log_line(
+        controller,
+        "the reconcile of the poked Rollout",
+        &["reconciled", &format!("resource_version={rv} ")],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Waits until the controller's log has a line containing every one of `parts`, and returns it.
+pub async fn wait_log_line(
+    controller: &ControllerProcess,
+    what: &str,
+    parts: &[&str],
+) -> anyhow::Result<String> {
+    wait_for(what, Duration::from_secs(60), || async {
+        let log = std::fs::read_to_string(&controller.log).unwrap_or_default();
+        Ok(log
+            .lines()
+            .find(|l| parts.iter().all(|p| l.contains(p)))
+            .map(str::to_string))
+    })
+    .await
+}
+
 /// How many times Events of `reason` were recorded for `name`, counting the repeats the
 /// recorder folds into one Event's series.
 pub async fn event_count(env: &TestEnv, name: &str, reason: &str) -> anyhow::Result<i32> {

@@ -1,0 +1,160 @@
+//! A write the API server refuses is shown on the Rollout: a ValidatingAdmissionPolicy (the
+//! API server's own admission, no webhook server) that refuses the canary's ReplicaSet puts
+//! its message into the Rollout's `WriteRefused` condition and one Warning Event, however
+//! often the controller retries; once the policy is gone the release goes on and the
+//! condition clears.
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use common::{
+    ControllerProcess, canary_weight, create_services, event_count, phase, rollouts, wait_status,
+};
+use e2e::TestEnv;
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use kube::Api;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+use sluice::api::constants::condition::WRITE_REFUSED;
+use sluice::api::rollout::{Rollout, RolloutPhase, RolloutStatus};
+
+const LIMIT: Duration = Duration::from_secs(90);
+const DENIAL: &str = "images tagged :2 are not allowed here";
+
+fn refused(
+    s: &RolloutStatus,
+) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    s.conditions.iter().find(|c| c.type_ == WRITE_REFUSED)
+}
+
+/// Reconcile errors the controller counted with `reason`, from its own /metrics.
+async fn errors(controller: &ControllerProcess, reason: &str) -> anyhow::Result<u64> {
+    let (_, body) = common::http_get(controller, "/metrics").await?;
+    let prefix = format!("sluice_reconcile_errors_total{{reason=\"{reason}\"}} ");
+    Ok(body
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+        .unwrap_or(0))
+}
+
+#[tokio::test]
+async fn an_admission_policy_refusing_the_canary_is_shown_once_and_the_release_resumes_without_it()
+{
+    TestEnv::run("refused-write", |env| async move {
+        let ns = env.namespace.clone();
+        let controller = ControllerProcess::start(&env)?;
+        create_services(&env, &["web-stable", "web-canary"]).await?;
+        let ro: Rollout = serde_json::from_value(json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "web", "image": "registry.example/web:1"}]}
+                },
+                "strategy": {"canary": {
+                    "stableService": "web-stable", "canaryService": "web-canary",
+                    "steps": [{"setWeight": 50}, {"pause": {}}]
+                }}
+            }
+        }))?;
+        rollouts(&env).create(&PostParams::default(), &ro).await?;
+        wait_status(&env, "web", "v1 Healthy", LIMIT, |s| phase(s) == Some(RolloutPhase::Healthy)).await?;
+
+        // The policy and its binding are cluster-wide objects: named after the namespace and
+        // bound to it alone, so no other test is affected.
+        let policy_name = format!("deny-tag-2-{ns}");
+        let policies: Api<ValidatingAdmissionPolicy> = Api::all(env.client.clone());
+        let bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(env.client.clone());
+        policies
+            .create(&PostParams::default(), &serde_json::from_value(json!({
+                "metadata": {"name": policy_name},
+                "spec": {
+                    "failurePolicy": "Fail",
+                    "matchConstraints": {"resourceRules": [{
+                        "apiGroups": ["apps"], "apiVersions": ["v1"],
+                        "operations": ["CREATE", "UPDATE"], "resources": ["replicasets"]
+                    }]},
+                    "validations": [{
+                        "expression": "!object.spec.template.spec.containers.exists(c, c.image.endsWith(':2'))",
+                        "message": DENIAL
+                    }]
+                }
+            }))?)
+            .await?;
+        bindings
+            .create(&PostParams::default(), &serde_json::from_value(json!({
+                "metadata": {"name": policy_name},
+                "spec": {
+                    "policyName": policy_name,
+                    "validationActions": ["Deny"],
+                    "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}
+                }
+            }))?)
+            .await?;
+        // The API server loads policies asynchronously: wait until a dry run of such a
+        // ReplicaSet is refused, so the release below meets the policy.
+        let probe: ReplicaSet = serde_json::from_value(json!({
+            "metadata": {"name": "probe"},
+            "spec": {
+                "selector": {"matchLabels": {"probe": "1"}},
+                "template": {"metadata": {"labels": {"probe": "1"}},
+                             "spec": {"containers": [{"name": "c", "image": "registry.example/web:2"}]}}
+            }
+        }))?;
+        let rs_api: Api<ReplicaSet> = env.api();
+        e2e::wait_for("the policy in force", LIMIT, || async {
+            let dry = PostParams { dry_run: true, ..Default::default() };
+            Ok(match rs_api.create(&dry, &probe).await {
+                Err(kube::Error::Api(e)) if e.message.contains(DENIAL) => Some(()),
+                _ => None,
+            })
+        })
+        .await?;
+
+        rollouts(&env)
+            .patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"template": {
+                "spec": {"containers": [{"name": "web", "image": "registry.example/web:2"}]}
+            }}})))
+            .await?;
+        let shown = wait_status(&env, "web", "the refusal in the Rollout's status", LIMIT, |s| {
+            refused(s).is_some_and(|c| c.status == "True")
+        })
+        .await?;
+        let c = refused(&shown).context("condition")?;
+        ensure!(c.message.contains(DENIAL) && c.message.contains("apply ReplicaSet"), "the API server's message: {c:?}");
+        ensure!(c.reason == "Invalid", "reason {:?}", c.reason);
+
+        // Retried with backoff, and still one Event: wait for three refused reconciles.
+        e2e::wait_for("three refused reconciles", LIMIT, || async {
+            Ok((errors(&controller, "Refused").await? >= 3).then_some(()))
+        })
+        .await?;
+        common::wait_event(&env, "web", "the WriteRefused Event", |(t, r, m)| {
+            t == "Warning" && r == WRITE_REFUSED && m.contains(DENIAL)
+        })
+        .await?;
+        let events = event_count(&env, "web", WRITE_REFUSED).await?;
+        ensure!(events == 1, "{events} WriteRefused Events for one refusal retried three times");
+
+        // The policy goes: the release goes on by itself, and the condition clears.
+        bindings.delete(&policy_name, &DeleteParams::default()).await?;
+        policies.delete(&policy_name, &DeleteParams::default()).await?;
+        let resumed = wait_status(&env, "web", "the canary at 50% with the refusal cleared", LIMIT, |s| {
+            canary_weight(s) == Some(50) && phase(s) == Some(RolloutPhase::Paused) && refused(s).is_none()
+        })
+        .await?;
+        ensure!(resumed.current_step_index == Some(1), "step {:?}", resumed.current_step_index);
+        Ok(())
+    })
+    .await;
+}
