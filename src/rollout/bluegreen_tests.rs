@@ -286,3 +286,24 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn available_follows_the_active_revision_not_the_preview() {
+    let mut ro = rollout(json!({"autoPromotionEnabled": false}));
+    let available = |plan: &Plan| {
+        conditions::get(&plan.status.conditions, condition::AVAILABLE).map(|c| c.status.clone())
+    };
+    // The preview is ready, the active revision is one pod short.
+    let short = step(
+        &mut ro,
+        &observed(vec![rs("web:1", 3, 2), rs("web:2", 3, 3)]),
+        at(0),
+    );
+    assert_eq!(available(&short).as_deref(), Some("False"));
+    let full = step(
+        &mut ro,
+        &observed(vec![rs("web:1", 3, 3), rs("web:2", 3, 3)]),
+        at(1),
+    );
+    assert_eq!(available(&full).as_deref(), Some("True"));
+}
