@@ -332,8 +332,11 @@ const ACCEPTED_DURATIONS: &[&str] = &[
     "999999999999h",
 ];
 
-/// Applies `manifest` with a server-side dry run: (accepted, kubectl's stderr).
+/// Applies `manifest` with a server-side dry run: (accepted, kubectl's stderr). This
+/// checkout's CRDs are put in place first: other test processes on a shared control plane may
+/// have applied another checkout's since this one started.
 async fn dry_run(env: &TestEnv, manifest: &str) -> anyhow::Result<(bool, String)> {
+    e2e::harness::install_crds(&env.client, &e2e::harness::crds_dir()).await?;
     let out = env
         .kubectl(&["apply", "--dry-run=server", "-f", "-"], Some(manifest))
         .await?;
@@ -343,8 +346,6 @@ async fn dry_run(env: &TestEnv, manifest: &str) -> anyhow::Result<(bool, String)
 #[tokio::test]
 async fn the_api_server_accepts_exactly_the_durations_sluice_parses() {
     TestEnv::run("crd-durations", |env| async move {
-        // A control plane shared by several checkouts may serve another checkout's CRDs by now.
-        e2e::harness::install_crds(&env.client, &e2e::harness::crds_dir()).await?;
         for d in REFUSED_DURATIONS {
             let step = canary_rollout("bad", serde_json::json!({"steps": [{"pause": {"duration": d}}]}));
             let (ok, stderr) = dry_run(&env, &step).await?;
@@ -391,8 +392,6 @@ async fn the_api_server_accepts_exactly_the_durations_sluice_parses() {
 #[tokio::test]
 async fn the_api_server_checks_max_surge_and_max_unavailable() {
     TestEnv::run("crd-surge", |env| async move {
-        // A control plane shared by several checkouts may serve another checkout's CRDs by now.
-        e2e::harness::install_crds(&env.client, &e2e::harness::crds_dir()).await?;
         for field in ["maxSurge", "maxUnavailable"] {
             for bad in [serde_json::json!("25"), serde_json::json!("abc"), serde_json::json!("-5%"),
                         serde_json::json!("2.5%"), serde_json::json!(" 25%"), serde_json::json!("1000000000%")] {
