@@ -268,3 +268,156 @@ async fn istio_and_gateway_api_crds_from_the_pinned_modules_are_served() {
     })
     .await;
 }
+
+/// A canary Rollout (as JSON, so YAML never reinterprets a value) with `canary` merged into
+/// its strategy.
+fn canary_rollout(name: &str, canary: serde_json::Value) -> String {
+    let mut strategy = serde_json::json!({"steps": [{"setWeight": 20}]});
+    if let (Some(s), Some(extra)) = (strategy.as_object_mut(), canary.as_object()) {
+        s.extend(extra.clone());
+    }
+    serde_json::json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": name},
+        "spec": {
+            "selector": {"matchLabels": {"app": "bad"}},
+            "template": {"metadata": {"labels": {"app": "bad"}},
+                         "spec": {"containers": [{"name": "app", "image": "app:1"}]}},
+            "strategy": {"canary": strategy}
+        }
+    })
+    .to_string()
+}
+
+/// An AnalysisTemplate whose metric measures every `interval`.
+fn template_with_interval(interval: &str) -> String {
+    serde_json::json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisTemplate",
+        "metadata": {"name": "interval"},
+        "spec": {"metrics": [{"name": "m", "interval": interval,
+            "provider": {"prometheus": {"address": "http://p:9090", "query": "up"}}}]}
+    })
+    .to_string()
+}
+
+/// Durations Sluice's parser refuses; the API server must refuse them too (the unit tests in
+/// src/api/duration.rs check the pattern and the parser agree on these and more).
+const REFUSED_DURATIONS: &[&str] = &[
+    "5m5",
+    "5.5",
+    "5m5.5",
+    "+5s",
+    "-5s",
+    " 5s",
+    "5 s",
+    ".5s",
+    "5.s",
+    "1e3s",
+    "5sec",
+    "1d",
+    "9999999999999s",
+    "1.0000000001s",
+    "1s2s3s4s5s6s7s8s9s",
+];
+
+/// Durations Sluice parses; the API server must accept them.
+const ACCEPTED_DURATIONS: &[&str] = &[
+    "30",
+    "30s",
+    "1h30m",
+    "250ms",
+    "1.5h",
+    "2h45m30.5s",
+    "1µs",
+    "1μs",
+    "999999999999h",
+];
+
+/// Applies `manifest` with a server-side dry run: (accepted, kubectl's stderr). This
+/// checkout's CRDs are put in place first: other test processes on a shared control plane may
+/// have applied another checkout's since this one started.
+async fn dry_run(env: &TestEnv, manifest: &str) -> anyhow::Result<(bool, String)> {
+    e2e::harness::install_crds(&env.client, &e2e::harness::crds_dir()).await?;
+    let out = env
+        .kubectl(&["apply", "--dry-run=server", "-f", "-"], Some(manifest))
+        .await?;
+    Ok((out.success, out.stderr))
+}
+
+#[tokio::test]
+async fn the_api_server_accepts_exactly_the_durations_sluice_parses() {
+    TestEnv::run("crd-durations", |env| async move {
+        for d in REFUSED_DURATIONS {
+            let step = canary_rollout("bad", serde_json::json!({"steps": [{"pause": {"duration": d}}]}));
+            let (ok, stderr) = dry_run(&env, &step).await?;
+            ensure!(!ok, "pause.duration {d:?} was accepted");
+            ensure!(
+                stderr.contains("spec.strategy.canary.steps[0].pause.duration in body should match"),
+                "pause.duration {d:?}: {stderr}"
+            );
+            let (ok, stderr) = dry_run(&env, &template_with_interval(d)).await?;
+            ensure!(!ok, "interval {d:?} was accepted");
+            ensure!(
+                stderr.contains("spec.metrics[0].interval in body should match"),
+                "interval {d:?}: {stderr}"
+            );
+        }
+        for d in ACCEPTED_DURATIONS {
+            let step = canary_rollout("good", serde_json::json!({"steps": [{"pause": {"duration": d}}]}));
+            let (ok, stderr) = dry_run(&env, &step).await?;
+            ensure!(ok, "pause.duration {d:?} was refused: {stderr}");
+            let (ok, stderr) = dry_run(&env, &template_with_interval(d)).await?;
+            ensure!(ok, "interval {d:?} was refused: {stderr}");
+        }
+        // Whole seconds as an integer, never negative.
+        let (ok, stderr) = dry_run(
+            &env,
+            &canary_rollout("good", serde_json::json!({"steps": [{"pause": {"duration": 45}}]})),
+        )
+        .await?;
+        ensure!(ok, "pause.duration 45 was refused: {stderr}");
+        let (ok, stderr) = dry_run(
+            &env,
+            &canary_rollout("bad", serde_json::json!({"steps": [{"pause": {"duration": -5}}]})),
+        )
+        .await?;
+        ensure!(
+            !ok && stderr.contains("spec.strategy.canary.steps[0].pause.duration in body should be greater than or equal to 0"),
+            "pause.duration -5: {stderr}"
+        );
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_api_server_checks_max_surge_and_max_unavailable() {
+    TestEnv::run("crd-surge", |env| async move {
+        for field in ["maxSurge", "maxUnavailable"] {
+            for bad in [serde_json::json!("25"), serde_json::json!("abc"), serde_json::json!("-5%"),
+                        serde_json::json!("2.5%"), serde_json::json!(" 25%"), serde_json::json!("1000000000%")] {
+                let (ok, stderr) = dry_run(&env, &canary_rollout("bad", serde_json::json!({field: bad}))).await?;
+                ensure!(!ok, "{field} {bad} was accepted");
+                ensure!(
+                    stderr.contains(&format!("spec.strategy.canary.{field} in body should match '^[0-9]{{1,9}}%$'")),
+                    "{field} {bad}: {stderr}"
+                );
+            }
+            let (ok, stderr) = dry_run(&env, &canary_rollout("bad", serde_json::json!({field: -1}))).await?;
+            ensure!(
+                !ok && stderr.contains(&format!("spec.strategy.canary.{field} in body should be greater than or equal to 0")),
+                "{field} -1: {stderr}"
+            );
+            let (ok, stderr) = dry_run(&env, &canary_rollout("bad", serde_json::json!({field: 3_000_000_000u64}))).await?;
+            ensure!(
+                !ok && stderr.contains(&format!("spec.strategy.canary.{field} in body should be less than or equal to 2147483647")),
+                "{field} 3000000000: {stderr}"
+            );
+            for good in [serde_json::json!("25%"), serde_json::json!("0%"), serde_json::json!("200%"), serde_json::json!(0), serde_json::json!(2)] {
+                let (ok, stderr) = dry_run(&env, &canary_rollout("good", serde_json::json!({field: good}))).await?;
+                ensure!(ok, "{field} {good} was refused: {stderr}");
+            }
+        }
+        Ok(())
+    })
+    .await;
+}

@@ -12,7 +12,8 @@ use k8s_openapi::api::core::v1::Service;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
-use sluice::api::constants::LABEL_POD_TEMPLATE_HASH;
+use sluice::api::analysis::{AnalysisRun, AnalysisTemplate};
+use sluice::api::constants::{LABEL_POD_TEMPLATE_HASH, LABEL_ROLLOUT};
 use sluice::api::rollout::{Rollout, RolloutPhase};
 
 const LIMIT: Duration = Duration::from_secs(90);
@@ -172,6 +173,144 @@ async fn blue_green_manual_promotion_keeps_the_active_service_until_promoted() {
             selector(&env, "web-active").await?.as_deref() == Some(v2.as_str()),
             "active Service on v2"
         );
+        Ok(())
+    })
+    .await;
+}
+
+/// A JSON health endpoint that always says ok, for a `web` analysis that passes.
+async fn healthy_endpoint() -> anyhow::Result<String> {
+    let app = axum::Router::new().route(
+        "/health",
+        axum::routing::get(|| async {
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                r#"{"ok": true}"#,
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(format!("http://{addr}/health"))
+}
+
+/// The hashes of the Rollout's ReplicaSets as the API server has them, with their replicas.
+async fn replica_sets(env: &TestEnv) -> anyhow::Result<Vec<(String, i32)>> {
+    let api: Api<ReplicaSet> = env.api();
+    let list = api
+        .list(&ListParams::default().labels(&format!("{LABEL_ROLLOUT}=web")))
+        .await?;
+    let mut sets: Vec<(String, i32)> = list
+        .items
+        .into_iter()
+        .filter(|r| r.metadata.deletion_timestamp.is_none())
+        .map(|r| {
+            let hash = r
+                .metadata
+                .labels
+                .and_then(|l| l.get(LABEL_POD_TEMPLATE_HASH).cloned())
+                .unwrap_or_default();
+            (hash, r.spec.and_then(|s| s.replicas).unwrap_or(-1))
+        })
+        .collect();
+    sets.sort();
+    Ok(sets)
+}
+
+/// The names of the AnalysisRuns that judged revision `hash`.
+async fn runs_of(env: &TestEnv, hash: &str) -> anyhow::Result<Vec<String>> {
+    let api: Api<AnalysisRun> = env.api();
+    let list = api
+        .list(&ListParams::default().labels(&format!("{LABEL_POD_TEMPLATE_HASH}={hash}")))
+        .await?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter_map(|r| r.metadata.name)
+        .collect())
+}
+
+/// Releases `image` and waits until its revision is active and Healthy; returns its hash.
+async fn release(env: &TestEnv, image: &str, previous: &str) -> anyhow::Result<String> {
+    rollouts(env)
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": image}]}}}})),
+        )
+        .await?;
+    let done = wait_status(
+        env,
+        "web",
+        &format!("{image} active and Healthy"),
+        LIMIT,
+        |s| {
+            phase(s) == Some(RolloutPhase::Healthy)
+                && s.stable_rs.as_deref().is_some_and(|h| h != previous)
+        },
+    )
+    .await?;
+    done.stable_rs.context("stableRS")
+}
+
+#[tokio::test]
+async fn blue_green_keeps_revision_history_limit_old_replica_sets_and_prunes_their_runs() {
+    TestEnv::run("bluegreen-history", |env| async move {
+        let url = healthy_endpoint().await?;
+        let template: AnalysisTemplate = serde_json::from_value(json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisTemplate",
+            "metadata": {"name": "health"},
+            "spec": {"metrics": [{"name": "health", "successCondition": "result.ok == true",
+                "provider": {"web": {"url": url}}}]}
+        }))?;
+        env.api::<AnalysisTemplate>()
+            .create(&PostParams::default(), &template)
+            .await?;
+        let _controller = ControllerProcess::start(&env)?;
+        let v1 = setup(
+            &env,
+            json!({"scaleDownDelaySeconds": 0,
+                   "prePromotionAnalysis": {"templates": [{"templateName": "health"}]}}),
+        )
+        .await?;
+        rollouts(&env)
+            .patch(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"revisionHistoryLimit": 1}})),
+            )
+            .await?;
+        let v2 = release(&env, "registry.example/web:2", &v1).await?;
+        let v3 = release(&env, "registry.example/web:3", &v2).await?;
+        ensure!(
+            !runs_of(&env, &v2).await?.is_empty(),
+            "v2 was judged by a pre-promotion run"
+        );
+        let v4 = release(&env, "registry.example/web:4", &v3).await?;
+
+        // v4 serves; of the old revisions only the newest, v3, is kept (scaled to zero).
+        let mut want = vec![(v3.clone(), 0), (v4.clone(), 3)];
+        want.sort();
+        let kept = wait_for("one old ReplicaSet left", LIMIT, || async {
+            let sets = replica_sets(&env).await?;
+            Ok((sets == want).then_some(sets))
+        })
+        .await;
+        ensure!(
+            kept.is_ok(),
+            "ReplicaSets (hash, replicas): {:?}, want {want:?}",
+            replica_sets(&env).await?
+        );
+        // The pruned revision's runs went with it; the kept ones still have theirs.
+        wait_for("v2's AnalysisRuns deleted", LIMIT, || async {
+            Ok(runs_of(&env, &v2).await?.is_empty().then_some(()))
+        })
+        .await?;
+        ensure!(!runs_of(&env, &v3).await?.is_empty(), "v3 keeps its run");
+        ensure!(!runs_of(&env, &v4).await?.is_empty(), "v4 keeps its run");
         Ok(())
     })
     .await;

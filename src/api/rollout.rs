@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::analysis::{AnalysisRunArgument, DryRun, MeasurementRetention};
 use super::constants::defaults;
-use super::schema::preserve_unknown_object;
+use super::schema::{count_or_percent, preserve_unknown_object, seconds_or_duration};
 
 /// A Rollout runs an application and releases each new revision progressively.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -180,9 +180,11 @@ pub struct CanaryStrategy {
     pub traffic_routing: Option<TrafficRouting>,
     /// Pods allowed above `replicas` during the release (count or percentage; default 25%).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "count_or_percent")]
     pub max_surge: Option<IntOrString>,
     /// Pods allowed to be unavailable during the release (count or percentage; default 25%).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "count_or_percent")]
     pub max_unavailable: Option<IntOrString>,
     /// Analysis that runs in the background for the whole release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -255,6 +257,7 @@ pub struct CanaryStep {
 pub struct RolloutPause {
     /// Seconds (integer) or a duration such as `30s`, `5m`, `1h`; absent means until promoted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "seconds_or_duration")]
     pub duration: Option<IntOrString>,
 }
 

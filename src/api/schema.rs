@@ -17,3 +17,32 @@ pub fn preserve_unknown_value(_: &mut SchemaGenerator) -> Schema {
         "x-kubernetes-preserve-unknown-fields": true
     })
 }
+
+/// A percentage as `maxSurge` and `maxUnavailable` take it (`25%`). Nine digits are more than
+/// any meaningful percentage and keep the arithmetic on it far from overflowing.
+pub const PERCENT_PATTERN: &str = r"^[0-9]{1,9}%$";
+
+/// A pod count or a percentage of `replicas` (`maxSurge`, `maxUnavailable`): a non-negative
+/// 32-bit integer or a string such as `25%`. The API server applies `minimum`/`maximum` to
+/// integers and `pattern` to strings.
+pub fn count_or_percent(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "x-kubernetes-int-or-string": true,
+        "nullable": true,
+        "minimum": 0,
+        "maximum": i32::MAX,
+        "pattern": PERCENT_PATTERN
+    })
+}
+
+/// Seconds as a non-negative 32-bit integer, or a duration string such as `30s` or `1h30m`
+/// (`pause.duration`).
+pub fn seconds_or_duration(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "x-kubernetes-int-or-string": true,
+        "nullable": true,
+        "minimum": 0,
+        "maximum": i32::MAX,
+        "pattern": super::duration::DURATION_PATTERN
+    })
+}

@@ -133,14 +133,18 @@ pub fn accept(plan: &mut Plan, obs: &Observed, name: &str) {
 
 /// Stops every run not in `keep` that still measures: runs of an earlier release (a new
 /// revision, a rollback, a retry) are never acted on again. Finished runs of revisions that
-/// no longer have a ReplicaSet (revision history) are deleted.
+/// no longer have a ReplicaSet, or whose ReplicaSet this plan deletes (revision history), are
+/// deleted.
 pub fn tidy(plan: &mut Plan, obs: &Observed, keep: &[&str]) {
     for r in &obs.runs {
         if keep.contains(&r.name.as_str()) {
             continue;
         }
         terminate(plan, obs, &r.name);
-        let revision_gone = !obs.replica_sets.iter().any(|rs| rs.hash == r.hash);
+        let revision_gone = !obs
+            .replica_sets
+            .iter()
+            .any(|rs| rs.hash == r.hash && !plan.delete_replica_sets.contains(&rs.name));
         if revision_gone && !r.measuring && !plan.delete_runs.contains(&r.name) {
             plan.delete_runs.push(r.name.clone());
         }

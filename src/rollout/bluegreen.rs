@@ -15,7 +15,7 @@ use super::analysis::{self, Verdict};
 use super::conditions;
 use super::decide::{
     EventType, Hold, Plan, RsPlan, ServicePlan, abort_on_failed_run, abort_or_retry, after,
-    delayed_scale_down, find, inconclusive_pause, refresh_run_status, set_phase,
+    delayed_scale_down, find, inconclusive_pause, refresh_run_status, revision_history, set_phase,
 };
 use super::observe::Observed;
 
@@ -257,6 +257,10 @@ pub(super) fn decide(
         i64::from(bg.scale_down_delay_seconds()),
         now,
     );
+    // Revision history, as Argo Rollouts keeps it: old revisions already scaled to zero beyond
+    // `revisionHistoryLimit` go, oldest first (their AnalysisRuns with them, see
+    // `analysis::tidy`); the new, active and stable revisions are never candidates.
+    revision_history(ro, obs, plan, &[desired, &active, stable]);
 
     if let Some(preview) = &bg.preview_service {
         plan.services.push(ServicePlan {
@@ -292,6 +296,7 @@ pub(super) fn decide(
     if plan.status.abort != Some(true) {
         set_phase(&mut plan.status, phase.0, &phase.1, generation, now);
     }
+    conditions::available_condition(&mut plan.status, ro, obs, now);
 }
 
 /// A pre- or post-promotion analysis: whether it lets the promotion go on, its status line,

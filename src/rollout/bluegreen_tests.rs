@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::rollout::decide::decide as decide_all;
+use crate::rollout::observe::ObservedRun;
 use crate::rollout::test_support::{
     at, blue_green as rollout, blue_green_world as observed, hash, reasons, replicas_of, rs,
     service, step,
@@ -159,6 +160,119 @@ fn abort_points_the_preview_back_at_stable_and_scales_the_new_revision_down_late
     assert_eq!(replicas_of(&step(&mut ro, &obs, at(6)), "web:2"), Some(0));
 }
 
+/// A Healthy blue-green Rollout of `web:2` keeping `limit` old revisions.
+fn settled(limit: i32) -> Rollout {
+    let mut ro = rollout(json!({}));
+    ro.spec.revision_history_limit = Some(limit);
+    if let Some(s) = ro.status.as_mut() {
+        s.stable_rs = Some(hash("web:2"));
+        s.blue_green = Some(BlueGreenStatus {
+            active_selector: Some(hash("web:2")),
+            ..Default::default()
+        });
+    }
+    ro
+}
+
+/// An old revision created `age` seconds ago with `replicas` pods.
+fn old(image: &str, replicas: i32, age: i64) -> crate::rollout::observe::ObservedRs {
+    let mut r = rs(image, replicas, replicas);
+    r.created = Some(at(-age));
+    r
+}
+
+/// A finished run of kind `kind` that judged the revision of `image`.
+fn finished_run(image: &str, kind: &str) -> ObservedRun {
+    ObservedRun {
+        name: format!("web-{}-1-{kind}", hash(image)),
+        hash: hash(image),
+        phase: Some(crate::api::analysis::AnalysisPhase::Successful),
+        message: None,
+        terminated: false,
+        measuring: false,
+    }
+}
+
+#[test]
+fn old_revisions_scaled_to_zero_beyond_the_history_limit_are_deleted_oldest_first() {
+    let ro = settled(1);
+    let sets = vec![
+        rs("web:2", 3, 3),
+        old("web:a", 0, 300),
+        old("web:b", 0, 200),
+        old("web:c", 0, 100),
+    ];
+    let plan = decide_all(&ro, &observed(sets), at(0));
+    assert_eq!(
+        plan.delete_replica_sets,
+        vec![
+            format!("web-{}", hash("web:a")),
+            format!("web-{}", hash("web:b"))
+        ]
+    );
+}
+
+#[test]
+fn an_old_revision_still_holding_pods_is_not_pruned_nor_counted() {
+    // web:a is the oldest but still serves out its scale-down delay: it stays, and web:b, the
+    // one scaled-down revision, fits the limit.
+    let ro = settled(1);
+    let mut serving = old("web:a", 3, 300);
+    serving.scale_down_at = Some(at(5));
+    let sets = vec![rs("web:2", 3, 3), serving, old("web:b", 0, 200)];
+    let plan = decide_all(&ro, &observed(sets), at(0));
+    assert!(
+        plan.delete_replica_sets.is_empty(),
+        "{:?}",
+        plan.delete_replica_sets
+    );
+}
+
+#[test]
+fn the_new_and_the_active_revision_are_never_pruned() {
+    // A release whose new ReplicaSet has no pods yet, with a history limit of zero: only the
+    // old revision goes.
+    let mut ro = rollout(json!({}));
+    ro.spec.revision_history_limit = Some(0);
+    let sets = vec![
+        old("web:1", 3, 100),
+        old("web:2", 0, 0),
+        old("web:0", 0, 200),
+    ];
+    let plan = decide_all(&ro, &observed(sets), at(0));
+    assert_eq!(
+        plan.delete_replica_sets,
+        vec![format!("web-{}", hash("web:0"))]
+    );
+}
+
+#[test]
+fn the_analysis_runs_of_a_pruned_revision_go_with_it() {
+    let ro = settled(1);
+    let mut world = observed(vec![
+        rs("web:2", 3, 3),
+        old("web:a", 0, 300),
+        old("web:b", 0, 200),
+    ]);
+    let mut still_measuring = finished_run("web:a", "post");
+    still_measuring.measuring = true;
+    still_measuring.phase = Some(crate::api::analysis::AnalysisPhase::Running);
+    world.runs = vec![
+        finished_run("web:a", "pre"),
+        still_measuring.clone(),
+        finished_run("web:b", "pre"),
+        finished_run("web:2", "pre"),
+    ];
+    let plan = decide_all(&ro, &world, at(0));
+    assert_eq!(
+        plan.delete_replica_sets,
+        vec![format!("web-{}", hash("web:a"))]
+    );
+    assert_eq!(plan.delete_runs, vec![finished_run("web:a", "pre").name]);
+    // A run still measuring is stopped first and deleted once it has finished.
+    assert_eq!(plan.terminate_runs, vec![still_measuring.name]);
+}
+
 proptest! {
     #[test]
     fn the_active_service_never_points_at_a_revision_not_fully_available(new in 0i32..4, avail in 0i32..4, promoting in any::<bool>(), secs in 0i64..50) {
@@ -171,4 +285,25 @@ proptest! {
             prop_assert!(new == 3 && avail >= 3);
         }
     }
+}
+
+#[test]
+fn available_follows_the_active_revision_not_the_preview() {
+    let mut ro = rollout(json!({"autoPromotionEnabled": false}));
+    let available = |plan: &Plan| {
+        conditions::get(&plan.status.conditions, condition::AVAILABLE).map(|c| c.status.clone())
+    };
+    // The preview is ready, the active revision is one pod short.
+    let short = step(
+        &mut ro,
+        &observed(vec![rs("web:1", 3, 2), rs("web:2", 3, 3)]),
+        at(0),
+    );
+    assert_eq!(available(&short).as_deref(), Some("False"));
+    let full = step(
+        &mut ro,
+        &observed(vec![rs("web:1", 3, 3), rs("web:2", 3, 3)]),
+        at(1),
+    );
+    assert_eq!(available(&full).as_deref(), Some("True"));
 }

@@ -4,6 +4,11 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
+use crate::api::constants::condition;
+use crate::api::rollout::{Rollout, RolloutStatus};
+
+use super::observe::Observed;
+
 /// Sets (or replaces) the condition of type `type_`. The transition time moves only when the
 /// status changes; reason and message follow the latest observation.
 pub fn set(
@@ -45,6 +50,61 @@ pub fn get<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition
     conditions.iter().find(|c| c.type_ == type_)
 }
 
+/// The reason Argo Rollouts gives its `Available` condition, kept for tools that read it.
+pub const AVAILABLE_REASON: &str = "AvailableReason";
+
+/// Whether the Rollout serves at full strength, as Argo Rollouts' `Available` condition means
+/// it, with the message that says why. Blue-green: the revision the active Service selects
+/// has at least `replicas` available pods (a preview, however ready, serves nobody). Canary:
+/// at least `replicas` pods are available across all revisions.
+pub fn available(ro: &Rollout, status: &RolloutStatus, obs: &Observed) -> (bool, String) {
+    let replicas = ro.spec.replicas().max(0);
+    if ro.spec.strategy.blue_green.is_some() {
+        let active = status
+            .blue_green
+            .as_ref()
+            .and_then(|b| b.active_selector.as_deref())
+            .or(status.stable_rs.as_deref());
+        let Some(rs) = active.and_then(|h| obs.replica_sets.iter().find(|r| r.hash == h)) else {
+            return (false, "no active revision".into());
+        };
+        let message = format!(
+            "{} of {replicas} pods of active revision {} available",
+            rs.available, rs.hash
+        );
+        return (rs.available >= replicas, message);
+    }
+    let available: i64 = obs
+        .replica_sets
+        .iter()
+        .map(|r| i64::from(r.available))
+        .sum();
+    (
+        available >= i64::from(replicas),
+        format!("{available} of {replicas} pods available"),
+    )
+}
+
+/// Sets the `Available` condition from `available` (its transition time moves only when it
+/// flips).
+pub fn available_condition(
+    status: &mut RolloutStatus,
+    ro: &Rollout,
+    obs: &Observed,
+    now: Timestamp,
+) {
+    let (ok, message) = available(ro, status, obs);
+    set(
+        &mut status.conditions,
+        condition::AVAILABLE,
+        ok,
+        AVAILABLE_REASON,
+        &message,
+        ro.metadata.generation,
+        now,
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +125,98 @@ mod tests {
         assert_eq!(c[0].last_transition_time, Time(at(30)));
         remove(&mut c, "Ready");
         assert!(get(&c, "Ready").is_none());
+    }
+
+    mod availability {
+        use super::super::*;
+        use crate::rollout::test_support::{at, blue_green, blue_green_world, hash, rs};
+        use serde_json::json;
+
+        fn active_on(image: &str) -> Rollout {
+            let mut ro = blue_green(json!({}));
+            if let Some(s) = ro.status.as_mut() {
+                s.blue_green = Some(crate::api::rollout::BlueGreenStatus {
+                    active_selector: Some(hash(image)),
+                    ..Default::default()
+                });
+            }
+            ro
+        }
+
+        fn canary() -> Rollout {
+            let mut ro = blue_green(json!({}));
+            ro.spec.strategy = serde_json::from_value(json!({"canary": {}})).expect("strategy");
+            ro
+        }
+
+        fn check(ro: &Rollout, obs: &Observed) -> bool {
+            available(ro, ro.status.as_ref().expect("status"), obs).0
+        }
+
+        #[test]
+        fn blue_green_is_available_when_the_active_revision_has_every_pod() {
+            let ro = active_on("web:1");
+            assert!(check(&ro, &blue_green_world(vec![rs("web:1", 3, 3)])));
+            assert!(!check(&ro, &blue_green_world(vec![rs("web:1", 3, 2)])));
+            // A preview at full strength serves nobody.
+            assert!(!check(
+                &ro,
+                &blue_green_world(vec![rs("web:1", 3, 1), rs("web:2", 3, 3)])
+            ));
+            // No active revision at all.
+            assert!(!check(&ro, &blue_green_world(vec![rs("web:2", 3, 3)])));
+        }
+
+        #[test]
+        fn blue_green_without_an_active_selector_reads_the_stable_revision() {
+            let ro = blue_green(json!({}));
+            assert!(check(&ro, &blue_green_world(vec![rs("web:1", 3, 3)])));
+        }
+
+        #[test]
+        fn canary_counts_available_pods_of_every_revision() {
+            let ro = canary();
+            assert!(check(
+                &ro,
+                &blue_green_world(vec![rs("web:1", 2, 2), rs("web:2", 1, 1)])
+            ));
+            assert!(!check(
+                &ro,
+                &blue_green_world(vec![rs("web:1", 3, 1), rs("web:2", 1, 1)])
+            ));
+        }
+
+        #[test]
+        fn the_condition_moves_only_when_availability_flips() {
+            let ro = active_on("web:1");
+            let mut status = ro.status.clone().expect("status");
+            available_condition(
+                &mut status,
+                &ro,
+                &blue_green_world(vec![rs("web:1", 3, 2)]),
+                at(0),
+            );
+            let c = get(&status.conditions, condition::AVAILABLE).expect("Available");
+            assert_eq!(
+                (c.status.as_str(), c.reason.as_str()),
+                ("False", AVAILABLE_REASON)
+            );
+            assert!(c.message.contains("2 of 3"), "{}", c.message);
+            available_condition(
+                &mut status,
+                &ro,
+                &blue_green_world(vec![rs("web:1", 3, 3)]),
+                at(5),
+            );
+            available_condition(
+                &mut status,
+                &ro,
+                &blue_green_world(vec![rs("web:1", 3, 3)]),
+                at(9),
+            );
+            let c = get(&status.conditions, condition::AVAILABLE).expect("Available");
+            assert_eq!(c.status, "True");
+            assert_eq!(c.last_transition_time, Time(at(5)));
+        }
     }
 }
