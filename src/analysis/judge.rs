@@ -506,6 +506,26 @@ pub fn assess_metric(
             ),
         };
     }
+    if terminating && judged(r) == 0 {
+        // Stopped before anything was judged: nothing passed, so it is not a success.
+        // (Argo Rollouts calls such a run Successful; Sluice is stricter.)
+        let running = if r
+            .measurements
+            .last()
+            .is_some_and(|l| l.phase == Some(AnalysisPhase::Running))
+        {
+            "; a measurement was still running"
+        } else {
+            ""
+        };
+        return (
+            AnalysisPhase::Inconclusive,
+            Some(format!(
+                "stopped before any measurement was judged ({} taken){running}",
+                r.count
+            )),
+        );
+    }
     if p.count.is_some_and(|c| r.count >= c) || terminating {
         return (AnalysisPhase::Successful, None);
     }
@@ -514,6 +534,11 @@ pub fn assess_metric(
     } else {
         (AnalysisPhase::Running, None)
     }
+}
+
+/// Measurements of a metric that reached a verdict (errors are not verdicts).
+fn judged(r: &MetricResult) -> i64 {
+    i64::from(r.successful.max(0)) + i64::from(r.failed.max(0)) + i64::from(r.inconclusive.max(0))
 }
 
 fn summary_add(s: &mut RunSummary, phase: Option<AnalysisPhase>) {
@@ -576,6 +601,18 @@ pub fn step(
     }
 
     let terminating = spec.terminate.unwrap_or(false);
+    if terminating {
+        // A metric never measured is judged too: stopped with nothing judged.
+        for (m, p) in &policies {
+            if !next.metric_results.iter().any(|r| r.name == m.name) {
+                next.metric_results.push(MetricResult {
+                    name: m.name.clone(),
+                    dry_run: p.dry_run.then_some(true),
+                    ..Default::default()
+                });
+            }
+        }
+    }
     let mut summary = RunSummary::default();
     let mut dry_summary = RunSummary::default();
     let mut worst: Option<(u8, String)> = None;
@@ -635,7 +672,7 @@ pub fn step(
         None if all_done || terminating => {
             next.phase = Some(AnalysisPhase::Successful);
             next.message = Some(if terminating {
-                "terminated; no metric failed".into()
+                "terminated; every metric had judged measurements and none failed".into()
             } else {
                 "every metric passed".into()
             });

@@ -405,3 +405,74 @@ fn a_negative_error_limit_means_no_limit_and_long_values_are_cut() {
             .contains("bytes in all")
     );
 }
+
+#[test]
+fn a_run_stopped_before_anything_was_judged_is_never_successful() {
+    let pending = Outcome::Pending {
+        metadata: BTreeMap::from([("job-name".to_string(), "j-1".to_string())]),
+        resume_at: at(60),
+    };
+    let mut delayed = metric("later");
+    delayed.initial_delay = Some(DurationString("60s".into()));
+    // (what, spec, provider before the stop, phase after the stop)
+    let table: Vec<(&str, AnalysisRunSpec, Outcome, AnalysisPhase)> = vec![
+        (
+            "a measurement still running",
+            spec(vec![metric("job")]),
+            pending.clone(),
+            AnalysisPhase::Inconclusive,
+        ),
+        (
+            "nothing measured yet (initial delay)",
+            spec(vec![delayed.clone()]),
+            value(1.0),
+            AnalysisPhase::Inconclusive,
+        ),
+        (
+            "only provider errors",
+            spec(vec![every(metric("rate"), 5, None)]),
+            outage(),
+            AnalysisPhase::Inconclusive,
+        ),
+        (
+            "one metric passed, the other never judged",
+            spec(vec![every(metric("rate"), 5, None), delayed]),
+            value(1.0),
+            AnalysisPhase::Inconclusive,
+        ),
+        (
+            "a passing measurement",
+            spec(vec![every(metric("rate"), 5, None)]),
+            value(1.0),
+            AnalysisPhase::Successful,
+        ),
+        (
+            "a failing measurement",
+            spec(vec![every(metric("rate"), 5, None)]),
+            value(0.5),
+            AnalysisPhase::Failed,
+        ),
+    ];
+    for (what, mut spec, outcome, want) in table {
+        let s = tick(&spec, &AnalysisRunStatus::default(), at(0), &|_| {
+            outcome.clone()
+        })
+        .0;
+        spec.terminate = Some(true);
+        let s = tick(&spec, &s, at(1), &|_| outcome.clone()).0;
+        assert_eq!(s.phase, Some(want), "{what}: {:?}", s.message);
+        if want == AnalysisPhase::Inconclusive {
+            let message = s.message.clone().unwrap_or_default();
+            assert!(
+                message.contains("stopped before any measurement was judged"),
+                "{what}: {message}"
+            );
+            let summary = s.run_summary.clone().unwrap_or_default();
+            assert_eq!(
+                summary.successful + summary.inconclusive,
+                summary.count,
+                "{what}"
+            );
+        }
+    }
+}

@@ -48,7 +48,10 @@ pub fn run_name(ro: &Rollout, hash: &str, kind: &str, release: i32) -> String {
 /// the reconcile retries an aborted release.
 pub fn release_number(status: &crate::api::rollout::RolloutStatus) -> i32 {
     let retrying = status.abort != Some(true) && status.aborted_at.is_some();
-    status.release_count.unwrap_or(0) + i32::from(retrying)
+    status
+        .release_count
+        .unwrap_or(0)
+        .saturating_add(i32::from(retrying))
 }
 
 pub fn observed<'a>(obs: &'a Observed, name: &str) -> Option<&'a ObservedRun> {

@@ -296,7 +296,6 @@ pub(super) fn decide(
     if plan.status.abort != Some(true) {
         set_phase(&mut plan.status, phase.0, &phase.1, generation, now);
     }
-    conditions::available_condition(&mut plan.status, ro, obs, now);
 }
 
 /// A pre- or post-promotion analysis: whether it lets the promotion go on, its status line,

@@ -40,6 +40,19 @@ pub fn set(
     }
 }
 
+/// Keeps the `lastTransitionTime` of `before` for every condition in `after` whose status did
+/// not change between them: a condition set, flipped and set back within one decision did not
+/// transition.
+pub fn keep_transition_times(before: &[Condition], after: &mut [Condition]) {
+    for c in after.iter_mut() {
+        if let Some(b) = get(before, &c.type_)
+            && b.status == c.status
+        {
+            c.last_transition_time = b.last_transition_time.clone();
+        }
+    }
+}
+
 /// Removes the condition of type `type_`, if present.
 pub fn remove(conditions: &mut Vec<Condition>, type_: &str) {
     conditions.retain(|c| c.type_ != type_);
@@ -218,5 +231,74 @@ mod tests {
             assert_eq!(c.status, "True");
             assert_eq!(c.last_transition_time, Time(at(5)));
         }
+    }
+
+    #[test]
+    fn a_flip_and_back_within_one_decision_is_no_transition() {
+        let mut before = Vec::new();
+        set(
+            &mut before,
+            "Progressing",
+            false,
+            "Deadline",
+            "x",
+            Some(1),
+            at(10),
+        );
+        set(
+            &mut before,
+            "Ready",
+            false,
+            "Degraded",
+            "x",
+            Some(1),
+            at(10),
+        );
+        let mut after = before.clone();
+        set(
+            &mut after,
+            "Progressing",
+            true,
+            "Updated",
+            "y",
+            Some(1),
+            at(50),
+        );
+        set(
+            &mut after,
+            "Progressing",
+            false,
+            "Deadline",
+            "x",
+            Some(1),
+            at(50),
+        );
+        set(&mut after, "Ready", true, "Healthy", "", Some(1), at(50));
+        set(
+            &mut after,
+            "Stalled",
+            true,
+            "Degraded",
+            "x",
+            Some(1),
+            at(50),
+        );
+        keep_transition_times(&before, &mut after);
+        let ltt = |c: &[Condition], t: &str| get(c, t).map(|c| c.last_transition_time.clone());
+        assert_eq!(
+            ltt(&after, "Progressing"),
+            Some(Time(at(10))),
+            "same status"
+        );
+        assert_eq!(
+            ltt(&after, "Ready"),
+            Some(Time(at(50))),
+            "a real transition"
+        );
+        assert_eq!(
+            ltt(&after, "Stalled"),
+            Some(Time(at(50))),
+            "a new condition"
+        );
     }
 }

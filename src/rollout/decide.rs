@@ -17,7 +17,9 @@ use super::analysis::{self, Verdict};
 use super::conditions;
 use super::hash::pod_template_hash;
 use super::observe::{Observed, ObservedRs};
-use super::replicas::{Counts, Group, Limits, Targets, canary_replicas, next_scale};
+use super::replicas::{
+    Counts, Group, Limits, Targets, canary_replicas, next_scale, rounding_surge, stable_replicas,
+};
 use super::validate::{analysis_problems, validate};
 use crate::traffic::{HeaderMatch, RouteState, Weights};
 use kube::ResourceExt;
@@ -120,8 +122,19 @@ impl Plan {
     }
 }
 
+/// `t` plus `secs`; a time beyond the calendar is the calendar's end (never `t` itself: a
+/// pause of a billion years must not end at once).
 pub(super) fn after(t: Timestamp, secs: i64) -> Timestamp {
-    t.checked_add(SignedDuration::from_secs(secs)).unwrap_or(t)
+    match t.checked_add(SignedDuration::from_secs(secs)) {
+        Ok(at) => at,
+        Err(_) if secs > 0 => Timestamp::MAX,
+        Err(_) => Timestamp::MIN,
+    }
+}
+
+/// Whole seconds of a duration, saturating at `i64::MAX`.
+pub(super) fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
 pub(super) fn find<'a>(obs: &'a Observed, hash: &str) -> Option<&'a ObservedRs> {
@@ -159,6 +172,7 @@ fn canary_scale_at(canary: &CanaryStrategy, replicas: i32, upto: usize) -> Optio
 /// Decides the next move of one Rollout.
 pub fn decide(ro: &Rollout, obs: &Observed, now: Timestamp) -> Plan {
     let mut plan = decide_release(ro, obs, now);
+    conditions::available_condition(&mut plan.status, ro, obs, now);
     if conditions::get(&plan.status.conditions, condition::INVALID_SPEC).is_none() {
         progress_deadline(ro, obs, &mut plan, now);
         scaling_events(ro, obs, &mut plan);
@@ -186,6 +200,9 @@ pub fn decide(ro: &Rollout, obs: &Observed, now: Timestamp) -> Plan {
                 ),
             );
         }
+    }
+    if let Some(prev) = ro.status.as_ref() {
+        conditions::keep_transition_times(&prev.conditions, &mut plan.status.conditions);
     }
     plan
 }
@@ -380,7 +397,7 @@ fn decide_release(ro: &Rollout, obs: &Observed, now: Timestamp) -> Plan {
         st.controller_pause = None;
         st.abort = None;
         st.aborted_at = None;
-        st.release_count = Some(prev.release_count.unwrap_or(0) + 1);
+        st.release_count = Some(prev.release_count.unwrap_or(0).saturating_add(1));
         st.promote_full = None;
         if let Some(c) = st.canary.as_mut() {
             c.current_step_analysis_run_status = None;
@@ -438,8 +455,8 @@ fn decide_release(ro: &Rollout, obs: &Observed, now: Timestamp) -> Plan {
         .iter()
         .filter(|rs| rs.hash != desired && rs.hash != stable)
         .fold(Group::default(), |g, rs| Group {
-            replicas: g.replicas + rs.replicas,
-            available: g.available + rs.available,
+            replicas: g.replicas.saturating_add(rs.replicas.max(0)),
+            available: g.available.saturating_add(rs.available.max(0)),
         });
 
     let mut services_hash = (stable.clone(), stable.clone()); // (stable service, canary service)
@@ -529,6 +546,12 @@ fn decide_release(ro: &Rollout, obs: &Observed, now: Timestamp) -> Plan {
             other: s.other,
         }
     } else {
+        let limits = Limits {
+            max_surge: limits
+                .max_surge
+                .saturating_add(rounding_surge(replicas, targets)),
+            ..limits
+        };
         let mut s = next_scale(replicas, limits, counts, targets);
         if let Some(hold) = new_hold {
             s.new = s.new.max(hold.min(counts.new.replicas));
@@ -590,13 +613,12 @@ fn decide_release(ro: &Rollout, obs: &Observed, now: Timestamp) -> Plan {
         });
     }
 
-    // Weights: without a traffic router, the canary's share of available pods.
-    let new_avail = find(obs, &desired).map(|r| r.available).unwrap_or(0);
-    let total_avail: i32 = obs.replica_sets.iter().map(|r| r.available).sum();
-    let canary_weight = if desired == stable || total_avail == 0 {
+    // Weights: without a traffic router, the canary's real share of the ready pods of the
+    // two revisions (what their Services' endpoints hold), not the step's weight.
+    let canary_weight = if desired == stable {
         0
     } else {
-        (new_avail * 100 / total_avail).clamp(0, 100)
+        ready_share(obs, &desired, &stable)
     };
     plan.status.canary = Some(CanaryStatus {
         weights: Some(TrafficWeights {
@@ -690,7 +712,7 @@ fn routed(
     let new_count = if settled {
         replicas
     } else {
-        targets.new.max(hold.unwrap_or(0))
+        targets.new.max(hold.unwrap_or(0)).max(0)
     };
     plan.replica_sets.push(RsPlan {
         hash: desired.to_string(),
@@ -916,7 +938,7 @@ pub(super) fn abort_or_retry(
     if plan.status.aborted_at.is_some() {
         // `abort` was cleared after an abort: retry the release from its first step.
         plan.status.aborted_at = None;
-        plan.status.release_count = Some(plan.status.release_count.unwrap_or(0) + 1);
+        plan.status.release_count = Some(plan.status.release_count.unwrap_or(0).saturating_add(1));
         if let Some(c) = plan.status.canary.as_mut() {
             c.current_step_analysis_run_status = None;
             c.current_background_analysis_run_status = None;
@@ -1089,6 +1111,10 @@ fn release(
         return basic_targets(canary, replicas, w, idx + 1);
     }
 
+    // A stable revision that serves nothing (no pod available, or its pods diagnosed as
+    // failing: a broken first revision) cannot become available by waiting; the steps go on
+    // (pauses and analysis included) once it has its count and the canary its available pods.
+    let stable_broken = find(obs, stable).is_some_and(|r| r.available <= 0 || r.failure.is_some());
     let counts_ready = |targets: Targets| {
         let n = find(obs, desired)
             .map(|r| (r.replicas, r.available))
@@ -1096,7 +1122,10 @@ fn release(
         let s = find(obs, stable)
             .map(|r| (r.replicas, r.available))
             .unwrap_or((0, 0));
-        n.0 == targets.new && n.1 >= targets.new && s.0 == targets.stable && s.1 >= targets.stable
+        n.0 == targets.new
+            && n.1 >= targets.new
+            && s.0 == targets.stable
+            && (s.1 >= targets.stable || stable_broken)
     };
 
     while idx < steps.len() {
@@ -1125,7 +1154,7 @@ fn release(
                         .duration
                         .as_ref()
                         .and_then(|d| int_or_string_duration(d).ok())
-                        .map(|d| after(p.start_time.0, d.as_secs() as i64));
+                        .map(|d| after(p.start_time.0, secs(d)));
                     match until {
                         Some(t) if now >= t => {
                             plan.status
@@ -1179,7 +1208,7 @@ fn release(
                         .as_ref()
                         .and_then(|d| int_or_string_duration(d).ok())
                     {
-                        plan.requeue_at(after(now, d.as_secs() as i64), now);
+                        plan.requeue_at(after(now, secs(d)), now);
                     }
                     break;
                 }
@@ -1475,8 +1504,8 @@ pub(super) fn refresh_run_status(plan: &mut Plan, obs: &Observed) {
     }
 }
 
-/// Replica targets for a weight without a traffic router: the canary gets its share of pods
-/// (or its `setCanaryScale`), the stable the rest.
+/// Replica targets for a weight: the canary gets its share of pods rounded up (or its
+/// `setCanaryScale`); without a router the stable keeps its own share rounded up.
 fn basic_targets(
     canary: &CanaryStrategy,
     replicas: i32,
@@ -1485,17 +1514,35 @@ fn basic_targets(
 ) -> (Targets, Option<i32>) {
     let by_weight = canary_replicas(replicas, weight);
     let new = canary_scale_at(canary, replicas, upto).unwrap_or(by_weight);
-    // With a router the weight moves traffic, so the stable keeps every pod.
+    // With a router the weight moves traffic, so the stable keeps every pod. Without one, the
+    // stable keeps its share rounded up, so the canary never serves more than its weight
+    // rounded up to one pod (both round-ups may surge one pod, as Argo Rollouts does).
     let stable = if canary.traffic_routing.is_some() {
         replicas
     } else {
-        replicas - by_weight
+        stable_replicas(replicas, weight)
     };
     (Targets { new, stable }, None)
 }
 
+/// The canary's share, in percent rounded to the nearest, of the ready pods of `desired` and
+/// `stable` (0 when neither has one).
+pub(super) fn ready_share(obs: &Observed, desired: &str, stable: &str) -> i32 {
+    let ready = |h: &str| i64::from(find(obs, h).map_or(0, |r| r.ready.max(0)));
+    let (canary, total) = (ready(desired), ready(desired) + ready(stable));
+    if total == 0 {
+        return 0;
+    }
+    ((canary * 100 + total / 2) / total).clamp(0, 100) as i32
+}
+
 pub(super) fn fill_counts(st: &mut RolloutStatus, obs: &Observed) {
-    let sum = |f: fn(&ObservedRs) -> i32| obs.replica_sets.iter().map(f).sum::<i32>();
+    let sum = |f: fn(&ObservedRs) -> i32| {
+        obs.replica_sets
+            .iter()
+            .map(f)
+            .fold(0i32, i32::saturating_add)
+    };
     st.replicas = Some(sum(|r| r.replicas));
     st.ready_replicas = Some(sum(|r| r.ready));
     st.available_replicas = Some(sum(|r| r.available));
@@ -1505,7 +1552,7 @@ pub(super) fn fill_counts(st: &mut RolloutStatus, obs: &Observed) {
             .iter()
             .filter(|r| Some(&r.hash) == desired.as_ref())
             .map(|r| r.replicas)
-            .sum(),
+            .fold(0i32, i32::saturating_add),
     );
 }
 
@@ -1588,3 +1635,7 @@ mod tests;
 #[cfg(test)]
 #[path = "routed_tests.rs"]
 mod routed_tests;
+
+#[cfg(test)]
+#[path = "decide_props.rs"]
+mod props;

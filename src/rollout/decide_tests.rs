@@ -664,3 +664,152 @@ fn every_event_reason_is_in_the_bounded_list() {
     }
     assert!(seen >= 10, "found only {seen} Events in the source");
 }
+
+/// Plays a release of `web:2` over `web:1` without a router or Services: each plan is carried
+/// out at once and every pod it asks for becomes ready (the stable's only if `stable_ready`).
+/// Returns the last plan; `check` sees every observed state on the way.
+fn play(
+    ro: &mut Rollout,
+    stable_ready: bool,
+    stable_failure: Option<PodFailure>,
+    rounds: usize,
+    mut check: impl FnMut(&Observed, &Plan),
+) -> Plan {
+    let mut sets = vec![rs("web:1", ro.spec.replicas(), 0)];
+    sets[0].failure = stable_failure;
+    if stable_ready {
+        sets[0].available = sets[0].replicas;
+        sets[0].ready = sets[0].replicas;
+    }
+    let mut last = None;
+    for i in 0..rounds {
+        let mut obs = observed("web:2", sets.clone());
+        obs.services.clear();
+        let plan = step(ro, &obs, at(i as i64 * 10));
+        check(&obs, &plan);
+        for p in &plan.replica_sets {
+            let image = if p.hash == hash("web:1") {
+                "web:1"
+            } else {
+                "web:2"
+            };
+            let ready = if image == "web:1" && !stable_ready {
+                0
+            } else {
+                p.replicas
+            };
+            let next = rs(image, p.replicas, ready);
+            match sets.iter_mut().find(|s| s.hash == p.hash) {
+                Some(s) => {
+                    *s = ObservedRs {
+                        failure: s.failure.clone(),
+                        ..next
+                    }
+                }
+                None => sets.push(next),
+            }
+        }
+        last = Some(plan);
+    }
+    last.expect("at least one round")
+}
+
+fn crash() -> PodFailure {
+    PodFailure {
+        pod: "web-1".into(),
+        container: "web".into(),
+        reason: "CrashLoopBackOff".into(),
+        exit_code: Some(1),
+        restarts: 3,
+        message: String::new(),
+    }
+}
+
+fn basic(replicas: i32, canary: serde_json::Value) -> Rollout {
+    let mut ro = releasing(json!([]), false, Default::default());
+    ro.spec.replicas = Some(replicas);
+    ro.spec.strategy.canary = Some(serde_json::from_value(canary).expect("canary"));
+    ro
+}
+
+#[test]
+fn basic_canary_surges_and_keeps_the_stable_at_its_share() {
+    // (replicas, weight, canary pods, stable pods, weight in status): default maxSurge and
+    // maxUnavailable (25%), as the issue replayed them.
+    let table = [
+        (1, 25, 1, 1, 50),
+        (1, 50, 1, 1, 50),
+        (3, 20, 1, 3, 25),
+        (2, 10, 1, 2, 33),
+        (4, 25, 1, 3, 25),
+        (10, 30, 3, 7, 30),
+    ];
+    for (replicas, weight, canary, stable, shown) in table {
+        let mut ro = basic(
+            replicas,
+            json!({"steps": [{"setWeight": weight}, {"pause": {}}]}),
+        );
+        let most = (replicas * weight + 99) / 100;
+        let plan = play(&mut ro, true, None, 8, |obs, _| {
+            let c = find(obs, &hash("web:2")).map_or(0, |r| r.ready);
+            let s = find(obs, &hash("web:1")).map_or(0, |r| r.ready);
+            assert!(c <= most, "{replicas}@{weight}%: {c} canary pods ready");
+            assert!(
+                c == 0 || s > 0,
+                "{replicas}@{weight}%: the canary serves alone"
+            );
+        });
+        let at = format!("{replicas} replicas at {weight}%");
+        assert_eq!(plan.status.current_step_index, Some(1), "{at}");
+        assert_eq!(replicas_of(&plan, "web:2"), Some(canary), "{at}");
+        assert_eq!(replicas_of(&plan, "web:1"), Some(stable), "{at}");
+        let w = plan.status.canary.as_ref().and_then(|c| c.weights.clone());
+        assert_eq!(
+            w.map(|w| (w.canary.weight, w.stable.weight)),
+            Some((shown, 100 - shown)),
+            "{at}: the real share of ready pods"
+        );
+    }
+}
+
+#[test]
+fn a_broken_stable_does_not_hold_a_fixed_revision_at_step_zero() {
+    for failing in [true, false] {
+        let mut ro = basic(
+            2,
+            json!({"maxSurge": 1, "maxUnavailable": 0,
+                   "steps": [{"setWeight": 50}, {"pause": {"duration": 5}}]}),
+        );
+        if let Some(s) = ro.status.as_mut() {
+            s.current_pod_hash = Some(hash("web:2"));
+        }
+        // The stable's pods crash-loop (diagnosed) or never become ready.
+        let plan = play(&mut ro, false, failing.then(crash), 12, |_, _| {});
+        assert_eq!(
+            plan.status.stable_rs,
+            Some(hash("web:2")),
+            "the fix is released: {:?}",
+            plan.status.message
+        );
+        assert_eq!(plan.status.phase, Some(RolloutPhase::Healthy));
+    }
+}
+
+#[test]
+fn a_broken_first_revision_past_its_deadline_rewrites_nothing() {
+    let mut ro = rollout(json!([{"setWeight": 50}]), false);
+    ro.spec.progress_deadline_seconds = Some(5);
+    let mut broken = rs("web:1", 4, 0);
+    broken.failure = Some(crash());
+    let obs = observed("web:1", vec![broken]);
+    step(&mut ro, &obs, at(0));
+    let stuck = step(&mut ro, &obs, at(10));
+    assert_eq!(stuck.status.phase, Some(RolloutPhase::Degraded));
+    for later in [20, 30, 300] {
+        let again = decide(&ro, &obs, at(later));
+        assert_eq!(
+            again.status, stuck.status,
+            "at {later}s: nothing new, nothing written"
+        );
+    }
+}

@@ -104,8 +104,31 @@ pub struct Scale {
 /// Canary replicas for a traffic weight: `ceil(replicas × weight / 100)`, so any non-zero weight
 /// gets at least one pod.
 pub fn canary_replicas(replicas: i32, weight: i32) -> i32 {
-    let w = weight.clamp(0, 100);
-    ((i64::from(replicas) * i64::from(w) + 99) / 100) as i32
+    let w = i64::from(weight.clamp(0, 100));
+    clamp_i32((i64::from(replicas.max(0)) * w + 99) / 100)
+}
+
+/// Stable replicas for a traffic weight without a router: `ceil(replicas × (100 - weight) /
+/// 100)`, so the stable keeps at least its share and any weight below 100 keeps one stable pod.
+/// With the canary's count also rounded up, the two may add up to one pod more than
+/// `replicas`; [`rounding_surge`] allows that pod (Argo Rollouts surges the same way).
+pub fn stable_replicas(replicas: i32, weight: i32) -> i32 {
+    canary_replicas(replicas, 100 - weight.clamp(0, 100))
+}
+
+/// The extra pod both round-ups may need: 1 when the targets add up to more than `replicas`.
+pub fn rounding_surge(replicas: i32, targets: Targets) -> i32 {
+    let sum = i64::from(targets.new) + i64::from(targets.stable);
+    clamp_i32((sum - i64::from(replicas)).clamp(0, 1))
+}
+
+fn clamp_i32(v: i64) -> i32 {
+    v.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+}
+
+/// The most pods a release may run at once: `replicas + maxSurge`, saturating.
+pub fn ceiling(replicas: i32, limits: Limits) -> i32 {
+    replicas.max(0).saturating_add(limits.max_surge.max(0))
 }
 
 /// Scale-downs take unavailable pods first (the ReplicaSet controller deletes not-ready pods
@@ -127,42 +150,101 @@ fn scale_down(g: Group, target: i32, available: &mut i32, floor: i32) -> i32 {
 /// One move towards `targets` within the limits: scale up the new revision, then the stable,
 /// while the total stays within `replicas + maxSurge`; then scale down older revisions, the
 /// stable and the new one while availability stays at `replicas - maxUnavailable` or more.
+/// When the total is above the ceiling (`replicas` was lowered mid-release), it comes back
+/// under it in the same move: unavailable pods first, then available ones down to the floor.
 pub fn next_scale(replicas: i32, limits: Limits, cur: Counts, targets: Targets) -> Scale {
-    let ceiling = replicas + limits.max_surge;
-    let mut total = cur.new.replicas + cur.stable.replicas + cur.other.replicas;
+    let replicas = replicas.max(0);
+    let ceiling = ceiling(replicas, limits);
+    let cur = Counts {
+        new: sane(cur.new),
+        stable: sane(cur.stable),
+        other: sane(cur.other),
+    };
+    let targets = Targets {
+        new: targets.new.clamp(0, replicas),
+        stable: targets.stable.clamp(0, replicas),
+    };
+    let mut total = i64::from(cur.new.replicas)
+        + i64::from(cur.stable.replicas)
+        + i64::from(cur.other.replicas);
     let mut up = |current: i32, target: i32| -> i32 {
         if target <= current {
             return current;
         }
-        let step = (target - current).min((ceiling - total).max(0));
+        let room = (i64::from(ceiling) - total).max(0);
+        let step = i64::from(target - current).min(room);
         total += step;
-        current + step
+        current + step as i32
     };
     let new_up = up(cur.new.replicas, targets.new);
     let stable_up = up(cur.stable.replicas, targets.stable);
 
-    let floor = (replicas - limits.max_unavailable).max(0);
-    let mut available = cur.new.available + cur.stable.available + cur.other.available;
+    let floor = (replicas - limits.max_unavailable.max(0)).max(0);
+    let mut available = cur
+        .new
+        .available
+        .saturating_add(cur.stable.available)
+        .saturating_add(cur.other.available);
+    let stable_g = Group {
+        replicas: stable_up,
+        ..cur.stable
+    };
+    let new_g = Group {
+        replicas: new_up,
+        ..cur.new
+    };
     let other = scale_down(cur.other, 0, &mut available, floor);
-    let stable = scale_down(
-        Group {
-            replicas: stable_up,
-            ..cur.stable
-        },
-        targets.stable,
-        &mut available,
-        floor,
-    );
-    let new = scale_down(
-        Group {
-            replicas: new_up,
-            ..cur.new
-        },
-        targets.new,
-        &mut available,
-        floor,
-    );
-    Scale { new, stable, other }
+    let stable = scale_down(stable_g, targets.stable, &mut available, floor);
+    let new = scale_down(new_g, targets.new, &mut available, floor);
+    let mut s = Scale { new, stable, other };
+    let groups = [cur.other, stable_g, new_g];
+    trim_to_ceiling(&mut s, groups, ceiling, available, floor);
+    s
+}
+
+/// A group as the arithmetic expects it: no negative counts, no more available than desired.
+fn sane(g: Group) -> Group {
+    let replicas = g.replicas.max(0);
+    Group {
+        replicas,
+        available: g.available.clamp(0, replicas),
+    }
+}
+
+/// Brings the total down to `ceiling` when it is above it: first the unavailable pods each
+/// group still has (older revisions, then the stable, then the new one), then available ones
+/// down to the availability floor. At or below the ceiling it changes nothing.
+fn trim_to_ceiling(
+    s: &mut Scale,
+    groups: [Group; 3],
+    ceiling: i32,
+    mut available: i32,
+    floor: i32,
+) {
+    let total = i64::from(s.new) + i64::from(s.stable) + i64::from(s.other);
+    let mut excess = total - i64::from(ceiling);
+    if excess <= 0 {
+        return;
+    }
+    type Slot = fn(&mut Scale) -> &mut i32;
+    let slots: [Slot; 3] = [|s| &mut s.other, |s| &mut s.stable, |s| &mut s.new];
+    for (slot, g) in slots.iter().zip(groups) {
+        let n = slot(s);
+        let unavailable = i64::from(*n - g.available.min(*n));
+        let take = unavailable.min(excess);
+        *n -= take as i32;
+        excess -= take;
+    }
+    for (slot, g) in slots.iter().zip(groups) {
+        let n = slot(s);
+        let budget = i64::from((available - floor).max(0));
+        let take = i64::from(g.available.min(*n))
+            .min(budget)
+            .min(excess.max(0));
+        *n -= take as i32;
+        available -= take as i32;
+        excess -= take;
+    }
 }
 
 #[cfg(test)]
@@ -250,6 +332,86 @@ mod tests {
     }
 
     #[test]
+    fn basic_canary_targets_keep_the_stable_at_its_share() {
+        // (replicas, weight) -> (canary, stable, extra pod): Argo Rollouts' counts.
+        let table = [
+            (1, 25, 1, 1, 1),
+            (1, 50, 1, 1, 1),
+            (3, 20, 1, 3, 1),
+            (2, 10, 1, 2, 1),
+            (4, 25, 1, 3, 0),
+            (4, 50, 2, 2, 0),
+            (10, 30, 3, 7, 0),
+            (5, 0, 0, 5, 0),
+            (5, 100, 5, 0, 0),
+        ];
+        for (replicas, weight, canary, stable, extra) in table {
+            let t = Targets {
+                new: canary_replicas(replicas, weight),
+                stable: stable_replicas(replicas, weight),
+            };
+            assert_eq!(
+                (t.new, t.stable, rounding_surge(replicas, t)),
+                (canary, stable, extra),
+                "{replicas} replicas at {weight}%"
+            );
+        }
+    }
+
+    #[test]
+    fn one_replica_at_25_percent_surges_the_canary_and_keeps_the_stable() {
+        let t = Targets {
+            new: canary_replicas(1, 25),
+            stable: stable_replicas(1, 25),
+        };
+        let limits = Limits {
+            max_surge: 1 + rounding_surge(1, t),
+            max_unavailable: 0,
+        };
+        let mut c = Counts {
+            stable: g(1, 1),
+            ..Default::default()
+        };
+        for _ in 0..4 {
+            let s = next_scale(1, limits, c, t);
+            assert_eq!(s.stable, 1, "the stable stays at 1: {s:?}");
+            c = Counts {
+                new: g(s.new, s.new),
+                stable: g(s.stable, s.stable),
+                other: g(s.other, s.other),
+            };
+        }
+        assert_eq!(c.new.replicas, 1);
+    }
+
+    #[test]
+    fn lowering_replicas_mid_release_comes_back_under_the_ceiling() {
+        // 8 -> 4 replicas, maxSurge 2: unready new pods and a full stable must not stay at 8.
+        let limits = Limits {
+            max_surge: 2,
+            max_unavailable: 0,
+        };
+        let table = [
+            (g(4, 0), g(4, 4), g(0, 0)),
+            (g(2, 0), g(6, 6), g(0, 0)),
+            (g(4, 0), g(2, 2), g(2, 2)),
+            (g(3, 1), g(5, 5), g(0, 0)),
+        ];
+        for (new, stable, other) in table {
+            let cur = Counts { new, stable, other };
+            let s = next_scale(4, limits, cur, Targets { new: 2, stable: 2 });
+            assert!(s.new + s.stable + s.other <= 6, "{cur:?} -> {s:?}");
+            let kept = s.stable.min(stable.available)
+                + s.new.min(new.available)
+                + s.other.min(other.available);
+            assert!(
+                kept >= 4,
+                "availability kept at the floor: {cur:?} -> {s:?}"
+            );
+        }
+    }
+
+    #[test]
     fn unavailable_pods_are_removed_freely() {
         let limits = Limits {
             max_surge: 0,
@@ -303,10 +465,39 @@ mod tests {
     proptest! {
         #[test]
         fn never_exceeds_the_surge_ceiling((replicas, limits, cur, targets) in counts()) {
+            // The real invariant: whatever the ReplicaSets hold now (even after `replicas` was
+            // lowered mid-release), one move leaves at most `replicas + maxSurge` pods.
             let s = next_scale(replicas, limits, cur, targets);
-            let before = cur.new.replicas + cur.stable.replicas + cur.other.replicas;
             let after = s.new + s.stable + s.other;
-            prop_assert!(after <= before.max(replicas + limits.max_surge));
+            prop_assert!(after <= replicas + limits.max_surge, "{cur:?} -> {s:?}");
+        }
+
+        #[test]
+        fn extreme_numbers_neither_panic_nor_wrap(
+            replicas in prop_oneof![0..5i32, (i32::MAX - 5)..=i32::MAX],
+            surge in prop_oneof![0..5i32, (i32::MAX - 5)..=i32::MAX],
+            unavail in prop_oneof![0..5i32, (i32::MAX - 5)..=i32::MAX],
+            sizes in proptest::array::uniform6(prop_oneof![0..5i32, (i32::MAX - 5)..=i32::MAX]),
+            weight in -5..200i32,
+        ) {
+            let limits = Limits { max_surge: surge, max_unavailable: unavail };
+            let cur = Counts {
+                new: g(sizes[0], sizes[1]),
+                stable: g(sizes[2], sizes[3]),
+                other: g(sizes[4], sizes[5]),
+            };
+            let targets = Targets {
+                new: canary_replicas(replicas, weight),
+                stable: stable_replicas(replicas, weight),
+            };
+            let s = next_scale(replicas, limits, cur, targets);
+            prop_assert!(s.new >= 0 && s.stable >= 0 && s.other >= 0, "{s:?}");
+            let after = i64::from(s.new) + i64::from(s.stable) + i64::from(s.other);
+            let before = i64::from(cur.new.replicas.max(0))
+                + i64::from(cur.stable.replicas.max(0))
+                + i64::from(cur.other.replicas.max(0));
+            prop_assert!(after <= before.max(i64::from(ceiling(replicas, limits))), "{cur:?} -> {s:?}");
+            prop_assert!(targets.new <= replicas.max(0) && targets.stable <= replicas.max(0));
         }
 
         #[test]

@@ -67,6 +67,8 @@ pub fn validate(ro: &Rollout, obs: &Observed) -> Result<(), InvalidSpec> {
         return Err(invalid("spec.selector", "a selector is required"));
     }
 
+    quantities(template)?;
+
     if let Some(bg) = &spec.strategy.blue_green {
         let named = [
             ("activeService", Some(&bg.active_service)),
@@ -227,6 +229,96 @@ pub fn validate(ro: &Rollout, obs: &Observed) -> Result<(), InvalidSpec> {
     Ok(())
 }
 
+/// Every resource quantity of the pod template must parse as Kubernetes parses quantities:
+/// the Rollout's template keeps unknown fields, so the API server accepts `memory: invalid`
+/// there, but refuses the ReplicaSet that would carry it.
+fn quantities(template: &k8s_openapi::api::core::v1::PodTemplateSpec) -> Result<(), InvalidSpec> {
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use std::collections::BTreeMap;
+    let Some(pod) = template.spec.as_ref() else {
+        return Ok(());
+    };
+    let check = |field: String, map: Option<&BTreeMap<String, Quantity>>| {
+        for (name, q) in map.into_iter().flatten() {
+            quantity(&q.0).map_err(|why| invalid(format!("{field}.{name}"), why))?;
+        }
+        Ok::<(), InvalidSpec>(())
+    };
+    let lists = [
+        ("containers", Some(&pod.containers)),
+        ("initContainers", pod.init_containers.as_ref()),
+    ];
+    for (list, containers) in lists {
+        for (i, c) in containers.into_iter().flatten().enumerate() {
+            let at = format!("spec.template.spec.{list}[{i}].resources");
+            let r = c.resources.as_ref();
+            check(format!("{at}.limits"), r.and_then(|r| r.limits.as_ref()))?;
+            check(
+                format!("{at}.requests"),
+                r.and_then(|r| r.requests.as_ref()),
+            )?;
+        }
+    }
+    check("spec.template.spec.overhead".into(), pod.overhead.as_ref())?;
+    for (i, v) in pod.volumes.iter().flatten().enumerate() {
+        if let Some(q) = v.empty_dir.as_ref().and_then(|e| e.size_limit.as_ref()) {
+            quantity(&q.0).map_err(|why| {
+                invalid(
+                    format!("spec.template.spec.volumes[{i}].emptyDir.sizeLimit"),
+                    why,
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// A resource quantity as Kubernetes reads it (`resource.ParseQuantity`), not negative: a
+/// number (`1`, `0.5`, `.5`, `1.`) then a binary suffix (`Ki` .. `Ei`), a decimal one (`m`,
+/// `k`, `M` .. `E`) or an exponent (`e3`, `E-2`).
+pub fn quantity(s: &str) -> Result<(), String> {
+    let bad = || format!("{s:?} is not a quantity (such as 128Mi, 0.5 or 250m)");
+    let body = s.strip_prefix('+').unwrap_or(s);
+    if body.starts_with('-') {
+        return Err(format!(
+            "{s:?} is negative; resource quantities must be 0 or more"
+        ));
+    }
+    let digits_end = body
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(body.len());
+    let (number, suffix) = body.split_at(digits_end);
+    let mut parts = number.splitn(2, '.');
+    let whole = parts.next().unwrap_or_default();
+    let frac = parts.next();
+    let digits_only = |p: &str| p.chars().all(|c| c.is_ascii_digit());
+    let valid_number = match frac {
+        None => !whole.is_empty() && digits_only(whole),
+        Some(f) => (!whole.is_empty() || !f.is_empty()) && digits_only(whole) && digits_only(f),
+    };
+    if !valid_number {
+        return Err(bad());
+    }
+    let known = [
+        "", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "m", "k", "M", "G", "T", "P", "E",
+    ];
+    if known.contains(&suffix) {
+        return Ok(());
+    }
+    let exponent = suffix
+        .strip_prefix('e')
+        .or_else(|| suffix.strip_prefix('E'))
+        .ok_or_else(bad)?;
+    let exponent = exponent
+        .strip_prefix('+')
+        .or_else(|| exponent.strip_prefix('-'))
+        .unwrap_or(exponent);
+    if exponent.is_empty() || !digits_only(exponent) {
+        return Err(bad());
+    }
+    Ok(())
+}
+
 /// An analysis whose templates are missing or do not make a valid run (a condition that does
 /// not compile, an argument without a value) is refused before the release starts.
 pub fn analysis_problems(obs: &Observed) -> Result<(), InvalidSpec> {
@@ -236,4 +328,48 @@ pub fn analysis_problems(obs: &Observed) -> Result<(), InvalidSpec> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod quantity_tests {
+    use super::*;
+
+    #[test]
+    fn quantities_parse_as_kubernetes_parses_them() {
+        for good in [
+            "1", "0", "128Mi", "1Gi", "250m", "0.5", ".5", "1.", "+1", "1e3", "1E-2", "2k",
+            "1.5Gi", "100M", "3Ei",
+        ] {
+            assert_eq!(quantity(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "invalid", "", "Mi", "1 Mi", "1mi", "1KiB", ".", "1.2.3", "-1", "1e", "e3", "1e1.5",
+            "12x",
+        ] {
+            assert!(quantity(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn an_unparsable_resource_names_its_field() {
+        let template: k8s_openapi::api::core::v1::PodTemplateSpec =
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [
+                    {"name": "a", "image": "a", "resources": {"limits": {"memory": "64Mi"}}},
+                    {"name": "b", "image": "b", "resources": {"limits": {"memory": "invalid"}}}
+                ]}
+            }))
+            .expect("template");
+        let e = quantities(&template).expect_err("refused");
+        assert_eq!(
+            e.field,
+            "spec.template.spec.containers[1].resources.limits.memory"
+        );
+        assert!(
+            e.message.contains("\"invalid\" is not a quantity"),
+            "{}",
+            e.message
+        );
+    }
 }
