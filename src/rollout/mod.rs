@@ -4,6 +4,7 @@
 pub mod analysis;
 pub mod apply;
 pub mod bluegreen;
+pub mod cache;
 pub mod conditions;
 pub mod controller;
 pub mod decide;
