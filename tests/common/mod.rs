@@ -38,6 +38,16 @@ impl ControllerProcess {
 
     /// Starts an instance with more flags for `sluice run`.
     pub fn start_with(env: &TestEnv, identity: &str, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with_kubeconfig(env, identity, extra, &env.cluster.kubeconfig)
+    }
+
+    /// Starts an instance with more flags, as the user of `kubeconfig`.
+    pub fn start_with_kubeconfig(
+        env: &TestEnv,
+        identity: &str,
+        extra: &[&str],
+        kubeconfig: &std::path::Path,
+    ) -> anyhow::Result<Self> {
         let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
         let log = std::env::temp_dir().join(format!(
             "sluice-controller-{}-{identity}.log",
@@ -49,7 +59,7 @@ impl ControllerProcess {
         let http = format!("127.0.0.1:{port}");
         let mut p = ControllerProcess {
             child: spawn(
-                &env.cluster.kubeconfig,
+                &kubeconfig.to_path_buf(),
                 &env.namespace,
                 &log,
                 false,
@@ -60,7 +70,7 @@ impl ControllerProcess {
             http: format!("http://{http}"),
             log: log.clone(),
             namespace: env.namespace.clone(),
-            kubeconfig: env.cluster.kubeconfig.clone(),
+            kubeconfig: kubeconfig.to_path_buf(),
             identity: identity.to_string(),
             extra,
         };
