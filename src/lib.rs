@@ -10,4 +10,5 @@ pub mod leader;
 pub mod providers;
 pub mod rollout;
 pub mod telemetry;
+pub mod throttle;
 pub mod traffic;

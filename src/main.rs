@@ -46,6 +46,19 @@ enum Cmd {
         /// Where to serve /metrics, /healthz and /readyz.
         #[arg(long, default_value = "0.0.0.0:8080")]
         metrics_addr: std::net::SocketAddr,
+        /// Requests per second to the Kubernetes API, on average (0: no limit).
+        #[arg(long, default_value_t = sluice::throttle::DEFAULT_QPS)]
+        qps: f64,
+        /// Requests to the Kubernetes API that may go at once above --qps.
+        #[arg(long, default_value_t = sluice::throttle::DEFAULT_BURST)]
+        burst: u32,
+        /// Rollouts reconciled at the same time (0: no limit).
+        #[arg(long, default_value_t = controller::DEFAULT_CONCURRENCY)]
+        concurrency: u16,
+        /// Seconds between reconciles of a Rollout with nothing scheduled, spread by up to a
+        /// fifth either way (for tests).
+        #[arg(long, hide = true, default_value_t = controller::DEFAULT_REQUEUE.as_secs())]
+        requeue_seconds: u64,
     },
     /// Print the CustomResourceDefinitions Sluice serves, as YAML.
     Crds,
@@ -63,6 +76,10 @@ fn main() -> ExitCode {
             lease_name,
             identity,
             metrics_addr,
+            qps,
+            burst,
+            concurrency,
+            requeue_seconds,
         } => {
             tracing_subscriber::fmt()
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
@@ -82,7 +99,8 @@ fn main() -> ExitCode {
                 }
             };
             rt.block_on(async move {
-                let client = match kube::Client::try_default().await {
+                let metrics = Arc::new(Metrics::new());
+                let client = match sluice::throttle::client(qps, burst, metrics.clone()).await {
                     Ok(c) => c,
                     Err(e) => {
                         eprintln!("sluice: cannot reach the cluster: {e}");
@@ -108,8 +126,9 @@ fn main() -> ExitCode {
                 let opts = Options {
                     namespace: namespace.clone(),
                     restart_threshold,
+                    concurrency,
+                    requeue: std::time::Duration::from_secs(requeue_seconds.max(1)),
                 };
-                let metrics = Arc::new(Metrics::new());
                 let server = metrics.clone();
                 let http = tokio::spawn(async move {
                     if let Err(e) = telemetry::serve(metrics_addr, server).await {

@@ -39,11 +39,22 @@ pub struct Cluster {
 static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
 static CRDS: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
 
+static PRIVATE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes this test process start a control plane of its own even when a shared one is named,
+/// for tests that change what every namespace sees (deleting a CRD). Call it first in every
+/// test of the process.
+pub fn use_private_cluster() {
+    PRIVATE.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
 /// The shared cluster: the one named by the environment, or one started for this process.
 pub fn cluster() -> anyhow::Result<Cluster> {
     CLUSTER
         .get_or_init(|| {
-            if let Ok(kc) = std::env::var("SLUICE_E2E_KUBECONFIG") {
+            if let Ok(kc) = std::env::var("SLUICE_E2E_KUBECONFIG")
+                && !PRIVATE.load(std::sync::atomic::Ordering::SeqCst)
+            {
                 let bin_dir = controlplane::binaries().map_err(|e| e.to_string())?;
                 return Ok(Cluster {
                     kubeconfig: PathBuf::from(kc),

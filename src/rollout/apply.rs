@@ -142,7 +142,15 @@ pub async fn apply(
     if let (Some(state), Some(canary)) = (&plan.traffic, &ro.spec.strategy.canary)
         && let Some(router) = crate::traffic::router::router_for(canary)
     {
-        crate::traffic::kube::apply(client, &ns, router.as_ref(), state, writes).await?;
+        crate::traffic::kube::apply(
+            &ctx.caches.routers,
+            client,
+            &ns,
+            router.as_ref(),
+            state,
+            writes,
+        )
+        .await?;
     }
 
     // 1b. Traffic: the Services' selectors. Only the hash key is Sluice's (its own manager).

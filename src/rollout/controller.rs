@@ -1,7 +1,11 @@
 //! The Rollout reconciler: observe (I/O) → decide (pure) → apply (I/O).
 //!
-//! Watches Rollouts, their ReplicaSets and pods (by the `sluice.dev/rollout` label, never every
-//! ReplicaSet in the cluster) and the Services they name.
+//! Reads the world from watch caches (`cache`): Rollouts, their ReplicaSets, pods and
+//! AnalysisRuns (by the `sluice.dev/rollout` label, never every ReplicaSet in the cluster), and
+//! the Services, Deployments, AnalysisTemplates and traffic router objects they name. Each
+//! cache's changes wake the Rollouts that read the changed object, so a reconcile with nothing
+//! to do sends no request at all. Reconciles run at most `concurrency` at a time, and the
+//! periodic requeue of each Rollout is spread with jitter.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,18 +16,16 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::ListParams;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, instrument, warn};
 
 use crate::analysis::judge;
 use crate::analysis::template::{ArgContext, build_run, merge_templates};
 use crate::api::analysis::{
-    AnalysisRun, AnalysisRunSpec, AnalysisTemplate, AnalysisTemplateSpec, ClusterAnalysisTemplate,
+    AnalysisRunSpec, AnalysisTemplate, AnalysisTemplateSpec, ClusterAnalysisTemplate,
 };
 use crate::api::constants::{
     ANNOTATION_SCALE_DOWN_AT, FINALIZER, LABEL_POD_TEMPLATE_HASH, LABEL_ROLLOUT,
@@ -34,12 +36,14 @@ use crate::telemetry::{Metrics, ReasonLabels};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 
 use super::apply::{apply, selector_patch, timed, traffic_params};
+use super::cache::{Caches, controlled_by, in_namespace};
 use super::decide::{DEFAULT_RESTART_THRESHOLD, decide};
 use super::error::{Error, Refusal};
 use super::hash::pod_template_hash;
 use super::observe::{Observed, ObservedRs, ObservedRun, diagnose};
 use crate::traffic::RouteState;
-use crate::traffic::router::router_for;
+use crate::traffic::router::{TargetKind, router_for};
+use crate::traffic::watch::{RouterCaches, RouterChange};
 
 /// Counts API writes, so a reconcile that changes nothing can be seen to write nothing (in the
 /// log per reconcile, and in `sluice_api_writes_total`).
@@ -69,7 +73,16 @@ pub struct Context {
     pub restart_threshold: i32,
     /// Consecutive failed reconciles per Rollout, for exponential retry delays.
     pub backoff: super::backoff::Backoff,
+    /// What reconciles read, instead of the API server.
+    pub caches: Caches,
+    /// How often a Rollout with nothing scheduled is reconciled anyway (spread with jitter).
+    pub requeue: Duration,
 }
+
+/// Reconciles that may run at once, by default (as Argo Rollouts' `--rollout-threads`).
+pub const DEFAULT_CONCURRENCY: u16 = 10;
+/// The periodic requeue of a Rollout with nothing scheduled, by default.
+pub const DEFAULT_REQUEUE: Duration = Duration::from_secs(300);
 
 /// Options of the controller process.
 #[derive(Clone, Debug)]
@@ -77,6 +90,10 @@ pub struct Options {
     /// Watch one namespace only (default: all).
     pub namespace: Option<String>,
     pub restart_threshold: i32,
+    /// Reconciles that may run at once (0: no limit).
+    pub concurrency: u16,
+    /// The periodic requeue, before jitter.
+    pub requeue: Duration,
 }
 
 impl Default for Options {
@@ -84,8 +101,23 @@ impl Default for Options {
         Options {
             namespace: None,
             restart_threshold: DEFAULT_RESTART_THRESHOLD,
+            concurrency: DEFAULT_CONCURRENCY,
+            requeue: DEFAULT_REQUEUE,
         }
     }
+}
+
+/// `period` stretched or shrunk by up to a fifth: `unit` in [0, 1) picks where.
+pub fn spread(period: Duration, unit: f64) -> Duration {
+    period.mul_f64(0.8 + 0.4 * unit.clamp(0.0, 1.0))
+}
+
+/// [`spread`] at a random point, so Rollouts reconciled together drift apart.
+fn jittered(period: Duration) -> Duration {
+    use std::hash::BuildHasher;
+    // Each RandomState is freshly keyed: its hash of anything is a random number.
+    let r = std::collections::hash_map::RandomState::new().hash_one(0u8);
+    spread(period, (r >> 11) as f64 / (1u64 << 53) as f64)
 }
 
 /// The I/O half of observation: reads what `decide` needs.
@@ -99,45 +131,30 @@ async fn observe(ro: &Rollout, ctx: &Context) -> Result<World, Error> {
     let ns = ro.namespace().ok_or(Error::NoNamespace)?;
     let name = ro.name_any();
     let uid = ro.uid().unwrap_or_default();
-    let client = &ctx.client;
-    let selector = format!("{LABEL_ROLLOUT}={name}");
+    let caches = &ctx.caches;
 
     let (template, workload_replicas) = match (&ro.spec.template, &ro.spec.workload_ref) {
         (Some(t), _) => (Some(t.clone()), None),
         (None, Some(w)) => {
-            let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-            let d = timed("get workloadRef Deployment", api.get_opt(&w.name)).await?;
+            let d = caches.deployments.get(&ObjectRef::new(&w.name).within(&ns));
+            let spec = d.as_ref().and_then(|d| d.spec.as_ref());
             (
-                d.as_ref()
-                    .and_then(|d| d.spec.as_ref())
-                    .map(|s| s.template.clone()),
-                d.and_then(|d| d.spec.and_then(|s| s.replicas)),
+                spec.map(|s| s.template.clone()),
+                spec.and_then(|s| s.replicas),
             )
         }
         (None, None) => (None, None),
     };
 
-    let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns);
-    let replica_sets: Vec<ReplicaSet> = timed(
-        "list ReplicaSets",
-        rs_api.list(&ListParams::default().labels(&selector)),
-    )
-    .await?
-    .items
-    .into_iter()
-    .filter(|rs| {
-        rs.owner_references()
-            .iter()
-            .any(|o| o.uid == uid && o.controller == Some(true))
-    })
-    .collect();
-    let pod_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let pods = timed(
-        "list pods",
-        pod_api.list(&ListParams::default().labels(&selector)),
-    )
-    .await?
-    .items;
+    let replica_sets: Vec<ReplicaSet> =
+        controlled_by(in_namespace(&caches.replica_sets, &ns), &uid)
+            .into_iter()
+            .map(|rs| rs.as_ref().clone())
+            .collect();
+    let pods: Vec<Arc<Pod>> = caches.pods.state_filter(|p| {
+        p.metadata.namespace.as_deref() == Some(ns.as_str())
+            && p.labels().get(LABEL_ROLLOUT) == Some(&name)
+    });
 
     let mut observed_sets = Vec::new();
     for rs in &replica_sets {
@@ -148,7 +165,7 @@ async fn observe(ro: &Rollout, ctx: &Context) -> Result<World, Error> {
         let own_pods: Vec<Pod> = pods
             .iter()
             .filter(|p| p.labels().get(LABEL_POD_TEMPLATE_HASH) == Some(&hash))
-            .cloned()
+            .map(|p| p.as_ref().clone())
             .collect();
         observed_sets.push(ObservedRs {
             name: rs.name_any(),
@@ -167,53 +184,38 @@ async fn observe(ro: &Rollout, ctx: &Context) -> Result<World, Error> {
 
     let mut services = BTreeMap::new();
     let mut exists = BTreeMap::new();
-    let named = named_services(ro);
-    {
-        let svc_api: Api<Service> = Api::namespaced(client.clone(), &ns);
-        for n in named {
-            let s = timed("get Service", svc_api.get_opt(n)).await?;
-            exists.insert(n.clone(), s.is_some());
-            if let Some(s) = s {
-                services.insert(n.clone(), s);
-            }
+    for n in named_services(ro) {
+        let s = caches.services.get(&ObjectRef::new(n).within(&ns));
+        exists.insert(n.clone(), s.is_some());
+        if let Some(s) = s {
+            services.insert(n.clone(), s.as_ref().clone());
         }
     }
-    let run_api: Api<AnalysisRun> = Api::namespaced(client.clone(), &ns);
-    let runs = timed(
-        "list AnalysisRuns",
-        run_api.list(&ListParams::default().labels(&selector)),
-    )
-    .await?
-    .items
-    .into_iter()
-    .filter(|r| {
-        r.owner_references()
-            .iter()
-            .any(|o| o.uid == uid && o.controller == Some(true))
-    })
-    .map(|r| {
-        let status = r.status.clone().unwrap_or_default();
-        let policies = judge::policies(&r.spec).unwrap_or_default();
-        let terminated = r.spec.terminate == Some(true);
-        ObservedRun {
-            name: r.name_any(),
-            hash: r
-                .labels()
-                .get(LABEL_POD_TEMPLATE_HASH)
-                .cloned()
-                .unwrap_or_default(),
-            phase: status.phase,
-            message: status.message.clone(),
-            terminated,
-            measuring: !terminated && judge::is_measuring(&status, &policies),
-        }
-    })
-    .collect();
+    let runs = controlled_by(in_namespace(&caches.runs, &ns), &uid)
+        .into_iter()
+        .map(|r| {
+            let status = r.status.clone().unwrap_or_default();
+            let policies = judge::policies(&r.spec).unwrap_or_default();
+            let terminated = r.spec.terminate == Some(true);
+            ObservedRun {
+                name: r.name_any(),
+                hash: r
+                    .labels()
+                    .get(LABEL_POD_TEMPLATE_HASH)
+                    .cloned()
+                    .unwrap_or_default(),
+                phase: status.phase,
+                message: status.message.clone(),
+                terminated,
+                measuring: !terminated && judge::is_measuring(&status, &policies),
+            }
+        })
+        .collect();
     let analysis = match &template {
-        Some(t) => declared_analysis(ro, client, &ns, &pod_template_hash(t)).await?,
+        Some(t) => declared_analysis(ro, caches, &ns, &pod_template_hash(t)).await?,
         None => BTreeMap::new(),
     };
-    let traffic = traffic_problems(ro, client, &ns).await?;
+    let traffic = traffic_problems(ro, ctx, &ns).await?;
     Ok(World {
         observed: Observed {
             template,
@@ -294,9 +296,20 @@ async fn report_refusal(ro: &Rollout, refusal: &Refusal, ctx: &Context) {
 /// ReplicaSets go with the Rollout through their owner references).
 async fn cleanup(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
     let ns = ro.namespace().ok_or(Error::NoNamespace)?;
+    ctx.caches.synced().await.map_err(|()| Error::Timeout {
+        what: "first sync of the watch caches",
+    })?;
     let api: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
+    let keyed = |s: &Service| {
+        s.spec
+            .as_ref()
+            .and_then(|s| s.selector.as_ref())
+            .is_some_and(|s| s.contains_key(LABEL_POD_TEMPLATE_HASH))
+    };
     for name in named_services(&ro) {
-        if timed("get Service", api.get_opt(name)).await?.is_none() {
+        // Gone, or without Sluice's key: nothing to give back.
+        let cached = ctx.caches.services.get(&ObjectRef::new(name).within(&ns));
+        if !cached.is_some_and(|s| keyed(&s)) {
             continue;
         }
         ctx.writes.add();
@@ -308,12 +321,18 @@ async fn cleanup(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
     }
     if let Some(router) = ro.spec.strategy.canary.as_ref().and_then(router_for) {
         // Objects another Rollout routes are its own: this one never wrote them.
-        let skip: Vec<String> = claimed_by_others(&ro, &ctx.client, &ns, router.as_ref())
-            .await?
+        let skip: Vec<String> = claimed_by_others(&ro, &ctx.caches.rollouts, &ns, router.as_ref())
             .into_keys()
             .collect();
-        crate::traffic::kube::restore(&ctx.client, &ns, router.as_ref(), &skip, &ctx.writes)
-            .await?;
+        crate::traffic::kube::restore(
+            &ctx.caches.routers,
+            &ctx.client,
+            &ns,
+            router.as_ref(),
+            &skip,
+            &ctx.writes,
+        )
+        .await?;
     }
     ctx.metrics.forget_rollout(&ns, &ro.name_any());
     info!("Rollout deleted; Services and traffic routes given back");
@@ -324,7 +343,7 @@ async fn cleanup(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
 /// for revision `desired` (or why they cannot make one).
 async fn declared_analysis(
     ro: &Rollout,
-    client: &Client,
+    caches: &Caches,
     ns: &str,
     desired: &str,
 ) -> Result<BTreeMap<String, Result<AnalysisRunSpec, String>>, Error> {
@@ -372,25 +391,16 @@ async fn declared_analysis(
         .iter()
         .flat_map(|(_, u)| u.templates.iter())
         .any(|t| t.cluster_scope == Some(true));
-    // Refused reads are the Rollout's problem (InvalidSpec, naming them); anything else
-    // (a timeout, an unavailable API server) is retried.
-    let local: Result<Vec<AnalysisTemplate>, String> = refused(
-        timed(
-            "list AnalysisTemplates",
-            Api::<AnalysisTemplate>::namespaced(client.clone(), ns).list(&ListParams::default()),
-        )
-        .await
-        .map(|l| l.items),
-    )?;
-    let cluster: Result<Vec<ClusterAnalysisTemplate>, String> = if needs_cluster {
-        refused(
-            timed(
-                "list ClusterAnalysisTemplates",
-                Api::<ClusterAnalysisTemplate>::all(client.clone()).list(&ListParams::default()),
-            )
+    let local: Result<Vec<Arc<AnalysisTemplate>>, String> = Ok(in_namespace(&caches.templates, ns));
+    // A refused list is the Rollout's problem (InvalidSpec, naming it); a cache that has not
+    // synced yet is retried.
+    let cluster: Result<Vec<Arc<ClusterAnalysisTemplate>>, String> = if needs_cluster {
+        caches
+            .cluster_templates()
             .await
-            .map(|l| l.items),
-        )?
+            .map_err(|()| Error::Timeout {
+                what: "first sync of the ClusterAnalysisTemplate watch cache",
+            })?
     } else {
         Ok(Vec::new())
     };
@@ -445,7 +455,7 @@ async fn declared_analysis(
 /// refuses an object another (older) Rollout already routes.
 async fn traffic_problems(
     ro: &Rollout,
-    client: &Client,
+    ctx: &Context,
     ns: &str,
 ) -> Result<BTreeMap<String, Result<(), String>>, Error> {
     let Some(canary) = &ro.spec.strategy.canary else {
@@ -477,9 +487,16 @@ async fn traffic_problems(
         canary_hash: "canary".into(),
         ..Default::default()
     };
-    let mut out = crate::traffic::kube::verify(client, ns, router.as_ref(), &state).await?;
+    let mut out = crate::traffic::kube::verify(
+        &ctx.caches.routers,
+        &ctx.client,
+        ns,
+        router.as_ref(),
+        &state,
+    )
+    .await?;
     // Two Rollouts must not route one object: the younger one is refused.
-    for (field, why) in claimed_by_others(ro, client, ns, router.as_ref()).await? {
+    for (field, why) in claimed_by_others(ro, &ctx.caches.rollouts, ns, router.as_ref()) {
         out.insert(field, Err(why));
     }
     Ok(out)
@@ -487,18 +504,13 @@ async fn traffic_problems(
 
 /// The objects of `router` that an older Rollout in the namespace already routes, by the
 /// field that names them, with why.
-async fn claimed_by_others(
+fn claimed_by_others(
     ro: &Rollout,
-    client: &Client,
+    rollouts: &Store<Rollout>,
     ns: &str,
     router: &dyn crate::traffic::router::TrafficRouter,
-) -> Result<BTreeMap<String, String>, Error> {
-    let others = timed(
-        "list Rollouts",
-        Api::<Rollout>::namespaced(client.clone(), ns).list(&ListParams::default()),
-    )
-    .await?
-    .items;
+) -> BTreeMap<String, String> {
+    let others = in_namespace(rollouts, ns);
     let key = |r: &Rollout| {
         (
             r.metadata.creation_timestamp.clone().map(|t| t.0),
@@ -532,28 +544,15 @@ async fn claimed_by_others(
             }
         }
     }
-    Ok(out)
+    out
 }
 
-/// A read the API server refused (403) becomes the Rollout's problem; other errors stay
-/// errors, to be retried.
-#[allow(clippy::type_complexity)]
-fn refused<T>(r: Result<Vec<T>, Error>) -> Result<Result<Vec<T>, String>, Error> {
-    match r {
-        Err(Error::Kube {
-            source: kube::Error::Api(e),
-            what,
-        }) if e.code == 403 => Ok(Err(format!("{what}: {}", e.message))),
-        Err(e) => Err(e),
-        Ok(v) => Ok(Ok(v)),
-    }
-}
-
-/// True when one of the Rollout's analyses names the (namespaced) template.
-fn uses_template(ro: &Rollout, name: &str) -> bool {
+/// True when one of the Rollout's analyses names the template (a ClusterAnalysisTemplate
+/// when `cluster`).
+fn uses_template(ro: &Rollout, name: &str, cluster: bool) -> bool {
     let named = |refs: &[AnalysisTemplateRef]| {
         refs.iter()
-            .any(|r| r.cluster_scope != Some(true) && r.template_name == name)
+            .any(|r| (r.cluster_scope == Some(true)) == cluster && r.template_name == name)
     };
     let s = &ro.spec.strategy;
     s.canary.as_ref().is_some_and(|c| {
@@ -606,6 +605,9 @@ fn named_services(ro: &Rollout) -> Vec<&String> {
 async fn reconcile_rollout(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
     let started = std::time::Instant::now();
     ctx.metrics.reconciles.inc();
+    ctx.caches.synced().await.map_err(|()| Error::Timeout {
+        what: "first sync of the watch caches",
+    })?;
     let now = Timestamp::now();
     let world = observe(&ro, ctx).await?;
     let mut plan = decide(&ro, &world.observed, now);
@@ -657,7 +659,7 @@ async fn reconcile_rollout(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Er
     tracing::debug!(%resource_version, writes, step = ?plan.status.current_step_index, phase = ?plan.status.phase, "reconciled");
     Ok(match plan.requeue_after {
         Some(d) => Action::requeue(d),
-        None => Action::requeue(Duration::from_secs(300)),
+        None => Action::requeue(jittered(ctx.requeue)),
     })
 }
 
@@ -684,6 +686,55 @@ fn error_policy(ro: Arc<Rollout>, error: &Error, ctx: Arc<Context>) -> Action {
     }
 }
 
+/// The Rollouts in `ns` that `pick` selects, as reconcile requests.
+fn rollouts_where(
+    store: &Store<Rollout>,
+    ns: Option<&str>,
+    pick: impl Fn(&Rollout) -> bool,
+) -> Vec<ObjectRef<Rollout>> {
+    store
+        .state()
+        .into_iter()
+        .filter(|ro| ns.is_none_or(|ns| ro.namespace().as_deref() == Some(ns)))
+        .filter(|ro| pick(ro))
+        .map(|ro| ObjectRef::from(ro.as_ref()))
+        .collect()
+}
+
+/// True when the Rollout's traffic router names the object (`name` in `ns`) of `kind`.
+fn routes_through(ro: &Rollout, kind: TargetKind, ns: &str, name: Option<&str>) -> bool {
+    let Some(router) = ro.spec.strategy.canary.as_ref().and_then(router_for) else {
+        return false;
+    };
+    let own = ro.namespace().unwrap_or_default();
+    router.targets().iter().any(|t| {
+        t.kind == kind
+            && t.namespace.as_deref().unwrap_or(&own) == ns
+            && name.is_none_or(|n| n == t.name)
+    })
+}
+
+/// The Rollouts a router change concerns.
+fn woken_by(store: &Store<Rollout>, change: &RouterChange) -> Vec<ObjectRef<Rollout>> {
+    match change {
+        RouterChange::Object {
+            kind,
+            namespace,
+            name,
+        } => rollouts_where(store, None, |ro| {
+            routes_through(ro, *kind, namespace, Some(name))
+        }),
+        RouterChange::Kind(kind) => rollouts_where(store, None, |ro| {
+            ro.spec
+                .strategy
+                .canary
+                .as_ref()
+                .and_then(router_for)
+                .is_some_and(|r| r.targets().iter().any(|t| t.kind == *kind))
+        }),
+    }
+}
+
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(
     client: Client,
@@ -692,40 +743,9 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let ns = opts.namespace.clone();
-    let api = |c: &Client| -> (Api<Rollout>, Api<ReplicaSet>, Api<Pod>, Api<Service>) {
-        match &ns {
-            Some(ns) => (
-                Api::namespaced(c.clone(), ns),
-                Api::namespaced(c.clone(), ns),
-                Api::namespaced(c.clone(), ns),
-                Api::namespaced(c.clone(), ns),
-            ),
-            None => (
-                Api::all(c.clone()),
-                Api::all(c.clone()),
-                Api::all(c.clone()),
-                Api::all(c.clone()),
-            ),
-        }
-    };
-    let (rollouts, sets, pods, services) = api(&client);
-    let deployments: Api<Deployment> = match &ns {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    let runs: Api<AnalysisRun> = match &ns {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    let owned = watcher::Config::default().labels(LABEL_ROLLOUT);
-    let controller = Controller::new(rollouts, watcher::Config::default());
-    let store = controller.store();
-    let workload_store = controller.store();
-    let template_store = controller.store();
-    let templates: Api<AnalysisTemplate> = match &ns {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
+    let (changes_tx, changes_rx) = futures::channel::mpsc::unbounded::<RouterChange>();
+    let (routers, crd_watch) = RouterCaches::start(client.clone(), ns.clone(), changes_tx);
+    let (caches, triggers) = Caches::new(&client, ns.as_deref(), routers.clone());
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -742,6 +762,7 @@ pub async fn run(
         recorder.clone(),
         shutdown.clone(),
     );
+    let store = caches.rollouts.clone();
     let ctx = Arc::new(Context {
         recorder,
         client,
@@ -749,66 +770,66 @@ pub async fn run(
         metrics,
         restart_threshold: opts.restart_threshold,
         backoff: Default::default(),
+        caches: caches.clone(),
+        requeue: opts.requeue,
     });
-    info!(namespace = ?opts.namespace, "sluice controller started");
-    let rollouts = controller
-        .owns(sets, owned.clone())
-        .owns(runs, owned.clone())
-        .watches(pods, owned, |pod: Pod| {
-            let ns = pod.namespace();
-            pod.labels().get(LABEL_ROLLOUT).map(|name| {
-                ObjectRef::<Rollout>::new(name).within(ns.as_deref().unwrap_or_default())
+    info!(namespace = ?opts.namespace, concurrency = opts.concurrency, "sluice controller started");
+    let (s_pods, s_svc, s_dep, s_tmpl, s_cluster, s_router) = (
+        store.clone(),
+        store.clone(),
+        store.clone(),
+        store.clone(),
+        store.clone(),
+        store.clone(),
+    );
+    let rollouts = Controller::for_stream(triggers.rollouts, store)
+        .with_config(controller::Config::default().concurrency(opts.concurrency))
+        .owns_stream(triggers.replica_sets)
+        .owns_stream(triggers.runs)
+        .watches_stream(triggers.pods, move |pod: Pod| {
+            let ns = pod.namespace().unwrap_or_default();
+            let name = pod.labels().get(LABEL_ROLLOUT).cloned();
+            // Only a Rollout that exists: pods outlive their Rollout for a moment.
+            name.and_then(|n| {
+                let key = ObjectRef::<Rollout>::new(&n).within(&ns);
+                s_pods.get(&key).map(|_| key)
             })
         })
-        .watches(services, watcher::Config::default(), move |svc: Service| {
+        .watches_stream(triggers.services, move |svc: Service| {
             let ns = svc.namespace().unwrap_or_default();
             let name = svc.name_any();
-            store
-                .state()
-                .into_iter()
-                .filter(|ro| ro.namespace().as_deref() == Some(ns.as_str()))
-                .filter(|ro| named_services(ro).contains(&&name))
-                .map(|ro| ObjectRef::from(ro.as_ref()))
-                .collect::<Vec<_>>()
+            rollouts_where(&s_svc, Some(ns.as_str()), |ro| {
+                named_services(ro).contains(&&name)
+            })
         })
-        .watches(
-            deployments,
-            watcher::Config::default(),
-            move |d: Deployment| {
-                // A change to a workloadRef Deployment's template is a new revision.
-                let ns = d.namespace().unwrap_or_default();
-                let name = d.name_any();
-                workload_store
-                    .state()
-                    .into_iter()
-                    .filter(|ro| ro.namespace().as_deref() == Some(ns.as_str()))
-                    .filter(|ro| {
-                        ro.spec
-                            .workload_ref
-                            .as_ref()
-                            .is_some_and(|w| w.name == name)
-                    })
-                    .map(|ro| ObjectRef::from(ro.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        )
-        .watches(
-            templates,
-            watcher::Config::default(),
-            move |t: AnalysisTemplate| {
-                // A template created or changed: Rollouts that use it check again (an
-                // InvalidSpec for a missing template recovers at once).
-                let ns = t.namespace().unwrap_or_default();
+        .watches_stream(triggers.deployments, move |d: Deployment| {
+            // A change to a workloadRef Deployment's template is a new revision.
+            let ns = d.namespace().unwrap_or_default();
+            let name = d.name_any();
+            rollouts_where(&s_dep, Some(ns.as_str()), |ro| {
+                ro.spec
+                    .workload_ref
+                    .as_ref()
+                    .is_some_and(|w| w.name == name)
+            })
+        })
+        .watches_stream(triggers.templates, move |t: AnalysisTemplate| {
+            // A template created or changed: Rollouts that use it check again (an
+            // InvalidSpec for a missing template recovers at once).
+            let ns = t.namespace().unwrap_or_default();
+            let name = t.name_any();
+            rollouts_where(&s_tmpl, Some(ns.as_str()), |ro| {
+                uses_template(ro, &name, false)
+            })
+        })
+        .watches_stream(
+            triggers.cluster_templates,
+            move |t: ClusterAnalysisTemplate| {
                 let name = t.name_any();
-                template_store
-                    .state()
-                    .into_iter()
-                    .filter(|ro| ro.namespace().as_deref() == Some(ns.as_str()))
-                    .filter(|ro| uses_template(ro, &name))
-                    .map(|ro| ObjectRef::from(ro.as_ref()))
-                    .collect::<Vec<_>>()
+                rollouts_where(&s_cluster, None, |ro| uses_template(ro, &name, true))
             },
         )
+        .reconcile_on(changes_rx.flat_map(move |c| futures::stream::iter(woken_by(&s_router, &c))))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
@@ -817,5 +838,107 @@ pub async fn run(
             }
         });
     tokio::join!(rollouts, analysis);
+    crd_watch.abort();
+    routers.stop();
     info!("sluice controller stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn periodic_requeues_spread_a_fifth_either_way() {
+        let p = Duration::from_secs(300);
+        assert_eq!(spread(p, 0.0), Duration::from_secs(240));
+        assert_eq!(spread(p, 0.5), Duration::from_secs(300));
+        assert_eq!(spread(p, 1.0), Duration::from_secs(360));
+        let draws: Vec<Duration> = (0..200).map(|_| jittered(p)).collect();
+        assert!(
+            draws
+                .iter()
+                .all(|d| *d >= Duration::from_secs(240) && *d <= Duration::from_secs(360))
+        );
+        let early = draws.iter().filter(|d| **d < p).count();
+        // 200 fair coin flips: fewer than 50 on one side happens about once in 10^13 runs.
+        assert!((50..=150).contains(&early), "{early} of 200 early");
+    }
+
+    fn routed(name: &str, ns: &str, traffic: serde_json::Value) -> Rollout {
+        serde_json::from_value(json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"strategy": {"canary": {
+                "stableService": "s", "canaryService": "c", "trafficRouting": traffic}}}
+        }))
+        .expect("rollout")
+    }
+
+    #[test]
+    fn a_router_object_wakes_the_rollouts_that_name_it_and_no_other() {
+        let vs = routed(
+            "a",
+            "shop",
+            json!({"istio": {"virtualService": {"name": "web"}}}),
+        );
+        let elsewhere = routed(
+            "b",
+            "shop",
+            json!({"istio": {"virtualService": {"name": "web.mesh"}}}),
+        );
+        let route = routed("c", "shop", json!({"gatewayAPI": {"httpRoute": "web"}}));
+        assert!(routes_through(
+            &vs,
+            TargetKind::VirtualService,
+            "shop",
+            Some("web")
+        ));
+        assert!(!routes_through(
+            &vs,
+            TargetKind::VirtualService,
+            "other",
+            Some("web")
+        ));
+        assert!(!routes_through(
+            &vs,
+            TargetKind::HttpRoute,
+            "shop",
+            Some("web")
+        ));
+        assert!(routes_through(
+            &elsewhere,
+            TargetKind::VirtualService,
+            "mesh",
+            Some("web")
+        ));
+        assert!(!routes_through(
+            &elsewhere,
+            TargetKind::VirtualService,
+            "shop",
+            Some("web")
+        ));
+        assert!(routes_through(&route, TargetKind::HttpRoute, "shop", None));
+        assert!(!routes_through(
+            &route,
+            TargetKind::DestinationRule,
+            "shop",
+            None
+        ));
+    }
+
+    #[test]
+    fn templates_are_matched_by_scope_and_name() {
+        let ro: Rollout = serde_json::from_value(json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
+            "metadata": {"name": "a", "namespace": "shop"},
+            "spec": {"strategy": {"canary": {"steps": [{"analysis": {"templates": [
+                {"templateName": "rate"}, {"templateName": "slo", "clusterScope": true}]}}]}}}
+        }))
+        .expect("rollout");
+        assert!(uses_template(&ro, "rate", false));
+        assert!(!uses_template(&ro, "rate", true));
+        assert!(uses_template(&ro, "slo", true));
+        assert!(!uses_template(&ro, "slo", false));
+    }
 }

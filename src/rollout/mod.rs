@@ -5,6 +5,7 @@ pub mod analysis;
 pub mod apply;
 pub mod backoff;
 pub mod bluegreen;
+pub mod cache;
 pub mod conditions;
 pub mod controller;
 pub mod decide;

@@ -59,6 +59,15 @@ pub struct ProviderLabels {
     pub provider: String,
 }
 
+/// A request to the Kubernetes API: verb (`get`, `list`, `watch`, `create`, `update`,
+/// `patch`, `delete`) and resource (`pods`, `rollouts/status`); both bounded by the kinds
+/// Sluice uses.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub verb: String,
+    pub resource: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VerdictLabels {
     pub phase: String,
@@ -78,6 +87,7 @@ pub struct Metrics {
     pub reconcile_errors: Family<ReasonLabels, Counter>,
     pub reconcile_duration: Histogram,
     pub api_writes: Counter,
+    pub api_requests: Family<RequestLabels, Counter>,
     pub phase: Family<PhaseLabels, Gauge>,
     pub step: Family<RolloutLabels, Gauge>,
     pub canary_weight: Family<RolloutLabels, Gauge>,
@@ -119,6 +129,12 @@ impl Metrics {
             "api_writes",
             "Writes to the Kubernetes API (a reconcile with nothing to do makes none)",
             api_writes.clone(),
+        );
+        let api_requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "api_requests",
+            "Requests sent to the Kubernetes API, by verb and resource",
+            api_requests.clone(),
         );
         let phase = Family::<PhaseLabels, Gauge>::default();
         registry.register(
@@ -179,6 +195,7 @@ impl Metrics {
             reconcile_errors,
             reconcile_duration,
             api_writes,
+            api_requests,
             phase,
             step,
             canary_weight,

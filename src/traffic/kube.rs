@@ -1,6 +1,7 @@
-//! The I/O edge of traffic routing: read the objects a router names, edit them with the
-//! router's pure functions, and write them back only when something changed, guarded by
-//! `resourceVersion` (a concurrent writer's change is re-read, never overwritten).
+//! The I/O edge of traffic routing: read the objects a router names (from the watch caches of
+//! `traffic::watch`), edit them with the router's pure functions, and write them back only
+//! when something changed, guarded by `resourceVersion` (a concurrent writer's change is
+//! re-read, never overwritten).
 
 use std::collections::BTreeMap;
 
@@ -9,6 +10,7 @@ use kube::{Api, Client};
 use serde_json::Value;
 
 use super::router::{Target, TrafficRouter};
+use super::watch::{Cached, RouterCaches};
 use super::{RouteError, RouteState};
 use crate::api::constants::FIELD_MANAGER_TRAFFIC;
 use crate::rollout::apply::timed;
@@ -29,9 +31,81 @@ fn as_json(o: &DynamicObject) -> Result<Value, Error> {
     serde_json::to_value(o).map_err(Error::Serialize)
 }
 
-/// Reads every target and checks it has what the Rollout names. The result is by the
-/// Rollout field that names the target: `Err` says what is missing (an `InvalidSpec`).
+/// How reading a target went, when it could not be read.
+enum Unreadable {
+    /// Sluice may not read it (403).
+    Refused(String),
+    /// The kind is not served (its CRD is not installed).
+    NoKind(String),
+}
+
+/// Reads a target: from the watch cache, or from the API server when it lies outside the
+/// namespace Sluice watches (or `fresh` asks for the server's copy).
+async fn read(
+    caches: &RouterCaches,
+    client: &Client,
+    rollout_ns: &str,
+    t: &Target,
+    fresh: bool,
+) -> Result<Result<Option<DynamicObject>, Unreadable>, Error> {
+    let ns = t.namespace.as_deref().unwrap_or(rollout_ns);
+    if !fresh {
+        let cached = caches
+            .get(t.kind, ns, &t.name)
+            .await
+            .map_err(|_| Error::Timeout {
+                what: "first sync of a traffic router watch cache",
+            })?;
+        match cached {
+            Cached::Found(o) => return Ok(Ok(Some(o.as_ref().clone()))),
+            Cached::Missing => return Ok(Ok(None)),
+            Cached::NoCrd => {
+                return Ok(Err(Unreadable::NoKind(format!(
+                    "{} cannot be read: the CRD {} is not installed",
+                    t.describe(),
+                    t.kind.crd()
+                ))));
+            }
+            Cached::Unwatched => {}
+        }
+    }
+    match timed(
+        "read a traffic router object",
+        api(client, rollout_ns, t).get_opt(&t.name),
+    )
+    .await
+    {
+        Ok(mut found) => {
+            if let Some(o) = found.as_mut() {
+                o.metadata.managed_fields = None;
+            }
+            Ok(Ok(found))
+        }
+        Err(Error::Kube {
+            source: kube::Error::Api(e),
+            ..
+        }) if e.code == 403 => Ok(Err(Unreadable::Refused(format!(
+            "Sluice may not read {}: {}",
+            t.describe(),
+            e.message
+        )))),
+        // 404 on get_opt: the kind itself is not served (CRD not installed).
+        Err(Error::Kube {
+            source: kube::Error::Api(e),
+            ..
+        }) if e.code == 404 => Ok(Err(Unreadable::NoKind(format!(
+            "{} cannot be read: {} (is the CRD installed?)",
+            t.describe(),
+            e.message
+        )))),
+        Err(e) => Err(e),
+    }
+}
+
+/// Checks every target has what the Rollout names. The result is by the Rollout field that
+/// names the target: `Err` says what is missing (an `InvalidSpec`).
 pub async fn verify(
+    caches: &RouterCaches,
     client: &Client,
     rollout_ns: &str,
     router: &dyn TrafficRouter,
@@ -39,38 +113,13 @@ pub async fn verify(
 ) -> Result<BTreeMap<String, Result<(), String>>, Error> {
     let mut out = BTreeMap::new();
     for t in router.targets() {
-        let found = match timed(
-            "read a traffic router object",
-            api(client, rollout_ns, &t).get_opt(&t.name),
-        )
-        .await
-        {
-            Ok(found) => found,
-            Err(Error::Kube {
-                source: kube::Error::Api(e),
-                ..
-            }) if e.code == 403 || e.code == 404 => {
-                // 404 on get_opt: the kind itself is not served (CRD not installed).
-                let why = if e.code == 403 {
-                    format!("Sluice may not read {}: {}", t.describe(), e.message)
-                } else {
-                    format!(
-                        "{} cannot be read: {} (is the CRD installed?)",
-                        t.describe(),
-                        e.message
-                    )
-                };
-                out.insert(t.field.clone(), Err(why));
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        let checked = match found {
-            None => Err(format!(
+        let checked = match read(caches, client, rollout_ns, &t, false).await? {
+            Err(Unreadable::Refused(why) | Unreadable::NoKind(why)) => Err(why),
+            Ok(None) => Err(format!(
                 "{} not found (or its CRD is not installed)",
                 t.describe()
             )),
-            Some(o) => {
+            Ok(Some(o)) => {
                 let v = as_json(&o)?;
                 router
                     .verify(&t, &v, state)
@@ -82,9 +131,11 @@ pub async fn verify(
     Ok(out)
 }
 
-/// Edits one target with `edit` and writes it back if it changed; a conflict re-reads and
-/// edits again. Returns whether a write was made.
+/// Edits one target with `edit` and writes it back if it changed, replacing the cached copy
+/// under its resourceVersion. A conflict (someone wrote it since the cache saw it) reads the
+/// server's copy and edits again. Returns whether a write was made.
 async fn edit(
+    caches: &RouterCaches,
     client: &Client,
     rollout_ns: &str,
     t: &Target,
@@ -92,10 +143,13 @@ async fn edit(
     edit: &(dyn Fn(&mut Value) -> Result<bool, RouteError> + Sync),
 ) -> Result<bool, Error> {
     let api = api(client, rollout_ns, t);
-    for _ in 0..CONFLICT_RETRIES {
-        let Some(current) = timed("read a traffic router object", api.get_opt(&t.name)).await?
-        else {
-            return Err(Error::Traffic(format!("{} not found", t.describe())));
+    for attempt in 0..CONFLICT_RETRIES {
+        let current = match read(caches, client, rollout_ns, t, attempt > 0).await? {
+            Ok(Some(o)) => o,
+            Ok(None) => return Err(Error::Traffic(format!("{} not found", t.describe()))),
+            Err(Unreadable::Refused(why) | Unreadable::NoKind(why)) => {
+                return Err(Error::Traffic(why));
+            }
         };
         let mut v = as_json(&current)?;
         if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -139,6 +193,7 @@ async fn edit(
 
 /// Makes every target say what `state` says.
 pub async fn apply(
+    caches: &RouterCaches,
     client: &Client,
     rollout_ns: &str,
     router: &dyn TrafficRouter,
@@ -146,7 +201,7 @@ pub async fn apply(
     writes: &WriteCounter,
 ) -> Result<(), Error> {
     for t in router.targets() {
-        edit(client, rollout_ns, &t, writes, &|v| {
+        edit(caches, client, rollout_ns, &t, writes, &|v| {
             router.apply(&t, v, state)
         })
         .await?;
@@ -159,6 +214,7 @@ pub async fn apply(
 /// Objects in `skip` (routed by another Rollout) are left alone, as are objects Sluice may
 /// not read or write: deleting a Rollout must not hang on them.
 pub async fn restore(
+    caches: &RouterCaches,
     client: &Client,
     rollout_ns: &str,
     router: &dyn TrafficRouter,
@@ -170,7 +226,7 @@ pub async fn restore(
         .into_iter()
         .filter(|t| !skip.contains(&t.field))
     {
-        match edit(client, rollout_ns, &t, writes, &|v| {
+        match edit(caches, client, rollout_ns, &t, writes, &|v| {
             Ok(router.restore(&t, v))
         })
         .await

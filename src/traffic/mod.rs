@@ -7,6 +7,7 @@ pub mod gateway;
 pub mod istio;
 pub mod kube;
 pub mod router;
+pub mod watch;
 
 use crate::api::rollout::{HeaderRoutingMatch, StringMatch};
 

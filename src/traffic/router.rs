@@ -16,6 +16,21 @@ pub enum TargetKind {
 }
 
 impl TargetKind {
+    pub const ALL: [TargetKind; 3] = [
+        TargetKind::VirtualService,
+        TargetKind::DestinationRule,
+        TargetKind::HttpRoute,
+    ];
+
+    /// The name of the CustomResourceDefinition that serves the kind.
+    pub fn crd(self) -> &'static str {
+        match self {
+            TargetKind::VirtualService => "virtualservices.networking.istio.io",
+            TargetKind::DestinationRule => "destinationrules.networking.istio.io",
+            TargetKind::HttpRoute => "httproutes.gateway.networking.k8s.io",
+        }
+    }
+
     /// (group, version, kind)
     pub fn gvk(self) -> (&'static str, &'static str, &'static str) {
         match self {

@@ -19,6 +19,8 @@ pub struct ControllerProcess {
     namespace: String,
     kubeconfig: PathBuf,
     identity: String,
+    /// Flags added to `sluice run`.
+    extra: Vec<String>,
     /// Base URL of its /metrics, /healthz and /readyz.
     pub http: String,
 }
@@ -31,6 +33,22 @@ impl ControllerProcess {
     /// Starts an instance with its own identity in the leader Lease (a restart keeps it, as a
     /// restarted pod keeps its name).
     pub fn start_as(env: &TestEnv, identity: &str) -> anyhow::Result<Self> {
+        Self::start_with(env, identity, &[])
+    }
+
+    /// Starts an instance with more flags for `sluice run`.
+    pub fn start_with(env: &TestEnv, identity: &str, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with_kubeconfig(env, identity, extra, &env.cluster.kubeconfig)
+    }
+
+    /// Starts an instance with more flags, as the user of `kubeconfig`.
+    pub fn start_with_kubeconfig(
+        env: &TestEnv,
+        identity: &str,
+        extra: &[&str],
+        kubeconfig: &std::path::Path,
+    ) -> anyhow::Result<Self> {
+        let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
         let log = std::env::temp_dir().join(format!(
             "sluice-controller-{}-{identity}.log",
             env.namespace
@@ -41,18 +59,20 @@ impl ControllerProcess {
         let http = format!("127.0.0.1:{port}");
         let mut p = ControllerProcess {
             child: spawn(
-                &env.cluster.kubeconfig,
+                &kubeconfig.to_path_buf(),
                 &env.namespace,
                 &log,
                 false,
                 identity,
                 &http,
+                &extra,
             )?,
             http: format!("http://{http}"),
             log: log.clone(),
             namespace: env.namespace.clone(),
-            kubeconfig: env.cluster.kubeconfig.clone(),
+            kubeconfig: kubeconfig.to_path_buf(),
             identity: identity.to_string(),
+            extra,
         };
         env.attach_log(log);
         p.check()?;
@@ -83,8 +103,14 @@ impl ControllerProcess {
             true,
             &self.identity,
             &addr,
+            &self.extra,
         )?;
         Ok(())
+    }
+
+    /// Whether the process is still running (it was never restarted nor exited).
+    pub fn still_running(&mut self) -> anyhow::Result<bool> {
+        Ok(self.child.try_wait()?.is_none())
     }
 
     fn check(&mut self) -> anyhow::Result<()> {
@@ -105,6 +131,7 @@ fn spawn(
     append: bool,
     identity: &str,
     http: &str,
+    extra: &[String],
 ) -> anyhow::Result<Child> {
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -123,6 +150,7 @@ fn spawn(
             "--metrics-addr",
             http,
         ])
+        .args(extra)
         .env("KUBECONFIG", kubeconfig)
         .env("RUST_LOG", "info,kube=warn,sluice=debug")
         .stdin(Stdio::null())

@@ -1,0 +1,307 @@
+//! Watch caches of everything the Rollout controller reads each reconcile, so a reconcile
+//! reads memory, not the API server (a reconcile that changes nothing sends no request).
+//!
+//! What is cached, narrowed to what Sluice owns or may name:
+//! - Rollouts; ReplicaSets, pods and AnalysisRuns carrying the `sluice.dev/rollout` label
+//!   (Sluice puts it on everything it creates), never every ReplicaSet or pod of the cluster;
+//! - AnalysisTemplates, ClusterAnalysisTemplates, Services and Deployments (a Rollout may
+//!   name any of them);
+//! - traffic routers' objects, while their CRDs exist (`traffic::watch`).
+//!
+//! Before caching, `managedFields` and the `kubectl apply` annotation (a copy of the whole
+//! object) are dropped, and so are the parts Sluice never reads: pods' spec, Deployments' and
+//! Services' status. Secrets are not cached: providers read them when they measure.
+//!
+//! Each watch is also a trigger of the controller (see `controller::run`): a change to
+//! anything a Rollout reads wakes that Rollout.
+
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt, future};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+
+use crate::api::analysis::{AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate};
+use crate::api::constants::LABEL_ROLLOUT;
+use crate::api::rollout::Rollout;
+use crate::traffic::watch::RouterCaches;
+
+/// The annotation `kubectl apply` keeps a copy of the object in.
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// How long a reconcile waits for the caches' first sync before it gives up (and retries).
+pub const SYNC_WAIT: Duration = Duration::from_secs(30);
+
+/// A watch's objects as the controller's trigger stream wants them.
+pub type Trigger<K> = BoxStream<'static, Result<K, watcher::Error>>;
+
+/// Drops what no reader needs from every cached object.
+pub fn strip_meta<K: Resource>(o: &mut K) {
+    let meta = o.meta_mut();
+    meta.managed_fields = None;
+    if let Some(a) = meta.annotations.as_mut() {
+        a.remove(LAST_APPLIED);
+    }
+}
+
+/// The readers of every cache.
+#[derive(Clone)]
+pub struct Caches {
+    pub rollouts: Store<Rollout>,
+    pub replica_sets: Store<ReplicaSet>,
+    pub pods: Store<Pod>,
+    pub runs: Store<AnalysisRun>,
+    pub templates: Store<AnalysisTemplate>,
+    pub cluster_templates: Store<ClusterAnalysisTemplate>,
+    /// Why ClusterAnalysisTemplates cannot be listed (RBAC), while that is so.
+    pub cluster_templates_refused: Arc<Mutex<Option<String>>>,
+    pub services: Store<Service>,
+    pub deployments: Store<Deployment>,
+    pub routers: RouterCaches,
+}
+
+/// The watches behind [`Caches`]; each must be polled (the controller does, as its triggers).
+pub struct Triggers {
+    pub rollouts: Trigger<Rollout>,
+    pub replica_sets: Trigger<ReplicaSet>,
+    pub pods: Trigger<Pod>,
+    pub runs: Trigger<AnalysisRun>,
+    pub templates: Trigger<AnalysisTemplate>,
+    pub cluster_templates: Trigger<ClusterAnalysisTemplate>,
+    pub services: Trigger<Service>,
+    pub deployments: Trigger<Deployment>,
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// A reflector over `api`: its store, and the stream that fills it (yielding each object that
+/// changed).
+fn reflect<K>(api: Api<K>, wc: watcher::Config, strip: fn(&mut K)) -> (Store<K>, Trigger<K>)
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, wc)
+        .modify(strip)
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects()
+        .boxed();
+    (reader, stream)
+}
+
+fn strip_pod(p: &mut Pod) {
+    strip_meta(p);
+    p.spec = None;
+}
+
+fn strip_service(s: &mut Service) {
+    strip_meta(s);
+    s.status = None;
+}
+
+fn strip_deployment(d: &mut Deployment) {
+    strip_meta(d);
+    d.status = None;
+}
+
+impl Caches {
+    /// Builds every cache over `namespace` (all namespaces when `None`). Nothing is read until
+    /// the returned triggers are polled; the router caches start at once.
+    pub fn new(
+        client: &Client,
+        namespace: Option<&str>,
+        routers: RouterCaches,
+    ) -> (Self, Triggers) {
+        let owned = || watcher::Config::default().labels(LABEL_ROLLOUT);
+        let (rollouts, t_rollouts) = reflect(
+            api::<Rollout>(client, namespace),
+            watcher::Config::default(),
+            strip_meta,
+        );
+        let (replica_sets, t_sets) = reflect(api(client, namespace), owned(), strip_meta);
+        let (pods, t_pods) = reflect(api(client, namespace), owned(), strip_pod);
+        let (runs, t_runs) = reflect(api(client, namespace), owned(), strip_meta);
+        let (templates, t_templates) = reflect(
+            api::<AnalysisTemplate>(client, namespace),
+            watcher::Config::default(),
+            strip_meta,
+        );
+        let (services, t_services) = reflect(
+            api(client, namespace),
+            watcher::Config::default(),
+            strip_service,
+        );
+        let (deployments, t_deployments) = reflect(
+            api(client, namespace),
+            watcher::Config::default(),
+            strip_deployment,
+        );
+        let (cluster_templates, t_cluster) = reflect(
+            Api::<ClusterAnalysisTemplate>::all(client.clone()),
+            watcher::Config::default(),
+            strip_meta,
+        );
+        let refused: Arc<Mutex<Option<String>>> = Arc::default();
+        let seen = refused.clone();
+        // A list refused by RBAC is the Rollouts' problem (an InvalidSpec naming it), not a
+        // reason to wait forever.
+        let t_cluster = t_cluster
+            .inspect(move |r| {
+                let why = match r {
+                    Err(watcher::Error::InitialListFailed(kube::Error::Api(e)))
+                        if e.code == 403 =>
+                    {
+                        Some(format!("list ClusterAnalysisTemplates: {}", e.message))
+                    }
+                    Err(_) => return,
+                    Ok(_) => None,
+                };
+                if let Ok(mut s) = seen.lock() {
+                    *s = why;
+                }
+            })
+            .boxed();
+        (
+            Caches {
+                rollouts,
+                replica_sets,
+                pods,
+                runs,
+                templates,
+                cluster_templates,
+                cluster_templates_refused: refused,
+                services,
+                deployments,
+                routers,
+            },
+            Triggers {
+                rollouts: t_rollouts,
+                replica_sets: t_sets,
+                pods: t_pods,
+                runs: t_runs,
+                templates: t_templates,
+                cluster_templates: t_cluster,
+                services: t_services,
+                deployments: t_deployments,
+            },
+        )
+    }
+
+    /// Waits until every namespaced cache has its first full list (a Rollout reconciled
+    /// before would see a world with parts missing). `Err` after [`SYNC_WAIT`].
+    pub async fn synced(&self) -> Result<(), ()> {
+        let all = future::try_join_all([
+            self.rollouts.wait_until_ready().boxed(),
+            self.replica_sets.wait_until_ready().boxed(),
+            self.pods.wait_until_ready().boxed(),
+            self.runs.wait_until_ready().boxed(),
+            self.templates.wait_until_ready().boxed(),
+            self.services.wait_until_ready().boxed(),
+            self.deployments.wait_until_ready().boxed(),
+        ]);
+        match tokio::time::timeout(SYNC_WAIT, all).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(()),
+        }
+    }
+
+    /// Every ClusterAnalysisTemplate, or why they cannot be read (`Ok(Err)`); `Err(())` when
+    /// the cache has not synced in time.
+    pub async fn cluster_templates(
+        &self,
+    ) -> Result<Result<Vec<Arc<ClusterAnalysisTemplate>>, String>, ()> {
+        let deadline = tokio::time::Instant::now() + SYNC_WAIT;
+        loop {
+            let waited = tokio::time::timeout(
+                Duration::from_millis(200),
+                self.cluster_templates.wait_until_ready(),
+            )
+            .await;
+            if let Ok(Ok(())) = waited {
+                return Ok(Ok(self.cluster_templates.state()));
+            }
+            if let Some(why) = self
+                .cluster_templates_refused
+                .lock()
+                .ok()
+                .and_then(|s| s.clone())
+            {
+                return Ok(Err(why));
+            }
+            if matches!(waited, Ok(Err(_))) || tokio::time::Instant::now() >= deadline {
+                return Err(());
+            }
+        }
+    }
+}
+
+/// Objects of a namespaced store in `ns`.
+pub fn in_namespace<K: Resource + Clone>(store: &Store<K>, ns: &str) -> Vec<Arc<K>>
+where
+    K::DynamicType: Eq + Hash + Clone,
+{
+    store.state_filter(|o| o.meta().namespace.as_deref() == Some(ns))
+}
+
+/// The objects `uid` controls among `objects`.
+pub fn controlled_by<K: Resource>(objects: Vec<Arc<K>>, uid: &str) -> Vec<Arc<K>> {
+    objects
+        .into_iter()
+        .filter(|o| {
+            o.meta()
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|r| r.uid == uid && r.controller == Some(true))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn stripping_keeps_what_is_read_and_drops_the_bulk() {
+        let mut pod: Pod = serde_json::from_value(json!({
+            "metadata": {
+                "name": "web-abc",
+                "labels": {"app": "web"},
+                "annotations": {LAST_APPLIED: "{...}", "keep": "me"},
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}]
+            },
+            "spec": {"containers": [{"name": "web", "image": "web:1"}]},
+            "status": {"phase": "Running"}
+        }))
+        .expect("pod");
+        strip_pod(&mut pod);
+        assert_eq!(pod.metadata.managed_fields, None);
+        assert_eq!(
+            pod.metadata.annotations,
+            Some(BTreeMap::from([("keep".to_string(), "me".to_string())]))
+        );
+        assert!(pod.spec.is_none());
+        assert_eq!(pod.status.and_then(|s| s.phase).as_deref(), Some("Running"));
+    }
+}
