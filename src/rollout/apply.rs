@@ -293,6 +293,9 @@ pub async fn apply(
             api.replace_status(&name, &params, &updated),
         )
         .await?;
+        if let Some(replaced) = ro.resource_version() {
+            ctx.own_writes.wrote(&format!("{ns}/{name}"), &replaced);
+        }
     }
 
     // 4. The workloadRef Deployment, once the status that explains it is written.

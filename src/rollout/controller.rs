@@ -73,6 +73,8 @@ pub struct Context {
     pub restart_threshold: i32,
     /// Consecutive failed reconciles per Rollout, for exponential retry delays.
     pub backoff: super::backoff::Backoff,
+    /// Status writes the Rollout cache may not have seen yet.
+    pub own_writes: super::own_writes::OwnWrites,
     /// What reconciles read, instead of the API server.
     pub caches: Caches,
     /// How often a Rollout with nothing scheduled is reconciled anyway (spread with jitter).
@@ -278,6 +280,9 @@ async fn report_refusal(ro: &Rollout, refusal: &Refusal, ctx: &Context) {
     {
         warn!(error = %e, "could not show a refused request on the Rollout");
         return;
+    }
+    if let Some(replaced) = ro.resource_version() {
+        ctx.own_writes.wrote(&format!("{ns}/{name}"), &replaced);
     }
     let event = kube::runtime::events::Event {
         type_: kube::runtime::events::EventType::Warning,
@@ -608,6 +613,16 @@ async fn reconcile_rollout(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Er
     ctx.caches.synced().await.map_err(|()| Error::Timeout {
         what: "first sync of the watch caches",
     })?;
+    let key = format!("{}/{}", ro.namespace().unwrap_or_default(), ro.name_any());
+    if ctx
+        .own_writes
+        .cache_is_behind(&key, &ro.resource_version().unwrap_or_default())
+    {
+        // The watch delivers Sluice's own write in a moment and wakes this Rollout again; the
+        // requeue is only a safety net.
+        tracing::debug!("the cache has not seen Sluice's last status write yet; waiting for it");
+        return Ok(Action::requeue(Duration::from_secs(2)));
+    }
     let now = Timestamp::now();
     let world = observe(&ro, ctx).await?;
     let mut plan = decide(&ro, &world.observed, now);
@@ -770,6 +785,7 @@ pub async fn run(
         metrics,
         restart_threshold: opts.restart_threshold,
         backoff: Default::default(),
+        own_writes: Default::default(),
         caches: caches.clone(),
         requeue: opts.requeue,
     });

@@ -12,6 +12,7 @@ pub mod decide;
 pub mod error;
 pub mod hash;
 pub mod observe;
+pub mod own_writes;
 pub mod refused;
 pub mod replicas;
 #[cfg(test)]
