@@ -25,6 +25,7 @@ use crate::providers::{self, MeasureContext, secret_value};
 use crate::rollout::apply::timed;
 use crate::rollout::controller::WriteCounter;
 use crate::rollout::error::Error;
+use crate::rollout::malformed::{self, Malformed, Parsed, Reported};
 use crate::telemetry::{MeasurementLabels, Metrics, ProviderLabels, ReasonLabels, VerdictLabels};
 
 /// What every reconcile of an AnalysisRun shares.
@@ -35,6 +36,8 @@ pub struct AnalysisContext {
     pub metrics: Arc<Metrics>,
     /// Consecutive failed reconciles per AnalysisRun, for exponential retry delays.
     pub backoff: crate::rollout::backoff::Backoff,
+    /// AnalysisRuns that do not read, as already reported.
+    pub malformed: Reported,
 }
 
 /// A secret as it may appear in text: as is, and percent-encoded (as in a URL an error
@@ -157,12 +160,42 @@ async fn secret_args(
     Ok(out)
 }
 
-#[instrument(skip_all, fields(namespace = run.namespace().unwrap_or_default(), run = run.name_any()))]
-async fn reconcile(run: Arc<AnalysisRun>, ctx: Arc<AnalysisContext>) -> Result<Action, Error> {
-    let key = format!("{}/{}", run.namespace().unwrap_or_default(), run.name_any());
+#[instrument(skip_all, fields(namespace = parsed.namespace().unwrap_or_default(), run = parsed.name_any()))]
+async fn reconcile(
+    parsed: Arc<Parsed<AnalysisRun>>,
+    ctx: Arc<AnalysisContext>,
+) -> Result<Action, Error> {
+    let key = format!(
+        "{}/{}",
+        parsed.namespace().unwrap_or_default(),
+        parsed.name_any()
+    );
+    let run = match &parsed.0 {
+        Ok(run) => Arc::new(run.clone()),
+        Err(bad) => {
+            report_malformed(&parsed, bad, &key, &ctx).await;
+            return Ok(Action::await_change());
+        }
+    };
+    ctx.malformed.forget(&key);
     let action = reconcile_run(run, ctx.clone()).await?;
     ctx.backoff.succeeded(&key);
     Ok(action)
+}
+
+/// A run that does not read is not measured: one Warning Event per distinct error, then nothing
+/// until it changes (its Rollout sees it as a run in error).
+async fn report_malformed(
+    parsed: &Parsed<AnalysisRun>,
+    bad: &Malformed,
+    key: &str,
+    ctx: &AnalysisContext,
+) {
+    let message = format!("the AnalysisRun cannot be read: {}", bad.describe());
+    warn!(%message, "AnalysisRun does not read");
+    if ctx.malformed.first(key.to_string(), &message) {
+        malformed::publish(&ctx.recorder, &parsed.object_ref(&()), &message).await;
+    }
 }
 
 async fn reconcile_run(run: Arc<AnalysisRun>, ctx: Arc<AnalysisContext>) -> Result<Action, Error> {
@@ -376,7 +409,7 @@ async fn stop_jobs(ctx: &AnalysisContext, status: &AnalysisRunStatus, ns: &str) 
     }
 }
 
-fn error_policy(run: Arc<AnalysisRun>, error: &Error, ctx: Arc<AnalysisContext>) -> Action {
+fn error_policy(run: Arc<Parsed<AnalysisRun>>, error: &Error, ctx: Arc<AnalysisContext>) -> Action {
     ctx.metrics
         .reconcile_errors
         .get_or_create(&ReasonLabels {
@@ -402,7 +435,8 @@ pub async fn run(
     recorder: Recorder,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (runs, jobs): (Api<AnalysisRun>, Api<Job>) = match &namespace {
+    // Read as `Parsed`: a run that does not deserialize cannot stall the others.
+    let (runs, jobs): (Api<Parsed<AnalysisRun>>, Api<Job>) = match &namespace {
         Some(ns) => (
             Api::namespaced(client.clone(), ns),
             Api::namespaced(client.clone(), ns),
@@ -415,6 +449,7 @@ pub async fn run(
         writes: WriteCounter::new(metrics.clone()),
         metrics,
         backoff: Default::default(),
+        malformed: Reported::default(),
     });
     info!(namespace = ?namespace, "analysis controller started");
     Controller::new(runs, watcher::Config::default())

@@ -12,6 +12,10 @@
 //! object) are dropped, and so are the parts Sluice never reads: pods' spec, Deployments' and
 //! Services' status. Secrets are not cached: providers read them when they measure.
 //!
+//! Rollouts, AnalysisTemplates, ClusterAnalysisTemplates and AnalysisRuns are cached as
+//! [`Parsed`]: one the API server accepted but Sluice cannot read is kept as what is wrong with
+//! it, so it cannot fail the list of its kind (and stall every other object of it).
+//!
 //! Each watch is also a trigger of the controller (see `controller::run`): a change to
 //! anything a Rollout reads wakes that Rollout.
 
@@ -34,6 +38,8 @@ use crate::api::constants::LABEL_ROLLOUT;
 use crate::api::rollout::Rollout;
 use crate::traffic::watch::RouterCaches;
 
+use super::malformed::Parsed;
+
 /// The annotation `kubectl apply` keeps a copy of the object in.
 pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
@@ -55,12 +61,12 @@ pub fn strip_meta<K: Resource>(o: &mut K) {
 /// The readers of every cache.
 #[derive(Clone)]
 pub struct Caches {
-    pub rollouts: Store<Rollout>,
+    pub rollouts: Store<Parsed<Rollout>>,
     pub replica_sets: Store<ReplicaSet>,
     pub pods: Store<Pod>,
-    pub runs: Store<AnalysisRun>,
-    pub templates: Store<AnalysisTemplate>,
-    pub cluster_templates: Store<ClusterAnalysisTemplate>,
+    pub runs: Store<Parsed<AnalysisRun>>,
+    pub templates: Store<Parsed<AnalysisTemplate>>,
+    pub cluster_templates: Store<Parsed<ClusterAnalysisTemplate>>,
     /// Why ClusterAnalysisTemplates cannot be listed (RBAC), while that is so.
     pub cluster_templates_refused: Arc<Mutex<Option<String>>>,
     pub services: Store<Service>,
@@ -70,12 +76,12 @@ pub struct Caches {
 
 /// The watches behind [`Caches`]; each must be polled (the controller does, as its triggers).
 pub struct Triggers {
-    pub rollouts: Trigger<Rollout>,
+    pub rollouts: Trigger<Parsed<Rollout>>,
     pub replica_sets: Trigger<ReplicaSet>,
     pub pods: Trigger<Pod>,
-    pub runs: Trigger<AnalysisRun>,
-    pub templates: Trigger<AnalysisTemplate>,
-    pub cluster_templates: Trigger<ClusterAnalysisTemplate>,
+    pub runs: Trigger<Parsed<AnalysisRun>>,
+    pub templates: Trigger<Parsed<AnalysisTemplate>>,
+    pub cluster_templates: Trigger<Parsed<ClusterAnalysisTemplate>>,
     pub services: Trigger<Service>,
     pub deployments: Trigger<Deployment>,
 }
@@ -133,15 +139,19 @@ impl Caches {
     ) -> (Self, Triggers) {
         let owned = || watcher::Config::default().labels(LABEL_ROLLOUT);
         let (rollouts, t_rollouts) = reflect(
-            api::<Rollout>(client, namespace),
+            api::<Parsed<Rollout>>(client, namespace),
             watcher::Config::default(),
             strip_meta,
         );
         let (replica_sets, t_sets) = reflect(api(client, namespace), owned(), strip_meta);
         let (pods, t_pods) = reflect(api(client, namespace), owned(), strip_pod);
-        let (runs, t_runs) = reflect(api(client, namespace), owned(), strip_meta);
+        let (runs, t_runs) = reflect(
+            api::<Parsed<AnalysisRun>>(client, namespace),
+            owned(),
+            strip_meta,
+        );
         let (templates, t_templates) = reflect(
-            api::<AnalysisTemplate>(client, namespace),
+            api::<Parsed<AnalysisTemplate>>(client, namespace),
             watcher::Config::default(),
             strip_meta,
         );
@@ -156,7 +166,7 @@ impl Caches {
             strip_deployment,
         );
         let (cluster_templates, t_cluster) = reflect(
-            Api::<ClusterAnalysisTemplate>::all(client.clone()),
+            Api::<Parsed<ClusterAnalysisTemplate>>::all(client.clone()),
             watcher::Config::default(),
             strip_meta,
         );
@@ -228,7 +238,7 @@ impl Caches {
     /// the cache has not synced in time.
     pub async fn cluster_templates(
         &self,
-    ) -> Result<Result<Vec<Arc<ClusterAnalysisTemplate>>, String>, ()> {
+    ) -> Result<Result<Vec<Arc<Parsed<ClusterAnalysisTemplate>>>, String>, ()> {
         let deadline = tokio::time::Instant::now() + SYNC_WAIT;
         loop {
             let waited = tokio::time::timeout(

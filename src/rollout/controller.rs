@@ -16,10 +16,11 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{info, instrument, warn};
 
 use crate::analysis::judge;
@@ -28,7 +29,7 @@ use crate::api::analysis::{
     AnalysisRunSpec, AnalysisTemplate, AnalysisTemplateSpec, ClusterAnalysisTemplate,
 };
 use crate::api::constants::{
-    ANNOTATION_SCALE_DOWN_AT, FINALIZER, LABEL_POD_TEMPLATE_HASH, LABEL_ROLLOUT,
+    ANNOTATION_SCALE_DOWN_AT, FINALIZER, LABEL_POD_TEMPLATE_HASH, LABEL_ROLLOUT, condition,
 };
 use crate::api::rollout::AnalysisTemplateRef;
 use crate::api::rollout::Rollout;
@@ -40,6 +41,7 @@ use super::cache::{Caches, controlled_by, in_namespace};
 use super::decide::{DEFAULT_RESTART_THRESHOLD, decide};
 use super::error::{Error, Refusal};
 use super::hash::pod_template_hash;
+use super::malformed::{self, Malformed, Parsed, Reported};
 use super::observe::{Observed, ObservedRs, ObservedRun, diagnose};
 use crate::traffic::RouteState;
 use crate::traffic::router::{TargetKind, router_for};
@@ -79,6 +81,8 @@ pub struct Context {
     pub caches: Caches,
     /// How often a Rollout with nothing scheduled is reconciled anyway (spread with jitter).
     pub requeue: Duration,
+    /// Rollouts and AnalysisTemplates that do not read, as already reported.
+    pub malformed: Reported,
 }
 
 /// Reconciles that may run at once, by default (as Argo Rollouts' `--rollout-threads`).
@@ -195,17 +199,35 @@ async fn observe(ro: &Rollout, ctx: &Context) -> Result<World, Error> {
     }
     let runs = controlled_by(in_namespace(&caches.runs, &ns), &uid)
         .into_iter()
-        .map(|r| {
+        .map(|parsed| {
+            let hash = parsed
+                .labels()
+                .get(LABEL_POD_TEMPLATE_HASH)
+                .cloned()
+                .unwrap_or_default();
+            let r = match &parsed.0 {
+                Ok(r) => r,
+                // Its verdict cannot be known: an error of the run, as a provider's would be.
+                Err(bad) => {
+                    return ObservedRun {
+                        name: parsed.name_any(),
+                        hash,
+                        phase: Some(crate::api::analysis::AnalysisPhase::Error),
+                        message: Some(format!(
+                            "the AnalysisRun cannot be read: {}",
+                            bad.describe()
+                        )),
+                        terminated: false,
+                        measuring: false,
+                    };
+                }
+            };
             let status = r.status.clone().unwrap_or_default();
             let policies = judge::policies(&r.spec).unwrap_or_default();
             let terminated = r.spec.terminate == Some(true);
             ObservedRun {
                 name: r.name_any(),
-                hash: r
-                    .labels()
-                    .get(LABEL_POD_TEMPLATE_HASH)
-                    .cloned()
-                    .unwrap_or_default(),
+                hash,
                 phase: status.phase,
                 message: status.message.clone(),
                 terminated,
@@ -233,10 +255,15 @@ async fn observe(ro: &Rollout, ctx: &Context) -> Result<World, Error> {
     })
 }
 
-#[instrument(skip_all, fields(namespace = ro.namespace().unwrap_or_default(), rollout = ro.name_any()))]
-async fn reconcile(ro: Arc<Rollout>, ctx: Arc<Context>) -> Result<Action, Error> {
+#[instrument(skip_all, fields(namespace = parsed.namespace().unwrap_or_default(), rollout = parsed.name_any()))]
+async fn reconcile(parsed: Arc<Parsed<Rollout>>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ro = match &parsed.0 {
+        Ok(ro) => Arc::new(ro.clone()),
+        Err(bad) => return report_malformed(&parsed, bad, &ctx).await,
+    };
     let ns = ro.namespace().ok_or(Error::NoNamespace)?;
     let key = format!("{ns}/{}", ro.name_any());
+    ctx.malformed.forget(&format!("Rollout {key}"));
     let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &ns);
     let action = finalizer(&api, FINALIZER, ro, |event| async {
         match event {
@@ -248,6 +275,82 @@ async fn reconcile(ro: Arc<Rollout>, ctx: Arc<Context>) -> Result<Action, Error>
     .map_err(|e| Error::Finalizer(Box::new(e)))?;
     ctx.backoff.succeeded(&key);
     Ok(action)
+}
+
+/// A Rollout that does not read: the `InvalidSpec` condition naming the field (a status patch of
+/// the conditions only; the spec is the user's) and one Warning Event per distinct error, then
+/// nothing until the Rollout changes. One being deleted loses Sluice's finalizer at once: what
+/// the cleanup would give back is named in the part that does not read.
+async fn report_malformed(
+    parsed: &Parsed<Rollout>,
+    bad: &Malformed,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let ns = parsed.namespace().ok_or(Error::NoNamespace)?;
+    let name = parsed.name_any();
+    let api: Api<Parsed<Rollout>> = Api::namespaced(ctx.client.clone(), &ns);
+    let meta = parsed.meta();
+    if meta.deletion_timestamp.is_some() {
+        let finalizers = meta.finalizers.clone().unwrap_or_default();
+        if finalizers.iter().any(|f| f == FINALIZER) {
+            let rest: Vec<&String> = finalizers.iter().filter(|f| *f != FINALIZER).collect();
+            let patch = serde_json::json!({"metadata": {
+                "finalizers": rest, "resourceVersion": meta.resource_version}});
+            ctx.writes.add();
+            timed(
+                "remove the finalizer of a Rollout that does not read",
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(patch)),
+            )
+            .await?;
+            warn!(error = %bad.describe(), "Rollout deleted while it does not read; Services and routes left as they are");
+        }
+        return Ok(Action::await_change());
+    }
+    let message = format!("the Rollout cannot be read: {}", bad.describe());
+    warn!(%message, "Rollout does not read");
+    let mut conds = bad
+        .status
+        .clone()
+        .and_then(|s| serde_json::from_value::<crate::api::rollout::RolloutStatus>(s).ok())
+        .map(|s| s.conditions)
+        .unwrap_or_default();
+    let shown = super::conditions::get(&conds, condition::INVALID_SPEC)
+        .is_some_and(|c| c.status == "True" && c.message == message);
+    if shown {
+        return Ok(Action::await_change());
+    }
+    super::conditions::set(
+        &mut conds,
+        condition::INVALID_SPEC,
+        true,
+        malformed::REASON,
+        &message,
+        meta.generation,
+        Timestamp::now(),
+    );
+    // A merge patch replaces the list: the other conditions go back as they were.
+    let patch = serde_json::json!({"status": {"conditions": conds}});
+    let params = PatchParams {
+        field_manager: Some(crate::api::constants::FIELD_MANAGER_CONTROLLER.into()),
+        ..Default::default()
+    };
+    ctx.writes.add();
+    if let Err(e) = timed(
+        "show InvalidSpec in the Rollout's status",
+        api.patch_status(&name, &params, &Patch::Merge(patch)),
+    )
+    .await
+    {
+        warn!(error = %e, "could not show InvalidSpec on the Rollout");
+    }
+    if ctx
+        .malformed
+        .first(format!("Rollout {ns}/{name}"), &message)
+    {
+        let reference = kube::Resource::object_ref(parsed, &());
+        malformed::publish(&ctx.recorder, &reference, &message).await;
+    }
+    Ok(Action::await_change())
 }
 
 /// Shows a refused request on the Rollout: the `WriteRefused` condition with the API server's
@@ -396,10 +499,11 @@ async fn declared_analysis(
         .iter()
         .flat_map(|(_, u)| u.templates.iter())
         .any(|t| t.cluster_scope == Some(true));
-    let local: Result<Vec<Arc<AnalysisTemplate>>, String> = Ok(in_namespace(&caches.templates, ns));
+    let local: Result<Vec<Arc<Parsed<AnalysisTemplate>>>, String> =
+        Ok(in_namespace(&caches.templates, ns));
     // A refused list is the Rollout's problem (InvalidSpec, naming it); a cache that has not
     // synced yet is retried.
-    let cluster: Result<Vec<Arc<ClusterAnalysisTemplate>>, String> = if needs_cluster {
+    let cluster: Result<Vec<Arc<Parsed<ClusterAnalysisTemplate>>>, String> = if needs_cluster {
         caches
             .cluster_templates()
             .await
@@ -422,15 +526,21 @@ async fn declared_analysis(
         let built = match (&local, &cluster) {
             (Err(e), _) | (_, Err(e)) => Err(e.clone()),
             (Ok(local), Ok(cluster)) => {
+                if let Some(why) = unreadable_template(&u.templates, local, cluster) {
+                    out.insert(field, Err(why));
+                    continue;
+                }
                 let lookup = |r: &AnalysisTemplateRef| -> Option<AnalysisTemplateSpec> {
                     if r.cluster_scope == Some(true) {
                         cluster
                             .iter()
+                            .filter_map(|t| t.ok())
                             .find(|t| t.name_any() == r.template_name)
                             .map(|t| t.spec.clone().into())
                     } else {
                         local
                             .iter()
+                            .filter_map(|t| t.ok())
                             .find(|t| t.name_any() == r.template_name)
                             .map(|t| t.spec.clone())
                     }
@@ -454,6 +564,33 @@ async fn declared_analysis(
         out.insert(field, built);
     }
     Ok(out)
+}
+
+/// Why the first of `refs` that names a template which does not read cannot be used.
+fn unreadable_template(
+    refs: &[AnalysisTemplateRef],
+    local: &[Arc<Parsed<AnalysisTemplate>>],
+    cluster: &[Arc<Parsed<ClusterAnalysisTemplate>>],
+) -> Option<String> {
+    fn bad<K: kube::Resource>(all: &[Arc<Parsed<K>>], name: &str) -> Option<Malformed> {
+        all.iter()
+            .find(|t| t.meta().name.as_deref() == Some(name))
+            .and_then(|t| t.0.as_ref().err().cloned())
+    }
+    refs.iter().find_map(|r| {
+        let (kind, bad) = if r.cluster_scope == Some(true) {
+            ("ClusterAnalysisTemplate", bad(cluster, &r.template_name))
+        } else {
+            ("AnalysisTemplate", bad(local, &r.template_name))
+        };
+        bad.map(|b| {
+            format!(
+                "{kind} {:?} cannot be read: {}",
+                r.template_name,
+                b.describe()
+            )
+        })
+    })
 }
 
 /// What the traffic router's objects lack, by the Rollout field that names them; also
@@ -511,11 +648,12 @@ async fn traffic_problems(
 /// field that names them, with why.
 fn claimed_by_others(
     ro: &Rollout,
-    rollouts: &Store<Rollout>,
+    rollouts: &Store<Parsed<Rollout>>,
     ns: &str,
     router: &dyn crate::traffic::router::TrafficRouter,
 ) -> BTreeMap<String, String> {
     let others = in_namespace(rollouts, ns);
+    let others: Vec<&Rollout> = others.iter().filter_map(|o| o.ok()).collect();
     let key = |r: &Rollout| {
         (
             r.metadata.creation_timestamp.clone().map(|t| t.0),
@@ -526,6 +664,7 @@ fn claimed_by_others(
     for other in others
         .iter()
         .filter(|o| o.uid() != ro.uid() && key(o) < key(ro))
+        .copied()
     {
         let Some(theirs) = other.spec.strategy.canary.as_ref().and_then(router_for) else {
             continue;
@@ -678,7 +817,7 @@ async fn reconcile_rollout(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Er
     })
 }
 
-fn error_policy(ro: Arc<Rollout>, error: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy(ro: Arc<Parsed<Rollout>>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics
         .reconcile_errors
         .get_or_create(&ReasonLabels {
@@ -703,15 +842,15 @@ fn error_policy(ro: Arc<Rollout>, error: &Error, ctx: Arc<Context>) -> Action {
 
 /// The Rollouts in `ns` that `pick` selects, as reconcile requests.
 fn rollouts_where(
-    store: &Store<Rollout>,
+    store: &Store<Parsed<Rollout>>,
     ns: Option<&str>,
     pick: impl Fn(&Rollout) -> bool,
-) -> Vec<ObjectRef<Rollout>> {
+) -> Vec<ObjectRef<Parsed<Rollout>>> {
     store
         .state()
         .into_iter()
         .filter(|ro| ns.is_none_or(|ns| ro.namespace().as_deref() == Some(ns)))
-        .filter(|ro| pick(ro))
+        .filter(|ro| ro.ok().is_some_and(&pick))
         .map(|ro| ObjectRef::from(ro.as_ref()))
         .collect()
 }
@@ -730,7 +869,10 @@ fn routes_through(ro: &Rollout, kind: TargetKind, ns: &str, name: Option<&str>) 
 }
 
 /// The Rollouts a router change concerns.
-fn woken_by(store: &Store<Rollout>, change: &RouterChange) -> Vec<ObjectRef<Rollout>> {
+fn woken_by(
+    store: &Store<Parsed<Rollout>>,
+    change: &RouterChange,
+) -> Vec<ObjectRef<Parsed<Rollout>>> {
     match change {
         RouterChange::Object {
             kind,
@@ -748,6 +890,32 @@ fn woken_by(store: &Store<Rollout>, change: &RouterChange) -> Vec<ObjectRef<Roll
                 .is_some_and(|r| r.targets().iter().any(|t| t.kind == *kind))
         }),
     }
+}
+
+/// One Warning Event per distinct error on an (Cluster)AnalysisTemplate that does not read; the
+/// Rollouts that use it show `InvalidSpec` naming it.
+fn report_template<K>(t: &Parsed<K>, recorder: &Recorder, reported: &Arc<Reported>)
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    let kind = K::kind(&());
+    let key = format!(
+        "{kind} {}/{}",
+        t.namespace().unwrap_or_default(),
+        t.name_any()
+    );
+    let Err(bad) = &t.0 else {
+        reported.forget(&key);
+        return;
+    };
+    let message = format!("the {kind} cannot be read: {}", bad.describe());
+    if !reported.first(key, &message) {
+        return;
+    }
+    warn!(%message, template = t.name_any(), "template does not read");
+    let reference = kube::Resource::object_ref(t, &());
+    let recorder = recorder.clone();
+    tokio::spawn(async move { malformed::publish(&recorder, &reference, &message).await });
 }
 
 /// Runs the controller until `shutdown` resolves.
@@ -788,7 +956,11 @@ pub async fn run(
         own_writes: Default::default(),
         caches: caches.clone(),
         requeue: opts.requeue,
+        malformed: Reported::default(),
     });
+    let (t_recorder, t_reported) = (ctx.recorder.clone(), Arc::new(Reported::default()));
+    let c_recorder = t_recorder.clone();
+    let c_reported = t_reported.clone();
     info!(namespace = ?opts.namespace, concurrency = opts.concurrency, "sluice controller started");
     let (s_pods, s_svc, s_dep, s_tmpl, s_cluster, s_router) = (
         store.clone(),
@@ -807,7 +979,7 @@ pub async fn run(
             let name = pod.labels().get(LABEL_ROLLOUT).cloned();
             // Only a Rollout that exists: pods outlive their Rollout for a moment.
             name.and_then(|n| {
-                let key = ObjectRef::<Rollout>::new(&n).within(&ns);
+                let key = ObjectRef::<Parsed<Rollout>>::new(&n).within(&ns);
                 s_pods.get(&key).map(|_| key)
             })
         })
@@ -829,9 +1001,10 @@ pub async fn run(
                     .is_some_and(|w| w.name == name)
             })
         })
-        .watches_stream(triggers.templates, move |t: AnalysisTemplate| {
+        .watches_stream(triggers.templates, move |t: Parsed<AnalysisTemplate>| {
             // A template created or changed: Rollouts that use it check again (an
-            // InvalidSpec for a missing template recovers at once).
+            // InvalidSpec for a missing or unreadable template recovers at once).
+            report_template(&t, &t_recorder, &t_reported);
             let ns = t.namespace().unwrap_or_default();
             let name = t.name_any();
             rollouts_where(&s_tmpl, Some(ns.as_str()), |ro| {
@@ -840,7 +1013,8 @@ pub async fn run(
         })
         .watches_stream(
             triggers.cluster_templates,
-            move |t: ClusterAnalysisTemplate| {
+            move |t: Parsed<ClusterAnalysisTemplate>| {
+                report_template(&t, &c_recorder, &c_reported);
                 let name = t.name_any();
                 rollouts_where(&s_cluster, None, |ro| uses_template(ro, &name, true))
             },

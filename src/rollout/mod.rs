@@ -11,6 +11,7 @@ pub mod controller;
 pub mod decide;
 pub mod error;
 pub mod hash;
+pub mod malformed;
 pub mod observe;
 pub mod own_writes;
 pub mod refused;
