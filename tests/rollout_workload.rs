@@ -6,11 +6,14 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use common::{ControllerProcess, events_for, phase, rollouts, wait_status};
+use e2e::nodesim::BEHAVIOUR_ANNOTATION;
 use e2e::{TestEnv, wait_for};
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::Api;
-use kube::api::{Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
 use serde_json::json;
+use sluice::api::constants::LABEL_POD_TEMPLATE_HASH;
 use sluice::api::rollout::{Rollout, RolloutPhase};
 
 const LIMIT: Duration = Duration::from_secs(90);
@@ -75,6 +78,82 @@ async fn workload_ref_takes_over_the_deployment_and_follows_its_template() {
         .await?;
         ensure!(done.current_step_index == Some(2), "{:?}", done.current_step_index);
         ensure!(deployments.get("web").await?.spec.and_then(|s| s.replicas) == Some(0), "the Deployment stays at zero");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn workload_ref_scale_down_progressively_hands_over_pod_by_pod() {
+    TestEnv::run("workload-ref-progressive", |env| async move {
+        let deployments: Api<Deployment> = env.api();
+        // The Rollout runs this template too: its pods stay unready until the test says so.
+        let d: Deployment = serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 3,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}, "annotations": {BEHAVIOUR_ANNOTATION: "never-ready"}},
+                    "spec": {"containers": [{"name": "web", "image": "registry.example/web:1"}]}
+                }
+            }
+        }))?;
+        deployments.create(&PostParams::default(), &d).await?;
+
+        let _controller = ControllerProcess::start(&env)?;
+        let ro: Rollout = serde_json::from_value(json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 3,
+                "selector": {"matchLabels": {"app": "web"}},
+                "workloadRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "scaleDown": "progressively"},
+                "strategy": {"canary": {"steps": [{"setWeight": 50}]}}
+            }
+        }))?;
+        rollouts(&env).create(&PostParams::default(), &ro).await?;
+        let pods: Api<Pod> = env.api();
+        let ours = ListParams::default().labels(LABEL_POD_TEMPLATE_HASH);
+        let names = wait_for("the Rollout's 3 pods", LIMIT, || async {
+            let mut names: Vec<String> = pods.list(&ours).await?.items.iter().map(|p| p.name_any()).collect();
+            names.sort();
+            Ok((names.len() == 3).then_some(names))
+        })
+        .await?;
+        let replicas = || async {
+            anyhow::Ok(deployments.get("web").await?.spec.and_then(|s| s.replicas))
+        };
+        ensure!(replicas().await? == Some(3), "no Rollout pod available: the Deployment keeps all");
+
+        // Each Rollout pod that becomes available takes one replica from the Deployment.
+        for (i, name) in names.iter().enumerate() {
+            pods.patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {BEHAVIOUR_ANNOTATION: "ready"}}})),
+            )
+            .await?;
+            let want = 2 - i as i32;
+            wait_for(&format!("the Deployment at {want}"), LIMIT, || async {
+                Ok((replicas().await? == Some(want)).then_some(()))
+            })
+            .await?;
+            let status = rollouts(&env).get("web").await?.status.unwrap_or_default();
+            ensure!(
+                status.available_replicas.unwrap_or(0) >= i as i32 + 1,
+                "the Deployment shrank before the Rollout's pod was available: {status:?}"
+            );
+        }
+        wait_status(&env, "web", "Healthy on its own pods", LIMIT, |s| {
+            phase(s) == Some(RolloutPhase::Healthy) && s.available_replicas == Some(3)
+        })
+        .await?;
+        // Events are published after the scale-downs they explain: wait for them.
+        wait_for("a WorkloadScaledDown Event per step", LIMIT, || async {
+            let events = events_for(&env, "web").await?;
+            Ok((events.iter().filter(|e| e.1 == "WorkloadScaledDown").count() == 3).then_some(()))
+        })
+        .await?;
         Ok(())
     })
     .await;

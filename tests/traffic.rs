@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use common::{ControllerProcess, create_services, phase, rollouts, wait_status};
+use common::{ControllerProcess, create_services, phase, rollouts, selector_hash, wait_status};
 use e2e::{TestEnv, wait_for};
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
@@ -392,6 +392,92 @@ async fn a_missing_route_or_a_route_claimed_twice_is_invalid_spec_and_nothing_is
         .await?;
         let msg = s.message.unwrap_or_default();
         ensure!(msg.contains("already routed by Rollout \"web\""), "{msg}");
+        Ok(())
+    })
+    .await;
+}
+
+/// (spec.replicas, available) of the ReplicaSet of revision `hash`, read from the API server.
+async fn rs_size(env: &TestEnv, hash: &str) -> anyhow::Result<(i32, i32)> {
+    let api: Api<k8s_openapi::api::apps::v1::ReplicaSet> = env.api();
+    let list = api
+        .list(
+            &kube::api::ListParams::default().labels(&format!("rollouts-pod-template-hash={hash}")),
+        )
+        .await?;
+    let rs = list
+        .items
+        .first()
+        .with_context(|| format!("ReplicaSet of {hash}"))?;
+    Ok((
+        rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0),
+        rs.status
+            .as_ref()
+            .and_then(|s| s.available_replicas)
+            .unwrap_or(0),
+    ))
+}
+
+#[tokio::test]
+async fn dynamic_stable_scale_follows_the_weight_and_grows_back_before_an_abort_returns_traffic() {
+    TestEnv::run("traffic-dynamic-stable", |env| async move {
+        e2e::routers::install_router_crds(&env.client).await?;
+        create_services(&env, &["web-stable", "web-canary", "web"]).await?;
+        create(&vs_api(&env), json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "web"},
+            "spec": {"hosts": ["web"], "http": [{"name": "primary", "route": [
+                {"destination": {"host": "web-stable"}, "weight": 100},
+                {"destination": {"host": "web-canary"}, "weight": 0}]}]}
+        })).await?;
+        let _c = ControllerProcess::start(&env)?;
+        let mut ro = rollout(
+            json!({"istio": {"virtualService": {"name": "web", "routes": ["primary"]}}}),
+            json!([{"setWeight": 25}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}]),
+        )?;
+        ro.spec.replicas = Some(4);
+        let canary = ro.spec.strategy.canary.as_mut().context("canary")?;
+        canary.dynamic_stable_scale = Some(true);
+        canary.scale_down_delay_seconds = None;
+        // Pods take a few seconds to become ready, so a stable growing back is seen not ready.
+        let template = ro.spec.template.as_mut().context("template")?;
+        template.metadata.get_or_insert_with(Default::default).annotations =
+            Some([(e2e::nodesim::READY_AFTER_ANNOTATION.to_string(), "4".to_string())].into());
+        rollouts(&env).create(&PostParams::default(), &ro).await?;
+        let v1 = wait_status(&env, "web", "v1 Healthy", LIMIT, |s| phase(s) == Some(RolloutPhase::Healthy))
+            .await?
+            .stable_rs
+            .context("stableRS")?;
+        ensure!(rs_size(&env, &v1).await?.0 == 4);
+
+        set_image(&env, "registry.example/web:2").await?;
+        paused_at(&env, 1).await?;
+        ensure!(istio_weights(&env).await? == (75, 25), "{:?}", istio_weights(&env).await?);
+        wait_for("the stable at 75% of 4 pods", LIMIT, || async {
+            Ok((rs_size(&env, &v1).await?.0 == 3).then_some(()))
+        })
+        .await?;
+        promote(&env).await?;
+        paused_at(&env, 3).await?;
+        ensure!(istio_weights(&env).await? == (50, 50), "{:?}", istio_weights(&env).await?);
+        wait_for("the stable at 50% of 4 pods", LIMIT, || async {
+            Ok((rs_size(&env, &v1).await?.0 == 2).then_some(()))
+        })
+        .await?;
+
+        // Abort: the stable grows back to 4, and traffic returns to it only as its pods become
+        // available: whenever the route shows all traffic on stable, its 4 pods are available.
+        abort(&env).await?;
+        let size = wait_for("all traffic back on stable", LIMIT, || async {
+            if istio_weights(&env).await? != (100, 0) {
+                return Ok(None);
+            }
+            Ok(Some(rs_size(&env, &v1).await?))
+        })
+        .await?;
+        ensure!(size == (4, 4), "all traffic back on stable with the stable at {size:?}");
+        let s = wait_status(&env, "web", "aborted", LIMIT, |s| phase(s) == Some(RolloutPhase::Degraded)).await?;
+        ensure!(s.stable_rs.as_deref() == Some(v1.as_str()));
+        ensure!(selector_hash(&env, "web-canary").await?.as_deref() == Some(v1.as_str()), "the canary Service back on stable");
         Ok(())
     })
     .await;

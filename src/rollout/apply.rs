@@ -299,7 +299,7 @@ pub async fn apply(
     }
 
     // 4. The workloadRef Deployment, once the status that explains it is written.
-    if plan.scale_workload_to_zero
+    if let Some(target) = plan.workload_replicas
         && let Some(w) = &ro.spec.workload_ref
     {
         let api: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), &ns);
@@ -309,7 +309,7 @@ pub async fn apply(
             api.patch_scale(
                 &w.name,
                 &PatchParams::default(),
-                &Patch::Merge(json!({"spec": {"replicas": 0}})),
+                &Patch::Merge(json!({"spec": {"replicas": target}})),
             ),
         )
         .await?;

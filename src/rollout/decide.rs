@@ -10,7 +10,7 @@ use crate::api::constants::condition;
 use crate::api::duration::int_or_string_duration;
 use crate::api::rollout::{
     CanaryStatus, CanaryStrategy, PauseCondition, PauseReason, Rollout, RolloutPhase,
-    RolloutStatus, TrafficWeights, WeightDestination,
+    RolloutStatus, TrafficWeights, WeightDestination, WorkloadScaleDown,
 };
 
 use super::analysis::{self, Verdict};
@@ -88,8 +88,9 @@ pub struct Plan {
     pub events: Vec<PlannedEvent>,
     /// Come back after this long even if nothing changes (a pause or delay ends).
     pub requeue_after: Option<Duration>,
-    /// Scale the `workloadRef` Deployment to zero: Sluice's own pods now serve.
-    pub scale_workload_to_zero: bool,
+    /// Scale the `workloadRef` Deployment to this many replicas: Sluice's own pods serve
+    /// instead (all at once with `onsuccess`, pod by pod with `progressively`).
+    pub workload_replicas: Option<i32>,
     /// AnalysisRuns to create.
     pub create_runs: Vec<super::analysis::RunPlan>,
     /// AnalysisRuns to stop (`spec.terminate`): Sluice no longer acts on their verdict.
@@ -182,29 +183,60 @@ pub fn decide(ro: &Rollout, obs: &Observed, now: Timestamp) -> Plan {
         let keep: Vec<&str> = active.iter().map(String::as_str).collect();
         analysis::tidy(&mut plan, obs, &keep);
     }
-    // workloadRef: the Deployment keeps its pods until Sluice's stable revision is available.
-    if let Some(w) = &ro.spec.workload_ref
-        && conditions::get(&plan.status.conditions, condition::INVALID_SPEC).is_none()
-        && w.scale_down != Some(crate::api::rollout::WorkloadScaleDown::Never)
-        && obs.workload_replicas.is_some_and(|r| r > 0)
-    {
-        let stable = plan.status.stable_rs.clone().unwrap_or_default();
-        if find(obs, &stable).is_some_and(|rs| rs.available >= ro.spec.replicas()) {
-            plan.scale_workload_to_zero = true;
-            plan.event(
-                EventType::Normal,
-                "WorkloadScaledDown",
-                format!(
-                    "Deployment {} scaled to zero: the Rollout's own pods are available",
-                    w.name
-                ),
-            );
-        }
+    if conditions::get(&plan.status.conditions, condition::INVALID_SPEC).is_none() {
+        workload_scale_down(ro, obs, &mut plan);
     }
     if let Some(prev) = ro.status.as_ref() {
         conditions::keep_transition_times(&prev.conditions, &mut plan.status.conditions);
     }
     plan
+}
+
+/// workloadRef: the Deployment keeps its pods until Sluice's own serve in their place. With
+/// `onsuccess` (the default) it goes to zero once the stable revision is fully available; with
+/// `progressively` it keeps `replicas` minus the Rollout's available pods, and never grows
+/// again (a Rollout pod lost later is the Rollout's to replace, as its own scale-up does).
+fn workload_scale_down(ro: &Rollout, obs: &Observed, plan: &mut Plan) {
+    let (Some(w), Some(current)) = (&ro.spec.workload_ref, obs.workload_replicas) else {
+        return;
+    };
+    let replicas = ro.spec.replicas();
+    let target = match w.scale_down {
+        Some(WorkloadScaleDown::Never) => return,
+        Some(WorkloadScaleDown::Progressively) => {
+            let available = obs
+                .replica_sets
+                .iter()
+                .map(|rs| rs.available.max(0))
+                .fold(0i32, i32::saturating_add);
+            replicas.saturating_sub(available).max(0)
+        }
+        Some(WorkloadScaleDown::OnSuccess) | None => {
+            let stable = plan.status.stable_rs.as_deref().unwrap_or_default();
+            if find(obs, stable).is_some_and(|rs| rs.available >= replicas) {
+                0
+            } else {
+                return;
+            }
+        }
+    };
+    if target >= current {
+        return;
+    }
+    plan.workload_replicas = Some(target);
+    let message = if target == 0 {
+        format!(
+            "Deployment {} scaled to zero: the Rollout's own pods are available",
+            w.name
+        )
+    } else {
+        format!(
+            "Deployment {} scaled down to {target}: the Rollout has {} of {replicas} pods available",
+            w.name,
+            replicas - target
+        )
+    };
+    plan.event(EventType::Normal, "WorkloadScaledDown", message);
 }
 
 /// Records progress, and reports (or aborts, with `progressDeadlineAbort`) a release that
@@ -708,11 +740,44 @@ fn routed(
         .unwrap_or(0)
         .clamp(0, steps.len() as i32) as usize;
 
+    // Traffic: the weight of the steps done; none on an abort or once settled. A full
+    // promotion keeps the weight where it was until the switch: the canary's pods may not
+    // be ready for more. With dynamicStableScale an abort moves traffic back only as fast as
+    // the stable's pods become available again.
+    let prev_weight = prev
+        .canary
+        .as_ref()
+        .and_then(|c| c.weights.as_ref())
+        .map(|w| w.canary.weight)
+        .unwrap_or(0);
+    let dynamic = dynamic_stable_scale(canary);
+    let weight = if settled {
+        0
+    } else if aborted {
+        if dynamic {
+            let available = find(obs, stable).map_or(0, |r| r.available);
+            abort_weight(replicas, available).min(prev_weight.clamp(0, 100))
+        } else {
+            0
+        }
+    } else if plan.status.promote_full == Some(true) {
+        prev_weight.min(weight_at(canary, steps.len()))
+    } else {
+        weight_at(canary, idx.min(steps.len()))
+    };
+    // The canary still carries traffic during a dynamic abort.
+    let canary_serves = !settled && (!aborted || weight > 0);
+
     // Pods.
     let new_count = if settled {
         replicas
     } else {
-        targets.new.max(hold.unwrap_or(0)).max(0)
+        let mut n = targets.new.max(hold.unwrap_or(0)).max(0);
+        if dynamic && aborted {
+            // Its pods stay while the router still sends them traffic (this or last weight).
+            n = n.max(canary_replicas(replicas, weight.max(prev_weight)));
+        }
+        n
     };
     plan.replica_sets.push(RsPlan {
         hash: desired.to_string(),
@@ -720,9 +785,21 @@ fn routed(
         scale_down_at: None,
     });
     if !settled {
+        let stable_count = if dynamic && !aborted {
+            let target = if idx >= steps.len() || plan.status.promote_full == Some(true) {
+                100
+            } else {
+                weight_at(canary, idx + 1)
+            };
+            // The stable keeps the share of the traffic it gets, before and after this
+            // reconcile: it shrinks only once the router has moved the weight away.
+            stable_replicas(replicas, target.min(weight).min(prev_weight))
+        } else {
+            replicas
+        };
         plan.replica_sets.push(RsPlan {
             hash: stable.to_string(),
-            replicas,
+            replicas: stable_count,
             scale_down_at: None,
         });
     }
@@ -736,9 +813,14 @@ fn routed(
     revision_history(ro, obs, plan, &[desired, &new_stable]);
 
     // Services: the stable and canary Services select their revisions.
+    let canary_service_hash = if dynamic && aborted && canary_serves {
+        desired.to_string()
+    } else {
+        services_hash.1.clone()
+    };
     for (svc, hash) in [
         (&canary.stable_service, &services_hash.0),
-        (&canary.canary_service, &services_hash.1),
+        (&canary.canary_service, &canary_service_hash),
     ] {
         if let Some(name) = svc {
             plan.services.push(ServicePlan {
@@ -748,22 +830,6 @@ fn routed(
         }
     }
 
-    // Traffic: the weight of the steps done; none on an abort or once settled. A full
-    // promotion keeps the weight where it was until the switch: the canary's pods may not
-    // be ready for more.
-    let prev_weight = prev
-        .canary
-        .as_ref()
-        .and_then(|c| c.weights.as_ref())
-        .map(|w| w.canary.weight)
-        .unwrap_or(0);
-    let weight = if aborted || settled {
-        0
-    } else if plan.status.promote_full == Some(true) {
-        prev_weight.min(weight_at(canary, steps.len()))
-    } else {
-        weight_at(canary, idx.min(steps.len()))
-    };
     let reached = if plan.status.promote_full == Some(true) {
         // A full promotion skips steps; their header routes never go live.
         prev.current_step_index
@@ -783,7 +849,7 @@ fn routed(
         weights,
         header_routes,
         stable_hash: new_stable.clone(),
-        canary_hash: if settled || aborted {
+        canary_hash: if !canary_serves {
             new_stable.clone()
         } else {
             desired.to_string()
@@ -819,6 +885,21 @@ fn routed(
             );
         }
     }
+}
+
+/// `dynamicStableScale`, which only means something with a traffic router.
+fn dynamic_stable_scale(canary: &CanaryStrategy) -> bool {
+    canary.dynamic_stable_scale == Some(true) && canary.traffic_routing.is_some()
+}
+
+/// The canary's weight during an abort with dynamicStableScale: what the stable's available
+/// pods cannot yet carry, `100 - 100 × available / replicas` (as Argo Rollouts).
+fn abort_weight(replicas: i32, stable_available: i32) -> i32 {
+    if replicas <= 0 {
+        return 0;
+    }
+    let carried = i64::from(stable_available.clamp(0, replicas)) * 100 / i64::from(replicas);
+    (100 - carried).clamp(0, 100) as i32
 }
 
 /// Old revisions outside `keep` keep their pods until their scale-down time (kept in an
@@ -1115,6 +1196,9 @@ fn release(
     // failing: a broken first revision) cannot become available by waiting; the steps go on
     // (pauses and analysis included) once it has its count and the canary its available pods.
     let stable_broken = find(obs, stable).is_some_and(|r| r.available <= 0 || r.failure.is_some());
+    // With dynamicStableScale the stable follows the weight, after it: only the canary's
+    // pods gate a step (as Argo Rollouts' AtDesiredReplicaCountsForCanary).
+    let dynamic = dynamic_stable_scale(canary);
     let counts_ready = |targets: Targets| {
         let n = find(obs, desired)
             .map(|r| (r.replicas, r.available))
@@ -1124,8 +1208,7 @@ fn release(
             .unwrap_or((0, 0));
         n.0 == targets.new
             && n.1 >= targets.new
-            && s.0 == targets.stable
-            && (s.1 >= targets.stable || stable_broken)
+            && (dynamic || (s.0 == targets.stable && (s.1 >= targets.stable || stable_broken)))
     };
 
     while idx < steps.len() {

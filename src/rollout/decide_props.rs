@@ -49,6 +49,7 @@ fn a_step() -> impl Strategy<Value = serde_json::Value> {
 #[derive(Debug, Clone)]
 struct Case {
     routed: bool,
+    dynamic: bool,
     spec: RolloutSpec,
     status: Option<RolloutStatus>,
     image: &'static str,
@@ -125,6 +126,7 @@ fn status() -> impl Strategy<Value = Option<RolloutStatus>> {
 fn case() -> impl Strategy<Value = Case> {
     (
         any::<bool>(),
+        any::<bool>(),
         num(),
         count_or_percent(),
         count_or_percent(),
@@ -138,7 +140,7 @@ fn case() -> impl Strategy<Value = Case> {
         ),
     )
         .prop_map(
-            |(routed, replicas, surge, unavailable, steps, deadline, status, image, sets)| {
+            |(routed, dynamic, replicas, surge, unavailable, steps, deadline, status, image, sets)| {
                 let mut canary = json!({
                     "stableService": "web-stable", "canaryService": "web-canary",
                     "maxSurge": surge, "maxUnavailable": unavailable, "steps": steps,
@@ -147,6 +149,7 @@ fn case() -> impl Strategy<Value = Case> {
                 if routed {
                     canary["trafficRouting"] =
                         json!({"istio": {"virtualService": {"name": "web", "routes": ["primary"]}}});
+                    canary["dynamicStableScale"] = json!(dynamic);
                 }
                 let spec: RolloutSpec = serde_json::from_value(json!({
                     "replicas": replicas,
@@ -161,6 +164,7 @@ fn case() -> impl Strategy<Value = Case> {
                 let sets = sets.into_iter().filter(|r| seen.insert(r.hash.clone())).collect();
                 Case {
                     routed,
+                    dynamic: routed && dynamic,
                     spec,
                     status,
                     image,
@@ -251,9 +255,19 @@ proptest! {
                 prop_assert!(planned(&plan, &obs, &desired) <= now, "an abort never adds canary pods");
             }
         }
-        if !invalid && c.routed && aborted {
+        if !invalid && c.routed && !c.dynamic && aborted {
             let w = plan.traffic.as_ref().map_or(0, |t| t.weights.canary);
             prop_assert_eq!(w, 0, "an aborted release sends nothing to the canary");
+        }
+        let stable = ro.status.as_ref().and_then(|s| s.stable_rs.clone());
+        if !invalid && c.dynamic && stable.is_some() && plan.status.stable_rs == stable && stable.as_deref() != Some(desired.as_str()) {
+            // dynamicStableScale: the stable has the pods for its share of the traffic, both
+            // the share it had and the share this plan gives it.
+            let stable = stable.unwrap_or_default();
+            let before = ro.status.as_ref().and_then(|s| s.canary.as_ref()).and_then(|c| c.weights.as_ref()).map_or(0, |w| w.canary.weight.clamp(0, 100));
+            let after = plan.traffic.as_ref().map_or(0, |t| t.weights.canary);
+            let needed = stable_replicas(c.spec.replicas(), before.min(after));
+            prop_assert!(planned(&plan, &obs, &stable) >= i64::from(needed), "stable planned {} for weights {before} -> {after}, needs {needed}", planned(&plan, &obs, &stable));
         }
         if aborted {
             let before = ro.status.as_ref().and_then(|s| s.canary.as_ref()).and_then(|c| c.weights.as_ref()).map_or(0, |w| w.canary.weight.clamp(0, 100));

@@ -469,17 +469,18 @@ fn workload_deployment_is_scaled_down_once_the_rollouts_pods_are_available() {
     let mut obs = observed("web:1", vec![rs("web:1", 4, 2)]);
     obs.workload_replicas = Some(3);
     let waiting = decide(&ro, &obs, at(0));
-    assert!(
-        !waiting.scale_workload_to_zero,
+    assert_eq!(
+        waiting.workload_replicas, None,
         "the Deployment keeps serving until Sluice's pods are available"
     );
     obs.replica_sets = vec![rs("web:1", 4, 4)];
     let plan = decide(&ro, &obs, at(1));
-    assert!(plan.scale_workload_to_zero);
+    assert_eq!(plan.workload_replicas, Some(0));
     assert!(reasons(&plan).contains(&"WorkloadScaledDown"));
     obs.workload_replicas = Some(0);
-    assert!(
-        !decide(&ro, &obs, at(2)).scale_workload_to_zero,
+    assert_eq!(
+        decide(&ro, &obs, at(2)).workload_replicas,
+        None,
         "no write once it is at zero"
     );
     ro.spec.workload_ref = serde_json::from_value(
@@ -487,7 +488,46 @@ fn workload_deployment_is_scaled_down_once_the_rollouts_pods_are_available() {
     )
     .ok();
     obs.workload_replicas = Some(3);
-    assert!(!decide(&ro, &obs, at(3)).scale_workload_to_zero);
+    assert_eq!(decide(&ro, &obs, at(3)).workload_replicas, None);
+}
+
+#[test]
+fn progressively_the_deployment_keeps_the_pods_the_rollout_does_not_yet_have() {
+    let mut ro = rollout(json!([]), false);
+    ro.spec.template = None;
+    ro.spec.workload_ref = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "name": "web",
+        "scaleDown": "progressively"
+    }))
+    .ok();
+    let mut obs = observed("web:1", vec![rs("web:1", 4, 0)]);
+    obs.workload_replicas = Some(4);
+    // (Rollout pods available, Deployment replicas now) -> Deployment target.
+    let table = [
+        (0, 4, None),
+        (1, 4, Some(3)),
+        (2, 3, Some(2)),
+        (2, 2, None),
+        (3, 2, Some(1)),
+        (4, 1, Some(0)),
+        (4, 0, None),
+        // A Rollout pod lost later does not grow the Deployment again.
+        (3, 0, None),
+    ];
+    for (i, (available, current, want)) in table.into_iter().enumerate() {
+        obs.replica_sets = vec![rs("web:1", 4, available)];
+        obs.workload_replicas = Some(current);
+        let plan = decide(&ro, &obs, at(i as i64));
+        assert_eq!(
+            plan.workload_replicas, want,
+            "{available} available, Deployment at {current}"
+        );
+        assert_eq!(
+            reasons(&plan).contains(&"WorkloadScaledDown"),
+            want.is_some(),
+            "one Event per scale-down"
+        );
+    }
 }
 
 #[test]

@@ -212,3 +212,176 @@ fn a_header_route_not_in_managed_routes_or_a_missing_route_is_invalid() {
         "nothing is half-written"
     );
 }
+
+/// A routed canary with dynamicStableScale (and no scaleDownDelaySeconds, which it refuses).
+fn dynamic(steps: serde_json::Value) -> Rollout {
+    let mut ro = routed(steps);
+    let canary = ro.spec.strategy.canary.as_mut().expect("canary");
+    canary.dynamic_stable_scale = Some(true);
+    canary.scale_down_delay_seconds = None;
+    ro
+}
+
+fn status_weight(plan: &Plan) -> i32 {
+    plan.status
+        .canary
+        .as_ref()
+        .and_then(|c| c.weights.as_ref())
+        .map_or(0, |w| w.canary.weight)
+}
+
+#[test]
+fn dynamic_stable_scale_shrinks_the_stable_only_after_traffic_left_it() {
+    let mut ro =
+        dynamic(json!([{"setWeight": 25}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}]));
+    // (stable pods, canary pods) observed -> (weight, stable planned, canary planned).
+    let plan = step(&mut ro, &world(vec![rs("web:1", 4, 4)]), at(0));
+    assert_eq!(
+        (
+            weight(&plan),
+            replicas_of(&plan, "web:1"),
+            replicas_of(&plan, "web:2")
+        ),
+        (0, Some(4), Some(1))
+    );
+    // The canary pod is ready: 25% moves to it, the stable still holds the 100% it had.
+    let plan = step(
+        &mut ro,
+        &world(vec![rs("web:1", 4, 4), rs("web:2", 1, 1)]),
+        at(1),
+    );
+    assert_eq!((weight(&plan), replicas_of(&plan, "web:1")), (25, Some(4)));
+    assert_eq!(plan.status.current_step_index, Some(1), "paused at step 1");
+    // The router says 25%: the stable goes to 75% of 4.
+    let plan = step(
+        &mut ro,
+        &world(vec![rs("web:1", 4, 4), rs("web:2", 1, 1)]),
+        at(2),
+    );
+    assert_eq!((weight(&plan), replicas_of(&plan, "web:1")), (25, Some(3)));
+    // Promoted: the canary grows to 2, the stable keeps 3 until 50% moved.
+    ro.status.as_mut().expect("status").pause_conditions.clear();
+    let sets = vec![rs("web:1", 3, 3), rs("web:2", 1, 1)];
+    let plan = step(&mut ro, &world(sets), at(3));
+    assert_eq!(
+        (
+            weight(&plan),
+            replicas_of(&plan, "web:1"),
+            replicas_of(&plan, "web:2")
+        ),
+        (25, Some(3), Some(2)),
+        "a stable not at full size does not hold the step"
+    );
+    let sets = vec![rs("web:1", 3, 3), rs("web:2", 2, 2)];
+    let plan = step(&mut ro, &world(sets.clone()), at(4));
+    assert_eq!((weight(&plan), replicas_of(&plan, "web:1")), (50, Some(3)));
+    let plan = step(&mut ro, &world(sets), at(5));
+    assert_eq!((weight(&plan), replicas_of(&plan, "web:1")), (50, Some(2)));
+}
+
+#[test]
+fn dynamic_stable_scale_abort_grows_the_stable_before_traffic_returns_to_it() {
+    let mut ro = dynamic(json!([{"setWeight": 50}, {"pause": {}}]));
+    let s = ro.status.as_mut().expect("status");
+    s.current_step_index = Some(1);
+    s.abort = Some(true);
+    s.canary = Some(CanaryStatus {
+        weights: Some(TrafficWeights {
+            canary: WeightDestination {
+                weight: 50,
+                ..Default::default()
+            },
+            stable: WeightDestination {
+                weight: 50,
+                ..Default::default()
+            },
+        }),
+        ..Default::default()
+    });
+    // Stable at 2 of 4: it grows back to 4 while the canary keeps half the traffic.
+    let plan = step(
+        &mut ro,
+        &world(vec![rs("web:1", 2, 2), rs("web:2", 2, 2)]),
+        at(0),
+    );
+    assert_eq!(weight(&plan), 50);
+    assert_eq!(replicas_of(&plan, "web:1"), Some(4));
+    assert_eq!(replicas_of(&plan, "web:2"), Some(2));
+    assert_eq!(
+        service(&plan, "web-canary"),
+        Some(hash("web:2")),
+        "still serving"
+    );
+    assert_eq!(plan.traffic.as_ref().expect("t").canary_hash, hash("web:2"));
+    // 3 of 4 stable pods available: 25% stays on the canary (now past the abort delay: only
+    // the traffic keeps the canary's pods).
+    let plan = step(
+        &mut ro,
+        &world(vec![rs("web:1", 4, 3), rs("web:2", 2, 2)]),
+        at(11),
+    );
+    assert_eq!((weight(&plan), status_weight(&plan)), (25, 25));
+    assert_eq!(
+        replicas_of(&plan, "web:2"),
+        Some(2),
+        "the last weight was 50%"
+    );
+    // A flapping stable never raises the canary's weight again.
+    let plan = step(
+        &mut ro,
+        &world(vec![rs("web:1", 4, 2), rs("web:2", 2, 2)]),
+        at(12),
+    );
+    assert_eq!(weight(&plan), 25);
+    // All stable pods available: all traffic back, the Services select the stable.
+    let plan = step(
+        &mut ro,
+        &world(vec![rs("web:1", 4, 4), rs("web:2", 2, 2)]),
+        at(13),
+    );
+    assert_eq!(weight(&plan), 0);
+    assert_eq!(service(&plan, "web-canary"), Some(hash("web:1")));
+    assert_eq!(plan.traffic.as_ref().expect("t").canary_hash, hash("web:1"));
+    assert_eq!(
+        replicas_of(&plan, "web:2"),
+        Some(1),
+        "the router still sent it 25% until now"
+    );
+    // Then the canary goes.
+    let plan = step(
+        &mut ro,
+        &world(vec![rs("web:1", 4, 4), rs("web:2", 1, 1)]),
+        at(14),
+    );
+    assert_eq!(replicas_of(&plan, "web:2"), Some(0));
+}
+
+#[test]
+fn dynamic_stable_scale_needs_a_router_and_no_scale_down_delay() {
+    let mut ro = dynamic(json!([{"setWeight": 50}]));
+    ro.spec
+        .strategy
+        .canary
+        .as_mut()
+        .expect("canary")
+        .scale_down_delay_seconds = Some(5);
+    let plan = decide(&ro, &world(vec![rs("web:1", 4, 4)]), at(0));
+    let msg = plan.status.message.expect("message");
+    assert!(
+        msg.contains("dynamicStableScale: cannot be used with scaleDownDelaySeconds"),
+        "{msg}"
+    );
+    let mut ro = dynamic(json!([{"setWeight": 50}]));
+    ro.spec
+        .strategy
+        .canary
+        .as_mut()
+        .expect("canary")
+        .traffic_routing = None;
+    let plan = decide(&ro, &world(vec![rs("web:1", 4, 4)]), at(0));
+    let msg = plan.status.message.expect("message");
+    assert!(
+        msg.contains("dynamicStableScale: can only be used with trafficRouting"),
+        "{msg}"
+    );
+}

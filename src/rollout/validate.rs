@@ -98,6 +98,22 @@ pub fn validate(ro: &Rollout, obs: &Observed) -> Result<(), InvalidSpec> {
             "exactly one of canary and blueGreen must be set",
         ));
     };
+    if canary.dynamic_stable_scale == Some(true) {
+        // As Argo Rollouts: only a router can send the stable less than its pods' share, and
+        // a stable already shrunk with the weight has nothing left to keep after the switch.
+        if canary.traffic_routing.is_none() {
+            return Err(invalid(
+                "spec.strategy.canary.dynamicStableScale",
+                "can only be used with trafficRouting",
+            ));
+        }
+        if canary.scale_down_delay_seconds.is_some() {
+            return Err(invalid(
+                "spec.strategy.canary.dynamicStableScale",
+                "cannot be used with scaleDownDelaySeconds",
+            ));
+        }
+    }
     if let Some(tr) = &canary.traffic_routing {
         if tr.istio.is_none() && tr.gateway_api.is_none() {
             return Err(invalid(
