@@ -140,7 +140,7 @@ async fn workload_ref_scale_down_progressively_hands_over_pod_by_pod() {
             .await?;
             let status = rollouts(&env).get("web").await?.status.unwrap_or_default();
             ensure!(
-                status.available_replicas.unwrap_or(0) >= i as i32 + 1,
+                status.available_replicas.unwrap_or(0) > i as i32,
                 "the Deployment shrank before the Rollout's pod was available: {status:?}"
             );
         }
