@@ -11,6 +11,69 @@ use super::observe::{Observed, ObservedRun};
 /// Label on an AnalysisRun: which use it serves (`step`, `background`, `pre`, `post`).
 pub const LABEL_ANALYSIS_KIND: &str = "sluice.dev/analysis";
 
+/// Where a Rollout declares an analysis: the one key observe (which builds each run's spec)
+/// and decide (which creates and judges the run) share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AnalysisKey {
+    /// `spec.strategy.canary.steps[i].analysis`
+    Step(usize),
+    /// `spec.strategy.canary.analysis`
+    Background,
+    /// `spec.strategy.blueGreen.prePromotionAnalysis`
+    PrePromotion,
+    /// `spec.strategy.blueGreen.postPromotionAnalysis`
+    PostPromotion,
+}
+
+impl AnalysisKey {
+    /// The Rollout field that declares it, as messages name it.
+    pub fn field(self) -> String {
+        match self {
+            AnalysisKey::Step(i) => format!("spec.strategy.canary.steps[{i}].analysis"),
+            AnalysisKey::Background => "spec.strategy.canary.analysis".into(),
+            AnalysisKey::PrePromotion => "spec.strategy.blueGreen.prePromotionAnalysis".into(),
+            AnalysisKey::PostPromotion => "spec.strategy.blueGreen.postPromotionAnalysis".into(),
+        }
+    }
+
+    /// The value of the run's `sluice.dev/analysis` label.
+    pub fn kind(self) -> &'static str {
+        match self {
+            AnalysisKey::Step(_) => "step",
+            AnalysisKey::Background => "background",
+            AnalysisKey::PrePromotion => "pre",
+            AnalysisKey::PostPromotion => "post",
+        }
+    }
+
+    /// What people call it in messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            AnalysisKey::Step(_) => "step analysis",
+            AnalysisKey::Background => "background analysis",
+            AnalysisKey::PrePromotion => "pre-promotion analysis",
+            AnalysisKey::PostPromotion => "post-promotion analysis",
+        }
+    }
+
+    /// The name of its run for revision `hash` in the Rollout's `release`-th release: every
+    /// release and every retry gets runs of its own.
+    pub fn run_name(self, ro: &Rollout, hash: &str, release: i32) -> String {
+        let name = ro.metadata.name.clone().unwrap_or_default();
+        let which = match self {
+            AnalysisKey::Step(i) => format!("step{i}"),
+            other => other.kind().to_string(),
+        };
+        dns_label(&[&name, hash, &release.to_string(), &which])
+    }
+}
+
+impl std::fmt::Display for AnalysisKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.field())
+    }
+}
+
 /// An AnalysisRun to create.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunPlan {
@@ -34,14 +97,6 @@ pub enum Verdict {
         message: String,
         outage: bool,
     },
-}
-
-/// The name of the run of `kind` (e.g. `step2`, `background`, `pre`, `post`) for revision
-/// `hash` in the Rollout's `release`-th release: every release and every retry gets runs of
-/// its own.
-pub fn run_name(ro: &Rollout, hash: &str, kind: &str, release: i32) -> String {
-    let name = ro.metadata.name.clone().unwrap_or_default();
-    dns_label(&[&name, hash, &release.to_string(), kind])
 }
 
 /// The release number whose runs this reconcile uses: the current one, or the next when
@@ -72,15 +127,14 @@ pub fn verdict(run: &ObservedRun) -> Verdict {
     }
 }
 
-/// Makes sure the run for the analysis at `field` exists: plans its creation when it is not
+/// Makes sure the run of the analysis `key` exists: plans its creation when it is not
 /// observed. Returns its verdict and the status line the Rollout shows for it.
 pub fn ensure_run(
     plan: &mut Plan,
     obs: &Observed,
-    field: &str,
+    key: AnalysisKey,
     name: &str,
     hash: &str,
-    kind: &'static str,
 ) -> (Verdict, RolloutAnalysisRunStatus) {
     if let Some(run) = observed(obs, name) {
         return (
@@ -92,13 +146,13 @@ pub fn ensure_run(
             },
         );
     }
-    if let Some(Ok(spec)) = obs.analysis.get(field)
+    if let Some(Ok(spec)) = obs.analysis.get(&key)
         && !plan.create_runs.iter().any(|r| r.name == name)
     {
         plan.create_runs.push(RunPlan {
             name: name.to_string(),
             hash: hash.to_string(),
-            kind,
+            kind: key.kind(),
             spec: spec.clone(),
         });
     }

@@ -45,7 +45,7 @@ fn canary(steps: serde_json::Value, background: Option<i32>) -> Rollout {
     ro
 }
 
-fn world(sets: Vec<ObservedRs>, fields: &[&str], runs: Vec<ObservedRun>) -> Observed {
+fn world(sets: Vec<ObservedRs>, keys: &[AnalysisKey], runs: Vec<ObservedRun>) -> Observed {
     let services = [("web-stable", true), ("web-canary", true)]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -54,7 +54,7 @@ fn world(sets: Vec<ObservedRs>, fields: &[&str], runs: Vec<ObservedRun>) -> Obse
         template: Some(template("web:2")),
         replica_sets: sets,
         services,
-        analysis: fields.iter().map(|f| (f.to_string(), spec_ok())).collect(),
+        analysis: keys.iter().map(|k| (*k, spec_ok())).collect(),
         runs,
         workload_replicas: None,
         traffic: Default::default(),
@@ -72,7 +72,7 @@ fn run(name: &str, phase: AnalysisPhase, message: &str, measuring: bool) -> Obse
     }
 }
 
-const STEP1: &str = "spec.strategy.canary.steps[1].analysis";
+const STEP1: AnalysisKey = AnalysisKey::Step(1);
 
 fn step_run_name() -> String {
     format!("web-{}-2-step1", hash("web:2"))
@@ -233,7 +233,7 @@ fn background_analysis_starts_at_its_step_and_its_failure_aborts() {
         json!([{"setWeight": 25}, {"pause": {}}, {"setWeight": 50}]),
         Some(1),
     );
-    let bg_field = "spec.strategy.canary.analysis";
+    let bg_field = AnalysisKey::Background;
     let bg_name = format!("web-{}-2-background", hash("web:2"));
     // Step 0 not reached yet: no background run.
     let plan = step(
@@ -269,7 +269,7 @@ fn background_analysis_starts_at_its_step_and_its_failure_aborts() {
 #[test]
 fn the_background_run_stops_when_the_release_completes() {
     let mut ro = canary(json!([{"setWeight": 50}]), Some(0));
-    let bg_field = "spec.strategy.canary.analysis";
+    let bg_field = AnalysisKey::Background;
     let bg_name = format!("web-{}-2-background", hash("web:2"));
     ro.status.as_mut().expect("a value").current_step_index = Some(1);
     let running = run(&bg_name, AnalysisPhase::Running, "", true);
@@ -290,10 +290,8 @@ fn the_background_run_stops_when_the_release_completes() {
 fn a_template_problem_is_invalid_spec_naming_the_field() {
     let (mut ro, sets) = at_analysis_step();
     let mut obs = world(sets, &[], vec![]);
-    obs.analysis.insert(
-        STEP1.into(),
-        Err("AnalysisTemplate \"rate\" not found".into()),
-    );
+    obs.analysis
+        .insert(STEP1, Err("AnalysisTemplate \"rate\" not found".into()));
     // Before the release starts: nothing moves.
     ro.status.as_mut().expect("status").current_pod_hash = Some(hash("web:1"));
     let plan = decide(&ro, &obs, at(0));
@@ -342,10 +340,10 @@ fn a_retry_gets_runs_of_its_own_and_is_not_judged_by_the_aborted_ones() {
         "terminated; no metric failed",
         false,
     );
-    let fields = ["spec.strategy.canary.steps[0].analysis"];
+    let keys = [AnalysisKey::Step(0)];
     let plan = step(
         &mut ro,
-        &world(sets, &fields, vec![failed, old_step0]),
+        &world(sets, &keys, vec![failed, old_step0]),
         at(10),
     );
     assert_eq!(plan.status.abort, None, "not aborted again by the old run");
@@ -416,8 +414,8 @@ fn a_step_run_and_a_background_run_share_the_pause_without_fighting() {
         "",
         true,
     );
-    let fields = [STEP1, "spec.strategy.canary.analysis"];
-    let obs = world(sets, &fields, vec![unsure, bg]);
+    let keys = [STEP1, AnalysisKey::Background];
+    let obs = world(sets, &keys, vec![unsure, bg]);
     let first = step(&mut ro, &obs, at(0));
     assert_eq!(first.status.phase, Some(RolloutPhase::Paused));
     assert!(!reasons(&first).contains(&"AnalysisResumed"));
@@ -452,9 +450,9 @@ fn blue_green(extra: serde_json::Value) -> Rollout {
     ro
 }
 
-fn bg_world(sets: Vec<ObservedRs>, fields: &[&str], runs: Vec<ObservedRun>) -> Observed {
+fn bg_world(sets: Vec<ObservedRs>, keys: &[AnalysisKey], runs: Vec<ObservedRun>) -> Observed {
     Observed {
-        analysis: fields.iter().map(|f| (f.to_string(), spec_ok())).collect(),
+        analysis: keys.iter().map(|k| (*k, spec_ok())).collect(),
         runs,
         ..test_support::blue_green_world(sets)
     }
@@ -462,7 +460,7 @@ fn bg_world(sets: Vec<ObservedRs>, fields: &[&str], runs: Vec<ObservedRun>) -> O
 
 #[test]
 fn blue_green_pre_promotion_failure_keeps_the_active_service_on_stable() {
-    let pre = "spec.strategy.blueGreen.prePromotionAnalysis";
+    let pre = AnalysisKey::PrePromotion;
     let mut ro =
         blue_green(json!({"prePromotionAnalysis": {"templates": [{"templateName": "smoke"}]}}));
     let name = format!("web-{}-2-pre", hash("web:2"));
@@ -493,7 +491,7 @@ fn blue_green_pre_promotion_failure_keeps_the_active_service_on_stable() {
 
 #[test]
 fn blue_green_pre_promotion_success_lets_the_promotion_go_on() {
-    let pre = "spec.strategy.blueGreen.prePromotionAnalysis";
+    let pre = AnalysisKey::PrePromotion;
     let mut ro =
         blue_green(json!({"prePromotionAnalysis": {"templates": [{"templateName": "smoke"}]}}));
     let name = format!("web-{}-2-pre", hash("web:2"));
@@ -512,7 +510,7 @@ fn blue_green_pre_promotion_success_lets_the_promotion_go_on() {
 
 #[test]
 fn blue_green_post_promotion_failure_switches_the_active_service_back() {
-    let post = "spec.strategy.blueGreen.postPromotionAnalysis";
+    let post = AnalysisKey::PostPromotion;
     let mut ro =
         blue_green(json!({"postPromotionAnalysis": {"templates": [{"templateName": "smoke"}]}}));
     let name = format!("web-{}-2-post", hash("web:2"));

@@ -11,7 +11,7 @@ use crate::api::rollout::{
     RolloutAnalysisRunStatus, RolloutPhase, RolloutStatus,
 };
 
-use super::analysis::{self, Verdict};
+use super::analysis::{self, AnalysisKey, Verdict};
 use super::conditions;
 use super::decide::{
     EventType, Hold, Plan, RsPlan, ServicePlan, abort_on_failed_run, abort_or_retry, after,
@@ -47,11 +47,11 @@ pub(super) fn decide(
     let pre_run = bg
         .pre_promotion_analysis
         .as_ref()
-        .map(|_| analysis::run_name(ro, desired, "pre", release));
+        .map(|_| AnalysisKey::PrePromotion.run_name(ro, desired, release));
     let post_run = bg
         .post_promotion_analysis
         .as_ref()
-        .map(|_| analysis::run_name(ro, desired, "post", release));
+        .map(|_| AnalysisKey::PostPromotion.run_name(ro, desired, release));
     // Once the active Service was switched for post-promotion analysis, it stays switched
     // until the release is promoted or aborted (a pod restarting meanwhile must not flip it).
     let switched = post_run.is_some()
@@ -118,11 +118,9 @@ pub(super) fn decide(
                             let (ok, line, wait) = promotion_analysis(
                                 plan,
                                 obs,
-                                "spec.strategy.blueGreen.prePromotionAnalysis",
-                                "pre-promotion analysis",
+                                AnalysisKey::PrePromotion,
                                 name,
                                 desired,
-                                "pre",
                                 now,
                             );
                             pre_line = Some(line);
@@ -144,11 +142,9 @@ pub(super) fn decide(
                             let (ok, line, wait) = promotion_analysis(
                                 plan,
                                 obs,
-                                "spec.strategy.blueGreen.postPromotionAnalysis",
-                                "post-promotion analysis",
+                                AnalysisKey::PostPromotion,
                                 name,
                                 desired,
-                                "post",
                                 now,
                             );
                             post_line = Some(line);
@@ -300,19 +296,17 @@ pub(super) fn decide(
 
 /// A pre- or post-promotion analysis: whether it lets the promotion go on, its status line,
 /// and what the release waits for when it does not.
-#[allow(clippy::too_many_arguments)]
 fn promotion_analysis(
     plan: &mut Plan,
     obs: &Observed,
-    field: &str,
-    what: &str,
+    key: AnalysisKey,
     name: &str,
     desired: &str,
-    kind: &'static str,
     now: Timestamp,
 ) -> (bool, RolloutAnalysisRunStatus, Option<String>) {
+    let what = key.describe();
     let hold = inconclusive_pause(plan, obs, &[(what, name)], None, now);
-    let (verdict, line) = analysis::ensure_run(plan, obs, field, name, desired, kind);
+    let (verdict, line) = analysis::ensure_run(plan, obs, key, name, desired);
     match (verdict, hold) {
         (Verdict::Successful, _) | (Verdict::Inconclusive { .. }, Hold::Promoted) => {
             (true, line, None)

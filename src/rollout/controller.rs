@@ -36,6 +36,7 @@ use crate::api::rollout::Rollout;
 use crate::telemetry::{Metrics, ReasonLabels};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 
+use super::analysis::AnalysisKey;
 use super::apply::{apply, selector_patch, timed, traffic_params};
 use super::cache::{Caches, controlled_by, in_namespace};
 use super::decide::{DEFAULT_RESTART_THRESHOLD, decide};
@@ -447,27 +448,24 @@ async fn cleanup(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
     Ok(Action::await_change())
 }
 
-/// Every analysis the Rollout declares, by field path, with the run spec its templates make
+/// Every analysis the Rollout declares, by where it declares it, with the run spec its templates make
 /// for revision `desired` (or why they cannot make one).
 async fn declared_analysis(
     ro: &Rollout,
     caches: &Caches,
     ns: &str,
     desired: &str,
-) -> Result<BTreeMap<String, Result<AnalysisRunSpec, String>>, Error> {
-    let mut wanted: Vec<(String, AnalysisUse)> = Vec::new();
+) -> Result<BTreeMap<AnalysisKey, Result<AnalysisRunSpec, String>>, Error> {
+    let mut wanted: Vec<(AnalysisKey, AnalysisUse)> = Vec::new();
     if let Some(c) = &ro.spec.strategy.canary {
         for (i, step) in c.steps().iter().enumerate() {
             if let Some(a) = &step.analysis {
-                wanted.push((
-                    format!("spec.strategy.canary.steps[{i}].analysis"),
-                    AnalysisUse::of(a),
-                ));
+                wanted.push((AnalysisKey::Step(i), AnalysisUse::of(a)));
             }
         }
         if let Some(a) = &c.analysis {
             wanted.push((
-                "spec.strategy.canary.analysis".into(),
+                AnalysisKey::Background,
                 AnalysisUse {
                     templates: a.templates.clone(),
                     args: a.args.clone().unwrap_or_default(),
@@ -479,16 +477,10 @@ async fn declared_analysis(
     }
     if let Some(b) = &ro.spec.strategy.blue_green {
         if let Some(a) = &b.pre_promotion_analysis {
-            wanted.push((
-                "spec.strategy.blueGreen.prePromotionAnalysis".into(),
-                AnalysisUse::of(a),
-            ));
+            wanted.push((AnalysisKey::PrePromotion, AnalysisUse::of(a)));
         }
         if let Some(a) = &b.post_promotion_analysis {
-            wanted.push((
-                "spec.strategy.blueGreen.postPromotionAnalysis".into(),
-                AnalysisUse::of(a),
-            ));
+            wanted.push((AnalysisKey::PostPromotion, AnalysisUse::of(a)));
         }
     }
     let mut out = BTreeMap::new();

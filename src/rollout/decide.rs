@@ -13,7 +13,7 @@ use crate::api::rollout::{
     RolloutStatus, TrafficWeights, WeightDestination, WorkloadScaleDown,
 };
 
-use super::analysis::{self, Verdict};
+use super::analysis::{self, AnalysisKey, Verdict};
 use super::conditions;
 use super::hash::pod_template_hash;
 use super::observe::{Observed, ObservedRs};
@@ -1074,11 +1074,11 @@ fn release(
     let step_run = steps
         .get(at_step)
         .filter(|s| s.analysis.is_some())
-        .map(|_| analysis::run_name(ro, desired, &format!("step{at_step}"), release));
+        .map(|_| AnalysisKey::Step(at_step).run_name(ro, desired, release));
     let background_run = canary
         .analysis
         .as_ref()
-        .map(|_| analysis::run_name(ro, desired, "background", release));
+        .map(|_| AnalysisKey::Background.run_name(ro, desired, release));
     refresh_run_status(plan, obs);
     // A failed analysis aborts in this same reconcile, so traffic leaves the canary at once.
     abort_on_failed_run(
@@ -1297,9 +1297,9 @@ fn release(
                 }
             }
         } else if step.analysis.is_some() {
-            let field = format!("spec.strategy.canary.steps[{idx}].analysis");
-            let name = analysis::run_name(ro, desired, &format!("step{idx}"), release);
-            let (verdict, line) = analysis::ensure_run(plan, obs, &field, &name, desired, "step");
+            let key = AnalysisKey::Step(idx);
+            let name = key.run_name(ro, desired, release);
+            let (verdict, line) = analysis::ensure_run(plan, obs, key, &name, desired);
             plan.active_runs.push(name.clone());
             let cs = plan.status.canary.get_or_insert_with(Default::default);
             cs.current_step_analysis_run_status = Some(line);
@@ -1336,9 +1336,7 @@ fn release(
         && cs
             .current_step_analysis_run_status
             .as_ref()
-            .is_some_and(|l| {
-                l.name != analysis::run_name(ro, desired, &format!("step{idx}"), release)
-            })
+            .is_some_and(|l| l.name != AnalysisKey::Step(idx).run_name(ro, desired, release))
     {
         cs.current_step_analysis_run_status = None;
     }
@@ -1347,14 +1345,7 @@ fn release(
         let start = bg.starting_step.unwrap_or(0).max(0) as usize;
         let completing = idx >= steps.len() && analysis::observed(obs, name).is_none();
         if idx >= start.min(steps.len()) && !completing {
-            let (_, line) = analysis::ensure_run(
-                plan,
-                obs,
-                "spec.strategy.canary.analysis",
-                name,
-                desired,
-                "background",
-            );
+            let (_, line) = analysis::ensure_run(plan, obs, AnalysisKey::Background, name, desired);
             let cs = plan.status.canary.get_or_insert_with(Default::default);
             cs.current_background_analysis_run_status = Some(line);
         }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::jiff::Timestamp;
 
+use super::analysis::AnalysisKey;
 use crate::api::analysis::{AnalysisPhase, AnalysisRunSpec};
 
 /// One ReplicaSet owned by the Rollout.
@@ -111,10 +112,9 @@ pub struct Observed {
     pub replica_sets: Vec<ObservedRs>,
     /// Services the Rollout names, with whether each exists.
     pub services: BTreeMap<String, bool>,
-    /// Each analysis the Rollout declares, by field path (e.g.
-    /// `spec.strategy.canary.steps[2].analysis`): the AnalysisRun its templates make, or why
-    /// they cannot make one.
-    pub analysis: BTreeMap<String, Result<AnalysisRunSpec, String>>,
+    /// Each analysis the Rollout declares: the AnalysisRun its templates make, or why they
+    /// cannot make one.
+    pub analysis: BTreeMap<AnalysisKey, Result<AnalysisRunSpec, String>>,
     /// The AnalysisRuns the Rollout owns.
     pub runs: Vec<ObservedRun>,
     /// Each object the traffic router names, by the Rollout field that names it: whether it

@@ -338,9 +338,9 @@ pub fn quantity(s: &str) -> Result<(), String> {
 /// An analysis whose templates are missing or do not make a valid run (a condition that does
 /// not compile, an argument without a value) is refused before the release starts.
 pub fn analysis_problems(obs: &Observed) -> Result<(), InvalidSpec> {
-    for (field, built) in &obs.analysis {
+    for (key, built) in &obs.analysis {
         if let Err(e) = built {
-            return Err(invalid(field.clone(), e.clone()));
+            return Err(invalid(key.field(), e.clone()));
         }
     }
     Ok(())
