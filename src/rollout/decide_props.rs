@@ -2,8 +2,11 @@
 //! observed states. It never panics, and the invariants of a release hold whatever it sees.
 
 use super::*;
+use crate::api::rollout::{CanaryStatus, TrafficWeights, WeightDestination};
 use crate::api::rollout::{RolloutSpec, RolloutStatus};
+use crate::rollout::replicas::{Limits, stable_replicas};
 use crate::rollout::test_support::{at, hash, template};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use proptest::prelude::*;
 use serde_json::json;

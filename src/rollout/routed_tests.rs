@@ -2,8 +2,10 @@
 //! first, the stable keeps its pods until the switch and drains after it.
 
 use super::*;
+use crate::api::rollout::{CanaryStatus, RolloutPhase, TrafficWeights, WeightDestination};
 use crate::api::rollout::{RolloutSpec, RolloutStatus};
 use crate::rollout::test_support::{at, hash, reasons, replicas_of, rs, service, step, template};
+use crate::traffic::HeaderMatch;
 use crate::traffic::MatchValue;
 use serde_json::json;
 
