@@ -4,12 +4,13 @@
 
 use super::*;
 use crate::api::analysis::{AnalysisPhase, AnalysisRunSpec};
-use crate::api::rollout::{PauseReason, RolloutPhase, RolloutSpec, RolloutStatus};
+use crate::api::rollout::{PauseReason, RolloutPhase};
 use crate::rollout::conditions;
 use crate::rollout::decide::decide;
 use crate::rollout::observe::ObservedRs;
 use crate::rollout::test_support::{
-    self, at, hash, reasons, replicas_of, rs, service, step, template,
+    self, at, at_first_step, hash, reasons, releasing_web2, replicas_of, rs, service, step,
+    template, world_with,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::json;
@@ -26,38 +27,14 @@ fn canary(steps: serde_json::Value, background: Option<i32>) -> Rollout {
         canary["analysis"] =
             json!({"templates": [{"templateName": "rate"}], "startingStep": start});
     }
-    let spec: RolloutSpec = serde_json::from_value(json!({
-        "replicas": 4,
-        "selector": {"matchLabels": {"app": "web"}},
-        "template": template("web:2"),
-        "strategy": {"canary": canary}
-    }))
-    .expect("spec");
-    let mut ro = Rollout::new("web", spec);
-    ro.metadata.generation = Some(1);
-    ro.status = Some(RolloutStatus {
-        stable_rs: Some(hash("web:1")),
-        current_pod_hash: Some(hash("web:2")),
-        current_step_index: Some(0),
-        release_count: Some(2),
-        ..Default::default()
-    });
-    ro
+    releasing_web2(4, json!({"canary": canary}), at_first_step())
 }
 
 fn world(sets: Vec<ObservedRs>, keys: &[AnalysisKey], runs: Vec<ObservedRun>) -> Observed {
-    let services = [("web-stable", true), ("web-canary", true)]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
     Observed {
-        template: Some(template("web:2")),
-        replica_sets: sets,
-        services,
         analysis: keys.iter().map(|k| (*k, spec_ok())).collect(),
         runs,
-        workload_replicas: None,
-        traffic: Default::default(),
+        ..world_with(&["web-stable", "web-canary"], sets)
     }
 }
 

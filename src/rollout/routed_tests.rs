@@ -2,49 +2,28 @@
 //! first, the stable keeps its pods until the switch and drains after it.
 
 use super::*;
-use crate::api::rollout::{CanaryStatus, RolloutPhase, TrafficWeights, WeightDestination};
-use crate::api::rollout::{RolloutSpec, RolloutStatus};
-use crate::rollout::test_support::{at, hash, reasons, replicas_of, rs, service, step, template};
+use crate::api::rollout::RolloutPhase;
+use crate::rollout::test_support::{
+    at, at_first_step, hash, last_weight, reasons, releasing_web2, replicas_of, rs, service, step,
+    world_with,
+};
 use crate::traffic::HeaderMatch;
 use crate::traffic::MatchValue;
 use serde_json::json;
 
 fn routed(steps: serde_json::Value) -> Rollout {
-    let spec: RolloutSpec = serde_json::from_value(json!({
-        "replicas": 4,
-        "selector": {"matchLabels": {"app": "web"}},
-        "template": template("web:2"),
-        "strategy": {"canary": {
-            "stableService": "web-stable", "canaryService": "web-canary",
-            "scaleDownDelaySeconds": 20, "abortScaleDownDelaySeconds": 10,
-            "trafficRouting": {"istio": {"virtualService": {"name": "web", "routes": ["primary"]}},
-                               "managedRoutes": [{"name": "beta"}]},
-            "steps": steps
-        }}
-    }))
-    .expect("spec");
-    let mut ro = Rollout::new("web", spec);
-    ro.metadata.generation = Some(1);
-    ro.status = Some(RolloutStatus {
-        stable_rs: Some(hash("web:1")),
-        current_pod_hash: Some(hash("web:2")),
-        current_step_index: Some(0),
-        release_count: Some(2),
-        ..Default::default()
-    });
-    ro
+    let strategy = json!({"canary": {
+        "stableService": "web-stable", "canaryService": "web-canary",
+        "scaleDownDelaySeconds": 20, "abortScaleDownDelaySeconds": 10,
+        "trafficRouting": {"istio": {"virtualService": {"name": "web", "routes": ["primary"]}},
+                           "managedRoutes": [{"name": "beta"}]},
+        "steps": steps
+    }});
+    releasing_web2(4, strategy, at_first_step())
 }
 
 fn world(sets: Vec<ObservedRs>) -> Observed {
-    Observed {
-        template: Some(template("web:2")),
-        replica_sets: sets,
-        services: [("web-stable", true), ("web-canary", true)]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
-        ..Default::default()
-    }
+    world_with(&["web-stable", "web-canary"], sets)
 }
 
 fn weight(plan: &Plan) -> i32 {
@@ -163,19 +142,7 @@ fn a_full_promotion_does_not_raise_the_weight_before_the_pods() {
     let s = ro.status.as_mut().expect("status");
     s.current_step_index = Some(1);
     s.promote_full = Some(true);
-    s.canary = Some(CanaryStatus {
-        weights: Some(TrafficWeights {
-            canary: WeightDestination {
-                weight: 10,
-                ..Default::default()
-            },
-            stable: WeightDestination {
-                weight: 90,
-                ..Default::default()
-            },
-        }),
-        ..Default::default()
-    });
+    s.canary = last_weight(10);
     let plan = step(
         &mut ro,
         &world(vec![rs("web:1", 4, 4), rs("web:2", 1, 1)]),
@@ -287,19 +254,7 @@ fn dynamic_stable_scale_abort_grows_the_stable_before_traffic_returns_to_it() {
     let s = ro.status.as_mut().expect("status");
     s.current_step_index = Some(1);
     s.abort = Some(true);
-    s.canary = Some(CanaryStatus {
-        weights: Some(TrafficWeights {
-            canary: WeightDestination {
-                weight: 50,
-                ..Default::default()
-            },
-            stable: WeightDestination {
-                weight: 50,
-                ..Default::default()
-            },
-        }),
-        ..Default::default()
-    });
+    s.canary = last_weight(50);
     // Stable at 2 of 4: it grows back to 4 while the canary keeps half the traffic.
     let plan = step(
         &mut ro,
