@@ -23,8 +23,8 @@ pub(super) fn decide(
 ) {
     let (desired, stable) = (&rel.desired, &rel.stable);
     let counts = Counts {
-        new: group(rel, desired),
-        stable: group(rel, stable),
+        new: rel.group(desired),
+        stable: rel.group(stable),
         other: older(rel),
     };
     let scale = scale(rel, limits, counts, mv);
@@ -72,16 +72,6 @@ pub(super) fn decide(
             );
         }
     }
-}
-
-/// Replicas and available pods of one revision.
-fn group(rel: &Release, hash: &str) -> Group {
-    rel.rs(hash)
-        .map(|rs| Group {
-            replicas: rs.replicas,
-            available: rs.available,
-        })
-        .unwrap_or_default()
 }
 
 /// Every revision older than the new and the stable one, as one group.

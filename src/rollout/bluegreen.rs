@@ -15,10 +15,10 @@ use crate::api::rollout::{
     BlueGreenStatus, BlueGreenStrategy, PauseReason, RolloutAnalysisRunStatus, RolloutPhase,
 };
 
-use super::analysis::{self, AnalysisKey, Verdict};
+use super::analysis::{self, AnalysisKey, RunState, UsedRun, Verdict};
 use super::decide::{EventType, Plan, RsPlan, ServicePlan, after};
 use super::release::{
-    Hold, Release, UsedRun, abort_on_failed_run, abort_or_retry, delayed_scale_down, has_pause,
+    Hold, Release, abort_on_failed_run, abort_or_retry, delayed_scale_down, has_pause,
     inconclusive_pause, pause, refresh_run_status, revision_history, settle,
 };
 use super::status::PhaseLine;
@@ -387,7 +387,7 @@ fn write(
 fn promotion_analysis(rel: &Release, plan: &mut Plan, run: &UsedRun) -> Gate {
     let hold = inconclusive_pause(rel, plan, &[run], None);
     let (key, name) = (run.key, run.name.clone());
-    let (verdict, line) = analysis::ensure_run(plan, rel.obs, key, &name, &rel.desired);
+    let RunState { verdict, line } = analysis::ensure_run(plan, rel.obs, run, &rel.desired);
     let wait = match (verdict, hold) {
         (Verdict::Successful, _) | (Verdict::Inconclusive { .. }, Hold::Promoted) => None,
         // Stopped while inconclusive: a person accepted it (perhaps before a restart).

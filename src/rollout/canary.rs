@@ -9,11 +9,11 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use crate::api::duration::int_or_string_duration;
 use crate::api::rollout::{CanaryStep, CanaryStrategy, PauseReason, RolloutPause, RolloutPhase};
 
-use super::analysis::{self, AnalysisKey, Verdict};
+use super::analysis::{self, AnalysisKey, UsedRun, Verdict};
 use super::decide::{EventType, Plan, after, secs};
 use super::release::{
-    Hold, Release, UsedRun, abort_on_failed_run, abort_or_retry, has_pause, inconclusive_pause,
-    pause, refresh_run_status, settle,
+    Hold, Release, abort_on_failed_run, abort_or_retry, has_pause, inconclusive_pause, pause,
+    refresh_run_status, settle,
 };
 use super::replicas::{Limits, Targets, canary_replicas, stable_replicas};
 use super::{basic, routed};
@@ -354,18 +354,18 @@ fn pause_step(rel: &Release, plan: &mut Plan, idx: usize, step: &RolloutPause) -
 /// `analysis`: its run is created, and the step is done once the run passed (or a person
 /// accepted its inconclusive verdict).
 fn analysis_step(rel: &Release, plan: &mut Plan, idx: usize) -> Step {
-    let key = AnalysisKey::Step(idx);
-    let UsedRun { name, .. } = rel.run(key);
-    let (verdict, line) = analysis::ensure_run(plan, rel.obs, key, &name, &rel.desired);
+    let run = rel.run(AnalysisKey::Step(idx));
+    let state = analysis::ensure_run(plan, rel.obs, &run, &rel.desired);
+    let name = run.name;
     plan.active_runs.push(name.clone());
     let cs = plan.status.canary.get_or_insert_with(Default::default);
-    cs.current_step_analysis_run_status = Some(line);
+    cs.current_step_analysis_run_status = Some(state.line);
     // Sluice stops a step's run only when a person accepted its verdict (or the release
     // ended), so a stopped inconclusive run is an accepted one, even after a restart between
     // the two writes.
     let accepted = analysis::observed(rel.obs, &name).is_some_and(|r| r.terminated)
         || plan.terminate_runs.contains(&name);
-    match verdict {
+    match state.verdict {
         Verdict::Successful => {
             plan.event(
                 EventType::Normal,
@@ -395,15 +395,15 @@ fn header_or_scale_step(rel: &Release, step: &CanaryStep) -> Step {
 /// dynamicStableScale the stable follows the weight, after it, so only the canary's pods gate
 /// (as Argo Rollouts' AtDesiredReplicaCountsForCanary).
 fn counts_ready(rel: &Release, canary: &CanaryStrategy, targets: Targets) -> bool {
-    let count = |hash: &str| rel.rs(hash).map_or((0, 0), |r| (r.replicas, r.available));
     let stable_broken = rel
         .rs(&rel.stable)
         .is_some_and(|r| r.available <= 0 || r.failure.is_some());
-    let (new, stable) = (count(&rel.desired), count(&rel.stable));
-    new.0 == targets.new
-        && new.1 >= targets.new
+    let (new, stable) = (rel.group(&rel.desired), rel.group(&rel.stable));
+    new.replicas == targets.new
+        && new.available >= targets.new
         && (routed::dynamic_stable_scale(canary)
-            || (stable.0 == targets.stable && (stable.1 >= targets.stable || stable_broken)))
+            || (stable.replicas == targets.stable
+                && (stable.available >= targets.stable || stable_broken)))
 }
 
 /// The release moved past the analysis step it was at: that step's status line goes, unless
@@ -427,16 +427,16 @@ fn background(
     idx: usize,
     run: Option<&UsedRun>,
 ) {
-    let (Some(bg), Some(UsedRun { key, name })) = (&canary.analysis, run) else {
+    let (Some(bg), Some(run)) = (&canary.analysis, run) else {
         return;
     };
     let steps = canary.steps().len();
     let start = bg.starting_step.unwrap_or(0).max(0) as usize;
-    let completing = idx >= steps && analysis::observed(rel.obs, name).is_none();
+    let completing = idx >= steps && analysis::observed(rel.obs, &run.name).is_none();
     if idx >= start.min(steps) && !completing {
-        let (_, line) = analysis::ensure_run(plan, rel.obs, *key, name, &rel.desired);
+        let state = analysis::ensure_run(plan, rel.obs, run, &rel.desired);
         let cs = plan.status.canary.get_or_insert_with(Default::default);
-        cs.current_background_analysis_run_status = Some(line);
+        cs.current_background_analysis_run_status = Some(state.line);
     }
 }
 

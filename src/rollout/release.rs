@@ -18,11 +18,12 @@ use crate::api::rollout::{
     PauseCondition, PauseReason, Rollout, RolloutAnalysisRunStatus, RolloutPhase, RolloutStatus,
 };
 
-use super::analysis::{self, AnalysisKey, Verdict};
+use super::analysis::{self, AnalysisKey, UsedRun, Verdict};
 use super::conditions;
 use super::decide::{EventType, Plan, after, find};
 use super::hash::pod_template_hash;
 use super::observe::{Observed, ObservedRs};
+use super::replicas::Group;
 use super::status::{fill_counts, set_phase};
 use super::validate::{analysis_problems, validate};
 
@@ -47,6 +48,16 @@ pub(super) struct Release<'a> {
 impl<'a> Release<'a> {
     pub fn rs(&self, hash: &str) -> Option<&'a ObservedRs> {
         find(self.obs, hash)
+    }
+
+    /// Replicas and available pods of revision `hash` (none when it has no ReplicaSet).
+    pub fn group(&self, hash: &str) -> Group {
+        self.rs(hash)
+            .map(|rs| Group {
+                replicas: rs.replicas,
+                available: rs.available,
+            })
+            .unwrap_or_default()
     }
 
     /// The new revision's ReplicaSet, when it exists.
@@ -83,13 +94,6 @@ impl<'a> Release<'a> {
             self.now,
         );
     }
-}
-
-/// An AnalysisRun a release relies on: the use it serves and its name.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct UsedRun {
-    pub key: AnalysisKey,
-    pub name: String,
 }
 
 /// Checks the spec, starts a new release when the template changed, and makes the first
