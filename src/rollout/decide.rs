@@ -265,9 +265,5 @@ fn scaling_events(ro: &Rollout, obs: &Observed, plan: &mut Plan) {
 mod tests;
 
 #[cfg(test)]
-#[path = "routed_tests.rs"]
-mod routed_tests;
-
-#[cfg(test)]
 #[path = "decide_props.rs"]
 mod props;

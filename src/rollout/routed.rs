@@ -261,3 +261,7 @@ fn abort_weight(replicas: i32, stable_available: i32) -> i32 {
     let carried = i64::from(stable_available.clamp(0, replicas)) * 100 / i64::from(replicas);
     (100 - carried).clamp(0, 100) as i32
 }
+
+#[cfg(test)]
+#[path = "routed_tests.rs"]
+mod tests;

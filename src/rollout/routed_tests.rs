@@ -1,8 +1,9 @@
 //! Table tests of a canary with a traffic router: the router carries the weight, pods come
 //! first, the stable keeps its pods until the switch and drains after it.
 
-use super::*;
-use crate::api::rollout::RolloutPhase;
+use crate::api::rollout::{Rollout, RolloutPhase};
+use crate::rollout::decide::{Plan, decide};
+use crate::rollout::observe::{Observed, ObservedRs};
 use crate::rollout::test_support::{
     at, at_first_step, hash, last_weight, reasons, releasing_web2, replicas_of, rs, service, step,
     world_with,
