@@ -5,6 +5,7 @@
 //! traffic router: replica counts carry the weight) or `routed` (a router carries it).
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::jiff::Timestamp;
 
 use crate::api::duration::int_or_string_duration;
 use crate::api::rollout::{CanaryStep, CanaryStrategy, PauseReason, RolloutPause, RolloutPhase};
@@ -174,12 +175,7 @@ fn release(rel: &Release, canary: &CanaryStrategy, plan: &mut Plan) -> Move {
 /// Traffic first: both Services select the stable pods in this same reconcile. With
 /// Services (or a router), traffic left the canary that way, so its pods may linger for
 /// `abortScaleDownDelaySeconds`; without, scaling down is what moves traffic.
-fn aborted(
-    rel: &Release,
-    canary: &CanaryStrategy,
-    plan: &mut Plan,
-    aborted_at: k8s_openapi::jiff::Timestamp,
-) -> Move {
+fn aborted(rel: &Release, canary: &CanaryStrategy, plan: &mut Plan, aborted_at: Timestamp) -> Move {
     let scale_down_at = after(
         aborted_at,
         i64::from(canary.abort_scale_down_delay_seconds()),

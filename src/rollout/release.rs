@@ -20,7 +20,7 @@ use crate::api::rollout::{
 
 use super::analysis::{self, AnalysisKey, UsedRun, Verdict};
 use super::conditions;
-use super::decide::{EventType, Plan, after, find};
+use super::decide::{EventType, Plan, RsPlan, after, find};
 use super::hash::pod_template_hash;
 use super::observe::{Observed, ObservedRs};
 use super::replicas::Group;
@@ -515,7 +515,7 @@ pub(super) fn delayed_scale_down(rel: &Release, plan: &mut Plan, keep: &[&str], 
         .filter(|r| !keep.contains(&r.hash.as_str()) && r.replicas > 0)
     {
         match rs.scale_down_at {
-            Some(t) if now >= t => plan.replica_sets.push(super::decide::RsPlan {
+            Some(t) if now >= t => plan.replica_sets.push(RsPlan {
                 hash: rs.hash.clone(),
                 replicas: 0,
                 scale_down_at: Some(t),
@@ -523,7 +523,7 @@ pub(super) fn delayed_scale_down(rel: &Release, plan: &mut Plan, keep: &[&str], 
             Some(t) => plan.requeue_at(t, now),
             None => {
                 let t = after(now, delay_secs);
-                plan.replica_sets.push(super::decide::RsPlan {
+                plan.replica_sets.push(RsPlan {
                     hash: rs.hash.clone(),
                     replicas: rs.replicas,
                     scale_down_at: Some(t),
