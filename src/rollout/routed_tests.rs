@@ -1,7 +1,7 @@
 //! Table tests of a canary with a traffic router: the router carries the weight, pods come
 //! first, the stable keeps its pods until the switch and drains after it.
 
-use crate::api::rollout::{Rollout, RolloutPhase};
+use crate::api::rollout::{Rollout, RolloutPhase, RolloutStatus};
 use crate::rollout::decide::{Plan, decide};
 use crate::rollout::observe::{Observed, ObservedRs};
 use crate::rollout::test_support::{
@@ -29,6 +29,14 @@ fn world(sets: Vec<ObservedRs>) -> Observed {
 
 fn weight(plan: &Plan) -> i32 {
     plan.traffic.as_ref().expect("traffic").weights.canary
+}
+
+/// Puts `ro` at step `idx` with the router last at `weight`%; returns its status for more.
+fn resumed(ro: &mut Rollout, idx: i32, weight: i32) -> &mut RolloutStatus {
+    let s = ro.status.get_or_insert_with(Default::default);
+    s.current_step_index = Some(idx);
+    s.canary = last_weight(weight);
+    s
 }
 
 const STEPS: &str = r#"[{"setWeight": 25}, {"setHeaderRoute": {"name": "beta", "match": [{"headerName": "x-beta", "headerValue": {"exact": "1"}}]}}, {"pause": {}}, {"setWeight": 50}]"#;
@@ -140,10 +148,7 @@ fn an_abort_takes_all_traffic_and_header_routes_away_first() {
 #[test]
 fn a_full_promotion_does_not_raise_the_weight_before_the_pods() {
     let mut ro = routed(json!([{"setWeight": 10}, {"pause": {}}, {"setWeight": 90}]));
-    let s = ro.status.as_mut().expect("status");
-    s.current_step_index = Some(1);
-    s.promote_full = Some(true);
-    s.canary = last_weight(10);
+    resumed(&mut ro, 1, 10).promote_full = Some(true);
     let plan = step(
         &mut ro,
         &world(vec![rs("web:1", 4, 4), rs("web:2", 1, 1)]),
@@ -252,10 +257,7 @@ fn dynamic_stable_scale_shrinks_the_stable_only_after_traffic_left_it() {
 #[test]
 fn dynamic_stable_scale_abort_grows_the_stable_before_traffic_returns_to_it() {
     let mut ro = dynamic(json!([{"setWeight": 50}, {"pause": {}}]));
-    let s = ro.status.as_mut().expect("status");
-    s.current_step_index = Some(1);
-    s.abort = Some(true);
-    s.canary = last_weight(50);
+    resumed(&mut ro, 1, 50).abort = Some(true);
     // Stable at 2 of 4: it grows back to 4 while the canary keeps half the traffic.
     let plan = step(
         &mut ro,
