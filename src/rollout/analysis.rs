@@ -74,6 +74,20 @@ impl std::fmt::Display for AnalysisKey {
     }
 }
 
+/// An AnalysisRun a release relies on: the use it serves and its name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsedRun {
+    pub key: AnalysisKey,
+    pub name: String,
+}
+
+/// A run as the release sees it: its verdict and the status line the Rollout shows for it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunState {
+    pub verdict: Verdict,
+    pub line: RolloutAnalysisRunStatus,
+}
+
 /// An AnalysisRun to create.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunPlan {
@@ -127,43 +141,38 @@ pub fn verdict(run: &ObservedRun) -> Verdict {
     }
 }
 
-/// Makes sure the run of the analysis `key` exists: plans its creation when it is not
-/// observed. Returns its verdict and the status line the Rollout shows for it.
-pub fn ensure_run(
-    plan: &mut Plan,
-    obs: &Observed,
-    key: AnalysisKey,
-    name: &str,
-    hash: &str,
-) -> (Verdict, RolloutAnalysisRunStatus) {
-    if let Some(run) = observed(obs, name) {
-        return (
-            verdict(run),
-            RolloutAnalysisRunStatus {
-                name: name.to_string(),
-                status: run.phase.or(Some(AnalysisPhase::Pending)),
-                message: run.message.clone(),
+/// Makes sure the run exists: plans its creation (for revision `hash`) when it is not
+/// observed.
+pub fn ensure_run(plan: &mut Plan, obs: &Observed, run: &UsedRun, hash: &str) -> RunState {
+    let UsedRun { key, name } = run;
+    if let Some(observed) = observed(obs, name) {
+        return RunState {
+            verdict: verdict(observed),
+            line: RolloutAnalysisRunStatus {
+                name: name.clone(),
+                status: observed.phase.or(Some(AnalysisPhase::Pending)),
+                message: observed.message.clone(),
             },
-        );
+        };
     }
-    if let Some(Ok(spec)) = obs.analysis.get(&key)
-        && !plan.create_runs.iter().any(|r| r.name == name)
+    if let Some(Ok(spec)) = obs.analysis.get(key)
+        && !plan.create_runs.iter().any(|r| &r.name == name)
     {
         plan.create_runs.push(RunPlan {
-            name: name.to_string(),
+            name: name.clone(),
             hash: hash.to_string(),
             kind: key.kind(),
             spec: spec.clone(),
         });
     }
-    (
-        Verdict::Running,
-        RolloutAnalysisRunStatus {
-            name: name.to_string(),
+    RunState {
+        verdict: Verdict::Running,
+        line: RolloutAnalysisRunStatus {
+            name: name.clone(),
             status: Some(AnalysisPhase::Pending),
             message: None,
         },
-    )
+    }
 }
 
 /// Stops a run Sluice no longer acts on (still measuring, not yet told to stop).

@@ -4,12 +4,13 @@
 
 use super::*;
 use crate::api::analysis::{AnalysisPhase, AnalysisRunSpec};
-use crate::api::rollout::{PauseReason, RolloutPhase, RolloutSpec, RolloutStatus};
+use crate::api::rollout::{PauseReason, RolloutPhase};
 use crate::rollout::conditions;
 use crate::rollout::decide::decide;
 use crate::rollout::observe::ObservedRs;
 use crate::rollout::test_support::{
-    self, at, hash, reasons, replicas_of, rs, service, step, template,
+    self, at, at_first_step, hash, reasons, releasing_web2, replicas_of, rs, service, step,
+    template, world_with,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::json;
@@ -26,38 +27,14 @@ fn canary(steps: serde_json::Value, background: Option<i32>) -> Rollout {
         canary["analysis"] =
             json!({"templates": [{"templateName": "rate"}], "startingStep": start});
     }
-    let spec: RolloutSpec = serde_json::from_value(json!({
-        "replicas": 4,
-        "selector": {"matchLabels": {"app": "web"}},
-        "template": template("web:2"),
-        "strategy": {"canary": canary}
-    }))
-    .expect("spec");
-    let mut ro = Rollout::new("web", spec);
-    ro.metadata.generation = Some(1);
-    ro.status = Some(RolloutStatus {
-        stable_rs: Some(hash("web:1")),
-        current_pod_hash: Some(hash("web:2")),
-        current_step_index: Some(0),
-        release_count: Some(2),
-        ..Default::default()
-    });
-    ro
+    releasing_web2(4, json!({"canary": canary}), at_first_step())
 }
 
 fn world(sets: Vec<ObservedRs>, keys: &[AnalysisKey], runs: Vec<ObservedRun>) -> Observed {
-    let services = [("web-stable", true), ("web-canary", true)]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
     Observed {
-        template: Some(template("web:2")),
-        replica_sets: sets,
-        services,
         analysis: keys.iter().map(|k| (*k, spec_ok())).collect(),
         runs,
-        workload_replicas: None,
-        traffic: Default::default(),
+        ..world_with(&["web-stable", "web-canary"], sets)
     }
 }
 
@@ -87,6 +64,18 @@ fn at_analysis_step() -> (Rollout, Vec<ObservedRs>) {
     (ro, vec![rs("web:1", 3, 3), rs("web:2", 1, 1)])
 }
 
+/// `at_analysis_step`, after the reconcile (at 0s) that created the step's run.
+fn run_created() -> (Rollout, Vec<ObservedRs>) {
+    let (mut ro, sets) = at_analysis_step();
+    step(&mut ro, &world(sets.clone(), &[STEP1], vec![]), at(0));
+    (ro, sets)
+}
+
+/// The step's run, observed in `phase`.
+fn step_run(phase: AnalysisPhase, message: &str, measuring: bool) -> ObservedRun {
+    run(&step_run_name(), phase, message, measuring)
+}
+
 #[test]
 fn an_analysis_step_creates_its_run_once_and_waits_for_it() {
     let (mut ro, sets) = at_analysis_step();
@@ -103,7 +92,7 @@ fn an_analysis_step_creates_its_run_once_and_waits_for_it() {
         .expect("a value");
     assert_eq!(line.name, step_run_name());
     // Observed now, still running: nothing created again, the step waits.
-    let running = run(&step_run_name(), AnalysisPhase::Running, "", true);
+    let running = step_run(AnalysisPhase::Running, "", true);
     let plan = step(&mut ro, &world(sets, &[STEP1], vec![running]), at(5));
     assert!(plan.create_runs.is_empty());
     assert_eq!(plan.status.current_step_index, Some(1));
@@ -112,14 +101,8 @@ fn an_analysis_step_creates_its_run_once_and_waits_for_it() {
 
 #[test]
 fn a_passing_analysis_completes_its_step() {
-    let (mut ro, sets) = at_analysis_step();
-    step(&mut ro, &world(sets.clone(), &[STEP1], vec![]), at(0));
-    let passed = run(
-        &step_run_name(),
-        AnalysisPhase::Successful,
-        "every metric passed",
-        false,
-    );
+    let (mut ro, sets) = run_created();
+    let passed = step_run(AnalysisPhase::Successful, "every metric passed", false);
     let plan = step(&mut ro, &world(sets, &[STEP1], vec![passed]), at(10));
     assert_eq!(plan.status.current_step_index, Some(2));
     assert!(reasons(&plan).contains(&"StepCompleted"));
@@ -132,10 +115,8 @@ fn a_passing_analysis_completes_its_step() {
 
 #[test]
 fn a_failed_analysis_aborts_with_traffic_back_on_stable_in_the_same_reconcile() {
-    let (mut ro, sets) = at_analysis_step();
-    step(&mut ro, &world(sets.clone(), &[STEP1], vec![]), at(0));
-    let failed = run(
-        &step_run_name(),
+    let (mut ro, sets) = run_created();
+    let failed = step_run(
         AnalysisPhase::Failed,
         "metric \"error-rate\" failed: failureCondition `result[0] > 0.05` is true for result [0.2]",
         false,
@@ -161,10 +142,8 @@ fn a_failed_analysis_aborts_with_traffic_back_on_stable_in_the_same_reconcile() 
 
 #[test]
 fn an_inconclusive_analysis_pauses_and_a_promotion_accepts_it() {
-    let (mut ro, sets) = at_analysis_step();
-    step(&mut ro, &world(sets.clone(), &[STEP1], vec![]), at(0));
-    let unsure = run(
-        &step_run_name(),
+    let (mut ro, sets) = run_created();
+    let unsure = step_run(
         AnalysisPhase::Inconclusive,
         "neither condition is true",
         false,
@@ -195,10 +174,8 @@ fn an_inconclusive_analysis_pauses_and_a_promotion_accepts_it() {
 
 #[test]
 fn an_outage_pause_lifts_itself_when_measuring_resumes() {
-    let (mut ro, sets) = at_analysis_step();
-    step(&mut ro, &world(sets.clone(), &[STEP1], vec![]), at(0));
-    let outage = run(
-        &step_run_name(),
+    let (mut ro, sets) = run_created();
+    let outage = step_run(
         AnalysisPhase::Inconclusive,
         "the provider failed 5 times in a row",
         true,
@@ -214,7 +191,7 @@ fn an_outage_pause_lifts_itself_when_measuring_resumes() {
             .iter()
             .any(|e| e.message.contains("resumes by itself"))
     );
-    let back = run(&step_run_name(), AnalysisPhase::Running, "", true);
+    let back = step_run(AnalysisPhase::Running, "", true);
     let plan = step(&mut ro, &world(sets.clone(), &[STEP1], vec![back]), at(20));
     assert!(plan.status.pause_conditions.is_empty());
     assert_eq!(plan.status.controller_pause, None);
@@ -324,12 +301,7 @@ fn a_retry_gets_runs_of_its_own_and_is_not_judged_by_the_aborted_ones() {
     // Aborted at step 1 by its failed run; the user has just cleared `abort`.
     s.current_step_index = Some(1);
     s.aborted_at = Some(Time(at(0)));
-    let failed = run(
-        &step_run_name(),
-        AnalysisPhase::Failed,
-        "metric \"rate\" failed",
-        false,
-    );
+    let failed = step_run(AnalysisPhase::Failed, "metric \"rate\" failed", false);
     let steps0 =
         json!([{"analysis": {"templates": [{"templateName": "rate"}]}}, {"setWeight": 25}]);
     ro.spec.strategy.canary.as_mut().expect("canary").steps =
@@ -402,12 +374,7 @@ fn a_step_run_and_a_background_run_share_the_pause_without_fighting() {
     );
     ro.status.as_mut().expect("status").current_step_index = Some(1);
     let sets = vec![rs("web:1", 3, 3), rs("web:2", 1, 1)];
-    let unsure = run(
-        &step_run_name(),
-        AnalysisPhase::Inconclusive,
-        "no data",
-        false,
-    );
+    let unsure = step_run(AnalysisPhase::Inconclusive, "no data", false);
     let bg = run(
         &format!("web-{}-2-background", hash("web:2")),
         AnalysisPhase::Running,
@@ -431,12 +398,7 @@ fn an_accepted_verdict_survives_a_restart_between_the_two_writes() {
     s.current_step_index = Some(1);
     // The person cleared the pause; Sluice stopped the run but its status write was lost.
     s.controller_pause = Some(true);
-    let mut stopped = run(
-        &step_run_name(),
-        AnalysisPhase::Inconclusive,
-        "no data",
-        false,
-    );
+    let mut stopped = step_run(AnalysisPhase::Inconclusive, "no data", false);
     stopped.terminated = true;
     let plan = step(&mut ro, &world(sets, &[STEP1], vec![stopped]), at(0));
     assert_eq!(plan.status.current_step_index, Some(2));

@@ -1,331 +1,407 @@
 //! Blue-green decisions (pure): the new revision runs beside the stable behind the preview
 //! Service; promotion switches the active Service at once, and only when the new ReplicaSet is
 //! fully available; the old revision keeps its pods for `scaleDownDelaySeconds`.
+//!
+//! The release goes: preview (scaled to `previewReplicaCount`) → pre-promotion analysis →
+//! promotion (automatic, after `autoPromotionSeconds`, or by a person) → scale up to full
+//! size → post-promotion analysis (with the active Service already switched) → the new
+//! revision is stable. Abort, retry and analysis gating are the shared ones of `release`.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use std::fmt;
+
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::constants::condition;
 use crate::api::rollout::{
-    BlueGreenStatus, BlueGreenStrategy, PauseCondition, PauseReason, Rollout,
-    RolloutAnalysisRunStatus, RolloutPhase, RolloutStatus,
+    BlueGreenStatus, BlueGreenStrategy, PauseReason, RolloutAnalysisRunStatus, RolloutPhase,
 };
 
-use super::analysis::{self, AnalysisKey, Verdict};
-use super::conditions;
-use super::decide::{
-    EventType, Hold, Plan, RsPlan, ServicePlan, abort_on_failed_run, abort_or_retry, after,
-    delayed_scale_down, find, inconclusive_pause, refresh_run_status, revision_history, set_phase,
+use super::analysis::{self, AnalysisKey, RunState, UsedRun, Verdict};
+use super::decide::{EventType, Plan, RsPlan, ServicePlan, after};
+use super::release::{
+    Hold, Release, abort_on_failed_run, abort_or_retry, delayed_scale_down, has_pause,
+    inconclusive_pause, pause, refresh_run_status, revision_history, settle,
 };
-use super::observe::Observed;
+use super::status::PhaseLine;
 
-/// Decides the next move of a blue-green Rollout whose template hashes to `desired`.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn decide(
-    ro: &Rollout,
-    bg: &BlueGreenStrategy,
-    obs: &Observed,
-    prev: &RolloutStatus,
-    desired: &str,
-    stable: &str,
-    now: Timestamp,
-    plan: &mut Plan,
-) {
-    let generation = ro.metadata.generation;
-    let replicas = ro.spec.replicas();
-    let preview_count = bg
-        .preview_replica_count
-        .unwrap_or(replicas)
-        .clamp(0, replicas);
-    plan.status.current_step_index = None;
-    let new_rs = find(obs, desired);
-    let _ = prev;
-    refresh_run_status(plan, obs);
-    let bg_status = plan.status.blue_green.clone().unwrap_or_default();
-    let mut promoting = bg_status.scale_up_preview_check_point == Some(true);
-    let release = analysis::release_number(&plan.status);
-    let pre_run = bg
-        .pre_promotion_analysis
-        .as_ref()
-        .map(|_| AnalysisKey::PrePromotion.run_name(ro, desired, release));
-    let post_run = bg
-        .post_promotion_analysis
-        .as_ref()
-        .map(|_| AnalysisKey::PostPromotion.run_name(ro, desired, release));
-    // Once the active Service was switched for post-promotion analysis, it stays switched
-    // until the release is promoted or aborted (a pod restarting meanwhile must not flip it).
-    let switched = post_run.is_some()
-        && promoting
-        && bg_status.active_selector.as_deref() == Some(desired)
-        && stable != desired;
-    let (mut pre_line, mut post_line) = (None, None);
-    let mut analysis_wait: Option<String> = None;
+/// Which revision each blue-green Service selects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Selectors {
+    active: String,
+    preview: String,
+}
 
-    // A failed analysis aborts in this same reconcile: the active Service stays on (or goes
-    // back to) the stable revision.
-    if desired != stable {
-        abort_on_failed_run(
-            plan,
-            obs,
-            &[
-                ("pre-promotion analysis", pre_run.as_deref()),
-                ("post-promotion analysis", post_run.as_deref()),
-            ],
-            desired,
-            &format!("the active Service selects stable {stable}"),
-            now,
-        );
+impl Selectors {
+    fn both(hash: &str) -> Self {
+        Selectors {
+            active: hash.to_string(),
+            preview: hash.to_string(),
+        }
     }
+}
 
-    // (active, preview) selectors.
-    let mut selectors = (stable.to_string(), stable.to_string());
-    let mut new_target = replicas;
-    let mut phase = (RolloutPhase::Healthy, String::new());
+/// The runs of the promotion analyses of this release.
+struct Runs {
+    pre: Option<UsedRun>,
+    post: Option<UsedRun>,
+}
 
-    if desired != stable {
-        match abort_or_retry(plan, new_rs, desired, stable, generation, now) {
-            Some(aborted_at) => {
-                // The active Service never left the stable; the preview goes back to it too.
-                promoting = false;
-                for name in pre_run.iter().chain(post_run.iter()) {
-                    analysis::terminate(plan, obs, name);
-                }
-                let scale_down_at =
-                    after(aborted_at, i64::from(bg.abort_scale_down_delay_seconds()));
-                new_target = if now < scale_down_at {
-                    plan.requeue_at(scale_down_at, now);
-                    new_rs.map(|r| r.replicas).unwrap_or(0)
-                } else {
-                    0
-                };
-                phase = (
-                    plan.status.phase.unwrap_or(RolloutPhase::Degraded),
-                    plan.status.message.clone().unwrap_or_default(),
-                );
-            }
-            None => {
-                if plan.status.promote_full != Some(true) {
-                    plan.active_runs
-                        .extend(pre_run.iter().chain(post_run.iter()).cloned());
-                }
-                selectors.1 = desired.to_string();
-                let preview_ready = new_rs
-                    .is_some_and(|r| r.replicas >= preview_count && r.available >= preview_count);
-                if !promoting && preview_ready {
-                    let pre_ok = match &pre_run {
-                        None => true,
-                        Some(name) => {
-                            let (ok, line, wait) = promotion_analysis(
-                                plan,
-                                obs,
-                                AnalysisKey::PrePromotion,
-                                name,
-                                desired,
-                                now,
-                            );
-                            pre_line = Some(line);
-                            analysis_wait = wait;
-                            ok || plan.status.promote_full == Some(true)
-                        }
-                    };
-                    promoting =
-                        pre_ok && ro.spec.paused != Some(true) && ready_to_promote(bg, plan, now);
-                }
-                if promoting {
-                    new_target = replicas;
-                    let full =
-                        new_rs.is_some_and(|r| r.replicas == replicas && r.available >= replicas);
-                    let post_ok = match (&post_run, full || switched) {
-                        (Some(name), true) if plan.status.promote_full != Some(true) => {
-                            // Switched, and judged before the new revision becomes stable.
-                            selectors = (desired.to_string(), desired.to_string());
-                            let (ok, line, wait) = promotion_analysis(
-                                plan,
-                                obs,
-                                AnalysisKey::PostPromotion,
-                                name,
-                                desired,
-                                now,
-                            );
-                            post_line = Some(line);
-                            if let Some(w) = wait {
-                                phase = (
-                                    if w.contains("inconclusive") {
-                                        RolloutPhase::Paused
-                                    } else {
-                                        RolloutPhase::Progressing
-                                    },
-                                    w,
-                                );
-                            }
-                            ok
-                        }
-                        _ => true,
-                    };
-                    if full && post_ok {
-                        // The switch: all at once, and only now that every new pod is available.
-                        selectors = (desired.to_string(), desired.to_string());
-                        plan.status.stable_rs = Some(desired.to_string());
-                        promoting = false;
-                        plan.event(
-                            EventType::Normal,
-                            "RolloutCompleted",
-                            format!("active Service switched to revision {desired}"),
-                        );
-                        conditions::set(
-                            &mut plan.status.conditions,
-                            condition::PROGRESSING,
-                            true,
-                            "RolloutCompleted",
-                            "the new revision is active",
-                            generation,
-                            now,
-                        );
-                    } else if !full {
-                        phase = (
-                            RolloutPhase::Progressing,
-                            "promoting: scaling the new revision to full size".into(),
-                        );
-                    }
-                } else {
-                    new_target = preview_count;
-                    phase = if ro.spec.paused == Some(true) {
-                        (RolloutPhase::Paused, "paused by spec.paused".into())
-                    } else if let Some(w) = analysis_wait.clone() {
-                        if plan.status.pause_conditions.is_empty() {
-                            (RolloutPhase::Progressing, w)
-                        } else {
-                            (RolloutPhase::Paused, w)
-                        }
-                    } else if plan.status.pause_conditions.is_empty() {
-                        (
-                            RolloutPhase::Progressing,
-                            format!(
-                                "waiting for the preview ({preview_count} pods) to be available"
-                            ),
-                        )
-                    } else {
-                        (RolloutPhase::Paused, "waiting for promotion".into())
-                    };
-                    conditions::set(
-                        &mut plan.status.conditions,
-                        condition::PROGRESSING,
-                        true,
-                        "ReplicaSetUpdated",
-                        "preview running",
-                        generation,
-                        now,
-                    );
-                }
-            }
+impl Runs {
+    fn all(&self) -> Vec<&UsedRun> {
+        self.pre.iter().chain(self.post.iter()).collect()
+    }
+}
+
+/// What this reconcile decided for the release, before it is written into the plan.
+struct Outcome {
+    selectors: Selectors,
+    /// Replicas of the new revision while it is not active.
+    new_target: i32,
+    /// Scaling the new revision up for the switch (`scaleUpPreviewCheckPoint`).
+    promoting: bool,
+    phase: PhaseLine,
+    pre_line: Option<RolloutAnalysisRunStatus>,
+    post_line: Option<RolloutAnalysisRunStatus>,
+}
+
+/// What a promotion waits for, from its analysis.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Wait {
+    /// The run measures (or its creation is planned now).
+    Measuring { key: AnalysisKey, name: String },
+    /// The run is inconclusive: a person decides.
+    Inconclusive {
+        key: AnalysisKey,
+        name: String,
+        message: String,
+    },
+}
+
+impl fmt::Display for Wait {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Wait::Measuring { key, name } => write!(f, "waiting for {} {name}", key.describe()),
+            Wait::Inconclusive { key, name, message } => write!(
+                f,
+                "{} {name} is inconclusive: {message}; promote to go on or abort",
+                key.describe()
+            ),
+        }
+    }
+}
+
+/// A promotion analysis' say: its status line, and what the promotion waits for (nothing
+/// when it lets the promotion go on).
+struct Gate {
+    line: RolloutAnalysisRunStatus,
+    wait: Option<Wait>,
+}
+
+/// Decides the next move of a blue-green Rollout.
+pub(super) fn decide(rel: &Release, bg: &BlueGreenStrategy, plan: &mut Plan) {
+    plan.status.current_step_index = None;
+    refresh_run_status(plan, rel.obs);
+    let before = plan.status.blue_green.clone().unwrap_or_default();
+    let runs = Runs {
+        pre: bg
+            .pre_promotion_analysis
+            .as_ref()
+            .map(|_| rel.run(AnalysisKey::PrePromotion)),
+        post: bg
+            .post_promotion_analysis
+            .as_ref()
+            .map(|_| rel.run(AnalysisKey::PostPromotion)),
+    };
+    let out = if rel.settled() {
+        settle(plan);
+        Outcome {
+            selectors: Selectors::both(&rel.stable),
+            new_target: rel.replicas,
+            promoting: false,
+            phase: PhaseLine::healthy(),
+            pre_line: None,
+            post_line: None,
         }
     } else {
-        plan.status.abort = None;
-        plan.status.aborted_at = None;
-        plan.status.pause_conditions.clear();
-        plan.status.controller_pause = None;
-        promoting = false;
-    }
+        release(rel, bg, &before, &runs, plan)
+    };
+    write(rel, bg, &before, out, plan);
+}
 
+/// A release in progress: aborted, or on its way from preview to promotion.
+fn release(
+    rel: &Release,
+    bg: &BlueGreenStrategy,
+    before: &BlueGreenStatus,
+    runs: &Runs,
+    plan: &mut Plan,
+) -> Outcome {
+    let promoting = before.scale_up_preview_check_point == Some(true);
+    // Once the active Service was switched for post-promotion analysis, it stays switched
+    // until the release is promoted or aborted (a pod restarting meanwhile must not flip it).
+    let switched = runs.post.is_some()
+        && promoting
+        && before.active_selector.as_deref() == Some(rel.desired.as_str());
+    // A failed analysis aborts in this same reconcile: the active Service stays on (or goes
+    // back to) the stable revision.
+    let back = format!("the active Service selects stable {}", rel.stable);
+    abort_on_failed_run(rel, plan, &runs.all(), &back);
+    let mut out = Outcome {
+        selectors: Selectors::both(&rel.stable),
+        new_target: rel.replicas,
+        promoting,
+        phase: PhaseLine::healthy(),
+        pre_line: None,
+        post_line: None,
+    };
+    match abort_or_retry(rel, plan) {
+        Some(aborted_at) => aborted(rel, bg, runs, aborted_at, plan, &mut out),
+        None => progress(rel, bg, runs, switched, plan, &mut out),
+    }
+    out
+}
+
+/// The active Service never left the stable; the preview goes back to it too, and the new
+/// revision keeps its pods for `abortScaleDownDelaySeconds`.
+fn aborted(
+    rel: &Release,
+    bg: &BlueGreenStrategy,
+    runs: &Runs,
+    aborted_at: Timestamp,
+    plan: &mut Plan,
+    out: &mut Outcome,
+) {
+    out.promoting = false;
+    for run in runs.all() {
+        analysis::terminate(plan, rel.obs, &run.name);
+    }
+    let scale_down_at = after(aborted_at, i64::from(bg.abort_scale_down_delay_seconds()));
+    out.new_target = if rel.now < scale_down_at {
+        plan.requeue_at(scale_down_at, rel.now);
+        rel.new_rs().map(|r| r.replicas).unwrap_or(0)
+    } else {
+        0
+    };
+    out.phase = PhaseLine::new(
+        plan.status.phase.unwrap_or(RolloutPhase::Degraded),
+        plan.status.message.clone().unwrap_or_default(),
+    );
+}
+
+/// The preview runs; once available (and past its pre-promotion analysis) it is promoted.
+fn progress(
+    rel: &Release,
+    bg: &BlueGreenStrategy,
+    runs: &Runs,
+    switched: bool,
+    plan: &mut Plan,
+    out: &mut Outcome,
+) {
+    let promote_full = plan.status.promote_full == Some(true);
+    if !promote_full {
+        plan.active_runs
+            .extend(runs.all().into_iter().map(|r| r.name.clone()));
+    }
+    out.selectors.preview = rel.desired.clone();
+    let preview_count = preview_count(rel, bg);
+    let preview_ready = rel
+        .new_rs()
+        .is_some_and(|r| r.replicas >= preview_count && r.available >= preview_count);
+    let mut wait = None;
+    if !out.promoting && preview_ready {
+        let pre_ok = match &runs.pre {
+            None => true,
+            Some(run) => {
+                let gate = promotion_analysis(rel, plan, run);
+                out.pre_line = Some(gate.line);
+                let ok = gate.wait.is_none();
+                wait = gate.wait;
+                ok || promote_full
+            }
+        };
+        out.promoting =
+            pre_ok && rel.ro.spec.paused != Some(true) && ready_to_promote(bg, plan, rel.now);
+    }
+    if out.promoting {
+        promote(rel, runs, switched, plan, out);
+    } else {
+        preview(rel, preview_count, wait, plan, out);
+    }
+}
+
+/// `previewReplicaCount`, within `replicas`.
+fn preview_count(rel: &Release, bg: &BlueGreenStrategy) -> i32 {
+    bg.preview_replica_count
+        .unwrap_or(rel.replicas)
+        .clamp(0, rel.replicas)
+}
+
+/// Promoting: the new revision scales to full size; the switch comes once every new pod is
+/// available, after the post-promotion analysis (judged with the active Service switched).
+fn promote(rel: &Release, runs: &Runs, switched: bool, plan: &mut Plan, out: &mut Outcome) {
+    let (desired, replicas) = (&rel.desired, rel.replicas);
+    out.new_target = replicas;
+    let full = rel
+        .new_rs()
+        .is_some_and(|r| r.replicas == replicas && r.available >= replicas);
+    let post_ok = match (&runs.post, full || switched) {
+        (Some(run), true) if plan.status.promote_full != Some(true) => {
+            // Switched, and judged before the new revision becomes stable.
+            out.selectors = Selectors::both(desired);
+            let gate = promotion_analysis(rel, plan, run);
+            out.post_line = Some(gate.line);
+            if let Some(w) = &gate.wait {
+                let phase = match w {
+                    Wait::Inconclusive { .. } => RolloutPhase::Paused,
+                    Wait::Measuring { .. } => RolloutPhase::Progressing,
+                };
+                out.phase = PhaseLine::new(phase, w.to_string());
+            }
+            gate.wait.is_none()
+        }
+        _ => true,
+    };
+    if full && post_ok {
+        // The switch: all at once, and only now that every new pod is available.
+        out.selectors = Selectors::both(desired);
+        plan.status.stable_rs = Some(desired.clone());
+        out.promoting = false;
+        plan.event(
+            EventType::Normal,
+            "RolloutCompleted",
+            format!("active Service switched to revision {desired}"),
+        );
+        rel.progressing(plan, true, "RolloutCompleted", "the new revision is active");
+    } else if !full {
+        out.phase = PhaseLine::new(
+            RolloutPhase::Progressing,
+            "promoting: scaling the new revision to full size",
+        );
+    }
+}
+
+/// Not promoting yet: the preview runs at its size, waiting for its pods, its analysis, the
+/// promotion, or the end of a pause.
+fn preview(
+    rel: &Release,
+    preview_count: i32,
+    wait: Option<Wait>,
+    plan: &mut Plan,
+    out: &mut Outcome,
+) {
+    out.new_target = preview_count;
+    let unpaused = plan.status.pause_conditions.is_empty();
+    out.phase = if rel.ro.spec.paused == Some(true) {
+        PhaseLine::new(RolloutPhase::Paused, "paused by spec.paused")
+    } else if let Some(w) = wait {
+        let phase = if unpaused {
+            RolloutPhase::Progressing
+        } else {
+            RolloutPhase::Paused
+        };
+        PhaseLine::new(phase, w.to_string())
+    } else if unpaused {
+        PhaseLine::new(
+            RolloutPhase::Progressing,
+            format!("waiting for the preview ({preview_count} pods) to be available"),
+        )
+    } else {
+        PhaseLine::new(RolloutPhase::Paused, "waiting for promotion")
+    };
+    rel.progressing(plan, true, "ReplicaSetUpdated", "preview running");
+}
+
+/// Writes the outcome: the ReplicaSets (the active revision at full size, the preview at its
+/// size, older ones kept until their scale-down time), the Services, the blue-green status
+/// and the phase.
+fn write(
+    rel: &Release,
+    bg: &BlueGreenStrategy,
+    before: &BlueGreenStatus,
+    out: Outcome,
+    plan: &mut Plan,
+) {
+    let (desired, replicas) = (&rel.desired, rel.replicas);
     let active = plan.status.stable_rs.clone().unwrap_or_default();
-    // Replica sets: the active revision at full size, the preview at its size, and older ones
-    // kept until their scale-down time.
     plan.replica_sets.push(RsPlan {
-        hash: desired.to_string(),
-        replicas: if active == desired {
+        hash: desired.clone(),
+        replicas: if &active == desired {
             replicas
         } else {
-            new_target
+            out.new_target
         },
         scale_down_at: None,
     });
-    if active != desired {
+    if &active != desired {
         plan.replica_sets.push(RsPlan {
             hash: active.clone(),
             replicas,
             scale_down_at: None,
         });
     }
-    delayed_scale_down(
-        plan,
-        obs,
-        &[desired, &active],
-        i64::from(bg.scale_down_delay_seconds()),
-        now,
-    );
-    // Revision history, as Argo Rollouts keeps it: old revisions already scaled to zero beyond
-    // `revisionHistoryLimit` go, oldest first (their AnalysisRuns with them, see
-    // `analysis::tidy`); the new, active and stable revisions are never candidates.
-    revision_history(ro, obs, plan, &[desired, &active, stable]);
+    let delay = i64::from(bg.scale_down_delay_seconds());
+    delayed_scale_down(rel, plan, &[desired, &active], delay);
+    // The new, active and stable revisions are never candidates for deletion.
+    revision_history(rel, plan, &[desired, &active, &rel.stable]);
 
-    if let Some(preview) = &bg.preview_service {
+    let Selectors {
+        active: on,
+        preview,
+    } = out.selectors;
+    if let Some(name) = &bg.preview_service {
         plan.services.push(ServicePlan {
-            name: preview.clone(),
-            hash: selectors.1.clone(),
+            name: name.clone(),
+            hash: preview.clone(),
         });
     }
     plan.services.push(ServicePlan {
         name: bg.active_service.clone(),
-        hash: selectors.0.clone(),
+        hash: on.clone(),
     });
     plan.status.blue_green = Some(BlueGreenStatus {
-        active_selector: Some(selectors.0.clone()),
-        preview_selector: bg.preview_service.as_ref().map(|_| selectors.1.clone()),
-        scale_up_preview_check_point: promoting.then_some(true),
-        pre_promotion_analysis_run_status: pre_line
-            .or(bg_status.pre_promotion_analysis_run_status.clone()),
-        post_promotion_analysis_run_status: post_line
-            .or(bg_status.post_promotion_analysis_run_status.clone()),
+        active_selector: Some(on),
+        preview_selector: bg.preview_service.as_ref().map(|_| preview),
+        scale_up_preview_check_point: out.promoting.then_some(true),
+        pre_promotion_analysis_run_status: out
+            .pre_line
+            .or(before.pre_promotion_analysis_run_status.clone()),
+        post_promotion_analysis_run_status: out
+            .post_line
+            .or(before.post_promotion_analysis_run_status.clone()),
     });
-
-    if desired == active {
-        let available = find(obs, &active).map(|r| r.available).unwrap_or(0);
+    let mut phase = out.phase;
+    if desired == &active {
+        let available = rel.rs(&active).map(|r| r.available).unwrap_or(0);
         phase = if available >= replicas {
-            (RolloutPhase::Healthy, String::new())
+            PhaseLine::healthy()
         } else {
-            (
-                RolloutPhase::Progressing,
-                "scaling the active revision".into(),
-            )
+            PhaseLine::new(RolloutPhase::Progressing, "scaling the active revision")
         };
     }
     if plan.status.abort != Some(true) {
-        set_phase(&mut plan.status, phase.0, &phase.1, generation, now);
+        rel.set_phase(plan, phase.phase, &phase.message);
     }
 }
 
-/// A pre- or post-promotion analysis: whether it lets the promotion go on, its status line,
-/// and what the release waits for when it does not.
-fn promotion_analysis(
-    plan: &mut Plan,
-    obs: &Observed,
-    key: AnalysisKey,
-    name: &str,
-    desired: &str,
-    now: Timestamp,
-) -> (bool, RolloutAnalysisRunStatus, Option<String>) {
-    let what = key.describe();
-    let hold = inconclusive_pause(plan, obs, &[(what, name)], None, now);
-    let (verdict, line) = analysis::ensure_run(plan, obs, key, name, desired);
-    match (verdict, hold) {
-        (Verdict::Successful, _) | (Verdict::Inconclusive { .. }, Hold::Promoted) => {
-            (true, line, None)
-        }
+/// A pre- or post-promotion analysis: its run is created, and its verdict (or a person
+/// accepting an inconclusive one) says whether the promotion goes on.
+fn promotion_analysis(rel: &Release, plan: &mut Plan, run: &UsedRun) -> Gate {
+    let hold = inconclusive_pause(rel, plan, &[run], None);
+    let (key, name) = (run.key, run.name.clone());
+    let RunState { verdict, line } = analysis::ensure_run(plan, rel.obs, run, &rel.desired);
+    let wait = match (verdict, hold) {
+        (Verdict::Successful, _) | (Verdict::Inconclusive { .. }, Hold::Promoted) => None,
         // Stopped while inconclusive: a person accepted it (perhaps before a restart).
         (Verdict::Inconclusive { .. }, _)
-            if analysis::observed(obs, name).is_some_and(|r| r.terminated) =>
+            if analysis::observed(rel.obs, &name).is_some_and(|r| r.terminated) =>
         {
-            (true, line, None)
+            None
         }
-        (Verdict::Inconclusive { message, .. }, _) => (
-            false,
-            line,
-            Some(format!(
-                "{what} {name} is inconclusive: {message}; promote to go on or abort"
-            )),
-        ),
-        _ => (false, line, Some(format!("waiting for {what} {name}"))),
-    }
+        (Verdict::Inconclusive { message, .. }, _) => {
+            Some(Wait::Inconclusive { key, name, message })
+        }
+        _ => Some(Wait::Measuring { key, name }),
+    };
+    Gate { line, wait }
 }
 
 /// Whether the preview, now fully available, may be promoted: at once with auto-promotion,
@@ -335,12 +411,7 @@ fn ready_to_promote(bg: &BlueGreenStrategy, plan: &mut Plan, now: Timestamp) -> 
         plan.event(EventType::Normal, "PromotedFull", "promoted on request");
         return true;
     }
-    if plan
-        .status
-        .pause_conditions
-        .iter()
-        .any(|p| p.reason == PauseReason::UserPause)
-    {
+    if has_pause(&plan.status, PauseReason::UserPause) {
         return false;
     }
     let ours = plan
@@ -384,28 +455,30 @@ fn ready_to_promote(bg: &BlueGreenStrategy, plan: &mut Plan, now: Timestamp) -> 
             true
         }
         (None, _, secs) => {
-            plan.status.pause_conditions.push(PauseCondition {
-                reason: PauseReason::BlueGreenPause,
-                start_time: Time(now),
-            });
-            plan.status.controller_pause = Some(true);
-            match secs.filter(|_| auto) {
-                Some(s) => {
-                    plan.requeue_at(after(now, i64::from(s)), now);
-                    plan.event(
-                        EventType::Normal,
-                        "Paused",
-                        format!("preview available; promoting in {s}s"),
-                    );
-                }
-                None => plan.event(
-                    EventType::Normal,
-                    "Paused",
-                    "preview available; waiting for promotion",
-                ),
-            }
+            pause_for_promotion(plan, secs.filter(|_| auto), now);
             false
         }
+    }
+}
+
+/// The preview is available: Sluice pauses for a promotion, by itself after `auto_secs`
+/// (`autoPromotionSeconds`) or by a person.
+fn pause_for_promotion(plan: &mut Plan, auto_secs: Option<i32>, now: Timestamp) {
+    pause(plan, PauseReason::BlueGreenPause, now);
+    match auto_secs {
+        Some(s) => {
+            plan.requeue_at(after(now, i64::from(s)), now);
+            plan.event(
+                EventType::Normal,
+                "Paused",
+                format!("preview available; promoting in {s}s"),
+            );
+        }
+        None => plan.event(
+            EventType::Normal,
+            "Paused",
+            "preview available; waiting for promotion",
+        ),
     }
 }
 

@@ -1,12 +1,16 @@
 //! Table tests of blue-green decisions.
 
 use super::*;
+use crate::api::constants::condition;
+use crate::api::rollout::{PauseCondition, Rollout};
+use crate::rollout::conditions;
 use crate::rollout::decide::decide as decide_all;
 use crate::rollout::observe::ObservedRun;
 use crate::rollout::test_support::{
     at, blue_green as rollout, blue_green_world as observed, hash, reasons, replicas_of, rs,
     service, step,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use proptest::prelude::*;
 use serde_json::json;
 

@@ -66,11 +66,18 @@ pub fn get<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition
 /// The reason Argo Rollouts gives its `Available` condition, kept for tools that read it.
 pub const AVAILABLE_REASON: &str = "AvailableReason";
 
+/// Whether the Rollout serves at full strength, and the message that says why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Availability {
+    pub available: bool,
+    pub message: String,
+}
+
 /// Whether the Rollout serves at full strength, as Argo Rollouts' `Available` condition means
 /// it, with the message that says why. Blue-green: the revision the active Service selects
 /// has at least `replicas` available pods (a preview, however ready, serves nobody). Canary:
 /// at least `replicas` pods are available across all revisions.
-pub fn available(ro: &Rollout, status: &RolloutStatus, obs: &Observed) -> (bool, String) {
+pub fn available(ro: &Rollout, status: &RolloutStatus, obs: &Observed) -> Availability {
     let replicas = ro.spec.replicas().max(0);
     if ro.spec.strategy.blue_green.is_some() {
         let active = status
@@ -79,23 +86,29 @@ pub fn available(ro: &Rollout, status: &RolloutStatus, obs: &Observed) -> (bool,
             .and_then(|b| b.active_selector.as_deref())
             .or(status.stable_rs.as_deref());
         let Some(rs) = active.and_then(|h| obs.replica_sets.iter().find(|r| r.hash == h)) else {
-            return (false, "no active revision".into());
+            return Availability {
+                available: false,
+                message: "no active revision".into(),
+            };
         };
         let message = format!(
             "{} of {replicas} pods of active revision {} available",
             rs.available, rs.hash
         );
-        return (rs.available >= replicas, message);
+        return Availability {
+            available: rs.available >= replicas,
+            message,
+        };
     }
     let available: i64 = obs
         .replica_sets
         .iter()
         .map(|r| i64::from(r.available))
         .sum();
-    (
-        available >= i64::from(replicas),
-        format!("{available} of {replicas} pods available"),
-    )
+    Availability {
+        available: available >= i64::from(replicas),
+        message: format!("{available} of {replicas} pods available"),
+    }
 }
 
 /// Sets the `Available` condition from `available` (its transition time moves only when it
@@ -106,11 +119,11 @@ pub fn available_condition(
     obs: &Observed,
     now: Timestamp,
 ) {
-    let (ok, message) = available(ro, status, obs);
+    let Availability { available, message } = available(ro, status, obs);
     set(
         &mut status.conditions,
         condition::AVAILABLE,
-        ok,
+        available,
         AVAILABLE_REASON,
         &message,
         ro.metadata.generation,
@@ -163,7 +176,7 @@ mod tests {
         }
 
         fn check(ro: &Rollout, obs: &Observed) -> bool {
-            available(ro, ro.status.as_ref().expect("status"), obs).0
+            available(ro, ro.status.as_ref().expect("status"), obs).available
         }
 
         #[test]

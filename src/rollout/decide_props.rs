@@ -3,7 +3,9 @@
 
 use super::*;
 use crate::api::rollout::{RolloutSpec, RolloutStatus};
-use crate::rollout::test_support::{at, hash, template};
+use crate::rollout::replicas::{Limits, stable_replicas};
+use crate::rollout::test_support::{at, hash, last_weight, template};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use proptest::prelude::*;
 use serde_json::json;
@@ -103,19 +105,7 @@ fn status() -> impl Strategy<Value = Option<RolloutStatus>> {
                         controller_pause: paused.then_some(true),
                         release_count: Some(releases),
                         promote_full: promote_full.then_some(true),
-                        canary: Some(CanaryStatus {
-                            weights: Some(TrafficWeights {
-                                canary: WeightDestination {
-                                    weight: prev_weight,
-                                    ..Default::default()
-                                },
-                                stable: WeightDestination {
-                                    weight: 100 - prev_weight,
-                                    ..Default::default()
-                                },
-                            }),
-                            ..Default::default()
-                        }),
+                        canary: last_weight(prev_weight),
                         ..Default::default()
                     }
                 },

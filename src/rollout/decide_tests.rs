@@ -1,9 +1,11 @@
 //! Table tests of `decide`, one per transition, named after the behaviour.
 
 use super::*;
+use crate::api::rollout::{PauseCondition, PauseReason, RolloutPhase};
 use crate::api::rollout::{RolloutSpec, RolloutStatus};
 use crate::rollout::observe::PodFailure;
 use crate::rollout::test_support::{at, hash, reasons, replicas_of, rs, service, step, template};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -680,7 +682,14 @@ fn set_canary_scale_sizes_the_canary_apart_from_its_weight() {
 fn every_event_reason_is_in_the_bounded_list() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/rollout");
     let mut seen = 0;
-    for file in ["decide.rs", "bluegreen.rs"] {
+    for file in [
+        "decide.rs",
+        "release.rs",
+        "canary.rs",
+        "basic.rs",
+        "routed.rs",
+        "bluegreen.rs",
+    ] {
         let text = std::fs::read_to_string(dir.join(file)).expect("source");
         let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
         for part in flat.split("EventType::").skip(1) {

@@ -4,8 +4,10 @@
 pub mod analysis;
 pub mod apply;
 pub mod backoff;
+mod basic;
 pub mod bluegreen;
 pub mod cache;
+mod canary;
 pub mod conditions;
 pub mod controller;
 pub mod decide;
@@ -15,7 +17,10 @@ pub mod malformed;
 pub mod observe;
 pub mod own_writes;
 pub mod refused;
+mod release;
 pub mod replicas;
+mod routed;
+mod status;
 #[cfg(test)]
 mod test_support;
 pub mod validate;

@@ -1,52 +1,42 @@
 //! Table tests of a canary with a traffic router: the router carries the weight, pods come
 //! first, the stable keeps its pods until the switch and drains after it.
 
-use super::*;
-use crate::api::rollout::{RolloutSpec, RolloutStatus};
-use crate::rollout::test_support::{at, hash, reasons, replicas_of, rs, service, step, template};
+use crate::api::rollout::{Rollout, RolloutPhase, RolloutStatus};
+use crate::rollout::decide::{Plan, decide};
+use crate::rollout::observe::{Observed, ObservedRs};
+use crate::rollout::test_support::{
+    at, at_first_step, hash, last_weight, reasons, releasing_web2, replicas_of, rs, service, step,
+    world_with,
+};
+use crate::traffic::HeaderMatch;
 use crate::traffic::MatchValue;
 use serde_json::json;
 
 fn routed(steps: serde_json::Value) -> Rollout {
-    let spec: RolloutSpec = serde_json::from_value(json!({
-        "replicas": 4,
-        "selector": {"matchLabels": {"app": "web"}},
-        "template": template("web:2"),
-        "strategy": {"canary": {
-            "stableService": "web-stable", "canaryService": "web-canary",
-            "scaleDownDelaySeconds": 20, "abortScaleDownDelaySeconds": 10,
-            "trafficRouting": {"istio": {"virtualService": {"name": "web", "routes": ["primary"]}},
-                               "managedRoutes": [{"name": "beta"}]},
-            "steps": steps
-        }}
-    }))
-    .expect("spec");
-    let mut ro = Rollout::new("web", spec);
-    ro.metadata.generation = Some(1);
-    ro.status = Some(RolloutStatus {
-        stable_rs: Some(hash("web:1")),
-        current_pod_hash: Some(hash("web:2")),
-        current_step_index: Some(0),
-        release_count: Some(2),
-        ..Default::default()
-    });
-    ro
+    let strategy = json!({"canary": {
+        "stableService": "web-stable", "canaryService": "web-canary",
+        "scaleDownDelaySeconds": 20, "abortScaleDownDelaySeconds": 10,
+        "trafficRouting": {"istio": {"virtualService": {"name": "web", "routes": ["primary"]}},
+                           "managedRoutes": [{"name": "beta"}]},
+        "steps": steps
+    }});
+    releasing_web2(4, strategy, at_first_step())
 }
 
 fn world(sets: Vec<ObservedRs>) -> Observed {
-    Observed {
-        template: Some(template("web:2")),
-        replica_sets: sets,
-        services: [("web-stable", true), ("web-canary", true)]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
-        ..Default::default()
-    }
+    world_with(&["web-stable", "web-canary"], sets)
 }
 
 fn weight(plan: &Plan) -> i32 {
     plan.traffic.as_ref().expect("traffic").weights.canary
+}
+
+/// Puts `ro` at step `idx` with the router last at `weight`%; returns its status for more.
+fn resumed(ro: &mut Rollout, idx: i32, weight: i32) -> &mut RolloutStatus {
+    let s = ro.status.get_or_insert_with(Default::default);
+    s.current_step_index = Some(idx);
+    s.canary = last_weight(weight);
+    s
 }
 
 const STEPS: &str = r#"[{"setWeight": 25}, {"setHeaderRoute": {"name": "beta", "match": [{"headerName": "x-beta", "headerValue": {"exact": "1"}}]}}, {"pause": {}}, {"setWeight": 50}]"#;
@@ -158,22 +148,7 @@ fn an_abort_takes_all_traffic_and_header_routes_away_first() {
 #[test]
 fn a_full_promotion_does_not_raise_the_weight_before_the_pods() {
     let mut ro = routed(json!([{"setWeight": 10}, {"pause": {}}, {"setWeight": 90}]));
-    let s = ro.status.as_mut().expect("status");
-    s.current_step_index = Some(1);
-    s.promote_full = Some(true);
-    s.canary = Some(CanaryStatus {
-        weights: Some(TrafficWeights {
-            canary: WeightDestination {
-                weight: 10,
-                ..Default::default()
-            },
-            stable: WeightDestination {
-                weight: 90,
-                ..Default::default()
-            },
-        }),
-        ..Default::default()
-    });
+    resumed(&mut ro, 1, 10).promote_full = Some(true);
     let plan = step(
         &mut ro,
         &world(vec![rs("web:1", 4, 4), rs("web:2", 1, 1)]),
@@ -282,22 +257,7 @@ fn dynamic_stable_scale_shrinks_the_stable_only_after_traffic_left_it() {
 #[test]
 fn dynamic_stable_scale_abort_grows_the_stable_before_traffic_returns_to_it() {
     let mut ro = dynamic(json!([{"setWeight": 50}, {"pause": {}}]));
-    let s = ro.status.as_mut().expect("status");
-    s.current_step_index = Some(1);
-    s.abort = Some(true);
-    s.canary = Some(CanaryStatus {
-        weights: Some(TrafficWeights {
-            canary: WeightDestination {
-                weight: 50,
-                ..Default::default()
-            },
-            stable: WeightDestination {
-                weight: 50,
-                ..Default::default()
-            },
-        }),
-        ..Default::default()
-    });
+    resumed(&mut ro, 1, 50).abort = Some(true);
     // Stable at 2 of 4: it grows back to 4 while the canary keeps half the traffic.
     let plan = step(
         &mut ro,

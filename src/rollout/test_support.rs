@@ -7,7 +7,9 @@ use serde_json::json;
 use super::decide::{Plan, decide};
 use super::hash::pod_template_hash;
 use super::observe::{Observed, ObservedRs};
-use crate::api::rollout::Rollout;
+use crate::api::rollout::{
+    CanaryStatus, Rollout, RolloutSpec, RolloutStatus, TrafficWeights, WeightDestination,
+};
 
 /// A fixed instant plus `s` seconds.
 pub fn at(s: i64) -> Timestamp {
@@ -69,6 +71,46 @@ pub fn service(plan: &Plan, name: &str) -> Option<String> {
         .map(|s| s.hash.clone())
 }
 
+/// Rollout `web` (generation 1) with `spec`, a JSON `RolloutSpec`, and `status`.
+pub fn rollout_of(spec: serde_json::Value, status: RolloutStatus) -> Rollout {
+    let spec: RolloutSpec = serde_json::from_value(spec).expect("spec");
+    let mut ro = Rollout::new("web", spec);
+    ro.metadata.generation = Some(1);
+    ro.status = Some(status);
+    ro
+}
+
+/// A Rollout of `replicas` pods of `template("web:2")` with `strategy`, releasing `web:2`
+/// over stable `web:1` (`status` fills the rest).
+pub fn releasing_web2(
+    replicas: i32,
+    strategy: serde_json::Value,
+    status: RolloutStatus,
+) -> Rollout {
+    rollout_of(
+        json!({
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": template("web:2"),
+            "strategy": strategy
+        }),
+        RolloutStatus {
+            stable_rs: Some(hash("web:1")),
+            current_pod_hash: Some(hash("web:2")),
+            ..status
+        },
+    )
+}
+
+/// A canary release of `web:2` at step 0, in the Rollout's second release.
+pub fn at_first_step() -> RolloutStatus {
+    RolloutStatus {
+        current_step_index: Some(0),
+        release_count: Some(2),
+        ..Default::default()
+    }
+}
+
 /// A blue-green Rollout of `web:2` over stable `web:1` (3 replicas), with `extra` merged into
 /// its strategy.
 pub fn blue_green(extra: serde_json::Value) -> Rollout {
@@ -76,33 +118,37 @@ pub fn blue_green(extra: serde_json::Value) -> Rollout {
     if let (Some(s), Some(extra)) = (strategy.as_object_mut(), extra.as_object()) {
         s.extend(extra.clone());
     }
-    let spec: crate::api::rollout::RolloutSpec = serde_json::from_value(json!({
-        "replicas": 3,
-        "selector": {"matchLabels": {"app": "web"}},
-        "template": template("web:2"),
-        "strategy": {"blueGreen": strategy}
-    }))
-    .expect("spec");
-    let mut ro = Rollout::new("web", spec);
-    ro.metadata.generation = Some(1);
-    ro.status = Some(crate::api::rollout::RolloutStatus {
-        stable_rs: Some(hash("web:1")),
-        current_pod_hash: Some(hash("web:2")),
+    releasing_web2(3, json!({"blueGreen": strategy}), RolloutStatus::default())
+}
+
+/// What a Rollout of `web:2` sees: its template, `sets`, and the Services named, all present.
+pub fn world_with(services: &[&str], sets: Vec<ObservedRs>) -> Observed {
+    Observed {
+        template: Some(template("web:2")),
+        replica_sets: sets,
+        services: services.iter().map(|k| (k.to_string(), true)).collect(),
         ..Default::default()
-    });
-    ro
+    }
+}
+
+/// A canary status whose weights say the router last sent `weight`% to the canary.
+pub fn last_weight(weight: i32) -> Option<CanaryStatus> {
+    Some(CanaryStatus {
+        weights: Some(TrafficWeights {
+            canary: WeightDestination {
+                weight,
+                ..Default::default()
+            },
+            stable: WeightDestination {
+                weight: 100 - weight,
+                ..Default::default()
+            },
+        }),
+        ..Default::default()
+    })
 }
 
 /// What a blue-green Rollout sees: its template, `sets`, and both Services.
 pub fn blue_green_world(sets: Vec<ObservedRs>) -> Observed {
-    let services = [("web-active", true), ("web-preview", true)]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-    Observed {
-        template: Some(template("web:2")),
-        replica_sets: sets,
-        services,
-        ..Default::default()
-    }
+    world_with(&["web-active", "web-preview"], sets)
 }

@@ -1,8 +1,10 @@
 //! Checks the API server cannot make: a Rollout the schema accepts but Sluice cannot run.
 //! Each problem names the field, so the `InvalidSpec` condition and its Event say what to fix.
 
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+
 use crate::api::duration::int_or_string_duration;
-use crate::api::rollout::Rollout;
+use crate::api::rollout::{BlueGreenStrategy, CanaryStrategy, Rollout, TrafficRouting};
 
 use super::observe::Observed;
 use super::replicas::Limits;
@@ -34,63 +36,10 @@ pub fn validate(ro: &Rollout, obs: &Observed) -> Result<(), InvalidSpec> {
             None => invalid("spec.template", "a pod template is required"),
         });
     };
-    let labels = template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
-    let selector = spec.selector.as_ref();
-    if let Some(sel) = selector {
-        if sel
-            .match_expressions
-            .as_ref()
-            .is_some_and(|e| !e.is_empty())
-        {
-            return Err(invalid(
-                "spec.selector.matchExpressions",
-                "not supported; use matchLabels",
-            ));
-        }
-        let match_labels = sel.match_labels.clone().unwrap_or_default();
-        if match_labels.is_empty() {
-            return Err(invalid("spec.selector.matchLabels", "must not be empty"));
-        }
-        for (k, v) in &match_labels {
-            if labels.get(k) != Some(v) {
-                return Err(invalid(
-                    "spec.selector",
-                    format!("matchLabels {k}={v} does not match the pod template's labels"),
-                ));
-            }
-        }
-    } else {
-        return Err(invalid("spec.selector", "a selector is required"));
-    }
-
+    selector(ro, template)?;
     quantities(template)?;
-
     if let Some(bg) = &spec.strategy.blue_green {
-        let named = [
-            ("activeService", Some(&bg.active_service)),
-            ("previewService", bg.preview_service.as_ref()),
-        ];
-        for (field, name) in named {
-            if let Some(name) = name
-                && obs.services.get(name) != Some(&true)
-            {
-                return Err(invalid(
-                    format!("spec.strategy.blueGreen.{field}"),
-                    format!("Service {name:?} not found in this namespace"),
-                ));
-            }
-        }
-        if bg.preview_service.as_ref() == Some(&bg.active_service) {
-            return Err(invalid(
-                "spec.strategy.blueGreen.previewService",
-                "must differ from activeService",
-            ));
-        }
-        return Ok(());
+        return blue_green(bg, obs);
     }
     let Some(canary) = &spec.strategy.canary else {
         return Err(invalid(
@@ -98,84 +47,9 @@ pub fn validate(ro: &Rollout, obs: &Observed) -> Result<(), InvalidSpec> {
             "exactly one of canary and blueGreen must be set",
         ));
     };
-    if canary.dynamic_stable_scale == Some(true) {
-        // As Argo Rollouts: only a router can send the stable less than its pods' share, and
-        // a stable already shrunk with the weight has nothing left to keep after the switch.
-        if canary.traffic_routing.is_none() {
-            return Err(invalid(
-                "spec.strategy.canary.dynamicStableScale",
-                "can only be used with trafficRouting",
-            ));
-        }
-        if canary.scale_down_delay_seconds.is_some() {
-            return Err(invalid(
-                "spec.strategy.canary.dynamicStableScale",
-                "cannot be used with scaleDownDelaySeconds",
-            ));
-        }
-    }
+    dynamic_stable_scale(canary)?;
     if let Some(tr) = &canary.traffic_routing {
-        if tr.istio.is_none() && tr.gateway_api.is_none() {
-            return Err(invalid(
-                "spec.strategy.canary.trafficRouting",
-                "name a router: istio or gatewayAPI",
-            ));
-        }
-        let l4 = tr.istio.iter().any(|i| {
-            i.virtual_service
-                .iter()
-                .chain(i.virtual_services.iter().flatten())
-                .any(|v| v.tls_routes.is_some() || v.tcp_routes.is_some())
-        });
-        let header_steps = canary.steps().iter().any(|s| s.set_header_route.is_some());
-        if l4 && header_steps {
-            return Err(invalid(
-                "spec.strategy.canary.trafficRouting.istio",
-                "setHeaderRoute needs http routes; tlsRoutes and tcpRoutes cannot match headers",
-            ));
-        }
-        if tr.gateway_api.is_some() {
-            for (i, m) in tr.managed_routes.iter().flatten().enumerate() {
-                let ok = !m.name.is_empty()
-                    && m.name.len() <= 63
-                    && m.name
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                    && !m.name.starts_with('-')
-                    && !m.name.ends_with('-');
-                if !ok {
-                    return Err(invalid(
-                        format!("spec.strategy.canary.trafficRouting.managedRoutes[{i}].name"),
-                        format!(
-                            "{:?} is not a valid HTTPRoute rule name (lowercase letters, digits and '-')",
-                            m.name
-                        ),
-                    ));
-                }
-            }
-        }
-        let subsets = tr
-            .istio
-            .as_ref()
-            .is_some_and(|i| i.destination_rule.is_some());
-        if !subsets {
-            for (field, svc) in [
-                ("stableService", &canary.stable_service),
-                ("canaryService", &canary.canary_service),
-            ] {
-                if svc.is_none() {
-                    return Err(invalid(
-                        format!("spec.strategy.canary.{field}"),
-                        "a traffic router splits between the stable and canary Services: name both",
-                    ));
-                }
-            }
-        }
-        for (field, problem) in &obs.traffic {
-            if let Err(e) = problem {
-                return Err(invalid(field.clone(), e.clone()));
-            }
-        }
+        traffic_routing(canary, tr, obs)?;
     }
     Limits::resolve(
         spec.replicas(),
@@ -183,18 +57,180 @@ pub fn validate(ro: &Rollout, obs: &Observed) -> Result<(), InvalidSpec> {
         &canary.max_unavailable(),
     )
     .map_err(|e| invalid("spec.strategy.canary", e.to_string()))?;
+    canary_services(canary, obs)?;
+    canary_steps(canary)
+}
+
+/// The selector is `matchLabels` only, not empty, and matches the pod template's labels.
+fn selector(ro: &Rollout, template: &PodTemplateSpec) -> Result<(), InvalidSpec> {
+    let Some(sel) = ro.spec.selector.as_ref() else {
+        return Err(invalid("spec.selector", "a selector is required"));
+    };
+    let labels = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    if sel
+        .match_expressions
+        .as_ref()
+        .is_some_and(|e| !e.is_empty())
+    {
+        return Err(invalid(
+            "spec.selector.matchExpressions",
+            "not supported; use matchLabels",
+        ));
+    }
+    let match_labels = sel.match_labels.clone().unwrap_or_default();
+    if match_labels.is_empty() {
+        return Err(invalid("spec.selector.matchLabels", "must not be empty"));
+    }
+    for (k, v) in &match_labels {
+        if labels.get(k) != Some(v) {
+            return Err(invalid(
+                "spec.selector",
+                format!("matchLabels {k}={v} does not match the pod template's labels"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A named Service must exist in the namespace.
+fn service_exists(obs: &Observed, field: String, name: Option<&String>) -> Result<(), InvalidSpec> {
+    match name {
+        Some(name) if obs.services.get(name) != Some(&true) => Err(invalid(
+            field,
+            format!("Service {name:?} not found in this namespace"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Blue-green: both Services exist and differ.
+fn blue_green(bg: &BlueGreenStrategy, obs: &Observed) -> Result<(), InvalidSpec> {
+    let named = [
+        ("activeService", Some(&bg.active_service)),
+        ("previewService", bg.preview_service.as_ref()),
+    ];
+    for (field, name) in named {
+        service_exists(obs, format!("spec.strategy.blueGreen.{field}"), name)?;
+    }
+    if bg.preview_service.as_ref() == Some(&bg.active_service) {
+        return Err(invalid(
+            "spec.strategy.blueGreen.previewService",
+            "must differ from activeService",
+        ));
+    }
+    Ok(())
+}
+
+/// As Argo Rollouts: only a router can send the stable less than its pods' share, and a
+/// stable already shrunk with the weight has nothing left to keep after the switch.
+fn dynamic_stable_scale(canary: &CanaryStrategy) -> Result<(), InvalidSpec> {
+    if canary.dynamic_stable_scale != Some(true) {
+        return Ok(());
+    }
+    if canary.traffic_routing.is_none() {
+        return Err(invalid(
+            "spec.strategy.canary.dynamicStableScale",
+            "can only be used with trafficRouting",
+        ));
+    }
+    if canary.scale_down_delay_seconds.is_some() {
+        return Err(invalid(
+            "spec.strategy.canary.dynamicStableScale",
+            "cannot be used with scaleDownDelaySeconds",
+        ));
+    }
+    Ok(())
+}
+
+/// A traffic router: named, able to carry the header routes the steps set, with valid
+/// managed route names, both Services (unless Istio subsets split), and router objects that
+/// observe found usable.
+fn traffic_routing(
+    canary: &CanaryStrategy,
+    tr: &TrafficRouting,
+    obs: &Observed,
+) -> Result<(), InvalidSpec> {
+    if tr.istio.is_none() && tr.gateway_api.is_none() {
+        return Err(invalid(
+            "spec.strategy.canary.trafficRouting",
+            "name a router: istio or gatewayAPI",
+        ));
+    }
+    let l4 = tr.istio.iter().any(|i| {
+        i.virtual_service
+            .iter()
+            .chain(i.virtual_services.iter().flatten())
+            .any(|v| v.tls_routes.is_some() || v.tcp_routes.is_some())
+    });
+    let header_steps = canary.steps().iter().any(|s| s.set_header_route.is_some());
+    if l4 && header_steps {
+        return Err(invalid(
+            "spec.strategy.canary.trafficRouting.istio",
+            "setHeaderRoute needs http routes; tlsRoutes and tcpRoutes cannot match headers",
+        ));
+    }
+    if tr.gateway_api.is_some() {
+        managed_route_names(tr)?;
+    }
+    let subsets = tr
+        .istio
+        .as_ref()
+        .is_some_and(|i| i.destination_rule.is_some());
+    if !subsets {
+        for (field, svc) in [
+            ("stableService", &canary.stable_service),
+            ("canaryService", &canary.canary_service),
+        ] {
+            if svc.is_none() {
+                return Err(invalid(
+                    format!("spec.strategy.canary.{field}"),
+                    "a traffic router splits between the stable and canary Services: name both",
+                ));
+            }
+        }
+    }
+    for (field, problem) in &obs.traffic {
+        if let Err(e) = problem {
+            return Err(invalid(field.clone(), e.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// Gateway API: each managed route becomes an HTTPRoute rule name (a DNS label).
+fn managed_route_names(tr: &TrafficRouting) -> Result<(), InvalidSpec> {
+    for (i, m) in tr.managed_routes.iter().flatten().enumerate() {
+        let ok = !m.name.is_empty()
+            && m.name.len() <= 63
+            && m.name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !m.name.starts_with('-')
+            && !m.name.ends_with('-');
+        if !ok {
+            return Err(invalid(
+                format!("spec.strategy.canary.trafficRouting.managedRoutes[{i}].name"),
+                format!(
+                    "{:?} is not a valid HTTPRoute rule name (lowercase letters, digits and '-')",
+                    m.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Canary: the Services it names exist and differ.
+fn canary_services(canary: &CanaryStrategy, obs: &Observed) -> Result<(), InvalidSpec> {
     for (field, name) in [
         ("stableService", &canary.stable_service),
         ("canaryService", &canary.canary_service),
     ] {
-        if let Some(name) = name
-            && obs.services.get(name) != Some(&true)
-        {
-            return Err(invalid(
-                format!("spec.strategy.canary.{field}"),
-                format!("Service {name:?} not found in this namespace"),
-            ));
-        }
+        service_exists(obs, format!("spec.strategy.canary.{field}"), name.as_ref())?;
     }
     if let (Some(a), Some(b)) = (&canary.stable_service, &canary.canary_service)
         && a == b
@@ -204,6 +240,12 @@ pub fn validate(ro: &Rollout, obs: &Observed) -> Result<(), InvalidSpec> {
             "must differ from stableService",
         ));
     }
+    Ok(())
+}
+
+/// Canary steps: weights only grow, pause durations parse, header routes have a router and
+/// a managed route of their name.
+fn canary_steps(canary: &CanaryStrategy) -> Result<(), InvalidSpec> {
     let mut last_weight: Option<(usize, i32)> = None;
     for (i, step) in canary.steps().iter().enumerate() {
         let field = format!("spec.strategy.canary.steps[{i}]");
@@ -248,7 +290,7 @@ pub fn validate(ro: &Rollout, obs: &Observed) -> Result<(), InvalidSpec> {
 /// Every resource quantity of the pod template must parse as Kubernetes parses quantities:
 /// the Rollout's template keeps unknown fields, so the API server accepts `memory: invalid`
 /// there, but refuses the ReplicaSet that would carry it.
-fn quantities(template: &k8s_openapi::api::core::v1::PodTemplateSpec) -> Result<(), InvalidSpec> {
+fn quantities(template: &PodTemplateSpec) -> Result<(), InvalidSpec> {
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     use std::collections::BTreeMap;
     let Some(pod) = template.spec.as_ref() else {
