@@ -388,6 +388,21 @@ mod tests {
         }
     }
 
+    /// An argument read from key `key` of Secret `secret`.
+    fn secret_arg(name: &str, secret: &str, key: &str) -> Argument {
+        Argument {
+            name: name.into(),
+            value: None,
+            value_from: Some(ValueFrom {
+                secret_key_ref: Some(SecretKeyRef {
+                    name: secret.into(),
+                    key: key.into(),
+                }),
+                ..Default::default()
+            }),
+        }
+    }
+
     fn arg(name: &str, value: Option<&str>) -> Argument {
         Argument {
             name: name.into(),
@@ -590,17 +605,7 @@ mod tests {
             metrics: Some(vec![m]),
             args: Some(vec![
                 arg("host", Some("prom")),
-                Argument {
-                    name: "token".into(),
-                    value: None,
-                    value_from: Some(ValueFrom {
-                        secret_key_ref: Some(SecretKeyRef {
-                            name: "prom-auth".into(),
-                            key: "token".into(),
-                        }),
-                        ..Default::default()
-                    }),
-                },
+                secret_arg("token", "prom-auth", "token"),
             ]),
             ..Default::default()
         };
@@ -634,17 +639,7 @@ mod tests {
         .expect("metric");
         let spec = AnalysisTemplateSpec {
             metrics: Some(vec![job]),
-            args: Some(vec![Argument {
-                name: "token".into(),
-                value: None,
-                value_from: Some(ValueFrom {
-                    secret_key_ref: Some(SecretKeyRef {
-                        name: "s".into(),
-                        key: "k".into(),
-                    }),
-                    ..Default::default()
-                }),
-            }]),
+            args: Some(vec![secret_arg("token", "s", "k")]),
             ..Default::default()
         };
         let err = build_run(&spec, &[], &ctx()).expect_err("refused");
