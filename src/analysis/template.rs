@@ -388,6 +388,15 @@ mod tests {
         }
     }
 
+    /// The Prometheus part of the run's first metric.
+    fn prometheus_of(run: &AnalysisRunSpec) -> &PrometheusMetric {
+        run.metrics[0]
+            .provider
+            .prometheus
+            .as_ref()
+            .expect("a prometheus metric")
+    }
+
     /// An argument read from key `key` of Secret `secret`.
     fn secret_arg(name: &str, secret: &str, key: &str) -> Argument {
         Argument {
@@ -610,15 +619,7 @@ mod tests {
             ..Default::default()
         };
         let run = build_run(&spec, &[], &ctx()).expect("a value");
-        assert_eq!(
-            run.metrics[0]
-                .provider
-                .prometheus
-                .as_ref()
-                .expect("a value")
-                .address,
-            "https://prom/{{args.token}}"
-        );
+        assert_eq!(prometheus_of(&run).address, "https://prom/{{args.token}}");
         let token = run
             .args
             .expect("a value")
@@ -674,14 +675,6 @@ mod tests {
             ..Default::default()
         };
         let run = build_run(&spec, &[], &ctx()).expect("a value");
-        assert_eq!(
-            run.metrics[0]
-                .provider
-                .prometheus
-                .as_ref()
-                .expect("a value")
-                .query,
-            "up{app=\"shop\"}"
-        );
+        assert_eq!(prometheus_of(&run).query, "up{app=\"shop\"}");
     }
 }
