@@ -384,13 +384,17 @@ mod tests {
         Timestamp::from_second(1_800_000_000).expect("timestamp")
     }
 
+    fn pause_for(reason: PauseReason) -> PauseCondition {
+        PauseCondition {
+            reason,
+            start_time: Time(now()),
+        }
+    }
+
     #[test]
     fn promote_lifts_a_pause_or_moves_to_the_next_step() {
         let mut paused = releasing_status();
-        paused.pause_conditions = vec![PauseCondition {
-            reason: PauseReason::CanaryPauseStep,
-            start_time: Time(now()),
-        }];
+        paused.pause_conditions = vec![pause_for(PauseReason::CanaryPauseStep)];
         assert_eq!(
             status_patch(&ro(paused), Control::Promote, now()),
             Ok(json!({"pauseConditions": null}))
@@ -445,18 +449,12 @@ mod tests {
     #[test]
     fn pause_and_resume_touch_only_the_user_pause() {
         let mut st = releasing_status();
-        st.pause_conditions = vec![PauseCondition {
-            reason: PauseReason::CanaryPauseStep,
-            start_time: Time(now()),
-        }];
+        st.pause_conditions = vec![pause_for(PauseReason::CanaryPauseStep)];
         let paused = status_patch(&ro(st.clone()), Control::Pause, now()).expect("pause");
         let list = paused["pauseConditions"].as_array().expect("list");
         assert_eq!(list.len(), 2);
         assert_eq!(list[1]["reason"], "UserPause");
-        st.pause_conditions.push(PauseCondition {
-            reason: PauseReason::UserPause,
-            start_time: Time(now()),
-        });
+        st.pause_conditions.push(pause_for(PauseReason::UserPause));
         assert!(matches!(
             status_patch(&ro(st.clone()), Control::Pause, now()),
             Err(ControlError::AlreadyPaused(_))
@@ -514,10 +512,7 @@ mod tests {
         };
         let mut st = releasing_status();
         st.abort = Some(true);
-        st.pause_conditions = vec![PauseCondition {
-            reason: PauseReason::UserPause,
-            start_time: Time(now()),
-        }];
+        st.pause_conditions = vec![pause_for(PauseReason::UserPause)];
         st.conditions = vec![
             cond("Progressing", "False", "aborted by request"),
             cond("Healthy", "False", ""),
