@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::router::{in_managed_order, is_managed};
+use super::router::{in_managed_order, is_managed, without_route_list};
 use super::{HeaderMatch, MatchValue, RouteError, Weights};
 
 fn backend_name(b: &Value) -> Option<&str> {
@@ -72,13 +72,7 @@ pub fn set_header_routes(
     routes: &[(String, Vec<HeaderMatch>)],
 ) -> Result<bool, RouteError> {
     let Some(rules) = obj.pointer_mut("/spec/rules").and_then(Value::as_array_mut) else {
-        return if routes.is_empty() {
-            Ok(false)
-        } else {
-            Err(RouteError::Invalid(format!(
-                "HTTPRoute {route:?} has no rules"
-            )))
-        };
+        return without_route_list(routes, || format!("HTTPRoute {route:?} has no rules"));
     };
     let before = rules.clone();
     let split = SplitRule::find(rules, canary, managed);

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::router::{in_managed_order, is_managed};
+use super::router::{in_managed_order, is_managed, without_route_list};
 use super::{HeaderMatch, RouteError, Weights};
 use crate::api::constants::LABEL_POD_TEMPLATE_HASH;
 use crate::api::rollout::{IstioTcpRoute, IstioTlsRoute, IstioVirtualService};
@@ -362,13 +362,9 @@ pub fn set_header_routes(
         })?)
     };
     let Some(http) = obj.pointer_mut("/spec/http").and_then(Value::as_array_mut) else {
-        return if routes.is_empty() {
-            Ok(false)
-        } else {
-            Err(RouteError::Invalid(format!(
-                "VirtualService {name:?} has no http routes"
-            )))
-        };
+        return without_route_list(routes, || {
+            format!("VirtualService {name:?} has no http routes")
+        });
     };
     let before = http.clone();
     http.retain(|r| !is_managed(r, managed));

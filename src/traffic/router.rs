@@ -106,6 +106,19 @@ pub fn in_managed_order<'a>(
     })
 }
 
+/// The answer of a header-route edit on an object without the list of routes it edits:
+/// nothing to remove when no header route is wanted, else the object cannot carry them.
+pub fn without_route_list(
+    routes: &[(String, Vec<HeaderMatch>)],
+    missing: impl FnOnce() -> String,
+) -> Result<bool, RouteError> {
+    if routes.is_empty() {
+        Ok(false)
+    } else {
+        Err(RouteError::Invalid(missing()))
+    }
+}
+
 /// `name` or `name.namespace` (as Argo Rollouts accepts for VirtualServices).
 fn split_name(name: &str) -> (String, Option<String>) {
     match name.split_once('.') {
@@ -153,15 +166,34 @@ impl NamedList {
     }
 }
 
-fn virtual_services(list: &[IstioVirtualService], has_singular: bool) -> Vec<Target> {
+/// Objects a Rollout names with a singular field and a list (`virtualService` and
+/// `virtualServices`): the singular one first, when given.
+pub struct Listed<T> {
+    pub items: Vec<T>,
+    pub has_singular: bool,
+}
+
+impl<T> Listed<T> {
+    fn of(singular: Option<T>, list: impl IntoIterator<Item = T>) -> Self {
+        let has_singular = singular.is_some();
+        Listed {
+            items: singular.into_iter().chain(list).collect(),
+            has_singular,
+        }
+    }
+}
+
+fn virtual_services(listed: &Listed<IstioVirtualService>) -> Vec<Target> {
     let named = NamedList {
         kind: TargetKind::VirtualService,
         parent: "spec.strategy.canary.trafficRouting.istio",
         singular: "virtualService",
         plural: "virtualServices",
-        has_singular,
+        has_singular: listed.has_singular,
     };
-    list.iter()
+    listed
+        .items
+        .iter()
         .enumerate()
         .map(|(i, vs)| {
             let (name, namespace) = split_name(&vs.name);
@@ -180,9 +212,7 @@ pub struct RoutedCanary {
 
 /// Istio between two Services (host level) or two subsets of one (subset level).
 pub struct Istio {
-    /// `virtualService` first (when given), then `virtualServices`.
-    pub virtual_services: Vec<IstioVirtualService>,
-    pub has_singular: bool,
+    pub virtual_services: Listed<IstioVirtualService>,
     pub destination_rule: Option<IstioDestinationRule>,
     pub canary: RoutedCanary,
 }
@@ -202,13 +232,13 @@ impl Istio {
     }
 
     fn vs_for(&self, target: &Target) -> Option<&IstioVirtualService> {
-        self.virtual_services.get(target.index)
+        self.virtual_services.items.get(target.index)
     }
 }
 
 impl TrafficRouter for Istio {
     fn targets(&self) -> Vec<Target> {
-        let mut t = virtual_services(&self.virtual_services, self.has_singular);
+        let mut t = virtual_services(&self.virtual_services);
         if let Some(dr) = &self.destination_rule {
             let (name, namespace) = split_name(&dr.name);
             t.push(Target {
@@ -287,9 +317,7 @@ impl TrafficRouter for Istio {
 
 /// Gateway API HTTPRoutes between the stable and canary Services.
 pub struct GatewayApi {
-    /// `httpRoute` first (when given), then `httpRoutes`.
-    pub routes: Vec<String>,
-    pub has_singular: bool,
+    pub routes: Listed<String>,
     pub namespace: Option<String>,
     pub canary: RoutedCanary,
 }
@@ -325,9 +353,10 @@ impl TrafficRouter for GatewayApi {
             parent: "spec.strategy.canary.trafficRouting.gatewayAPI",
             singular: "httpRoute",
             plural: "httpRoutes",
-            has_singular: self.has_singular,
+            has_singular: self.routes.has_singular,
         };
         self.routes
+            .items
             .iter()
             .enumerate()
             .map(|(i, r)| named.target(i, r.clone(), self.namespace.clone()))
@@ -371,36 +400,23 @@ pub fn router_for(canary: &CanaryStrategy) -> Option<Box<dyn TrafficRouter>> {
     };
     if let Some(i) = &tr.istio {
         return Some(Box::new(Istio {
-            virtual_services: singular_first(&i.virtual_service, &i.virtual_services),
-            has_singular: i.virtual_service.is_some(),
+            virtual_services: Listed::of(
+                i.virtual_service.clone(),
+                i.virtual_services.iter().flatten().cloned(),
+            ),
             destination_rule: i.destination_rule.clone(),
             canary: routed,
         }));
     }
     if let Some(g) = &tr.gateway_api {
-        let listed: Vec<String> = g
-            .http_routes
-            .iter()
-            .flatten()
-            .map(|r| r.name.clone())
-            .collect();
+        let listed = g.http_routes.iter().flatten().map(|r| r.name.clone());
         return Some(Box::new(GatewayApi {
-            routes: singular_first(&g.http_route, &Some(listed)),
-            has_singular: g.http_route.is_some(),
+            routes: Listed::of(g.http_route.clone(), listed),
             namespace: g.namespace.clone(),
             canary: routed,
         }));
     }
     None
-}
-
-/// The object a singular field names (when given), then those its list names.
-fn singular_first<T: Clone>(singular: &Option<T>, list: &Option<Vec<T>>) -> Vec<T> {
-    singular
-        .iter()
-        .chain(list.iter().flatten())
-        .cloned()
-        .collect()
 }
 
 #[cfg(test)]
@@ -431,6 +447,14 @@ mod tests {
             fields(false),
             ["spec.x.routes[0]", "spec.x.routes[1]", "spec.x.routes[2]"]
         );
+    }
+
+    #[test]
+    fn the_singular_object_is_listed_first() {
+        let both = Listed::of(Some("a"), ["b", "c"]);
+        assert_eq!((both.items, both.has_singular), (vec!["a", "b", "c"], true));
+        let list = Listed::of(None, ["b"]);
+        assert_eq!((list.items, list.has_singular), (vec!["b"], false));
     }
 
     #[test]
