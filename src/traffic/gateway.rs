@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::router::{in_managed_order, is_managed, without_route_list};
+use super::router::{in_managed_order, is_managed, put_managed_first, without_route_list};
 use super::{HeaderMatch, MatchValue, RouteError, Weights};
 
 fn backend_name(b: &Value) -> Option<&str> {
@@ -81,13 +81,10 @@ pub fn set_header_routes(
             "HTTPRoute {route:?} has no backendRef to the canary Service {canary:?}"
         )));
     }
-    rules.retain(|r| !is_managed(r, managed));
     let header_rules = split.iter().flat_map(|split| {
         in_managed_order(managed, routes).map(|(name, matches)| split.header_rule(name, matches))
     });
-    for (i, rule) in header_rules.enumerate() {
-        rules.insert(i, rule);
-    }
+    put_managed_first(rules, managed, header_rules);
     if rules.len() > MAX_RULES {
         return Err(RouteError::Invalid(format!(
             "HTTPRoute {route:?} would have {} rules with the header rules; Gateway API allows {MAX_RULES}",

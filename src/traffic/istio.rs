@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::router::{in_managed_order, is_managed, without_route_list};
+use super::router::{in_managed_order, is_managed, put_managed_first, without_route_list};
 use super::{HeaderMatch, RouteError, Weights};
 use crate::api::constants::LABEL_POD_TEMPLATE_HASH;
 use crate::api::rollout::{IstioTcpRoute, IstioTlsRoute, IstioVirtualService};
@@ -367,13 +367,10 @@ pub fn set_header_routes(
         });
     };
     let before = http.clone();
-    http.retain(|r| !is_managed(r, managed));
     let header_routes = split_route.iter().flat_map(|s| {
         in_managed_order(managed, routes).map(|(name, headers)| s.header_route(name, headers))
     });
-    for (i, r) in header_routes.enumerate() {
-        http.insert(i, r);
-    }
+    put_managed_first(http, managed, header_routes);
     Ok(*http != before)
 }
 

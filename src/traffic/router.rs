@@ -106,6 +106,18 @@ pub fn in_managed_order<'a>(
     })
 }
 
+/// Takes every managed route out of `list` and puts `wanted` first, in order.
+pub fn put_managed_first(
+    list: &mut Vec<Value>,
+    managed: &[String],
+    wanted: impl IntoIterator<Item = Value>,
+) {
+    list.retain(|r| !is_managed(r, managed));
+    for (i, r) in wanted.into_iter().enumerate() {
+        list.insert(i, r);
+    }
+}
+
 /// The answer of a header-route edit on an object without the list of routes it edits:
 /// nothing to remove when no header route is wanted, else the object cannot carry them.
 pub fn without_route_list(
