@@ -361,7 +361,37 @@ pub fn record(
     now: Timestamp,
 ) {
     let started_at = started_at.or(Some(Time(now)));
-    let measurement = match outcome {
+    let measurement = measurement_of(m, p, outcome, started_at, now);
+    if last_is_running(r) {
+        r.measurements.pop();
+    }
+    count(r, measurement.phase);
+    keep(r, measurement, p.retention);
+}
+
+/// `None` for metadata with nothing in it, so that an empty map is not written.
+fn some_metadata(metadata: BTreeMap<String, String>) -> Option<BTreeMap<String, String>> {
+    (!metadata.is_empty()).then_some(metadata)
+}
+
+/// The measurement a provider's outcome makes: still running, or finished `now`.
+fn measurement_of(
+    m: &Metric,
+    p: &MetricPolicy,
+    outcome: Outcome,
+    started_at: Option<Time>,
+    now: Timestamp,
+) -> Measurement {
+    let finished =
+        |phase: AnalysisPhase, message: Option<String>, value: Option<String>| Measurement {
+            phase: Some(phase),
+            message,
+            started_at: started_at.clone(),
+            finished_at: Some(Time(now)),
+            value,
+            ..Default::default()
+        };
+    match outcome {
         Outcome::Pending {
             metadata,
             resume_at,
@@ -369,19 +399,18 @@ pub fn record(
             phase: Some(AnalysisPhase::Running),
             started_at,
             resume_at: Some(Time(resume_at)),
-            metadata: (!metadata.is_empty()).then_some(metadata),
+            metadata: some_metadata(metadata),
             ..Default::default()
         },
         Outcome::Value { value, metadata } => {
             let (phase, why) = judge_value(m, p, &value);
             Measurement {
-                phase: Some(phase),
-                message: (!why.is_empty()).then_some(why),
-                started_at,
-                finished_at: Some(Time(now)),
-                value: Some(value.to_string()),
-                metadata: (!metadata.is_empty()).then_some(metadata),
-                ..Default::default()
+                metadata: some_metadata(metadata),
+                ..finished(
+                    phase,
+                    (!why.is_empty()).then_some(why),
+                    Some(value.to_string()),
+                )
             }
         }
         Outcome::Decided {
@@ -390,56 +419,48 @@ pub fn record(
             message,
             metadata,
         } => Measurement {
-            phase: Some(phase),
-            message,
-            started_at,
-            finished_at: Some(Time(now)),
-            value,
-            metadata: (!metadata.is_empty()).then_some(metadata),
-            ..Default::default()
+            metadata: some_metadata(metadata),
+            ..finished(phase, message, value)
         },
         Outcome::ProviderError { message, metadata } => Measurement {
-            phase: Some(AnalysisPhase::Error),
-            message: Some(message),
-            started_at,
-            finished_at: Some(Time(now)),
-            metadata: (!metadata.is_empty()).then_some(metadata),
-            ..Default::default()
+            metadata: some_metadata(metadata),
+            ..finished(AnalysisPhase::Error, Some(message), None)
         },
-    };
-    if r.measurements
+    }
+}
+
+/// The metric's last measurement is still running.
+fn last_is_running(r: &MetricResult) -> bool {
+    r.measurements
         .last()
         .is_some_and(|l| l.phase == Some(AnalysisPhase::Running))
-    {
-        r.measurements.pop();
-    }
-    match measurement.phase {
-        Some(AnalysisPhase::Successful) => {
-            r.count += 1;
-            r.successful += 1;
-            r.consecutive_error = 0;
-        }
-        Some(AnalysisPhase::Failed) => {
-            r.count += 1;
-            r.failed += 1;
-            r.consecutive_error = 0;
-        }
-        Some(AnalysisPhase::Inconclusive) => {
-            r.count += 1;
-            r.inconclusive += 1;
-            r.consecutive_error = 0;
-        }
+}
+
+/// Counts a measurement with the phase in the metric's counters: a verdict counts towards
+/// `count` and ends a run of errors; an error counts apart.
+fn count(r: &mut MetricResult, phase: Option<AnalysisPhase>) {
+    let judged = match phase {
+        Some(AnalysisPhase::Successful) => &mut r.successful,
+        Some(AnalysisPhase::Failed) => &mut r.failed,
+        Some(AnalysisPhase::Inconclusive) => &mut r.inconclusive,
         Some(AnalysisPhase::Error) => {
             r.error += 1;
             r.consecutive_error += 1;
+            return;
         }
-        _ => {}
-    }
-    let mut measurement = measurement;
+        _ => return,
+    };
+    *judged += 1;
+    r.count += 1;
+    r.consecutive_error = 0;
+}
+
+/// Appends the measurement, its text bounded, keeping the last `retention` measurements.
+fn keep(r: &mut MetricResult, mut measurement: Measurement, retention: usize) {
     measurement.value = measurement.value.map(bounded);
     measurement.message = measurement.message.map(bounded);
     r.measurements.push(measurement);
-    let excess = r.measurements.len().saturating_sub(p.retention);
+    let excess = r.measurements.len().saturating_sub(retention);
     r.measurements.drain(..excess);
 }
 
@@ -452,88 +473,119 @@ fn last_message(r: &MetricResult, phase: AnalysisPhase) -> String {
         .unwrap_or_default()
 }
 
+/// The verdict on one metric, or on a whole run: its phase and, where it is not plain, why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    pub phase: AnalysisPhase,
+    pub message: Option<String>,
+}
+
+impl Verdict {
+    fn plain(phase: AnalysisPhase) -> Self {
+        Verdict {
+            phase,
+            message: None,
+        }
+    }
+
+    fn because(phase: AnalysisPhase, why: String) -> Self {
+        Verdict {
+            phase,
+            message: Some(why),
+        }
+    }
+}
+
 /// A metric's verdict from its counters.
-pub fn assess_metric(
-    p: &MetricPolicy,
-    r: &MetricResult,
-    terminating: bool,
-) -> (AnalysisPhase, Option<String>) {
-    if r.measurements
-        .last()
-        .is_some_and(|l| l.phase == Some(AnalysisPhase::Running))
-        && !terminating
-    {
-        return (AnalysisPhase::Running, None);
+pub fn assess_metric(p: &MetricPolicy, r: &MetricResult, terminating: bool) -> Verdict {
+    if last_is_running(r) && !terminating {
+        return Verdict::plain(AnalysisPhase::Running);
     }
-    if p.failure_limit >= 0 && r.failed > p.failure_limit {
-        return (
-            AnalysisPhase::Failed,
-            Some(format!(
-                "{} of {} measurements failed (failureLimit {}): {}",
-                r.failed,
-                r.count,
-                p.failure_limit,
-                last_message(r, AnalysisPhase::Failed)
-            )),
-        );
-    }
-    if p.inconclusive_limit >= 0 && r.inconclusive > p.inconclusive_limit {
-        return (
-            AnalysisPhase::Inconclusive,
-            Some(format!(
-                "{} of {} measurements inconclusive (inconclusiveLimit {}): {}",
-                r.inconclusive,
-                r.count,
-                p.inconclusive_limit,
-                last_message(r, AnalysisPhase::Inconclusive)
-            )),
-        );
-    }
-    if p.consecutive_error_limit >= 0 && r.consecutive_error > p.consecutive_error_limit {
-        let why = format!(
-            "{} measurements in a row could not be taken or judged (consecutiveErrorLimit {}): {}",
-            r.consecutive_error,
-            p.consecutive_error_limit,
-            last_message(r, AnalysisPhase::Error)
-        );
-        return match p.on_provider_error {
-            ProviderErrorVerdict::Failed => (AnalysisPhase::Failed, Some(why)),
-            ProviderErrorVerdict::Inconclusive => (
-                AnalysisPhase::Inconclusive,
-                Some(format!(
-                    "{why}; measuring goes on and the analysis resumes when a measurement succeeds"
-                )),
-            ),
-        };
+    if let Some(v) = over_a_limit(p, r) {
+        return v;
     }
     if terminating && judged(r) == 0 {
-        // Stopped before anything was judged: nothing passed, so it is not a success.
-        // (Argo Rollouts calls such a run Successful; Sluice is stricter.)
-        let running = if r
-            .measurements
-            .last()
-            .is_some_and(|l| l.phase == Some(AnalysisPhase::Running))
-        {
-            "; a measurement was still running"
-        } else {
-            ""
-        };
-        return (
-            AnalysisPhase::Inconclusive,
-            Some(format!(
-                "stopped before any measurement was judged ({} taken){running}",
-                r.count
-            )),
-        );
+        return stopped_unjudged(r);
     }
     if p.count.is_some_and(|c| r.count >= c) || terminating {
-        return (AnalysisPhase::Successful, None);
+        return Verdict::plain(AnalysisPhase::Successful);
     }
     if r.measurements.is_empty() {
-        (AnalysisPhase::Pending, None)
+        Verdict::plain(AnalysisPhase::Pending)
     } else {
-        (AnalysisPhase::Running, None)
+        Verdict::plain(AnalysisPhase::Running)
     }
+}
+
+/// The verdict of a metric past one of its limits: failures, then inconclusives, then
+/// errors in a row.
+fn over_a_limit(p: &MetricPolicy, r: &MetricResult) -> Option<Verdict> {
+    let over = |phase: AnalysisPhase, counted: i32, what: &str, field: &str, limit: i32| {
+        (limit >= 0 && counted > limit).then(|| {
+            let last = last_message(r, phase);
+            let why = format!(
+                "{counted} of {} measurements {what} ({field} {limit}): {last}",
+                r.count
+            );
+            Verdict::because(phase, why)
+        })
+    };
+    over(
+        AnalysisPhase::Failed,
+        r.failed,
+        "failed",
+        "failureLimit",
+        p.failure_limit,
+    )
+    .or_else(|| {
+        over(
+            AnalysisPhase::Inconclusive,
+            r.inconclusive,
+            "inconclusive",
+            "inconclusiveLimit",
+            p.inconclusive_limit,
+        )
+    })
+    .or_else(|| too_many_errors(p, r))
+}
+
+/// More errors in a row than the metric allows: Failed or Inconclusive as it says.
+fn too_many_errors(p: &MetricPolicy, r: &MetricResult) -> Option<Verdict> {
+    if p.consecutive_error_limit < 0 || r.consecutive_error <= p.consecutive_error_limit {
+        return None;
+    }
+    let why = format!(
+        "{} measurements in a row could not be taken or judged (consecutiveErrorLimit {}): {}",
+        r.consecutive_error,
+        p.consecutive_error_limit,
+        last_message(r, AnalysisPhase::Error)
+    );
+    Some(match p.on_provider_error {
+        ProviderErrorVerdict::Failed => Verdict::because(AnalysisPhase::Failed, why),
+        ProviderErrorVerdict::Inconclusive => Verdict::because(
+            AnalysisPhase::Inconclusive,
+            format!(
+                "{why}; measuring goes on and the analysis resumes when a measurement succeeds"
+            ),
+        ),
+    })
+}
+
+/// Stopped before anything was judged: nothing passed, so it is not a success.
+/// (Argo Rollouts calls such a run Successful; Sluice is stricter.)
+fn stopped_unjudged(r: &MetricResult) -> Verdict {
+    let running = if last_is_running(r) {
+        "; a measurement was still running"
+    } else {
+        ""
+    };
+    Verdict::because(
+        AnalysisPhase::Inconclusive,
+        format!(
+            "stopped before any measurement was judged ({} taken){running}",
+            r.count
+        ),
+    )
 }
 
 /// Measurements of a metric that reached a verdict (errors are not verdicts).
@@ -541,13 +593,13 @@ fn judged(r: &MetricResult) -> i64 {
     i64::from(r.successful.max(0)) + i64::from(r.failed.max(0)) + i64::from(r.inconclusive.max(0))
 }
 
-fn summary_add(s: &mut RunSummary, phase: Option<AnalysisPhase>) {
+fn summary_add(s: &mut RunSummary, phase: AnalysisPhase) {
     s.count += 1;
     match phase {
-        Some(AnalysisPhase::Successful) => s.successful += 1,
-        Some(AnalysisPhase::Failed) => s.failed += 1,
-        Some(AnalysisPhase::Inconclusive) => s.inconclusive += 1,
-        Some(AnalysisPhase::Error) => s.error += 1,
+        AnalysisPhase::Successful => s.successful += 1,
+        AnalysisPhase::Failed => s.failed += 1,
+        AnalysisPhase::Inconclusive => s.inconclusive += 1,
+        AnalysisPhase::Error => s.error += 1,
         _ => {}
     }
 }
@@ -579,118 +631,146 @@ pub fn step(
         let Some((m, p)) = policies.iter().find(|(m, _)| m.name == name) else {
             continue;
         };
-        let idx = match next.metric_results.iter().position(|r| r.name == name) {
-            Some(i) => i,
-            None => {
-                next.metric_results.push(MetricResult {
-                    name: name.clone(),
-                    dry_run: p.dry_run.then_some(true),
-                    ..Default::default()
-                });
-                next.metric_results.len() - 1
-            }
-        };
-        record(
-            m,
-            p,
-            &mut next.metric_results[idx],
-            Some(Time(started)),
-            outcome,
-            now,
-        );
+        let r = result_of(&mut next, m, p);
+        record(m, p, r, Some(Time(started)), outcome, now);
     }
-
     let terminating = spec.terminate.unwrap_or(false);
     if terminating {
         // A metric never measured is judged too: stopped with nothing judged.
         for (m, p) in &policies {
-            if !next.metric_results.iter().any(|r| r.name == m.name) {
-                next.metric_results.push(MetricResult {
-                    name: m.name.clone(),
-                    dry_run: p.dry_run.then_some(true),
-                    ..Default::default()
-                });
-            }
+            result_of(&mut next, m, p);
         }
     }
-    let mut summary = RunSummary::default();
-    let mut dry_summary = RunSummary::default();
-    let mut worst: Option<(u8, String)> = None;
-    let mut all_done = true;
-    for (m, p) in &policies {
-        let Some(r) = next.metric_results.iter_mut().find(|r| r.name == m.name) else {
-            all_done = false;
-            if p.dry_run {
-                summary_add(&mut dry_summary, Some(AnalysisPhase::Pending));
-            } else {
-                summary_add(&mut summary, Some(AnalysisPhase::Pending));
-            }
-            continue;
-        };
-        let (phase, message) = assess_metric(p, r, terminating);
-        r.phase = Some(phase);
-        r.message = message.clone();
-        if p.dry_run {
-            summary_add(&mut dry_summary, Some(phase));
-            continue;
-        }
-        summary_add(&mut summary, Some(phase));
-        let rank = match phase {
-            AnalysisPhase::Failed => 3,
-            AnalysisPhase::Error => 2,
-            AnalysisPhase::Inconclusive => 1,
-            _ => 0,
-        };
-        if !is_terminal(Some(phase)) {
-            all_done = false;
-        }
-        if rank > 0 && worst.as_ref().is_none_or(|(w, _)| rank > *w) {
-            let why = format!(
-                "metric {:?} {}: {}",
-                m.name,
-                match phase {
-                    AnalysisPhase::Failed => "failed",
-                    AnalysisPhase::Error => "errored",
-                    _ => "is inconclusive",
-                },
-                message.unwrap_or_default()
-            );
-            worst = Some((rank, why));
-        }
-    }
-    next.run_summary = Some(summary);
-    next.dry_run_summary = (dry_summary.count > 0).then_some(dry_summary);
-    match worst {
-        Some((rank, why)) => {
-            next.phase = Some(match rank {
-                3 => AnalysisPhase::Failed,
-                2 => AnalysisPhase::Error,
-                _ => AnalysisPhase::Inconclusive,
-            });
-            next.message = Some(why);
-        }
-        None if all_done || terminating => {
-            next.phase = Some(AnalysisPhase::Successful);
-            next.message = Some(if terminating {
-                "terminated; every metric had judged measurements and none failed".into()
-            } else {
-                "every metric passed".into()
-            });
-        }
-        None => {
-            let any = next
-                .metric_results
-                .iter()
-                .any(|r| !r.measurements.is_empty());
-            next.phase = Some(if any {
-                AnalysisPhase::Running
-            } else {
-                AnalysisPhase::Pending
-            });
-            next.message = None;
-        }
-    }
+    let tally = assess_metrics(&mut next.metric_results, &policies, terminating);
+    let verdict = tally.verdict(terminating, &next.metric_results);
+    next.run_summary = Some(tally.summary);
+    next.dry_run_summary = (tally.dry_summary.count > 0).then_some(tally.dry_summary);
+    next.phase = Some(verdict.phase);
+    next.message = verdict.message;
     next
+}
+
+/// The metric's result in the run's status, added empty when it has none yet.
+fn result_of<'a>(
+    status: &'a mut AnalysisRunStatus,
+    m: &Metric,
+    p: &MetricPolicy,
+) -> &'a mut MetricResult {
+    let results = &mut status.metric_results;
+    let idx = match results.iter().position(|r| r.name == m.name) {
+        Some(i) => i,
+        None => {
+            results.push(MetricResult {
+                name: m.name.clone(),
+                dry_run: p.dry_run.then_some(true),
+                ..Default::default()
+            });
+            results.len() - 1
+        }
+    };
+    &mut results[idx]
+}
+
+/// What the metrics' verdicts add up to.
+#[derive(Debug, Default)]
+struct Tally {
+    summary: RunSummary,
+    dry_summary: RunSummary,
+    /// The first of the worst verdicts of a metric that is not a dry run, with why.
+    worst: Option<Verdict>,
+    /// Every metric that is not a dry run has a final verdict.
+    all_done: bool,
+}
+
+/// Sets each metric's verdict and adds them up.
+fn assess_metrics(
+    results: &mut [MetricResult],
+    policies: &[(Metric, MetricPolicy)],
+    terminating: bool,
+) -> Tally {
+    let mut tally = Tally {
+        all_done: true,
+        ..Default::default()
+    };
+    for (m, p) in policies {
+        let summary = if p.dry_run {
+            &mut tally.dry_summary
+        } else {
+            &mut tally.summary
+        };
+        let Some(r) = results.iter_mut().find(|r| r.name == m.name) else {
+            tally.all_done = false;
+            summary_add(summary, AnalysisPhase::Pending);
+            continue;
+        };
+        let verdict = assess_metric(p, r, terminating);
+        r.phase = Some(verdict.phase);
+        r.message = verdict.message.clone();
+        summary_add(summary, verdict.phase);
+        if !p.dry_run {
+            tally.add(&m.name, verdict);
+        }
+    }
+    tally
+}
+
+/// How bad a metric's verdict is for the run: the run takes the worst.
+fn severity(phase: AnalysisPhase) -> u8 {
+    match phase {
+        AnalysisPhase::Failed => 3,
+        AnalysisPhase::Error => 2,
+        AnalysisPhase::Inconclusive => 1,
+        _ => 0,
+    }
+}
+
+impl Tally {
+    /// Takes the verdict of a metric that decides (not a dry run).
+    fn add(&mut self, metric: &str, verdict: Verdict) {
+        if !is_terminal(Some(verdict.phase)) {
+            self.all_done = false;
+        }
+        let rank = severity(verdict.phase);
+        if rank == 0
+            || self
+                .worst
+                .as_ref()
+                .is_some_and(|w| severity(w.phase) >= rank)
+        {
+            return;
+        }
+        let what = match verdict.phase {
+            AnalysisPhase::Failed => "failed",
+            AnalysisPhase::Error => "errored",
+            _ => "is inconclusive",
+        };
+        let why = format!(
+            "metric {metric:?} {what}: {}",
+            verdict.message.unwrap_or_default()
+        );
+        self.worst = Some(Verdict::because(verdict.phase, why));
+    }
+
+    /// The run's verdict: the worst metric's, a success once all are done (or the run is
+    /// stopped), else still running.
+    fn verdict(&self, terminating: bool, results: &[MetricResult]) -> Verdict {
+        if let Some(worst) = &self.worst {
+            return worst.clone();
+        }
+        if self.all_done || terminating {
+            let why = if terminating {
+                "terminated; every metric had judged measurements and none failed"
+            } else {
+                "every metric passed"
+            };
+            return Verdict::because(AnalysisPhase::Successful, why.into());
+        }
+        if results.iter().any(|r| !r.measurements.is_empty()) {
+            Verdict::plain(AnalysisPhase::Running)
+        } else {
+            Verdict::plain(AnalysisPhase::Pending)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -476,3 +476,54 @@ fn a_run_stopped_before_anything_was_judged_is_never_successful() {
         }
     }
 }
+
+#[test]
+fn a_verdict_counts_and_ends_a_run_of_errors_an_error_does_not_count() {
+    let mut r = MetricResult::default();
+    count(&mut r, Some(AnalysisPhase::Error));
+    count(&mut r, Some(AnalysisPhase::Error));
+    assert_eq!((r.count, r.error, r.consecutive_error), (0, 2, 2));
+    count(&mut r, Some(AnalysisPhase::Inconclusive));
+    assert_eq!((r.count, r.inconclusive, r.consecutive_error), (1, 1, 0));
+    count(&mut r, Some(AnalysisPhase::Running));
+    assert_eq!(
+        (r.count, r.error),
+        (1, 2),
+        "a running measurement counts nowhere"
+    );
+}
+
+#[test]
+fn a_metric_keeps_its_last_measurements_with_text_bounded() {
+    let mut r = MetricResult::default();
+    for i in 0..4 {
+        let m = Measurement {
+            message: Some(format!("{i}{}", "x".repeat(MAX_TEXT))),
+            ..Default::default()
+        };
+        keep(&mut r, m, 2);
+    }
+    assert_eq!(r.measurements.len(), 2);
+    let first = r.measurements[0].message.as_deref().expect("a message");
+    assert!(
+        first.starts_with('2') && first.ends_with("bytes in all)"),
+        "{first}"
+    );
+}
+
+#[test]
+fn the_run_takes_the_first_of_its_worst_metric_verdicts() {
+    let mut tally = Tally {
+        all_done: true,
+        ..Default::default()
+    };
+    let because = |phase, why: &str| Verdict::because(phase, why.into());
+    tally.add("a", because(AnalysisPhase::Inconclusive, "unsure"));
+    tally.add("b", because(AnalysisPhase::Failed, "too slow"));
+    tally.add("c", because(AnalysisPhase::Failed, "too many errors"));
+    tally.add("d", Verdict::plain(AnalysisPhase::Running));
+    let v = tally.verdict(false, &[]);
+    assert_eq!(v.phase, AnalysisPhase::Failed);
+    assert_eq!(v.message.as_deref(), Some("metric \"b\" failed: too slow"));
+    assert!(!tally.all_done, "a running metric is not done");
+}

@@ -388,6 +388,30 @@ mod tests {
         }
     }
 
+    /// The Prometheus part of the run's first metric.
+    fn prometheus_of(run: &AnalysisRunSpec) -> &PrometheusMetric {
+        run.metrics[0]
+            .provider
+            .prometheus
+            .as_ref()
+            .expect("a prometheus metric")
+    }
+
+    /// An argument read from key `key` of Secret `secret`.
+    fn secret_arg(name: &str, secret: &str, key: &str) -> Argument {
+        Argument {
+            name: name.into(),
+            value: None,
+            value_from: Some(ValueFrom {
+                secret_key_ref: Some(SecretKeyRef {
+                    name: secret.into(),
+                    key: key.into(),
+                }),
+                ..Default::default()
+            }),
+        }
+    }
+
     fn arg(name: &str, value: Option<&str>) -> Argument {
         Argument {
             name: name.into(),
@@ -590,30 +614,12 @@ mod tests {
             metrics: Some(vec![m]),
             args: Some(vec![
                 arg("host", Some("prom")),
-                Argument {
-                    name: "token".into(),
-                    value: None,
-                    value_from: Some(ValueFrom {
-                        secret_key_ref: Some(SecretKeyRef {
-                            name: "prom-auth".into(),
-                            key: "token".into(),
-                        }),
-                        ..Default::default()
-                    }),
-                },
+                secret_arg("token", "prom-auth", "token"),
             ]),
             ..Default::default()
         };
         let run = build_run(&spec, &[], &ctx()).expect("a value");
-        assert_eq!(
-            run.metrics[0]
-                .provider
-                .prometheus
-                .as_ref()
-                .expect("a value")
-                .address,
-            "https://prom/{{args.token}}"
-        );
+        assert_eq!(prometheus_of(&run).address, "https://prom/{{args.token}}");
         let token = run
             .args
             .expect("a value")
@@ -634,17 +640,7 @@ mod tests {
         .expect("metric");
         let spec = AnalysisTemplateSpec {
             metrics: Some(vec![job]),
-            args: Some(vec![Argument {
-                name: "token".into(),
-                value: None,
-                value_from: Some(ValueFrom {
-                    secret_key_ref: Some(SecretKeyRef {
-                        name: "s".into(),
-                        key: "k".into(),
-                    }),
-                    ..Default::default()
-                }),
-            }]),
+            args: Some(vec![secret_arg("token", "s", "k")]),
             ..Default::default()
         };
         let err = build_run(&spec, &[], &ctx()).expect_err("refused");
@@ -679,14 +675,6 @@ mod tests {
             ..Default::default()
         };
         let run = build_run(&spec, &[], &ctx()).expect("a value");
-        assert_eq!(
-            run.metrics[0]
-                .provider
-                .prometheus
-                .as_ref()
-                .expect("a value")
-                .query,
-            "up{app=\"shop\"}"
-        );
+        assert_eq!(prometheus_of(&run).query, "up{app=\"shop\"}");
     }
 }

@@ -5,7 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 
-use crate::api::rollout::{PauseCondition, PauseReason, Rollout, RolloutPhase};
+use crate::api::rollout::{PauseCondition, PauseReason, Rollout, RolloutPhase, RolloutStatus};
 
 /// A request from a person or a tool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,250 +55,308 @@ pub fn status_patch(ro: &Rollout, control: Control, now: Timestamp) -> Result<Va
     let name = ro.metadata.name.clone().unwrap_or_default();
     let st = ro.status.clone().unwrap_or_default();
     match control {
-        Control::Abort => {
-            if !releasing(ro) {
-                return Err(ControlError::NotReleasing(name, "abort"));
-            }
-            Ok(json!({"abort": true}))
-        }
-        Control::Retry => {
-            if !aborted(ro) {
-                return Err(ControlError::NotAborted(name));
-            }
-            Ok(json!({"abort": false}))
-        }
-        Control::PromoteFull => {
-            if !releasing(ro) {
-                return Err(ControlError::NotReleasing(name, "promote"));
-            }
-            if aborted(ro) {
-                return Err(ControlError::Aborted(name));
-            }
-            Ok(json!({"promoteFull": true}))
-        }
-        Control::Promote => {
-            if aborted(ro) {
-                return Err(ControlError::Aborted(name));
-            }
-            if !st.pause_conditions.is_empty() {
-                return Ok(json!({"pauseConditions": null}));
-            }
-            if !releasing(ro) {
-                return Err(ControlError::NotReleasing(name, "promote"));
-            }
-            let steps = ro
-                .spec
-                .strategy
-                .canary
-                .as_ref()
-                .map(|c| c.steps().len())
-                .unwrap_or(0) as i32;
-            let idx = st.current_step_index.unwrap_or(0);
-            if idx >= steps {
-                return Err(ControlError::LastStep(name));
-            }
-            Ok(json!({"currentStepIndex": idx + 1}))
-        }
-        Control::Pause => {
-            if st
-                .pause_conditions
-                .iter()
-                .any(|p| p.reason == PauseReason::UserPause)
-            {
-                return Err(ControlError::AlreadyPaused(name));
-            }
-            let mut list = st.pause_conditions.clone();
-            list.push(PauseCondition {
-                reason: PauseReason::UserPause,
-                start_time: Time(now),
-            });
-            Ok(json!({"pauseConditions": list}))
-        }
-        Control::Resume => {
-            if !st
-                .pause_conditions
-                .iter()
-                .any(|p| p.reason == PauseReason::UserPause)
-            {
-                return Err(ControlError::NotPaused(name));
-            }
-            let rest: Vec<&PauseCondition> = st
-                .pause_conditions
-                .iter()
-                .filter(|p| p.reason != PauseReason::UserPause)
-                .collect();
-            Ok(if rest.is_empty() {
-                json!({"pauseConditions": null})
-            } else {
-                json!({"pauseConditions": rest})
-            })
-        }
+        Control::Abort => abort(ro, name),
+        Control::Retry => retry(ro, name),
+        Control::PromoteFull => promote_full(ro, name),
+        Control::Promote => promote(ro, &st, name),
+        Control::Pause => pause(&st, name, now),
+        Control::Resume => resume(&st, name),
     }
+}
+
+fn abort(ro: &Rollout, name: String) -> Result<Value, ControlError> {
+    if !releasing(ro) {
+        return Err(ControlError::NotReleasing(name, "abort"));
+    }
+    Ok(json!({"abort": true}))
+}
+
+fn retry(ro: &Rollout, name: String) -> Result<Value, ControlError> {
+    if !aborted(ro) {
+        return Err(ControlError::NotAborted(name));
+    }
+    Ok(json!({"abort": false}))
+}
+
+fn promote_full(ro: &Rollout, name: String) -> Result<Value, ControlError> {
+    if !releasing(ro) {
+        return Err(ControlError::NotReleasing(name, "promote"));
+    }
+    if aborted(ro) {
+        return Err(ControlError::Aborted(name));
+    }
+    Ok(json!({"promoteFull": true}))
+}
+
+/// Lifts every pause, or else moves to the next step.
+fn promote(ro: &Rollout, st: &RolloutStatus, name: String) -> Result<Value, ControlError> {
+    if aborted(ro) {
+        return Err(ControlError::Aborted(name));
+    }
+    if !st.pause_conditions.is_empty() {
+        return Ok(json!({"pauseConditions": null}));
+    }
+    if !releasing(ro) {
+        return Err(ControlError::NotReleasing(name, "promote"));
+    }
+    let steps = ro
+        .spec
+        .strategy
+        .canary
+        .as_ref()
+        .map(|c| c.steps().len())
+        .unwrap_or(0) as i32;
+    let idx = st.current_step_index.unwrap_or(0);
+    if idx >= steps {
+        return Err(ControlError::LastStep(name));
+    }
+    Ok(json!({"currentStepIndex": idx + 1}))
+}
+
+fn paused_by_request(st: &RolloutStatus) -> bool {
+    st.pause_conditions
+        .iter()
+        .any(|p| p.reason == PauseReason::UserPause)
+}
+
+/// Adds a pause by request to the pauses there are.
+fn pause(st: &RolloutStatus, name: String, now: Timestamp) -> Result<Value, ControlError> {
+    if paused_by_request(st) {
+        return Err(ControlError::AlreadyPaused(name));
+    }
+    let mut list = st.pause_conditions.clone();
+    list.push(PauseCondition {
+        reason: PauseReason::UserPause,
+        start_time: Time(now),
+    });
+    Ok(json!({"pauseConditions": list}))
+}
+
+/// Takes out the pause by request; the other pauses stay.
+fn resume(st: &RolloutStatus, name: String) -> Result<Value, ControlError> {
+    if !paused_by_request(st) {
+        return Err(ControlError::NotPaused(name));
+    }
+    let rest: Vec<&PauseCondition> = st
+        .pause_conditions
+        .iter()
+        .filter(|p| p.reason != PauseReason::UserPause)
+        .collect();
+    Ok(if rest.is_empty() {
+        json!({"pauseConditions": null})
+    } else {
+        json!({"pauseConditions": rest})
+    })
 }
 
 /// A short, readable account of a Rollout, for `kubectl sluice get`.
 pub fn describe(ro: &Rollout) -> String {
-    let st = ro.status.clone().unwrap_or_default();
-    let mut out = String::new();
-    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<12}{v}\n"));
-    line("Name:", ro.metadata.name.clone().unwrap_or_default());
-    line(
-        "Namespace:",
-        ro.metadata.namespace.clone().unwrap_or_default(),
-    );
-    let strategy = match (&ro.spec.strategy.canary, &ro.spec.strategy.blue_green) {
-        (Some(c), _) => format!("canary, {} steps", c.steps().len()),
-        (None, Some(b)) => format!("blue-green, active Service {}", b.active_service),
-        _ => "none".into(),
+    let mut account = Account {
+        ro,
+        st: ro.status.clone().unwrap_or_default(),
+        out: String::new(),
     };
-    line("Strategy:", strategy);
-    let phase = st
-        .phase
-        .map(|p| format!("{p:?}"))
-        .unwrap_or_else(|| "Unknown (not yet reconciled)".into());
-    let msg = st
-        .message
-        .clone()
+    account.what_and_where();
+    account.traffic();
+    account.analysis();
+    account.revisions();
+    account.holds();
+    account.conditions();
+    account.next();
+    account.out
+}
+
+/// `describe` as it is written: one `Label:    value` line after another.
+struct Account<'a> {
+    ro: &'a Rollout,
+    st: RolloutStatus,
+    out: String,
+}
+
+/// `: message`, or nothing for no message.
+fn colon(message: Option<&str>) -> String {
+    message
+        .filter(|m| !m.is_empty())
         .map(|m| format!(": {m}"))
-        .unwrap_or_default();
-    line("Phase:", format!("{phase}{msg}"));
-    if let (Some(c), Some(i)) = (&ro.spec.strategy.canary, st.current_step_index) {
-        line("Step:", format!("{i}/{}", c.steps().len()));
+        .unwrap_or_default()
+}
+
+impl Account<'_> {
+    fn line(&mut self, label: &str, value: String) {
+        self.out.push_str(&format!("{label:<12}{value}\n"));
     }
-    if let Some(w) = st
-        .canary
-        .as_ref()
-        .and_then(|c| c.weights.as_ref())
-        .filter(|_| ro.spec.strategy.canary.is_some())
-    {
-        line(
-            "Weights:",
-            format!("canary {}%, stable {}%", w.canary.weight, w.stable.weight),
-        );
+
+    /// Name, namespace, strategy, phase and step.
+    fn what_and_where(&mut self) {
+        let meta = &self.ro.metadata;
+        self.line("Name:", meta.name.clone().unwrap_or_default());
+        self.line("Namespace:", meta.namespace.clone().unwrap_or_default());
+        let strategy = &self.ro.spec.strategy;
+        let described = match (&strategy.canary, &strategy.blue_green) {
+            (Some(c), _) => format!("canary, {} steps", c.steps().len()),
+            (None, Some(b)) => format!("blue-green, active Service {}", b.active_service),
+            _ => "none".into(),
+        };
+        self.line("Strategy:", described);
+        let phase = self
+            .st
+            .phase
+            .map(|p| format!("{p:?}"))
+            .unwrap_or_else(|| "Unknown (not yet reconciled)".into());
+        let msg = self
+            .st
+            .message
+            .as_ref()
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default();
+        self.line("Phase:", format!("{phase}{msg}"));
+        if let (Some(c), Some(i)) = (&strategy.canary, self.st.current_step_index) {
+            self.line("Step:", format!("{i}/{}", c.steps().len()));
+        }
     }
-    if let Some(bg) = &st.blue_green {
-        line(
-            "Services:",
-            format!(
+
+    /// The canary's weights, or the blue-green Services' selectors.
+    fn traffic(&mut self) {
+        if let Some(w) = self
+            .st
+            .canary
+            .as_ref()
+            .and_then(|c| c.weights.as_ref())
+            .filter(|_| self.ro.spec.strategy.canary.is_some())
+        {
+            let weights = format!("canary {}%, stable {}%", w.canary.weight, w.stable.weight);
+            self.line("Weights:", weights);
+        }
+        if let Some(bg) = &self.st.blue_green {
+            let services = format!(
                 "active {}, preview {}",
                 bg.active_selector.clone().unwrap_or_default(),
                 bg.preview_selector.clone().unwrap_or_else(|| "-".into())
-            ),
-        );
-    }
-    let runs = [
-        (
-            "step",
-            st.canary
-                .as_ref()
-                .and_then(|c| c.current_step_analysis_run_status.as_ref()),
-        ),
-        (
-            "background",
-            st.canary
-                .as_ref()
-                .and_then(|c| c.current_background_analysis_run_status.as_ref()),
-        ),
-        (
-            "pre-promotion",
-            st.blue_green
-                .as_ref()
-                .and_then(|b| b.pre_promotion_analysis_run_status.as_ref()),
-        ),
-        (
-            "post-promotion",
-            st.blue_green
-                .as_ref()
-                .and_then(|b| b.post_promotion_analysis_run_status.as_ref()),
-        ),
-    ];
-    for (kind, run) in runs {
-        if let Some(r) = run {
-            let phase = r
-                .status
-                .map(|p| format!("{p:?}"))
-                .unwrap_or_else(|| "Pending".into());
-            let msg = r
-                .message
-                .as_ref()
-                .filter(|m| !m.is_empty())
-                .map(|m| format!(": {m}"))
-                .unwrap_or_default();
-            line(
-                "Analysis:",
-                format!(
-                    "{kind} {} {phase}{msg} (kubectl get sar {} -o yaml)",
-                    r.name, r.name
-                ),
             );
+            self.line("Services:", services);
         }
     }
-    line(
-        "Revisions:",
-        format!(
+
+    /// The analysis runs the release waits on, and how to look at them.
+    fn analysis(&mut self) {
+        let canary = self.st.canary.as_ref();
+        let bg = self.st.blue_green.as_ref();
+        let runs = [
+            (
+                "step",
+                canary.and_then(|c| c.current_step_analysis_run_status.as_ref()),
+            ),
+            (
+                "background",
+                canary.and_then(|c| c.current_background_analysis_run_status.as_ref()),
+            ),
+            (
+                "pre-promotion",
+                bg.and_then(|b| b.pre_promotion_analysis_run_status.as_ref()),
+            ),
+            (
+                "post-promotion",
+                bg.and_then(|b| b.post_promotion_analysis_run_status.as_ref()),
+            ),
+        ];
+        let lines: Vec<String> = runs
+            .into_iter()
+            .filter_map(|(kind, run)| {
+                let r = run?;
+                let phase = r
+                    .status
+                    .map(|p| format!("{p:?}"))
+                    .unwrap_or_else(|| "Pending".into());
+                let msg = colon(r.message.as_deref());
+                let name = &r.name;
+                Some(format!(
+                    "{kind} {name} {phase}{msg} (kubectl get sar {name} -o yaml)"
+                ))
+            })
+            .collect();
+        for l in lines {
+            self.line("Analysis:", l);
+        }
+    }
+
+    /// Which revisions there are, and how many pods.
+    fn revisions(&mut self) {
+        let st = &self.st;
+        let revisions = format!(
             "stable {}, current {}",
             st.stable_rs.clone().unwrap_or_else(|| "-".into()),
             st.current_pod_hash.clone().unwrap_or_else(|| "-".into())
-        ),
-    );
-    line(
-        "Replicas:",
-        format!(
+        );
+        let replicas = format!(
             "desired {}, current {}, updated {}, ready {}, available {}",
-            ro.spec.replicas(),
+            self.ro.spec.replicas(),
             st.replicas.unwrap_or(0),
             st.updated_replicas.unwrap_or(0),
             st.ready_replicas.unwrap_or(0),
             st.available_replicas.unwrap_or(0)
-        ),
-    );
-    for p in &st.pause_conditions {
-        line(
-            "Paused:",
-            format!("{:?} since {}", p.reason, p.start_time.0),
         );
+        self.line("Revisions:", revisions);
+        self.line("Replicas:", replicas);
     }
-    if st.abort == Some(true) {
-        line(
-            "Aborted:",
-            st.aborted_at
+
+    /// What holds the release: pauses and an abort.
+    fn holds(&mut self) {
+        let pauses: Vec<String> = self
+            .st
+            .pause_conditions
+            .iter()
+            .map(|p| format!("{:?} since {}", p.reason, p.start_time.0))
+            .collect();
+        for p in pauses {
+            self.line("Paused:", p);
+        }
+        if self.st.abort == Some(true) {
+            let since = self
+                .st
+                .aborted_at
                 .as_ref()
                 .map(|t| t.0.to_string())
-                .unwrap_or_else(|| "yes".into()),
-        );
+                .unwrap_or_else(|| "yes".into());
+            self.line("Aborted:", since);
+        }
     }
-    let mut conds: Vec<String> = st
-        .conditions
-        .iter()
-        .map(|c| {
-            let msg = if c.message.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", c.message)
-            };
-            format!("{}={} ({}){msg}", c.type_, c.status, c.reason)
-        })
-        .collect();
-    conds.sort();
-    for (i, c) in conds.iter().enumerate() {
-        line(if i == 0 { "Conditions:" } else { "" }, c.clone());
+
+    /// The conditions, sorted, under one label.
+    fn conditions(&mut self) {
+        let mut conds: Vec<String> = self
+            .st
+            .conditions
+            .iter()
+            .map(|c| {
+                let msg = colon(Some(&c.message));
+                format!("{}={} ({}){msg}", c.type_, c.status, c.reason)
+            })
+            .collect();
+        conds.sort();
+        for (i, c) in conds.into_iter().enumerate() {
+            self.line(if i == 0 { "Conditions:" } else { "" }, c);
+        }
     }
-    let healthy = st.phase == Some(RolloutPhase::Healthy);
-    if !healthy && releasing(ro) && !aborted(ro) {
-        line("Next:", "kubectl sluice promote | abort | pause".into());
-    } else if aborted(ro) {
-        line(
-            "Next:",
-            "kubectl sluice retry, or set the template back".into(),
-        );
+
+    /// What a person can do now.
+    fn next(&mut self) {
+        let ro = self.ro;
+        let healthy = self.st.phase == Some(RolloutPhase::Healthy);
+        if !healthy && releasing(ro) && !aborted(ro) {
+            self.line("Next:", "kubectl sluice promote | abort | pause".into());
+        } else if aborted(ro) {
+            self.line(
+                "Next:",
+                "kubectl sluice retry, or set the template back".into(),
+            );
+        }
     }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::rollout::{RolloutSpec, RolloutStatus};
+    use crate::api::rollout::RolloutSpec;
 
     fn ro(status: RolloutStatus) -> Rollout {
         let spec: RolloutSpec = serde_json::from_value(json!({
@@ -326,13 +384,17 @@ mod tests {
         Timestamp::from_second(1_800_000_000).expect("timestamp")
     }
 
+    fn pause_for(reason: PauseReason) -> PauseCondition {
+        PauseCondition {
+            reason,
+            start_time: Time(now()),
+        }
+    }
+
     #[test]
     fn promote_lifts_a_pause_or_moves_to_the_next_step() {
         let mut paused = releasing_status();
-        paused.pause_conditions = vec![PauseCondition {
-            reason: PauseReason::CanaryPauseStep,
-            start_time: Time(now()),
-        }];
+        paused.pause_conditions = vec![pause_for(PauseReason::CanaryPauseStep)];
         assert_eq!(
             status_patch(&ro(paused), Control::Promote, now()),
             Ok(json!({"pauseConditions": null}))
@@ -387,18 +449,12 @@ mod tests {
     #[test]
     fn pause_and_resume_touch_only_the_user_pause() {
         let mut st = releasing_status();
-        st.pause_conditions = vec![PauseCondition {
-            reason: PauseReason::CanaryPauseStep,
-            start_time: Time(now()),
-        }];
+        st.pause_conditions = vec![pause_for(PauseReason::CanaryPauseStep)];
         let paused = status_patch(&ro(st.clone()), Control::Pause, now()).expect("pause");
         let list = paused["pauseConditions"].as_array().expect("list");
         assert_eq!(list.len(), 2);
         assert_eq!(list[1]["reason"], "UserPause");
-        st.pause_conditions.push(PauseCondition {
-            reason: PauseReason::UserPause,
-            start_time: Time(now()),
-        });
+        st.pause_conditions.push(pause_for(PauseReason::UserPause));
         assert!(matches!(
             status_patch(&ro(st.clone()), Control::Pause, now()),
             Err(ControlError::AlreadyPaused(_))
@@ -440,6 +496,46 @@ mod tests {
         assert!(
             text.contains("Analysis:   step web-abc-step1 Failed: metric \"success-rate\" failed"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn describe_shows_what_holds_an_aborted_release_and_its_conditions_sorted() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+        let cond = |type_: &str, status: &str, message: &str| Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: "Because".into(),
+            message: message.into(),
+            last_transition_time: Time(now()),
+            observed_generation: None,
+        };
+        let mut st = releasing_status();
+        st.abort = Some(true);
+        st.pause_conditions = vec![pause_for(PauseReason::UserPause)];
+        st.conditions = vec![
+            cond("Progressing", "False", "aborted by request"),
+            cond("Healthy", "False", ""),
+        ];
+        let text = describe(&ro(st));
+        let lines: Vec<&str> = text.lines().collect();
+        let at = |prefix: &str| {
+            lines
+                .iter()
+                .position(|l| l.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no {prefix:?} in {text}"))
+        };
+        assert!(lines[at("Paused:")].contains("UserPause since"), "{text}");
+        assert_eq!(lines[at("Aborted:")], "Aborted:    yes");
+        let first = at("Conditions:");
+        assert_eq!(lines[first], "Conditions: Healthy=False (Because)");
+        assert_eq!(
+            lines[first + 1],
+            "            Progressing=False (Because): aborted by request"
+        );
+        assert_eq!(
+            lines[at("Next:")],
+            "Next:       kubectl sluice retry, or set the template back"
         );
     }
 }

@@ -12,7 +12,7 @@ use kube::{Api, Resource};
 
 use super::{KUBE_READ_TIMEOUT, MeasureContext, Provider, provider_error};
 use crate::analysis::judge::Outcome;
-use crate::api::analysis::{AnalysisPhase, AnalysisRun, Measurement, Metric};
+use crate::api::analysis::{AnalysisPhase, AnalysisRun, JobMetric, Measurement, Metric};
 use crate::api::constants::FIELD_MANAGER_CONTROLLER;
 use crate::rollout::hash::dns_label;
 
@@ -39,104 +39,126 @@ fn later(now: Timestamp) -> Timestamp {
 }
 
 impl Provider for JobProvider {
+    type Spec = JobMetric;
+
     async fn measure(
         &self,
         ctx: &MeasureContext<'_>,
         metric: &Metric,
+        spec: &JobMetric,
         resume: Option<&Measurement>,
     ) -> Outcome {
         let api: Api<Job> = Api::namespaced(ctx.client.clone(), ctx.namespace);
-        let name = match resume
+        let running = resume
             .and_then(|m| m.metadata.as_ref())
-            .and_then(|md| md.get("job-name"))
-        {
+            .and_then(|md| md.get("job-name"));
+        let name = match running {
             Some(n) => n.clone(),
-            None => {
-                let attempt = ctx.attempt;
-                let job = match build_job(ctx.run, metric, attempt) {
-                    Ok(j) => j,
-                    Err(e) => return provider_error(e, BTreeMap::new()),
-                };
-                let name = job.metadata.name.clone().unwrap_or_default();
-                let pp = PostParams {
-                    field_manager: Some(FIELD_MANAGER_CONTROLLER.into()),
-                    ..Default::default()
-                };
-                match tokio::time::timeout(KUBE_READ_TIMEOUT, api.create(&pp, &job)).await {
-                    Err(_) => return provider_error("creating the Job timed out", BTreeMap::new()),
-                    Ok(Err(kube::Error::Api(s))) if s.code == 409 => {}
-                    Ok(Err(e)) => {
-                        return provider_error(
-                            format!("cannot create Job {name:?}: {e}"),
-                            BTreeMap::new(),
-                        );
-                    }
-                    Ok(Ok(_)) => {}
-                }
-                name
-            }
+            None => match start(ctx, &api, &metric.name, spec).await {
+                Ok(name) => name,
+                Err(outcome) => return outcome,
+            },
         };
-        let metadata = BTreeMap::from([("job-name".to_string(), name.clone())]);
-        // A failed read is not a verdict and must not lose the Job: look again shortly.
-        let again = |metadata| Outcome::Pending {
-            metadata,
-            resume_at: later(ctx.now),
-        };
-        let job = match tokio::time::timeout(KUBE_READ_TIMEOUT, api.get_opt(&name)).await {
-            Err(_) => return again(metadata),
-            Ok(Err(e)) => {
-                tracing::debug!(job = name, error = %e, "cannot read the Job; looking again");
-                return again(metadata);
-            }
-            Ok(Ok(None)) => {
-                return provider_error(format!("Job {name:?} was deleted"), metadata);
-            }
-            Ok(Ok(Some(j))) => j,
-        };
-        let conditions = job
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.clone())
-            .unwrap_or_default();
-        let is_true = |t: &str| {
-            conditions
-                .iter()
-                .find(|c| c.type_ == t && c.status == "True")
-        };
-        if is_true("Complete").is_some() || is_true("SuccessCriteriaMet").is_some() {
-            Outcome::Decided {
-                phase: AnalysisPhase::Successful,
-                value: Some("true".into()),
-                message: None,
-                metadata,
-            }
-        } else if let Some(c) = is_true("Failed") {
-            Outcome::Decided {
-                phase: AnalysisPhase::Failed,
-                value: Some("false".into()),
-                message: Some(format!(
-                    "Job {name:?} failed: {}{}",
-                    c.reason.clone().unwrap_or_default(),
-                    c.message
-                        .as_ref()
-                        .map(|m| format!(": {m}"))
-                        .unwrap_or_default()
-                )),
-                metadata,
-            }
-        } else {
-            Outcome::Pending {
-                metadata,
-                resume_at: later(ctx.now),
-            }
-        }
+        look_at(ctx, &api, &name).await
     }
 }
 
-fn build_job(run: &AnalysisRun, metric: &Metric, attempt: i32) -> Result<Job, String> {
-    let Some(jm) = metric.provider.job.as_ref() else {
-        return Err("not a job metric".into());
+/// Creates the Job of this attempt (one already there from before a restart is taken as
+/// it is) and returns its name, or the provider error.
+async fn start(
+    ctx: &MeasureContext<'_>,
+    api: &Api<Job>,
+    metric: &str,
+    spec: &JobMetric,
+) -> Result<String, Outcome> {
+    let job = build_job(ctx.run, metric, spec, ctx.attempt)
+        .map_err(|e| provider_error(e, BTreeMap::new()))?;
+    let name = job.metadata.name.clone().unwrap_or_default();
+    let pp = PostParams {
+        field_manager: Some(FIELD_MANAGER_CONTROLLER.into()),
+        ..Default::default()
     };
+    match tokio::time::timeout(KUBE_READ_TIMEOUT, api.create(&pp, &job)).await {
+        Err(_) => Err(provider_error(
+            "creating the Job timed out",
+            BTreeMap::new(),
+        )),
+        Ok(Err(kube::Error::Api(s))) if s.code == 409 => Ok(name),
+        Ok(Err(e)) => Err(provider_error(
+            format!("cannot create Job {name:?}: {e}"),
+            BTreeMap::new(),
+        )),
+        Ok(Ok(_)) => Ok(name),
+    }
+}
+
+/// Reads the Job: its verdict once it has finished, else a look again shortly.
+async fn look_at(ctx: &MeasureContext<'_>, api: &Api<Job>, name: &str) -> Outcome {
+    let metadata = BTreeMap::from([("job-name".to_string(), name.to_string())]);
+    // A failed read is not a verdict and must not lose the Job: look again shortly.
+    match tokio::time::timeout(KUBE_READ_TIMEOUT, api.get_opt(name)).await {
+        Err(_) => look_again(metadata, ctx.now),
+        Ok(Err(e)) => {
+            tracing::debug!(job = name, error = %e, "cannot read the Job; looking again");
+            look_again(metadata, ctx.now)
+        }
+        Ok(Ok(None)) => provider_error(format!("Job {name:?} was deleted"), metadata),
+        Ok(Ok(Some(job))) => verdict_of(&job, name, metadata, ctx.now),
+    }
+}
+
+fn look_again(metadata: BTreeMap<String, String>, now: Timestamp) -> Outcome {
+    Outcome::Pending {
+        metadata,
+        resume_at: later(now),
+    }
+}
+
+/// What a Job's conditions say: succeeded, failed (with the reason), or still running.
+fn verdict_of(
+    job: &Job,
+    name: &str,
+    metadata: BTreeMap<String, String>,
+    now: Timestamp,
+) -> Outcome {
+    let conditions = job
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or_default();
+    let is_true = |t: &str| {
+        conditions
+            .iter()
+            .find(|c| c.type_ == t && c.status == "True")
+    };
+    if is_true("Complete").is_some() || is_true("SuccessCriteriaMet").is_some() {
+        Outcome::Decided {
+            phase: AnalysisPhase::Successful,
+            value: Some("true".into()),
+            message: None,
+            metadata,
+        }
+    } else if let Some(c) = is_true("Failed") {
+        let detail = c
+            .message
+            .as_ref()
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default();
+        Outcome::Decided {
+            phase: AnalysisPhase::Failed,
+            value: Some("false".into()),
+            message: Some(format!(
+                "Job {name:?} failed: {}{detail}",
+                c.reason.clone().unwrap_or_default(),
+            )),
+            metadata,
+        }
+    } else {
+        look_again(metadata, now)
+    }
+}
+
+fn build_job(run: &AnalysisRun, metric: &str, jm: &JobMetric, attempt: i32) -> Result<Job, String> {
     let run_name = run.metadata.name.clone().unwrap_or_default();
     let owner: OwnerReference = run
         .controller_owner_ref(&())
@@ -147,11 +169,11 @@ fn build_job(run: &AnalysisRun, metric: &Metric, attempt: i32) -> Result<Job, St
         .and_then(|m| m.labels.clone())
         .unwrap_or_default();
     labels.insert(LABEL_ANALYSIS_RUN.into(), dns_label(&[&run_name]));
-    labels.insert(LABEL_METRIC.into(), dns_label(&[&metric.name]));
+    labels.insert(LABEL_METRIC.into(), dns_label(&[metric]));
     let annotations = jm.metadata.as_ref().and_then(|m| m.annotations.clone());
     Ok(Job {
         metadata: ObjectMeta {
-            name: Some(job_name(&run_name, &metric.name, attempt)),
+            name: Some(job_name(&run_name, metric, attempt)),
             labels: Some(labels),
             annotations,
             owner_references: Some(vec![owner]),
@@ -165,6 +187,7 @@ fn build_job(run: &AnalysisRun, metric: &Metric, attempt: i32) -> Result<Job, St
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
 
     #[test]
     fn job_names_are_deterministic_labels() {
@@ -178,5 +201,70 @@ mod tests {
             job_name("shop-abc-2", "smoke", 2)
         );
         assert!(job_name(&"r".repeat(60), "metric", 3).len() <= 63);
+    }
+
+    fn job_with(conditions: &[(&str, &str)]) -> Job {
+        let conditions = conditions
+            .iter()
+            .map(|(t, status)| JobCondition {
+                type_: (*t).into(),
+                status: (*status).into(),
+                reason: Some("BackoffLimitExceeded".into()),
+                message: Some("Job has reached the specified backoff limit".into()),
+                ..Default::default()
+            })
+            .collect();
+        Job {
+            status: Some(JobStatus {
+                conditions: Some(conditions),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(1_800_000_000).expect("a timestamp")
+    }
+
+    fn phase(o: &Outcome) -> Option<AnalysisPhase> {
+        match o {
+            Outcome::Decided { phase, .. } => Some(*phase),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_job_is_judged_by_its_true_conditions_only() {
+        let v = |c: &[(&str, &str)]| verdict_of(&job_with(c), "smoke-1", BTreeMap::new(), now());
+        assert_eq!(
+            phase(&v(&[("Complete", "True")])),
+            Some(AnalysisPhase::Successful)
+        );
+        assert_eq!(
+            phase(&v(&[("SuccessCriteriaMet", "True")])),
+            Some(AnalysisPhase::Successful)
+        );
+        match v(&[("Failed", "True")]) {
+            Outcome::Decided {
+                phase: AnalysisPhase::Failed,
+                message: Some(m),
+                ..
+            } => assert_eq!(
+                m,
+                "Job \"smoke-1\" failed: BackoffLimitExceeded: Job has reached the specified backoff limit"
+            ),
+            other => panic!("not a failure: {other:?}"),
+        }
+        for running in [&[][..], &[("Failed", "False"), ("Complete", "False")][..]] {
+            assert_eq!(
+                v(running),
+                Outcome::Pending {
+                    metadata: BTreeMap::new(),
+                    resume_at: later(now()),
+                }
+            );
+        }
+        assert!(later(now()) > now());
     }
 }

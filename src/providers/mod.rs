@@ -12,11 +12,14 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::jiff::Timestamp;
-use kube::{Api, Client};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
 
 use crate::analysis::judge::Outcome;
+use crate::analysis::value::MetricValue;
 use crate::api::analysis::{
     AnalysisRun, Measurement, Metric, SecretKeyRef, TlsConfig, WebMetricHeader,
 };
@@ -74,11 +77,16 @@ impl MeasureContext<'_> {
 
 /// One source of measurements.
 pub trait Provider {
-    /// Takes a measurement of `metric`, or continues `resume` (a measurement still running).
+    /// The provider's part of a metric (`metric.provider.<provider>`).
+    type Spec;
+
+    /// Takes a measurement of `metric` as `spec` says, or continues `resume` (a measurement
+    /// still running).
     fn measure(
         &self,
         ctx: &MeasureContext<'_>,
         metric: &Metric,
+        spec: &Self::Spec,
         resume: Option<&Measurement>,
     ) -> impl Future<Output = Outcome> + Send;
 }
@@ -90,23 +98,60 @@ pub fn provider_error(message: impl Into<String>, metadata: BTreeMap<String, Str
     }
 }
 
+/// A provider's answer as an outcome: a value to judge, or why it could not measure.
+pub fn value_or_error(
+    answer: Result<MetricValue, String>,
+    metadata: BTreeMap<String, String>,
+) -> Outcome {
+    match answer {
+        Ok(value) => Outcome::Value { value, metadata },
+        Err(message) => provider_error(message, metadata),
+    }
+}
+
+/// A metric's time limit, given in whole seconds, or the default when it gives none (or a
+/// negative one).
+pub fn timeout_or_default(seconds: Option<i64>) -> Duration {
+    seconds
+        .and_then(|s| u64::try_from(s).ok())
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_PROVIDER_TIMEOUT)
+}
+
 /// Measures with whichever provider the metric names.
 pub async fn measure(
     ctx: &MeasureContext<'_>,
     metric: &Metric,
     resume: Option<&Measurement>,
 ) -> Outcome {
-    if metric.provider.prometheus.is_some() {
+    let provider = &metric.provider;
+    if let Some(spec) = &provider.prometheus {
         prometheus::PrometheusProvider
-            .measure(ctx, metric, resume)
+            .measure(ctx, metric, spec, resume)
             .await
-    } else if metric.provider.web.is_some() {
-        web::WebProvider.measure(ctx, metric, resume).await
-    } else if metric.provider.job.is_some() {
-        job::JobProvider.measure(ctx, metric, resume).await
+    } else if let Some(spec) = &provider.web {
+        web::WebProvider.measure(ctx, metric, spec, resume).await
+    } else if let Some(spec) = &provider.job {
+        job::JobProvider.measure(ctx, metric, spec, resume).await
     } else {
         provider_error("the metric names no provider", BTreeMap::new())
     }
+}
+
+/// Reads one object of kind `K` in `namespace`, under the read timeout.
+async fn read<K>(client: &Client, namespace: &str, name: &str) -> Result<K, String>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let kind = K::kind(&());
+    tokio::time::timeout(KUBE_READ_TIMEOUT, api.get(name))
+        .await
+        .map_err(|_| format!("reading {kind} {name:?} timed out"))?
+        .map_err(|e| format!("cannot read {kind} {name:?}: {}", short_kube_error(&e)))
 }
 
 /// Reads one key of a Secret in `namespace`.
@@ -115,11 +160,7 @@ pub async fn secret_value(
     namespace: &str,
     r: &SecretKeyRef,
 ) -> Result<String, String> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let secret = tokio::time::timeout(KUBE_READ_TIMEOUT, api.get(&r.name))
-        .await
-        .map_err(|_| format!("reading Secret {:?} timed out", r.name))?
-        .map_err(|e| format!("cannot read Secret {:?}: {}", r.name, short_kube_error(&e)))?;
+    let secret: Secret = read(client, namespace, &r.name).await?;
     let bytes = secret
         .data
         .as_ref()
@@ -143,17 +184,7 @@ async fn config_map_value(
     namespace: &str,
     r: &SecretKeyRef,
 ) -> Result<String, String> {
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    let cm = tokio::time::timeout(KUBE_READ_TIMEOUT, api.get(&r.name))
-        .await
-        .map_err(|_| format!("reading ConfigMap {:?} timed out", r.name))?
-        .map_err(|e| {
-            format!(
-                "cannot read ConfigMap {:?}: {}",
-                r.name,
-                short_kube_error(&e)
-            )
-        })?;
+    let cm: ConfigMap = read(client, namespace, &r.name).await?;
     cm.data
         .as_ref()
         .and_then(|d| d.get(&r.key))

@@ -7,7 +7,7 @@ use std::time::Duration;
 use base64::Engine;
 
 use super::{
-    DEFAULT_PROVIDER_TIMEOUT, MeasureContext, Provider, describe_error, http_client, provider_error,
+    MeasureContext, Provider, describe_error, http_client, timeout_or_default, value_or_error,
 };
 use crate::analysis::judge::Outcome;
 use crate::analysis::value::MetricValue;
@@ -16,35 +16,25 @@ use crate::api::analysis::{Measurement, Metric, PrometheusMetric};
 pub struct PrometheusProvider;
 
 impl Provider for PrometheusProvider {
+    type Spec = PrometheusMetric;
+
     async fn measure(
         &self,
         ctx: &MeasureContext<'_>,
-        metric: &Metric,
+        _metric: &Metric,
+        p: &PrometheusMetric,
         _resume: Option<&Measurement>,
     ) -> Outcome {
-        let Some(p) = metric.provider.prometheus.as_ref() else {
-            return provider_error("not a prometheus metric", BTreeMap::new());
-        };
         let metadata = BTreeMap::from([
             ("address".to_string(), p.address.clone()),
             ("query".to_string(), p.query.clone()),
         ]);
-        match query(ctx, p).await {
-            Ok(value) => Outcome::Value { value, metadata },
-            Err(message) => provider_error(message, metadata),
-        }
+        value_or_error(query(ctx, p).await, metadata)
     }
 }
 
-fn timeout_of(p: &PrometheusMetric) -> Duration {
-    p.timeout
-        .and_then(|s| u64::try_from(s).ok())
-        .map(Duration::from_secs)
-        .unwrap_or(DEFAULT_PROVIDER_TIMEOUT)
-}
-
 async fn query(ctx: &MeasureContext<'_>, p: &PrometheusMetric) -> Result<MetricValue, String> {
-    let timeout = timeout_of(p);
+    let timeout = timeout_or_default(p.timeout);
     let http = http_client(ctx, p.tls.as_ref(), p.insecure.unwrap_or(false), timeout).await?;
     let client = prometheus_http_query::Client::from(http, &p.address)
         .map_err(|e| format!("bad Prometheus address {:?}: {e}", p.address))?;

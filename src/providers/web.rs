@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{
-    DEFAULT_PROVIDER_TIMEOUT, MeasureContext, Provider, describe_error, http_client, provider_error,
+    MeasureContext, Provider, describe_error, http_client, timeout_or_default, value_or_error,
 };
 use crate::analysis::judge::Outcome;
 use crate::analysis::value::MetricValue;
@@ -19,35 +19,25 @@ const MAX_BODY: usize = 1 << 20;
 pub struct WebProvider;
 
 impl Provider for WebProvider {
+    type Spec = WebMetric;
+
     async fn measure(
         &self,
         ctx: &MeasureContext<'_>,
-        metric: &Metric,
+        _metric: &Metric,
+        w: &WebMetric,
         _resume: Option<&Measurement>,
     ) -> Outcome {
-        let Some(w) = metric.provider.web.as_ref() else {
-            return provider_error("not a web metric", BTreeMap::new());
-        };
         let mut metadata = BTreeMap::from([("url".to_string(), w.url.clone())]);
         if let Some(p) = &w.json_path {
             metadata.insert("jsonPath".into(), p.clone());
         }
-        match fetch(ctx, w).await {
-            Ok(value) => Outcome::Value {
-                value: MetricValue::Json(value),
-                metadata,
-            },
-            Err(message) => provider_error(message, metadata),
-        }
+        value_or_error(fetch(ctx, w).await.map(MetricValue::Json), metadata)
     }
 }
 
 async fn fetch(ctx: &MeasureContext<'_>, w: &WebMetric) -> Result<Value, String> {
-    let timeout = w
-        .timeout_seconds
-        .and_then(|s| u64::try_from(s).ok())
-        .map(Duration::from_secs)
-        .unwrap_or(DEFAULT_PROVIDER_TIMEOUT);
+    let timeout = timeout_or_default(w.timeout_seconds);
     let http = http_client(ctx, w.tls.as_ref(), w.insecure.unwrap_or(false), timeout).await?;
     let method = match w.method.unwrap_or(WebMetricMethod::Get) {
         WebMetricMethod::Get => reqwest::Method::GET,

@@ -4,7 +4,8 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{HeaderMatch, RouteError, Weights};
+use super::router::{in_managed_order, is_managed, put_managed_first, without_route_list};
+use super::{HeaderMatch, MatchValue, RouteError, Weights};
 
 fn backend_name(b: &Value) -> Option<&str> {
     // Only Services (kind absent or Service, group absent or core) are split.
@@ -13,10 +14,6 @@ fn backend_name(b: &Value) -> Option<&str> {
     (kind == "Service" && group.is_empty())
         .then(|| b.get("name").and_then(Value::as_str))
         .flatten()
-}
-
-fn rule_name(r: &Value) -> Option<&str> {
-    r.get("name").and_then(Value::as_str)
 }
 
 /// Sets the weights in every rule whose `backendRefs` name both Services. At least one rule
@@ -35,10 +32,7 @@ pub fn set_weights(
         .ok_or_else(|| RouteError::Invalid(format!("HTTPRoute {route:?} has no rules")))?;
     let mut changed = false;
     let mut split_rules = 0;
-    for rule in rules
-        .iter_mut()
-        .filter(|r| !rule_name(r).is_some_and(|n| managed.iter().any(|m| m == n)))
-    {
+    for rule in rules.iter_mut().filter(|r| !is_managed(r, managed)) {
         let Some(refs) = rule.get_mut("backendRefs").and_then(Value::as_array_mut) else {
             continue;
         };
@@ -78,100 +72,19 @@ pub fn set_header_routes(
     routes: &[(String, Vec<HeaderMatch>)],
 ) -> Result<bool, RouteError> {
     let Some(rules) = obj.pointer_mut("/spec/rules").and_then(Value::as_array_mut) else {
-        return if routes.is_empty() {
-            Ok(false)
-        } else {
-            Err(RouteError::Invalid(format!(
-                "HTTPRoute {route:?} has no rules"
-            )))
-        };
+        return without_route_list(routes, || format!("HTTPRoute {route:?} has no rules"));
     };
     let before = rules.clone();
-    // The rule the header rules stand in for: the first that sends to the canary. A header
-    // rule keeps its matches (a path, a method) and filters, adding the headers.
-    let split_rule = rules
-        .iter()
-        .filter(|r| !rule_name(r).is_some_and(|n| managed.iter().any(|m| m == n)))
-        .find(|r| {
-            r.get("backendRefs")
-                .and_then(Value::as_array)
-                .is_some_and(|b| b.iter().any(|b| backend_name(b) == Some(canary)))
-        })
-        .cloned();
-    let canary_ref = split_rule
-        .as_ref()
-        .and_then(|r| r.get("backendRefs")?.as_array())
-        .into_iter()
-        .flatten()
-        .find(|b| backend_name(b) == Some(canary))
-        .cloned();
-    if !routes.is_empty() && canary_ref.is_none() {
+    let split = SplitRule::find(rules, canary, managed);
+    if !routes.is_empty() && split.is_none() {
         return Err(RouteError::Invalid(format!(
             "HTTPRoute {route:?} has no backendRef to the canary Service {canary:?}"
         )));
     }
-    rules.retain(|r| !rule_name(r).is_some_and(|n| managed.iter().any(|m| m == n)));
-    let mut insert_at = 0;
-    for m in managed {
-        let Some((_, matches)) = routes.iter().find(|(n, _)| n == m) else {
-            continue;
-        };
-        let headers: Vec<Value> = matches
-            .iter()
-            .map(|h| {
-                let (kind, v) = h.value.kind_and_value();
-                let kind = match kind {
-                    "exact" => "Exact",
-                    "regex" => "RegularExpression",
-                    // Gateway API has no header prefix match: a regular expression does it.
-                    _ => "RegularExpression",
-                };
-                let value = if h.value.kind_and_value().0 == "prefix" {
-                    format!("^{}.*", regex_escape(v))
-                } else {
-                    v.to_string()
-                };
-                json!({"type": kind, "name": h.name, "value": value})
-            })
-            .collect();
-        let mut backend = canary_ref.clone().unwrap_or(Value::Null);
-        if let Some(o) = backend.as_object_mut() {
-            o.insert("weight".into(), json!(1));
-        }
-        // The API server defaults a match's path to PathPrefix "/": written out, so the rule
-        // read back equals the rule written and nothing is rewritten at the next reconcile.
-        let base: Vec<Value> = split_rule
-            .as_ref()
-            .and_then(|r| r.get("matches")?.as_array().cloned())
-            .filter(|m| !m.is_empty())
-            .unwrap_or_else(|| vec![json!({})]);
-        let rule_matches: Vec<Value> = base
-            .into_iter()
-            .map(|mut one| {
-                if let Some(o) = one.as_object_mut() {
-                    o.entry("path")
-                        .or_insert_with(|| json!({"type": "PathPrefix", "value": "/"}));
-                    let mut all: Vec<Value> = o
-                        .get("headers")
-                        .and_then(Value::as_array)
-                        .cloned()
-                        .unwrap_or_default();
-                    all.extend(headers.iter().cloned());
-                    o.insert("headers".into(), Value::Array(all));
-                }
-                one
-            })
-            .collect();
-        let mut rule = Map::new();
-        rule.insert("name".into(), json!(m));
-        rule.insert("matches".into(), Value::Array(rule_matches));
-        if let Some(f) = split_rule.as_ref().and_then(|r| r.get("filters")) {
-            rule.insert("filters".into(), f.clone());
-        }
-        rule.insert("backendRefs".into(), json!([backend]));
-        rules.insert(insert_at, Value::Object(rule));
-        insert_at += 1;
-    }
+    let header_rules = split.iter().flat_map(|split| {
+        in_managed_order(managed, routes).map(|(name, matches)| split.header_rule(name, matches))
+    });
+    put_managed_first(rules, managed, header_rules);
     if rules.len() > MAX_RULES {
         return Err(RouteError::Invalid(format!(
             "HTTPRoute {route:?} would have {} rules with the header rules; Gateway API allows {MAX_RULES}",
@@ -179,6 +92,100 @@ pub fn set_header_routes(
         )));
     }
     Ok(*rules != before)
+}
+
+/// The rule the header rules stand in for: the first unmanaged rule that sends to the
+/// canary. A header rule keeps its matches (a path, a method) and filters, adding the
+/// headers, and sends to its canary backend.
+struct SplitRule {
+    /// Never empty: a rule without matches matches everything, as one empty match does.
+    matches: Vec<Value>,
+    filters: Option<Value>,
+    canary_backend: Value,
+}
+
+impl SplitRule {
+    fn find(rules: &[Value], canary: &str, managed: &[String]) -> Option<Self> {
+        rules
+            .iter()
+            .filter(|r| !is_managed(r, managed))
+            .find_map(|r| {
+                let backend = r
+                    .get("backendRefs")?
+                    .as_array()?
+                    .iter()
+                    .find(|b| backend_name(b) == Some(canary))?;
+                let matches = r
+                    .get("matches")
+                    .and_then(Value::as_array)
+                    .filter(|m| !m.is_empty())
+                    .cloned()
+                    .unwrap_or_else(|| vec![json!({})]);
+                Some(SplitRule {
+                    matches,
+                    filters: r.get("filters").cloned(),
+                    canary_backend: backend.clone(),
+                })
+            })
+    }
+
+    /// The managed rule `name`: the split rule's matches with `headers` added, to the
+    /// canary only.
+    fn header_rule(&self, name: &str, headers: &[HeaderMatch]) -> Value {
+        let headers = header_matches(headers);
+        let mut backend = self.canary_backend.clone();
+        if let Some(o) = backend.as_object_mut() {
+            o.insert("weight".into(), json!(1));
+        }
+        let matches = self
+            .matches
+            .iter()
+            .cloned()
+            .map(|one| with_headers(one, &headers))
+            .collect();
+        let mut rule = Map::new();
+        rule.insert("name".into(), json!(name));
+        rule.insert("matches".into(), Value::Array(matches));
+        if let Some(f) = &self.filters {
+            rule.insert("filters".into(), f.clone());
+        }
+        rule.insert("backendRefs".into(), json!([backend]));
+        Value::Object(rule)
+    }
+}
+
+/// One match of a rule with `headers` added after its own. The API server defaults a
+/// match's path to PathPrefix "/": written out, so the rule read back equals the rule
+/// written and nothing is rewritten at the next reconcile.
+fn with_headers(mut one: Value, headers: &[Value]) -> Value {
+    if let Some(o) = one.as_object_mut() {
+        o.entry("path")
+            .or_insert_with(|| json!({"type": "PathPrefix", "value": "/"}));
+        let mut all: Vec<Value> = o
+            .get("headers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        all.extend(headers.iter().cloned());
+        o.insert("headers".into(), Value::Array(all));
+    }
+    one
+}
+
+/// Header matches as Gateway API writes them.
+fn header_matches(matches: &[HeaderMatch]) -> Vec<Value> {
+    matches
+        .iter()
+        .map(|h| {
+            let (kind, value) = match &h.value {
+                MatchValue::Exact(v) => ("Exact", v.clone()),
+                MatchValue::Regex(v) => ("RegularExpression", v.clone()),
+                // Gateway API has no header prefix match: a regular expression does it.
+                MatchValue::Prefix(v) => ("RegularExpression", format!("^{}.*", regex_escape(v))),
+            };
+            json!({"type": kind, "name": h.name, "value": value})
+        })
+        .collect()
 }
 
 /// Rules an HTTPRoute may have (Gateway API v1).

@@ -21,36 +21,28 @@ fn route() -> Value {
     })
 }
 
+/// Sets the weights of HTTPRoute "web" between web-stable and web-canary.
+fn weigh(r: &mut Value, canary: i32, managed: &[String]) -> Result<bool, RouteError> {
+    set_weights(
+        r,
+        "web",
+        "web-stable",
+        "web-canary",
+        Weights::canary(canary),
+        managed,
+    )
+}
+
 #[test]
 fn weights_change_only_the_split_rule() {
     let mut r = route();
     let before = r.clone();
-    assert!(
-        set_weights(
-            &mut r,
-            "web",
-            "web-stable",
-            "web-canary",
-            Weights::canary(40),
-            &[]
-        )
-        .expect("weights")
-    );
+    assert!(weigh(&mut r, 40, &[]).expect("weights"));
     let mut expected = before;
     expected["spec"]["rules"][1]["backendRefs"][0]["weight"] = json!(60);
     expected["spec"]["rules"][1]["backendRefs"][1]["weight"] = json!(40);
     assert_eq!(r, expected);
-    assert!(
-        !set_weights(
-            &mut r,
-            "web",
-            "web-stable",
-            "web-canary",
-            Weights::canary(40),
-            &[]
-        )
-        .expect("again")
-    );
+    assert!(!weigh(&mut r, 40, &[]).expect("again"));
 }
 
 #[test]
@@ -103,17 +95,7 @@ fn header_rules_go_first_and_come_out_again() {
                    {"type": "RegularExpression", "name": "x-team", "value": "^pay\\..*"}]}],
                "backendRefs": [{"name": "web-canary", "port": 80, "weight": 1}]})
     );
-    assert!(
-        set_weights(
-            &mut r,
-            "web",
-            "web-stable",
-            "web-canary",
-            Weights::canary(0),
-            &managed
-        )
-        .is_ok()
-    );
+    assert!(weigh(&mut r, 0, &managed).is_ok());
     assert!(set_header_routes(&mut r, "web", "web-canary", &managed, &[]).expect("remove"));
     assert_eq!(r, before);
 }

@@ -4,6 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::router::{in_managed_order, is_managed, put_managed_first, without_route_list};
 use super::{HeaderMatch, RouteError, Weights};
 use crate::api::constants::LABEL_POD_TEMPLATE_HASH;
 use crate::api::rollout::{IstioTcpRoute, IstioTlsRoute, IstioVirtualService};
@@ -115,103 +116,118 @@ pub fn set_weights(
     w: Weights,
     managed: &[String],
 ) -> Result<bool, RouteError> {
-    let name = vs.name.as_str();
+    let edit = WeightEdit {
+        vs: vs.name.as_str(),
+        split,
+        weights: w,
+    };
     let spec = obj
         .get_mut("spec")
         .and_then(Value::as_object_mut)
-        .ok_or_else(|| RouteError::Invalid(format!("VirtualService {name:?} has no spec")))?;
+        .ok_or_else(|| edit.invalid("has no spec"))?;
     let mut changed = false;
     let wants_http = vs.routes.as_ref().is_some_and(|r| !r.is_empty())
         || (vs.tls_routes.is_none() && vs.tcp_routes.is_none());
     if wants_http {
-        let http = spec
-            .get_mut("http")
+        changed |= edit.http(spec, vs.routes.as_deref(), managed)?;
+    }
+    for t in vs.tls_routes.iter().flatten() {
+        let wanted = format!("port {:?} and sniHosts {:?}", t.port, t.sni_hosts);
+        changed |= edit.matching(spec, "tls", |r| tls_matches(r, t), &wanted)?;
+    }
+    for t in vs.tcp_routes.iter().flatten() {
+        let wanted = format!("port {:?}", t.port);
+        changed |= edit.matching(spec, "tcp", |r| tcp_matches(r, t), &wanted)?;
+    }
+    Ok(changed)
+}
+
+/// The weights being set in one VirtualService.
+struct WeightEdit<'a> {
+    vs: &'a str,
+    split: &'a Split,
+    weights: Weights,
+}
+
+impl WeightEdit<'_> {
+    /// "VirtualService \"web\" `what`".
+    fn invalid(&self, what: &str) -> RouteError {
+        RouteError::Invalid(format!("VirtualService {:?} {what}", self.vs))
+    }
+
+    /// The VirtualService's routes of one protocol (`http`, `tls`, `tcp`); it must have some.
+    fn routes<'s>(
+        &self,
+        spec: &'s mut Map<String, Value>,
+        protocol: &str,
+    ) -> Result<&'s mut Vec<Value>, RouteError> {
+        spec.get_mut(protocol)
             .and_then(Value::as_array_mut)
-            .ok_or_else(|| {
-                RouteError::Invalid(format!("VirtualService {name:?} has no http routes"))
-            })?;
-        match vs.routes.as_ref().filter(|r| !r.is_empty()) {
+            .ok_or_else(|| self.invalid(&format!("has no {protocol} routes")))
+    }
+
+    /// Sets the weights of one route, `which` route of the VirtualService.
+    fn set(&self, route: &mut Value, which: &str) -> Result<bool, RouteError> {
+        let what = format!("{which} of VirtualService {:?}", self.vs);
+        set_route(route, self.split, self.weights, &what)
+    }
+
+    /// The http routes `names` names, or else the only one Sluice does not manage.
+    fn http(
+        &self,
+        spec: &mut Map<String, Value>,
+        names: Option<&[String]>,
+        managed: &[String],
+    ) -> Result<bool, RouteError> {
+        let http = self.routes(spec, "http")?;
+        let mut changed = false;
+        match names.filter(|n| !n.is_empty()) {
             Some(names) => {
                 for want in names {
                     let r = http
                         .iter_mut()
                         .find(|r| route_name(r) == Some(want.as_str()))
                         .ok_or_else(|| {
-                            RouteError::Invalid(format!(
-                                "VirtualService {name:?} has no http route named {want:?}"
-                            ))
+                            self.invalid(&format!("has no http route named {want:?}"))
                         })?;
-                    changed |= set_route(
-                        r,
-                        split,
-                        w,
-                        &format!("http route {want:?} of VirtualService {name:?}"),
-                    )?;
+                    changed |= self.set(r, &format!("http route {want:?}"))?;
                 }
             }
             None => {
                 let unmanaged: Vec<&mut Value> = http
                     .iter_mut()
-                    .filter(|r| !route_name(r).is_some_and(|n| managed.iter().any(|m| m == n)))
+                    .filter(|r| !is_managed(r, managed))
                     .collect();
                 if unmanaged.len() != 1 {
-                    return Err(RouteError::Invalid(format!(
-                        "VirtualService {name:?} has {} http routes: name the ones to split in routes",
+                    return Err(self.invalid(&format!(
+                        "has {} http routes: name the ones to split in routes",
                         unmanaged.len()
                     )));
                 }
                 for r in unmanaged {
-                    changed |= set_route(
-                        r,
-                        split,
-                        w,
-                        &format!("the http route of VirtualService {name:?}"),
-                    )?;
+                    changed |= self.set(r, "the http route")?;
                 }
             }
         }
+        Ok(changed)
     }
-    for t in vs.tls_routes.iter().flatten() {
-        let tls = spec
-            .get_mut("tls")
-            .and_then(Value::as_array_mut)
-            .ok_or_else(|| {
-                RouteError::Invalid(format!("VirtualService {name:?} has no tls routes"))
-            })?;
-        let r = tls.iter_mut().find(|r| tls_matches(r, t)).ok_or_else(|| {
-            RouteError::Invalid(format!(
-                "VirtualService {name:?} has no tls route matching port {:?} and sniHosts {:?}",
-                t.port, t.sni_hosts
-            ))
-        })?;
-        changed |= set_route(
-            r,
-            split,
-            w,
-            &format!("a tls route of VirtualService {name:?}"),
-        )?;
+
+    /// The first `protocol` route that `matches`, which must exist (`wanted` says what it
+    /// matches).
+    fn matching(
+        &self,
+        spec: &mut Map<String, Value>,
+        protocol: &str,
+        matches: impl Fn(&Value) -> bool,
+        wanted: &str,
+    ) -> Result<bool, RouteError> {
+        let r = self
+            .routes(spec, protocol)?
+            .iter_mut()
+            .find(|r| matches(r))
+            .ok_or_else(|| self.invalid(&format!("has no {protocol} route matching {wanted}")))?;
+        self.set(r, &format!("a {protocol} route"))
     }
-    for t in vs.tcp_routes.iter().flatten() {
-        let tcp = spec
-            .get_mut("tcp")
-            .and_then(Value::as_array_mut)
-            .ok_or_else(|| {
-                RouteError::Invalid(format!("VirtualService {name:?} has no tcp routes"))
-            })?;
-        let r = tcp.iter_mut().find(|r| tcp_matches(r, t)).ok_or_else(|| {
-            RouteError::Invalid(format!(
-                "VirtualService {name:?} has no tcp route matching port {:?}",
-                t.port
-            ))
-        })?;
-        changed |= set_route(
-            r,
-            split,
-            w,
-            &format!("a tcp route of VirtualService {name:?}"),
-        )?;
-    }
-    Ok(changed)
 }
 
 fn matches_of(r: &Value) -> Vec<&Map<String, Value>> {
@@ -249,37 +265,81 @@ fn tcp_matches(r: &Value, t: &IstioTcpRoute) -> bool {
     }
 }
 
-/// The canary destination of the split, as the routes name it: for a header route.
 /// The route being split (the first named one, or the only unmanaged one, with a canary
-/// destination): its canary destination and its match conditions.
-fn split_route(
-    obj: &Value,
-    vs: &IstioVirtualService,
-    split: &Split,
-    managed: &[String],
-) -> Option<(Value, Vec<Value>)> {
-    let http = obj.pointer("/spec/http")?.as_array()?;
-    http.iter()
-        .filter(|r| !route_name(r).is_some_and(|n| managed.iter().any(|m| m == n)))
-        .filter(|r| match vs.routes.as_ref().filter(|r| !r.is_empty()) {
-            Some(names) => route_name(r).is_some_and(|n| names.iter().any(|x| x == n)),
-            None => true,
+/// destination): what a header route takes from it.
+struct SplitRoute {
+    canary: Value,
+    /// Its match conditions (a path, a port); never empty: no conditions match everything,
+    /// as one empty condition does.
+    conditions: Vec<Value>,
+}
+
+impl SplitRoute {
+    fn find(
+        obj: &Value,
+        vs: &IstioVirtualService,
+        split: &Split,
+        managed: &[String],
+    ) -> Option<Self> {
+        let http = obj.pointer("/spec/http")?.as_array()?;
+        let named = vs.routes.as_ref().filter(|r| !r.is_empty());
+        http.iter()
+            .filter(|r| !is_managed(r, managed))
+            .filter(|r| match named {
+                Some(names) => route_name(r).is_some_and(|n| names.iter().any(|x| x == n)),
+                None => true,
+            })
+            .find_map(|r| {
+                let canary = r
+                    .get("route")?
+                    .as_array()?
+                    .iter()
+                    .filter_map(|d| d.get("destination"))
+                    .find(|d| split.side(d) == Some(Side::Canary))?
+                    .clone();
+                let conditions = r
+                    .get("match")
+                    .and_then(Value::as_array)
+                    .filter(|m| !m.is_empty())
+                    .cloned()
+                    .unwrap_or_else(|| vec![json!({})]);
+                Some(SplitRoute { canary, conditions })
+            })
+    }
+
+    /// The managed route `name`: the split route's conditions with `headers` added, all to
+    /// the canary.
+    fn header_route(&self, name: &str, headers: &[HeaderMatch]) -> Value {
+        let headers: Map<String, Value> = headers
+            .iter()
+            .map(|h| {
+                let (kind, v) = h.value.kind_and_value();
+                (h.name.clone(), json!({ kind: v }))
+            })
+            .collect();
+        let conditions: Vec<Value> = self
+            .conditions
+            .iter()
+            .cloned()
+            .map(|mut one| {
+                if let Some(o) = one.as_object_mut() {
+                    let mut all = o
+                        .get("headers")
+                        .and_then(Value::as_object)
+                        .cloned()
+                        .unwrap_or_default();
+                    all.extend(headers.clone());
+                    o.insert("headers".into(), Value::Object(all));
+                }
+                one
+            })
+            .collect();
+        json!({
+            "name": name,
+            "match": conditions,
+            "route": [{"destination": self.canary, "weight": 100}]
         })
-        .find_map(|r| {
-            let dest = r
-                .get("route")?
-                .as_array()?
-                .iter()
-                .filter_map(|d| d.get("destination"))
-                .find(|d| split.side(d) == Some(Side::Canary))?
-                .clone();
-            let matches = r
-                .get("match")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            Some((dest, matches))
-        })
+    }
 }
 
 /// Puts the managed header routes first in `spec.http`, in `managed` order: `routes` are
@@ -291,69 +351,26 @@ pub fn set_header_routes(
     managed: &[String],
     routes: &[(String, Vec<HeaderMatch>)],
 ) -> Result<bool, RouteError> {
-    let name = vs.name.clone();
-    let canary = if routes.is_empty() {
+    let name = vs.name.as_str();
+    let split_route = if routes.is_empty() {
         None
     } else {
-        Some(split_route(obj, vs, split, managed).ok_or_else(|| {
+        Some(SplitRoute::find(obj, vs, split, managed).ok_or_else(|| {
             RouteError::Invalid(format!(
                 "VirtualService {name:?} has no canary destination to route headers to"
             ))
         })?)
     };
     let Some(http) = obj.pointer_mut("/spec/http").and_then(Value::as_array_mut) else {
-        return if routes.is_empty() {
-            Ok(false)
-        } else {
-            Err(RouteError::Invalid(format!(
-                "VirtualService {name:?} has no http routes"
-            )))
-        };
+        return without_route_list(routes, || {
+            format!("VirtualService {name:?} has no http routes")
+        });
     };
     let before = http.clone();
-    http.retain(|r| !route_name(r).is_some_and(|n| managed.iter().any(|m| m == n)));
-    let mut wanted: Vec<Value> = Vec::new();
-    for m in managed {
-        if let Some((_, matches)) = routes.iter().find(|(n, _)| n == m) {
-            let headers: Map<String, Value> = matches
-                .iter()
-                .map(|h| {
-                    let (kind, v) = h.value.kind_and_value();
-                    (h.name.clone(), json!({ kind: v }))
-                })
-                .collect();
-            // The split route's conditions (a path, a port) stay; the headers are added.
-            let (dest, base) = canary.clone().unwrap_or((Value::Null, Vec::new()));
-            let base = if base.is_empty() {
-                vec![json!({})]
-            } else {
-                base
-            };
-            let conditions: Vec<Value> = base
-                .into_iter()
-                .map(|mut one| {
-                    if let Some(o) = one.as_object_mut() {
-                        let mut all = o
-                            .get("headers")
-                            .and_then(Value::as_object)
-                            .cloned()
-                            .unwrap_or_default();
-                        all.extend(headers.clone());
-                        o.insert("headers".into(), Value::Object(all));
-                    }
-                    one
-                })
-                .collect();
-            wanted.push(json!({
-                "name": m,
-                "match": conditions,
-                "route": [{"destination": dest, "weight": 100}]
-            }));
-        }
-    }
-    for (i, r) in wanted.into_iter().enumerate() {
-        http.insert(i, r);
-    }
+    let header_routes = split_route.iter().flat_map(|s| {
+        in_managed_order(managed, routes).map(|(name, headers)| s.header_route(name, headers))
+    });
+    put_managed_first(http, managed, header_routes);
     Ok(*http != before)
 }
 

@@ -39,18 +39,16 @@ fn virtual_service() -> Value {
     })
 }
 
+/// Sets the weights of the `routes` of VirtualService "web" between the two hosts.
+fn weigh(vs: &mut Value, routes: Option<&[&str]>, canary: i32) -> Result<bool, RouteError> {
+    set_weights(vs, &vs_ref(routes), &hosts(), Weights::canary(canary), &[])
+}
+
 #[test]
 fn weights_change_only_the_named_route_and_nothing_else() {
     let mut vs = virtual_service();
     let before = vs.clone();
-    let changed = set_weights(
-        &mut vs,
-        &vs_ref(Some(&["primary"])),
-        &hosts(),
-        Weights::canary(30),
-        &[],
-    )
-    .expect("weights");
+    let changed = weigh(&mut vs, Some(&["primary"]), 30).expect("weights");
     assert!(changed);
     assert_eq!(vs.pointer("/spec/http/1/route/0/weight"), Some(&json!(70)));
     assert_eq!(vs.pointer("/spec/http/1/route/1/weight"), Some(&json!(30)));
@@ -60,41 +58,18 @@ fn weights_change_only_the_named_route_and_nothing_else() {
     expected["spec"]["http"][1]["route"][1]["weight"] = json!(30);
     assert_eq!(vs, expected);
     // Again: nothing to change.
-    assert!(
-        !set_weights(
-            &mut vs,
-            &vs_ref(Some(&["primary"])),
-            &hosts(),
-            Weights::canary(30),
-            &[]
-        )
-        .expect("weights")
-    );
+    assert!(!weigh(&mut vs, Some(&["primary"]), 30).expect("weights"));
 }
 
 #[test]
 fn a_missing_route_or_destination_is_named() {
     let mut vs = virtual_service();
-    let err = set_weights(
-        &mut vs,
-        &vs_ref(Some(&["nope"])),
-        &hosts(),
-        Weights::canary(10),
-        &[],
-    )
-    .expect_err("no route");
+    let err = weigh(&mut vs, Some(&["nope"]), 10).expect_err("no route");
     assert_eq!(
         err,
         RouteError::Invalid("VirtualService \"web\" has no http route named \"nope\"".into())
     );
-    let err = set_weights(
-        &mut vs,
-        &vs_ref(Some(&["admin"])),
-        &hosts(),
-        Weights::canary(10),
-        &[],
-    )
-    .expect_err("no destinations");
+    let err = weigh(&mut vs, Some(&["admin"]), 10).expect_err("no destinations");
     assert!(
         err.to_string().contains(
             "http route \"admin\" of VirtualService \"web\" needs destinations for hosts"
@@ -102,8 +77,7 @@ fn a_missing_route_or_destination_is_named() {
         "{err}"
     );
     // Several routes and none named: ambiguous.
-    let err = set_weights(&mut vs, &vs_ref(None), &hosts(), Weights::canary(10), &[])
-        .expect_err("ambiguous");
+    let err = weigh(&mut vs, None, 10).expect_err("ambiguous");
     assert!(err.to_string().contains("has 2 http routes"), "{err}");
 }
 
