@@ -4,70 +4,44 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use common::{
-    ControllerProcess, create_services, events_for, phase, rollouts, selector_hash, wait_event,
-    wait_status,
+use common::analysis::{Monitoring, run_message, run_phase};
+use common::fixture::{
+    create_rollout, merged, rollout, set_image, wait_healthy, wait_paused_at, web_canary,
 };
-use e2e::metricsrv::MetricsServer;
-use e2e::prometheus::Prometheus;
-use e2e::{TestEnv, wait_for};
-use kube::Api;
+use common::{
+    ControllerProcess, create_services, events_for, phase, rollouts, selector_hash, wait_condition,
+    wait_event, wait_status,
+};
+use e2e::TestEnv;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
 use sluice::api::analysis::{AnalysisPhase, AnalysisRun, AnalysisTemplate};
+use sluice::api::constants::condition::INVALID_SPEC;
 use sluice::api::rollout::{PauseReason, Rollout, RolloutPhase};
 
 const LIMIT: Duration = Duration::from_secs(120);
 const GAUGE: &str = "sluice_test_success_rate";
 
-/// A metrics endpoint and a Prometheus scraping it every second, for one test.
-struct Monitoring {
-    metrics: MetricsServer,
-    prometheus: Prometheus,
-    _dir: PathBuf,
+/// The success rate the canary shows (0.99 to begin with) scraped by a real Prometheus, the
+/// controller, and the success-rate template reading that Prometheus (`count` and `extra` as
+/// [`success_rate_template`] takes them).
+async fn monitored(
+    env: &TestEnv,
+    count: Option<i32>,
+    extra: serde_json::Value,
+) -> anyhow::Result<(Monitoring, ControllerProcess)> {
+    let mon = Monitoring::start(env, GAUGE, 0.99).await?;
+    let controller = ControllerProcess::start(env)?;
+    success_rate_template(env, &mon.prometheus.url(), count, extra).await?;
+    Ok((mon, controller))
 }
 
-impl Monitoring {
-    async fn start(env: &TestEnv, rate: f64) -> anyhow::Result<Self> {
-        let metrics = MetricsServer::start().await?;
-        metrics.set_gauge(GAUGE, &[("namespace", &env.namespace)], rate);
-        let dir = std::env::temp_dir().join(format!("sluice-prometheus-{}", env.namespace));
-        std::fs::create_dir_all(&dir)?;
-        let prometheus =
-            Prometheus::start(&dir, &[metrics.target()], Duration::from_secs(1)).await?;
-        env.attach_log(dir.join("prometheus.log"));
-        // The first sample is in before any analysis asks for it.
-        prometheus
-            .wait_for_series(
-                &format!("{GAUGE}{{namespace=\"{}\"}}", env.namespace),
-                LIMIT,
-            )
-            .await?;
-        Ok(Monitoring {
-            metrics,
-            prometheus,
-            _dir: dir,
-        })
-    }
-
-    /// Sets the success rate and waits until Prometheus has scraped it.
-    async fn set_rate(&self, env: &TestEnv, rate: f64) -> anyhow::Result<()> {
-        self.metrics
-            .set_gauge(GAUGE, &[("namespace", &env.namespace)], rate);
-        let q = format!("{GAUGE}{{namespace=\"{}\"}}", env.namespace);
-        let p = &self.prometheus;
-        wait_for("Prometheus to scrape the new rate", LIMIT, || async {
-            let v = p.query(&q).await?;
-            Ok(v.first()
-                .filter(|(_, x)| (x - rate).abs() < 1e-9)
-                .map(|_| ()))
-        })
-        .await
-    }
+/// A canary at 50% judged by the success-rate analysis.
+fn analysis_steps(env: &TestEnv) -> serde_json::Value {
+    json!({"steps": [{"setWeight": 50}, {"analysis": analysis_ref(env)}]})
 }
 
 /// The success-rate template: `count` measurements `interval` apart, each at least 0.95.
@@ -89,9 +63,7 @@ async fn success_rate_template(
     if let Some(c) = count {
         metric["count"] = json!(c);
     }
-    if let (Some(m), Some(e)) = (metric.as_object_mut(), extra.as_object()) {
-        m.extend(e.clone());
-    }
+    let metric = merged(metric, extra);
     let t: AnalysisTemplate = serde_json::from_value(json!({
         "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisTemplate",
         "metadata": {"name": "success-rate"},
@@ -111,41 +83,18 @@ fn analysis_ref(env: &TestEnv) -> serde_json::Value {
 /// A canary Rollout over Services, first revision Healthy. Returns v1's hash.
 async fn canary_v1(env: &TestEnv, canary: serde_json::Value) -> anyhow::Result<String> {
     create_services(env, &["web-stable", "web-canary"]).await?;
-    let mut c = json!({"stableService": "web-stable", "canaryService": "web-canary",
-        "maxSurge": 1, "maxUnavailable": 0, "abortScaleDownDelaySeconds": 3});
-    if let (Some(m), Some(e)) = (c.as_object_mut(), canary.as_object()) {
-        m.extend(e.clone());
-    }
-    rollout_v1(env, json!({"canary": c})).await
+    let c = json!({"maxSurge": 1, "maxUnavailable": 0, "abortScaleDownDelaySeconds": 3});
+    first_revision_healthy(env, &web_canary(2, merged(c, canary))?).await
 }
 
-async fn rollout_v1(env: &TestEnv, strategy: serde_json::Value) -> anyhow::Result<String> {
-    let ro: Rollout = serde_json::from_value(json!({
-        "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web"},
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "web", "image": "registry.example/web:1"}]}},
-            "strategy": strategy
-        }
-    }))?;
-    rollouts(env).create(&PostParams::default(), &ro).await?;
-    let s = wait_status(env, "web", "first revision Healthy", LIMIT, |s| {
-        phase(s) == Some(RolloutPhase::Healthy) && s.available_replicas == Some(2)
-    })
-    .await?;
-    s.stable_rs.context("stableRS")
+/// Creates `ro` and waits until its first revision is Healthy; returns v1's hash.
+async fn first_revision_healthy(env: &TestEnv, ro: &Rollout) -> anyhow::Result<String> {
+    create_rollout(env, ro).await?;
+    wait_healthy(env, "web", 2, LIMIT).await
 }
 
 async fn release_v2(env: &TestEnv) -> anyhow::Result<String> {
-    rollouts(env)
-        .patch(
-            "web",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "registry.example/web:2"}]}}}})),
-        )
-        .await?;
+    set_image(env, "web", "registry.example/web:2").await?;
     let s = wait_status(env, "web", "the release of v2 to start", LIMIT, |s| {
         s.current_pod_hash.is_some() && s.current_pod_hash != s.stable_rs
     })
@@ -159,15 +108,7 @@ async fn wait_run(
     what: &str,
     check: impl Fn(&AnalysisRun) -> bool,
 ) -> anyhow::Result<AnalysisRun> {
-    let api: Api<AnalysisRun> = env.api();
-    wait_for(what, LIMIT, || async {
-        Ok(api.get_opt(name).await?.filter(|r| check(r)))
-    })
-    .await
-}
-
-fn run_phase(r: &AnalysisRun) -> Option<AnalysisPhase> {
-    r.status.as_ref().and_then(|s| s.phase)
+    common::analysis::wait_run(env, name, what, LIMIT, check).await
 }
 
 fn measurements(r: &AnalysisRun, metric: &str) -> Vec<(Option<AnalysisPhase>, Option<String>)> {
@@ -183,14 +124,8 @@ fn measurements(r: &AnalysisRun, metric: &str) -> Vec<(Option<AnalysisPhase>, Op
 #[tokio::test]
 async fn a_healthy_canary_is_promoted_through_an_analysis_step() {
     TestEnv::run("analysis-promote", |env| async move {
-        let mon = Monitoring::start(&env, 0.99).await?;
-        let mut controller = ControllerProcess::start(&env)?;
-        success_rate_template(&env, &mon.prometheus.url(), Some(3), json!({})).await?;
-        canary_v1(
-            &env,
-            json!({"steps": [{"setWeight": 50}, {"analysis": analysis_ref(&env)}]}),
-        )
-        .await?;
+        let (_mon, mut controller) = monitored(&env, Some(3), json!({})).await?;
+        canary_v1(&env, analysis_steps(&env)).await?;
         let v2 = release_v2(&env).await?;
         // Killed mid-analysis: the run's status is all it needs to go on.
         wait_run(
@@ -241,14 +176,8 @@ async fn a_healthy_canary_is_promoted_through_an_analysis_step() {
 #[tokio::test]
 async fn a_canary_whose_error_rate_rises_is_rolled_back() {
     TestEnv::run("analysis-rollback", |env| async move {
-        let mon = Monitoring::start(&env, 0.99).await?;
-        let _c = ControllerProcess::start(&env)?;
-        success_rate_template(&env, &mon.prometheus.url(), Some(10), json!({})).await?;
-        let v1 = canary_v1(
-            &env,
-            json!({"steps": [{"setWeight": 50}, {"analysis": analysis_ref(&env)}]}),
-        )
-        .await?;
+        let (mon, _c) = monitored(&env, Some(10), json!({})).await?;
+        let v1 = canary_v1(&env, analysis_steps(&env)).await?;
         let v2 = release_v2(&env).await?;
         let run_name = format!("web-{v2}-2-step1");
         wait_run(&env, &run_name, "a first passing measurement", |r| {
@@ -262,7 +191,7 @@ async fn a_canary_whose_error_rate_rises_is_rolled_back() {
             "the canary takes traffic"
         );
         // The canary starts failing: 20% errors.
-        mon.set_rate(&env, 0.8).await?;
+        mon.set(0.8).await?;
         let aborted = wait_status(&env, "web", "the release aborted", LIMIT, |s| {
             s.abort == Some(true) && phase(s) == Some(RolloutPhase::Degraded)
         })
@@ -295,20 +224,8 @@ async fn a_canary_whose_error_rate_rises_is_rolled_back() {
 #[tokio::test]
 async fn a_prometheus_outage_pauses_the_release_until_prometheus_is_back() {
     TestEnv::run("analysis-outage", |env| async move {
-        let mut mon = Monitoring::start(&env, 0.99).await?;
-        let _c = ControllerProcess::start(&env)?;
-        success_rate_template(
-            &env,
-            &mon.prometheus.url(),
-            Some(4),
-            json!({"consecutiveErrorLimit": 1}),
-        )
-        .await?;
-        let v1 = canary_v1(
-            &env,
-            json!({"steps": [{"setWeight": 50}, {"analysis": analysis_ref(&env)}]}),
-        )
-        .await?;
+        let (mut mon, _c) = monitored(&env, Some(4), json!({"consecutiveErrorLimit": 1})).await?;
+        let v1 = canary_v1(&env, analysis_steps(&env)).await?;
         let v2 = release_v2(&env).await?;
         let run_name = format!("web-{v2}-2-step1");
         wait_run(&env, &run_name, "a first passing measurement", |r| {
@@ -335,11 +252,7 @@ async fn a_prometheus_outage_pauses_the_release_until_prometheus_is_back() {
         );
         ensure!(paused.abort.is_none(), "a monitoring outage does not abort");
         let run = env.api::<AnalysisRun>().get(&run_name).await?;
-        let msg = run
-            .status
-            .as_ref()
-            .and_then(|s| s.message.clone())
-            .unwrap_or_default();
+        let msg = run_message(&run);
         ensure!(msg.contains("in a row"), "the run says why: {msg}");
         // Still down a while later: still paused, still v1.
         wait_run(&env, &run_name, "more failed attempts", |r| {
@@ -376,9 +289,7 @@ async fn a_prometheus_outage_pauses_the_release_until_prometheus_is_back() {
 #[tokio::test]
 async fn a_background_analysis_that_fails_between_steps_aborts() {
     TestEnv::run("analysis-background", |env| async move {
-        let mon = Monitoring::start(&env, 0.99).await?;
-        let _c = ControllerProcess::start(&env)?;
-        success_rate_template(&env, &mon.prometheus.url(), None, json!({})).await?;
+        let (mon, _c) = monitored(&env, None, json!({})).await?;
         let mut bg = analysis_ref(&env);
         bg["startingStep"] = json!(1);
         let v1 = canary_v1(&env, json!({"analysis": bg, "steps": [{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]})).await?;
@@ -388,9 +299,9 @@ async fn a_background_analysis_that_fails_between_steps_aborts() {
             measurements(r, "success-rate").len() >= 2
         })
         .await?;
-        let s = rollouts(&env).get("web").await?.status.context("status")?;
-        ensure!(s.current_step_index == Some(1) && phase(&s) == Some(RolloutPhase::Paused), "paused between steps: {s:?}");
-        mon.set_rate(&env, 0.5).await?;
+        // The run is created before the status that reached its step is written: wait for both.
+        wait_paused_at(&env, "web", 1, LIMIT).await.context("paused between steps")?;
+        mon.set(0.5).await?;
         let aborted = wait_status(&env, "web", "aborted by the background analysis", LIMIT, |s| {
             s.abort == Some(true)
         })
@@ -407,19 +318,18 @@ async fn a_background_analysis_that_fails_between_steps_aborts() {
 #[tokio::test]
 async fn a_failed_pre_promotion_analysis_keeps_blue_green_on_the_old_revision() {
     TestEnv::run("analysis-bluegreen", |env| async move {
-        let mon = Monitoring::start(&env, 0.99).await?;
-        let _c = ControllerProcess::start(&env)?;
-        success_rate_template(&env, &mon.prometheus.url(), Some(2), json!({})).await?;
+        let (mon, _c) = monitored(&env, Some(2), json!({})).await?;
         create_services(&env, &["web-active", "web-preview"]).await?;
-        let v1 = rollout_v1(
-            &env,
+        let ro = rollout(
+            "web",
+            2,
             json!({"blueGreen": {
                 "activeService": "web-active", "previewService": "web-preview",
                 "abortScaleDownDelaySeconds": 3, "prePromotionAnalysis": analysis_ref(&env)
             }}),
-        )
-        .await?;
-        mon.set_rate(&env, 0.5).await?;
+        )?;
+        let v1 = first_revision_healthy(&env, &ro).await?;
+        mon.set(0.5).await?;
         let v2 = release_v2(&env).await?;
         let aborted = wait_status(
             &env,
@@ -461,22 +371,9 @@ async fn a_condition_that_does_not_compile_is_invalid_spec_until_the_template_is
         )
         .await?;
         create_services(&env, &["web-stable", "web-canary"]).await?;
-        let ro: Rollout = serde_json::from_value(json!({
-            "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web"},
-            "spec": {
-                "replicas": 2,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": {"metadata": {"labels": {"app": "web"}},
-                    "spec": {"containers": [{"name": "web", "image": "registry.example/web:1"}]}},
-                "strategy": {"canary": {"stableService": "web-stable", "canaryService": "web-canary",
-                    "steps": [{"setWeight": 50}, {"analysis": analysis_ref(&env)}]}}
-            }
-        }))?;
-        rollouts(&env).create(&PostParams::default(), &ro).await?;
-        let invalid = wait_status(&env, "web", "InvalidSpec", LIMIT, |s| {
-            s.conditions.iter().any(|c| c.type_ == "InvalidSpec" && c.status == "True")
-        })
-        .await?;
+        let ro = web_canary(2, analysis_steps(&env))?;
+        create_rollout(&env, &ro).await?;
+        let (invalid, _) = wait_condition(&env, "web", INVALID_SPEC, LIMIT).await?;
         let msg = invalid.message.unwrap_or_default();
         ensure!(
             msg.contains("spec.strategy.canary.steps[1].analysis") && msg.contains("isNan"),

@@ -8,15 +8,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
+use common::analysis::{Monitoring, json_body, run_message, run_phase, serve, wait_run};
 use common::{ControllerProcess, events_for, http_get};
+use e2e::TestEnv;
 use e2e::authproxy::AuthProxy;
-use e2e::metricsrv::MetricsServer;
 use e2e::nodesim::BEHAVIOUR_ANNOTATION;
-use e2e::prometheus::Prometheus;
-use e2e::{TestEnv, wait_for};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
-use kube::Api;
 use kube::api::PostParams;
 use serde_json::json;
 use sluice::api::analysis::{AnalysisPhase, AnalysisRun};
@@ -51,32 +49,19 @@ async fn secret(env: &TestEnv, name: &str, data: &[(&str, &str)]) -> anyhow::Res
 
 /// Waits for the run to finish and returns it.
 async fn finished(env: &TestEnv, name: &str) -> anyhow::Result<AnalysisRun> {
-    let api: Api<AnalysisRun> = env.api();
-    wait_for(&format!("AnalysisRun {name} to finish"), LIMIT, || async {
-        Ok(api.get_opt(name).await?.filter(|r| {
-            matches!(
-                r.status.as_ref().and_then(|s| s.phase),
-                Some(
-                    AnalysisPhase::Successful
-                        | AnalysisPhase::Failed
-                        | AnalysisPhase::Error
-                        | AnalysisPhase::Inconclusive
-                )
+    let what = format!("AnalysisRun {name} to finish");
+    wait_run(env, name, &what, LIMIT, |r| {
+        matches!(
+            run_phase(r),
+            Some(
+                AnalysisPhase::Successful
+                    | AnalysisPhase::Failed
+                    | AnalysisPhase::Error
+                    | AnalysisPhase::Inconclusive
             )
-        }))
+        )
     })
     .await
-}
-
-fn phase(r: &AnalysisRun) -> Option<AnalysisPhase> {
-    r.status.as_ref().and_then(|s| s.phase)
-}
-
-fn json_body(v: serde_json::Value) -> impl axum::response::IntoResponse {
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        v.to_string(),
-    )
 }
 
 /// A small JSON health endpoint that counts requests carrying the expected header.
@@ -107,12 +92,7 @@ async fn health_server(expected_key: &'static str) -> anyhow::Result<(String, Ar
                 }
             },
         ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok((format!("http://{addr}"), seen))
+    Ok((serve(app).await?, seen))
 }
 
 #[tokio::test]
@@ -136,10 +116,10 @@ async fn the_web_provider_judges_a_json_field_with_headers_from_a_secret() {
         create_run(&env, "web-good", json!({"metrics": [metric("health", "/health")]})).await?;
         create_run(&env, "web-bad", json!({"metrics": [metric("health", "/degraded")]})).await?;
         let good = finished(&env, "web-good").await?;
-        ensure!(phase(&good) == Some(AnalysisPhase::Successful), "{good:?}");
+        ensure!(run_phase(&good) == Some(AnalysisPhase::Successful), "{good:?}");
         let bad = finished(&env, "web-bad").await?;
-        ensure!(phase(&bad) == Some(AnalysisPhase::Failed), "{bad:?}");
-        let msg = bad.status.as_ref().and_then(|s| s.message.clone()).unwrap_or_default();
+        ensure!(run_phase(&bad) == Some(AnalysisPhase::Failed), "{bad:?}");
+        let msg = run_message(&bad);
         ensure!(msg.contains("0.42"), "the failure shows the value: {msg}");
         ensure!(seen.load(Ordering::Relaxed) >= 2, "the header came from the Secret");
         let yaml = serde_json::to_string(&bad)?;
@@ -196,10 +176,10 @@ async fn the_job_provider_runs_a_job_and_reads_its_outcome() {
         create_run(&env, "job-pass", json!({"metrics": [job("complete")]})).await?;
         create_run(&env, "job-fail", json!({"metrics": [job("fail")]})).await?;
         let pass = finished(&env, "job-pass").await?;
-        ensure!(phase(&pass) == Some(AnalysisPhase::Successful), "{pass:?}");
+        ensure!(run_phase(&pass) == Some(AnalysisPhase::Successful), "{pass:?}");
         let fail = finished(&env, "job-fail").await?;
-        ensure!(phase(&fail) == Some(AnalysisPhase::Failed), "{fail:?}");
-        let msg = fail.status.as_ref().and_then(|s| s.message.clone()).unwrap_or_default();
+        ensure!(run_phase(&fail) == Some(AnalysisPhase::Failed), "{fail:?}");
+        let msg = run_message(&fail);
         ensure!(msg.contains("Job") && msg.contains("failed"), "{msg}");
         // The Jobs belong to their runs.
         let jobs = env.api::<Job>().list(&Default::default()).await?;
@@ -217,16 +197,9 @@ async fn the_job_provider_runs_a_job_and_reads_its_outcome() {
 async fn prometheus_behind_bearer_auth_and_tls_works_and_the_token_stays_secret() {
     TestEnv::run("provider-prometheus-auth", |env| async move {
         let token = "s3cr3t-token-5d9c2e";
-        let metrics = MetricsServer::start().await?;
-        metrics.set_gauge("sluice_test_up", &[("namespace", &env.namespace)], 1.0);
-        let dir = std::env::temp_dir().join(format!("sluice-prometheus-{}", env.namespace));
-        std::fs::create_dir_all(&dir)?;
-        let prometheus =
-            Prometheus::start(&dir, &[metrics.target()], Duration::from_secs(1)).await?;
-        env.attach_log(dir.join("prometheus.log"));
-        let q = format!("sluice_test_up{{namespace=\"{}\"}}", env.namespace);
-        prometheus.wait_for_series(&q, LIMIT).await?;
-        let proxy = AuthProxy::start(prometheus.addr(), token, &dir).await?;
+        let mon = Monitoring::start(&env, "sluice_test_up", 1.0).await?;
+        let q = mon.query();
+        let proxy = AuthProxy::start(mon.prometheus.addr(), token, &mon.dir).await?;
         let controller = ControllerProcess::start(&env)?;
         secret(
             &env,
@@ -256,18 +229,17 @@ async fn prometheus_behind_bearer_auth_and_tls_works_and_the_token_stays_secret(
         create_run(&env, "auth-good", json!({"metrics": [metric("token")]})).await?;
         create_run(&env, "auth-wrong", json!({"metrics": [metric("wrong")]})).await?;
         let good = finished(&env, "auth-good").await?;
-        ensure!(phase(&good) == Some(AnalysisPhase::Successful), "{good:?}");
+        ensure!(
+            run_phase(&good) == Some(AnalysisPhase::Successful),
+            "{good:?}"
+        );
         ensure!(proxy.authorized_requests() >= 1);
         let wrong = finished(&env, "auth-wrong").await?;
         ensure!(
-            phase(&wrong) == Some(AnalysisPhase::Inconclusive),
+            run_phase(&wrong) == Some(AnalysisPhase::Inconclusive),
             "an auth failure is not a verdict on the release: {wrong:?}"
         );
-        let msg = wrong
-            .status
-            .as_ref()
-            .and_then(|s| s.message.clone())
-            .unwrap_or_default();
+        let msg = run_message(&wrong);
         ensure!(
             msg.contains("401"),
             "the run says the server refused: {msg}"

@@ -23,6 +23,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
+use common::fixture::{create_rollout, create_service, rollout};
+use common::metrics::samples;
 use common::{ControllerProcess, http_get, rollouts};
 use e2e::{TestEnv, wait_for};
 use std::path::PathBuf;
@@ -33,7 +35,7 @@ use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::Api;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
 use serde_json::json;
-use sluice::api::rollout::{Rollout, RolloutPhase};
+use sluice::api::rollout::RolloutPhase;
 
 const ROLLOUTS: usize = 50;
 const WINDOW: Duration = Duration::from_secs(60);
@@ -65,34 +67,6 @@ const WRITTEN: &[&str] = &[
     "events",
 ];
 const CLUSTER_SCOPED: &[&str] = &["clusteranalysistemplates"];
-
-/// One sample of a Prometheus text exposition: metric name, labels, value.
-fn samples(text: &str, metric: &str) -> Vec<(BTreeMap<String, String>, f64)> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (head, value) = l.rsplit_once(' ')?;
-            let (name, labels) = match head.split_once('{') {
-                Some((n, rest)) => (n, rest.strip_suffix('}')?),
-                None => (head, ""),
-            };
-            if name != metric {
-                return None;
-            }
-            let mut map = BTreeMap::new();
-            let mut rest = labels;
-            while let Some((key, after)) = rest.split_once("=\"") {
-                let end = after.find('"')?;
-                map.insert(
-                    key.trim_start_matches(',').to_string(),
-                    after[..end].to_string(),
-                );
-                rest = &after[end + 1..];
-            }
-            Some((map, value.parse().ok()?))
-        })
-        .collect()
-}
 
 /// Requests Sluice's kinds took at the API server: (reads, writes, by "VERB resource").
 async fn apiserver_counts(env: &TestEnv) -> anyhow::Result<(f64, f64, BTreeMap<String, f64>)> {
@@ -223,25 +197,12 @@ fn delta(after: &BTreeMap<String, f64>, before: &BTreeMap<String, f64>) -> BTree
 #[tokio::test]
 async fn fifty_healthy_rollouts_cost_the_api_server_nothing_but_watches() {
     TestEnv::run("api-load", |env| async move {
-        let services = env.api::<k8s_openapi::api::core::v1::Service>();
         for i in 0..ROLLOUTS {
             let name = format!("app-{i}");
-            let svc = serde_json::from_value(json!({
-                "apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-                "spec": {"selector": {"app": name}, "ports": [{"port": 80}]}
-            }))?;
-            services.create(&PostParams::default(), &svc).await?;
-            let ro: Rollout = serde_json::from_value(json!({
-                "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": name},
-                "spec": {
-                    "replicas": 1,
-                    "selector": {"matchLabels": {"app": name}},
-                    "template": {"metadata": {"labels": {"app": name}},
-                        "spec": {"containers": [{"name": "web", "image": "registry.example/web:1"}]}},
-                    "strategy": {"canary": {"stableService": name, "steps": [{"setWeight": 50}, {"pause": {}}]}}
-                }
-            }))?;
-            rollouts(&env).create(&PostParams::default(), &ro).await?;
+            create_service(&env, &name, json!({ "app": name })).await?;
+            let canary =
+                json!({"stableService": name, "steps": [{"setWeight": 50}, {"pause": {}}]});
+            create_rollout(&env, &rollout(&name, 1, json!({ "canary": canary }))?).await?;
         }
         // Cluster-wide objects of this test, named after its namespace; deleted at the end.
         let binding = format!("sluice-{}", env.namespace);
@@ -279,13 +240,18 @@ async fn fifty_healthy_rollouts_cost_the_api_server_nothing_but_watches() {
             // The API server applies a FlowSchema once its configuration controller has seen it
             // (it then writes the schema's Dangling condition).
             for name in [&reads_fs, &writes_fs] {
-                wait_for("the FlowSchema in force", Duration::from_secs(60), || async {
-                    let fs = schemas.get(name).await?;
-                    let seen = fs.data["status"]["conditions"]
-                        .as_array()
-                        .is_some_and(|c| c.iter().any(|c| c["type"] == "Dangling" && c["status"] == "False"));
-                    Ok(seen.then_some(()))
-                })
+                wait_for(
+                    "the FlowSchema in force",
+                    Duration::from_secs(60),
+                    || async {
+                        let fs = schemas.get(name).await?;
+                        let seen = fs.data["status"]["conditions"].as_array().is_some_and(|c| {
+                            c.iter()
+                                .any(|c| c["type"] == "Dangling" && c["status"] == "False")
+                        });
+                        Ok(seen.then_some(()))
+                    },
+                )
                 .await?;
             }
             measure(&env, &kubeconfig, &reads_fs, &writes_fs).await

@@ -1,15 +1,17 @@
 //! The local control plane behaves like a real cluster: the real scheduler, ReplicaSet,
 //! EndpointSlice and garbage-collection controllers act on pods the node simulator runs.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
+use common::fixture::{create_service, ready_endpoints};
 use e2e::nodesim::{BEHAVIOUR_ANNOTATION, EXIT_CODE_ANNOTATION};
 use e2e::{TestEnv, wait_for};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Pod, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -58,13 +60,7 @@ async fn deployment_gets_ready_pods_and_its_service_lists_them() {
         deployments
             .create(&PostParams::default(), &deployment("web", 3, json!({}))?)
             .await?;
-        let svc: Service = serde_json::from_value(json!({
-            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
-            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}
-        }))?;
-        env.api::<Service>()
-            .create(&PostParams::default(), &svc)
-            .await?;
+        create_service(&env, "web", json!({"app": "web"})).await?;
 
         // The real Deployment and ReplicaSet controllers, scheduler and node simulator together.
         wait_for("3 ready replicas", LIMIT, || async {
@@ -120,15 +116,10 @@ async fn deployment_gets_ready_pods_and_its_service_lists_them() {
         }
         ensure!(ips.len() == 3, "pod IPs are distinct: {ips:?}");
 
-        let slices: Api<EndpointSlice> = env.api();
         wait_for("the EndpointSlice to list the 3 pod IPs", LIMIT, || async {
-            let listed: BTreeSet<String> = slices
-                .list(&ListParams::default().labels("kubernetes.io/service-name=web"))
+            let listed: BTreeSet<String> = ready_endpoints(&env, "web")
                 .await?
-                .items
                 .into_iter()
-                .flat_map(|s| s.endpoints)
-                .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
                 .flat_map(|e| e.addresses)
                 .collect();
             Ok((listed == ips).then_some(()))

@@ -1,7 +1,13 @@
 //! Sluice's CRDs in a real API server: valid manifests are accepted, bad ones refused at
 //! `kubectl apply` with a message that names the problem, and `kubectl get` shows the columns.
 
+mod common;
+
 use anyhow::{Context, ensure};
+use common::fixture::merged;
+use common::routers::{
+    create_object, http_routes, primary_virtual_service, split_http_route, virtual_services,
+};
 use e2e::TestEnv;
 use kube::Api;
 use kube::api::PostParams;
@@ -233,29 +239,8 @@ async fn kubectl_get_shows_the_rollout_columns() {
 async fn istio_and_gateway_api_crds_from_the_pinned_modules_are_served() {
     TestEnv::run("router-crds", |env| async move {
         e2e::routers::install_router_crds(&env.client).await?;
-        let vs = serde_json::json!({
-            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-            "metadata": {"name": "web"},
-            "spec": {"hosts": ["web"], "http": [{"name": "primary", "route": [
-                {"destination": {"host": "web-stable"}, "weight": 100},
-                {"destination": {"host": "web-canary"}, "weight": 0}]}]}
-        });
-        let route = serde_json::json!({
-            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-            "metadata": {"name": "web"},
-            "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [
-                {"name": "web-stable", "port": 80, "weight": 100},
-                {"name": "web-canary", "port": 80, "weight": 0}]}]}
-        });
-        for (obj, group, version, kind) in [
-            (vs, "networking.istio.io", "v1", "VirtualService"),
-            (route, "gateway.networking.k8s.io", "v1", "HTTPRoute"),
-        ] {
-            let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
-            let api: Api<DynamicObject> = Api::namespaced_with(env.client.clone(), &env.namespace, &ar);
-            let o: DynamicObject = serde_json::from_value(obj)?;
-            api.create(&PostParams::default(), &o).await.with_context(|| format!("creating a {kind}"))?;
-        }
+        create_object(&virtual_services(&env), primary_virtual_service()).await?;
+        create_object(&http_routes(&env), split_http_route()).await?;
         // The real schema is there: Gateway API refuses a weight above its maximum.
         let bad = env
             .kubectl(
@@ -272,10 +257,7 @@ async fn istio_and_gateway_api_crds_from_the_pinned_modules_are_served() {
 /// A canary Rollout (as JSON, so YAML never reinterprets a value) with `canary` merged into
 /// its strategy.
 fn canary_rollout(name: &str, canary: serde_json::Value) -> String {
-    let mut strategy = serde_json::json!({"steps": [{"setWeight": 20}]});
-    if let (Some(s), Some(extra)) = (strategy.as_object_mut(), canary.as_object()) {
-        s.extend(extra.clone());
-    }
+    let strategy = merged(serde_json::json!({"steps": [{"setWeight": 20}]}), canary);
     serde_json::json!({
         "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": name},
         "spec": {

@@ -7,39 +7,25 @@ mod common;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
+use common::fixture::{create_rollout, set_image, wait_healthy, web_canary};
 use common::{
-    ControllerProcess, canary_weight, create_services, event_count, phase, rollouts, wait_event,
-    wait_status,
+    ControllerProcess, canary_weight, create_services, event_count, phase, wait_condition,
+    wait_event, wait_status,
 };
 use e2e::{TestEnv, wait_for};
-use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
 use sluice::api::constants::condition;
 use sluice::api::rollout::{Rollout, RolloutPhase};
 
 const LIMIT: Duration = Duration::from_secs(90);
 
+/// Rollout `web`: 2 pods, a canary over the Services `web-stable` and `web-canary`.
 fn web() -> anyhow::Result<Rollout> {
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "sluice.dev/v1alpha1",
-        "kind": "Rollout",
-        "metadata": {"name": "web"},
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {
-                "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "web", "image": "registry.example/web:1"}]}
-            },
-            "strategy": {"canary": {
-                "stableService": "web-stable",
-                "canaryService": "web-canary",
-                "maxSurge": 1,
-                "maxUnavailable": 0,
-                "steps": [{"setWeight": 50}, {"pause": {"duration": "1s"}}]
-            }}
-        }
-    }))?)
+    web_canary(
+        2,
+        json!({"maxSurge": 1, "maxUnavailable": 0,
+            "steps": [{"setWeight": 50}, {"pause": {"duration": "1s"}}]}),
+    )
 }
 
 /// Creates an object from JSON with kubectl (Sluice's own types cannot carry it).
@@ -51,26 +37,23 @@ async fn create_raw(env: &TestEnv, object: serde_json::Value) -> anyhow::Result<
     Ok(())
 }
 
+/// Waits for the InvalidSpec Event of `object`, and checks that it is a Warning naming `field`.
+async fn invalid_spec_event_names(env: &TestEnv, object: &str, field: &str) -> anyhow::Result<()> {
+    let what = format!("the InvalidSpec Event of {object}");
+    let (kind, _, note) = wait_event(env, object, &what, |e| e.1 == "InvalidSpec").await?;
+    ensure!(
+        kind == "Warning" && note.contains(field),
+        "Event: {kind} {note}"
+    );
+    Ok(())
+}
+
 /// The Rollout `web` becomes Healthy, then releases v2 through its steps to Healthy again.
 async fn web_releases_v2(env: &TestEnv) -> anyhow::Result<()> {
     create_services(env, &["web-stable", "web-canary"]).await?;
-    rollouts(env)
-        .create(&PostParams::default(), &web()?)
-        .await?;
-    let v1 = wait_status(env, "web", "web's first revision Healthy", LIMIT, |s| {
-        phase(s) == Some(RolloutPhase::Healthy) && s.available_replicas == Some(2)
-    })
-    .await?
-    .stable_rs
-    .context("stableRS")?;
-    rollouts(env)
-        .patch(
-            "web",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"template": {"spec": {"containers": [
-                {"name": "web", "image": "registry.example/web:2"}]}}}})),
-        )
-        .await?;
+    create_rollout(env, &web()?).await?;
+    let v1 = wait_healthy(env, "web", 2, LIMIT).await?;
+    set_image(env, "web", "registry.example/web:2").await?;
     wait_status(env, "web", "web at 50% of v2", LIMIT, |s| {
         s.current_pod_hash.as_deref() != Some(v1.as_str()) && canary_weight(s) == Some(50)
     })
@@ -133,14 +116,7 @@ async fn a_rollout_that_does_not_read_stays_on_its_own() {
             shown.contains(field) && shown.contains("\"eighty\""),
             "condition: {shown}"
         );
-        let (kind, _, note) = wait_event(&env, "bad", "the InvalidSpec Event", |e| {
-            e.1 == "InvalidSpec"
-        })
-        .await?;
-        ensure!(
-            kind == "Warning" && note.contains(field),
-            "Event: {kind} {note}"
-        );
+        invalid_spec_event_names(&env, "bad", field).await?;
 
         // A change to the broken Rollout that leaves the same error reports nothing new: the
         // condition already says it. Seen once the controller has read the change.
@@ -193,40 +169,19 @@ async fn a_template_that_does_not_read_stops_only_the_rollouts_that_use_it() {
         uses.spec.strategy.canary = serde_json::from_value(json!({
             "steps": [{"analysis": {"templates": [{"templateName": "smoke"}]}}]
         }))?;
-        rollouts(&env).create(&PostParams::default(), &uses).await?;
+        create_rollout(&env, &uses).await?;
         web_releases_v2(&env).await?;
 
         let field = "spec.metrics[0].provider.job.spec.backoffLimit";
-        let st = wait_status(
-            &env,
-            "uses",
-            "InvalidSpec naming the template",
-            LIMIT,
-            |s| {
-                s.conditions
-                    .iter()
-                    .any(|c| c.type_ == condition::INVALID_SPEC && c.status == "True")
-            },
-        )
-        .await?;
-        let c = st
-            .conditions
-            .iter()
-            .find(|c| c.type_ == condition::INVALID_SPEC)
-            .context("condition")?;
+        let (_, c) = wait_condition(&env, "uses", condition::INVALID_SPEC, LIMIT)
+            .await
+            .context("InvalidSpec naming the template")?;
         ensure!(
             c.message.contains("\"smoke\"") && c.message.contains(field),
             "condition: {}",
             c.message
         );
-        let (kind, _, note) = wait_event(&env, "smoke", "the template's InvalidSpec Event", |e| {
-            e.1 == "InvalidSpec"
-        })
-        .await?;
-        ensure!(
-            kind == "Warning" && note.contains(field),
-            "Event: {kind} {note}"
-        );
+        invalid_spec_event_names(&env, "smoke", field).await?;
         let events = event_count(&env, "smoke", "InvalidSpec").await?;
         ensure!(events == 1, "{events} InvalidSpec Events for one error");
         Ok(())

@@ -9,8 +9,11 @@ mod common;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
+use common::fixture::{create_rollout, set_image, wait_healthy, web_canary};
+use common::metrics::reconcile_errors;
 use common::{
-    ControllerProcess, canary_weight, create_services, event_count, phase, rollouts, wait_status,
+    ControllerProcess, canary_weight, condition, create_services, event_count, phase,
+    wait_condition, wait_status,
 };
 use e2e::TestEnv;
 use k8s_openapi::api::admissionregistration::v1::{
@@ -18,31 +21,13 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use kube::Api;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, PostParams};
 use serde_json::json;
 use sluice::api::constants::condition::WRITE_REFUSED;
-use sluice::api::rollout::{Rollout, RolloutPhase, RolloutStatus};
+use sluice::api::rollout::RolloutPhase;
 
 const LIMIT: Duration = Duration::from_secs(90);
 const DENIAL: &str = "images tagged :2 are not allowed here";
-
-fn refused(
-    s: &RolloutStatus,
-) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
-    s.conditions.iter().find(|c| c.type_ == WRITE_REFUSED)
-}
-
-/// Reconcile errors the controller counted with `reason`, from its own /metrics.
-async fn errors(controller: &ControllerProcess, reason: &str) -> anyhow::Result<u64> {
-    let (_, body) = common::http_get(controller, "/metrics").await?;
-    let prefix = format!("sluice_reconcile_errors_total{{reason=\"{reason}\"}} ");
-    Ok(body
-        .lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
-        .unwrap_or(0))
-}
 
 #[tokio::test]
 async fn an_admission_policy_refusing_the_canary_is_shown_once_and_the_release_resumes_without_it()
@@ -51,24 +36,9 @@ async fn an_admission_policy_refusing_the_canary_is_shown_once_and_the_release_r
         let ns = env.namespace.clone();
         let controller = ControllerProcess::start(&env)?;
         create_services(&env, &["web-stable", "web-canary"]).await?;
-        let ro: Rollout = serde_json::from_value(json!({
-            "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
-            "metadata": {"name": "web"},
-            "spec": {
-                "replicas": 2,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": {
-                    "metadata": {"labels": {"app": "web"}},
-                    "spec": {"containers": [{"name": "web", "image": "registry.example/web:1"}]}
-                },
-                "strategy": {"canary": {
-                    "stableService": "web-stable", "canaryService": "web-canary",
-                    "steps": [{"setWeight": 50}, {"pause": {}}]
-                }}
-            }
-        }))?;
-        rollouts(&env).create(&PostParams::default(), &ro).await?;
-        wait_status(&env, "web", "v1 Healthy", LIMIT, |s| phase(s) == Some(RolloutPhase::Healthy)).await?;
+        let ro = web_canary(2, json!({"steps": [{"setWeight": 50}, {"pause": {}}]}))?;
+        create_rollout(&env, &ro).await?;
+        wait_healthy(&env, "web", 2, LIMIT).await?;
 
         // The policy and its binding are cluster-wide objects: named after the namespace and
         // bound to it alone, so no other test is affected.
@@ -121,22 +91,17 @@ async fn an_admission_policy_refusing_the_canary_is_shown_once_and_the_release_r
         })
         .await?;
 
-        rollouts(&env)
-            .patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"template": {
-                "spec": {"containers": [{"name": "web", "image": "registry.example/web:2"}]}
-            }}})))
-            .await?;
-        let shown = wait_status(&env, "web", "the refusal in the Rollout's status", LIMIT, |s| {
-            refused(s).is_some_and(|c| c.status == "True")
-        })
-        .await?;
-        let c = refused(&shown).context("condition")?;
+        set_image(&env, "web", "registry.example/web:2").await?;
+        let (_, c) = wait_condition(&env, "web", WRITE_REFUSED, LIMIT)
+            .await
+            .context("the refusal in the Rollout's status")?;
         ensure!(c.message.contains(DENIAL) && c.message.contains("apply ReplicaSet"), "the API server's message: {c:?}");
         ensure!(c.reason == "Invalid", "reason {:?}", c.reason);
 
         // Retried with backoff, and still one Event: wait for three refused reconciles.
         e2e::wait_for("three refused reconciles", LIMIT, || async {
-            Ok((errors(&controller, "Refused").await? >= 3).then_some(()))
+            let refused = reconcile_errors(&controller).await?.get("Refused").copied();
+            Ok((refused.unwrap_or(0) >= 3).then_some(()))
         })
         .await?;
         common::wait_event(&env, "web", "the WriteRefused Event", |(t, r, m)| {
@@ -150,7 +115,7 @@ async fn an_admission_policy_refusing_the_canary_is_shown_once_and_the_release_r
         bindings.delete(&policy_name, &DeleteParams::default()).await?;
         policies.delete(&policy_name, &DeleteParams::default()).await?;
         let resumed = wait_status(&env, "web", "the canary at 50% with the refusal cleared", LIMIT, |s| {
-            canary_weight(s) == Some(50) && phase(s) == Some(RolloutPhase::Paused) && refused(s).is_none()
+            canary_weight(s) == Some(50) && phase(s) == Some(RolloutPhase::Paused) && condition(s, WRITE_REFUSED).is_none()
         })
         .await?;
         ensure!(resumed.current_step_index == Some(1), "step {:?}", resumed.current_step_index);

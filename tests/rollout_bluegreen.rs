@@ -5,81 +5,38 @@ mod common;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use common::{ControllerProcess, phase, rollouts, wait_status};
+use common::analysis::{json_body, serve};
+use common::fixture::{
+    create_rollout, merged, promote, replica_set_of_revision, replica_sets_of, rollout, set_image,
+    wait_healthy,
+};
+use common::{ControllerProcess, create_services, phase, rollouts, selector_hash, wait_status};
 use e2e::{TestEnv, wait_for};
-use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::Service;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use sluice::api::analysis::{AnalysisRun, AnalysisTemplate};
-use sluice::api::constants::{LABEL_POD_TEMPLATE_HASH, LABEL_ROLLOUT};
-use sluice::api::rollout::{Rollout, RolloutPhase};
+use sluice::api::constants::LABEL_POD_TEMPLATE_HASH;
+use sluice::api::rollout::RolloutPhase;
 
 const LIMIT: Duration = Duration::from_secs(90);
 
+/// The Services `web-active` and `web-preview`, and Rollout `web` (3 pods, blue-green over
+/// them with `strategy`'s fields); waits until its first revision is Healthy and returns its
+/// hash.
 async fn setup(env: &TestEnv, strategy: serde_json::Value) -> anyhow::Result<String> {
-    let api: Api<Service> = env.api();
-    for name in ["web-active", "web-preview"] {
-        let svc: Service = serde_json::from_value(json!({
-            "apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}
-        }))?;
-        api.create(&PostParams::default(), &svc).await?;
-    }
-    let mut bg = json!({"activeService": "web-active", "previewService": "web-preview", "scaleDownDelaySeconds": 3});
-    if let (Some(b), Some(extra)) = (bg.as_object_mut(), strategy.as_object()) {
-        b.extend(extra.clone());
-    }
-    let ro: Rollout = serde_json::from_value(json!({
-        "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web"},
-        "spec": {
-            "replicas": 3,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "registry.example/web:1"}]}},
-            "strategy": {"blueGreen": bg}
-        }
-    }))?;
-    rollouts(env).create(&PostParams::default(), &ro).await?;
-    let healthy = wait_status(env, "web", "first revision Healthy", LIMIT, |s| {
-        phase(s) == Some(RolloutPhase::Healthy)
-    })
-    .await?;
-    healthy.stable_rs.context("stableRS")
+    create_services(env, &["web-active", "web-preview"]).await?;
+    let bg = json!({"activeService": "web-active", "previewService": "web-preview", "scaleDownDelaySeconds": 3});
+    let ro = rollout("web", 3, json!({ "blueGreen": merged(bg, strategy) }))?;
+    create_rollout(env, &ro).await?;
+    wait_healthy(env, "web", 3, LIMIT).await
 }
 
-async fn selector(env: &TestEnv, name: &str) -> anyhow::Result<Option<String>> {
-    let api: Api<Service> = env.api();
-    Ok(api
-        .get(name)
-        .await?
-        .spec
-        .and_then(|s| s.selector)
-        .and_then(|s| s.get(LABEL_POD_TEMPLATE_HASH).cloned()))
-}
-
-async fn release_v2(env: &TestEnv) -> anyhow::Result<()> {
-    rollouts(env)
-        .patch(
-            "web",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "registry.example/web:2"}]}}}})),
-        )
-        .await?;
-    Ok(())
-}
-
+/// spec.replicas of the ReplicaSet of revision `hash`; -1 when there is none.
 async fn replicas(env: &TestEnv, hash: &str) -> anyhow::Result<i32> {
-    let api: Api<ReplicaSet> = env.api();
-    let list = api
-        .list(&ListParams::default().labels(&format!("{LABEL_POD_TEMPLATE_HASH}={hash}")))
-        .await?;
-    Ok(list
-        .items
-        .first()
-        .and_then(|r| r.spec.as_ref())
-        .and_then(|s| s.replicas)
-        .unwrap_or(-1))
+    Ok(replica_set_of_revision(env, hash)
+        .await?
+        .map_or(-1, |rs| rs.replicas))
 }
 
 #[tokio::test]
@@ -87,8 +44,8 @@ async fn blue_green_auto_promotion_switches_once_the_preview_is_available() {
     TestEnv::run("bluegreen-auto", |env| async move {
         let mut controller = ControllerProcess::start(&env)?;
         let v1 = setup(&env, json!({"previewReplicaCount": 1})).await?;
-        ensure!(selector(&env, "web-active").await?.as_deref() == Some(v1.as_str()));
-        release_v2(&env).await?;
+        ensure!(selector_hash(&env, "web-active").await?.as_deref() == Some(v1.as_str()));
+        set_image(&env, "web", "registry.example/web:2").await?;
         controller.restart()?;
         let done = wait_status(&env, "web", "v2 active and Healthy", LIMIT, |s| {
             phase(s) == Some(RolloutPhase::Healthy) && s.stable_rs.as_deref() != Some(v1.as_str())
@@ -96,11 +53,11 @@ async fn blue_green_auto_promotion_switches_once_the_preview_is_available() {
         .await?;
         let v2 = done.stable_rs.clone().context("stableRS")?;
         ensure!(
-            selector(&env, "web-active").await?.as_deref() == Some(v2.as_str()),
+            selector_hash(&env, "web-active").await?.as_deref() == Some(v2.as_str()),
             "active Service on v2"
         );
         ensure!(
-            selector(&env, "web-preview").await?.as_deref() == Some(v2.as_str()),
+            selector_hash(&env, "web-preview").await?.as_deref() == Some(v2.as_str()),
             "preview Service on v2"
         );
         ensure!(
@@ -126,18 +83,18 @@ async fn blue_green_manual_promotion_keeps_the_active_service_until_promoted() {
     TestEnv::run("bluegreen-manual", |env| async move {
         let mut controller = ControllerProcess::start(&env)?;
         let v1 = setup(&env, json!({"autoPromotionEnabled": false})).await?;
-        release_v2(&env).await?;
+        set_image(&env, "web", "registry.example/web:2").await?;
         let paused = wait_status(&env, "web", "preview available and paused", LIMIT, |s| {
             phase(s) == Some(RolloutPhase::Paused)
         })
         .await?;
         let v2 = paused.current_pod_hash.clone().context("currentPodHash")?;
         ensure!(
-            selector(&env, "web-preview").await?.as_deref() == Some(v2.as_str()),
+            selector_hash(&env, "web-preview").await?.as_deref() == Some(v2.as_str()),
             "preview Service on v2"
         );
         ensure!(
-            selector(&env, "web-active").await?.as_deref() == Some(v1.as_str()),
+            selector_hash(&env, "web-active").await?.as_deref() == Some(v1.as_str()),
             "active Service still v1"
         );
         ensure!(
@@ -148,7 +105,7 @@ async fn blue_green_manual_promotion_keeps_the_active_service_until_promoted() {
         controller.restart()?;
         common::wait_first_reconcile(&controller).await?;
         ensure!(
-            selector(&env, "web-active").await?.as_deref() == Some(v1.as_str()),
+            selector_hash(&env, "web-active").await?.as_deref() == Some(v1.as_str()),
             "active Service still v1 after a restart"
         );
         let again = rollouts(&env).get("web").await?.status.context("status")?;
@@ -158,19 +115,13 @@ async fn blue_green_manual_promotion_keeps_the_active_service_until_promoted() {
             again.phase
         );
 
-        rollouts(&env)
-            .patch_status(
-                "web",
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": {"pauseConditions": null}})),
-            )
-            .await?;
+        promote(&env, "web").await?;
         wait_status(&env, "web", "v2 active", LIMIT, |s| {
             s.stable_rs.as_deref() == Some(v2.as_str()) && phase(s) == Some(RolloutPhase::Healthy)
         })
         .await?;
         ensure!(
-            selector(&env, "web-active").await?.as_deref() == Some(v2.as_str()),
+            selector_hash(&env, "web-active").await?.as_deref() == Some(v2.as_str()),
             "active Service on v2"
         );
         Ok(())
@@ -182,39 +133,19 @@ async fn blue_green_manual_promotion_keeps_the_active_service_until_promoted() {
 async fn healthy_endpoint() -> anyhow::Result<String> {
     let app = axum::Router::new().route(
         "/health",
-        axum::routing::get(|| async {
-            (
-                [(axum::http::header::CONTENT_TYPE, "application/json")],
-                r#"{"ok": true}"#,
-            )
-        }),
+        axum::routing::get(|| async { json_body(json!({"ok": true})) }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok(format!("http://{addr}/health"))
+    Ok(format!("{}/health", serve(app).await?))
 }
 
-/// The hashes of the Rollout's ReplicaSets as the API server has them, with their replicas.
+/// The hashes of the Rollout's ReplicaSets as the API server has them, with their replicas
+/// (those being deleted left out).
 async fn replica_sets(env: &TestEnv) -> anyhow::Result<Vec<(String, i32)>> {
-    let api: Api<ReplicaSet> = env.api();
-    let list = api
-        .list(&ListParams::default().labels(&format!("{LABEL_ROLLOUT}=web")))
-        .await?;
-    let mut sets: Vec<(String, i32)> = list
-        .items
+    let mut sets: Vec<(String, i32)> = replica_sets_of(env, "web")
+        .await?
         .into_iter()
-        .filter(|r| r.metadata.deletion_timestamp.is_none())
-        .map(|r| {
-            let hash = r
-                .metadata
-                .labels
-                .and_then(|l| l.get(LABEL_POD_TEMPLATE_HASH).cloned())
-                .unwrap_or_default();
-            (hash, r.spec.and_then(|s| s.replicas).unwrap_or(-1))
-        })
+        .filter(|r| !r.deleting)
+        .map(|r| (r.hash, r.replicas))
         .collect();
     sets.sort();
     Ok(sets)
@@ -235,13 +166,7 @@ async fn runs_of(env: &TestEnv, hash: &str) -> anyhow::Result<Vec<String>> {
 
 /// Releases `image` and waits until its revision is active and Healthy; returns its hash.
 async fn release(env: &TestEnv, image: &str, previous: &str) -> anyhow::Result<String> {
-    rollouts(env)
-        .patch(
-            "web",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": image}]}}}})),
-        )
-        .await?;
+    set_image(env, "web", image).await?;
     let done = wait_status(
         env,
         "web",

@@ -4,47 +4,36 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
+use common::fixture::{
+    create_rollout, delete_rollout, promote, replicas_by_hash, set_abort, set_image, set_template,
+    wait_healthy, web_canary,
+};
 use common::{
     ControllerProcess, canary_weight, create_services, events_for, kstatus, phase, rollouts,
-    selector_hash, wait_event, wait_status,
+    selector_hash, wait_condition, wait_event, wait_selector, wait_status,
 };
 use e2e::TestEnv;
 use e2e::nodesim::BEHAVIOUR_ANNOTATION;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Service;
 use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::json;
-use sluice::api::constants::{LABEL_POD_TEMPLATE_HASH, condition};
+use sluice::api::constants::{LABEL_ROLLOUT, condition};
 use sluice::api::rollout::{Rollout, RolloutPhase};
 
 const LIMIT: Duration = Duration::from_secs(90);
 
+/// Rollout `web`: 4 pods, a canary over the Services `web-stable` and `web-canary` with `steps`.
 fn rollout(steps: serde_json::Value) -> anyhow::Result<Rollout> {
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "sluice.dev/v1alpha1",
-        "kind": "Rollout",
-        "metadata": {"name": "web"},
-        "spec": {
-            "replicas": 4,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {
-                "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "web", "image": "registry.example/web:1"}]}
-            },
-            "strategy": {"canary": {
-                "stableService": "web-stable",
-                "canaryService": "web-canary",
-                "maxSurge": 1,
-                "maxUnavailable": 0,
-                "abortScaleDownDelaySeconds": 3,
-                "steps": steps
-            }}
-        }
-    }))?)
+    web_canary(
+        4,
+        json!({"maxSurge": 1, "maxUnavailable": 0, "abortScaleDownDelaySeconds": 3, "steps": steps}),
+    )
 }
 
 /// Starts the controller, creates the stable and canary Services and `ro`, and waits until the
@@ -52,53 +41,26 @@ fn rollout(steps: serde_json::Value) -> anyhow::Result<Rollout> {
 async fn healthy_v1(env: &TestEnv, ro: Rollout) -> anyhow::Result<(ControllerProcess, String)> {
     let controller = ControllerProcess::start(env)?;
     create_services(env, &["web-stable", "web-canary"]).await?;
-    rollouts(env).create(&PostParams::default(), &ro).await?;
-    let replicas = ro.spec.replicas();
-    let healthy = wait_status(env, "web", "first revision Healthy", LIMIT, |s| {
-        phase(s) == Some(RolloutPhase::Healthy) && s.available_replicas == Some(replicas)
+    create_rollout(env, &ro).await?;
+    let v1 = wait_healthy(env, "web", ro.spec.replicas(), LIMIT).await?;
+    Ok((controller, v1))
+}
+
+/// The pods `web`'s ReplicaSets are sized for, by revision.
+async fn sizes(env: &TestEnv) -> anyhow::Result<BTreeMap<String, i32>> {
+    replicas_by_hash(env, "web").await
+}
+
+/// Waits until the ReplicaSets of `web` have exactly the sizes `want` (revision, replicas).
+async fn wait_sizes(env: &TestEnv, what: &str, want: &[(&str, i32)]) -> anyhow::Result<()> {
+    e2e::wait_for(what, LIMIT, || async {
+        let sets = sizes(env).await?;
+        Ok(want
+            .iter()
+            .all(|(hash, n)| sets.get(*hash) == Some(n))
+            .then_some(()))
     })
-    .await?;
-    Ok((controller, healthy.stable_rs.context("stableRS")?))
-}
-
-async fn replicas_by_hash(env: &TestEnv) -> anyhow::Result<Vec<(String, i32)>> {
-    let api: Api<ReplicaSet> = env.api();
-    let mut v: Vec<(String, i32)> = api
-        .list(&ListParams::default().labels("sluice.dev/rollout=web"))
-        .await?
-        .items
-        .into_iter()
-        .map(|rs| {
-            let hash = rs
-                .metadata
-                .labels
-                .unwrap_or_default()
-                .get(LABEL_POD_TEMPLATE_HASH)
-                .cloned()
-                .unwrap_or_default();
-            (hash, rs.spec.and_then(|s| s.replicas).unwrap_or(0))
-        })
-        .collect();
-    v.sort();
-    Ok(v)
-}
-
-async fn set_image(
-    env: &TestEnv,
-    image: &str,
-    annotations: serde_json::Value,
-) -> anyhow::Result<()> {
-    rollouts(env)
-        .patch(
-            "web",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"template": {
-                "metadata": {"annotations": annotations},
-                "spec": {"containers": [{"name": "web", "image": image}]}
-            }}})),
-        )
-        .await?;
-    Ok(())
+    .await
 }
 
 #[tokio::test]
@@ -110,7 +72,7 @@ async fn canary_walks_every_step_pauses_and_is_promoted() {
         let flux = kstatus(&env, "web").await?;
         ensure!(flux == "Current", "Flux's kstatus reads a Healthy Rollout as {flux}");
 
-        set_image(&env, "registry.example/web:2", json!({})).await?;
+        set_image(&env, "web", "registry.example/web:2").await?;
         let at_25 = wait_status(&env, "web", "the timed pause after weight 25", LIMIT, |s| {
             s.current_step_index == Some(1) && canary_weight(s) == Some(25)
         })
@@ -121,10 +83,7 @@ async fn canary_walks_every_step_pauses_and_is_promoted() {
         ensure!(selector_hash(&env, "web-stable").await?.as_deref() == Some(v1.as_str()), "stable Service still v1");
         // Killed during the timed pause (once its Event is out) and started again: the pause
         // still ends once.
-        e2e::wait_for("the Paused Event", LIMIT, || async {
-            Ok((common::event_count(&env, "web", "Paused").await? >= 1).then_some(()))
-        })
-        .await?;
+        wait_event(&env, "web", "the Paused Event", |e| e.1 == "Paused").await?;
         controller.restart()?;
 
         let at_50 = wait_status(&env, "web", "the indefinite pause at weight 50", LIMIT, |s| {
@@ -134,16 +93,15 @@ async fn canary_walks_every_step_pauses_and_is_promoted() {
         ensure!(at_50.pause_conditions.len() == 1, "{:?}", at_50.pause_conditions);
         let flux = kstatus(&env, "web").await?;
         ensure!(flux == "InProgress", "Flux's kstatus reads a paused release as {flux}");
-        ensure!(replicas_by_hash(&env).await? == { let mut v = vec![(v1.clone(), 2), (v2.clone(), 2)]; v.sort(); v }, "2 + 2 pods at weight 50");
+        let sets = sizes(&env).await?;
+        ensure!(sets == BTreeMap::from([(v1.clone(), 2), (v2.clone(), 2)]), "2 + 2 pods at weight 50: {sets:?}");
 
         // It stays paused until promoted: a reconcile after it paused leaves it where it is; the
         // promotion clears the pause through the status.
         common::poke_and_wait(&env, &controller, "web").await?;
         let still = rollouts(&env).get("web").await?.status.context("status")?;
         ensure!(still.current_step_index == Some(3), "still paused: {:?}", still.current_step_index);
-        rollouts(&env)
-            .patch_status("web", &PatchParams::default(), &Patch::Merge(json!({"status": {"pauseConditions": null}})))
-            .await?;
+        promote(&env, "web").await?;
 
         let done = wait_status(&env, "web", "v2 promoted and Healthy", LIMIT, |s| {
             phase(s) == Some(RolloutPhase::Healthy) && s.stable_rs.as_deref() == Some(v2.as_str()) && s.available_replicas == Some(4)
@@ -151,8 +109,8 @@ async fn canary_walks_every_step_pauses_and_is_promoted() {
         .await?;
         ensure!(done.current_step_index == Some(4), "{:?}", done.current_step_index);
         ensure!(selector_hash(&env, "web-stable").await?.as_deref() == Some(v2.as_str()), "stable Service selects v2");
-        let sets = replicas_by_hash(&env).await?;
-        ensure!(sets.contains(&(v1.clone(), 0)) && sets.contains(&(v2.clone(), 4)), "{sets:?}");
+        let sets = sizes(&env).await?;
+        ensure!(sets.get(&v1) == Some(&0) && sets.get(&v2) == Some(&4), "{sets:?}");
 
         let reasons: Vec<String> = events_for(&env, "web").await?.into_iter().map(|e| e.1).collect();
         for r in ["FirstRevision", "RolloutStarted", "StepCompleted", "Paused", "PauseEnded", "Promoted", "RolloutCompleted"] {
@@ -183,7 +141,7 @@ async fn canary_walks_every_step_pauses_and_is_promoted() {
             let ro = rollouts(&env).get("web").await?.metadata.resource_version;
             let rs: Api<ReplicaSet> = env.api();
             let sets: Vec<Option<String>> = rs
-                .list(&ListParams::default().labels("sluice.dev/rollout=web"))
+                .list(&ListParams::default().labels(&format!("{LABEL_ROLLOUT}=web")))
                 .await?
                 .items
                 .into_iter()
@@ -222,8 +180,9 @@ async fn crash_looping_release_is_aborted_with_its_diagnosis() {
         let (mut controller, v1) =
             healthy_v1(&env, rollout(json!([{"setWeight": 50}, {"pause": {}}]))?).await?;
 
-        set_image(
+        set_template(
             &env,
+            "web",
             "registry.example/web:broken",
             json!({BEHAVIOUR_ANNOTATION: "crashloop"}),
         )
@@ -280,16 +239,10 @@ async fn crash_looping_release_is_aborted_with_its_diagnosis() {
         .await?;
         let canary = aborted.current_pod_hash.clone().context("currentPodHash")?;
         common::wait_status(&env, "web", "status kept", LIMIT, |s| s.abort == Some(true)).await?;
-        e2e::wait_for(
+        wait_sizes(
+            &env,
             "the canary scaled to zero after abortScaleDownDelaySeconds",
-            LIMIT,
-            || async {
-                let sets = replicas_by_hash(&env).await?;
-                Ok(
-                    (sets.contains(&(canary.clone(), 0)) && sets.contains(&(v1.clone(), 4)))
-                        .then_some(()),
-                )
-            },
+            &[(&canary, 0), (&v1, 4)],
         )
         .await?;
         Ok(())
@@ -303,7 +256,7 @@ async fn abort_retry_and_fast_track_rollback_survive_a_controller_kill() {
         let (mut controller, v1) =
             healthy_v1(&env, rollout(json!([{"setWeight": 50}, {"pause": {}}]))?).await?;
 
-        set_image(&env, "registry.example/web:2", json!({})).await?;
+        set_image(&env, "web", "registry.example/web:2").await?;
         // Killed in the middle of the release, started again: it resumes where it was.
         controller.restart()?;
         let paused = wait_status(&env, "web", "paused at weight 50", LIMIT, |s| {
@@ -313,10 +266,7 @@ async fn abort_retry_and_fast_track_rollback_survive_a_controller_kill() {
         let v2 = paused.current_pod_hash.clone().context("currentPodHash")?;
         // Killed while paused. (It waits for the pause's Event first: an Event is published
         // after the status write, so a kill in between loses that one Event; see README.)
-        e2e::wait_for("the Paused Event", LIMIT, || async {
-            Ok((common::event_count(&env, "web", "Paused").await? >= 1).then_some(()))
-        })
-        .await?;
+        wait_event(&env, "web", "the Paused Event", |e| e.1 == "Paused").await?;
         controller.restart()?;
         common::wait_first_reconcile(&controller).await?;
         let after_restart = rollouts(&env).get("web").await?.status.context("status")?;
@@ -326,52 +276,38 @@ async fn abort_retry_and_fast_track_rollback_survive_a_controller_kill() {
         );
 
         // Abort: traffic back to stable first, the canary's pods kept for the delay, then gone.
-        rollouts(&env)
-            .patch_status(
-                "web",
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": {"abort": true}})),
-            )
-            .await?;
-        e2e::wait_for("the canary Service back on stable", LIMIT, || async {
-            Ok(
-                (selector_hash(&env, "web-canary").await?.as_deref() == Some(v1.as_str()))
-                    .then_some(()),
-            )
-        })
-        .await?;
-        let sets = replicas_by_hash(&env).await?;
+        set_abort(&env, "web", true).await?;
+        wait_selector(&env, "web-canary", &v1, LIMIT).await?;
+        let sets = sizes(&env).await?;
         ensure!(
-            sets.contains(&(v2.clone(), 2)),
+            sets.get(&v2) == Some(&2),
             "canary pods still there when traffic has left them: {sets:?}"
         );
-        let aborted = rollouts(&env).get("web").await?.status.context("status")?;
-        ensure!(
-            phase(&aborted) == Some(RolloutPhase::Degraded),
-            "{:?}",
-            aborted.phase
-        );
+        // The reconcile that moved the Service writes the status after it: wait for the abort
+        // in the status too, with the Service still on stable.
         e2e::wait_for(
-            "the canary scaled to zero, the stable back to 4",
+            "the abort in status, the canary Service on stable",
             LIMIT,
             || async {
-                let sets = replicas_by_hash(&env).await?;
-                Ok(
-                    (sets.contains(&(v2.clone(), 0)) && sets.contains(&(v1.clone(), 4)))
-                        .then_some(()),
-                )
+                let s = rollouts(&env).get("web").await?.status.unwrap_or_default();
+                let on_stable =
+                    selector_hash(&env, "web-canary").await?.as_deref() == Some(v1.as_str());
+                Ok((phase(&s) == Some(RolloutPhase::Degraded)
+                    && s.abort == Some(true)
+                    && on_stable)
+                    .then_some(()))
             },
+        )
+        .await?;
+        wait_sizes(
+            &env,
+            "the canary scaled to zero, the stable back to 4",
+            &[(&v2, 0), (&v1, 4)],
         )
         .await?;
 
         // Retry: the release starts again from its first step.
-        rollouts(&env)
-            .patch_status(
-                "web",
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": {"abort": false}})),
-            )
-            .await?;
+        set_abort(&env, "web", false).await?;
         wait_status(&env, "web", "paused at weight 50 again", LIMIT, |s| {
             s.current_step_index == Some(1)
                 && phase(s) == Some(RolloutPhase::Paused)
@@ -380,7 +316,7 @@ async fn abort_retry_and_fast_track_rollback_survive_a_controller_kill() {
         .await?;
 
         // The template goes back to v1: fast-track rollback, no steps.
-        set_image(&env, "registry.example/web:1", json!({})).await?;
+        set_image(&env, "web", "registry.example/web:1").await?;
         let back = wait_status(&env, "web", "back on v1 and Healthy", LIMIT, |s| {
             phase(s) == Some(RolloutPhase::Healthy)
                 && s.current_pod_hash.as_deref() == Some(v1.as_str())
@@ -388,10 +324,7 @@ async fn abort_retry_and_fast_track_rollback_survive_a_controller_kill() {
         })
         .await?;
         ensure!(back.stable_rs.as_deref() == Some(v1.as_str()));
-        ensure!(
-            replicas_by_hash(&env).await?.contains(&(v2.clone(), 0)),
-            "canary at zero"
-        );
+        ensure!(sizes(&env).await?.get(&v2) == Some(&0), "canary at zero");
         let reasons: Vec<String> = events_for(&env, "web")
             .await?
             .into_iter()
@@ -421,8 +354,9 @@ async fn a_release_that_never_gets_ready_is_aborted_at_its_progress_deadline() {
         ro.spec.progress_deadline_abort = Some(true);
         let (_controller, v1) = healthy_v1(&env, ro).await?;
         // Pods that run but never turn ready: no crash to diagnose, only a lack of progress.
-        set_image(
+        set_template(
             &env,
+            "web",
             "registry.example/web:slow",
             json!({BEHAVIOUR_ANNOTATION: "never-ready"}),
         )
@@ -447,13 +381,7 @@ async fn a_release_that_never_gets_ready_is_aborted_at_its_progress_deadline() {
         )
         .await?;
         ensure!(phase(&aborted) == Some(RolloutPhase::Degraded));
-        e2e::wait_for("the canary Service back on stable", LIMIT, || async {
-            Ok(
-                (selector_hash(&env, "web-canary").await?.as_deref() == Some(v1.as_str()))
-                    .then_some(()),
-            )
-        })
-        .await?;
+        wait_selector(&env, "web-canary", &v1, LIMIT).await?;
         Ok(())
     })
     .await;
@@ -463,23 +391,8 @@ async fn a_release_that_never_gets_ready_is_aborted_at_its_progress_deadline() {
 async fn a_missing_service_is_invalid_spec_until_it_exists() {
     TestEnv::run("canary-invalid", |env| async move {
         let _controller = ControllerProcess::start(&env)?;
-        rollouts(&env)
-            .create(
-                &PostParams::default(),
-                &rollout(json!([{"setWeight": 50}]))?,
-            )
-            .await?;
-        let invalid = wait_status(&env, "web", "InvalidSpec", LIMIT, |s| {
-            s.conditions
-                .iter()
-                .any(|c| c.type_ == condition::INVALID_SPEC)
-        })
-        .await?;
-        let cond = invalid
-            .conditions
-            .iter()
-            .find(|c| c.type_ == condition::INVALID_SPEC)
-            .context("condition")?;
+        create_rollout(&env, &rollout(json!([{"setWeight": 50}]))?).await?;
+        let (invalid, cond) = wait_condition(&env, "web", condition::INVALID_SPEC, LIMIT).await?;
         ensure!(
             cond.message.contains("spec.strategy.canary.stableService")
                 && cond.message.contains("web-stable"),
@@ -491,7 +404,7 @@ async fn a_missing_service_is_invalid_spec_until_it_exists() {
         })
         .await?;
         ensure!(
-            replicas_by_hash(&env).await?.is_empty(),
+            sizes(&env).await?.is_empty(),
             "nothing else changes in the cluster"
         );
 
@@ -502,10 +415,7 @@ async fn a_missing_service_is_invalid_spec_until_it_exists() {
         })
         .await?;
         ensure!(
-            !healthy
-                .conditions
-                .iter()
-                .any(|c| c.type_ == condition::INVALID_SPEC),
+            common::condition(&healthy, condition::INVALID_SPEC).is_none(),
             "InvalidSpec cleared"
         );
         Ok(())
@@ -522,11 +432,7 @@ async fn deleting_the_rollout_gives_the_services_back_as_written() {
             "Sluice's key is in the selector"
         );
 
-        rollouts(&env).delete("web", &Default::default()).await?;
-        e2e::wait_for("the Rollout gone", LIMIT, || async {
-            Ok(rollouts(&env).get_opt("web").await?.is_none().then_some(()))
-        })
-        .await?;
+        delete_rollout(&env, "web", LIMIT).await?;
         let services: Api<Service> = env.api();
         for name in ["web-stable", "web-canary"] {
             let selector = services
@@ -541,7 +447,7 @@ async fn deleting_the_rollout_gives_the_services_back_as_written() {
             );
         }
         e2e::wait_for("the ReplicaSets garbage-collected", LIMIT, || async {
-            Ok(replicas_by_hash(&env).await?.is_empty().then_some(()))
+            Ok(sizes(&env).await?.is_empty().then_some(()))
         })
         .await?;
         Ok(())

@@ -8,14 +8,16 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
+use common::fixture::{
+    create_rollout, create_service, promote, replica_set_of_revision, replicas_by_hash, set_image,
+    set_template, wait_healthy, wait_paused_at,
+};
 use common::{ControllerProcess, canary_weight, event_count, phase, rollouts, wait_status};
 use e2e::TestEnv;
 use e2e::nodesim::BEHAVIOUR_ANNOTATION;
-use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::{Pod, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::json;
 use sluice::api::constants::{LABEL_POD_TEMPLATE_HASH, condition};
 use sluice::api::rollout::{Rollout, RolloutPhase, RolloutStatus};
@@ -24,52 +26,13 @@ const LIMIT: Duration = Duration::from_secs(120);
 
 /// A basic canary (no router, no Services named): `name`'s pods carry `app: name`.
 fn rollout(name: &str, replicas: i32, canary: serde_json::Value) -> anyhow::Result<Rollout> {
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "sluice.dev/v1alpha1",
-        "kind": "Rollout",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "web", "image": "registry.example/web:1"}]}
-            },
-            "strategy": {"canary": canary}
-        }
-    }))?)
+    common::fixture::rollout(name, replicas, json!({ "canary": canary }))
 }
 
 /// The application's Service: it selects every pod of the app, whatever its revision, as a
 /// basic canary's users do.
 async fn app_service(env: &TestEnv, name: &str) -> anyhow::Result<()> {
-    let svc: Service = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-        "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": 8080}]}
-    }))?;
-    env.api::<Service>()
-        .create(&PostParams::default(), &svc)
-        .await?;
-    Ok(())
-}
-
-async fn set_template(
-    env: &TestEnv,
-    name: &str,
-    image: &str,
-    annotations: serde_json::Value,
-) -> anyhow::Result<()> {
-    rollouts(env)
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"template": {
-                "metadata": {"annotations": annotations},
-                "spec": {"containers": [{"name": "web", "image": image}]}
-            }}})),
-        )
-        .await?;
-    Ok(())
+    create_service(env, name, json!({ "app": name })).await
 }
 
 /// Ready endpoints of Service `service` by pod-template-hash, from its EndpointSlices.
@@ -90,40 +53,14 @@ async fn ready_endpoints(env: &TestEnv, service: &str) -> anyhow::Result<BTreeMa
             Some((p.metadata.name?, hash))
         })
         .collect();
-    let slices: Api<EndpointSlice> = env.api();
     let mut by_hash = BTreeMap::new();
-    let lp = ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
-    for slice in slices.list(&lp).await?.items {
-        for ep in slice.endpoints {
-            let ready = ep.conditions.as_ref().and_then(|c| c.ready) == Some(true);
-            let pod = ep.target_ref.as_ref().and_then(|r| r.name.clone());
-            if let (true, Some(pod)) = (ready, pod) {
-                let hash = hash_of.get(&pod).cloned().unwrap_or_else(|| "?".into());
-                *by_hash.entry(hash).or_insert(0) += 1;
-            }
+    for ep in common::fixture::ready_endpoints(env, service).await? {
+        if let Some(pod) = ep.target_ref.as_ref().and_then(|r| r.name.clone()) {
+            let hash = hash_of.get(&pod).cloned().unwrap_or_else(|| "?".into());
+            *by_hash.entry(hash).or_insert(0) += 1;
         }
     }
     Ok(by_hash)
-}
-
-async fn replica_sets(env: &TestEnv, name: &str) -> anyhow::Result<BTreeMap<String, i32>> {
-    let api: Api<ReplicaSet> = env.api();
-    Ok(api
-        .list(&ListParams::default().labels(&format!("sluice.dev/rollout={name}")))
-        .await?
-        .items
-        .into_iter()
-        .map(|rs| {
-            let hash = rs
-                .metadata
-                .labels
-                .unwrap_or_default()
-                .get(LABEL_POD_TEMPLATE_HASH)
-                .cloned()
-                .unwrap_or_default();
-            (hash, rs.spec.and_then(|s| s.replicas).unwrap_or(0))
-        })
-        .collect())
 }
 
 fn ceil_div(a: i32, b: i32) -> i32 {
@@ -144,19 +81,13 @@ async fn basic_canary_never_serves_more_than_its_weight_rounded_up_to_a_pod() {
             let n = name(replicas, weight);
             app_service(&env, &n).await?;
             let canary = json!({"steps": [{"setWeight": weight}, {"pause": {}}]});
-            rollouts(&env)
-                .create(&PostParams::default(), &rollout(&n, replicas, canary)?)
-                .await?;
+            create_rollout(&env, &rollout(&n, replicas, canary)?).await?;
         }
         let mut stable_of = BTreeMap::new();
         for (replicas, weight) in table {
             let n = name(replicas, weight);
-            let s = wait_status(&env, &n, "first revision Healthy", LIMIT, |s| {
-                phase(s) == Some(RolloutPhase::Healthy) && s.available_replicas == Some(replicas)
-            })
-            .await?;
-            stable_of.insert(n.clone(), s.stable_rs.context("stableRS")?);
-            set_template(&env, &n, "registry.example/web:2", json!({})).await?;
+            stable_of.insert(n.clone(), wait_healthy(&env, &n, replicas, LIMIT).await?);
+            set_image(&env, &n, "registry.example/web:2").await?;
         }
         for (replicas, weight) in table {
             let n = name(replicas, weight);
@@ -222,7 +153,7 @@ async fn a_broken_first_revision_is_fixed_by_a_stepped_release() {
             meta.annotations =
                 Some([(BEHAVIOUR_ANNOTATION.to_string(), "crashloop".to_string())].into());
         }
-        rollouts(&env).create(&PostParams::default(), &ro).await?;
+        create_rollout(&env, &ro).await?;
         let stuck = wait_status(
             &env,
             "web",
@@ -316,20 +247,10 @@ async fn lowering_replicas_mid_release_respects_max_surge() {
         let mut controller = ControllerProcess::start(&env)?;
         let canary = json!({"maxSurge": 2, "maxUnavailable": 0,
             "steps": [{"setWeight": 50}, {"pause": {}}]});
-        rollouts(&env)
-            .create(&PostParams::default(), &rollout("web", 8, canary)?)
-            .await?;
-        let v1 = wait_status(&env, "web", "first revision Healthy", LIMIT, |s| {
-            phase(s) == Some(RolloutPhase::Healthy) && s.available_replicas == Some(8)
-        })
-        .await?
-        .stable_rs
-        .context("stableRS")?;
-        set_template(&env, "web", "registry.example/web:2", json!({})).await?;
-        let paused = wait_status(&env, "web", "paused at weight 50", LIMIT, |s| {
-            s.current_step_index == Some(1) && phase(s) == Some(RolloutPhase::Paused)
-        })
-        .await?;
+        create_rollout(&env, &rollout("web", 8, canary)?).await?;
+        let v1 = wait_healthy(&env, "web", 8, LIMIT).await?;
+        set_image(&env, "web", "registry.example/web:2").await?;
+        let paused = wait_paused_at(&env, "web", 1, LIMIT).await?;
         let v2 = paused.current_pod_hash.context("currentPodHash")?;
         // With the controller down: the new pods stop being ready, replicas drop to 4 and
         // the release is promoted.
@@ -351,20 +272,8 @@ async fn lowering_replicas_mid_release_respects_max_surge() {
             .await?;
         }
         e2e::wait_for("the new pods not ready", LIMIT, || async {
-            let sets: Api<ReplicaSet> = env.api();
-            let ready = sets
-                .list(&ListParams::default().labels(&format!("{LABEL_POD_TEMPLATE_HASH}={v2}")))
-                .await?
-                .items
-                .iter()
-                .map(|r| {
-                    r.status
-                        .as_ref()
-                        .and_then(|s| s.available_replicas)
-                        .unwrap_or(0)
-                })
-                .sum::<i32>();
-            Ok((ready == 0).then_some(()))
+            let v2_set = replica_set_of_revision(&env, &v2).await?;
+            Ok((v2_set.map_or(0, |rs| rs.available) == 0).then_some(()))
         })
         .await?;
         rollouts(&env)
@@ -374,16 +283,10 @@ async fn lowering_replicas_mid_release_respects_max_surge() {
                 &Patch::Merge(json!({"spec": {"replicas": 4}})),
             )
             .await?;
-        rollouts(&env)
-            .patch_status(
-                "web",
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": {"pauseConditions": null}})),
-            )
-            .await?;
+        promote(&env, "web").await?;
         controller.restart()?;
         let total = e2e::wait_for("at most replicas + maxSurge = 6 pods", LIMIT, || async {
-            let sets = replica_sets(&env, "web").await?;
+            let sets = replicas_by_hash(&env, "web").await?;
             let total: i32 = sets.values().sum();
             Ok((total <= 6).then_some(sets))
         })
@@ -407,13 +310,9 @@ async fn an_unparsable_quantity_is_invalid_spec_naming_the_field() {
         if let Some(c) = ro.spec.template.as_mut().and_then(|t| t.spec.as_mut()).and_then(|s| s.containers.first_mut()) {
             c.resources = Some(serde_json::from_value(json!({"limits": {"memory": "invalid"}}))?);
         }
-        rollouts(&env).create(&PostParams::default(), &ro).await?;
+        create_rollout(&env, &ro).await?;
         let field = "spec.template.spec.containers[0].resources.limits.memory";
-        let invalid = wait_status(&env, "web", "InvalidSpec", LIMIT, |s| {
-            s.conditions.iter().any(|c| c.type_ == condition::INVALID_SPEC)
-        })
-        .await?;
-        let cond = invalid.conditions.iter().find(|c| c.type_ == condition::INVALID_SPEC).context("InvalidSpec")?;
+        let (_, cond) = common::wait_condition(&env, "web", condition::INVALID_SPEC, LIMIT).await?;
         ensure!(cond.message.contains(field) && cond.message.contains("invalid"), "{cond:?}");
         common::wait_event(&env, "web", "an InvalidSpec Event", |(t, r, m)| {
             t == "Warning" && r == "InvalidSpec" && m.contains(field)
@@ -424,7 +323,7 @@ async fn an_unparsable_quantity_is_invalid_spec_naming_the_field() {
         tokio::time::sleep(Duration::from_secs(8)).await;
         ensure!(rollouts(&env).get("web").await?.metadata.resource_version == rv, "the status was rewritten");
         ensure!(event_count(&env, "web", "InvalidSpec").await? == 1, "more than one InvalidSpec Event");
-        ensure!(replica_sets(&env, "web").await?.is_empty(), "a ReplicaSet was created");
+        ensure!(replicas_by_hash(&env, "web").await?.is_empty(), "a ReplicaSet was created");
 
         // Fixed: the Rollout runs.
         rollouts(&env)

@@ -11,31 +11,25 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::ensure;
+use common::fixture::{create_rollout, set_image};
+use common::metrics::reconcile_errors;
 use common::{ControllerProcess, rollouts};
 use e2e::TestEnv;
 use futures::{StreamExt, TryStreamExt};
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::ListParams;
 use serde_json::json;
 use sluice::api::rollout::{Rollout, RolloutPhase};
 
 const N: usize = 300;
 const LIMIT: Duration = Duration::from_secs(900);
 
+/// Rollout `app-<i>`: 1 pod, a basic canary pausing at 50%.
 fn rollout(i: usize) -> anyhow::Result<Rollout> {
-    let app = format!("app-{i}");
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
-        "metadata": {"name": app},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": app}},
-            "template": {
-                "metadata": {"labels": {"app": app}},
-                "spec": {"containers": [{"name": "web", "image": "registry.example/web:1"}]}
-            },
-            "strategy": {"canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}}
-        }
-    }))?)
+    common::fixture::rollout(
+        &format!("app-{i}"),
+        1,
+        json!({"canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}}),
+    )
 }
 
 /// How many Rollouts satisfy `check`, with a sample of phases for the failure message.
@@ -83,31 +77,13 @@ async fn wait_all(
     Ok(started.elapsed())
 }
 
-/// The controller's failed reconciles by reason, from its /metrics.
-async fn errors(controller: &ControllerProcess) -> anyhow::Result<BTreeMap<String, u64>> {
-    let (_, body) = common::http_get(controller, "/metrics").await?;
-    Ok(body
-        .lines()
-        .filter_map(|l| l.strip_prefix("sluice_reconcile_errors_total{reason=\""))
-        .filter_map(|l| {
-            let (reason, rest) = l.split_once("\"} ")?;
-            Some((reason.to_string(), rest.trim().parse::<f64>().ok()? as u64))
-        })
-        .collect())
-}
-
 #[tokio::test]
 async fn three_hundred_rollouts_start_and_release_at_once_without_a_failed_request() {
     TestEnv::run("scale-300", |env| async move {
-        let api = rollouts(&env);
         futures::stream::iter(0..N)
             .map(|i| {
-                let api = api.clone();
-                async move {
-                    api.create(&PostParams::default(), &rollout(i)?)
-                        .await
-                        .map_err(anyhow::Error::from)
-                }
+                let env = &env;
+                async move { create_rollout(env, &rollout(i)?).await }
             })
             .buffer_unordered(16)
             .try_collect::<Vec<_>>()
@@ -129,18 +105,8 @@ async fn three_hundred_rollouts_start_and_release_at_once_without_a_failed_reque
         // A new revision on every Rollout at once.
         futures::stream::iter(0..N)
             .map(|i| {
-                let api = api.clone();
-                async move {
-                    api.patch(
-                        &format!("app-{i}"),
-                        &PatchParams::default(),
-                        &Patch::Merge(json!({"spec": {"template": {"spec": {"containers": [
-                            {"name": "web", "image": "registry.example/web:2"}
-                        ]}}}})),
-                    )
-                    .await
-                    .map_err(anyhow::Error::from)
-                }
+                let env = &env;
+                async move { set_image(env, &format!("app-{i}"), "registry.example/web:2").await }
             })
             .buffer_unordered(16)
             .try_collect::<Vec<_>>()
@@ -161,7 +127,7 @@ async fn three_hundred_rollouts_start_and_release_at_once_without_a_failed_reque
             paused.as_secs_f64()
         );
 
-        let errors = errors(&controller).await?;
+        let errors = reconcile_errors(&controller).await?;
         eprintln!("failed reconciles by reason: {errors:?}");
         let failed: u64 = errors
             .iter()

@@ -2,22 +2,23 @@
 //! Service's ready endpoints, VirtualService and HTTPRoute weights (and their changes), pods
 //! answer by their annotations, and /metrics serves Istio's metrics.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
+use common::fixture::{create_service, ready_endpoints};
+use common::metrics::samples;
+use common::routers::{create_object, destination_rules, http_routes, virtual_services};
 use e2e::trafficsim::{
     ERROR_RATE_ANNOTATION, LATENCY_ANNOTATION, LATENCY_BUCKETS, Routing, StatKey, TrafficSim,
 };
 use e2e::{TestEnv, wait_for};
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
-use kube::api::{
-    ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
-};
+use kube::api::{DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 const LIMIT: Duration = Duration::from_secs(90);
@@ -47,32 +48,10 @@ async fn replicaset(
     Ok(())
 }
 
-async fn service(env: &TestEnv, name: &str, selector: Value) -> anyhow::Result<()> {
-    let svc: Service = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-        "spec": {"selector": selector, "ports": [{"port": 80, "targetPort": 8080}]}
-    }))?;
-    env.api::<Service>()
-        .create(&PostParams::default(), &svc)
-        .await
-        .with_context(|| format!("creating Service {name}"))?;
-    Ok(())
-}
-
 /// Waits until the EndpointSlices of `svc` list `n` ready endpoints.
-async fn ready_endpoints(env: &TestEnv, svc: &str, n: usize) -> anyhow::Result<()> {
-    let api: Api<EndpointSlice> = env.api();
+async fn wait_ready_endpoints(env: &TestEnv, svc: &str, n: usize) -> anyhow::Result<()> {
     wait_for(&format!("{n} ready endpoints of {svc}"), LIMIT, || async {
-        let lp = ListParams::default().labels(&format!("kubernetes.io/service-name={svc}"));
-        let ready = api
-            .list(&lp)
-            .await?
-            .items
-            .iter()
-            .flat_map(|s| s.endpoints.iter())
-            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
-            .count();
-        Ok((ready == n).then_some(()))
+        Ok((ready_endpoints(env, svc).await?.len() == n).then_some(()))
     })
     .await
 }
@@ -88,22 +67,22 @@ async fn two_versions(env: &TestEnv) -> anyhow::Result<()> {
         json!({ERROR_RATE_ANNOTATION: "0.2", LATENCY_ANNOTATION: "40"}),
     )
     .await?;
-    service(env, "web", json!({"app": "web"})).await?;
-    service(
+    create_service(env, "web", json!({"app": "web"})).await?;
+    create_service(
         env,
         "web-stable",
         json!({"app": "web", "rollouts-pod-template-hash": "aaa"}),
     )
     .await?;
-    service(
+    create_service(
         env,
         "web-canary",
         json!({"app": "web", "rollouts-pod-template-hash": "bbb"}),
     )
     .await?;
-    ready_endpoints(env, "web", 4).await?;
-    ready_endpoints(env, "web-stable", 2).await?;
-    ready_endpoints(env, "web-canary", 2).await
+    wait_ready_endpoints(env, "web", 4).await?;
+    wait_ready_endpoints(env, "web-stable", 2).await?;
+    wait_ready_endpoints(env, "web-canary", 2).await
 }
 
 /// Counts summed by `key` of each row.
@@ -177,24 +156,64 @@ async fn first_request_to(sim: &TrafficSim, service: &str) -> anyhow::Result<Dur
     anyhow::bail!("no request to {service} within 30 s")
 }
 
-fn dynamic(env: &TestEnv, group: &str, kind: &str) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(group, "v1", kind));
-    Api::namespaced_with(env.client.clone(), &env.namespace, &ar)
+/// Checks that `sim` follows the weights of router object `web` (served by `api`; its spec for
+/// (stable, canary) weights is `spec`) as they change: 80/20 as created, 50/50 within 10 s of
+/// the patch and then settled, 100/0, and 0/100 with a first canary request within 2 s.
+async fn weights_are_followed(
+    sim: &TrafficSim,
+    api: &Api<DynamicObject>,
+    router: &str,
+    spec: impl Fn(u64, u64) -> Value,
+) -> anyhow::Result<()> {
+    let (_, s) = wait_split(sim, "web-stable", 0.8, 3000).await?;
+    eprintln!("{router} 80/20: stable share {s:.3}");
+    let set = |stable: u64, canary: u64| {
+        let spec = spec(stable, canary);
+        async move {
+            api.patch(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "spec": spec })),
+            )
+            .await?;
+            anyhow::Ok(())
+        }
+    };
+    set(50, 50).await?;
+    let (took, s) = wait_split(sim, "web-stable", 0.5, 1000).await?;
+    eprintln!("{router} 50/50: stable share {s:.3} of a 1000-request window, seen after {took:?}");
+    ensure!(
+        took < Duration::from_secs(10),
+        "the split followed in {took:?}"
+    );
+    let (_, s) = wait_split(sim, "web-stable", 0.5, 3000).await?;
+    eprintln!("{router} 50/50 settled: stable share {s:.3}");
+
+    // How fast a change is followed: all to stable, then all to canary.
+    set(100, 0).await?;
+    wait_split(sim, "web-stable", 1.0, 500).await?;
+    set(0, 100).await?;
+    let took = first_request_to(sim, "web-canary").await?;
+    eprintln!("{router} 100/0 -> 0/100: first canary request {took:?} after the patch returned");
+    ensure!(
+        took < Duration::from_secs(2),
+        "routing followed in {took:?}"
+    );
+    Ok(())
 }
 
-async fn create(api: &Api<DynamicObject>, obj: Value) -> anyhow::Result<()> {
-    let o: DynamicObject = serde_json::from_value(obj)?;
-    api.create(&PostParams::default(), &o).await?;
-    Ok(())
+/// Starts the traffic simulator in the test's namespace: `rps` requests a second, routed by
+/// `routing`.
+async fn simulate(env: &TestEnv, routing: Routing, rps: f64) -> anyhow::Result<TrafficSim> {
+    TrafficSim::start(env.client.clone(), &env.namespace, routing, rps).await
 }
 
 #[tokio::test]
 async fn service_routing_spreads_over_ready_endpoints_and_pods_fail_at_their_rate() {
     TestEnv::run("sim-service", |env| async move {
         two_versions(&env).await?;
-        let sim = TrafficSim::start(
-            env.client.clone(),
-            &env.namespace,
+        let sim = simulate(
+            &env,
             Routing::Service {
                 service: "web".into(),
             },
@@ -276,7 +295,7 @@ async fn virtualservice_weights_split_requests_and_changes_follow_at_once() {
     TestEnv::run("sim-istio", |env| async move {
         e2e::routers::install_router_crds(&env.client).await?;
         two_versions(&env).await?;
-        let vs = dynamic(&env, "networking.istio.io", "VirtualService");
+        let vs = virtual_services(&env);
         let spec = |stable: u64, canary: u64| {
             json!({"hosts": ["web"], "http": [
                 {"name": "beta", "match": [{"headers": {"x-beta": {"exact": "yes"}}}],
@@ -286,39 +305,10 @@ async fn virtualservice_weights_split_requests_and_changes_follow_at_once() {
                     {"destination": {"host": "web-stable"}, "weight": stable},
                     {"destination": {"host": format!("web-canary.{}.svc.cluster.local", env.namespace)}, "weight": canary}]}]})
         };
-        create(&vs, json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        create_object(&vs, json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
             "metadata": {"name": "web"}, "spec": spec(80, 20)})).await?;
-        let sim = TrafficSim::start(
-            env.client.clone(),
-            &env.namespace,
-            Routing::VirtualService { name: "web".into(), route: None },
-            RPS,
-        )
-        .await?;
-        let (_, s) = wait_split(&sim, "web-stable", 0.8, 3000).await?;
-        eprintln!("istio 80/20: stable share {s:.3}");
-        let set = |stable: u64, canary: u64| {
-            let vs = vs.clone();
-            let spec = spec(stable, canary);
-            async move {
-                vs.patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": spec}))).await?;
-                anyhow::Ok(Instant::now())
-            }
-        };
-        set(50, 50).await?;
-        let (took, s) = wait_split(&sim, "web-stable", 0.5, 1000).await?;
-        eprintln!("istio 50/50: stable share {s:.3} of a 1000-request window, seen after {took:?}");
-        ensure!(took < Duration::from_secs(10), "the split followed in {took:?}");
-        let (_, s) = wait_split(&sim, "web-stable", 0.5, 3000).await?;
-        eprintln!("istio 50/50 settled: stable share {s:.3}");
-
-        // How fast a change is followed: all to stable, then all to canary.
-        set(100, 0).await?;
-        wait_split(&sim, "web-stable", 1.0, 500).await?;
-        set(0, 100).await?;
-        let took = first_request_to(&sim, "web-canary").await?;
-        eprintln!("istio 100/0 -> 0/100: first canary request {took:?} after the patch returned");
-        ensure!(took < Duration::from_secs(2), "routing followed in {took:?}");
+        let sim = simulate(&env, Routing::VirtualService { name: "web".into(), route: None }, RPS).await?;
+        weights_are_followed(&sim, &vs, "istio", spec).await?;
         let stats = sim.stats();
         ensure!(
             stats.iter().all(|(k, _)| k.0 == "web-stable" || k.0 == "web-canary"),
@@ -335,14 +325,14 @@ async fn virtualservice_subsets_resolve_through_the_destinationrule() {
     TestEnv::run("sim-istio-subset", |env| async move {
         e2e::routers::install_router_crds(&env.client).await?;
         two_versions(&env).await?;
-        create(&dynamic(&env, "networking.istio.io", "DestinationRule"), json!({
+        create_object(&destination_rules(&env), json!({
             "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": {"name": "web"},
             "spec": {"host": "web", "subsets": [
                 {"name": "stable", "labels": {"rollouts-pod-template-hash": "aaa"}},
                 {"name": "canary", "labels": {"rollouts-pod-template-hash": "bbb"}},
                 {"name": "preview", "labels": {"rollouts-pod-template-hash": "ccc"}}]}
         })).await?;
-        create(&dynamic(&env, "networking.istio.io", "VirtualService"), json!({
+        create_object(&virtual_services(&env), json!({
             "apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "web"},
             "spec": {"hosts": ["web"], "http": [
                 {"name": "primary", "route": [
@@ -350,13 +340,8 @@ async fn virtualservice_subsets_resolve_through_the_destinationrule() {
                     {"destination": {"host": "web", "subset": "canary"}, "weight": 20},
                     {"destination": {"host": "web", "subset": "preview"}, "weight": 10}]}]}
         })).await?;
-        let sim = TrafficSim::start(
-            env.client.clone(),
-            &env.namespace,
-            Routing::VirtualService { name: "web".into(), route: Some("primary".into()) },
-            RPS,
-        )
-        .await?;
+        let routing = Routing::VirtualService { name: "web".into(), route: Some("primary".into()) };
+        let sim = simulate(&env, routing, RPS).await?;
         let stats = wait_for("3000 requests", LIMIT, || async {
             let stats = sim.stats();
             Ok((stats.iter().map(|(_, v)| v).sum::<u64>() >= 3000).then_some(stats))
@@ -380,7 +365,7 @@ async fn httproute_weights_split_requests_and_changes_follow_at_once() {
     TestEnv::run("sim-gateway", |env| async move {
         e2e::routers::install_router_crds(&env.client).await?;
         two_versions(&env).await?;
-        let api = dynamic(&env, "gateway.networking.k8s.io", "HTTPRoute");
+        let api = http_routes(&env);
         let spec = |stable: u64, canary: u64| {
             json!({"parentRefs": [{"name": "shop-gateway"}], "hostnames": ["web.example.com"], "rules": [
                 {"name": "beta", "matches": [{"headers": [{"name": "x-beta", "value": "yes"}]}],
@@ -388,37 +373,10 @@ async fn httproute_weights_split_requests_and_changes_follow_at_once() {
                 {"matches": [{"path": {"type": "PathPrefix", "value": "/static"}}], "backendRefs": [{"name": "web", "port": 80}]},
                 {"backendRefs": [{"name": "web-stable", "port": 80, "weight": stable}, {"name": "web-canary", "port": 80, "weight": canary}]}]})
         };
-        create(&api, json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        create_object(&api, json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
             "metadata": {"name": "web"}, "spec": spec(80, 20)})).await?;
-        let sim = TrafficSim::start(
-            env.client.clone(),
-            &env.namespace,
-            Routing::HttpRoute { name: "web".into() },
-            RPS,
-        )
-        .await?;
-        let (_, s) = wait_split(&sim, "web-stable", 0.8, 3000).await?;
-        eprintln!("gateway 80/20: stable share {s:.3}");
-        let set = |stable: u64, canary: u64| {
-            let api = api.clone();
-            let spec = spec(stable, canary);
-            async move {
-                api.patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": spec}))).await?;
-                anyhow::Ok(())
-            }
-        };
-        set(50, 50).await?;
-        let (took, s) = wait_split(&sim, "web-stable", 0.5, 1000).await?;
-        eprintln!("gateway 50/50: stable share {s:.3} of a 1000-request window, seen after {took:?}");
-        ensure!(took < Duration::from_secs(10), "the split followed in {took:?}");
-        let (_, s) = wait_split(&sim, "web-stable", 0.5, 3000).await?;
-        eprintln!("gateway 50/50 settled: stable share {s:.3}");
-        set(100, 0).await?;
-        wait_split(&sim, "web-stable", 1.0, 500).await?;
-        set(0, 100).await?;
-        let took = first_request_to(&sim, "web-canary").await?;
-        eprintln!("gateway 100/0 -> 0/100: first canary request {took:?} after the patch returned");
-        ensure!(took < Duration::from_secs(2), "routing followed in {took:?}");
+        let sim = simulate(&env, Routing::HttpRoute { name: "web".into() }, RPS).await?;
+        weights_are_followed(&sim, &api, "gateway", spec).await?;
         // The route goes away: no route, 503.
         api.delete("web", &Default::default()).await?;
         wait_for("503 NR once the route is gone", LIMIT, || async {
@@ -431,40 +389,20 @@ async fn httproute_weights_split_requests_and_changes_follow_at_once() {
     .await;
 }
 
-/// The samples of `metric` in Prometheus text: labels and value.
-fn samples(text: &str, metric: &str) -> Vec<(BTreeMap<String, String>, f64)> {
-    text.lines()
-        .filter_map(|l| {
-            let rest = l.strip_prefix(metric)?.strip_prefix('{')?;
-            let (labels, value) = rest.rsplit_once("} ")?;
-            let labels = labels
-                .split("\",")
-                .filter_map(|kv| {
-                    let (k, v) = kv.split_once("=\"")?;
-                    Some((k.to_string(), v.trim_end_matches('"').to_string()))
-                })
-                .collect();
-            Some((labels, value.trim().parse().ok()?))
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn metrics_endpoint_serves_istio_metrics() {
     TestEnv::run("sim-metrics", |env| async move {
         two_versions(&env).await?;
-        let sim = TrafficSim::start(
-            env.client.clone(),
-            &env.namespace,
+        let sim = simulate(
+            &env,
             Routing::Service {
                 service: "web".into(),
             },
             RPS,
         )
         .await?;
-        let empty = TrafficSim::start(
-            env.client.clone(),
-            &env.namespace,
+        let empty = simulate(
+            &env,
             Routing::Service {
                 service: "nobody".into(),
             },
@@ -644,13 +582,7 @@ async fn metrics_endpoint_serves_istio_metrics() {
 async fn prometheus_scrapes_it_and_istio_queries_work() {
     TestEnv::run("sim-prometheus", |env| async move {
         two_versions(&env).await?;
-        let sim = TrafficSim::start(
-            env.client.clone(),
-            &env.namespace,
-            Routing::Service { service: "web".into() },
-            RPS,
-        )
-        .await?;
+        let sim = simulate(&env, Routing::Service { service: "web".into() }, RPS).await?;
         let dir = std::env::temp_dir().join(format!("trafficsim-prom-{}", env.namespace));
         let prom = e2e::prometheus::Prometheus::start(&dir, &[sim.metrics_target()], Duration::from_secs(1)).await?;
         let ns = &env.namespace;

@@ -9,14 +9,21 @@ mod common;
 
 use std::time::Duration;
 
+use anyhow::Context;
 use anyhow::ensure;
-use common::{ControllerProcess, create_services, phase, rollouts, wait_status};
+use common::fixture::{create_rollout, set_image, web_canary};
+use common::routers::{
+    create_object, istio_weights, primary_virtual_service, spec_of, virtual_services,
+};
+use common::{
+    ControllerProcess, create_services, has_condition, phase, wait_condition, wait_status,
+};
 use e2e::{TestEnv, wait_for};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
 use serde_json::json;
-use sluice::api::rollout::{Rollout, RolloutPhase};
+use sluice::api::constants::condition::INVALID_SPEC;
+use sluice::api::rollout::RolloutPhase;
 
 const LIMIT: Duration = Duration::from_secs(90);
 const VS_CRD: &str = "virtualservices.networking.istio.io";
@@ -32,68 +39,32 @@ async fn a_virtual_service_crd_installed_after_sluice_started_is_routed_without_
         );
         create_services(&env, &["web-stable", "web-canary"]).await?;
         let mut controller = ControllerProcess::start(&env)?;
-        let ro: Rollout = serde_json::from_value(json!({
-            "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web"},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": {"metadata": {"labels": {"app": "web"}},
-                    "spec": {"containers": [{"name": "web", "image": "registry.example/web:1"}]}},
-                "strategy": {"canary": {
-                    "stableService": "web-stable", "canaryService": "web-canary",
-                    "trafficRouting": {"istio": {"virtualService": {"name": "web", "routes": ["primary"]}}},
-                    "steps": [{"setWeight": 20}, {"pause": {}}]
-                }}
-            }
-        }))?;
-        rollouts(&env).create(&PostParams::default(), &ro).await?;
-        let s = wait_status(&env, "web", "InvalidSpec without the CRD", LIMIT, |s| {
-            s.conditions
-                .iter()
-                .any(|c| c.type_ == "InvalidSpec" && c.status == "True")
-        })
-        .await?;
+        let ro = web_canary(
+            1,
+            json!({
+                "trafficRouting": {"istio": {"virtualService": {"name": "web", "routes": ["primary"]}}},
+                "steps": [{"setWeight": 20}, {"pause": {}}]
+            }),
+        )?;
+        create_rollout(&env, &ro).await?;
+        let (s, _) = wait_condition(&env, "web", INVALID_SPEC, LIMIT)
+            .await
+            .context("InvalidSpec without the CRD")?;
         let msg = s.message.unwrap_or_default();
         ensure!(msg.contains(VS_CRD), "the message names the missing CRD: {msg}");
 
         // Istio is installed, then its VirtualService: the same controller process routes it.
         e2e::routers::install_router_crds(&env.client).await?;
-        let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
-            "networking.istio.io",
-            "v1",
-            "VirtualService",
-        ));
-        let vs_api: Api<DynamicObject> =
-            Api::namespaced_with(env.client.clone(), &env.namespace, &ar);
-        let vs: DynamicObject = serde_json::from_value(json!({
-            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "web"},
-            "spec": {"hosts": ["web"], "http": [{"name": "primary", "route": [
-                {"destination": {"host": "web-stable"}, "weight": 100},
-                {"destination": {"host": "web-canary"}, "weight": 0}]}]}
-        }))?;
-        vs_api.create(&PostParams::default(), &vs).await?;
+        let vs_api = virtual_services(&env);
+        create_object(&vs_api, primary_virtual_service()).await?;
         wait_status(&env, "web", "v1 Healthy", LIMIT, |s| {
-            phase(s) == Some(RolloutPhase::Healthy)
-                && !s
-                    .conditions
-                    .iter()
-                    .any(|c| c.type_ == "InvalidSpec" && c.status == "True")
+            phase(s) == Some(RolloutPhase::Healthy) && !has_condition(s, INVALID_SPEC)
         })
         .await?;
-        rollouts(&env)
-            .patch(
-                "web",
-                &PatchParams::default(),
-                &Patch::Merge(json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "registry.example/web:2"}]}}}})),
-            )
-            .await?;
+        set_image(&env, "web", "registry.example/web:2").await?;
         wait_for("the VirtualService at 80/20", LIMIT, || async {
-            let spec = vs_api.get("web").await?.data["spec"].clone();
-            let weights: Vec<i64> = spec["http"][0]["route"]
-                .as_array()
-                .map(|r| r.iter().filter_map(|d| d["weight"].as_i64()).collect())
-                .unwrap_or_default();
-            Ok((weights == [80, 20]).then_some(()))
+            let weights = istio_weights(&spec_of(&vs_api, "web").await?);
+            Ok((weights == (80, 20)).then_some(()))
         })
         .await?;
         ensure!(

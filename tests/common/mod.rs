@@ -3,12 +3,18 @@
 
 #![allow(dead_code)]
 
+pub mod analysis;
+pub mod fixture;
+pub mod metrics;
+pub mod routers;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Context;
 use e2e::{TestEnv, wait_for};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Api;
 use sluice::api::rollout::{Rollout, RolloutPhase, RolloutStatus};
 
@@ -186,6 +192,30 @@ pub async fn wait_status(
     .await
 }
 
+/// The condition of type `type_` in a Rollout's status, if it has one.
+pub fn condition<'a>(s: &'a RolloutStatus, type_: &str) -> Option<&'a Condition> {
+    s.conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// Whether a Rollout's status has the condition `type_` with status True.
+pub fn has_condition(s: &RolloutStatus, type_: &str) -> bool {
+    condition(s, type_).is_some_and(|c| c.status == "True")
+}
+
+/// Waits until Rollout `name` has the condition `type_` with status True; returns the status
+/// and that condition.
+pub async fn wait_condition(
+    env: &TestEnv,
+    name: &str,
+    type_: &str,
+    limit: Duration,
+) -> anyhow::Result<(RolloutStatus, Condition)> {
+    let what = format!("{type_} on Rollout {name}");
+    let s = wait_status(env, name, &what, limit, |s| has_condition(s, type_)).await?;
+    let c = condition(&s, type_).cloned().context("condition")?;
+    Ok((s, c))
+}
+
 pub fn phase(s: &RolloutStatus) -> Option<RolloutPhase> {
     s.phase
 }
@@ -272,12 +302,12 @@ pub async fn http_get(controller: &ControllerProcess, path: &str) -> anyhow::Res
 pub async fn reconciles_done(controller: &ControllerProcess) -> anyhow::Result<u64> {
     let (code, body) = http_get(controller, "/metrics").await?;
     anyhow::ensure!(code == 200, "/metrics answered {code}");
-    Ok(body
-        .lines()
-        .find_map(|l| l.strip_prefix("sluice_reconcile_duration_seconds_count "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
-        .unwrap_or(0))
+    Ok(
+        metrics::samples(&body, "sluice_reconcile_duration_seconds_count")
+            .first()
+            .map(|(_, v)| *v as u64)
+            .unwrap_or(0),
+    )
 }
 
 /// Waits until the (re)started controller has completed a reconcile: after a restart, that is
@@ -363,13 +393,8 @@ pub async fn event_count(env: &TestEnv, name: &str, reason: &str) -> anyhow::Res
 
 /// Creates Services selecting `app: web` (port 80), one per name.
 pub async fn create_services(env: &TestEnv, names: &[&str]) -> anyhow::Result<()> {
-    let api: Api<k8s_openapi::api::core::v1::Service> = env.api();
     for name in names {
-        let svc: k8s_openapi::api::core::v1::Service = serde_json::from_value(serde_json::json!({
-            "apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}
-        }))?;
-        api.create(&Default::default(), &svc).await?;
+        fixture::create_service(env, name, serde_json::json!({"app": "web"})).await?;
     }
     Ok(())
 }
@@ -396,6 +421,19 @@ pub async fn wait_event(
 ) -> anyhow::Result<(String, String, String)> {
     wait_for(what, Duration::from_secs(60), || async {
         Ok(events_for(env, name).await?.into_iter().find(|e| check(e)))
+    })
+    .await
+}
+
+/// Waits until Service `service` selects revision `hash`.
+pub async fn wait_selector(
+    env: &TestEnv,
+    service: &str,
+    hash: &str,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    wait_for(&format!("Service {service} on {hash}"), limit, || async {
+        Ok((selector_hash(env, service).await?.as_deref() == Some(hash)).then_some(()))
     })
     .await
 }
