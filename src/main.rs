@@ -47,10 +47,10 @@ enum Cmd {
         #[arg(long, default_value = "0.0.0.0:8080")]
         metrics_addr: std::net::SocketAddr,
         /// Requests per second to the Kubernetes API, on average (0: no limit).
-        #[arg(long, default_value_t = sluice::throttle::DEFAULT_QPS)]
+        #[arg(long, default_value_t = sluice::runtime::throttle::DEFAULT_QPS)]
         qps: f64,
         /// Requests to the Kubernetes API that may go at once above --qps.
-        #[arg(long, default_value_t = sluice::throttle::DEFAULT_BURST)]
+        #[arg(long, default_value_t = sluice::runtime::throttle::DEFAULT_BURST)]
         burst: u32,
         /// Rollouts reconciled at the same time (0: no limit).
         #[arg(long, default_value_t = controller::DEFAULT_CONCURRENCY)]
@@ -100,7 +100,7 @@ fn main() -> ExitCode {
             };
             rt.block_on(async move {
                 let metrics = Arc::new(Metrics::new());
-                let client = match sluice::throttle::client(qps, burst, metrics.clone()).await {
+                let client = match sluice::runtime::throttle::client(qps, burst, metrics.clone()).await {
                     Ok(c) => c,
                     Err(e) => {
                         eprintln!("sluice: cannot reach the cluster: {e}");

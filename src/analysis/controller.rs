@@ -22,23 +22,14 @@ use super::value::MetricValue;
 use crate::api::analysis::{AnalysisPhase, AnalysisRun, AnalysisRunStatus, Metric};
 use crate::api::constants::FIELD_MANAGER_CONTROLLER;
 use crate::providers::{self, MeasureContext, secret_value};
-use crate::rollout::apply::timed;
-use crate::rollout::controller::WriteCounter;
-use crate::rollout::error::Error;
-use crate::rollout::malformed::{self, Malformed, Parsed, Reported};
-use crate::telemetry::{MeasurementLabels, Metrics, ProviderLabels, ReasonLabels, VerdictLabels};
+use crate::runtime::calls::timed;
+use crate::runtime::context::{Shared, key};
+use crate::runtime::error::Error;
+use crate::runtime::malformed::{self, Malformed, Parsed};
+use crate::telemetry::{MeasurementLabels, Metrics, ProviderLabels, VerdictLabels};
 
-/// What every reconcile of an AnalysisRun shares.
-pub struct AnalysisContext {
-    pub client: Client,
-    pub recorder: Recorder,
-    pub writes: WriteCounter,
-    pub metrics: Arc<Metrics>,
-    /// Consecutive failed reconciles per AnalysisRun, for exponential retry delays.
-    pub backoff: crate::rollout::backoff::Backoff,
-    /// AnalysisRuns that do not read, as already reported.
-    pub malformed: Reported,
-}
+/// What every reconcile of an AnalysisRun shares: nothing beyond what every controller does.
+pub type AnalysisContext = Shared;
 
 /// A secret as it may appear in text: as is, and percent-encoded (as in a URL an error
 /// message repeats).
@@ -165,11 +156,7 @@ async fn reconcile(
     parsed: Arc<Parsed<AnalysisRun>>,
     ctx: Arc<AnalysisContext>,
 ) -> Result<Action, Error> {
-    let key = format!(
-        "{}/{}",
-        parsed.namespace().unwrap_or_default(),
-        parsed.name_any()
-    );
+    let key = key(parsed.as_ref());
     let run = match &parsed.0 {
         Ok(run) => Arc::new(run.clone()),
         Err(bad) => {
@@ -410,21 +397,7 @@ async fn stop_jobs(ctx: &AnalysisContext, status: &AnalysisRunStatus, ns: &str) 
 }
 
 fn error_policy(run: Arc<Parsed<AnalysisRun>>, error: &Error, ctx: Arc<AnalysisContext>) -> Action {
-    ctx.metrics
-        .reconcile_errors
-        .get_or_create(&ReasonLabels {
-            reason: error.reason().to_string(),
-        })
-        .inc();
-    match error.reason() {
-        "Conflict" => Action::requeue(Duration::from_millis(100)),
-        _ => {
-            let key = format!("{}/{}", run.namespace().unwrap_or_default(), run.name_any());
-            let wait = ctx.backoff.failed(&key);
-            warn!(reason = error.reason(), %error, retry_in = ?wait, "AnalysisRun reconcile failed");
-            Action::requeue(wait)
-        }
-    }
+    ctx.retry_after(&key(run.as_ref()), error, "AnalysisRun")
 }
 
 /// Runs the AnalysisRun controller until `shutdown` resolves.
@@ -443,14 +416,7 @@ pub async fn run(
         ),
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
-    let ctx = Arc::new(AnalysisContext {
-        client,
-        recorder,
-        writes: WriteCounter::new(metrics.clone()),
-        metrics,
-        backoff: Default::default(),
-        malformed: Reported::default(),
-    });
+    let ctx = Arc::new(Shared::new(client, recorder, metrics));
     info!(namespace = ?namespace, "analysis controller started");
     Controller::new(runs, watcher::Config::default())
         .owns(

@@ -3,8 +3,6 @@
 //! and every call runs under a timeout.
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{ObjectReference, PodTemplateSpec, Service};
@@ -24,22 +22,9 @@ use crate::api::rollout::Rollout;
 use super::analysis::LABEL_ANALYSIS_KIND;
 use super::controller::Context;
 use super::decide::{EventType, Plan};
-use super::error::Error;
 use super::hash::replica_set_name;
-
-/// Time allowed for one call to the API server.
-pub const API_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Runs one API call under [`API_TIMEOUT`].
-pub async fn timed<T>(
-    what: &'static str,
-    fut: impl Future<Output = Result<T, kube::Error>>,
-) -> Result<T, Error> {
-    match tokio::time::timeout(API_TIMEOUT, fut).await {
-        Ok(r) => r.map_err(|source| Error::Kube { what, source }),
-        Err(_) => Err(Error::Timeout { what }),
-    }
-}
+use crate::runtime::calls::{gone_is_fine, timed};
+use crate::runtime::error::Error;
 
 /// The ReplicaSet of one revision, in full, as Sluice wants it.
 pub fn desired_replica_set(
@@ -91,18 +76,6 @@ pub fn selector_patch(hash: Option<&str>) -> Patch<serde_json::Value> {
     Patch::Merge(json!({"spec": {"selector": {LABEL_POD_TEMPLATE_HASH: hash}}}))
 }
 
-/// A write to an object that is already gone has nothing left to do.
-fn gone_is_fine<T>(r: Result<T, Error>) -> Result<(), Error> {
-    match r {
-        Ok(_) => Ok(()),
-        Err(Error::Kube {
-            source: kube::Error::Api(e),
-            ..
-        }) if e.code == 404 => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
 /// The owner reference of everything the Rollout owns (ReplicaSets, AnalysisRuns).
 pub fn owner(ro: &Rollout) -> OwnerReference {
     OwnerReference {
@@ -133,7 +106,7 @@ pub async fn apply(
     template: Option<&PodTemplateSpec>,
     services: &BTreeMap<String, Service>,
 ) -> Result<(), Error> {
-    let (client, recorder, writes) = (&ctx.client, &ctx.recorder, &ctx.writes);
+    let (client, recorder, writes) = (&ctx.shared.client, &ctx.shared.recorder, &ctx.shared.writes);
     let ns = ro.namespace().unwrap_or_default();
     let name = ro.name_any();
 

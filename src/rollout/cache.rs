@@ -38,7 +38,7 @@ use crate::api::constants::LABEL_ROLLOUT;
 use crate::api::rollout::Rollout;
 use crate::traffic::watch::RouterCaches;
 
-use super::malformed::Parsed;
+use crate::runtime::malformed::Parsed;
 
 /// The annotation `kubectl apply` keeps a copy of the object in.
 pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";

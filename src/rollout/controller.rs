@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
@@ -33,57 +32,37 @@ use crate::api::constants::{
 };
 use crate::api::rollout::AnalysisTemplateRef;
 use crate::api::rollout::Rollout;
-use crate::telemetry::{Metrics, ReasonLabels};
+use crate::runtime::calls::timed;
+use crate::runtime::context::{Shared, key};
+use crate::runtime::error::{Error, Refusal};
+use crate::runtime::malformed::{self, Malformed, Parsed, Reported};
+use crate::runtime::own_writes::OwnWrites;
+use crate::telemetry::Metrics;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 
 use super::analysis::AnalysisKey;
-use super::apply::{apply, selector_patch, timed, traffic_params};
+use super::apply::{apply, selector_patch, traffic_params};
 use super::cache::{Caches, controlled_by, in_namespace};
 use super::decide::{DEFAULT_RESTART_THRESHOLD, decide};
-use super::error::{Error, Refusal};
 use super::hash::pod_template_hash;
-use super::malformed::{self, Malformed, Parsed, Reported};
 use super::observe::{Observed, ObservedRs, ObservedRun, diagnose};
 use crate::traffic::RouteState;
 use crate::traffic::router::{TargetKind, router_for};
 use crate::traffic::watch::{RouterCaches, RouterChange};
 
-/// Counts API writes, so a reconcile that changes nothing can be seen to write nothing (in the
-/// log per reconcile, and in `sluice_api_writes_total`).
-#[derive(Clone)]
-pub struct WriteCounter(Arc<AtomicU64>, Arc<Metrics>);
-
-impl WriteCounter {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
-        WriteCounter(Arc::default(), metrics)
-    }
-    pub fn add(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-        self.1.api_writes.inc();
-    }
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// What every reconcile shares.
+/// What every reconcile of a Rollout shares.
 pub struct Context {
-    pub client: Client,
-    pub recorder: Recorder,
-    pub writes: WriteCounter,
-    pub metrics: Arc<Metrics>,
+    /// What every controller's context has (client, recorder, write counter, metrics, backoff,
+    /// Rollouts that do not read as already reported).
+    pub shared: Shared,
     /// Restarts of a crash-looping container before the release is aborted.
     pub restart_threshold: i32,
-    /// Consecutive failed reconciles per Rollout, for exponential retry delays.
-    pub backoff: super::backoff::Backoff,
     /// Status writes the Rollout cache may not have seen yet.
-    pub own_writes: super::own_writes::OwnWrites,
+    pub own_writes: OwnWrites,
     /// What reconciles read, instead of the API server.
     pub caches: Caches,
     /// How often a Rollout with nothing scheduled is reconciled anyway (spread with jitter).
     pub requeue: Duration,
-    /// Rollouts and AnalysisTemplates that do not read, as already reported.
-    pub malformed: Reported,
 }
 
 /// Reconciles that may run at once, by default (as Argo Rollouts' `--rollout-threads`).
@@ -263,9 +242,9 @@ async fn reconcile(parsed: Arc<Parsed<Rollout>>, ctx: Arc<Context>) -> Result<Ac
         Err(bad) => return report_malformed(&parsed, bad, &ctx).await,
     };
     let ns = ro.namespace().ok_or(Error::NoNamespace)?;
-    let key = format!("{ns}/{}", ro.name_any());
-    ctx.malformed.forget(&format!("Rollout {key}"));
-    let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &ns);
+    let key = key(ro.as_ref());
+    ctx.shared.malformed.forget(&format!("Rollout {key}"));
+    let api: Api<Rollout> = Api::namespaced(ctx.shared.client.clone(), &ns);
     let action = finalizer(&api, FINALIZER, ro, |event| async {
         match event {
             FinalizerEvent::Apply(ro) => reconcile_rollout(ro, &ctx).await,
@@ -274,7 +253,7 @@ async fn reconcile(parsed: Arc<Parsed<Rollout>>, ctx: Arc<Context>) -> Result<Ac
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)))?;
-    ctx.backoff.succeeded(&key);
+    ctx.shared.backoff.succeeded(&key);
     Ok(action)
 }
 
@@ -289,7 +268,7 @@ async fn report_malformed(
 ) -> Result<Action, Error> {
     let ns = parsed.namespace().ok_or(Error::NoNamespace)?;
     let name = parsed.name_any();
-    let api: Api<Parsed<Rollout>> = Api::namespaced(ctx.client.clone(), &ns);
+    let api: Api<Parsed<Rollout>> = Api::namespaced(ctx.shared.client.clone(), &ns);
     let meta = parsed.meta();
     if meta.deletion_timestamp.is_some() {
         let finalizers = meta.finalizers.clone().unwrap_or_default();
@@ -297,7 +276,7 @@ async fn report_malformed(
             let rest: Vec<&String> = finalizers.iter().filter(|f| *f != FINALIZER).collect();
             let patch = serde_json::json!({"metadata": {
                 "finalizers": rest, "resourceVersion": meta.resource_version}});
-            ctx.writes.add();
+            ctx.shared.writes.add();
             timed(
                 "remove the finalizer of a Rollout that does not read",
                 api.patch(&name, &PatchParams::default(), &Patch::Merge(patch)),
@@ -335,7 +314,7 @@ async fn report_malformed(
         field_manager: Some(crate::api::constants::FIELD_MANAGER_CONTROLLER.into()),
         ..Default::default()
     };
-    ctx.writes.add();
+    ctx.shared.writes.add();
     if let Err(e) = timed(
         "show InvalidSpec in the Rollout's status",
         api.patch_status(&name, &params, &Patch::Merge(patch)),
@@ -345,11 +324,12 @@ async fn report_malformed(
         warn!(error = %e, "could not show InvalidSpec on the Rollout");
     }
     if ctx
+        .shared
         .malformed
-        .first(format!("Rollout {ns}/{name}"), &message)
+        .first(format!("Rollout {}", key(parsed)), &message)
     {
         let reference = kube::Resource::object_ref(parsed, &());
-        malformed::publish(&ctx.recorder, &reference, &message).await;
+        malformed::publish(&ctx.shared.recorder, &reference, &message).await;
     }
     Ok(Action::await_change())
 }
@@ -367,11 +347,11 @@ async fn report_refusal(ro: &Rollout, refusal: &Refusal, ctx: &Context) {
         return;
     };
     let (ns, name) = (ro.namespace().unwrap_or_default(), ro.name_any());
-    let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &ns);
+    let api: Api<Rollout> = Api::namespaced(ctx.shared.client.clone(), &ns);
     let mut updated = ro.clone();
     updated.status = Some(status);
     updated.metadata.managed_fields = None;
-    ctx.writes.add();
+    ctx.shared.writes.add();
     let params = kube::api::PostParams {
         field_manager: Some(crate::api::constants::FIELD_MANAGER_CONTROLLER.into()),
         ..Default::default()
@@ -396,7 +376,12 @@ async fn report_refusal(ro: &Rollout, refusal: &Refusal, ctx: &Context) {
         secondary: None,
     };
     let reference = kube::Resource::object_ref(ro, &());
-    if let Err(e) = timed("publish Event", ctx.recorder.publish(&event, &reference)).await {
+    if let Err(e) = timed(
+        "publish Event",
+        ctx.shared.recorder.publish(&event, &reference),
+    )
+    .await
+    {
         warn!(error = %e, "could not publish an Event");
     }
 }
@@ -408,7 +393,7 @@ async fn cleanup(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
     ctx.caches.synced().await.map_err(|()| Error::Timeout {
         what: "first sync of the watch caches",
     })?;
-    let api: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
+    let api: Api<Service> = Api::namespaced(ctx.shared.client.clone(), &ns);
     let keyed = |s: &Service| {
         s.spec
             .as_ref()
@@ -421,7 +406,7 @@ async fn cleanup(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
         if !cached.is_some_and(|s| keyed(&s)) {
             continue;
         }
-        ctx.writes.add();
+        ctx.shared.writes.add();
         timed(
             "give the Service back",
             api.patch(name, &traffic_params(), &selector_patch(None)),
@@ -435,15 +420,15 @@ async fn cleanup(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
             .collect();
         crate::traffic::kube::restore(
             &ctx.caches.routers,
-            &ctx.client,
+            &ctx.shared.client,
             &ns,
             router.as_ref(),
             &skip,
-            &ctx.writes,
+            &ctx.shared.writes,
         )
         .await?;
     }
-    ctx.metrics.forget_rollout(&ns, &ro.name_any());
+    ctx.shared.metrics.forget_rollout(&ns, &ro.name_any());
     info!("Rollout deleted; Services and traffic routes given back");
     Ok(Action::await_change())
 }
@@ -623,7 +608,7 @@ async fn traffic_problems(
     };
     let mut out = crate::traffic::kube::verify(
         &ctx.caches.routers,
-        &ctx.client,
+        &ctx.shared.client,
         ns,
         router.as_ref(),
         &state,
@@ -740,15 +725,14 @@ fn named_services(ro: &Rollout) -> Vec<&String> {
 
 async fn reconcile_rollout(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
     let started = std::time::Instant::now();
-    ctx.metrics.reconciles.inc();
+    ctx.shared.metrics.reconciles.inc();
     ctx.caches.synced().await.map_err(|()| Error::Timeout {
         what: "first sync of the watch caches",
     })?;
-    let key = format!("{}/{}", ro.namespace().unwrap_or_default(), ro.name_any());
-    if ctx
-        .own_writes
-        .cache_is_behind(&key, &ro.resource_version().unwrap_or_default())
-    {
+    if ctx.own_writes.cache_is_behind(
+        &key(ro.as_ref()),
+        &ro.resource_version().unwrap_or_default(),
+    ) {
         // The watch delivers Sluice's own write in a moment and wakes this Rollout again; the
         // requeue is only a safety net.
         tracing::debug!("the cache has not seen Sluice's last status write yet; waiting for it");
@@ -760,7 +744,7 @@ async fn reconcile_rollout(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Er
     // The status is written last, after every other write of the plan went through: a refusal
     // shown earlier is over by then.
     super::refused::clear(&mut plan.status);
-    let before = ctx.writes.get();
+    let before = ctx.shared.writes.get();
     let template = world.observed.template.as_ref();
     let applied = apply(
         ctx,
@@ -777,11 +761,11 @@ async fn reconcile_rollout(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Er
         }
         return Err(e);
     }
-    let writes = ctx.writes.get() - before;
+    let writes = ctx.shared.writes.get() - before;
     let (ns, name) = (ro.namespace().unwrap_or_default(), ro.name_any());
     for e in &plan.events {
         info!(reason = e.reason, message = %e.message, "event");
-        ctx.metrics.decision(&ns, &name, e.reason);
+        ctx.shared.metrics.decision(&ns, &name, e.reason);
     }
     let weight = plan
         .status
@@ -789,14 +773,15 @@ async fn reconcile_rollout(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Er
         .as_ref()
         .and_then(|c| c.weights.as_ref())
         .map(|w| w.canary.weight);
-    ctx.metrics.observe_rollout(
+    ctx.shared.metrics.observe_rollout(
         &ns,
         &name,
         plan.status.phase,
         plan.status.current_step_index,
         weight,
     );
-    ctx.metrics
+    ctx.shared
+        .metrics
         .reconcile_duration
         .observe(started.elapsed().as_secs_f64());
     // The resourceVersion decided on, so a test (or a person) can find the reconcile of one
@@ -810,26 +795,7 @@ async fn reconcile_rollout(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Er
 }
 
 fn error_policy(ro: Arc<Parsed<Rollout>>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics
-        .reconcile_errors
-        .get_or_create(&ReasonLabels {
-            reason: error.reason().to_string(),
-        })
-        .inc();
-    match error.reason() {
-        // The Rollout changed since it was read (often by Sluice's own last write): decide
-        // again on the fresh object. Nothing was lost: what was not written is decided anew.
-        "Conflict" => {
-            tracing::debug!(%error, "conflict; deciding again");
-            Action::requeue(Duration::from_millis(100))
-        }
-        _ => {
-            let key = format!("{}/{}", ro.namespace().unwrap_or_default(), ro.name_any());
-            let wait = ctx.backoff.failed(&key);
-            warn!(reason = error.reason(), %error, retry_in = ?wait, "reconcile failed");
-            Action::requeue(wait)
-        }
-    }
+    ctx.shared.retry_after(&key(ro.as_ref()), error, "Rollout")
 }
 
 /// The Rollouts in `ns` that `pick` selects, as reconcile requests.
@@ -891,11 +857,7 @@ where
     K: kube::Resource<DynamicType = ()>,
 {
     let kind = K::kind(&());
-    let key = format!(
-        "{kind} {}/{}",
-        t.namespace().unwrap_or_default(),
-        t.name_any()
-    );
+    let key = format!("{kind} {}", key(t));
     let Err(bad) = &t.0 else {
         reported.forget(&key);
         return;
@@ -939,18 +901,13 @@ pub async fn run(
     );
     let store = caches.rollouts.clone();
     let ctx = Arc::new(Context {
-        recorder,
-        client,
-        writes: WriteCounter::new(metrics.clone()),
-        metrics,
+        shared: Shared::new(client, recorder, metrics),
         restart_threshold: opts.restart_threshold,
-        backoff: Default::default(),
-        own_writes: Default::default(),
+        own_writes: OwnWrites::default(),
         caches: caches.clone(),
         requeue: opts.requeue,
-        malformed: Reported::default(),
     });
-    let (t_recorder, t_reported) = (ctx.recorder.clone(), Arc::new(Reported::default()));
+    let (t_recorder, t_reported) = (ctx.shared.recorder.clone(), Arc::new(Reported::default()));
     let c_recorder = t_recorder.clone();
     let c_reported = t_reported.clone();
     info!(namespace = ?opts.namespace, concurrency = opts.concurrency, "sluice controller started");

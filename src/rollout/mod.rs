@@ -3,17 +3,13 @@
 
 pub mod analysis;
 pub mod apply;
-pub mod backoff;
 pub mod bluegreen;
 pub mod cache;
 pub mod conditions;
 pub mod controller;
 pub mod decide;
-pub mod error;
 pub mod hash;
-pub mod malformed;
 pub mod observe;
-pub mod own_writes;
 pub mod refused;
 pub mod replicas;
 #[cfg(test)]

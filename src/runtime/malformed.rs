@@ -18,7 +18,7 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use serde::{Deserialize, Deserializer};
 use tracing::warn;
 
-use super::apply::timed;
+use super::calls::timed;
 
 /// The Event reason (and, on a Rollout, the condition) for an object that does not read.
 pub const REASON: &str = "InvalidSpec";
