@@ -7,12 +7,11 @@
 //! to do sends no request at all. Reconciles run at most `concurrency` at a time, and the
 //! periodic requeue of each Rollout is spread with jitter.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
@@ -22,15 +21,8 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{info, instrument, warn};
 
-use crate::analysis::judge;
-use crate::analysis::template::{ArgContext, build_run, merge_templates};
-use crate::api::analysis::{
-    AnalysisRunSpec, AnalysisTemplate, AnalysisTemplateSpec, ClusterAnalysisTemplate,
-};
-use crate::api::constants::{
-    ANNOTATION_SCALE_DOWN_AT, FINALIZER, LABEL_POD_TEMPLATE_HASH, LABEL_ROLLOUT, condition,
-};
-use crate::api::rollout::AnalysisTemplateRef;
+use crate::api::analysis::{AnalysisTemplate, ClusterAnalysisTemplate};
+use crate::api::constants::{FINALIZER, LABEL_POD_TEMPLATE_HASH, LABEL_ROLLOUT, condition};
 use crate::api::rollout::Rollout;
 use crate::runtime::calls::timed;
 use crate::runtime::context::{Shared, key};
@@ -40,13 +32,11 @@ use crate::runtime::own_writes::OwnWrites;
 use crate::telemetry::Metrics;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 
-use super::analysis::AnalysisKey;
 use super::apply::{apply, selector_patch, traffic_params};
-use super::cache::{Caches, controlled_by, in_namespace};
+use super::cache::Caches;
 use super::decide::{DEFAULT_RESTART_THRESHOLD, decide};
-use super::hash::pod_template_hash;
-use super::observe::{Observed, ObservedRs, ObservedRun, diagnose};
-use crate::traffic::RouteState;
+use super::observe::policy::{named_services, uses_template};
+use super::observe::{Sources, claimed_by_others, observe};
 use crate::traffic::router::{TargetKind, router_for};
 use crate::traffic::watch::{RouterCaches, RouterChange};
 
@@ -104,135 +94,6 @@ fn jittered(period: Duration) -> Duration {
     // Each RandomState is freshly keyed: its hash of anything is a random number.
     let r = std::collections::hash_map::RandomState::new().hash_one(0u8);
     spread(period, (r >> 11) as f64 / (1u64 << 53) as f64)
-}
-
-/// The I/O half of observation: reads what `decide` needs.
-struct World {
-    observed: Observed,
-    replica_sets: Vec<ReplicaSet>,
-    services: BTreeMap<String, Service>,
-}
-
-async fn observe(ro: &Rollout, ctx: &Context) -> Result<World, Error> {
-    let ns = ro.namespace().ok_or(Error::NoNamespace)?;
-    let name = ro.name_any();
-    let uid = ro.uid().unwrap_or_default();
-    let caches = &ctx.caches;
-
-    let (template, workload_replicas) = match (&ro.spec.template, &ro.spec.workload_ref) {
-        (Some(t), _) => (Some(t.clone()), None),
-        (None, Some(w)) => {
-            let d = caches.deployments.get(&ObjectRef::new(&w.name).within(&ns));
-            let spec = d.as_ref().and_then(|d| d.spec.as_ref());
-            (
-                spec.map(|s| s.template.clone()),
-                spec.and_then(|s| s.replicas),
-            )
-        }
-        (None, None) => (None, None),
-    };
-
-    let replica_sets: Vec<ReplicaSet> =
-        controlled_by(in_namespace(&caches.replica_sets, &ns), &uid)
-            .into_iter()
-            .map(|rs| rs.as_ref().clone())
-            .collect();
-    let pods: Vec<Arc<Pod>> = caches.pods.state_filter(|p| {
-        p.metadata.namespace.as_deref() == Some(ns.as_str())
-            && p.labels().get(LABEL_ROLLOUT) == Some(&name)
-    });
-
-    let mut observed_sets = Vec::new();
-    for rs in &replica_sets {
-        let Some(hash) = rs.labels().get(LABEL_POD_TEMPLATE_HASH).cloned() else {
-            continue;
-        };
-        let status = rs.status.clone().unwrap_or_default();
-        let own_pods: Vec<Pod> = pods
-            .iter()
-            .filter(|p| p.labels().get(LABEL_POD_TEMPLATE_HASH) == Some(&hash))
-            .map(|p| p.as_ref().clone())
-            .collect();
-        observed_sets.push(ObservedRs {
-            name: rs.name_any(),
-            replicas: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0),
-            ready: status.ready_replicas.unwrap_or(0),
-            available: status.available_replicas.unwrap_or(0),
-            created: rs.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            scale_down_at: rs
-                .annotations()
-                .get(ANNOTATION_SCALE_DOWN_AT)
-                .and_then(|v| v.parse::<Timestamp>().ok()),
-            failure: diagnose(&own_pods, ctx.restart_threshold),
-            hash,
-        });
-    }
-
-    let mut services = BTreeMap::new();
-    let mut exists = BTreeMap::new();
-    for n in named_services(ro) {
-        let s = caches.services.get(&ObjectRef::new(n).within(&ns));
-        exists.insert(n.clone(), s.is_some());
-        if let Some(s) = s {
-            services.insert(n.clone(), s.as_ref().clone());
-        }
-    }
-    let runs = controlled_by(in_namespace(&caches.runs, &ns), &uid)
-        .into_iter()
-        .map(|parsed| {
-            let hash = parsed
-                .labels()
-                .get(LABEL_POD_TEMPLATE_HASH)
-                .cloned()
-                .unwrap_or_default();
-            let r = match &parsed.0 {
-                Ok(r) => r,
-                // Its verdict cannot be known: an error of the run, as a provider's would be.
-                Err(bad) => {
-                    return ObservedRun {
-                        name: parsed.name_any(),
-                        hash,
-                        phase: Some(crate::api::analysis::AnalysisPhase::Error),
-                        message: Some(format!(
-                            "the AnalysisRun cannot be read: {}",
-                            bad.describe()
-                        )),
-                        terminated: false,
-                        measuring: false,
-                    };
-                }
-            };
-            let status = r.status.clone().unwrap_or_default();
-            let policies = judge::policies(&r.spec).unwrap_or_default();
-            let terminated = r.spec.terminate == Some(true);
-            ObservedRun {
-                name: r.name_any(),
-                hash,
-                phase: status.phase,
-                message: status.message.clone(),
-                terminated,
-                measuring: !terminated && judge::is_measuring(&status, &policies),
-            }
-        })
-        .collect();
-    let analysis = match &template {
-        Some(t) => declared_analysis(ro, caches, &ns, &pod_template_hash(t)).await?,
-        None => BTreeMap::new(),
-    };
-    let traffic = traffic_problems(ro, ctx, &ns).await?;
-    Ok(World {
-        observed: Observed {
-            template,
-            workload_replicas,
-            replica_sets: observed_sets,
-            services: exists,
-            analysis,
-            runs,
-            traffic,
-        },
-        replica_sets,
-        services,
-    })
 }
 
 #[instrument(skip_all, fields(namespace = parsed.namespace().unwrap_or_default(), rollout = parsed.name_any()))]
@@ -415,7 +276,7 @@ async fn cleanup(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
     }
     if let Some(router) = ro.spec.strategy.canary.as_ref().and_then(router_for) {
         // Objects another Rollout routes are its own: this one never wrote them.
-        let skip: Vec<String> = claimed_by_others(&ro, &ctx.caches.rollouts, &ns, router.as_ref())
+        let skip: Vec<String> = claimed_by_others(&ro, &ctx.caches, &ns, router.as_ref())
             .into_keys()
             .collect();
         crate::traffic::kube::restore(
@@ -431,296 +292,6 @@ async fn cleanup(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
     ctx.shared.metrics.forget_rollout(&ns, &ro.name_any());
     info!("Rollout deleted; Services and traffic routes given back");
     Ok(Action::await_change())
-}
-
-/// Every analysis the Rollout declares, by where it declares it, with the run spec its templates make
-/// for revision `desired` (or why they cannot make one).
-async fn declared_analysis(
-    ro: &Rollout,
-    caches: &Caches,
-    ns: &str,
-    desired: &str,
-) -> Result<BTreeMap<AnalysisKey, Result<AnalysisRunSpec, String>>, Error> {
-    let mut wanted: Vec<(AnalysisKey, AnalysisUse)> = Vec::new();
-    if let Some(c) = &ro.spec.strategy.canary {
-        for (i, step) in c.steps().iter().enumerate() {
-            if let Some(a) = &step.analysis {
-                wanted.push((AnalysisKey::Step(i), AnalysisUse::of(a)));
-            }
-        }
-        if let Some(a) = &c.analysis {
-            wanted.push((
-                AnalysisKey::Background,
-                AnalysisUse {
-                    templates: a.templates.clone(),
-                    args: a.args.clone().unwrap_or_default(),
-                    dry_run: a.dry_run.clone(),
-                    retention: a.measurement_retention.clone(),
-                },
-            ));
-        }
-    }
-    if let Some(b) = &ro.spec.strategy.blue_green {
-        if let Some(a) = &b.pre_promotion_analysis {
-            wanted.push((AnalysisKey::PrePromotion, AnalysisUse::of(a)));
-        }
-        if let Some(a) = &b.post_promotion_analysis {
-            wanted.push((AnalysisKey::PostPromotion, AnalysisUse::of(a)));
-        }
-    }
-    let mut out = BTreeMap::new();
-    if wanted.is_empty() {
-        return Ok(out);
-    }
-    let needs_cluster = wanted
-        .iter()
-        .flat_map(|(_, u)| u.templates.iter())
-        .any(|t| t.cluster_scope == Some(true));
-    let local: Result<Vec<Arc<Parsed<AnalysisTemplate>>>, String> =
-        Ok(in_namespace(&caches.templates, ns));
-    // A refused list is the Rollout's problem (InvalidSpec, naming it); a cache that has not
-    // synced yet is retried.
-    let cluster: Result<Vec<Arc<Parsed<ClusterAnalysisTemplate>>>, String> = if needs_cluster {
-        caches
-            .cluster_templates()
-            .await
-            .map_err(|()| Error::Timeout {
-                what: "first sync of the ClusterAnalysisTemplate watch cache",
-            })?
-    } else {
-        Ok(Vec::new())
-    };
-    let ctx = ArgContext {
-        stable_hash: ro
-            .status
-            .as_ref()
-            .and_then(|s| s.stable_rs.clone())
-            .or_else(|| Some(desired.to_string())),
-        latest_hash: Some(desired.to_string()),
-        rollout: serde_json::to_value(ro).unwrap_or_default(),
-    };
-    for (field, u) in wanted {
-        let built = match (&local, &cluster) {
-            (Err(e), _) | (_, Err(e)) => Err(e.clone()),
-            (Ok(local), Ok(cluster)) => {
-                if let Some(why) = unreadable_template(&u.templates, local, cluster) {
-                    out.insert(field, Err(why));
-                    continue;
-                }
-                let lookup = |r: &AnalysisTemplateRef| -> Option<AnalysisTemplateSpec> {
-                    if r.cluster_scope == Some(true) {
-                        cluster
-                            .iter()
-                            .filter_map(|t| t.ok())
-                            .find(|t| t.name_any() == r.template_name)
-                            .map(|t| t.spec.clone().into())
-                    } else {
-                        local
-                            .iter()
-                            .filter_map(|t| t.ok())
-                            .find(|t| t.name_any() == r.template_name)
-                            .map(|t| t.spec.clone())
-                    }
-                };
-                merge_templates(&u.templates, &lookup)
-                    .and_then(|merged| build_run(&merged, &u.args, &ctx))
-                    .map(|mut spec| {
-                        if let Some(d) = u.dry_run {
-                            spec.dry_run.get_or_insert_with(Vec::new).extend(d);
-                        }
-                        if let Some(r) = u.retention {
-                            spec.measurement_retention
-                                .get_or_insert_with(Vec::new)
-                                .extend(r);
-                        }
-                        spec
-                    })
-                    .map_err(|e| e.to_string())
-            }
-        };
-        out.insert(field, built);
-    }
-    Ok(out)
-}
-
-/// Why the first of `refs` that names a template which does not read cannot be used.
-fn unreadable_template(
-    refs: &[AnalysisTemplateRef],
-    local: &[Arc<Parsed<AnalysisTemplate>>],
-    cluster: &[Arc<Parsed<ClusterAnalysisTemplate>>],
-) -> Option<String> {
-    fn bad<K: kube::Resource>(all: &[Arc<Parsed<K>>], name: &str) -> Option<Malformed> {
-        all.iter()
-            .find(|t| t.meta().name.as_deref() == Some(name))
-            .and_then(|t| t.0.as_ref().err().cloned())
-    }
-    refs.iter().find_map(|r| {
-        let (kind, bad) = if r.cluster_scope == Some(true) {
-            ("ClusterAnalysisTemplate", bad(cluster, &r.template_name))
-        } else {
-            ("AnalysisTemplate", bad(local, &r.template_name))
-        };
-        bad.map(|b| {
-            format!(
-                "{kind} {:?} cannot be read: {}",
-                r.template_name,
-                b.describe()
-            )
-        })
-    })
-}
-
-/// What the traffic router's objects lack, by the Rollout field that names them; also
-/// refuses an object another (older) Rollout already routes.
-async fn traffic_problems(
-    ro: &Rollout,
-    ctx: &Context,
-    ns: &str,
-) -> Result<BTreeMap<String, Result<(), String>>, Error> {
-    let Some(canary) = &ro.spec.strategy.canary else {
-        return Ok(BTreeMap::new());
-    };
-    let Some(router) = router_for(canary) else {
-        return Ok(BTreeMap::new());
-    };
-    // Checked against every header route any step sets, so a step never fails later.
-    let mut header_routes: Vec<(String, Vec<crate::traffic::HeaderMatch>)> = Vec::new();
-    for h in canary
-        .steps()
-        .iter()
-        .filter_map(|s| s.set_header_route.as_ref())
-    {
-        let m: Vec<_> = h
-            .matches
-            .iter()
-            .flatten()
-            .filter_map(crate::traffic::HeaderMatch::from_api)
-            .collect();
-        if !m.is_empty() && !header_routes.iter().any(|(n, _)| n == &h.name) {
-            header_routes.push((h.name.clone(), m));
-        }
-    }
-    let state = RouteState {
-        header_routes,
-        stable_hash: "stable".into(),
-        canary_hash: "canary".into(),
-        ..Default::default()
-    };
-    let mut out = crate::traffic::kube::verify(
-        &ctx.caches.routers,
-        &ctx.shared.client,
-        ns,
-        router.as_ref(),
-        &state,
-    )
-    .await?;
-    // Two Rollouts must not route one object: the younger one is refused.
-    for (field, why) in claimed_by_others(ro, &ctx.caches.rollouts, ns, router.as_ref()) {
-        out.insert(field, Err(why));
-    }
-    Ok(out)
-}
-
-/// The objects of `router` that an older Rollout in the namespace already routes, by the
-/// field that names them, with why.
-fn claimed_by_others(
-    ro: &Rollout,
-    rollouts: &Store<Parsed<Rollout>>,
-    ns: &str,
-    router: &dyn crate::traffic::router::TrafficRouter,
-) -> BTreeMap<String, String> {
-    let others = in_namespace(rollouts, ns);
-    let others: Vec<&Rollout> = others.iter().filter_map(|o| o.ok()).collect();
-    let key = |r: &Rollout| {
-        (
-            r.metadata.creation_timestamp.clone().map(|t| t.0),
-            r.name_any(),
-        )
-    };
-    let mut out = BTreeMap::new();
-    for other in others
-        .iter()
-        .filter(|o| o.uid() != ro.uid() && key(o) < key(ro))
-        .copied()
-    {
-        let Some(theirs) = other.spec.strategy.canary.as_ref().and_then(router_for) else {
-            continue;
-        };
-        let theirs = theirs.targets();
-        for t in router.targets() {
-            let same = theirs.iter().any(|o| {
-                o.kind == t.kind
-                    && o.name == t.name
-                    && o.namespace.as_deref().unwrap_or(ns) == t.namespace.as_deref().unwrap_or(ns)
-            });
-            if same {
-                out.insert(
-                    t.field.clone(),
-                    format!(
-                        "{} is already routed by Rollout {:?}",
-                        t.describe(),
-                        other.name_any()
-                    ),
-                );
-            }
-        }
-    }
-    out
-}
-
-/// True when one of the Rollout's analyses names the template (a ClusterAnalysisTemplate
-/// when `cluster`).
-fn uses_template(ro: &Rollout, name: &str, cluster: bool) -> bool {
-    let named = |refs: &[AnalysisTemplateRef]| {
-        refs.iter()
-            .any(|r| (r.cluster_scope == Some(true)) == cluster && r.template_name == name)
-    };
-    let s = &ro.spec.strategy;
-    s.canary.as_ref().is_some_and(|c| {
-        c.analysis.as_ref().is_some_and(|a| named(&a.templates))
-            || c.steps()
-                .iter()
-                .filter_map(|st| st.analysis.as_ref())
-                .any(|a| named(&a.templates))
-    }) || s.blue_green.as_ref().is_some_and(|b| {
-        [&b.pre_promotion_analysis, &b.post_promotion_analysis]
-            .into_iter()
-            .flatten()
-            .any(|a| named(&a.templates))
-    })
-}
-
-/// The parts of a step, background or promotion analysis that make its run.
-struct AnalysisUse {
-    templates: Vec<AnalysisTemplateRef>,
-    args: Vec<crate::api::analysis::Argument>,
-    dry_run: Option<Vec<crate::api::analysis::DryRun>>,
-    retention: Option<Vec<crate::api::analysis::MeasurementRetention>>,
-}
-
-impl AnalysisUse {
-    fn of(a: &crate::api::rollout::RolloutAnalysis) -> Self {
-        AnalysisUse {
-            templates: a.templates.clone(),
-            args: a.args.clone().unwrap_or_default(),
-            dry_run: a.dry_run.clone(),
-            retention: a.measurement_retention.clone(),
-        }
-    }
-}
-
-/// The Services a Rollout names.
-fn named_services(ro: &Rollout) -> Vec<&String> {
-    match (&ro.spec.strategy.canary, &ro.spec.strategy.blue_green) {
-        (Some(c), _) => [&c.stable_service, &c.canary_service]
-            .into_iter()
-            .flatten()
-            .collect(),
-        (None, Some(b)) => std::iter::once(&b.active_service)
-            .chain(b.preview_service.as_ref())
-            .collect(),
-        (None, None) => Vec::new(),
-    }
 }
 
 async fn reconcile_rollout(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
@@ -739,7 +310,12 @@ async fn reconcile_rollout(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Er
         return Ok(Action::requeue(Duration::from_secs(2)));
     }
     let now = Timestamp::now();
-    let world = observe(&ro, ctx).await?;
+    let sources = Sources {
+        caches: &ctx.caches,
+        client: &ctx.shared.client,
+        restart_threshold: ctx.restart_threshold,
+    };
+    let world = observe(&ro, &sources).await?;
     let mut plan = decide(&ro, &world.observed, now);
     // The status is written last, after every other write of the plan went through: a refusal
     // shown earlier is over by then.
@@ -1064,20 +640,5 @@ mod tests {
             "shop",
             None
         ));
-    }
-
-    #[test]
-    fn templates_are_matched_by_scope_and_name() {
-        let ro: Rollout = serde_json::from_value(json!({
-            "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
-            "metadata": {"name": "a", "namespace": "shop"},
-            "spec": {"strategy": {"canary": {"steps": [{"analysis": {"templates": [
-                {"templateName": "rate"}, {"templateName": "slo", "clusterScope": true}]}}]}}}
-        }))
-        .expect("rollout");
-        assert!(uses_template(&ro, "rate", false));
-        assert!(!uses_template(&ro, "rate", true));
-        assert!(uses_template(&ro, "slo", true));
-        assert!(!uses_template(&ro, "slo", false));
     }
 }
