@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{info, instrument, warn};
@@ -27,12 +27,15 @@ use crate::api::rollout::Rollout;
 use crate::runtime::calls::timed;
 use crate::runtime::context::{Shared, key};
 use crate::runtime::error::{Error, Refusal};
+use crate::runtime::events;
 use crate::runtime::malformed::{self, Malformed, Parsed, Reported};
 use crate::runtime::own_writes::OwnWrites;
 use crate::telemetry::Metrics;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 
-use super::apply::{apply, selector_patch, traffic_params};
+use super::apply::{
+    StatusOf, apply, readable_status, selector_patch, traffic_params, write_status,
+};
 use super::cache::Caches;
 use super::decide::{DEFAULT_RESTART_THRESHOLD, decide};
 use super::observe::policy::{named_services, uses_template};
@@ -118,70 +121,38 @@ async fn reconcile(parsed: Arc<Parsed<Rollout>>, ctx: Arc<Context>) -> Result<Ac
     Ok(action)
 }
 
-/// A Rollout that does not read: the `InvalidSpec` condition naming the field (a status patch of
-/// the conditions only; the spec is the user's) and one Warning Event per distinct error, then
-/// nothing until the Rollout changes. One being deleted loses Sluice's finalizer at once: what
-/// the cleanup would give back is named in the part that does not read.
+/// A Rollout that does not read: the `InvalidSpec` condition naming the field (its conditions
+/// only; the spec is the user's) and one Warning Event per distinct error, then nothing until
+/// the Rollout changes. One being deleted loses Sluice's finalizer at once: what the cleanup
+/// would give back is named in the part that does not read.
 async fn report_malformed(
     parsed: &Parsed<Rollout>,
     bad: &Malformed,
     ctx: &Context,
 ) -> Result<Action, Error> {
-    let ns = parsed.namespace().ok_or(Error::NoNamespace)?;
-    let name = parsed.name_any();
-    let api: Api<Parsed<Rollout>> = Api::namespaced(ctx.shared.client.clone(), &ns);
-    let meta = parsed.meta();
-    if meta.deletion_timestamp.is_some() {
-        let finalizers = meta.finalizers.clone().unwrap_or_default();
-        if finalizers.iter().any(|f| f == FINALIZER) {
-            let rest: Vec<&String> = finalizers.iter().filter(|f| *f != FINALIZER).collect();
-            let patch = serde_json::json!({"metadata": {
-                "finalizers": rest, "resourceVersion": meta.resource_version}});
-            ctx.shared.writes.add();
-            timed(
-                "remove the finalizer of a Rollout that does not read",
-                api.patch(&name, &PatchParams::default(), &Patch::Merge(patch)),
-            )
-            .await?;
-            warn!(error = %bad.describe(), "Rollout deleted while it does not read; Services and routes left as they are");
-        }
+    if parsed.meta().deletion_timestamp.is_some() {
+        release_finalizer(parsed, bad, ctx).await?;
         return Ok(Action::await_change());
     }
     let message = format!("the Rollout cannot be read: {}", bad.describe());
     warn!(%message, "Rollout does not read");
-    let mut conds = bad
-        .status
-        .clone()
-        .and_then(|s| serde_json::from_value::<crate::api::rollout::RolloutStatus>(s).ok())
-        .map(|s| s.conditions)
-        .unwrap_or_default();
-    let shown = super::conditions::get(&conds, condition::INVALID_SPEC)
+    let mut status = readable_status(parsed);
+    let shown = super::conditions::get(&status.conditions, condition::INVALID_SPEC)
         .is_some_and(|c| c.status == "True" && c.message == message);
     if shown {
         return Ok(Action::await_change());
     }
     super::conditions::set(
-        &mut conds,
+        &mut status.conditions,
         condition::INVALID_SPEC,
         true,
         malformed::REASON,
         &message,
-        meta.generation,
+        parsed.meta().generation,
         Timestamp::now(),
     );
-    // A merge patch replaces the list: the other conditions go back as they were.
-    let patch = serde_json::json!({"status": {"conditions": conds}});
-    let params = PatchParams {
-        field_manager: Some(crate::api::constants::FIELD_MANAGER_CONTROLLER.into()),
-        ..Default::default()
-    };
-    ctx.shared.writes.add();
-    if let Err(e) = timed(
-        "show InvalidSpec in the Rollout's status",
-        api.patch_status(&name, &params, &Patch::Merge(patch)),
-    )
-    .await
-    {
+    let what = "show InvalidSpec in the Rollout's status";
+    if let Err(e) = write_status(ctx, StatusOf::Unread(parsed), &status, what).await {
         warn!(error = %e, "could not show InvalidSpec on the Rollout");
     }
     if ctx
@@ -193,6 +164,37 @@ async fn report_malformed(
         malformed::publish(&ctx.shared.recorder, &reference, &message).await;
     }
     Ok(Action::await_change())
+}
+
+/// Takes Sluice's finalizer off a Rollout that does not read and is being deleted; Services
+/// and routes are left as they are.
+async fn release_finalizer(
+    parsed: &Parsed<Rollout>,
+    bad: &Malformed,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let meta = parsed.meta();
+    let finalizers = meta.finalizers.clone().unwrap_or_default();
+    if !finalizers.iter().any(|f| f == FINALIZER) {
+        return Ok(());
+    }
+    let ns = parsed.namespace().ok_or(Error::NoNamespace)?;
+    let api: Api<Parsed<Rollout>> = Api::namespaced(ctx.shared.client.clone(), &ns);
+    let rest: Vec<&String> = finalizers.iter().filter(|f| *f != FINALIZER).collect();
+    let patch = serde_json::json!({"metadata": {
+        "finalizers": rest, "resourceVersion": meta.resource_version}});
+    ctx.shared.writes.add();
+    timed(
+        "remove the finalizer of a Rollout that does not read",
+        api.patch(
+            &parsed.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        ),
+    )
+    .await?;
+    warn!(error = %bad.describe(), "Rollout deleted while it does not read; Services and routes left as they are");
+    Ok(())
 }
 
 /// Shows a refused request on the Rollout: the `WriteRefused` condition with the API server's
@@ -207,44 +209,21 @@ async fn report_refusal(ro: &Rollout, refusal: &Refusal, ctx: &Context) {
     ) else {
         return;
     };
-    let (ns, name) = (ro.namespace().unwrap_or_default(), ro.name_any());
-    let api: Api<Rollout> = Api::namespaced(ctx.shared.client.clone(), &ns);
-    let mut updated = ro.clone();
-    updated.status = Some(status);
-    updated.metadata.managed_fields = None;
-    ctx.shared.writes.add();
-    let params = kube::api::PostParams {
-        field_manager: Some(crate::api::constants::FIELD_MANAGER_CONTROLLER.into()),
-        ..Default::default()
-    };
-    if let Err(e) = timed(
-        "show the refusal in the Rollout's status",
-        api.replace_status(&name, &params, &updated),
-    )
-    .await
-    {
+    let what = "show the refusal in the Rollout's status";
+    if let Err(e) = write_status(ctx, StatusOf::Read(ro), &status, what).await {
         warn!(error = %e, "could not show a refused request on the Rollout");
         return;
     }
-    if let Some(replaced) = ro.resource_version() {
-        ctx.own_writes.wrote(&format!("{ns}/{name}"), &replaced);
-    }
-    let event = kube::runtime::events::Event {
-        type_: kube::runtime::events::EventType::Warning,
-        reason: crate::api::constants::condition::WRITE_REFUSED.into(),
-        note: Some(refusal.describe().chars().take(1000).collect()),
-        action: refusal.describe().chars().take(128).collect(),
-        secondary: None,
-    };
-    let reference = kube::Resource::object_ref(ro, &());
-    if let Err(e) = timed(
-        "publish Event",
-        ctx.shared.recorder.publish(&event, &reference),
+    let describe = refusal.describe();
+    events::publish(
+        &ctx.shared.recorder,
+        &kube::Resource::object_ref(ro, &()),
+        EventType::Warning,
+        condition::WRITE_REFUSED,
+        &describe,
+        &describe,
     )
-    .await
-    {
-        warn!(error = %e, "could not publish an Event");
-    }
+    .await;
 }
 
 /// The Rollout is being deleted: take Sluice's key out of each Service's selector (the
