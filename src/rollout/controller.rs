@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::channel::mpsc::UnboundedReceiver;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -36,7 +37,7 @@ use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use super::apply::{
     StatusOf, apply, readable_status, selector_patch, traffic_params, write_status,
 };
-use super::cache::Caches;
+use super::cache::{Caches, Triggers};
 use super::decide::{DEFAULT_RESTART_THRESHOLD, decide};
 use super::observe::policy::{named_services, uses_template};
 use super::observe::{Sources, claimed_by_others, observe};
@@ -449,12 +450,11 @@ pub async fn run(
     let shutdown = shutdown.shared();
     let analysis = crate::analysis::controller::run(
         client.clone(),
-        opts.namespace.clone(),
+        ns,
         metrics.clone(),
         recorder.clone(),
         shutdown.clone(),
     );
-    let store = caches.rollouts.clone();
     let ctx = Arc::new(Context {
         shared: Shared::new(client, recorder, metrics),
         restart_threshold: opts.restart_threshold,
@@ -462,10 +462,32 @@ pub async fn run(
         caches: caches.clone(),
         requeue: opts.requeue,
     });
-    let (t_recorder, t_reported) = (ctx.shared.recorder.clone(), Arc::new(Reported::default()));
-    let c_recorder = t_recorder.clone();
-    let c_reported = t_reported.clone();
     info!(namespace = ?opts.namespace, concurrency = opts.concurrency, "sluice controller started");
+    let rollouts = woken_by_what_they_read(triggers, changes_rx, &ctx)
+        .with_config(controller::Config::default().concurrency(opts.concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "controller");
+            }
+        });
+    tokio::join!(rollouts, analysis);
+    crd_watch.abort();
+    routers.stop();
+    info!("sluice controller stopped");
+}
+
+/// The Rollout controller over the caches' watches: a change to anything a Rollout reads
+/// wakes that Rollout (and only Rollouts that exist and read it).
+fn woken_by_what_they_read(
+    triggers: Triggers,
+    router_changes: UnboundedReceiver<RouterChange>,
+    ctx: &Context,
+) -> Controller<Parsed<Rollout>> {
+    let store = ctx.caches.rollouts.clone();
+    let recorder = ctx.shared.recorder.clone();
+    let reported = Arc::new(Reported::default());
     let (s_pods, s_svc, s_dep, s_tmpl, s_cluster, s_router) = (
         store.clone(),
         store.clone(),
@@ -474,36 +496,16 @@ pub async fn run(
         store.clone(),
         store.clone(),
     );
-    let rollouts = Controller::for_stream(triggers.rollouts, store)
-        .with_config(controller::Config::default().concurrency(opts.concurrency))
+    let (t_recorder, t_reported) = (recorder.clone(), reported.clone());
+    Controller::for_stream(triggers.rollouts, store)
         .owns_stream(triggers.replica_sets)
         .owns_stream(triggers.runs)
-        .watches_stream(triggers.pods, move |pod: Pod| {
-            let ns = pod.namespace().unwrap_or_default();
-            let name = pod.labels().get(LABEL_ROLLOUT).cloned();
-            // Only a Rollout that exists: pods outlive their Rollout for a moment.
-            name.and_then(|n| {
-                let key = ObjectRef::<Parsed<Rollout>>::new(&n).within(&ns);
-                s_pods.get(&key).map(|_| key)
-            })
-        })
+        .watches_stream(triggers.pods, move |pod: Pod| pod_wakes(&s_pods, &pod))
         .watches_stream(triggers.services, move |svc: Service| {
-            let ns = svc.namespace().unwrap_or_default();
-            let name = svc.name_any();
-            rollouts_where(&s_svc, Some(ns.as_str()), |ro| {
-                named_services(ro).contains(&&name)
-            })
+            service_wakes(&s_svc, &svc)
         })
         .watches_stream(triggers.deployments, move |d: Deployment| {
-            // A change to a workloadRef Deployment's template is a new revision.
-            let ns = d.namespace().unwrap_or_default();
-            let name = d.name_any();
-            rollouts_where(&s_dep, Some(ns.as_str()), |ro| {
-                ro.spec
-                    .workload_ref
-                    .as_ref()
-                    .is_some_and(|w| w.name == name)
-            })
+            deployment_wakes(&s_dep, &d)
         })
         .watches_stream(triggers.templates, move |t: Parsed<AnalysisTemplate>| {
             // A template created or changed: Rollouts that use it check again (an
@@ -518,23 +520,47 @@ pub async fn run(
         .watches_stream(
             triggers.cluster_templates,
             move |t: Parsed<ClusterAnalysisTemplate>| {
-                report_template(&t, &c_recorder, &c_reported);
+                report_template(&t, &recorder, &reported);
                 let name = t.name_any();
                 rollouts_where(&s_cluster, None, |ro| uses_template(ro, &name, true))
             },
         )
-        .reconcile_on(changes_rx.flat_map(move |c| futures::stream::iter(woken_by(&s_router, &c))))
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "controller");
-            }
-        });
-    tokio::join!(rollouts, analysis);
-    crd_watch.abort();
-    routers.stop();
-    info!("sluice controller stopped");
+        .reconcile_on(
+            router_changes.flat_map(move |c| futures::stream::iter(woken_by(&s_router, &c))),
+        )
+}
+
+/// The Rollout a pod belongs to, if it still exists: pods outlive their Rollout for a moment.
+fn pod_wakes(store: &Store<Parsed<Rollout>>, pod: &Pod) -> Option<ObjectRef<Parsed<Rollout>>> {
+    let ns = pod.namespace().unwrap_or_default();
+    let name = pod.labels().get(LABEL_ROLLOUT)?;
+    let key = ObjectRef::<Parsed<Rollout>>::new(name).within(&ns);
+    store.get(&key).map(|_| key)
+}
+
+/// The Rollouts that name a Service.
+fn service_wakes(store: &Store<Parsed<Rollout>>, svc: &Service) -> Vec<ObjectRef<Parsed<Rollout>>> {
+    let ns = svc.namespace().unwrap_or_default();
+    let name = svc.name_any();
+    rollouts_where(store, Some(ns.as_str()), |ro| {
+        named_services(ro).contains(&&name)
+    })
+}
+
+/// The Rollouts whose `workloadRef` is a Deployment: a change to its template is a new
+/// revision.
+fn deployment_wakes(
+    store: &Store<Parsed<Rollout>>,
+    d: &Deployment,
+) -> Vec<ObjectRef<Parsed<Rollout>>> {
+    let ns = d.namespace().unwrap_or_default();
+    let name = d.name_any();
+    rollouts_where(store, Some(ns.as_str()), |ro| {
+        ro.spec
+            .workload_ref
+            .as_ref()
+            .is_some_and(|w| w.name == name)
+    })
 }
 
 #[cfg(test)]
