@@ -9,6 +9,6 @@ pub mod cli;
 pub mod leader;
 pub mod providers;
 pub mod rollout;
+pub mod runtime;
 pub mod telemetry;
-pub mod throttle;
 pub mod traffic;

@@ -9,9 +9,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::PostParams;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{info, instrument, warn};
@@ -20,25 +19,17 @@ use super::judge::{self, Outcome, is_terminal};
 use super::template::substitute_metric;
 use super::value::MetricValue;
 use crate::api::analysis::{AnalysisPhase, AnalysisRun, AnalysisRunStatus, Metric};
-use crate::api::constants::FIELD_MANAGER_CONTROLLER;
 use crate::providers::{self, MeasureContext, secret_value};
-use crate::rollout::apply::timed;
-use crate::rollout::controller::WriteCounter;
-use crate::rollout::error::Error;
-use crate::rollout::malformed::{self, Malformed, Parsed, Reported};
-use crate::telemetry::{MeasurementLabels, Metrics, ProviderLabels, ReasonLabels, VerdictLabels};
+use crate::runtime::calls::timed;
+use crate::runtime::context::{Shared, key};
+use crate::runtime::error::Error;
+use crate::runtime::events;
+use crate::runtime::malformed::{self, Malformed, Parsed};
+use crate::runtime::status::replace_status;
+use crate::telemetry::{MeasurementLabels, Metrics, ProviderLabels, VerdictLabels};
 
-/// What every reconcile of an AnalysisRun shares.
-pub struct AnalysisContext {
-    pub client: Client,
-    pub recorder: Recorder,
-    pub writes: WriteCounter,
-    pub metrics: Arc<Metrics>,
-    /// Consecutive failed reconciles per AnalysisRun, for exponential retry delays.
-    pub backoff: crate::rollout::backoff::Backoff,
-    /// AnalysisRuns that do not read, as already reported.
-    pub malformed: Reported,
-}
+/// What every reconcile of an AnalysisRun shares: nothing beyond what every controller does.
+pub type AnalysisContext = Shared;
 
 /// A secret as it may appear in text: as is, and percent-encoded (as in a URL an error
 /// message repeats).
@@ -165,11 +156,7 @@ async fn reconcile(
     parsed: Arc<Parsed<AnalysisRun>>,
     ctx: Arc<AnalysisContext>,
 ) -> Result<Action, Error> {
-    let key = format!(
-        "{}/{}",
-        parsed.namespace().unwrap_or_default(),
-        parsed.name_any()
-    );
+    let key = key(parsed.as_ref());
     let run = match &parsed.0 {
         Ok(run) => Arc::new(run.clone()),
         Err(bad) => {
@@ -204,70 +191,133 @@ async fn reconcile_run(run: Arc<AnalysisRun>, ctx: Arc<AnalysisContext>) -> Resu
     let now = Timestamp::now();
     let pols = judge::policies(&run.spec).unwrap_or_default();
     let sched = judge::schedule(&run.spec, &status, &pols, now);
-
-    let mut outcomes = Vec::new();
-    if !sched.due.is_empty() {
-        let secrets = secret_args(&run, &ctx.client, &ns).await;
-        let secret_values: Vec<String> = secrets
-            .as_ref()
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default();
-        let keep = BTreeSet::new();
-        let measurements = sched.due.iter().map(|due| {
-            let metric: Option<&Metric> = run.spec.metrics.iter().find(|m| m.name == due.metric);
-            let result = status.metric_results.iter().find(|r| r.name == due.metric);
-            let attempt = result.map_or(0, |r| r.count + r.error) + 1;
-            let started = due
-                .resume
-                .as_ref()
-                .and_then(|m| m.started_at.as_ref())
-                .map(|t| t.0)
-                .unwrap_or(now);
-            let secrets = &secrets;
-            let secret_values = &secret_values;
-            let keep = &keep;
-            let client = &ctx.client;
-            let run = &run;
-            let ns = &ns;
-            let metrics = &ctx.metrics;
-            async move {
-                let clock = std::time::Instant::now();
-                let provider = metric.map(provider_name).unwrap_or("none");
-                let mut read = secret_values.clone();
-                let outcome = match (metric, secrets) {
-                    (None, _) => providers::provider_error("no such metric", BTreeMap::new()),
-                    (Some(_), Err(e)) => providers::provider_error(e.clone(), BTreeMap::new()),
-                    (Some(m), Ok(values)) => match substitute_metric(m, values, keep) {
-                        Err(e) => providers::provider_error(e.to_string(), BTreeMap::new()),
-                        Ok(m) => {
-                            let mctx = MeasureContext {
-                                client,
-                                run,
-                                namespace: ns,
-                                now,
-                                attempt,
-                                secrets: Default::default(),
-                            };
-                            let outcome = providers::measure(&mctx, &m, due.resume.as_ref()).await;
-                            read.extend(mctx.secrets_read());
-                            outcome
-                        }
-                    },
-                };
-                metrics
-                    .provider_duration
-                    .get_or_create(&ProviderLabels {
-                        provider: provider.to_string(),
-                    })
-                    .observe(clock.elapsed().as_secs_f64());
-                (due.metric.clone(), started, scrub_outcome(outcome, &read))
-            }
-        });
-        outcomes = futures::future::join_all(measurements).await;
-    }
+    let outcomes = measure_due(&ctx, &run, &ns, &status, &sched.due, now).await;
     let measured: Vec<String> = outcomes.iter().map(|(m, _, _)| m.clone()).collect();
     let next = judge::step(&run.spec, &status, outcomes, now);
-    for name in &measured {
+    count_measurements(&ctx, &run, &measured, &next);
+    if run.status.as_ref() != Some(&next) {
+        let mut updated = (*run).clone();
+        updated.status = Some(next.clone());
+        replace_status(
+            &ctx.client,
+            &ctx.writes,
+            updated,
+            "replace AnalysisRun status",
+        )
+        .await?;
+        report_verdict(&ctx, &run, &status, &next).await;
+    }
+    let terminated = run.spec.terminate == Some(true);
+    if terminated || (is_terminal(next.phase) && !judge::is_measuring(&next, &pols)) {
+        stop_jobs(&ctx, &next, &ns).await;
+        return Ok(Action::await_change());
+    }
+    let later = judge::schedule(&run.spec, &next, &pols, Timestamp::now());
+    let wait = later
+        .wake_at
+        .map(|w| {
+            let d = w.duration_since(Timestamp::now());
+            Duration::try_from(d).unwrap_or(Duration::ZERO)
+        })
+        .unwrap_or(Duration::from_secs(300));
+    Ok(Action::requeue(wait.max(Duration::from_millis(200))))
+}
+
+/// Takes every measurement that is `due`, at once: by metric, when it started, and what the
+/// provider reported (every secret it read masked).
+async fn measure_due(
+    ctx: &AnalysisContext,
+    run: &AnalysisRun,
+    ns: &str,
+    status: &AnalysisRunStatus,
+    due: &[judge::Due],
+    now: Timestamp,
+) -> Vec<(String, Timestamp, Outcome)> {
+    if due.is_empty() {
+        return Vec::new();
+    }
+    let secrets = secret_args(run, &ctx.client, ns).await;
+    let measurements = due.iter().map(|due| {
+        let result = status.metric_results.iter().find(|r| r.name == due.metric);
+        let one = Measuring {
+            ctx,
+            run,
+            ns,
+            now,
+            secrets: &secrets,
+            attempt: result.map_or(0, |r| r.count + r.error) + 1,
+        };
+        one.measure(due)
+    });
+    futures::future::join_all(measurements).await
+}
+
+/// One measurement of a run, and what it needs.
+struct Measuring<'a> {
+    ctx: &'a AnalysisContext,
+    run: &'a AnalysisRun,
+    ns: &'a str,
+    now: Timestamp,
+    /// The values of the run's secret arguments, or why they cannot be read.
+    secrets: &'a Result<BTreeMap<String, String>, String>,
+    /// 1 for a metric's first measurement, 2 for the next (errors included).
+    attempt: i32,
+}
+
+impl Measuring<'_> {
+    async fn measure(self, due: &judge::Due) -> (String, Timestamp, Outcome) {
+        let metric: Option<&Metric> = self.run.spec.metrics.iter().find(|m| m.name == due.metric);
+        let started = due
+            .resume
+            .as_ref()
+            .and_then(|m| m.started_at.as_ref())
+            .map(|t| t.0)
+            .unwrap_or(self.now);
+        let clock = std::time::Instant::now();
+        let mut read: Vec<String> = match self.secrets {
+            Ok(m) => m.values().cloned().collect(),
+            Err(_) => Vec::new(),
+        };
+        let outcome = match (metric, self.secrets) {
+            (None, _) => providers::provider_error("no such metric", BTreeMap::new()),
+            (Some(_), Err(e)) => providers::provider_error(e.clone(), BTreeMap::new()),
+            (Some(m), Ok(values)) => match substitute_metric(m, values, &BTreeSet::new()) {
+                Err(e) => providers::provider_error(e.to_string(), BTreeMap::new()),
+                Ok(m) => {
+                    let mctx = MeasureContext {
+                        client: &self.ctx.client,
+                        run: self.run,
+                        namespace: self.ns,
+                        now: self.now,
+                        attempt: self.attempt,
+                        secrets: Default::default(),
+                    };
+                    let outcome = providers::measure(&mctx, &m, due.resume.as_ref()).await;
+                    read.extend(mctx.secrets_read());
+                    outcome
+                }
+            },
+        };
+        let provider = metric.map(provider_name).unwrap_or("none");
+        self.ctx
+            .metrics
+            .provider_duration
+            .get_or_create(&ProviderLabels {
+                provider: provider.to_string(),
+            })
+            .observe(clock.elapsed().as_secs_f64());
+        (due.metric.clone(), started, scrub_outcome(outcome, &read))
+    }
+}
+
+/// Counts each measurement taken, by provider and the phase it ended in.
+fn count_measurements(
+    ctx: &AnalysisContext,
+    run: &AnalysisRun,
+    measured: &[String],
+    next: &AnalysisRunStatus,
+) {
+    for name in measured {
         let provider = run
             .spec
             .metrics
@@ -291,50 +341,32 @@ async fn reconcile_run(run: Arc<AnalysisRun>, ctx: Arc<AnalysisContext>) -> Resu
                 .inc();
         }
     }
+}
 
-    if run.status.as_ref() != Some(&next) {
-        let api: Api<AnalysisRun> = Api::namespaced(ctx.client.clone(), &ns);
-        let mut updated = (*run).clone();
-        updated.status = Some(next.clone());
-        updated.metadata.managed_fields = None;
-        ctx.writes.add();
-        let params = PostParams {
-            field_manager: Some(FIELD_MANAGER_CONTROLLER.into()),
-            ..Default::default()
-        };
-        timed(
-            "replace AnalysisRun status",
-            api.replace_status(&run.name_any(), &params, &updated),
-        )
-        .await?;
-        let resumed = status.phase == Some(AnalysisPhase::Inconclusive)
-            && next.phase == Some(AnalysisPhase::Running);
-        if next.phase != status.phase && is_terminal(next.phase) {
-            ctx.metrics
-                .analysis_verdicts
-                .get_or_create(&VerdictLabels {
-                    phase: next.phase.map(|p| format!("{p:?}")).unwrap_or_default(),
-                })
-                .inc();
-        }
-        if next.phase != status.phase && (is_terminal(next.phase) || resumed) {
-            publish_verdict(&ctx, &run, &next).await;
-        }
+/// A verdict reached (or measuring resumed after an outage), once written: counted, and an
+/// Event.
+async fn report_verdict(
+    ctx: &AnalysisContext,
+    run: &AnalysisRun,
+    before: &AnalysisRunStatus,
+    next: &AnalysisRunStatus,
+) {
+    if next.phase == before.phase {
+        return;
     }
-    let terminated = run.spec.terminate == Some(true);
-    if terminated || (is_terminal(next.phase) && !judge::is_measuring(&next, &pols)) {
-        stop_jobs(&ctx, &next, &ns).await;
-        return Ok(Action::await_change());
+    if is_terminal(next.phase) {
+        ctx.metrics
+            .analysis_verdicts
+            .get_or_create(&VerdictLabels {
+                phase: next.phase.map(|p| format!("{p:?}")).unwrap_or_default(),
+            })
+            .inc();
     }
-    let later = judge::schedule(&run.spec, &next, &pols, Timestamp::now());
-    let wait = later
-        .wake_at
-        .map(|w| {
-            let d = w.duration_since(Timestamp::now());
-            Duration::try_from(d).unwrap_or(Duration::ZERO)
-        })
-        .unwrap_or(Duration::from_secs(300));
-    Ok(Action::requeue(wait.max(Duration::from_millis(200))))
+    let resumed = before.phase == Some(AnalysisPhase::Inconclusive)
+        && next.phase == Some(AnalysisPhase::Running);
+    if is_terminal(next.phase) || resumed {
+        publish_verdict(ctx, run, next).await;
+    }
 }
 
 /// The provider a metric names, as a metric label.
@@ -365,21 +397,8 @@ async fn publish_verdict(ctx: &AnalysisContext, run: &AnalysisRun, s: &AnalysisR
         .filter(|m| !m.is_empty())
         .unwrap_or_else(|| "the provider answers again; measuring goes on".into());
     info!(reason, %message, "analysis verdict");
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(message.chars().take(1000).collect()),
-        action: message.chars().take(128).collect(),
-        secondary: None,
-    };
-    if let Err(e) = timed(
-        "publish Event",
-        ctx.recorder.publish(&event, &run.object_ref(&())),
-    )
-    .await
-    {
-        warn!(error = %e, reason, "could not publish an Event");
-    }
+    let reference = run.object_ref(&());
+    events::publish(&ctx.recorder, &reference, type_, reason, &message, &message).await;
 }
 
 /// A finished run leaves no Job running.
@@ -410,21 +429,7 @@ async fn stop_jobs(ctx: &AnalysisContext, status: &AnalysisRunStatus, ns: &str) 
 }
 
 fn error_policy(run: Arc<Parsed<AnalysisRun>>, error: &Error, ctx: Arc<AnalysisContext>) -> Action {
-    ctx.metrics
-        .reconcile_errors
-        .get_or_create(&ReasonLabels {
-            reason: error.reason().to_string(),
-        })
-        .inc();
-    match error.reason() {
-        "Conflict" => Action::requeue(Duration::from_millis(100)),
-        _ => {
-            let key = format!("{}/{}", run.namespace().unwrap_or_default(), run.name_any());
-            let wait = ctx.backoff.failed(&key);
-            warn!(reason = error.reason(), %error, retry_in = ?wait, "AnalysisRun reconcile failed");
-            Action::requeue(wait)
-        }
-    }
+    ctx.retry_after(&key(run.as_ref()), error, "AnalysisRun")
 }
 
 /// Runs the AnalysisRun controller until `shutdown` resolves.
@@ -443,14 +448,7 @@ pub async fn run(
         ),
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
-    let ctx = Arc::new(AnalysisContext {
-        client,
-        recorder,
-        writes: WriteCounter::new(metrics.clone()),
-        metrics,
-        backoff: Default::default(),
-        malformed: Reported::default(),
-    });
+    let ctx = Arc::new(Shared::new(client, recorder, metrics));
     info!(namespace = ?namespace, "analysis controller started");
     Controller::new(runs, watcher::Config::default())
         .owns(

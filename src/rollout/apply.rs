@@ -3,15 +3,15 @@
 //! and every call runs under a timeout.
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{ObjectReference, PodTemplateSpec, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::events::{Event, EventType as KubeEventType};
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::events::EventType as KubeEventType;
 use kube::{Api, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::api::analysis::AnalysisRun;
@@ -19,27 +19,18 @@ use crate::api::constants::{
     ANNOTATION_SCALE_DOWN_AT, FIELD_MANAGER_CONTROLLER, FIELD_MANAGER_TRAFFIC,
     LABEL_POD_TEMPLATE_HASH, LABEL_ROLLOUT,
 };
-use crate::api::rollout::Rollout;
+use crate::api::rollout::{Rollout, RolloutStatus};
 
 use super::analysis::LABEL_ANALYSIS_KIND;
 use super::controller::Context;
-use super::decide::{EventType, Plan};
-use super::error::Error;
+use super::decide::{EventType, Plan, RsPlan};
 use super::hash::replica_set_name;
-
-/// Time allowed for one call to the API server.
-pub const API_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Runs one API call under [`API_TIMEOUT`].
-pub async fn timed<T>(
-    what: &'static str,
-    fut: impl Future<Output = Result<T, kube::Error>>,
-) -> Result<T, Error> {
-    match tokio::time::timeout(API_TIMEOUT, fut).await {
-        Ok(r) => r.map_err(|source| Error::Kube { what, source }),
-        Err(_) => Err(Error::Timeout { what }),
-    }
-}
+use crate::runtime::calls::{gone_is_fine, timed};
+use crate::runtime::context::key;
+use crate::runtime::error::Error;
+use crate::runtime::events;
+use crate::runtime::malformed::Parsed;
+use crate::runtime::status::replace_status;
 
 /// The ReplicaSet of one revision, in full, as Sluice wants it.
 pub fn desired_replica_set(
@@ -91,18 +82,6 @@ pub fn selector_patch(hash: Option<&str>) -> Patch<serde_json::Value> {
     Patch::Merge(json!({"spec": {"selector": {LABEL_POD_TEMPLATE_HASH: hash}}}))
 }
 
-/// A write to an object that is already gone has nothing left to do.
-fn gone_is_fine<T>(r: Result<T, Error>) -> Result<(), Error> {
-    match r {
-        Ok(_) => Ok(()),
-        Err(Error::Kube {
-            source: kube::Error::Api(e),
-            ..
-        }) if e.code == 404 => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
 /// The owner reference of everything the Rollout owns (ReplicaSets, AnalysisRuns).
 pub fn owner(ro: &Rollout) -> OwnerReference {
     OwnerReference {
@@ -133,28 +112,57 @@ pub async fn apply(
     template: Option<&PodTemplateSpec>,
     services: &BTreeMap<String, Service>,
 ) -> Result<(), Error> {
-    let (client, recorder, writes) = (&ctx.client, &ctx.recorder, &ctx.writes);
     let ns = ro.namespace().unwrap_or_default();
-    let name = ro.name_any();
+    // 1. Traffic first: a weight that drops (an abort, a new release, the switch) must not lead
+    // to traffic on a Service whose selector moved first, so routers go before selectors.
+    route(ctx, ro, plan, &ns).await?;
+    select(ctx, plan, services, &ns).await?;
+    // 2. The revisions, then the runs that judge them.
+    scale(ctx, ro, plan, existing, template, &ns).await?;
+    analyse(ctx, ro, plan, &ns).await?;
+    // 3. Status, after every write it reports went through.
+    write_status(
+        ctx,
+        StatusOf::Read(ro),
+        &plan.status,
+        "replace Rollout status",
+    )
+    .await?;
+    // 4. The workloadRef Deployment, once the status that explains it is written.
+    scale_workload(ctx, ro, plan, &ns).await?;
+    // 5. Events, after the changes they report have been made.
+    publish_events(ctx, ro, plan).await;
+    Ok(())
+}
 
-    // 1. Traffic routers (Istio, Gateway API) first: a weight that drops (an abort, a new
-    // release, the switch) must not lead to traffic on a Service whose selector moved first.
-    if let (Some(state), Some(canary)) = (&plan.traffic, &ro.spec.strategy.canary)
-        && let Some(router) = crate::traffic::router::router_for(canary)
-    {
-        crate::traffic::kube::apply(
-            &ctx.caches.routers,
-            client,
-            &ns,
-            router.as_ref(),
-            state,
-            writes,
-        )
-        .await?;
-    }
+/// The traffic routers' objects (Istio, Gateway API) say what the plan says.
+async fn route(ctx: &Context, ro: &Rollout, plan: &Plan, ns: &str) -> Result<(), Error> {
+    let (Some(state), Some(canary)) = (&plan.traffic, &ro.spec.strategy.canary) else {
+        return Ok(());
+    };
+    let Some(router) = crate::traffic::router::router_for(canary) else {
+        return Ok(());
+    };
+    let shared = &ctx.shared;
+    crate::traffic::kube::apply(
+        &ctx.caches.routers,
+        &shared.client,
+        ns,
+        router.as_ref(),
+        state,
+        &shared.writes,
+    )
+    .await
+}
 
-    // 1b. Traffic: the Services' selectors. Only the hash key is Sluice's (its own manager).
-    let svc_api: Api<Service> = Api::namespaced(client.clone(), &ns);
+/// The Services' selectors. Only the hash key is Sluice's (its own manager).
+async fn select(
+    ctx: &Context,
+    plan: &Plan,
+    services: &BTreeMap<String, Service>,
+    ns: &str,
+) -> Result<(), Error> {
+    let api: Api<Service> = Api::namespaced(ctx.shared.client.clone(), ns);
     for sp in &plan.services {
         let current = services
             .get(&sp.name)
@@ -164,176 +172,237 @@ pub async fn apply(
         if current == Some(&sp.hash) {
             continue;
         }
-        writes.add();
+        ctx.shared.writes.add();
         timed(
             "patch Service selector",
-            svc_api.patch(&sp.name, &traffic_params(), &selector_patch(Some(&sp.hash))),
+            api.patch(&sp.name, &traffic_params(), &selector_patch(Some(&sp.hash))),
         )
         .await?;
     }
+    Ok(())
+}
 
-    // 2. ReplicaSets: one server-side apply per changed ReplicaSet, with its full desired state.
-    let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns);
+/// The ReplicaSets: one server-side apply per changed ReplicaSet, with its full desired state;
+/// then the ones the plan prunes.
+async fn scale(
+    ctx: &Context,
+    ro: &Rollout,
+    plan: &Plan,
+    existing: &[ReplicaSet],
+    template: Option<&PodTemplateSpec>,
+    ns: &str,
+) -> Result<(), Error> {
+    let api: Api<ReplicaSet> = Api::namespaced(ctx.shared.client.clone(), ns);
     for rp in &plan.replica_sets {
         let found = existing
             .iter()
             .find(|rs| rs.labels().get(LABEL_POD_TEMPLATE_HASH) == Some(&rp.hash));
-        let (tmpl, current) = match found {
-            Some(rs) => (
-                rs.spec.as_ref().and_then(|s| s.template.clone()),
-                rs.spec.as_ref().and_then(|s| s.replicas),
-            ),
-            None => (template.cloned(), None),
-        };
-        let current_deadline =
-            found.and_then(|rs| rs.annotations().get(ANNOTATION_SCALE_DOWN_AT).cloned());
-        // A revision planned without a scale-down time is in use: an old deadline goes.
-        let want_deadline = rp.scale_down_at.map(|t| t.to_string());
-        if found.is_some() && current == Some(rp.replicas) && current_deadline == want_deadline {
-            continue;
+        if let Some(desired) = replica_set_to_write(ro, rp, found, template) {
+            apply_owned(ctx, &api, &desired.name_any(), &desired, "apply ReplicaSet").await?;
         }
-        if found.is_none() && rp.replicas == 0 {
-            continue;
-        }
-        let Some(tmpl) = tmpl else { continue };
-        let mut desired = desired_replica_set(ro, &rp.hash, &tmpl, rp.replicas);
-        if let Some(t) = want_deadline {
-            desired.metadata.annotations =
-                Some(BTreeMap::from([(ANNOTATION_SCALE_DOWN_AT.to_string(), t)]));
-        }
-        let mut value = serde_json::to_value(&desired).map_err(Error::Serialize)?;
-        value["apiVersion"] = json!("apps/v1");
-        value["kind"] = json!("ReplicaSet");
-        writes.add();
-        timed(
-            "apply ReplicaSet",
-            rs_api.patch(
-                &replica_set_name(&name, &rp.hash),
-                &PatchParams::apply(FIELD_MANAGER_CONTROLLER).force(),
-                &Patch::Apply(&value),
-            ),
-        )
-        .await?;
     }
-    for old in &plan.delete_replica_sets {
-        writes.add();
-        gone_is_fine(
-            timed(
-                "delete ReplicaSet",
-                rs_api.delete(old, &DeleteParams::background()),
-            )
-            .await,
-        )?;
-    }
+    delete_each(ctx, &api, &plan.delete_replica_sets, "delete ReplicaSet").await
+}
 
-    // 2b. AnalysisRuns: created once (owned by the Rollout), stopped when no longer needed.
-    let run_api: Api<AnalysisRun> = Api::namespaced(client.clone(), &ns);
+/// The ReplicaSet to write for `rp`, or `None` when the one `found` already is what the plan
+/// says (or there is nothing to write: a revision never created that the plan leaves at
+/// zero, or no template to create it from).
+fn replica_set_to_write(
+    ro: &Rollout,
+    rp: &RsPlan,
+    found: Option<&ReplicaSet>,
+    template: Option<&PodTemplateSpec>,
+) -> Option<ReplicaSet> {
+    let spec = found.and_then(|rs| rs.spec.as_ref());
+    let current = spec.and_then(|s| s.replicas);
+    let current_deadline =
+        found.and_then(|rs| rs.annotations().get(ANNOTATION_SCALE_DOWN_AT).cloned());
+    // A revision planned without a scale-down time is in use: an old deadline goes.
+    let want_deadline = rp.scale_down_at.map(|t| t.to_string());
+    if found.is_some() && current == Some(rp.replicas) && current_deadline == want_deadline {
+        return None;
+    }
+    if found.is_none() && rp.replicas == 0 {
+        return None;
+    }
+    let tmpl = match found {
+        Some(_) => spec.and_then(|s| s.template.clone())?,
+        None => template.cloned()?,
+    };
+    let mut desired = desired_replica_set(ro, &rp.hash, &tmpl, rp.replicas);
+    if let Some(t) = want_deadline {
+        desired.metadata.annotations =
+            Some(BTreeMap::from([(ANNOTATION_SCALE_DOWN_AT.to_string(), t)]));
+    }
+    Some(desired)
+}
+
+/// One server-side apply of an object Sluice owns, with its full desired state.
+async fn apply_owned<K>(
+    ctx: &Context,
+    api: &Api<K>,
+    name: &str,
+    desired: &K,
+    what: &'static str,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
+{
+    let mut value = serde_json::to_value(desired).map_err(Error::Serialize)?;
+    value["apiVersion"] = json!(K::api_version(&()));
+    value["kind"] = json!(K::kind(&()));
+    ctx.shared.writes.add();
+    let params = PatchParams::apply(FIELD_MANAGER_CONTROLLER).force();
+    timed(what, api.patch(name, &params, &Patch::Apply(&value))).await?;
+    Ok(())
+}
+
+/// Deletes each of `names` (in the background: what it owns goes with it); one already gone
+/// is fine.
+async fn delete_each<K>(
+    ctx: &Context,
+    api: &Api<K>,
+    names: &[String],
+    what: &'static str,
+) -> Result<(), Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    for n in names {
+        ctx.shared.writes.add();
+        gone_is_fine(timed(what, api.delete(n, &DeleteParams::background())).await)?;
+    }
+    Ok(())
+}
+
+/// The AnalysisRuns: created once (owned by the Rollout), stopped when no longer needed,
+/// deleted with the revisions they judged.
+async fn analyse(ctx: &Context, ro: &Rollout, plan: &Plan, ns: &str) -> Result<(), Error> {
+    let api: Api<AnalysisRun> = Api::namespaced(ctx.shared.client.clone(), ns);
     for rp in &plan.create_runs {
         let mut run = AnalysisRun::new(&rp.name, rp.spec.clone());
         run.metadata.labels = Some(BTreeMap::from([
-            (LABEL_ROLLOUT.to_string(), name.clone()),
+            (LABEL_ROLLOUT.to_string(), ro.name_any()),
             (LABEL_POD_TEMPLATE_HASH.to_string(), rp.hash.clone()),
             (LABEL_ANALYSIS_KIND.to_string(), rp.kind.to_string()),
         ]));
         run.metadata.owner_references = Some(vec![owner(ro)]);
-        writes.add();
-        timed(
-            "apply AnalysisRun",
-            run_api.patch(
-                &rp.name,
-                &PatchParams::apply(FIELD_MANAGER_CONTROLLER).force(),
-                &Patch::Apply(&run),
-            ),
-        )
-        .await?;
+        apply_owned(ctx, &api, &rp.name, &run, "apply AnalysisRun").await?;
     }
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER_CONTROLLER.into()),
+        ..Default::default()
+    };
+    let stop = Patch::Merge(json!({"spec": {"terminate": true}}));
     for n in &plan.terminate_runs {
-        writes.add();
-        gone_is_fine(
-            timed(
-                "terminate AnalysisRun",
-                run_api.patch(
-                    n,
-                    &PatchParams {
-                        field_manager: Some(FIELD_MANAGER_CONTROLLER.into()),
-                        ..Default::default()
-                    },
-                    &Patch::Merge(json!({"spec": {"terminate": true}})),
-                ),
-            )
-            .await,
-        )?;
+        ctx.shared.writes.add();
+        gone_is_fine(timed("terminate AnalysisRun", api.patch(n, &params, &stop)).await)?;
     }
+    delete_each(ctx, &api, &plan.delete_runs, "delete AnalysisRun").await
+}
 
-    for n in &plan.delete_runs {
-        writes.add();
-        gone_is_fine(
-            timed(
-                "delete AnalysisRun",
-                run_api.delete(n, &DeleteParams::background()),
-            )
-            .await,
-        )?;
-    }
+/// Scales the workloadRef Deployment as the plan says.
+async fn scale_workload(ctx: &Context, ro: &Rollout, plan: &Plan, ns: &str) -> Result<(), Error> {
+    let (Some(target), Some(w)) = (plan.workload_replicas, &ro.spec.workload_ref) else {
+        return Ok(());
+    };
+    let api: Api<Deployment> = Api::namespaced(ctx.shared.client.clone(), ns);
+    ctx.shared.writes.add();
+    timed(
+        "scale down the workloadRef Deployment",
+        api.patch_scale(
+            &w.name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": target}})),
+        ),
+    )
+    .await?;
+    Ok(())
+}
 
-    // 3. Status: replaced whole, guarded by resourceVersion so a control written meanwhile
-    // (abort, promote) is never overwritten; a conflict requeues.
-    if ro.status.as_ref() != Some(&plan.status) {
-        let api: Api<Rollout> = Api::namespaced(client.clone(), &ns);
-        let mut updated = ro.clone();
-        updated.status = Some(plan.status.clone());
-        updated.metadata.managed_fields = None;
-        writes.add();
-        let params = PostParams {
-            field_manager: Some(FIELD_MANAGER_CONTROLLER.into()),
-            ..Default::default()
-        };
-        timed(
-            "replace Rollout status",
-            api.replace_status(&name, &params, &updated),
-        )
-        .await?;
-        if let Some(replaced) = ro.resource_version() {
-            ctx.own_writes.wrote(&format!("{ns}/{name}"), &replaced);
-        }
-    }
-
-    // 4. The workloadRef Deployment, once the status that explains it is written.
-    if let Some(target) = plan.workload_replicas
-        && let Some(w) = &ro.spec.workload_ref
-    {
-        let api: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), &ns);
-        writes.add();
-        timed(
-            "scale down the workloadRef Deployment",
-            api.patch_scale(
-                &w.name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"spec": {"replicas": target}})),
-            ),
-        )
-        .await?;
-    }
-
-    // 5. Events, after the changes they report have been made.
+/// The plan's Events, each its own (its message is its action), true repeats folded.
+async fn publish_events(ctx: &Context, ro: &Rollout, plan: &Plan) {
     let reference: ObjectReference = ro.object_ref(&());
     for ev in &plan.events {
-        let event = Event {
-            type_: match ev.type_ {
-                EventType::Normal => KubeEventType::Normal,
-                EventType::Warning => KubeEventType::Warning,
-            },
-            reason: ev.reason.to_string(),
-            note: Some(ev.message.chars().take(1000).collect()),
-            // The recorder folds Events with the same reason and action into one series, keeping
-            // the first message: the message as the action keeps each decision its own Event
-            // while true repeats still fold.
-            action: ev.message.chars().take(128).collect(),
-            secondary: None,
+        let type_ = match ev.type_ {
+            EventType::Normal => KubeEventType::Normal,
+            EventType::Warning => KubeEventType::Warning,
         };
-        if let Err(e) = timed("publish Event", recorder.publish(&event, &reference)).await {
-            tracing::warn!(error = %e, reason = ev.reason, "could not publish an Event");
+        let recorder = &ctx.shared.recorder;
+        events::publish(
+            recorder,
+            &reference,
+            type_,
+            ev.reason,
+            &ev.message,
+            &ev.message,
+        )
+        .await;
+    }
+}
+
+/// Whose status is written.
+#[derive(Clone, Copy)]
+pub enum StatusOf<'a> {
+    /// A Rollout that reads: its status is replaced whole, under the resourceVersion it was
+    /// read at, so a control written meanwhile (abort, promote) is never overwritten (a
+    /// conflict requeues).
+    Read(&'a Rollout),
+    /// A Rollout that does not read: only its conditions, by merge patch (the rest of it
+    /// cannot be sent back). A merge patch replaces the list: the other conditions go back as
+    /// they were.
+    Unread(&'a Parsed<Rollout>),
+}
+
+/// The one writer of a Rollout's status (the plan's, a refusal's, an unreadable Rollout's
+/// `InvalidSpec`): nothing when `next` says what the status already says; otherwise one write
+/// as Sluice's controller field manager, counted, and for a replace remembered until the
+/// cache has seen it (see `runtime::own_writes`). Returns whether it wrote.
+pub async fn write_status(
+    ctx: &Context,
+    of: StatusOf<'_>,
+    next: &RolloutStatus,
+    what: &'static str,
+) -> Result<bool, Error> {
+    match of {
+        StatusOf::Read(ro) => {
+            if ro.status.as_ref() == Some(next) {
+                return Ok(false);
+            }
+            let mut updated = ro.clone();
+            updated.status = Some(next.clone());
+            replace_status(&ctx.shared.client, &ctx.shared.writes, updated, what).await?;
+            if let Some(replaced) = ro.resource_version() {
+                ctx.own_writes.wrote(&key(ro), &replaced);
+            }
+        }
+        StatusOf::Unread(parsed) => {
+            if readable_status(parsed).conditions == next.conditions {
+                return Ok(false);
+            }
+            let ns = parsed.namespace().ok_or(Error::NoNamespace)?;
+            let api: Api<Parsed<Rollout>> = Api::namespaced(ctx.shared.client.clone(), &ns);
+            let params = PatchParams {
+                field_manager: Some(FIELD_MANAGER_CONTROLLER.into()),
+                ..Default::default()
+            };
+            let patch = Patch::Merge(json!({"status": {"conditions": next.conditions}}));
+            ctx.shared.writes.add();
+            timed(what, api.patch_status(&parsed.name_any(), &params, &patch)).await?;
         }
     }
-    Ok(())
+    Ok(true)
+}
+
+/// What can be read of a Rollout's status, also when the Rollout does not read (Sluice wrote
+/// the status, so it usually reads on its own).
+pub fn readable_status(parsed: &Parsed<Rollout>) -> RolloutStatus {
+    match &parsed.0 {
+        Ok(ro) => ro.status.clone().unwrap_or_default(),
+        Err(bad) => bad
+            .status
+            .clone()
+            .and_then(|s| serde_json::from_value(s).ok())
+            .unwrap_or_default(),
+    }
 }

@@ -38,7 +38,7 @@ use crate::api::constants::LABEL_ROLLOUT;
 use crate::api::rollout::Rollout;
 use crate::traffic::watch::RouterCaches;
 
-use super::malformed::Parsed;
+use crate::runtime::malformed::Parsed;
 
 /// The annotation `kubectl apply` keeps a copy of the object in.
 pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -129,6 +129,43 @@ fn strip_deployment(d: &mut Deployment) {
     d.status = None;
 }
 
+/// Why a kind cannot be listed (RBAC), while that is so.
+pub type ListRefused = Arc<Mutex<Option<String>>>;
+
+/// The ClusterAnalysisTemplate cache, its trigger, and why the templates cannot be listed
+/// while that is so: a list refused by RBAC is the Rollouts' problem (an InvalidSpec naming
+/// it), not a reason to wait forever.
+fn cluster_templates(
+    client: &Client,
+) -> (
+    Store<Parsed<ClusterAnalysisTemplate>>,
+    Trigger<Parsed<ClusterAnalysisTemplate>>,
+    ListRefused,
+) {
+    let (store, trigger) = reflect(
+        Api::<Parsed<ClusterAnalysisTemplate>>::all(client.clone()),
+        watcher::Config::default(),
+        strip_meta,
+    );
+    let refused = ListRefused::default();
+    let seen = refused.clone();
+    let trigger = trigger
+        .inspect(move |r| {
+            let why = match r {
+                Err(watcher::Error::InitialListFailed(kube::Error::Api(e))) if e.code == 403 => {
+                    Some(format!("list ClusterAnalysisTemplates: {}", e.message))
+                }
+                Err(_) => return,
+                Ok(_) => None,
+            };
+            if let Ok(mut s) = seen.lock() {
+                *s = why;
+            }
+        })
+        .boxed();
+    (store, trigger, refused)
+}
+
 impl Caches {
     /// Builds every cache over `namespace` (all namespaces when `None`). Nothing is read until
     /// the returned triggers are polled; the router caches start at once.
@@ -165,31 +202,7 @@ impl Caches {
             watcher::Config::default(),
             strip_deployment,
         );
-        let (cluster_templates, t_cluster) = reflect(
-            Api::<Parsed<ClusterAnalysisTemplate>>::all(client.clone()),
-            watcher::Config::default(),
-            strip_meta,
-        );
-        let refused: Arc<Mutex<Option<String>>> = Arc::default();
-        let seen = refused.clone();
-        // A list refused by RBAC is the Rollouts' problem (an InvalidSpec naming it), not a
-        // reason to wait forever.
-        let t_cluster = t_cluster
-            .inspect(move |r| {
-                let why = match r {
-                    Err(watcher::Error::InitialListFailed(kube::Error::Api(e)))
-                        if e.code == 403 =>
-                    {
-                        Some(format!("list ClusterAnalysisTemplates: {}", e.message))
-                    }
-                    Err(_) => return,
-                    Ok(_) => None,
-                };
-                if let Ok(mut s) = seen.lock() {
-                    *s = why;
-                }
-            })
-            .boxed();
+        let (cluster_templates, t_cluster, refused) = cluster_templates(client);
         (
             Caches {
                 rollouts,

@@ -7,83 +7,56 @@
 //! to do sends no request at all. Reconciles run at most `concurrency` at a time, and the
 //! periodic requeue of each Rollout is spread with jitter.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures::channel::mpsc::UnboundedReceiver;
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{info, instrument, warn};
 
-use crate::analysis::judge;
-use crate::analysis::template::{ArgContext, build_run, merge_templates};
-use crate::api::analysis::{
-    AnalysisRunSpec, AnalysisTemplate, AnalysisTemplateSpec, ClusterAnalysisTemplate,
-};
-use crate::api::constants::{
-    ANNOTATION_SCALE_DOWN_AT, FINALIZER, LABEL_POD_TEMPLATE_HASH, LABEL_ROLLOUT, condition,
-};
-use crate::api::rollout::AnalysisTemplateRef;
+use crate::api::analysis::{AnalysisTemplate, ClusterAnalysisTemplate};
+use crate::api::constants::{FINALIZER, LABEL_POD_TEMPLATE_HASH, LABEL_ROLLOUT, condition};
 use crate::api::rollout::Rollout;
-use crate::telemetry::{Metrics, ReasonLabels};
+use crate::runtime::calls::timed;
+use crate::runtime::context::{Shared, key};
+use crate::runtime::error::{Error, Refusal};
+use crate::runtime::events;
+use crate::runtime::malformed::{self, Malformed, Parsed, Reported};
+use crate::runtime::own_writes::OwnWrites;
+use crate::telemetry::Metrics;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 
-use super::analysis::AnalysisKey;
-use super::apply::{apply, selector_patch, timed, traffic_params};
-use super::cache::{Caches, controlled_by, in_namespace};
+use super::apply::{
+    StatusOf, apply, readable_status, selector_patch, traffic_params, write_status,
+};
+use super::cache::{Caches, Triggers};
 use super::decide::{DEFAULT_RESTART_THRESHOLD, decide};
-use super::error::{Error, Refusal};
-use super::hash::pod_template_hash;
-use super::malformed::{self, Malformed, Parsed, Reported};
-use super::observe::{Observed, ObservedRs, ObservedRun, diagnose};
-use crate::traffic::RouteState;
+use super::observe::policy::{named_services, uses_template};
+use super::observe::{Sources, claimed_by_others, observe};
 use crate::traffic::router::{TargetKind, router_for};
 use crate::traffic::watch::{RouterCaches, RouterChange};
 
-/// Counts API writes, so a reconcile that changes nothing can be seen to write nothing (in the
-/// log per reconcile, and in `sluice_api_writes_total`).
-#[derive(Clone)]
-pub struct WriteCounter(Arc<AtomicU64>, Arc<Metrics>);
-
-impl WriteCounter {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
-        WriteCounter(Arc::default(), metrics)
-    }
-    pub fn add(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-        self.1.api_writes.inc();
-    }
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// What every reconcile shares.
+/// What every reconcile of a Rollout shares.
 pub struct Context {
-    pub client: Client,
-    pub recorder: Recorder,
-    pub writes: WriteCounter,
-    pub metrics: Arc<Metrics>,
+    /// What every controller's context has (client, recorder, write counter, metrics, backoff,
+    /// Rollouts that do not read as already reported).
+    pub shared: Shared,
     /// Restarts of a crash-looping container before the release is aborted.
     pub restart_threshold: i32,
-    /// Consecutive failed reconciles per Rollout, for exponential retry delays.
-    pub backoff: super::backoff::Backoff,
     /// Status writes the Rollout cache may not have seen yet.
-    pub own_writes: super::own_writes::OwnWrites,
+    pub own_writes: OwnWrites,
     /// What reconciles read, instead of the API server.
     pub caches: Caches,
     /// How often a Rollout with nothing scheduled is reconciled anyway (spread with jitter).
     pub requeue: Duration,
-    /// Rollouts and AnalysisTemplates that do not read, as already reported.
-    pub malformed: Reported,
 }
 
 /// Reconciles that may run at once, by default (as Argo Rollouts' `--rollout-threads`).
@@ -127,135 +100,6 @@ fn jittered(period: Duration) -> Duration {
     spread(period, (r >> 11) as f64 / (1u64 << 53) as f64)
 }
 
-/// The I/O half of observation: reads what `decide` needs.
-struct World {
-    observed: Observed,
-    replica_sets: Vec<ReplicaSet>,
-    services: BTreeMap<String, Service>,
-}
-
-async fn observe(ro: &Rollout, ctx: &Context) -> Result<World, Error> {
-    let ns = ro.namespace().ok_or(Error::NoNamespace)?;
-    let name = ro.name_any();
-    let uid = ro.uid().unwrap_or_default();
-    let caches = &ctx.caches;
-
-    let (template, workload_replicas) = match (&ro.spec.template, &ro.spec.workload_ref) {
-        (Some(t), _) => (Some(t.clone()), None),
-        (None, Some(w)) => {
-            let d = caches.deployments.get(&ObjectRef::new(&w.name).within(&ns));
-            let spec = d.as_ref().and_then(|d| d.spec.as_ref());
-            (
-                spec.map(|s| s.template.clone()),
-                spec.and_then(|s| s.replicas),
-            )
-        }
-        (None, None) => (None, None),
-    };
-
-    let replica_sets: Vec<ReplicaSet> =
-        controlled_by(in_namespace(&caches.replica_sets, &ns), &uid)
-            .into_iter()
-            .map(|rs| rs.as_ref().clone())
-            .collect();
-    let pods: Vec<Arc<Pod>> = caches.pods.state_filter(|p| {
-        p.metadata.namespace.as_deref() == Some(ns.as_str())
-            && p.labels().get(LABEL_ROLLOUT) == Some(&name)
-    });
-
-    let mut observed_sets = Vec::new();
-    for rs in &replica_sets {
-        let Some(hash) = rs.labels().get(LABEL_POD_TEMPLATE_HASH).cloned() else {
-            continue;
-        };
-        let status = rs.status.clone().unwrap_or_default();
-        let own_pods: Vec<Pod> = pods
-            .iter()
-            .filter(|p| p.labels().get(LABEL_POD_TEMPLATE_HASH) == Some(&hash))
-            .map(|p| p.as_ref().clone())
-            .collect();
-        observed_sets.push(ObservedRs {
-            name: rs.name_any(),
-            replicas: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0),
-            ready: status.ready_replicas.unwrap_or(0),
-            available: status.available_replicas.unwrap_or(0),
-            created: rs.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            scale_down_at: rs
-                .annotations()
-                .get(ANNOTATION_SCALE_DOWN_AT)
-                .and_then(|v| v.parse::<Timestamp>().ok()),
-            failure: diagnose(&own_pods, ctx.restart_threshold),
-            hash,
-        });
-    }
-
-    let mut services = BTreeMap::new();
-    let mut exists = BTreeMap::new();
-    for n in named_services(ro) {
-        let s = caches.services.get(&ObjectRef::new(n).within(&ns));
-        exists.insert(n.clone(), s.is_some());
-        if let Some(s) = s {
-            services.insert(n.clone(), s.as_ref().clone());
-        }
-    }
-    let runs = controlled_by(in_namespace(&caches.runs, &ns), &uid)
-        .into_iter()
-        .map(|parsed| {
-            let hash = parsed
-                .labels()
-                .get(LABEL_POD_TEMPLATE_HASH)
-                .cloned()
-                .unwrap_or_default();
-            let r = match &parsed.0 {
-                Ok(r) => r,
-                // Its verdict cannot be known: an error of the run, as a provider's would be.
-                Err(bad) => {
-                    return ObservedRun {
-                        name: parsed.name_any(),
-                        hash,
-                        phase: Some(crate::api::analysis::AnalysisPhase::Error),
-                        message: Some(format!(
-                            "the AnalysisRun cannot be read: {}",
-                            bad.describe()
-                        )),
-                        terminated: false,
-                        measuring: false,
-                    };
-                }
-            };
-            let status = r.status.clone().unwrap_or_default();
-            let policies = judge::policies(&r.spec).unwrap_or_default();
-            let terminated = r.spec.terminate == Some(true);
-            ObservedRun {
-                name: r.name_any(),
-                hash,
-                phase: status.phase,
-                message: status.message.clone(),
-                terminated,
-                measuring: !terminated && judge::is_measuring(&status, &policies),
-            }
-        })
-        .collect();
-    let analysis = match &template {
-        Some(t) => declared_analysis(ro, caches, &ns, &pod_template_hash(t)).await?,
-        None => BTreeMap::new(),
-    };
-    let traffic = traffic_problems(ro, ctx, &ns).await?;
-    Ok(World {
-        observed: Observed {
-            template,
-            workload_replicas,
-            replica_sets: observed_sets,
-            services: exists,
-            analysis,
-            runs,
-            traffic,
-        },
-        replica_sets,
-        services,
-    })
-}
-
 #[instrument(skip_all, fields(namespace = parsed.namespace().unwrap_or_default(), rollout = parsed.name_any()))]
 async fn reconcile(parsed: Arc<Parsed<Rollout>>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ro = match &parsed.0 {
@@ -263,9 +107,9 @@ async fn reconcile(parsed: Arc<Parsed<Rollout>>, ctx: Arc<Context>) -> Result<Ac
         Err(bad) => return report_malformed(&parsed, bad, &ctx).await,
     };
     let ns = ro.namespace().ok_or(Error::NoNamespace)?;
-    let key = format!("{ns}/{}", ro.name_any());
-    ctx.malformed.forget(&format!("Rollout {key}"));
-    let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &ns);
+    let key = key(ro.as_ref());
+    ctx.shared.malformed.forget(&format!("Rollout {key}"));
+    let api: Api<Rollout> = Api::namespaced(ctx.shared.client.clone(), &ns);
     let action = finalizer(&api, FINALIZER, ro, |event| async {
         match event {
             FinalizerEvent::Apply(ro) => reconcile_rollout(ro, &ctx).await,
@@ -274,84 +118,84 @@ async fn reconcile(parsed: Arc<Parsed<Rollout>>, ctx: Arc<Context>) -> Result<Ac
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)))?;
-    ctx.backoff.succeeded(&key);
+    ctx.shared.backoff.succeeded(&key);
     Ok(action)
 }
 
-/// A Rollout that does not read: the `InvalidSpec` condition naming the field (a status patch of
-/// the conditions only; the spec is the user's) and one Warning Event per distinct error, then
-/// nothing until the Rollout changes. One being deleted loses Sluice's finalizer at once: what
-/// the cleanup would give back is named in the part that does not read.
+/// A Rollout that does not read: the `InvalidSpec` condition naming the field (its conditions
+/// only; the spec is the user's) and one Warning Event per distinct error, then nothing until
+/// the Rollout changes. One being deleted loses Sluice's finalizer at once: what the cleanup
+/// would give back is named in the part that does not read.
 async fn report_malformed(
     parsed: &Parsed<Rollout>,
     bad: &Malformed,
     ctx: &Context,
 ) -> Result<Action, Error> {
-    let ns = parsed.namespace().ok_or(Error::NoNamespace)?;
-    let name = parsed.name_any();
-    let api: Api<Parsed<Rollout>> = Api::namespaced(ctx.client.clone(), &ns);
-    let meta = parsed.meta();
-    if meta.deletion_timestamp.is_some() {
-        let finalizers = meta.finalizers.clone().unwrap_or_default();
-        if finalizers.iter().any(|f| f == FINALIZER) {
-            let rest: Vec<&String> = finalizers.iter().filter(|f| *f != FINALIZER).collect();
-            let patch = serde_json::json!({"metadata": {
-                "finalizers": rest, "resourceVersion": meta.resource_version}});
-            ctx.writes.add();
-            timed(
-                "remove the finalizer of a Rollout that does not read",
-                api.patch(&name, &PatchParams::default(), &Patch::Merge(patch)),
-            )
-            .await?;
-            warn!(error = %bad.describe(), "Rollout deleted while it does not read; Services and routes left as they are");
-        }
+    if parsed.meta().deletion_timestamp.is_some() {
+        release_finalizer(parsed, bad, ctx).await?;
         return Ok(Action::await_change());
     }
     let message = format!("the Rollout cannot be read: {}", bad.describe());
     warn!(%message, "Rollout does not read");
-    let mut conds = bad
-        .status
-        .clone()
-        .and_then(|s| serde_json::from_value::<crate::api::rollout::RolloutStatus>(s).ok())
-        .map(|s| s.conditions)
-        .unwrap_or_default();
-    let shown = super::conditions::get(&conds, condition::INVALID_SPEC)
+    let mut status = readable_status(parsed);
+    let shown = super::conditions::get(&status.conditions, condition::INVALID_SPEC)
         .is_some_and(|c| c.status == "True" && c.message == message);
     if shown {
         return Ok(Action::await_change());
     }
     super::conditions::set(
-        &mut conds,
+        &mut status.conditions,
         condition::INVALID_SPEC,
         true,
         malformed::REASON,
         &message,
-        meta.generation,
+        parsed.meta().generation,
         Timestamp::now(),
     );
-    // A merge patch replaces the list: the other conditions go back as they were.
-    let patch = serde_json::json!({"status": {"conditions": conds}});
-    let params = PatchParams {
-        field_manager: Some(crate::api::constants::FIELD_MANAGER_CONTROLLER.into()),
-        ..Default::default()
-    };
-    ctx.writes.add();
-    if let Err(e) = timed(
-        "show InvalidSpec in the Rollout's status",
-        api.patch_status(&name, &params, &Patch::Merge(patch)),
-    )
-    .await
-    {
+    let what = "show InvalidSpec in the Rollout's status";
+    if let Err(e) = write_status(ctx, StatusOf::Unread(parsed), &status, what).await {
         warn!(error = %e, "could not show InvalidSpec on the Rollout");
     }
     if ctx
+        .shared
         .malformed
-        .first(format!("Rollout {ns}/{name}"), &message)
+        .first(format!("Rollout {}", key(parsed)), &message)
     {
         let reference = kube::Resource::object_ref(parsed, &());
-        malformed::publish(&ctx.recorder, &reference, &message).await;
+        malformed::publish(&ctx.shared.recorder, &reference, &message).await;
     }
     Ok(Action::await_change())
+}
+
+/// Takes Sluice's finalizer off a Rollout that does not read and is being deleted; Services
+/// and routes are left as they are.
+async fn release_finalizer(
+    parsed: &Parsed<Rollout>,
+    bad: &Malformed,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let meta = parsed.meta();
+    let finalizers = meta.finalizers.clone().unwrap_or_default();
+    if !finalizers.iter().any(|f| f == FINALIZER) {
+        return Ok(());
+    }
+    let ns = parsed.namespace().ok_or(Error::NoNamespace)?;
+    let api: Api<Parsed<Rollout>> = Api::namespaced(ctx.shared.client.clone(), &ns);
+    let rest: Vec<&String> = finalizers.iter().filter(|f| *f != FINALIZER).collect();
+    let patch = serde_json::json!({"metadata": {
+        "finalizers": rest, "resourceVersion": meta.resource_version}});
+    ctx.shared.writes.add();
+    timed(
+        "remove the finalizer of a Rollout that does not read",
+        api.patch(
+            &parsed.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        ),
+    )
+    .await?;
+    warn!(error = %bad.describe(), "Rollout deleted while it does not read; Services and routes left as they are");
+    Ok(())
 }
 
 /// Shows a refused request on the Rollout: the `WriteRefused` condition with the API server's
@@ -366,39 +210,21 @@ async fn report_refusal(ro: &Rollout, refusal: &Refusal, ctx: &Context) {
     ) else {
         return;
     };
-    let (ns, name) = (ro.namespace().unwrap_or_default(), ro.name_any());
-    let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut updated = ro.clone();
-    updated.status = Some(status);
-    updated.metadata.managed_fields = None;
-    ctx.writes.add();
-    let params = kube::api::PostParams {
-        field_manager: Some(crate::api::constants::FIELD_MANAGER_CONTROLLER.into()),
-        ..Default::default()
-    };
-    if let Err(e) = timed(
-        "show the refusal in the Rollout's status",
-        api.replace_status(&name, &params, &updated),
-    )
-    .await
-    {
+    let what = "show the refusal in the Rollout's status";
+    if let Err(e) = write_status(ctx, StatusOf::Read(ro), &status, what).await {
         warn!(error = %e, "could not show a refused request on the Rollout");
         return;
     }
-    if let Some(replaced) = ro.resource_version() {
-        ctx.own_writes.wrote(&format!("{ns}/{name}"), &replaced);
-    }
-    let event = kube::runtime::events::Event {
-        type_: kube::runtime::events::EventType::Warning,
-        reason: crate::api::constants::condition::WRITE_REFUSED.into(),
-        note: Some(refusal.describe().chars().take(1000).collect()),
-        action: refusal.describe().chars().take(128).collect(),
-        secondary: None,
-    };
-    let reference = kube::Resource::object_ref(ro, &());
-    if let Err(e) = timed("publish Event", ctx.recorder.publish(&event, &reference)).await {
-        warn!(error = %e, "could not publish an Event");
-    }
+    let describe = refusal.describe();
+    events::publish(
+        &ctx.shared.recorder,
+        &kube::Resource::object_ref(ro, &()),
+        EventType::Warning,
+        condition::WRITE_REFUSED,
+        &describe,
+        &describe,
+    )
+    .await;
 }
 
 /// The Rollout is being deleted: take Sluice's key out of each Service's selector (the
@@ -408,7 +234,7 @@ async fn cleanup(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
     ctx.caches.synced().await.map_err(|()| Error::Timeout {
         what: "first sync of the watch caches",
     })?;
-    let api: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
+    let api: Api<Service> = Api::namespaced(ctx.shared.client.clone(), &ns);
     let keyed = |s: &Service| {
         s.spec
             .as_ref()
@@ -421,7 +247,7 @@ async fn cleanup(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
         if !cached.is_some_and(|s| keyed(&s)) {
             continue;
         }
-        ctx.writes.add();
+        ctx.shared.writes.add();
         timed(
             "give the Service back",
             api.patch(name, &traffic_params(), &selector_patch(None)),
@@ -430,337 +256,51 @@ async fn cleanup(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
     }
     if let Some(router) = ro.spec.strategy.canary.as_ref().and_then(router_for) {
         // Objects another Rollout routes are its own: this one never wrote them.
-        let skip: Vec<String> = claimed_by_others(&ro, &ctx.caches.rollouts, &ns, router.as_ref())
+        let skip: Vec<String> = claimed_by_others(&ro, &ctx.caches, &ns, router.as_ref())
             .into_keys()
             .collect();
         crate::traffic::kube::restore(
             &ctx.caches.routers,
-            &ctx.client,
+            &ctx.shared.client,
             &ns,
             router.as_ref(),
             &skip,
-            &ctx.writes,
+            &ctx.shared.writes,
         )
         .await?;
     }
-    ctx.metrics.forget_rollout(&ns, &ro.name_any());
+    ctx.shared.metrics.forget_rollout(&ns, &ro.name_any());
     info!("Rollout deleted; Services and traffic routes given back");
     Ok(Action::await_change())
 }
 
-/// Every analysis the Rollout declares, by where it declares it, with the run spec its templates make
-/// for revision `desired` (or why they cannot make one).
-async fn declared_analysis(
-    ro: &Rollout,
-    caches: &Caches,
-    ns: &str,
-    desired: &str,
-) -> Result<BTreeMap<AnalysisKey, Result<AnalysisRunSpec, String>>, Error> {
-    let mut wanted: Vec<(AnalysisKey, AnalysisUse)> = Vec::new();
-    if let Some(c) = &ro.spec.strategy.canary {
-        for (i, step) in c.steps().iter().enumerate() {
-            if let Some(a) = &step.analysis {
-                wanted.push((AnalysisKey::Step(i), AnalysisUse::of(a)));
-            }
-        }
-        if let Some(a) = &c.analysis {
-            wanted.push((
-                AnalysisKey::Background,
-                AnalysisUse {
-                    templates: a.templates.clone(),
-                    args: a.args.clone().unwrap_or_default(),
-                    dry_run: a.dry_run.clone(),
-                    retention: a.measurement_retention.clone(),
-                },
-            ));
-        }
-    }
-    if let Some(b) = &ro.spec.strategy.blue_green {
-        if let Some(a) = &b.pre_promotion_analysis {
-            wanted.push((AnalysisKey::PrePromotion, AnalysisUse::of(a)));
-        }
-        if let Some(a) = &b.post_promotion_analysis {
-            wanted.push((AnalysisKey::PostPromotion, AnalysisUse::of(a)));
-        }
-    }
-    let mut out = BTreeMap::new();
-    if wanted.is_empty() {
-        return Ok(out);
-    }
-    let needs_cluster = wanted
-        .iter()
-        .flat_map(|(_, u)| u.templates.iter())
-        .any(|t| t.cluster_scope == Some(true));
-    let local: Result<Vec<Arc<Parsed<AnalysisTemplate>>>, String> =
-        Ok(in_namespace(&caches.templates, ns));
-    // A refused list is the Rollout's problem (InvalidSpec, naming it); a cache that has not
-    // synced yet is retried.
-    let cluster: Result<Vec<Arc<Parsed<ClusterAnalysisTemplate>>>, String> = if needs_cluster {
-        caches
-            .cluster_templates()
-            .await
-            .map_err(|()| Error::Timeout {
-                what: "first sync of the ClusterAnalysisTemplate watch cache",
-            })?
-    } else {
-        Ok(Vec::new())
-    };
-    let ctx = ArgContext {
-        stable_hash: ro
-            .status
-            .as_ref()
-            .and_then(|s| s.stable_rs.clone())
-            .or_else(|| Some(desired.to_string())),
-        latest_hash: Some(desired.to_string()),
-        rollout: serde_json::to_value(ro).unwrap_or_default(),
-    };
-    for (field, u) in wanted {
-        let built = match (&local, &cluster) {
-            (Err(e), _) | (_, Err(e)) => Err(e.clone()),
-            (Ok(local), Ok(cluster)) => {
-                if let Some(why) = unreadable_template(&u.templates, local, cluster) {
-                    out.insert(field, Err(why));
-                    continue;
-                }
-                let lookup = |r: &AnalysisTemplateRef| -> Option<AnalysisTemplateSpec> {
-                    if r.cluster_scope == Some(true) {
-                        cluster
-                            .iter()
-                            .filter_map(|t| t.ok())
-                            .find(|t| t.name_any() == r.template_name)
-                            .map(|t| t.spec.clone().into())
-                    } else {
-                        local
-                            .iter()
-                            .filter_map(|t| t.ok())
-                            .find(|t| t.name_any() == r.template_name)
-                            .map(|t| t.spec.clone())
-                    }
-                };
-                merge_templates(&u.templates, &lookup)
-                    .and_then(|merged| build_run(&merged, &u.args, &ctx))
-                    .map(|mut spec| {
-                        if let Some(d) = u.dry_run {
-                            spec.dry_run.get_or_insert_with(Vec::new).extend(d);
-                        }
-                        if let Some(r) = u.retention {
-                            spec.measurement_retention
-                                .get_or_insert_with(Vec::new)
-                                .extend(r);
-                        }
-                        spec
-                    })
-                    .map_err(|e| e.to_string())
-            }
-        };
-        out.insert(field, built);
-    }
-    Ok(out)
-}
-
-/// Why the first of `refs` that names a template which does not read cannot be used.
-fn unreadable_template(
-    refs: &[AnalysisTemplateRef],
-    local: &[Arc<Parsed<AnalysisTemplate>>],
-    cluster: &[Arc<Parsed<ClusterAnalysisTemplate>>],
-) -> Option<String> {
-    fn bad<K: kube::Resource>(all: &[Arc<Parsed<K>>], name: &str) -> Option<Malformed> {
-        all.iter()
-            .find(|t| t.meta().name.as_deref() == Some(name))
-            .and_then(|t| t.0.as_ref().err().cloned())
-    }
-    refs.iter().find_map(|r| {
-        let (kind, bad) = if r.cluster_scope == Some(true) {
-            ("ClusterAnalysisTemplate", bad(cluster, &r.template_name))
-        } else {
-            ("AnalysisTemplate", bad(local, &r.template_name))
-        };
-        bad.map(|b| {
-            format!(
-                "{kind} {:?} cannot be read: {}",
-                r.template_name,
-                b.describe()
-            )
-        })
-    })
-}
-
-/// What the traffic router's objects lack, by the Rollout field that names them; also
-/// refuses an object another (older) Rollout already routes.
-async fn traffic_problems(
-    ro: &Rollout,
-    ctx: &Context,
-    ns: &str,
-) -> Result<BTreeMap<String, Result<(), String>>, Error> {
-    let Some(canary) = &ro.spec.strategy.canary else {
-        return Ok(BTreeMap::new());
-    };
-    let Some(router) = router_for(canary) else {
-        return Ok(BTreeMap::new());
-    };
-    // Checked against every header route any step sets, so a step never fails later.
-    let mut header_routes: Vec<(String, Vec<crate::traffic::HeaderMatch>)> = Vec::new();
-    for h in canary
-        .steps()
-        .iter()
-        .filter_map(|s| s.set_header_route.as_ref())
-    {
-        let m: Vec<_> = h
-            .matches
-            .iter()
-            .flatten()
-            .filter_map(crate::traffic::HeaderMatch::from_api)
-            .collect();
-        if !m.is_empty() && !header_routes.iter().any(|(n, _)| n == &h.name) {
-            header_routes.push((h.name.clone(), m));
-        }
-    }
-    let state = RouteState {
-        header_routes,
-        stable_hash: "stable".into(),
-        canary_hash: "canary".into(),
-        ..Default::default()
-    };
-    let mut out = crate::traffic::kube::verify(
-        &ctx.caches.routers,
-        &ctx.client,
-        ns,
-        router.as_ref(),
-        &state,
-    )
-    .await?;
-    // Two Rollouts must not route one object: the younger one is refused.
-    for (field, why) in claimed_by_others(ro, &ctx.caches.rollouts, ns, router.as_ref()) {
-        out.insert(field, Err(why));
-    }
-    Ok(out)
-}
-
-/// The objects of `router` that an older Rollout in the namespace already routes, by the
-/// field that names them, with why.
-fn claimed_by_others(
-    ro: &Rollout,
-    rollouts: &Store<Parsed<Rollout>>,
-    ns: &str,
-    router: &dyn crate::traffic::router::TrafficRouter,
-) -> BTreeMap<String, String> {
-    let others = in_namespace(rollouts, ns);
-    let others: Vec<&Rollout> = others.iter().filter_map(|o| o.ok()).collect();
-    let key = |r: &Rollout| {
-        (
-            r.metadata.creation_timestamp.clone().map(|t| t.0),
-            r.name_any(),
-        )
-    };
-    let mut out = BTreeMap::new();
-    for other in others
-        .iter()
-        .filter(|o| o.uid() != ro.uid() && key(o) < key(ro))
-        .copied()
-    {
-        let Some(theirs) = other.spec.strategy.canary.as_ref().and_then(router_for) else {
-            continue;
-        };
-        let theirs = theirs.targets();
-        for t in router.targets() {
-            let same = theirs.iter().any(|o| {
-                o.kind == t.kind
-                    && o.name == t.name
-                    && o.namespace.as_deref().unwrap_or(ns) == t.namespace.as_deref().unwrap_or(ns)
-            });
-            if same {
-                out.insert(
-                    t.field.clone(),
-                    format!(
-                        "{} is already routed by Rollout {:?}",
-                        t.describe(),
-                        other.name_any()
-                    ),
-                );
-            }
-        }
-    }
-    out
-}
-
-/// True when one of the Rollout's analyses names the template (a ClusterAnalysisTemplate
-/// when `cluster`).
-fn uses_template(ro: &Rollout, name: &str, cluster: bool) -> bool {
-    let named = |refs: &[AnalysisTemplateRef]| {
-        refs.iter()
-            .any(|r| (r.cluster_scope == Some(true)) == cluster && r.template_name == name)
-    };
-    let s = &ro.spec.strategy;
-    s.canary.as_ref().is_some_and(|c| {
-        c.analysis.as_ref().is_some_and(|a| named(&a.templates))
-            || c.steps()
-                .iter()
-                .filter_map(|st| st.analysis.as_ref())
-                .any(|a| named(&a.templates))
-    }) || s.blue_green.as_ref().is_some_and(|b| {
-        [&b.pre_promotion_analysis, &b.post_promotion_analysis]
-            .into_iter()
-            .flatten()
-            .any(|a| named(&a.templates))
-    })
-}
-
-/// The parts of a step, background or promotion analysis that make its run.
-struct AnalysisUse {
-    templates: Vec<AnalysisTemplateRef>,
-    args: Vec<crate::api::analysis::Argument>,
-    dry_run: Option<Vec<crate::api::analysis::DryRun>>,
-    retention: Option<Vec<crate::api::analysis::MeasurementRetention>>,
-}
-
-impl AnalysisUse {
-    fn of(a: &crate::api::rollout::RolloutAnalysis) -> Self {
-        AnalysisUse {
-            templates: a.templates.clone(),
-            args: a.args.clone().unwrap_or_default(),
-            dry_run: a.dry_run.clone(),
-            retention: a.measurement_retention.clone(),
-        }
-    }
-}
-
-/// The Services a Rollout names.
-fn named_services(ro: &Rollout) -> Vec<&String> {
-    match (&ro.spec.strategy.canary, &ro.spec.strategy.blue_green) {
-        (Some(c), _) => [&c.stable_service, &c.canary_service]
-            .into_iter()
-            .flatten()
-            .collect(),
-        (None, Some(b)) => std::iter::once(&b.active_service)
-            .chain(b.preview_service.as_ref())
-            .collect(),
-        (None, None) => Vec::new(),
-    }
-}
-
 async fn reconcile_rollout(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
     let started = std::time::Instant::now();
-    ctx.metrics.reconciles.inc();
+    ctx.shared.metrics.reconciles.inc();
     ctx.caches.synced().await.map_err(|()| Error::Timeout {
         what: "first sync of the watch caches",
     })?;
-    let key = format!("{}/{}", ro.namespace().unwrap_or_default(), ro.name_any());
-    if ctx
-        .own_writes
-        .cache_is_behind(&key, &ro.resource_version().unwrap_or_default())
-    {
+    if ctx.own_writes.cache_is_behind(
+        &key(ro.as_ref()),
+        &ro.resource_version().unwrap_or_default(),
+    ) {
         // The watch delivers Sluice's own write in a moment and wakes this Rollout again; the
         // requeue is only a safety net.
         tracing::debug!("the cache has not seen Sluice's last status write yet; waiting for it");
         return Ok(Action::requeue(Duration::from_secs(2)));
     }
     let now = Timestamp::now();
-    let world = observe(&ro, ctx).await?;
+    let sources = Sources {
+        caches: &ctx.caches,
+        client: &ctx.shared.client,
+        restart_threshold: ctx.restart_threshold,
+    };
+    let world = observe(&ro, &sources).await?;
     let mut plan = decide(&ro, &world.observed, now);
     // The status is written last, after every other write of the plan went through: a refusal
     // shown earlier is over by then.
     super::refused::clear(&mut plan.status);
-    let before = ctx.writes.get();
+    let before = ctx.shared.writes.get();
     let template = world.observed.template.as_ref();
     let applied = apply(
         ctx,
@@ -777,11 +317,11 @@ async fn reconcile_rollout(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Er
         }
         return Err(e);
     }
-    let writes = ctx.writes.get() - before;
+    let writes = ctx.shared.writes.get() - before;
     let (ns, name) = (ro.namespace().unwrap_or_default(), ro.name_any());
     for e in &plan.events {
         info!(reason = e.reason, message = %e.message, "event");
-        ctx.metrics.decision(&ns, &name, e.reason);
+        ctx.shared.metrics.decision(&ns, &name, e.reason);
     }
     let weight = plan
         .status
@@ -789,14 +329,15 @@ async fn reconcile_rollout(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Er
         .as_ref()
         .and_then(|c| c.weights.as_ref())
         .map(|w| w.canary.weight);
-    ctx.metrics.observe_rollout(
+    ctx.shared.metrics.observe_rollout(
         &ns,
         &name,
         plan.status.phase,
         plan.status.current_step_index,
         weight,
     );
-    ctx.metrics
+    ctx.shared
+        .metrics
         .reconcile_duration
         .observe(started.elapsed().as_secs_f64());
     // The resourceVersion decided on, so a test (or a person) can find the reconcile of one
@@ -810,26 +351,7 @@ async fn reconcile_rollout(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Er
 }
 
 fn error_policy(ro: Arc<Parsed<Rollout>>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics
-        .reconcile_errors
-        .get_or_create(&ReasonLabels {
-            reason: error.reason().to_string(),
-        })
-        .inc();
-    match error.reason() {
-        // The Rollout changed since it was read (often by Sluice's own last write): decide
-        // again on the fresh object. Nothing was lost: what was not written is decided anew.
-        "Conflict" => {
-            tracing::debug!(%error, "conflict; deciding again");
-            Action::requeue(Duration::from_millis(100))
-        }
-        _ => {
-            let key = format!("{}/{}", ro.namespace().unwrap_or_default(), ro.name_any());
-            let wait = ctx.backoff.failed(&key);
-            warn!(reason = error.reason(), %error, retry_in = ?wait, "reconcile failed");
-            Action::requeue(wait)
-        }
-    }
+    ctx.shared.retry_after(&key(ro.as_ref()), error, "Rollout")
 }
 
 /// The Rollouts in `ns` that `pick` selects, as reconcile requests.
@@ -891,11 +413,7 @@ where
     K: kube::Resource<DynamicType = ()>,
 {
     let kind = K::kind(&());
-    let key = format!(
-        "{kind} {}/{}",
-        t.namespace().unwrap_or_default(),
-        t.name_any()
-    );
+    let key = format!("{kind} {}", key(t));
     let Err(bad) = &t.0 else {
         reported.forget(&key);
         return;
@@ -932,28 +450,44 @@ pub async fn run(
     let shutdown = shutdown.shared();
     let analysis = crate::analysis::controller::run(
         client.clone(),
-        opts.namespace.clone(),
+        ns,
         metrics.clone(),
         recorder.clone(),
         shutdown.clone(),
     );
-    let store = caches.rollouts.clone();
     let ctx = Arc::new(Context {
-        recorder,
-        client,
-        writes: WriteCounter::new(metrics.clone()),
-        metrics,
+        shared: Shared::new(client, recorder, metrics),
         restart_threshold: opts.restart_threshold,
-        backoff: Default::default(),
-        own_writes: Default::default(),
+        own_writes: OwnWrites::default(),
         caches: caches.clone(),
         requeue: opts.requeue,
-        malformed: Reported::default(),
     });
-    let (t_recorder, t_reported) = (ctx.recorder.clone(), Arc::new(Reported::default()));
-    let c_recorder = t_recorder.clone();
-    let c_reported = t_reported.clone();
     info!(namespace = ?opts.namespace, concurrency = opts.concurrency, "sluice controller started");
+    let rollouts = woken_by_what_they_read(triggers, changes_rx, &ctx)
+        .with_config(controller::Config::default().concurrency(opts.concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "controller");
+            }
+        });
+    tokio::join!(rollouts, analysis);
+    crd_watch.abort();
+    routers.stop();
+    info!("sluice controller stopped");
+}
+
+/// The Rollout controller over the caches' watches: a change to anything a Rollout reads
+/// wakes that Rollout (and only Rollouts that exist and read it).
+fn woken_by_what_they_read(
+    triggers: Triggers,
+    router_changes: UnboundedReceiver<RouterChange>,
+    ctx: &Context,
+) -> Controller<Parsed<Rollout>> {
+    let store = ctx.caches.rollouts.clone();
+    let recorder = ctx.shared.recorder.clone();
+    let reported = Arc::new(Reported::default());
     let (s_pods, s_svc, s_dep, s_tmpl, s_cluster, s_router) = (
         store.clone(),
         store.clone(),
@@ -962,36 +496,16 @@ pub async fn run(
         store.clone(),
         store.clone(),
     );
-    let rollouts = Controller::for_stream(triggers.rollouts, store)
-        .with_config(controller::Config::default().concurrency(opts.concurrency))
+    let (t_recorder, t_reported) = (recorder.clone(), reported.clone());
+    Controller::for_stream(triggers.rollouts, store)
         .owns_stream(triggers.replica_sets)
         .owns_stream(triggers.runs)
-        .watches_stream(triggers.pods, move |pod: Pod| {
-            let ns = pod.namespace().unwrap_or_default();
-            let name = pod.labels().get(LABEL_ROLLOUT).cloned();
-            // Only a Rollout that exists: pods outlive their Rollout for a moment.
-            name.and_then(|n| {
-                let key = ObjectRef::<Parsed<Rollout>>::new(&n).within(&ns);
-                s_pods.get(&key).map(|_| key)
-            })
-        })
+        .watches_stream(triggers.pods, move |pod: Pod| pod_wakes(&s_pods, &pod))
         .watches_stream(triggers.services, move |svc: Service| {
-            let ns = svc.namespace().unwrap_or_default();
-            let name = svc.name_any();
-            rollouts_where(&s_svc, Some(ns.as_str()), |ro| {
-                named_services(ro).contains(&&name)
-            })
+            service_wakes(&s_svc, &svc)
         })
         .watches_stream(triggers.deployments, move |d: Deployment| {
-            // A change to a workloadRef Deployment's template is a new revision.
-            let ns = d.namespace().unwrap_or_default();
-            let name = d.name_any();
-            rollouts_where(&s_dep, Some(ns.as_str()), |ro| {
-                ro.spec
-                    .workload_ref
-                    .as_ref()
-                    .is_some_and(|w| w.name == name)
-            })
+            deployment_wakes(&s_dep, &d)
         })
         .watches_stream(triggers.templates, move |t: Parsed<AnalysisTemplate>| {
             // A template created or changed: Rollouts that use it check again (an
@@ -1006,23 +520,47 @@ pub async fn run(
         .watches_stream(
             triggers.cluster_templates,
             move |t: Parsed<ClusterAnalysisTemplate>| {
-                report_template(&t, &c_recorder, &c_reported);
+                report_template(&t, &recorder, &reported);
                 let name = t.name_any();
                 rollouts_where(&s_cluster, None, |ro| uses_template(ro, &name, true))
             },
         )
-        .reconcile_on(changes_rx.flat_map(move |c| futures::stream::iter(woken_by(&s_router, &c))))
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "controller");
-            }
-        });
-    tokio::join!(rollouts, analysis);
-    crd_watch.abort();
-    routers.stop();
-    info!("sluice controller stopped");
+        .reconcile_on(
+            router_changes.flat_map(move |c| futures::stream::iter(woken_by(&s_router, &c))),
+        )
+}
+
+/// The Rollout a pod belongs to, if it still exists: pods outlive their Rollout for a moment.
+fn pod_wakes(store: &Store<Parsed<Rollout>>, pod: &Pod) -> Option<ObjectRef<Parsed<Rollout>>> {
+    let ns = pod.namespace().unwrap_or_default();
+    let name = pod.labels().get(LABEL_ROLLOUT)?;
+    let key = ObjectRef::<Parsed<Rollout>>::new(name).within(&ns);
+    store.get(&key).map(|_| key)
+}
+
+/// The Rollouts that name a Service.
+fn service_wakes(store: &Store<Parsed<Rollout>>, svc: &Service) -> Vec<ObjectRef<Parsed<Rollout>>> {
+    let ns = svc.namespace().unwrap_or_default();
+    let name = svc.name_any();
+    rollouts_where(store, Some(ns.as_str()), |ro| {
+        named_services(ro).contains(&&name)
+    })
+}
+
+/// The Rollouts whose `workloadRef` is a Deployment: a change to its template is a new
+/// revision.
+fn deployment_wakes(
+    store: &Store<Parsed<Rollout>>,
+    d: &Deployment,
+) -> Vec<ObjectRef<Parsed<Rollout>>> {
+    let ns = d.namespace().unwrap_or_default();
+    let name = d.name_any();
+    rollouts_where(store, Some(ns.as_str()), |ro| {
+        ro.spec
+            .workload_ref
+            .as_ref()
+            .is_some_and(|w| w.name == name)
+    })
 }
 
 #[cfg(test)]
@@ -1107,20 +645,5 @@ mod tests {
             "shop",
             None
         ));
-    }
-
-    #[test]
-    fn templates_are_matched_by_scope_and_name() {
-        let ro: Rollout = serde_json::from_value(json!({
-            "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
-            "metadata": {"name": "a", "namespace": "shop"},
-            "spec": {"strategy": {"canary": {"steps": [{"analysis": {"templates": [
-                {"templateName": "rate"}, {"templateName": "slo", "clusterScope": true}]}}]}}}
-        }))
-        .expect("rollout");
-        assert!(uses_template(&ro, "rate", false));
-        assert!(!uses_template(&ro, "rate", true));
-        assert!(uses_template(&ro, "slo", true));
-        assert!(!uses_template(&ro, "slo", false));
     }
 }

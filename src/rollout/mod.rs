@@ -3,7 +3,6 @@
 
 pub mod analysis;
 pub mod apply;
-pub mod backoff;
 mod basic;
 pub mod bluegreen;
 pub mod cache;
@@ -11,11 +10,8 @@ mod canary;
 pub mod conditions;
 pub mod controller;
 pub mod decide;
-pub mod error;
 pub mod hash;
-pub mod malformed;
 pub mod observe;
-pub mod own_writes;
 pub mod refused;
 mod release;
 pub mod replicas;

@@ -8,7 +8,7 @@ use crate::api::constants::condition::WRITE_REFUSED;
 use crate::api::rollout::RolloutStatus;
 
 use super::conditions;
-use super::error::Refusal;
+use crate::runtime::error::Refusal;
 
 /// The status to write after `refusal`, or `None` when the Rollout already shows exactly this
 /// refusal (then nothing is written and no second Event is published).

@@ -17,7 +17,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 use crate::api::rollout::RolloutPhase;
 
@@ -105,102 +105,101 @@ impl Default for Metrics {
     }
 }
 
+/// Registers `metric` in `registry` and hands it back, for the caller to keep.
+fn register<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("sluice");
-        let reconciles = Counter::default();
-        registry.register("reconciles", "Reconciles of Rollouts", reconciles.clone());
-        let reconcile_errors = Family::<ReasonLabels, Counter>::default();
-        registry.register(
-            "reconcile_errors",
-            "Failed reconciles, by reason",
-            reconcile_errors.clone(),
-        );
-        let reconcile_duration = Histogram::new([
+        let mut r = Registry::with_prefix("sluice");
+        let duration = Histogram::new([
             0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
         ]);
-        registry.register(
-            "reconcile_duration_seconds",
-            "Time of one reconcile",
-            reconcile_duration.clone(),
-        );
-        let api_writes = Counter::default();
-        registry.register(
-            "api_writes",
-            "Writes to the Kubernetes API (a reconcile with nothing to do makes none)",
-            api_writes.clone(),
-        );
-        let api_requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
-            "api_requests",
-            "Requests sent to the Kubernetes API, by verb and resource",
-            api_requests.clone(),
-        );
-        let phase = Family::<PhaseLabels, Gauge>::default();
-        registry.register(
-            "rollout_phase",
-            "1 for the Rollout's current phase, 0 for the others",
-            phase.clone(),
-        );
-        let step = Family::<RolloutLabels, Gauge>::default();
-        registry.register(
-            "rollout_step",
-            "Index of the canary step in progress",
-            step.clone(),
-        );
-        let canary_weight = Family::<RolloutLabels, Gauge>::default();
-        registry.register(
-            "rollout_canary_weight",
-            "Percentage of traffic on the canary",
-            canary_weight.clone(),
-        );
-        let decisions = Family::<EventLabels, Counter>::default();
-        registry.register(
-            "rollout_decisions",
-            "Decisions taken, by Event reason",
-            decisions.clone(),
-        );
-        let leader = Gauge::<i64, AtomicI64>::default();
-        registry.register(
-            "leader",
-            "1 while this instance holds the leader Lease",
-            leader.clone(),
-        );
-        let measurements = Family::<MeasurementLabels, Counter>::default();
-        registry.register(
-            "analysis_measurements",
-            "Analysis measurements taken, by provider and phase (Error: the provider could not measure)",
-            measurements.clone(),
-        );
         let provider_duration = Family::<ProviderLabels, Histogram>::new_with_constructor(|| {
             Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
         });
-        registry.register(
-            "analysis_provider_duration_seconds",
-            "Time a provider took to answer one measurement",
-            provider_duration.clone(),
-        );
-        let analysis_verdicts = Family::<VerdictLabels, Counter>::default();
-        registry.register(
-            "analysis_verdicts",
-            "AnalysisRun verdicts reached, by phase",
-            analysis_verdicts.clone(),
-        );
         Metrics {
-            measurements,
-            provider_duration,
-            analysis_verdicts,
-            registry,
-            reconciles,
-            reconcile_errors,
-            reconcile_duration,
-            api_writes,
-            api_requests,
-            phase,
-            step,
-            canary_weight,
-            decisions,
-            leader,
+            reconciles: register(
+                &mut r,
+                "reconciles",
+                "Reconciles of Rollouts",
+                Counter::default(),
+            ),
+            reconcile_errors: register(
+                &mut r,
+                "reconcile_errors",
+                "Failed reconciles, by reason",
+                Family::default(),
+            ),
+            reconcile_duration: register(
+                &mut r,
+                "reconcile_duration_seconds",
+                "Time of one reconcile",
+                duration,
+            ),
+            api_writes: register(
+                &mut r,
+                "api_writes",
+                "Writes to the Kubernetes API (a reconcile with nothing to do makes none)",
+                Counter::default(),
+            ),
+            api_requests: register(
+                &mut r,
+                "api_requests",
+                "Requests sent to the Kubernetes API, by verb and resource",
+                Family::default(),
+            ),
+            phase: register(
+                &mut r,
+                "rollout_phase",
+                "1 for the Rollout's current phase, 0 for the others",
+                Family::default(),
+            ),
+            step: register(
+                &mut r,
+                "rollout_step",
+                "Index of the canary step in progress",
+                Family::default(),
+            ),
+            canary_weight: register(
+                &mut r,
+                "rollout_canary_weight",
+                "Percentage of traffic on the canary",
+                Family::default(),
+            ),
+            decisions: register(
+                &mut r,
+                "rollout_decisions",
+                "Decisions taken, by Event reason",
+                Family::default(),
+            ),
+            leader: register(
+                &mut r,
+                "leader",
+                "1 while this instance holds the leader Lease",
+                Gauge::default(),
+            ),
+            measurements: register(
+                &mut r,
+                "analysis_measurements",
+                "Analysis measurements taken, by provider and phase (Error: the provider could not measure)",
+                Family::default(),
+            ),
+            provider_duration: register(
+                &mut r,
+                "analysis_provider_duration_seconds",
+                "Time a provider took to answer one measurement",
+                provider_duration,
+            ),
+            analysis_verdicts: register(
+                &mut r,
+                "analysis_verdicts",
+                "AnalysisRun verdicts reached, by phase",
+                Family::default(),
+            ),
+            registry: r,
             ready: AtomicBool::new(false),
         }
     }

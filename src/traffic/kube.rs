@@ -13,9 +13,9 @@ use super::router::{Target, TrafficRouter};
 use super::watch::{Cached, RouterCaches};
 use super::{RouteError, RouteState};
 use crate::api::constants::FIELD_MANAGER_TRAFFIC;
-use crate::rollout::apply::timed;
-use crate::rollout::controller::WriteCounter;
-use crate::rollout::error::Error;
+use crate::runtime::calls::timed;
+use crate::runtime::error::Error;
+use crate::runtime::writes::WriteCounter;
 
 /// Attempts at a write that keeps conflicting with another writer.
 const CONFLICT_RETRIES: usize = 5;

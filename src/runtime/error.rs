@@ -1,5 +1,5 @@
-//! Errors of the Rollout controller's I/O edges; each has a short reason used as a metric label
-//! and in logs.
+//! Errors of the controllers' I/O edges; each has a short reason used as a metric label and in
+//! logs.
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -43,6 +43,17 @@ impl Refusal {
 }
 
 impl Error {
+    /// The HTTP status code the API server answered with, if it answered.
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            Error::Kube {
+                source: kube::Error::Api(e),
+                ..
+            } => Some(e.code),
+            _ => None,
+        }
+    }
+
     /// The refusal behind this error, if the API server refused a request on its merits.
     pub fn refusal(&self) -> Option<Refusal> {
         match self {

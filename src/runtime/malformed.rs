@@ -14,11 +14,8 @@ use std::sync::Mutex;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use serde::{Deserialize, Deserializer};
-use tracing::warn;
-
-use super::apply::timed;
 
 /// The Event reason (and, on a Rollout, the condition) for an object that does not read.
 pub const REASON: &str = "InvalidSpec";
@@ -78,16 +75,15 @@ impl Reported {
 /// Publishes the Warning Event for an object that does not read. Best effort: the object is
 /// left alone either way until it changes.
 pub async fn publish(recorder: &Recorder, reference: &ObjectReference, message: &str) {
-    let event = Event {
-        type_: EventType::Warning,
-        reason: REASON.into(),
-        note: Some(message.chars().take(1000).collect()),
-        action: "Read".into(),
-        secondary: None,
-    };
-    if let Err(e) = timed("publish Event", recorder.publish(&event, reference)).await {
-        warn!(error = %e, "could not publish an Event");
-    }
+    super::events::publish(
+        recorder,
+        reference,
+        EventType::Warning,
+        REASON,
+        message,
+        "Read",
+    )
+    .await;
 }
 
 /// Reads `value` as `K`, or says which field does not read and why.

@@ -1,0 +1,85 @@
+//! What every reconcile of every controller shares, and what happens after one fails.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::runtime::controller::Action;
+use kube::runtime::events::Recorder;
+use kube::{Client, Resource, ResourceExt};
+use tracing::warn;
+
+use super::backoff::Backoff;
+use super::error::Error;
+use super::malformed::Reported;
+use super::writes::WriteCounter;
+use crate::telemetry::{Metrics, ReasonLabels};
+
+/// The parts of a controller's context that do not depend on what it reconciles.
+pub struct Shared {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub writes: WriteCounter,
+    pub metrics: Arc<Metrics>,
+    /// Consecutive failed reconciles per object, for exponential retry delays.
+    pub backoff: Backoff,
+    /// Objects that do not read, as already reported.
+    pub malformed: Reported,
+}
+
+impl Shared {
+    /// A context with its own write counter and no failures or reports yet.
+    pub fn new(client: Client, recorder: Recorder, metrics: Arc<Metrics>) -> Self {
+        Shared {
+            client,
+            recorder,
+            writes: WriteCounter::new(metrics.clone()),
+            metrics,
+            backoff: Backoff::default(),
+            malformed: Reported::default(),
+        }
+    }
+
+    /// When to try again after the reconcile of `key` failed with `error` (`what` names the
+    /// controller in the log). A conflict (the object changed since it was read, often by
+    /// Sluice's own last write) is decided again at once on the fresh object: nothing was lost,
+    /// what was not written is decided anew. Any other error backs off per object.
+    pub fn retry_after(&self, key: &str, error: &Error, what: &str) -> Action {
+        self.metrics
+            .reconcile_errors
+            .get_or_create(&ReasonLabels {
+                reason: error.reason().to_string(),
+            })
+            .inc();
+        if error.reason() == "Conflict" {
+            tracing::debug!(%error, "conflict; deciding again");
+            return Action::requeue(Duration::from_millis(100));
+        }
+        let wait = self.backoff.failed(key);
+        warn!(reason = error.reason(), %error, retry_in = ?wait, "{what} reconcile failed");
+        Action::requeue(wait)
+    }
+}
+
+/// The `namespace/name` an object is known by in the per-object maps (backoff, reports, own
+/// writes).
+pub fn key<K: Resource>(o: &K) -> String {
+    format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::rollout::Rollout;
+    use serde_json::json;
+
+    #[test]
+    fn an_object_is_known_by_namespace_and_name() {
+        let ro: Rollout = serde_json::from_value(json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"strategy": {"canary": {}}}
+        }))
+        .expect("rollout");
+        assert_eq!(key(&ro), "shop/web");
+    }
+}
