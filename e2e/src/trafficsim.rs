@@ -49,6 +49,10 @@
 //! `response_flags`. Prometheus gets OpenMetrics when it asks for it, anyone else the classic
 //! text format.
 
+#[path = "../../src/telemetry/classic.rs"]
+mod classic;
+use classic::classic_text;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -1093,32 +1097,6 @@ impl Shared {
             )
         }
     }
-}
-
-/// Converts OpenMetrics text to the classic Prometheus text format: a counter's HELP and TYPE
-/// name its `_total` sample, `# UNIT` and `# EOF` go.
-fn classic_text(openmetrics: &str) -> String {
-    let counters: HashSet<&str> = openmetrics
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE "))
-        .filter_map(|l| l.strip_suffix(" counter"))
-        .collect();
-    let mut out = String::with_capacity(openmetrics.len());
-    for line in openmetrics.lines() {
-        if line == "# EOF" || line.starts_with("# UNIT ") {
-            continue;
-        }
-        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
-            let rest = line.strip_prefix(prefix)?;
-            let (name, tail) = rest.split_once(' ')?;
-            counters
-                .contains(name)
-                .then(|| format!("{prefix}{name}_total {tail}"))
-        });
-        out.push_str(renamed.as_deref().unwrap_or(line));
-        out.push('\n');
-    }
-    out
 }
 
 // ----- Randomness -----

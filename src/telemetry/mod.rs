@@ -4,6 +4,9 @@
 //! Labels are bounded: namespace and rollout name at most, plus small fixed sets (phase,
 //! reason). Never pod or hash names. A deleted Rollout's series are removed.
 
+mod classic;
+pub use classic::classic_text;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -294,32 +297,6 @@ impl Metrics {
     }
 }
 
-/// Converts OpenMetrics text to the classic Prometheus text format: a counter's HELP and
-/// TYPE name its `_total` sample, `# UNIT` and `# EOF` go.
-pub fn classic_text(openmetrics: &str) -> String {
-    let counters: std::collections::BTreeSet<&str> = openmetrics
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE "))
-        .filter_map(|l| l.strip_suffix(" counter"))
-        .collect();
-    let mut out = String::with_capacity(openmetrics.len());
-    for line in openmetrics.lines() {
-        if line == "# EOF" || line.starts_with("# UNIT ") {
-            continue;
-        }
-        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
-            let rest = line.strip_prefix(prefix)?;
-            let (name, tail) = rest.split_once(' ')?;
-            counters
-                .contains(name)
-                .then(|| format!("{prefix}{name}_total {tail}"))
-        });
-        out.push_str(renamed.as_deref().unwrap_or(line));
-        out.push('\n');
-    }
-    out
-}
-
 /// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until the process ends.
 pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
     let m1 = metrics.clone();
@@ -377,15 +354,6 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_classic_format_names_counters_by_their_samples() {
-        let om = "# HELP sluice_api_writes Writes.\n# TYPE sluice_api_writes counter\nsluice_api_writes_total 3\n# HELP sluice_leader Leading.\n# TYPE sluice_leader gauge\nsluice_leader 1\n# EOF\n";
-        assert_eq!(
-            classic_text(om),
-            "# HELP sluice_api_writes_total Writes.\n# TYPE sluice_api_writes_total counter\nsluice_api_writes_total 3\n# HELP sluice_leader Leading.\n# TYPE sluice_leader gauge\nsluice_leader 1\n"
-        );
-    }
 
     #[test]
     fn phase_is_one_hot_and_a_deleted_rollout_leaves_no_series() {
