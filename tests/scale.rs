@@ -3,7 +3,9 @@
 //! reconcile timing out and no request failing on the way (conflicts with the test's own
 //! writes excepted, and counted). How fast is the benchmark's business, not this test's.
 //!
-//! Alone in its test binary: 600 pods at the peak on the shared control plane.
+//! Alone in its test binary: 600 pods at the peak on the shared control plane. Another size:
+//! `SLUICE_SCALE_ROLLOUTS=350 cargo test --test scale -- --nocapture` (prints its figures). The
+//! simulated nodes hold 750 pods and every Rollout surges to 2, so 375 is the most that fits.
 
 mod common;
 
@@ -20,7 +22,24 @@ use kube::api::ListParams;
 use serde_json::json;
 use sluice::api::rollout::{Rollout, RolloutPhase};
 
-const N: usize = 300;
+/// Pods the local control plane's simulated nodes hold (250 each: `e2e/src/nodesim.rs`).
+const NODE_PODS: usize = e2e::harness::NODES * 250;
+
+/// How many Rollouts: 300, or `SLUICE_SCALE_ROLLOUTS` (each needs 2 pods at the peak).
+fn rollout_count() -> anyhow::Result<usize> {
+    let total = match std::env::var("SLUICE_SCALE_ROLLOUTS") {
+        Ok(v) => v
+            .parse()
+            .map_err(|e| anyhow::anyhow!("SLUICE_SCALE_ROLLOUTS={v:?}: {e}"))?,
+        Err(_) => 300,
+    };
+    ensure!(
+        total * 2 <= NODE_PODS,
+        "SLUICE_SCALE_ROLLOUTS={total}: {} pods at the peak do not fit on nodes for {NODE_PODS}",
+        total * 2
+    );
+    Ok(total)
+}
 const LIMIT: Duration = Duration::from_secs(900);
 
 /// Rollout `app-<i>`: 1 pod, a basic canary pausing at 50%.
@@ -53,6 +72,7 @@ async fn count(
 
 async fn wait_all(
     env: &TestEnv,
+    total: usize,
     what: &str,
     check: impl Fn(&Rollout) -> bool + Copy,
 ) -> anyhow::Result<Duration> {
@@ -66,12 +86,12 @@ async fn wait_all(
             && last.elapsed() > Duration::from_secs(30)
         {
             eprintln!(
-                "{what}: {n} of {N} after {:.0} s ({phases:?})",
+                "{what}: {n} of {total} after {:.0} s ({phases:?})",
                 started.elapsed().as_secs_f64()
             );
             *last = Instant::now();
         }
-        Ok((n == N).then_some(()))
+        Ok((n == total).then_some(()))
     })
     .await?;
     Ok(started.elapsed())
@@ -80,7 +100,8 @@ async fn wait_all(
 #[tokio::test]
 async fn three_hundred_rollouts_start_and_release_at_once_without_a_failed_request() {
     TestEnv::run("scale-300", |env| async move {
-        futures::stream::iter(0..N)
+        let total = rollout_count()?;
+        futures::stream::iter(0..total)
             .map(|i| {
                 let env = &env;
                 async move { create_rollout(env, &rollout(i)?).await }
@@ -91,19 +112,19 @@ async fn three_hundred_rollouts_start_and_release_at_once_without_a_failed_reque
 
         // Started with every Rollout already there.
         let controller = ControllerProcess::start(&env)?;
-        let healthy = wait_all(&env, "all Healthy", |r| {
+        let healthy = wait_all(&env, total, "all Healthy", |r| {
             r.status.as_ref().is_some_and(|s| {
                 s.phase == Some(RolloutPhase::Healthy) && s.available_replicas == Some(1)
             })
         })
         .await?;
         eprintln!(
-            "{N} Rollouts Healthy {:.1} s after the controller started",
+            "{total} Rollouts Healthy {:.1} s after the controller started",
             healthy.as_secs_f64()
         );
 
         // A new revision on every Rollout at once.
-        futures::stream::iter(0..N)
+        futures::stream::iter(0..total)
             .map(|i| {
                 let env = &env;
                 async move { set_image(env, &format!("app-{i}"), "registry.example/web:2").await }
@@ -111,7 +132,7 @@ async fn three_hundred_rollouts_start_and_release_at_once_without_a_failed_reque
             .buffer_unordered(16)
             .try_collect::<Vec<_>>()
             .await?;
-        let paused = wait_all(&env, "all paused at step 1", |r| {
+        let paused = wait_all(&env, total, "all paused at step 1", |r| {
             r.status.as_ref().is_some_and(|s| {
                 s.phase == Some(RolloutPhase::Paused)
                     && s.current_step_index == Some(1)
@@ -123,7 +144,7 @@ async fn three_hundred_rollouts_start_and_release_at_once_without_a_failed_reque
         })
         .await?;
         eprintln!(
-            "{N} Rollouts at step 1's pause {:.1} s after the update",
+            "{total} Rollouts at step 1's pause {:.1} s after the update",
             paused.as_secs_f64()
         );
 
