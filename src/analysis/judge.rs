@@ -118,8 +118,11 @@ pub fn rule_matches(pattern: &Result<regex::Regex, String>, name: &str) -> bool 
     pattern.as_ref().is_ok_and(|re| re.is_match(name))
 }
 
-/// A rule's `metricName`, compiled (or why it is not a regular expression).
+/// A rule's `metricName`, compiled (or why it is not a regular expression). A lone `*`
+/// means every metric, as Argo Rollouts' field comment promises ("Wildcard '*' is
+/// supported") and Sluice always did, though Argo's regexp refuses it.
 fn compile_rule(pattern: &str) -> Result<regex::Regex, String> {
+    let pattern = if pattern == "*" { ".*" } else { pattern };
     regex::Regex::new(pattern).map_err(|e| format!("{pattern:?} is not a regular expression: {e}"))
 }
 

@@ -586,12 +586,15 @@ fn a_rule_that_selects_nothing_or_does_not_compile_makes_an_error_run() {
         "{msg}"
     );
 
-    spec.dry_run = Some(vec![dry("*")]);
-    let msg = check_rules(&spec).expect_err("a lone * is not a regular expression");
+    spec.dry_run = Some(vec![dry("(rate")]);
+    let msg = check_rules(&spec).expect_err("not a regular expression");
     assert!(
-        msg.starts_with("dryRun[0]: metricName \"*\" is not a regular expression"),
+        msg.starts_with("dryRun[0]: metricName \"(rate\" is not a regular expression"),
         "{msg}"
     );
+    // A lone `*` is every metric, as Argo's field comment promises.
+    spec.dry_run = Some(vec![dry("*")]);
+    assert!(policies(&spec).expect("valid")[0].1.dry_run);
 
     spec.dry_run = None;
     spec.measurement_retention = Some(vec![keep_rule("rate", 2), keep_rule("rate", 3)]);
