@@ -16,7 +16,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{info, instrument, warn};
 
 use super::judge::{self, Outcome, is_terminal};
-use super::template::substitute_metric;
+use super::template::{run_arguments, substitute_metric};
 use super::value::MetricValue;
 use crate::api::analysis::{AnalysisPhase, AnalysisRun, AnalysisRunStatus, Metric};
 use crate::providers::{self, MeasureContext, secret_value};
@@ -281,7 +281,15 @@ impl Measuring<'_> {
         let outcome = match (metric, self.secrets) {
             (None, _) => providers::provider_error("no such metric", BTreeMap::new()),
             (Some(_), Err(e)) => providers::provider_error(e.clone(), BTreeMap::new()),
-            (Some(m), Ok(values)) => match substitute_metric(m, values, &BTreeSet::new()) {
+            (Some(m), Ok(secrets)) => match substitute_metric(
+                m,
+                &run_arguments(&self.run.spec)
+                    .0
+                    .into_iter()
+                    .chain(secrets.clone())
+                    .collect(),
+                &BTreeSet::new(),
+            ) {
                 Err(e) => providers::provider_error(e.to_string(), BTreeMap::new()),
                 Ok(m) => {
                     let mctx = MeasureContext {

@@ -102,29 +102,106 @@ impl MetricPolicy {
                 .on_empty_result
                 .unwrap_or(EmptyResultVerdict::Inconclusive),
             dry_run,
+            // A limit of 0 (or less) means the default, as in Argo Rollouts.
             retention: retention
-                .map(|r| r.max(1) as usize)
+                .filter(|r| *r > 0)
+                .map(|r| r as usize)
                 .unwrap_or(DEFAULT_MEASUREMENT_RETENTION),
         })
     }
 }
 
-/// The policies of every metric of a run, in spec order.
+/// True when a `dryRun` or `measurementRetention` rule's `metricName` selects the metric: the
+/// pattern is a regular expression matched anywhere in the name, as Argo Rollouts' Go
+/// `regexp.MatchString` does (`test` matches `my-test`; `^test$` only `test`).
+pub fn rule_matches(pattern: &Result<regex::Regex, String>, name: &str) -> bool {
+    pattern.as_ref().is_ok_and(|re| re.is_match(name))
+}
+
+/// A rule's `metricName`, compiled (or why it is not a regular expression). A lone `*`
+/// means every metric, as Argo Rollouts' field comment promises ("Wildcard '*' is
+/// supported") and Sluice always did, though Argo's regexp refuses it.
+fn compile_rule(pattern: &str) -> Result<regex::Regex, String> {
+    let pattern = if pattern == "*" { ".*" } else { pattern };
+    regex::Regex::new(pattern).map_err(|e| format!("{pattern:?} is not a regular expression: {e}"))
+}
+
+/// Checks a run's `dryRun` and `measurementRetention` rules against its metrics: each is a
+/// regular expression that selects at least one metric, and no two retention rules name the
+/// same pattern with different limits. The messages are Argo Rollouts' own
+/// (`dryRun[0]: Rule didn't match any metric name(s)`), with the regular-expression error
+/// added where the pattern does not compile.
+pub fn check_rules(spec: &AnalysisRunSpec) -> Result<(), String> {
+    let names: Vec<&str> = spec.metrics.iter().map(|m| m.name.as_str()).collect();
+    let check = |field: &str, patterns: Vec<&str>| -> Result<(), String> {
+        for (i, p) in patterns.iter().enumerate() {
+            let re = compile_rule(p).map_err(|e| format!("{field}[{i}]: metricName {e}"))?;
+            if !names.iter().any(|n| re.is_match(n)) {
+                return Err(format!(
+                    "{field}[{i}]: Rule didn't match any metric name(s) (metricName {p:?}; metrics: {})",
+                    names.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    };
+    check(
+        "dryRun",
+        spec.dry_run
+            .iter()
+            .flatten()
+            .map(|d| d.metric_name.as_str())
+            .collect(),
+    )?;
+    let retention: Vec<_> = spec.measurement_retention.iter().flatten().collect();
+    check(
+        "measurementRetention",
+        retention.iter().map(|r| r.metric_name.as_str()).collect(),
+    )?;
+    for (i, a) in retention.iter().enumerate() {
+        if let Some(b) = retention[..i]
+            .iter()
+            .find(|b| b.metric_name == a.metric_name && b.limit != a.limit)
+        {
+            return Err(format!(
+                "two Measurement Retention metric rules have the same name '{}' (limits {} and {})",
+                a.metric_name, b.limit, a.limit
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The policies of every metric of a run, in spec order. A metric is a dry run when any
+/// `dryRun` rule matches it; its retention is the limit of the last matching
+/// `measurementRetention` rule (Argo Rollouts' order: the Rollout's rules, then the
+/// templates'), else the default of 10.
 pub fn policies(spec: &AnalysisRunSpec) -> Result<Vec<(Metric, MetricPolicy)>, String> {
+    check_rules(spec)?;
+    let dry_rules: Vec<_> = spec
+        .dry_run
+        .iter()
+        .flatten()
+        .map(|d| compile_rule(&d.metric_name))
+        .collect();
+    let keep_rules: Vec<_> = spec
+        .measurement_retention
+        .iter()
+        .flatten()
+        .map(|r| (compile_rule(&r.metric_name), r.limit))
+        .collect();
+    let (plain, secret) = super::template::run_arguments(spec);
     spec.metrics
         .iter()
         .map(|m| {
-            let dry = spec
-                .dry_run
+            let m = &super::template::substitute_metric(m, &plain, &secret)
+                .map_err(|e| e.to_string())?;
+            let dry = dry_rules.iter().any(|re| rule_matches(re, &m.name));
+            let keep = keep_rules
                 .iter()
-                .flatten()
-                .any(|d| d.metric_name == m.name || d.metric_name == "*");
-            let keep = spec
-                .measurement_retention
-                .iter()
-                .flatten()
-                .find(|r| r.metric_name == m.name || r.metric_name == "*")
-                .map(|r| r.limit);
+                .rev()
+                .find(|(re, _)| rule_matches(re, &m.name))
+                .map(|(_, limit)| *limit);
             for (field, cond) in [
                 ("successCondition", &m.success_condition),
                 ("failureCondition", &m.failure_condition),
@@ -289,7 +366,15 @@ pub fn schedule(
 }
 
 /// Judges a value with the metric's conditions: the phase and, unless Successful, why.
+///
+/// A metric with neither condition is judged by its provider alone, as in Argo Rollouts
+/// (`utils/evaluate/evaluate.go` `EvaluateResult`): any answer is Successful, an empty one
+/// too unless the metric sets `onEmptyResult`.
 pub fn judge_value(m: &Metric, p: &MetricPolicy, value: &MetricValue) -> (AnalysisPhase, String) {
+    let unconditioned = m.success_condition.is_none() && m.failure_condition.is_none();
+    if unconditioned && (m.on_empty_result.is_none() || !value.is_empty()) {
+        return (AnalysisPhase::Successful, String::new());
+    }
     if value.is_empty() {
         let why = format!("the query returned no data ({value})");
         match p.on_empty_result {
@@ -705,10 +790,18 @@ fn assess_metrics(
         };
         let verdict = assess_metric(p, r, terminating);
         r.phase = Some(verdict.phase);
-        r.message = verdict.message.clone();
+        r.message = match (&verdict.message, p.dry_run) {
+            // As Argo Rollouts words a dry-run metric's verdict.
+            (Some(why), true) => Some(format!("Metric assessed {:?} due to {why}", verdict.phase)),
+            (why, _) => why.clone(),
+        };
         summary_add(summary, verdict.phase);
         if !p.dry_run {
             tally.add(&m.name, verdict);
+        } else if !is_terminal(Some(verdict.phase)) {
+            // As in Argo Rollouts, a run waits for its dry-run metrics too; only their
+            // verdicts do not count.
+            tally.all_done = false;
         }
     }
     tally

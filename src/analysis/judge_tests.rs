@@ -527,3 +527,209 @@ fn the_run_takes_the_first_of_its_worst_metric_verdicts() {
     assert_eq!(v.message.as_deref(), Some("metric \"b\" failed: too slow"));
     assert!(!tally.all_done, "a running metric is not done");
 }
+
+fn dry(pattern: &str) -> DryRun {
+    DryRun {
+        metric_name: pattern.into(),
+    }
+}
+
+fn keep_rule(pattern: &str, limit: i32) -> MeasurementRetention {
+    MeasurementRetention {
+        metric_name: pattern.into(),
+        limit,
+    }
+}
+
+// Argo Rollouts: utils/analysis/helpers.go GetDryRunMetrics and GetMeasurementRetentionMetrics
+// match each rule with regexp.MatchString (unanchored); analysis/analysis.go assessRunStatus.
+#[test]
+fn dry_run_and_retention_rules_are_unanchored_regular_expressions() {
+    let mut spec = spec(vec![metric("will-fail"), metric("test-1"), metric("gate")]);
+    spec.dry_run = Some(vec![dry("fail"), dry("^test.*")]);
+    let pols = policies(&spec).expect("valid rules");
+    let is_dry: Vec<bool> = pols.iter().map(|(_, p)| p.dry_run).collect();
+    assert_eq!(is_dry, [true, true, false]);
+
+    spec.dry_run = Some(vec![dry(".*")]);
+    assert!(
+        policies(&spec)
+            .expect("valid")
+            .iter()
+            .all(|(_, p)| p.dry_run)
+    );
+
+    // The last matching retention rule wins; 0 means the default of 10.
+    spec.dry_run = None;
+    spec.measurement_retention = Some(vec![
+        keep_rule(".*", 3),
+        keep_rule("test", 5),
+        keep_rule("gate", 0),
+    ]);
+    let kept: Vec<usize> = policies(&spec)
+        .expect("valid")
+        .iter()
+        .map(|(_, p)| p.retention)
+        .collect();
+    assert_eq!(kept, [3, 5, DEFAULT_MEASUREMENT_RETENTION]);
+}
+
+#[test]
+fn a_rule_that_selects_nothing_or_does_not_compile_makes_an_error_run() {
+    let mut spec = spec(vec![metric("rate")]);
+    spec.dry_run = Some(vec![dry("rate"), dry("nomatch")]);
+    let s = step(&spec, &AnalysisRunStatus::default(), vec![], at(0));
+    assert_eq!(s.phase, Some(AnalysisPhase::Error));
+    let msg = s.message.expect("a message");
+    assert!(
+        msg.starts_with("dryRun[1]: Rule didn't match any metric name(s)"),
+        "{msg}"
+    );
+
+    spec.dry_run = Some(vec![dry("(rate")]);
+    let msg = check_rules(&spec).expect_err("not a regular expression");
+    assert!(
+        msg.starts_with("dryRun[0]: metricName \"(rate\" is not a regular expression"),
+        "{msg}"
+    );
+    // A lone `*` is every metric, as Argo's field comment promises.
+    spec.dry_run = Some(vec![dry("*")]);
+    assert!(policies(&spec).expect("valid")[0].1.dry_run);
+
+    spec.dry_run = None;
+    spec.measurement_retention = Some(vec![keep_rule("rate", 2), keep_rule("rate", 3)]);
+    let msg = check_rules(&spec).expect_err("two limits for one pattern");
+    assert!(
+        msg.contains("two Measurement Retention metric rules have the same name 'rate'"),
+        "{msg}"
+    );
+    spec.measurement_retention = Some(vec![keep_rule("ra", 2)]);
+    assert_eq!(check_rules(&spec), Ok(()));
+}
+
+// Argo Rollouts: analysis/analysis.go assessRunStatus waits for dry-run metrics too
+// (everythingCompleted), counts them in dryRunSummary, and words their message
+// "Metric assessed <phase> due to <reason>".
+#[test]
+fn a_run_of_dry_run_metrics_only_measures_them_and_succeeds_whatever_they_say() {
+    let mut spec = spec(vec![metric("test-1")]);
+    spec.dry_run = Some(vec![dry("test.*")]);
+    let s = step(&spec, &AnalysisRunStatus::default(), vec![], at(0));
+    assert_eq!(
+        s.phase,
+        Some(AnalysisPhase::Pending),
+        "not done before measuring"
+    );
+    let s = tick(&spec, &s, at(1), &|_| value(0.1)).0;
+    assert_eq!(s.phase, Some(AnalysisPhase::Successful));
+    let r = result(&s, "test-1");
+    assert_eq!(
+        (r.phase, r.dry_run),
+        (Some(AnalysisPhase::Failed), Some(true))
+    );
+    assert!(
+        r.message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("Metric assessed Failed due to ")),
+        "{:?}",
+        r.message
+    );
+    let d = s.dry_run_summary.expect("a dry-run summary");
+    assert_eq!((d.count, d.failed, d.successful), (1, 1, 0));
+}
+
+// Argo Rollouts: utils/evaluate/evaluate.go EvaluateResult: with neither condition a
+// measurement is Successful unless the provider errored.
+#[test]
+fn a_metric_without_conditions_is_judged_by_its_provider_alone() {
+    let mut m = metric("up");
+    m.success_condition = None;
+    let spec1 = spec(vec![m.clone()]);
+    let s = tick(&spec1, &AnalysisRunStatus::default(), at(0), &|_| {
+        value(0.0)
+    })
+    .0;
+    assert_eq!(s.phase, Some(AnalysisPhase::Successful));
+    let empty = || Outcome::Value {
+        value: MetricValue::Vector(vec![]),
+        metadata: BTreeMap::new(),
+    };
+    let s = tick(&spec1, &AnalysisRunStatus::default(), at(0), &|_| empty()).0;
+    assert_eq!(
+        s.phase,
+        Some(AnalysisPhase::Successful),
+        "an answer, even empty"
+    );
+    let mut strict = m.clone();
+    strict.on_empty_result = Some(EmptyResultVerdict::Failed);
+    let s = tick(
+        &spec(vec![strict]),
+        &AnalysisRunStatus::default(),
+        at(0),
+        &|_| empty(),
+    )
+    .0;
+    assert_eq!(
+        s.phase,
+        Some(AnalysisPhase::Failed),
+        "onEmptyResult, when set, still counts"
+    );
+    m.consecutive_error_limit = Some(IntOrString::Int(0));
+    let s = tick(
+        &spec(vec![m]),
+        &AnalysisRunStatus::default(),
+        at(0),
+        &|_| outage(),
+    )
+    .0;
+    assert_eq!(
+        s.phase,
+        Some(AnalysisPhase::Inconclusive),
+        "an error is no answer"
+    );
+}
+
+// Argo Rollouts: analysis/analysis.go getResolvedMetricsWithoutSecrets resolves
+// `{{args.x}}` in every field of a run's metrics, numbers included.
+#[test]
+fn a_run_resolves_its_plain_arguments_in_numbers_and_durations() {
+    let mut m = metric("rate");
+    m.count = Some(IntOrString::String("{{args.n}}".into()));
+    m.interval = Some(DurationString("{{args.every}}".into()));
+    m.failure_limit = Some(IntOrString::String("{{ args.fl }}".into()));
+    let mut spec = spec(vec![m]);
+    spec.args = Some(vec![
+        crate::api::analysis::Argument {
+            name: "n".into(),
+            value: Some("3".into()),
+            value_from: None,
+        },
+        crate::api::analysis::Argument {
+            name: "every".into(),
+            value: Some("2s".into()),
+            value_from: None,
+        },
+        crate::api::analysis::Argument {
+            name: "fl".into(),
+            value: Some("1".into()),
+            value_from: None,
+        },
+    ]);
+    let (_, p) = policies(&spec).expect("resolved").remove(0);
+    assert_eq!(
+        (p.count, p.interval, p.failure_limit),
+        (Some(3), Some(Duration::from_secs(2)), 1)
+    );
+    if let Some(args) = spec.args.as_mut() {
+        args[0].value = Some("abc".into());
+    }
+    let s = step(&spec, &AnalysisRunStatus::default(), vec![], at(0));
+    assert_eq!(s.phase, Some(AnalysisPhase::Error));
+    assert!(
+        s.message
+            .as_deref()
+            .is_some_and(|m| m.contains("count must be a whole number, got \"abc\"")),
+        "{:?}",
+        s.message
+    );
+}

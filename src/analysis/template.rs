@@ -12,7 +12,8 @@ use serde_json::Value;
 
 use super::condition;
 use crate::api::analysis::{
-    AnalysisRunSpec, AnalysisTemplateSpec, Argument, Metric, PodTemplateHashValue, ValueFrom,
+    AnalysisRunSpec, AnalysisTemplateSpec, Argument, DryRun, MeasurementRetention, Metric,
+    PodTemplateHashValue, ValueFrom,
 };
 use crate::api::rollout::AnalysisTemplateRef;
 
@@ -37,6 +38,16 @@ pub enum TemplateError {
     BadArgument { name: String, message: String },
     #[error("metric {metric:?}: {message}")]
     BadMetric { metric: String, message: String },
+    #[error("{0}")]
+    BadRules(String),
+    /// A field written with `{{args.name}}` that does not resolve to a valid value; `detail`
+    /// says what was written, the arguments' values, and what is wrong.
+    #[error("metric {metric:?}: {field} is {detail}")]
+    BadTemplatedField {
+        metric: String,
+        field: &'static str,
+        detail: String,
+    },
 }
 
 fn template_key(r: &AnalysisTemplateRef) -> String {
@@ -119,12 +130,42 @@ fn merge_one(
         }
     }
     for m in spec.measurement_retention.iter().flatten() {
-        merged
-            .measurement_retention
-            .get_or_insert_with(Vec::new)
-            .push(m.clone());
+        let v = merged.measurement_retention.get_or_insert_with(Vec::new);
+        if !v.contains(m) {
+            v.push(m.clone());
+        }
     }
     Ok(())
+}
+
+/// Adds a Rollout analysis block's own `dryRun` and `measurementRetention` rules to the run
+/// its templates made, in Argo Rollouts' order (the Rollout's first, then the templates', so
+/// a template's retention rule matched later wins), each identical rule once, and checks them
+/// against the run's metrics (`judge::check_rules`): a rule that selects no metric, a pattern
+/// that is not a regular expression, or two retention limits for one pattern are refused.
+pub fn with_rollout_rules(
+    mut spec: AnalysisRunSpec,
+    dry_run: Option<&[DryRun]>,
+    retention: Option<&[MeasurementRetention]>,
+) -> Result<AnalysisRunSpec, TemplateError> {
+    fn merged<T: Clone + PartialEq>(first: Option<&[T]>, then: Option<Vec<T>>) -> Option<Vec<T>> {
+        let mut out: Vec<T> = Vec::new();
+        for r in first
+            .into_iter()
+            .flatten()
+            .cloned()
+            .chain(then.into_iter().flatten())
+        {
+            if !out.contains(&r) {
+                out.push(r);
+            }
+        }
+        (!out.is_empty()).then_some(out)
+    }
+    spec.dry_run = merged(dry_run, spec.dry_run.take());
+    spec.measurement_retention = merged(retention, spec.measurement_retention.take());
+    super::judge::check_rules(&spec).map_err(TemplateError::BadRules)?;
+    Ok(spec)
 }
 
 /// What arguments may be taken from.
@@ -166,6 +207,7 @@ pub fn build_run(
     let mut metrics = Vec::new();
     for m in merged.metrics.iter().flatten() {
         let metric = substitute_metric(m, &plain, &secret)?;
+        check_templated_fields(m, &metric, &plain)?;
         check_metric(&metric)?;
         metrics.push(metric);
     }
@@ -219,6 +261,25 @@ fn resolve_argument(a: &Argument, ctx: &ArgContext) -> Result<Argument, Template
         value: Some(value),
         value_from: None,
     })
+}
+
+/// A run's arguments: the values of the plain ones, and the names of the secret ones (read
+/// only when measuring). A run built from a Rollout has its plain arguments substituted
+/// already; one a person created may still carry `{{args.name}}` anywhere, numbers included.
+pub fn run_arguments(spec: &AnalysisRunSpec) -> (BTreeMap<String, String>, BTreeSet<String>) {
+    let mut plain = BTreeMap::new();
+    let mut secret = BTreeSet::new();
+    for a in spec.args.iter().flatten() {
+        match &a.value {
+            Some(v) => {
+                plain.insert(a.name.clone(), v.clone());
+            }
+            None => {
+                secret.insert(a.name.clone());
+            }
+        }
+    }
+    (plain, secret)
 }
 
 /// Reads `metadata.labels['app']`, `spec.replicas`, `metadata.name` from a JSON object.
@@ -331,6 +392,92 @@ pub fn substitute_metric(
     serde_json::from_value(json).map_err(|e| bad(format!("after substituting arguments: {e}")))
 }
 
+/// A numeric field as text: an integer or the string written.
+fn int_text(
+    v: &Option<k8s_openapi::apimachinery::pkg::util::intstr::IntOrString>,
+) -> Option<String> {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    v.as_ref().map(|v| match v {
+        IntOrString::Int(i) => i.to_string(),
+        IntOrString::String(s) => s.clone(),
+    })
+}
+
+/// The fields that may be written as `{{args.name}}` in a template (`interval`, `initialDelay`,
+/// `count`, `failureLimit`, `inconclusiveLimit`, `consecutiveErrorLimit`): as written in
+/// `original`, and as `resolved` after the arguments were substituted.
+fn templated_fields(m: &Metric) -> [(&'static str, Option<String>); 6] {
+    [
+        ("interval", m.interval.as_ref().map(|d| d.0.clone())),
+        (
+            "initialDelay",
+            m.initial_delay.as_ref().map(|d| d.0.clone()),
+        ),
+        ("count", int_text(&m.count)),
+        ("failureLimit", int_text(&m.failure_limit)),
+        ("inconclusiveLimit", int_text(&m.inconclusive_limit)),
+        (
+            "consecutiveErrorLimit",
+            int_text(&m.consecutive_error_limit),
+        ),
+    ]
+}
+
+/// Why a templated field's resolved text is not a valid value, if it is not.
+fn templated_problem(field: &str, value: &str) -> Option<String> {
+    if value.contains("{{") {
+        return Some("a secret argument cannot be used in a number or a duration".into());
+    }
+    match field {
+        "interval" | "initialDelay" => crate::api::duration::parse_duration(value)
+            .err()
+            .map(|e| format!("not a duration: {e}")),
+        _ => match value.trim().parse::<i32>() {
+            Err(_) => Some("not a whole number".into()),
+            Ok(n) if field == "count" && n < 1 => Some("count must be at least 1".into()),
+            Ok(n) if n < -1 => Some(format!("{field} must be -1 (no limit) or more")),
+            Ok(_) => None,
+        },
+    }
+}
+
+/// Every field written with `{{args.name}}` in `original` resolved, in `resolved`, to a valid
+/// number or duration; otherwise the error names the metric, the field, the argument and the
+/// value (Argo Rollouts reads a non-number as 0 without a word; Sluice refuses it).
+fn check_templated_fields(
+    original: &Metric,
+    resolved: &Metric,
+    values: &BTreeMap<String, String>,
+) -> Result<(), TemplateError> {
+    for ((field, written), (_, now)) in templated_fields(original)
+        .into_iter()
+        .zip(templated_fields(resolved))
+    {
+        let Some(written) = written else { continue };
+        let names: Vec<String> = placeholders(&written).into_iter().map(|(_, n)| n).collect();
+        if names.is_empty() {
+            continue;
+        }
+        let value = now.unwrap_or_default();
+        if let Some(message) = templated_problem(field, &value) {
+            let args = names
+                .iter()
+                .map(|n| match values.get(n) {
+                    Some(v) => format!("argument {n:?} = {v:?}"),
+                    None => format!("argument {n:?} (a secret)"),
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(TemplateError::BadTemplatedField {
+                metric: original.name.clone(),
+                field,
+                detail: format!("{written:?}, and {args} makes it {value:?}: {message}"),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Conditions compile; numbers that came from arguments are numbers; durations parse.
 pub fn check_metric(m: &Metric) -> Result<(), TemplateError> {
     let bad = |message: String| TemplateError::BadMetric {
@@ -355,11 +502,6 @@ pub fn check_metric(m: &Metric) -> Result<(), TemplateError> {
             "a job metric cannot use a secret argument (it would be written into the Job); \
              give the Job's container an env var with valueFrom.secretKeyRef instead"
                 .into(),
-        ));
-    }
-    if m.provider.job.is_none() && m.success_condition.is_none() && m.failure_condition.is_none() {
-        return Err(bad(
-            "needs a successCondition or a failureCondition to judge its result".into(),
         ));
     }
     super::judge::MetricPolicy::of(m, false, None).map_err(bad)?;

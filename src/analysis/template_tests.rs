@@ -309,3 +309,116 @@ fn field_refs_read_the_rollout() {
     let run = build_run(&spec, &[], &ctx()).expect("a value");
     assert_eq!(prometheus_of(&run).query, "up{app=\"shop\"}");
 }
+
+fn templated_library(count: &str, interval: &str) -> AnalysisTemplateSpec {
+    let mut m = prom("rate", "up", "result[0] >= 0.95");
+    m.count = Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(count.into()));
+    m.interval = Some(crate::api::duration::DurationString(interval.into()));
+    m.failure_limit = Some(
+        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("{{args.fl}}".into()),
+    );
+    AnalysisTemplateSpec {
+        metrics: Some(vec![m]),
+        args: Some(vec![
+            arg("n", None),
+            arg("iv", Some("1s")),
+            arg("fl", Some("1")),
+        ]),
+        ..Default::default()
+    }
+}
+
+// Argo Rollouts: analysis/analysis.go reconcileAnalysisRun resolves arguments in numeric
+// fields, then utils/analysis/analysis.go ValidateMetric checks them; Argo reads a
+// non-number as 0 (IntOrString.IntValue), Sluice refuses it naming the argument.
+#[test]
+fn numbers_and_durations_may_come_from_arguments_and_bad_values_name_the_argument() {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let t = templated_library("{{args.n}}", "{{args.iv}}");
+    let run = build_run(&t, &[arg("n", Some("3"))], &ctx()).expect("resolved");
+    let m = &run.metrics[0];
+    assert_eq!(m.count, Some(IntOrString::String("3".into())));
+    assert_eq!(m.interval.as_ref().map(|d| d.0.as_str()), Some("1s"));
+    assert_eq!(m.failure_limit, Some(IntOrString::String("1".into())));
+
+    let err = build_run(&t, &[arg("n", Some("abc"))], &ctx()).expect_err("not a number");
+    assert_eq!(
+        err.to_string(),
+        "metric \"rate\": count is \"{{args.n}}\", and argument \"n\" = \"abc\" makes it \"abc\": not a whole number"
+    );
+    let err = build_run(&t, &[arg("n", Some("0"))], &ctx()).expect_err("count 0");
+    assert!(
+        err.to_string().ends_with("count must be at least 1"),
+        "{err}"
+    );
+    let err = build_run(&t, &[arg("n", Some("2")), arg("iv", Some("soon"))], &ctx())
+        .expect_err("not a duration");
+    let text = err.to_string();
+    assert!(
+        text.starts_with(
+            "metric \"rate\": interval is \"{{args.iv}}\", and argument \"iv\" = \"soon\""
+        ) && text.contains("not a duration"),
+        "{text}"
+    );
+    let mut secret = templated_library("{{args.n}}", "1s");
+    secret.args = Some(vec![secret_arg("n", "s", "k"), arg("fl", Some("0"))]);
+    let err = build_run(&secret, &[], &ctx()).expect_err("a secret count");
+    assert!(
+        err.to_string().contains("argument \"n\" (a secret)")
+            && err.to_string().contains("a secret argument cannot be used"),
+        "{err}"
+    );
+}
+
+// Argo Rollouts: utils/analysis/analysis.go ValidateMetric does not require a condition.
+#[test]
+fn a_metric_without_conditions_builds() {
+    let mut m = prom("up", "up", "unused");
+    m.success_condition = None;
+    let t = AnalysisTemplateSpec {
+        metrics: Some(vec![m]),
+        ..Default::default()
+    };
+    assert!(build_run(&t, &[], &ctx()).is_ok());
+}
+
+// Argo Rollouts: utils/analysis/helpers.go NewAnalysisRunFromTemplates merges the Rollout's
+// rules first, then the templates'; GetDryRunMetrics refuses a rule that matches nothing.
+#[test]
+fn the_rollouts_rules_come_first_and_every_rule_must_select_a_metric() {
+    use crate::api::analysis::{DryRun, MeasurementRetention};
+    let t = AnalysisTemplateSpec {
+        metrics: Some(vec![prom("test-fail", "up", "result[0] > 1")]),
+        measurement_retention: Some(vec![MeasurementRetention {
+            metric_name: "test".into(),
+            limit: 4,
+        }]),
+        ..Default::default()
+    };
+    let run = build_run(&t, &[], &ctx()).expect("built");
+    let own_dry = [DryRun {
+        metric_name: "test.*".into(),
+    }];
+    let own_keep = [MeasurementRetention {
+        metric_name: ".*".into(),
+        limit: 2,
+    }];
+    let spec = with_rollout_rules(run.clone(), Some(&own_dry), Some(&own_keep)).expect("valid");
+    assert_eq!(spec.dry_run.as_deref(), Some(&own_dry[..]));
+    let names: Vec<&str> = spec
+        .measurement_retention
+        .iter()
+        .flatten()
+        .map(|r| r.metric_name.as_str())
+        .collect();
+    assert_eq!(names, [".*", "test"]);
+    let nothing = [DryRun {
+        metric_name: "nomatch".into(),
+    }];
+    let err = with_rollout_rules(run, Some(&nothing), None).expect_err("matches nothing");
+    assert!(
+        err.to_string()
+            .starts_with("dryRun[0]: Rule didn't match any metric name(s)"),
+        "{err}"
+    );
+}

@@ -47,9 +47,11 @@ pub struct AnalysisTemplateSpec {
     pub args: Option<Vec<Argument>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["metricName"]))]
     pub dry_run: Option<Vec<DryRun>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["metricName"]))]
     pub measurement_retention: Option<Vec<MeasurementRetention>>,
     /// Other templates whose metrics and args this one includes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,9 +90,11 @@ pub struct ClusterAnalysisTemplateSpec {
     pub args: Option<Vec<Argument>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["metricName"]))]
     pub dry_run: Option<Vec<DryRun>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["metricName"]))]
     pub measurement_retention: Option<Vec<MeasurementRetention>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 16))]
@@ -110,19 +114,28 @@ impl From<ClusterAnalysisTemplateSpec> for AnalysisTemplateSpec {
 }
 
 /// One metric: where to measure, how often, and what counts as success or failure.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+///
+/// `interval`, `initialDelay`, `count` and the three limits may be written as
+/// `"{{args.name}}"`; the value is checked when the run is built from the template.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(
+    validation = Rule::new("!has(self.count) || type(self.count) != int || self.count <= 1 || has(self.interval)").message("count above 1 needs an interval")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct Metric {
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 253))]
     pub name: String,
-    /// Time between measurements, e.g. `30s`.
+    /// Time between measurements, e.g. `30s`, or `{{args.name}}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "templated_duration")]
     pub interval: Option<DurationString>,
-    /// Wait this long before the first measurement.
+    /// Wait this long before the first measurement (a duration or `{{args.name}}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "templated_duration")]
     pub initial_delay: Option<DurationString>,
     /// Number of measurements; absent means one, or until stopped when `interval` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "templated_count")]
     pub count: Option<IntOrString>,
     /// CEL over `result`, e.g. `result[0] >= 0.95`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -132,12 +145,15 @@ pub struct Metric {
     pub failure_condition: Option<String>,
     /// Failed measurements tolerated before the metric fails (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "templated_limit")]
     pub failure_limit: Option<IntOrString>,
     /// Inconclusive measurements tolerated before the metric is inconclusive (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "templated_limit")]
     pub inconclusive_limit: Option<IntOrString>,
     /// Provider errors in a row tolerated (default 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "templated_limit")]
     pub consecutive_error_limit: Option<IntOrString>,
     /// What a provider outage beyond `consecutiveErrorLimit` means: `Inconclusive` (default:
     /// the rollout pauses, never promotes on missing data) or `Failed` (the rollout aborts).
@@ -163,6 +179,48 @@ pub enum EmptyResultVerdict {
     Failed,
     Successful,
     Evaluate,
+}
+
+/// A `{{args.name}}` placeholder, alone (`ARG_ONLY`) or anywhere in a string (`ARG_INSIDE`).
+const ARG_ONLY: &str = r"^\{\{ *args\.[^{} ]+ *\}\}$";
+
+/// A duration (`DURATION_PATTERN`), or a string with a `{{args.name}}` placeholder in it
+/// (`"{{args.interval}}"`, `"{{args.seconds}}s"`): checked when the run is built.
+pub const TEMPLATED_DURATION_PATTERN: &str = r"^([0-9]{1,12}|([0-9]{1,12}(\.[0-9]{1,9})?(ns|us|µs|μs|ms|s|m|h)){1,8})$|^.*\{\{ *args\.[^{} ]+ *\}\}.*$";
+
+/// `interval` and `initialDelay`.
+fn templated_duration(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "nullable": true,
+        "pattern": TEMPLATED_DURATION_PATTERN,
+        "description": "A duration such as 30s, 5m or 1h30m (a bare whole number means seconds), or {{args.name}}."
+    })
+}
+
+/// `count`: a whole number from 1, or `{{args.name}}` (a string of digits is read as the number).
+fn templated_count(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "x-kubernetes-int-or-string": true,
+        "nullable": true,
+        "minimum": 1,
+        "maximum": i32::MAX,
+        "pattern": format!("^[0-9]{{1,9}}$|{ARG_ONLY}"),
+        "description": "Number of measurements (from 1), or {{args.name}}; absent means one, or until stopped when `interval` is set."
+    })
+}
+
+/// `failureLimit`, `inconclusiveLimit`, `consecutiveErrorLimit`: from -1 (no limit), or
+/// `{{args.name}}`.
+fn templated_limit(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "x-kubernetes-int-or-string": true,
+        "nullable": true,
+        "minimum": -1,
+        "maximum": i32::MAX,
+        "pattern": format!("^-?[0-9]{{1,9}}$|{ARG_ONLY}"),
+        "description": "A whole number from -1 (-1: no limit), or {{args.name}}."
+    })
 }
 
 /// Where a metric is measured: exactly one provider.
@@ -375,21 +433,26 @@ pub enum PodTemplateHashValue {
     Latest,
 }
 
-/// Run the named metric without letting its verdict affect the rollout.
+/// Run the metrics this selects without letting their verdicts affect the rollout.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DryRun {
+    /// A regular expression matched anywhere in a metric's name (`test` matches `my-test`;
+    /// `.*` every metric; `^name$` one name). It must select at least one metric.
     #[schemars(length(min = 1))]
     pub metric_name: String,
 }
 
-/// Keep this many measurements of the named metric (default 10).
+/// Keep this many measurements of the metrics this selects (default 10).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MeasurementRetention {
+    /// A regular expression matched anywhere in a metric's name, as in `dryRun`. When several
+    /// rules select a metric, the last one wins.
     #[schemars(length(min = 1))]
     pub metric_name: String,
-    #[schemars(range(min = 1))]
+    /// Measurements kept; 0 means the default, 10.
+    #[schemars(range(min = 0))]
     pub limit: i32,
 }
 
@@ -435,9 +498,11 @@ pub struct AnalysisRunSpec {
     pub terminate: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["metricName"]))]
     pub dry_run: Option<Vec<DryRun>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["metricName"]))]
     pub measurement_retention: Option<Vec<MeasurementRetention>>,
 }
 

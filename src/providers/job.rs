@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::PostParams;
+use kube::api::{ListParams, PostParams};
 use kube::{Api, Resource};
 
 use super::{KUBE_READ_TIMEOUT, MeasureContext, Provider, provider_error};
@@ -103,8 +104,122 @@ async fn look_at(ctx: &MeasureContext<'_>, api: &Api<Job>, name: &str) -> Outcom
             look_again(metadata, ctx.now)
         }
         Ok(Ok(None)) => provider_error(format!("Job {name:?} was deleted"), metadata),
-        Ok(Ok(Some(job))) => verdict_of(&job, name, metadata, ctx.now),
+        Ok(Ok(Some(job))) => match verdict_of(&job, name, metadata, ctx.now) {
+            Outcome::Pending { metadata, .. } => unless_stuck(ctx, api, &job, name, metadata).await,
+            decided => decided,
+        },
     }
+}
+
+/// A Job still running: an error measurement (and the Job deleted, so that its pod stops
+/// trying) when its pod cannot start, else a look again shortly.
+async fn unless_stuck(
+    ctx: &MeasureContext<'_>,
+    api: &Api<Job>,
+    job: &Job,
+    name: &str,
+    metadata: BTreeMap<String, String>,
+) -> Outcome {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ctx.namespace);
+    let lp = ListParams::default().labels(&format!("job-name={name}"));
+    let listed = match tokio::time::timeout(KUBE_READ_TIMEOUT, pods.list(&lp)).await {
+        Ok(Ok(list)) => list.items,
+        _ => return look_again(metadata, ctx.now),
+    };
+    let age = job
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .and_then(|t| Duration::try_from(ctx.now.duration_since(t.0)).ok())
+        .unwrap_or_default();
+    let Some(why) = cannot_start(&listed, age) else {
+        return look_again(metadata, ctx.now);
+    };
+    let dp = kube::api::DeleteParams::background();
+    if let Err(e) = tokio::time::timeout(KUBE_READ_TIMEOUT, api.delete(name, &dp)).await {
+        tracing::debug!(job = name, error = %e, "could not delete the Job that cannot start");
+    }
+    provider_error(format!("Job {name:?} cannot run: {why}"), metadata)
+}
+
+/// Waiting reasons of a container that will not start on its own (the kubelet keeps retrying
+/// an image pull, but a retry that succeeds is the next measurement's business).
+pub const CANNOT_START: &[&str] = &[
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+];
+
+/// How long a Job's pods may stay unstarted (unschedulable, volumes not mounted, no reason
+/// given) before the measurement is an error.
+pub const JOB_START_LIMIT: Duration = Duration::from_secs(300);
+
+/// Why the Job's pods cannot start, if they cannot: a container (init containers included)
+/// waiting for one of the `CANNOT_START` reasons, or, once the Job is `JOB_START_LIMIT` old,
+/// no pod that ever started.
+pub fn cannot_start(pods: &[Pod], age: Duration) -> Option<String> {
+    let live = pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none());
+    for pod in live.clone() {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let status = pod.status.as_ref();
+        let containers = status
+            .and_then(|s| s.init_container_statuses.as_ref())
+            .into_iter()
+            .flatten()
+            .chain(
+                status
+                    .and_then(|s| s.container_statuses.as_ref())
+                    .into_iter()
+                    .flatten(),
+            );
+        for c in containers {
+            let Some(w) = c.state.as_ref().and_then(|s| s.waiting.as_ref()) else {
+                continue;
+            };
+            let reason = w.reason.clone().unwrap_or_default();
+            if CANNOT_START.contains(&reason.as_str()) {
+                let message = w
+                    .message
+                    .as_ref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default();
+                return Some(format!(
+                    "pod {name:?} container {:?} cannot start: {reason}{message}",
+                    c.name
+                ));
+            }
+        }
+    }
+    let started = |p: &Pod| {
+        let s = p.status.as_ref();
+        matches!(
+            s.and_then(|s| s.phase.as_deref()),
+            Some("Running" | "Succeeded" | "Failed")
+        )
+    };
+    if age >= JOB_START_LIMIT && !live.clone().any(started) {
+        let why = live
+            .filter_map(|p| p.status.as_ref()?.conditions.as_ref())
+            .flatten()
+            .find(|c| c.status == "False" && c.reason.is_some())
+            .map(|c| {
+                format!(
+                    " ({}: {})",
+                    c.reason.clone().unwrap_or_default(),
+                    c.message.clone().unwrap_or_default()
+                )
+            })
+            .unwrap_or_default();
+        return Some(format!(
+            "no pod started within {}s{why}",
+            JOB_START_LIMIT.as_secs()
+        ));
+    }
+    None
 }
 
 fn look_again(metadata: BTreeMap<String, String>, now: Timestamp) -> Outcome {
@@ -188,6 +303,64 @@ fn build_job(run: &AnalysisRun, metric: &str, jm: &JobMetric, attempt: i32) -> R
 mod tests {
     use super::*;
     use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
+
+    fn pod(name: &str, phase: &str, waiting: Option<(&str, &str)>, init: bool) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "status": {
+                "phase": phase,
+                "conditions": [{"type": "PodScheduled", "status": "False",
+                    "reason": "Unschedulable", "message": "0/3 nodes are available"}],
+                (if init { "initContainerStatuses" } else { "containerStatuses" }): [{
+                    "name": "c", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                    "state": waiting.map_or(serde_json::json!({"waiting": {}}), |(r, m)|
+                        serde_json::json!({"waiting": {"reason": r, "message": m}}))
+                }]
+            }
+        }))
+        .expect("a pod")
+    }
+
+    // Argo Rollouts: metricproviders/job/job.go Resume after PR #4692 looks at the Job's
+    // pods, init containers included, for ErrImagePull, ImagePullBackOff, InvalidImageName.
+    #[test]
+    fn a_pod_that_cannot_start_is_reported_with_its_reason() {
+        let pull = pod(
+            "smoke-1-x",
+            "Pending",
+            Some(("ImagePullBackOff", "Back-off pulling image \"nope\"")),
+            false,
+        );
+        assert_eq!(
+            cannot_start(&[pull], Duration::ZERO).as_deref(),
+            Some(
+                "pod \"smoke-1-x\" container \"c\" cannot start: ImagePullBackOff: \
+                 Back-off pulling image \"nope\""
+            )
+        );
+        let init = pod(
+            "p",
+            "Pending",
+            Some(("CreateContainerConfigError", "no secret")),
+            true,
+        );
+        assert!(
+            cannot_start(&[init], Duration::ZERO)
+                .is_some_and(|w| w.contains("CreateContainerConfigError"))
+        );
+        // Waiting for another reason: fine until the limit, then an error with the reason.
+        let creating = pod("p", "Pending", Some(("ContainerCreating", "")), false);
+        assert_eq!(
+            cannot_start(std::slice::from_ref(&creating), Duration::from_secs(299)),
+            None
+        );
+        assert_eq!(
+            cannot_start(&[creating], JOB_START_LIMIT).as_deref(),
+            Some("no pod started within 300s (Unschedulable: 0/3 nodes are available)")
+        );
+        let running = pod("p", "Running", None, false);
+        assert_eq!(cannot_start(&[running], JOB_START_LIMIT * 2), None);
+    }
 
     #[test]
     fn job_names_are_deterministic_labels() {

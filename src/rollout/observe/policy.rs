@@ -13,7 +13,7 @@ use kube::{Resource, ResourceExt};
 
 use super::{ObservedRs, ObservedRun, PodFailure};
 use crate::analysis::judge;
-use crate::analysis::template::{ArgContext, build_run, merge_templates};
+use crate::analysis::template::{ArgContext, build_run, merge_templates, with_rollout_rules};
 use crate::api::analysis::{
     AnalysisPhase, AnalysisRun, AnalysisRunSpec, AnalysisTemplate, AnalysisTemplateSpec, Argument,
     ClusterAnalysisTemplate, DryRun, MeasurementRetention,
@@ -250,20 +250,10 @@ pub fn run_spec(
             find(local, &r.template_name).map(|t| t.spec.clone())
         }
     };
-    let mut spec = merge_templates(&u.templates, &lookup)
+    merge_templates(&u.templates, &lookup)
         .and_then(|merged| build_run(&merged, &u.args, args))
-        .map_err(|e| e.to_string())?;
-    if let Some(d) = &u.dry_run {
-        spec.dry_run
-            .get_or_insert_with(Vec::new)
-            .extend(d.iter().cloned());
-    }
-    if let Some(r) = &u.retention {
-        spec.measurement_retention
-            .get_or_insert_with(Vec::new)
-            .extend(r.iter().cloned());
-    }
-    Ok(spec)
+        .and_then(|spec| with_rollout_rules(spec, u.dry_run.as_deref(), u.retention.as_deref()))
+        .map_err(|e| e.to_string())
 }
 
 /// The template called `name` among `all`, when it reads.
