@@ -339,7 +339,8 @@ fn write(
         });
     }
     let delay = i64::from(bg.scale_down_delay_seconds());
-    delayed_scale_down(rel, plan, &[desired, &active], delay);
+    let limit = bg.scale_down_delay_revision_limit;
+    delayed_scale_down(rel, plan, &[desired, &active], delay, limit);
     // The new, active and stable revisions are never candidates for deletion.
     revision_history(rel, plan, &[desired, &active, &rel.stable]);
 
