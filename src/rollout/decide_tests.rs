@@ -1185,3 +1185,79 @@ mod parity {
         );
     }
 }
+
+/// Argo Rollouts' scaling e2e cases (test/e2e/canary_test.go), replayed on `decide`.
+mod scaling {
+    use super::*;
+    use crate::rollout::test_support::{at_first_step, releasing_web2, world_with};
+
+    fn sized(ro: &mut Rollout, replicas: i32, v1: (i32, i32), v2: (i32, i32)) -> (i32, i32) {
+        ro.spec.replicas = Some(replicas);
+        let obs = world_with(
+            &["web-stable", "web-canary"],
+            vec![rs("web:1", v1.0, v1.1), rs("web:2", v2.0, v2.1)],
+        );
+        let plan = decide(ro, &obs, at(0));
+        (
+            replicas_of(&plan, "web:2").unwrap_or(0),
+            replicas_of(&plan, "web:1").unwrap_or(0),
+        )
+    }
+
+    #[test]
+    fn scaling_while_paused_keeps_the_steps_ratio() {
+        // TestRolloutScalingWhenPaused: 1 replica at 25% -> (1, 1); 8 -> (2, 6); 4 -> (1, 3).
+        let status = RolloutStatus {
+            current_step_index: Some(1),
+            ..at_first_step()
+        };
+        let strategy = json!({"canary": {"stableService": "web-stable", "canaryService": "web-canary",
+            "maxSurge": "25%", "maxUnavailable": 0, "steps": [{"setWeight": 25}, {"pause": {}}]}});
+        let mut ro = releasing_web2(1, strategy, status);
+        assert_eq!(sized(&mut ro, 1, (1, 1), (1, 1)), (1, 1));
+        assert_eq!(sized(&mut ro, 8, (6, 6), (2, 2)), (2, 6));
+        assert_eq!(sized(&mut ro, 4, (3, 3), (1, 1)), (1, 3));
+    }
+
+    #[test]
+    fn scaling_a_canary_that_never_gets_ready() {
+        // TestRolloutScalingDuringUpdate: 4 replicas, maxSurge 2, maxUnavailable 0, no steps,
+        // canary never available: (2, 4); scaled to 8: (6, 4); back to 4: (2, 4).
+        let strategy = json!({"canary": {"maxSurge": 2, "maxUnavailable": 0}});
+        let mut ro = releasing_web2(4, strategy, at_first_step());
+        assert_eq!(sized(&mut ro, 4, (4, 4), (0, 0)), (2, 4));
+        assert_eq!(sized(&mut ro, 8, (4, 4), (2, 0)), (6, 4));
+        assert_eq!(sized(&mut ro, 4, (4, 4), (6, 0)), (2, 4));
+        // TestRolloutWithMaxSurgeScalingDuringUpdate: maxSurge 100%: (4, 3); 8: (8, 3); 4:
+        // (4, 3), reached in two moves (back under the ceiling first).
+        let strategy = json!({"canary": {"maxSurge": "100%"}});
+        let mut ro = releasing_web2(4, strategy, at_first_step());
+        assert_eq!(sized(&mut ro, 4, (4, 4), (4, 0)), (4, 3));
+        assert_eq!(sized(&mut ro, 8, (3, 3), (4, 0)), (8, 3));
+        let first = sized(&mut ro, 4, (3, 3), (8, 0));
+        assert!(first.0 + first.1 <= 8 && first.1 == 3, "{first:?}");
+        assert_eq!(sized(&mut ro, 4, (3, 3), (first.0, 0)), (4, 3));
+    }
+
+    #[test]
+    fn a_routed_canary_scales_with_replicas_unless_set_canary_scale_fixes_it() {
+        // CalculateReplicaCountsForTrafficRoutedCanary: canary ceil(replicas x weight), the
+        // stable at full size; setCanaryScale.replicas is independent of replicas.
+        let routed = |steps: serde_json::Value| {
+            let strategy = json!({"canary": {"stableService": "web-stable", "canaryService": "web-canary",
+                "trafficRouting": {"istio": {"virtualService": {"name": "web", "routes": ["primary"]}}},
+                "steps": steps}});
+            let status = RolloutStatus {
+                current_step_index: Some(1),
+                ..at_first_step()
+            };
+            releasing_web2(10, strategy, status)
+        };
+        let mut ro = routed(json!([{"setWeight": 30}, {"pause": {}}]));
+        assert_eq!(sized(&mut ro, 10, (10, 10), (3, 3)), (3, 10));
+        assert_eq!(sized(&mut ro, 20, (10, 10), (3, 3)), (6, 20));
+        let mut ro = routed(json!([{"setCanaryScale": {"replicas": 2}}, {"pause": {}}]));
+        assert_eq!(sized(&mut ro, 10, (10, 10), (2, 2)), (2, 10));
+        assert_eq!(sized(&mut ro, 20, (10, 10), (2, 2)), (2, 20));
+    }
+}
