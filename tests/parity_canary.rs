@@ -504,3 +504,130 @@ async fn a_rollback_within_the_window_is_fast_tracked_and_outside_it_is_a_releas
     })
     .await;
 }
+
+/// Argo Rollouts: `scaleDownDelayRevisionLimit` on a routed canary (rollout/replicaset.go
+/// scaleDownDelayHelper; e2e canary_test.go TestCanaryScaleDownDelay, limit 1, no steps):
+/// after rev 2 rev 1 keeps its pod with a deadline; after rev 3 rev 1 is at zero and rev 2
+/// keeps its pod with a deadline; back to rev 2's template, rev 2 serves with no deadline and
+/// rev 3 keeps its pod with one.
+#[tokio::test]
+async fn scale_down_delay_revision_limit_keeps_only_the_newest_old_revision() {
+    TestEnv::run("parity-sdd-limit", |env| async move {
+        e2e::routers::install_router_crds(&env.client).await?;
+        create_services(&env, &["web-stable", "web-canary", "web"]).await?;
+        create_object(&http_routes(&env), split_http_route()).await?;
+        let _controller = ControllerProcess::start(&env)?;
+        let ro = web_canary(
+            1,
+            json!({"scaleDownDelaySeconds": 600, "scaleDownDelayRevisionLimit": 1,
+                "trafficRouting": {"gatewayAPI": {"httpRoute": "web"}}}),
+        )?;
+        create_rollout(&env, &ro).await?;
+        let v1 = wait_healthy(&env, "web", 1, LIMIT).await?;
+        release(&env, "registry.example/web:2").await?;
+        let v2 = stable(&env).await?;
+        wait_sizes(&env, "rev1 kept", &[(&v1, 1), (&v2, 1)]).await?;
+        ensure!(
+            deadline_of(&env, &v1).await?.is_some(),
+            "rev1 has its deadline"
+        );
+        release(&env, "registry.example/web:3").await?;
+        let v3 = stable(&env).await?;
+        wait_sizes(
+            &env,
+            "rev1 at zero, rev2 kept",
+            &[(&v1, 0), (&v2, 1), (&v3, 1)],
+        )
+        .await?;
+        ensure!(
+            deadline_of(&env, &v2).await?.is_some(),
+            "rev2 has its deadline"
+        );
+        release(&env, "registry.example/web:2").await?;
+        ensure!(stable(&env).await? == v2, "rev2's ReplicaSet serves again");
+        wait_sizes(
+            &env,
+            "rev2 serves, rev3 kept",
+            &[(&v1, 0), (&v2, 1), (&v3, 1)],
+        )
+        .await?;
+        ensure!(
+            deadline_of(&env, &v2).await?.is_none(),
+            "no deadline on the stable"
+        );
+        ensure!(
+            deadline_of(&env, &v3).await?.is_some(),
+            "rev3 has its deadline"
+        );
+        Ok(())
+    })
+    .await;
+}
+
+async fn stable(env: &TestEnv) -> anyhow::Result<String> {
+    rollouts(env)
+        .get("web")
+        .await?
+        .status
+        .and_then(|s| s.stable_rs)
+        .context("stableRS")
+}
+
+/// Argo Rollouts: blue-green back to a revision still within its scale-down delay is fast
+/// tracked (rollout/bluegreen.go isBlueGreenFastTracked; rollout/analysis.go
+/// reconcileAnalysisRuns skips analysis on rollbackToScaleDownDelay; e2e analysis_test.go
+/// TestBlueGreenAnalysis, last step: the run count stays the same and the Rollout is Healthy
+/// at once).
+#[tokio::test]
+async fn blue_green_back_within_the_scale_down_delay_skips_analysis_and_the_pause() {
+    TestEnv::run("parity-bg-fast-track", |env| async move {
+        web_check(&env, 1).await?;
+        let _controller = ControllerProcess::start(&env)?;
+        create_services(&env, &["web-active", "web-preview"]).await?;
+        let ro = common::fixture::rollout(
+            "web",
+            1,
+            json!({"blueGreen": {"activeService": "web-active", "previewService": "web-preview",
+                "autoPromotionEnabled": false, "scaleDownDelaySeconds": 600,
+                "prePromotionAnalysis": {"templates": [{"templateName": "check"}]}}}),
+        )?;
+        create_rollout(&env, &ro).await?;
+        let v1 = wait_healthy(&env, "web", 1, LIMIT).await?;
+        set_image(&env, "web", "registry.example/web:2").await?;
+        wait_status(&env, "web", "v2 waiting for promotion", LIMIT, |s| {
+            phase(s) == Some(RolloutPhase::Paused)
+        })
+        .await?;
+        promote(&env, "web").await?;
+        wait_status(&env, "web", "v2 active", LIMIT, |s| {
+            phase(s) == Some(RolloutPhase::Healthy) && s.stable_rs != Some(v1.clone())
+        })
+        .await?;
+        ensure!(runs(&env).await?.len() == 1, "the pre-promotion run");
+        ensure!(
+            deadline_of(&env, &v1).await?.is_some(),
+            "v1 serves out its delay"
+        );
+
+        // Back to v1 while it still has its pods: no analysis, no pause.
+        set_image(&env, "web", "registry.example/web:1").await?;
+        wait_status(&env, "web", "v1 active again", LIMIT, |s| {
+            phase(s) == Some(RolloutPhase::Healthy) && s.stable_rs.as_deref() == Some(v1.as_str())
+        })
+        .await?;
+        ensure!(selector_hash(&env, "web-active").await?.as_deref() == Some(v1.as_str()));
+        let n = runs(&env).await?;
+        ensure!(n.len() == 1, "no new analysis run: {n:?}");
+        let reasons: Vec<String> = events_for(&env, "web")
+            .await?
+            .into_iter()
+            .map(|e| e.1)
+            .collect();
+        ensure!(
+            reasons.iter().any(|r| r == "FastTrackRollback"),
+            "{reasons:?}"
+        );
+        Ok(())
+    })
+    .await;
+}
