@@ -1170,6 +1170,31 @@ mod parity {
     }
 
     #[test]
+    fn blue_green_scale_down_revision_limit_keeps_only_the_newest_old_revisions() {
+        // Argo Rollouts: rollout/bluegreen.go scaleDownOldReplicaSetsForBlueGreen,
+        // rollout/replicaset.go scaleDownDelayHelper; e2e TestBlueGreenScaleDownDelay.
+        let mut ro = blue_green(json!({"scaleDownDelayRevisionLimit": 1}));
+        let st = ro.status.as_mut().expect("status");
+        st.stable_rs = Some(hash("web:2"));
+        st.current_pod_hash = Some(hash("web:2"));
+        let mut older = rs("web:0", 3, 3);
+        older.scale_down_at = Some(at(50));
+        let sets = vec![older, rs("web:1", 3, 3), rs("web:2", 3, 3)];
+        let plan = step(&mut ro, &blue_green_world(sets), at(10));
+        assert_eq!(
+            replicas_of(&plan, "web:0"),
+            Some(0),
+            "beyond the limit: at once"
+        );
+        let web1 = plan.replica_sets.iter().find(|r| r.hash == hash("web:1"));
+        assert_eq!(
+            web1.map(|r| (r.replicas, r.scale_down_at)),
+            Some((3, Some(at(20)))),
+            "the newest old revision serves out its delay"
+        );
+    }
+
+    #[test]
     fn blue_green_scale_down_revision_limit_must_fit_the_history() {
         // Argo Rollouts: pkg/apis/rollouts/validation/validation.go ValidateRolloutStrategyBlueGreen.
         let mut ro = blue_green(json!({"scaleDownDelayRevisionLimit": 2}));
