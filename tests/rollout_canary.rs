@@ -275,14 +275,10 @@ async fn abort_retry_and_fast_track_rollback_survive_a_controller_kill() {
             "no step skipped across a restart"
         );
 
-        // Abort: traffic back to stable first, the canary's pods kept for the delay, then gone.
+        // Abort: traffic back to stable first; without a router the canary then rolls back
+        // within maxSurge/maxUnavailable, as Argo Rollouts does (no abort delay applies).
         set_abort(&env, "web", true).await?;
         wait_selector(&env, "web-canary", &v1, LIMIT).await?;
-        let sets = sizes(&env).await?;
-        ensure!(
-            sets.get(&v2) == Some(&2),
-            "canary pods still there when traffic has left them: {sets:?}"
-        );
         // The reconcile that moved the Service writes the status after it: wait for the abort
         // in the status too, with the Service still on stable.
         e2e::wait_for(

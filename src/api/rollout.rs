@@ -100,6 +100,10 @@ pub struct RolloutSpec {
     /// Abort the rollout when the progress deadline is exceeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress_deadline_abort: Option<bool>,
+    /// Going back to one of the last `revisions` revisions before the stable one skips the
+    /// steps, pauses and analysis (a fast-track rollback), as in Argo Rollouts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_window: Option<RollbackWindow>,
     /// How a new revision is released: exactly one of `canary` and `blueGreen`.
     pub strategy: RolloutStrategy,
 }
@@ -119,6 +123,17 @@ impl RolloutSpec {
     pub fn min_ready_seconds(&self) -> i32 {
         self.min_ready_seconds.unwrap_or(0)
     }
+}
+
+/// `spec.rollbackWindow`: how far back a rollback is fast-tracked.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackWindow {
+    /// A rollback to a revision with fewer than this many revisions between it and the stable
+    /// one skips the steps and analysis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub revisions: Option<i32>,
 }
 
 /// A reference to the workload whose pod template the Rollout runs.
@@ -193,10 +208,17 @@ pub struct CanaryStrategy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub scale_down_delay_seconds: Option<i32>,
-    /// Seconds the canary pods keep running after an abort (default 30).
+    /// Seconds the canary pods keep running after an abort, counted from the moment the
+    /// stable is fully available again (default 30 with `trafficRouting`; 0 keeps them until
+    /// the next release; ignored without `trafficRouting`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub abort_scale_down_delay_seconds: Option<i32>,
+    /// How many old revisions, newest first, may keep their pods during
+    /// `scaleDownDelaySeconds`; older ones go to zero at once (default: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub scale_down_delay_revision_limit: Option<i32>,
     /// Scale the stable down as traffic leaves it, instead of keeping it at full size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dynamic_stable_scale: Option<bool>,
@@ -457,6 +479,11 @@ pub struct BlueGreenStrategy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub abort_scale_down_delay_seconds: Option<i32>,
+    /// How many old revisions, newest first, may keep their pods during
+    /// `scaleDownDelaySeconds`; older ones go to zero at once (default: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub scale_down_delay_revision_limit: Option<i32>,
     /// Analysis that must pass before the switch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pre_promotion_analysis: Option<RolloutAnalysis>,

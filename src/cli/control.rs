@@ -31,7 +31,11 @@ pub enum ControlError {
     NotReleasing(String, &'static str),
     #[error("{0} is not aborted: nothing to retry (abort it first, or change its template)")]
     NotAborted(String),
-    #[error("{0} is aborted: retry it first")]
+    /// As in Argo Rollouts, a plain promotion does nothing to an aborted release; Sluice says
+    /// so instead of writing a patch that changes nothing.
+    #[error(
+        "{0} is aborted: promote does nothing to an aborted release; run `kubectl sluice retry {0}` to release it again from its first step, or `kubectl sluice promote {0} --full` to skip every step and analysis"
+    )]
     Aborted(String),
     #[error("{0} is already paused by request")]
     AlreadyPaused(String),
@@ -82,9 +86,8 @@ fn promote_full(ro: &Rollout, name: String) -> Result<Value, ControlError> {
     if !releasing(ro) {
         return Err(ControlError::NotReleasing(name, "promote"));
     }
-    if aborted(ro) {
-        return Err(ControlError::Aborted(name));
-    }
+    // On an aborted release too (as Argo Rollouts): the controller clears the abort and goes
+    // to full size, skipping the steps and analysis.
     Ok(json!({"promoteFull": true}))
 }
 
@@ -440,10 +443,20 @@ mod tests {
             status_patch(&ro(aborted.clone()), Control::Retry, now()),
             Ok(json!({"abort": false}))
         );
-        assert!(matches!(
-            status_patch(&ro(aborted), Control::Promote, now()),
-            Err(ControlError::Aborted(_))
-        ));
+        assert_eq!(
+            status_patch(&ro(aborted.clone()), Control::PromoteFull, now()),
+            Ok(json!({"promoteFull": true})),
+            "a full promotion lifts the abort, as in Argo Rollouts"
+        );
+        let refused = status_patch(&ro(aborted), Control::Promote, now());
+        let Err(e @ ControlError::Aborted(_)) = refused else {
+            panic!("plain promote on an aborted release: {refused:?}");
+        };
+        let message = e.to_string();
+        assert!(
+            message.contains("retry") && message.contains("--full"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -91,8 +91,8 @@ fn olds<'a>(rel: &Release<'a>) -> impl Iterator<Item = &'a ObservedRs> {
 }
 
 /// How far the revisions move in this reconcile. Settled, the stable alone scales to its
-/// size; releasing, the step's rounding may surge one more pod, and an abort's delay keeps
-/// the canary's pods.
+/// size; releasing, the step's rounding may surge one more pod. An abort is a move to weight
+/// 0 like any other (`abortScaleDownDelaySeconds` does not apply without a router).
 fn scale(rel: &Release, limits: Limits, counts: Counts, mv: &Move) -> Scale {
     if rel.settled() {
         let s = next_scale(
@@ -120,11 +120,7 @@ fn scale(rel: &Release, limits: Limits, counts: Counts, mv: &Move) -> Scale {
             .saturating_add(rounding_surge(rel.replicas, mv.targets)),
         ..limits
     };
-    let mut s = next_scale(rel.replicas, limits, counts, mv.targets);
-    if let Some(hold) = mv.hold {
-        s.new = s.new.max(hold.min(counts.new.replicas));
-    }
-    s
+    next_scale(rel.replicas, limits, counts, mv.targets)
 }
 
 /// Older revisions shrink together to `remaining` pods, the newest keeping theirs longest.

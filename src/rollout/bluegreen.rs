@@ -208,15 +208,16 @@ fn progress(
         .is_some_and(|r| r.replicas >= preview_count && r.available >= preview_count);
     let mut wait = None;
     if !out.promoting && preview_ready {
+        // A full promotion (or a fast-tracked rollback) creates no run, as in Argo Rollouts.
         let pre_ok = match &runs.pre {
-            None => true,
-            Some(run) => {
+            Some(run) if !promote_full => {
                 let gate = promotion_analysis(rel, plan, run);
                 out.pre_line = Some(gate.line);
                 let ok = gate.wait.is_none();
                 wait = gate.wait;
-                ok || promote_full
+                ok
             }
+            _ => true,
         };
         out.promoting =
             pre_ok && rel.ro.spec.paused != Some(true) && ready_to_promote(bg, plan, rel.now);
@@ -339,7 +340,8 @@ fn write(
         });
     }
     let delay = i64::from(bg.scale_down_delay_seconds());
-    delayed_scale_down(rel, plan, &[desired, &active], delay);
+    let limit = bg.scale_down_delay_revision_limit;
+    delayed_scale_down(rel, plan, &[desired, &active], delay, limit);
     // The new, active and stable revisions are never candidates for deletion.
     revision_history(rel, plan, &[desired, &active, &rel.stable]);
 

@@ -5,7 +5,6 @@
 //! traffic router: replica counts carry the weight) or `routed` (a router carries it).
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use k8s_openapi::jiff::Timestamp;
 
 use crate::api::duration::int_or_string_duration;
 use crate::api::rollout::{CanaryStep, CanaryStrategy, PauseReason, RolloutPause, RolloutPhase};
@@ -13,8 +12,8 @@ use crate::api::rollout::{CanaryStep, CanaryStrategy, PauseReason, RolloutPause,
 use super::analysis::{self, AnalysisKey, UsedRun, Verdict};
 use super::decide::{EventType, Plan, after, secs};
 use super::release::{
-    Hold, Release, abort_on_failed_run, abort_or_retry, has_pause, inconclusive_pause, pause,
-    refresh_run_status, settle,
+    AbortDelay, Held, Hold, Release, abort_hold, abort_on_failed_run, abort_or_retry, has_pause,
+    inconclusive_pause, pause, refresh_run_status, settle,
 };
 use super::replicas::{Limits, Targets, canary_replicas, stable_replicas};
 use super::{basic, routed};
@@ -41,7 +40,7 @@ pub(super) struct Move {
     /// Replicas of the new and the stable revision.
     pub targets: Targets,
     /// Pods the canary keeps after an abort, while `abortScaleDownDelaySeconds` runs.
-    pub hold: Option<i32>,
+    pub hold: Option<Held>,
     pub services: Selectors,
 }
 
@@ -127,18 +126,15 @@ fn release(rel: &Release, canary: &CanaryStrategy, plan: &mut Plan) -> Move {
             .get(at_step)
             .filter(|s| s.analysis.is_some())
             .map(|_| rel.run(AnalysisKey::Step(at_step))),
-        background: canary
-            .analysis
-            .as_ref()
-            .map(|_| rel.run(AnalysisKey::Background)),
+        background: background_run(rel, canary),
     };
     refresh_run_status(plan, rel.obs);
     // A failed analysis aborts in this same reconcile, so traffic leaves the canary at once.
     let back = format!("all traffic back to stable {}", rel.stable);
     abort_on_failed_run(rel, plan, &runs.all(), &back);
-    if let Some(aborted_at) = abort_or_retry(rel, plan) {
+    if abort_or_retry(rel, plan).is_some() {
         // No run is active any more: `tidy` stops them.
-        return aborted(rel, canary, plan, aborted_at);
+        return aborted(rel, canary, plan);
     }
     let mut idx = step_index(plan.status.current_step_index, steps.len());
     if plan.status.promote_full == Some(true) {
@@ -172,21 +168,10 @@ fn release(rel: &Release, canary: &CanaryStrategy, plan: &mut Plan) -> Move {
     }
 }
 
-/// Traffic first: both Services select the stable pods in this same reconcile. With
-/// Services (or a router), traffic left the canary that way, so its pods may linger for
-/// `abortScaleDownDelaySeconds`; without, scaling down is what moves traffic.
-fn aborted(rel: &Release, canary: &CanaryStrategy, plan: &mut Plan, aborted_at: Timestamp) -> Move {
-    let scale_down_at = after(
-        aborted_at,
-        i64::from(canary.abort_scale_down_delay_seconds()),
-    );
-    let traffic_moved = canary.canary_service.is_some() || canary.traffic_routing.is_some();
-    let hold = if traffic_moved && rel.now < scale_down_at {
-        plan.requeue_at(scale_down_at, rel.now);
-        rel.new_rs().map(|r| r.replicas)
-    } else {
-        None
-    };
+/// Traffic first: both Services select the stable pods in this same reconcile. The canary
+/// then keeps its pods as `abortScaleDownDelaySeconds` says (see `abort_delay`).
+fn aborted(rel: &Release, canary: &CanaryStrategy, plan: &mut Plan) -> Move {
+    let hold = abort_hold(rel, plan, &rel.desired, &rel.stable, abort_delay(canary));
     Move {
         targets: Targets {
             new: 0,
@@ -195,6 +180,38 @@ fn aborted(rel: &Release, canary: &CanaryStrategy, plan: &mut Plan, aborted_at: 
         hold,
         services: Selectors::new(&rel.stable, &rel.stable),
     }
+}
+
+/// `abortScaleDownDelaySeconds` of a canary, as Argo Rollouts reads it: without a traffic
+/// router it is ignored (scaling down is what moves the traffic back, within maxSurge and
+/// maxUnavailable); with one it defaults to 30 s, and an explicit 0 keeps the canary's pods;
+/// with `dynamicStableScale` and no explicit value, the canary follows the traffic down.
+pub(super) fn abort_delay(canary: &CanaryStrategy) -> AbortDelay {
+    if canary.traffic_routing.is_none() {
+        return AbortDelay::Off;
+    }
+    match canary.abort_scale_down_delay_seconds {
+        None if routed::dynamic_stable_scale(canary) => AbortDelay::Off,
+        Some(0) => AbortDelay::Never,
+        _ => AbortDelay::After(i64::from(canary.abort_scale_down_delay_seconds())),
+    }
+}
+
+/// The background run of this release. A person who promoted past an inconclusive one
+/// accepted it (it is stopped); as in Argo Rollouts a new run starts then, named after the
+/// ones before it.
+fn background_run(rel: &Release, canary: &CanaryStrategy) -> Option<UsedRun> {
+    canary.analysis.as_ref()?;
+    let mut run = rel.run(AnalysisKey::Background);
+    let first = run.name.clone();
+    let mut n = 1;
+    while analysis::observed(rel.obs, &run.name).is_some_and(|r| {
+        r.terminated && matches!(analysis::verdict(r), Verdict::Inconclusive { .. })
+    }) {
+        n += 1;
+        run.name = super::hash::dns_label(&[&first, &n.to_string()]);
+    }
+    Some(run)
 }
 
 /// The release holds at step `idx`: an inconclusive analysis waits for a person (a promotion
@@ -213,7 +230,7 @@ fn held(
     {
         plan.status.current_step_index = Some(idx as i32);
         rel.set_phase(plan, RolloutPhase::Paused, &why);
-        return Some(moving(rel, canary, idx));
+        return Some(frozen(rel, canary, idx));
     }
     let user_paused = has_pause(&plan.status, PauseReason::UserPause);
     if rel.ro.spec.paused != Some(true) && !user_paused {
@@ -227,7 +244,25 @@ fn held(
         "paused by spec.paused"
     };
     rel.set_phase(plan, RolloutPhase::Paused, by);
-    Some(moving(rel, canary, idx))
+    Some(frozen(rel, canary, idx))
+}
+
+/// Held (Argo Rollouts' `haltProgress`): nothing moves towards step `idx`. The counts the
+/// steps done ask for follow `replicas` (a scaling while paused keeps their ratio), and the
+/// canary keeps whatever it already has of the current step's.
+fn frozen(rel: &Release, canary: &CanaryStrategy, idx: usize) -> Move {
+    let done = basic_targets(canary, rel.replicas, weight_at(canary, idx), idx);
+    let next = basic_targets(canary, rel.replicas, weight_at(canary, idx + 1), idx + 1);
+    let between = |have: i32, a: i32, b: i32| have.clamp(a.min(b), a.max(b));
+    let (new, stable) = (rel.group(&rel.desired), rel.group(&rel.stable));
+    Move {
+        targets: Targets {
+            new: between(new.replicas, done.new, next.new),
+            stable: between(stable.replicas, done.stable, next.stable),
+        },
+        hold: None,
+        services: Selectors::new(&rel.stable, &rel.desired),
+    }
 }
 
 /// The move while at step `idx`: the weight of the steps up to it, both Services on their

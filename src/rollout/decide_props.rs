@@ -268,3 +268,64 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// `spec.paused` (Argo Rollouts' haltProgress): no step advances, and the canary never
+    /// gains pods beyond what it has or what the steps already done ask for.
+    #[test]
+    fn a_paused_release_never_advances_nor_grows_the_canary(
+        replicas in 1i32..10,
+        weights in proptest::collection::vec(0i32..=100, 1..4),
+        idx in 0usize..6,
+        canary_now in 0i32..10,
+        stable_now in 0i32..10,
+        routed in any::<bool>(),
+    ) {
+        let steps: Vec<serde_json::Value> = weights
+            .iter()
+            .flat_map(|w| [json!({"setWeight": w}), json!({"pause": {}})])
+            .collect();
+        let mut canary = json!({"stableService": "web-stable", "canaryService": "web-canary",
+            "maxSurge": 1, "maxUnavailable": 0, "steps": steps});
+        if routed {
+            canary["trafficRouting"] =
+                json!({"istio": {"virtualService": {"name": "web", "routes": ["primary"]}}});
+        }
+        let spec: RolloutSpec = serde_json::from_value(json!({
+            "replicas": replicas, "paused": true,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": template("web:2"),
+            "strategy": {"canary": canary}
+        }))
+        .expect("spec");
+        let idx = idx.min(steps.len() - 1);
+        let mut ro = Rollout::new("web", spec);
+        ro.status = Some(RolloutStatus {
+            stable_rs: Some(hash("web:1")),
+            current_pod_hash: Some(hash("web:2")),
+            current_step_index: Some(idx as i32),
+            ..Default::default()
+        });
+        let rs = |image: &str, n: i32| ObservedRs {
+            name: format!("web-{}", hash(image)),
+            hash: hash(image),
+            replicas: n,
+            ready: n,
+            available: n,
+            created: Some(at(0)),
+            ..Default::default()
+        };
+        let obs = Observed {
+            template: Some(template("web:2")),
+            replica_sets: vec![rs("web:1", stable_now), rs("web:2", canary_now)],
+            services: [("web-stable".to_string(), true), ("web-canary".to_string(), true)].into(),
+            ..Default::default()
+        };
+        let plan = decide(&ro, &obs, at(100));
+        prop_assert_eq!(plan.status.current_step_index, Some(idx as i32));
+        let done = steps[..idx].iter().filter_map(|s| s["setWeight"].as_i64()).next_back().unwrap_or(0);
+        let allowed = canary_now.max(crate::rollout::replicas::canary_replicas(replicas, done as i32));
+        let planned = plan.replica_sets.iter().find(|r| r.hash == hash("web:2")).map_or(canary_now, |r| r.replicas);
+        prop_assert!(planned <= allowed, "canary {canary_now} -> {planned}, steps done ask {allowed}");
+    }
+}

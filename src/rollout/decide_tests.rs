@@ -181,8 +181,13 @@ fn indefinite_pause_waits_for_a_promotion() {
 }
 
 #[test]
-fn abort_moves_traffic_to_stable_first_and_scales_the_canary_down_after_the_delay() {
+fn abort_without_a_router_moves_traffic_first_then_rolls_back_within_the_limits() {
+    // Argo Rollouts: utils/replicaset/canary.go CalculateReplicaCountsForBasicCanary; the
+    // abort delay is ignored without trafficRouting (utils/defaults GetAbortScaleDownDelay...).
     let mut ro = aborted_at_step_1();
+    if let Some(c) = ro.spec.strategy.canary.as_mut() {
+        c.abort_scale_down_delay_seconds = Some(60);
+    }
     let obs = observed("web:2", vec![rs("web:1", 2, 2), rs("web:2", 2, 2)]);
     let plan = step(&mut ro, &obs, at(0));
     assert_eq!(
@@ -192,18 +197,17 @@ fn abort_moves_traffic_to_stable_first_and_scales_the_canary_down_after_the_dela
     );
     assert_eq!(service(&plan, "web-stable"), Some(hash("web:1")));
     assert_eq!(
-        replicas_of(&plan, "web:2"),
-        Some(2),
-        "canary kept during abortScaleDownDelaySeconds"
+        (replicas_of(&plan, "web:1"), replicas_of(&plan, "web:2")),
+        (Some(3), Some(2)),
+        "the stable surges first; the canary stays until a stable pod is available"
     );
     assert_eq!(plan.status.phase, Some(RolloutPhase::Degraded));
     assert!(reasons(&plan).contains(&"RolloutAborted"));
-    assert_eq!(plan.requeue_after, Some(Duration::from_secs(30)));
-    // After the delay the canary goes, no faster than availability allows (maxUnavailable 0).
+    // No 60 s hold: the canary goes as fast as availability allows (maxUnavailable 0).
     let later = step(
         &mut ro,
         &observed("web:2", vec![rs("web:1", 3, 3), rs("web:2", 2, 2)]),
-        at(31),
+        at(1),
     );
     assert_eq!(replicas_of(&later, "web:2"), Some(1));
     assert!(
@@ -213,7 +217,7 @@ fn abort_moves_traffic_to_stable_first_and_scales_the_canary_down_after_the_dela
     let done = step(
         &mut ro,
         &observed("web:2", vec![rs("web:1", 4, 4), rs("web:2", 1, 1)]),
-        at(40),
+        at(2),
     );
     assert_eq!(replicas_of(&done, "web:2"), Some(0));
 }
@@ -376,17 +380,42 @@ fn invalid_spec_is_reported_once_and_recovers_when_fixed() {
 }
 
 #[test]
-fn decreasing_step_weight_is_invalid() {
-    let ro = rollout(json!([{"setWeight": 50}, {"setWeight": 20}]), false);
-    let plan = decide(&ro, &observed("web:1", vec![]), at(0));
-    let cond =
-        conditions::get(&plan.status.conditions, condition::INVALID_SPEC).expect("InvalidSpec");
+fn a_lower_weight_scales_the_stable_up_first_then_the_canary_down() {
+    // Argo Rollouts' TestReduceWeightAndHonorMaxUnavailable: 3 replicas, maxSurge 2,
+    // maxUnavailable 0, steps 100%, pause, 0%, pause; promoted past the first pause.
+    let strategy = json!({"canary": {"maxSurge": 2, "maxUnavailable": 0, "steps": [
+        {"setWeight": 100}, {"pause": {}}, {"setWeight": 0}, {"pause": {}}]}});
+    let status = RolloutStatus {
+        current_step_index: Some(2),
+        ..crate::rollout::test_support::at_first_step()
+    };
+    let mut ro = crate::rollout::test_support::releasing_web2(3, strategy, status);
+    let world = |stable: (i32, i32), new: (i32, i32)| {
+        crate::rollout::test_support::world_with(
+            &[],
+            vec![rs("web:1", stable.0, stable.1), rs("web:2", new.0, new.1)],
+        )
+    };
+    let plan = step(&mut ro, &world((0, 0), (3, 3)), at(0));
     assert!(
-        cond.message
-            .starts_with("spec.strategy.canary.steps[1].setWeight"),
-        "{}",
-        cond.message
+        conditions::get(&plan.status.conditions, condition::INVALID_SPEC).is_none(),
+        "a lower weight is allowed"
     );
+    assert_eq!(
+        (replicas_of(&plan, "web:2"), replicas_of(&plan, "web:1")),
+        (Some(3), Some(2)),
+        "the stable surges first; no canary pod goes before the stable's are available"
+    );
+    assert_eq!(plan.status.current_step_index, Some(2));
+    let plan = step(&mut ro, &world((2, 2), (3, 3)), at(5));
+    assert_eq!(replicas_of(&plan, "web:2"), Some(1), "then the canary goes");
+    let plan = step(&mut ro, &world((3, 3), (0, 0)), at(10));
+    assert_eq!(
+        plan.status.current_step_index,
+        Some(3),
+        "step 2 reached at 0%"
+    );
+    assert_eq!(plan.status.phase, Some(RolloutPhase::Paused));
 }
 
 #[test]
@@ -860,5 +889,400 @@ fn a_broken_first_revision_past_its_deadline_rewrites_nothing() {
             again.status, stuck.status,
             "at {later}s: nothing new, nothing written"
         );
+    }
+}
+
+/// Issue 11: Argo Rollouts parity of the canary's controls, pauses and rollbacks.
+mod parity {
+    use super::*;
+    use crate::api::analysis::{AnalysisPhase, AnalysisRunSpec};
+    use crate::rollout::analysis::AnalysisKey;
+    use crate::rollout::observe::ObservedRun;
+    use crate::rollout::test_support::{at_first_step, blue_green, blue_green_world};
+
+    #[test]
+    fn a_full_promotion_lifts_an_abort_and_skips_the_steps_and_analysis() {
+        // Argo Rollouts: rollout/canary.go syncRolloutStatusCanary (PromoteFull clears the
+        // abort), rollout/analysis.go reconcileAnalysisRuns (no run under promoteFull).
+        let status = RolloutStatus {
+            current_step_index: Some(1),
+            abort: Some(true),
+            ..Default::default()
+        };
+        let steps = json!([{"setWeight": 50}, {"pause": {}}, {"analysis": {"templates": [{"templateName": "rate"}]}}]);
+        let mut ro = releasing(steps, true, status);
+        started(&mut ro);
+        let mut obs = observed("web:2", vec![rs("web:1", 4, 4), rs("web:2", 2, 2)]);
+        obs.analysis
+            .insert(AnalysisKey::Step(2), Ok(AnalysisRunSpec::default()));
+        let plan = step(&mut ro, &obs, at(0));
+        assert_eq!(plan.status.phase, Some(RolloutPhase::Degraded));
+        ro.status.as_mut().expect("status").promote_full = Some(true);
+        let plan = step(&mut ro, &obs, at(5));
+        assert_eq!(plan.status.abort, None, "the abort is lifted");
+        assert_eq!(plan.status.aborted_at, None);
+        assert_eq!(
+            plan.status.current_step_index,
+            Some(3),
+            "every step skipped"
+        );
+        assert!(
+            plan.create_runs.is_empty(),
+            "no analysis: {:?}",
+            plan.create_runs
+        );
+        assert_eq!(
+            replicas_of(&plan, "web:2"),
+            Some(2),
+            "kept, and grown to full size as maxSurge allows (6 pods are above 4 + 1 now)"
+        );
+        assert_eq!(service(&plan, "web-canary"), Some(hash("web:2")));
+        assert_eq!(plan.status.phase, Some(RolloutPhase::Progressing));
+        assert!(reasons(&plan).contains(&"PromotedFull"));
+        assert!(!reasons(&plan).contains(&"RolloutRetried"), "not a retry");
+        // Once every pod is available the new revision is stable and promoteFull is spent.
+        let obs = observed("web:2", vec![rs("web:1", 0, 0), rs("web:2", 4, 4)]);
+        step(&mut ro, &obs, at(10));
+        let plan = step(&mut ro, &obs, at(11));
+        assert_eq!(plan.status.stable_rs, Some(hash("web:2")));
+        assert_eq!(plan.status.promote_full, None);
+        assert_eq!(plan.status.phase, Some(RolloutPhase::Healthy));
+    }
+
+    #[test]
+    fn spec_paused_freezes_the_release_where_it_stands_and_follows_replicas() {
+        // Argo Rollouts: rollout/context.go haltProgress, rollout/canary.go
+        // reconcileCanaryReplicaSets. Sluice keeps honouring `replicas` while paused (Argo
+        // issue #4261 is a bug against its own documentation).
+        let steps = json!([{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]);
+        let mut ro = releasing(steps, true, at_first_step());
+        ro.spec.paused = Some(true);
+        let obs = observed("web:2", vec![rs("web:1", 4, 4)]);
+        let plan = step(&mut ro, &obs, at(0));
+        assert_eq!(
+            replicas_of(&plan, "web:2"),
+            Some(0),
+            "the new revision is not scaled"
+        );
+        assert_eq!(replicas_of(&plan, "web:1"), Some(4));
+        assert_eq!(plan.status.phase, Some(RolloutPhase::Paused));
+        let plan = step(&mut ro, &obs, at(100));
+        assert_eq!(plan.status.current_step_index, Some(0), "no step advances");
+        assert_eq!(replicas_of(&plan, "web:2"), Some(0));
+
+        // Paused halfway into step 0 (1 of 2 canary pods): the canary keeps its pod.
+        let obs = observed("web:2", vec![rs("web:1", 4, 4), rs("web:2", 1, 1)]);
+        let plan = step(&mut ro, &obs, at(110));
+        assert_eq!(replicas_of(&plan, "web:2"), Some(1));
+        assert_eq!(replicas_of(&plan, "web:1"), Some(4));
+
+        // At the pause step (50%: 2 + 2), scaled to 8: the ratio of the steps done is kept.
+        let status = RolloutStatus {
+            current_step_index: Some(1),
+            ..at_first_step()
+        };
+        let mut ro = releasing(
+            json!([{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]),
+            true,
+            status,
+        );
+        started(&mut ro);
+        ro.spec.paused = Some(true);
+        ro.spec.replicas = Some(8);
+        let obs = observed("web:2", vec![rs("web:1", 2, 2), rs("web:2", 2, 2)]);
+        let plan = step(&mut ro, &obs, at(0));
+        assert_eq!(
+            (replicas_of(&plan, "web:2"), replicas_of(&plan, "web:1")),
+            (Some(4), Some(4)),
+            "50% of 8 each"
+        );
+        assert_eq!(plan.status.current_step_index, Some(1));
+        let obs = observed("web:2", vec![rs("web:1", 4, 4), rs("web:2", 4, 4)]);
+        // Unpaused: the release goes on from where it stood.
+        ro.spec.paused = None;
+        let plan = step(&mut ro, &obs, at(10));
+        assert_eq!(plan.status.current_step_index, Some(1));
+        assert_eq!(
+            plan.status.phase,
+            Some(RolloutPhase::Paused),
+            "the pause step's own pause"
+        );
+        assert!(has_pause(&plan, PauseReason::CanaryPauseStep));
+    }
+
+    fn has_pause(plan: &Plan, reason: PauseReason) -> bool {
+        plan.status
+            .pause_conditions
+            .iter()
+            .any(|p| p.reason == reason)
+    }
+
+    #[test]
+    fn an_inconclusive_background_run_freezes_the_counts_and_a_promotion_starts_a_new_one() {
+        // Argo Rollouts: rollout/analysis.go reconcileBackgroundAnalysisRun and
+        // needsNewAnalysisRun; rollout/context.go haltProgress.
+        let strategy = json!({"canary": {"maxSurge": 1, "maxUnavailable": 0,
+            "stableService": "web-stable", "canaryService": "web-canary",
+            "analysis": {"templates": [{"templateName": "rate"}]},
+            "steps": [{"setWeight": 25}, {"setWeight": 50}, {"pause": {}}]}});
+        let status = RolloutStatus {
+            current_step_index: Some(1),
+            ..at_first_step()
+        };
+        let mut ro = crate::rollout::test_support::releasing_web2(4, strategy, status);
+        let bg = format!("web-{}-2-background", hash("web:2"));
+        let world = |runs: Vec<ObservedRun>| Observed {
+            analysis: [(AnalysisKey::Background, Ok(AnalysisRunSpec::default()))].into(),
+            runs,
+            ..crate::rollout::test_support::world_with(
+                &["web-stable", "web-canary"],
+                vec![rs("web:1", 3, 3), rs("web:2", 1, 1)],
+            )
+        };
+        let run = |name: &str, terminated: bool| ObservedRun {
+            name: name.into(),
+            hash: hash("web:2"),
+            phase: Some(AnalysisPhase::Inconclusive),
+            message: Some("both conditions false".into()),
+            terminated,
+            measuring: false,
+        };
+        let plan = step(&mut ro, &world(vec![run(&bg, false)]), at(0));
+        assert!(has_pause(&plan, PauseReason::InconclusiveAnalysis));
+        assert_eq!(plan.status.phase, Some(RolloutPhase::Paused));
+        assert_eq!(
+            (replicas_of(&plan, "web:2"), replicas_of(&plan, "web:1")),
+            (Some(1), Some(3)),
+            "no replica moves towards 50% while inconclusive"
+        );
+        // A person promotes (clears the pause): the run is accepted, and a new one starts.
+        ro.status.as_mut().expect("status").pause_conditions.clear();
+        let plan = step(&mut ro, &world(vec![run(&bg, false)]), at(10));
+        assert!(
+            plan.terminate_runs.contains(&bg),
+            "{:?}",
+            plan.terminate_runs
+        );
+        let plan = step(&mut ro, &world(vec![run(&bg, true)]), at(11));
+        let created: Vec<&str> = plan.create_runs.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(created.len(), 1, "{created:?}");
+        assert_ne!(created[0], bg);
+        assert!(created[0].contains("background"), "{created:?}");
+        assert!(!has_pause(&plan, PauseReason::InconclusiveAnalysis));
+    }
+
+    /// A Rollout whose stable is `web:3` and whose template went back to `web:1`, with
+    /// `web:1`, `web:2`, `web:3` created in that order.
+    fn rolled_back(window: Option<i32>) -> (Rollout, Observed) {
+        let steps =
+            json!([{"setWeight": 50}, {"analysis": {"templates": [{"templateName": "rate"}]}}]);
+        let mut ro = rollout(steps, true);
+        if let Some(n) = window {
+            ro.spec.rollback_window =
+                Some(crate::api::rollout::RollbackWindow { revisions: Some(n) });
+        }
+        ro.status = Some(RolloutStatus {
+            stable_rs: Some(hash("web:3")),
+            current_pod_hash: Some(hash("web:3")),
+            current_step_index: Some(2),
+            release_count: Some(3),
+            ..Default::default()
+        });
+        let created = |image: &str, replicas: i32, t: i64| ObservedRs {
+            created: Some(at(t)),
+            ..rs(image, replicas, replicas)
+        };
+        let mut obs = observed(
+            "web:1",
+            vec![
+                created("web:1", 0, 0),
+                created("web:2", 0, 10),
+                created("web:3", 4, 20),
+            ],
+        );
+        obs.analysis
+            .insert(AnalysisKey::Step(1), Ok(AnalysisRunSpec::default()));
+        (ro, obs)
+    }
+
+    #[test]
+    fn a_rollback_within_the_window_skips_steps_and_analysis() {
+        // Argo Rollouts: rollout/sync.go isRollbackWithinWindow; docs/features/rollback.md.
+        let (mut ro, obs) = rolled_back(Some(2));
+        let plan = step(&mut ro, &obs, at(100));
+        assert!(
+            reasons(&plan).contains(&"FastTrackRollback"),
+            "{:?}",
+            reasons(&plan)
+        );
+        assert_eq!(plan.status.current_step_index, Some(2));
+        assert!(plan.create_runs.is_empty());
+        assert_eq!(
+            replicas_of(&plan, "web:1"),
+            Some(1),
+            "to full size, within maxSurge"
+        );
+        // One revision between, window 1: a normal release.
+        let (mut ro, obs) = rolled_back(Some(1));
+        let plan = step(&mut ro, &obs, at(100));
+        assert!(!reasons(&plan).contains(&"FastTrackRollback"));
+        assert_eq!(plan.status.current_step_index, Some(0));
+        assert_eq!(plan.status.promote_full, None);
+        // No window: a normal release too.
+        let (mut ro, obs) = rolled_back(None);
+        let plan = step(&mut ro, &obs, at(100));
+        assert_eq!(plan.status.current_step_index, Some(0));
+    }
+
+    #[test]
+    fn blue_green_back_to_a_revision_within_its_scale_down_delay_is_fast_tracked() {
+        // Argo Rollouts: rollout/bluegreen.go isBlueGreenFastTracked, rollout/analysis.go
+        // (rollbackToScaleDownDelay skips analysis).
+        let mut ro = blue_green(json!({"autoPromotionEnabled": false}));
+        let st = ro.status.as_mut().expect("status");
+        st.stable_rs = Some(hash("web:1"));
+        st.current_pod_hash = Some(hash("web:1"));
+        let mut replaced = rs("web:2", 3, 3);
+        replaced.scale_down_at = Some(at(50));
+        let plan = step(
+            &mut ro,
+            &blue_green_world(vec![rs("web:1", 3, 3), replaced]),
+            at(10),
+        );
+        assert!(
+            reasons(&plan).contains(&"FastTrackRollback"),
+            "{:?}",
+            reasons(&plan)
+        );
+        assert_eq!(plan.status.promote_full, Some(true));
+        // Past its delay (scaled to zero): a normal release.
+        let mut ro = blue_green(json!({"autoPromotionEnabled": false}));
+        let st = ro.status.as_mut().expect("status");
+        st.stable_rs = Some(hash("web:1"));
+        st.current_pod_hash = Some(hash("web:1"));
+        let plan = step(
+            &mut ro,
+            &blue_green_world(vec![rs("web:1", 3, 3), rs("web:2", 0, 0)]),
+            at(10),
+        );
+        assert!(!reasons(&plan).contains(&"FastTrackRollback"));
+        assert_eq!(plan.status.promote_full, None);
+    }
+
+    #[test]
+    fn blue_green_scale_down_revision_limit_keeps_only_the_newest_old_revisions() {
+        // Argo Rollouts: rollout/bluegreen.go scaleDownOldReplicaSetsForBlueGreen,
+        // rollout/replicaset.go scaleDownDelayHelper; e2e TestBlueGreenScaleDownDelay.
+        let mut ro = blue_green(json!({"scaleDownDelayRevisionLimit": 1}));
+        let st = ro.status.as_mut().expect("status");
+        st.stable_rs = Some(hash("web:2"));
+        st.current_pod_hash = Some(hash("web:2"));
+        let mut older = rs("web:0", 3, 3);
+        older.scale_down_at = Some(at(50));
+        let sets = vec![older, rs("web:1", 3, 3), rs("web:2", 3, 3)];
+        let plan = step(&mut ro, &blue_green_world(sets), at(10));
+        assert_eq!(
+            replicas_of(&plan, "web:0"),
+            Some(0),
+            "beyond the limit: at once"
+        );
+        let web1 = plan.replica_sets.iter().find(|r| r.hash == hash("web:1"));
+        assert_eq!(
+            web1.map(|r| (r.replicas, r.scale_down_at)),
+            Some((3, Some(at(20)))),
+            "the newest old revision serves out its delay"
+        );
+    }
+
+    #[test]
+    fn blue_green_scale_down_revision_limit_must_fit_the_history() {
+        // Argo Rollouts: pkg/apis/rollouts/validation/validation.go ValidateRolloutStrategyBlueGreen.
+        let mut ro = blue_green(json!({"scaleDownDelayRevisionLimit": 2}));
+        ro.spec.revision_history_limit = Some(1);
+        let plan = decide(&ro, &blue_green_world(vec![rs("web:1", 3, 3)]), at(0));
+        let cond =
+            conditions::get(&plan.status.conditions, condition::INVALID_SPEC).expect("InvalidSpec");
+        assert!(
+            cond.message
+                .starts_with("spec.strategy.blueGreen.scaleDownDelayRevisionLimit"),
+            "{}",
+            cond.message
+        );
+    }
+}
+
+/// Argo Rollouts' scaling e2e cases (test/e2e/canary_test.go), replayed on `decide`.
+mod scaling {
+    use super::*;
+    use crate::rollout::test_support::{at_first_step, releasing_web2, world_with};
+
+    fn sized(ro: &mut Rollout, replicas: i32, v1: (i32, i32), v2: (i32, i32)) -> (i32, i32) {
+        ro.spec.replicas = Some(replicas);
+        let obs = world_with(
+            &["web-stable", "web-canary"],
+            vec![rs("web:1", v1.0, v1.1), rs("web:2", v2.0, v2.1)],
+        );
+        let plan = decide(ro, &obs, at(0));
+        (
+            replicas_of(&plan, "web:2").unwrap_or(0),
+            replicas_of(&plan, "web:1").unwrap_or(0),
+        )
+    }
+
+    #[test]
+    fn scaling_while_paused_keeps_the_steps_ratio() {
+        // TestRolloutScalingWhenPaused: 1 replica at 25% -> (1, 1); 8 -> (2, 6); 4 -> (1, 3).
+        let status = RolloutStatus {
+            current_step_index: Some(1),
+            ..at_first_step()
+        };
+        let strategy = json!({"canary": {"stableService": "web-stable", "canaryService": "web-canary",
+            "maxSurge": "25%", "maxUnavailable": 0, "steps": [{"setWeight": 25}, {"pause": {}}]}});
+        let mut ro = releasing_web2(1, strategy, status);
+        assert_eq!(sized(&mut ro, 1, (1, 1), (1, 1)), (1, 1));
+        assert_eq!(sized(&mut ro, 8, (6, 6), (2, 2)), (2, 6));
+        assert_eq!(sized(&mut ro, 4, (3, 3), (1, 1)), (1, 3));
+    }
+
+    #[test]
+    fn scaling_a_canary_that_never_gets_ready() {
+        // TestRolloutScalingDuringUpdate: 4 replicas, maxSurge 2, maxUnavailable 0, no steps,
+        // canary never available: (2, 4); scaled to 8: (6, 4); back to 4: (2, 4).
+        let strategy = json!({"canary": {"maxSurge": 2, "maxUnavailable": 0}});
+        let mut ro = releasing_web2(4, strategy, at_first_step());
+        assert_eq!(sized(&mut ro, 4, (4, 4), (0, 0)), (2, 4));
+        assert_eq!(sized(&mut ro, 8, (4, 4), (2, 0)), (6, 4));
+        assert_eq!(sized(&mut ro, 4, (4, 4), (6, 0)), (2, 4));
+        // TestRolloutWithMaxSurgeScalingDuringUpdate: maxSurge 100%: (4, 3); 8: (8, 3); 4:
+        // (4, 3), reached in two moves (back under the ceiling first).
+        let strategy = json!({"canary": {"maxSurge": "100%"}});
+        let mut ro = releasing_web2(4, strategy, at_first_step());
+        assert_eq!(sized(&mut ro, 4, (4, 4), (4, 0)), (4, 3));
+        assert_eq!(sized(&mut ro, 8, (3, 3), (4, 0)), (8, 3));
+        let first = sized(&mut ro, 4, (3, 3), (8, 0));
+        assert!(first.0 + first.1 <= 8 && first.1 == 3, "{first:?}");
+        assert_eq!(sized(&mut ro, 4, (3, 3), (first.0, 0)), (4, 3));
+    }
+
+    #[test]
+    fn a_routed_canary_scales_with_replicas_unless_set_canary_scale_fixes_it() {
+        // CalculateReplicaCountsForTrafficRoutedCanary: canary ceil(replicas x weight), the
+        // stable at full size; setCanaryScale.replicas is independent of replicas.
+        let routed = |steps: serde_json::Value| {
+            let strategy = json!({"canary": {"stableService": "web-stable", "canaryService": "web-canary",
+                "trafficRouting": {"istio": {"virtualService": {"name": "web", "routes": ["primary"]}}},
+                "steps": steps}});
+            let status = RolloutStatus {
+                current_step_index: Some(1),
+                ..at_first_step()
+            };
+            releasing_web2(10, strategy, status)
+        };
+        let mut ro = routed(json!([{"setWeight": 30}, {"pause": {}}]));
+        assert_eq!(sized(&mut ro, 10, (10, 10), (3, 3)), (3, 10));
+        assert_eq!(sized(&mut ro, 20, (10, 10), (3, 3)), (6, 20));
+        let mut ro = routed(json!([{"setCanaryScale": {"replicas": 2}}, {"pause": {}}]));
+        assert_eq!(sized(&mut ro, 10, (10, 10), (2, 2)), (2, 10));
+        assert_eq!(sized(&mut ro, 20, (10, 10), (2, 2)), (2, 20));
     }
 }

@@ -128,6 +128,7 @@ pub(super) fn begin<'a>(
     let desired = pod_template_hash(template);
     if prev.current_pod_hash.as_deref() != Some(desired.as_str()) {
         start(&prev, &desired, plan);
+        fast_track(ro, obs, &prev, &desired, plan);
     }
     if plan.status.stable_rs.is_none() {
         // The first revision has nothing to be compared with: it is stable at once.
@@ -247,6 +248,55 @@ fn start(prev: &RolloutStatus, desired: &str, plan: &mut Plan) {
     }
 }
 
+/// A rollback Argo Rollouts fast-tracks skips every step, pause and analysis (the release
+/// is promoted in full at once): the template went back to a revision within
+/// `rollbackWindow`, or, under blue-green, to one still serving out its scale-down delay.
+/// (Going back to the canary's stable revision needs no release at all.)
+fn fast_track(ro: &Rollout, obs: &Observed, prev: &RolloutStatus, desired: &str, plan: &mut Plan) {
+    let Some(stable) = prev.stable_rs.as_deref().filter(|s| *s != desired) else {
+        return;
+    };
+    let Some(target) = find(obs, desired) else {
+        return;
+    };
+    let why = if within_rollback_window(ro, obs, target, stable) {
+        "within rollbackWindow"
+    } else if ro.spec.strategy.blue_green.is_some()
+        && target.replicas > 0
+        && target.scale_down_at.is_some()
+    {
+        "still within its scale-down delay"
+    } else {
+        return;
+    };
+    plan.status.promote_full = Some(true);
+    plan.event(
+        EventType::Normal,
+        "FastTrackRollback",
+        format!("rollback to revision {desired} ({why}): steps and analysis skipped"),
+    );
+}
+
+/// Argo Rollouts' `isRollbackWithinWindow`: `target` was created before the stable revision,
+/// with fewer than `rollbackWindow.revisions` revisions created between the two.
+fn within_rollback_window(ro: &Rollout, obs: &Observed, target: &ObservedRs, stable: &str) -> bool {
+    let Some(window) = ro.spec.rollback_window.as_ref().and_then(|w| w.revisions) else {
+        return false;
+    };
+    let (Some(from), Some(to)) = (target.created, find(obs, stable).and_then(|s| s.created)) else {
+        return false;
+    };
+    if from >= to {
+        return false;
+    }
+    let between = obs
+        .replica_sets
+        .iter()
+        .filter(|rs| rs.created.is_some_and(|c| from < c && c < to))
+        .count();
+    between < window.max(0) as usize
+}
+
 /// The status lines of the runs of an earlier release (or attempt) go.
 fn forget_runs(st: &mut RolloutStatus) {
     if let Some(c) = st.canary.as_mut() {
@@ -262,6 +312,7 @@ fn forget_runs(st: &mut RolloutStatus) {
 /// The template went back to the stable revision, or never left it: no abort, pause or
 /// retry is left over.
 pub(super) fn settle(plan: &mut Plan) {
+    plan.status.promote_full = None;
     plan.status.abort = None;
     plan.status.aborted_at = None;
     plan.status.pause_conditions.clear();
@@ -279,6 +330,16 @@ fn mark_aborted(rel: &Release, plan: &mut Plan, message: String) {
 /// aborted, or `None` when it goes on (after a retry, from its first step).
 pub(super) fn abort_or_retry(rel: &Release, plan: &mut Plan) -> Option<Timestamp> {
     let (desired, stable) = (&rel.desired, &rel.stable);
+    if plan.status.promote_full == Some(true) && plan.status.abort == Some(true) {
+        // As Argo Rollouts: a full promotion lifts the abort and skips every step and analysis.
+        plan.status.abort = None;
+        plan.status.aborted_at = None;
+        plan.event(
+            EventType::Normal,
+            "PromotedFull",
+            format!("abort of revision {desired} lifted by a full promotion"),
+        );
+    }
     // Fail fast: a new revision whose pods cannot run is aborted at once, with the diagnosis.
     if plan.status.abort != Some(true)
         && let Some(failure) = rel.new_rs().and_then(|rs| rs.failure.as_ref())
@@ -333,6 +394,63 @@ fn retry(rel: &Release, plan: &mut Plan) {
         "RolloutRetried",
         format!("retrying revision {} from the start", rel.desired),
     );
+}
+
+/// How long an aborted revision keeps its pods: `abortScaleDownDelaySeconds` as Argo
+/// Rollouts reads it (`GetAbortScaleDownDelaySecondsOrDefault`, `shouldDelayScaleDownOnAbort`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum AbortDelay {
+    /// No delay: the strategy scales the aborted revision down as it computes (a canary
+    /// without a traffic router, or `dynamicStableScale` without an explicit delay).
+    Off,
+    /// An explicit `0`: the aborted revision keeps its pods until the next release.
+    Never,
+    /// This many seconds, counted from the moment the stable is fully available again.
+    After(i64),
+}
+
+/// The pods an aborted revision keeps while its delay runs, and the deadline written on its
+/// ReplicaSet (so a restarted controller keeps it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Held {
+    pub replicas: i32,
+    pub scale_down_at: Option<Timestamp>,
+}
+
+/// What the aborted revision `hash` keeps: every pod it has while `stable` (the revision
+/// traffic went back to) is not yet fully available, then until its deadline; nothing after.
+/// `None` once it may go (or with `AbortDelay::Off`).
+pub(super) fn abort_hold(
+    rel: &Release,
+    plan: &mut Plan,
+    hash: &str,
+    stable: &str,
+    delay: AbortDelay,
+) -> Option<Held> {
+    let rs = rel.rs(hash)?;
+    let keep = |scale_down_at| Held {
+        replicas: rs.replicas.max(0),
+        scale_down_at,
+    };
+    let secs = match delay {
+        AbortDelay::Off => return None,
+        AbortDelay::Never => return Some(keep(None)),
+        AbortDelay::After(secs) => secs,
+    };
+    if rel.rs(stable).is_none_or(|s| s.available < rel.replicas) {
+        return Some(keep(None));
+    }
+    // A deadline older than the abort is left over from another time (an old stable's).
+    let aborted_at = plan.status.aborted_at.as_ref().map(|t| t.0);
+    let at = rs
+        .scale_down_at
+        .filter(|t| aborted_at.is_none_or(|a| *t >= a))
+        .unwrap_or_else(|| after(rel.now, secs));
+    if rel.now >= at {
+        return None;
+    }
+    plan.requeue_at(at, rel.now);
+    Some(keep(Some(at)))
 }
 
 /// A failed run (not stopped) among `runs` aborts the release in this same reconcile, so
@@ -505,15 +623,37 @@ pub(super) fn refresh_run_status(plan: &mut Plan, obs: &Observed) {
 }
 
 /// Old revisions outside `keep` keep their pods until their scale-down time (kept in an
-/// annotation on the ReplicaSet, so a restart does not reset it), then go to zero.
-pub(super) fn delayed_scale_down(rel: &Release, plan: &mut Plan, keep: &[&str], delay_secs: i64) {
+/// annotation on the ReplicaSet, so a restart does not reset it), then go to zero. With
+/// `scaleDownDelayRevisionLimit` only the newest `limit` of them keep their pods meanwhile;
+/// older ones go to zero at once (Argo Rollouts' `scaleDownDelayHelper`).
+pub(super) fn delayed_scale_down(
+    rel: &Release,
+    plan: &mut Plan,
+    keep: &[&str],
+    delay_secs: i64,
+    limit: Option<i32>,
+) {
     let now = rel.now;
-    for rs in rel
+    let mut olds: Vec<&ObservedRs> = rel
         .obs
         .replica_sets
         .iter()
         .filter(|r| !keep.contains(&r.hash.as_str()) && r.replicas > 0)
-    {
+        .collect();
+    // The most recently replaced first: the one getting its deadline now, then by deadline.
+    olds.sort_by_key(|rs| {
+        std::cmp::Reverse((rs.scale_down_at.unwrap_or(Timestamp::MAX), rs.created))
+    });
+    let limit = limit.map_or(usize::MAX, |l| l.max(0) as usize);
+    for (i, rs) in olds.into_iter().enumerate() {
+        if i >= limit {
+            plan.replica_sets.push(RsPlan {
+                hash: rs.hash.clone(),
+                replicas: 0,
+                scale_down_at: None,
+            });
+            continue;
+        }
         match rs.scale_down_at {
             Some(t) if now >= t => plan.replica_sets.push(RsPlan {
                 hash: rs.hash.clone(),

@@ -48,6 +48,7 @@ pub(super) fn decide(rel: &Release, canary: &CanaryStrategy, mv: &Move, plan: &m
         plan,
         &keep,
         i64::from(canary.scale_down_delay_seconds()),
+        canary.scale_down_delay_revision_limit,
     );
     revision_history(rel, plan, &keep);
 
@@ -128,7 +129,7 @@ fn replica_sets(rel: &Release, canary: &CanaryStrategy, mv: &Move, t: &Traffic, 
     let new_count = if t.settled {
         replicas
     } else {
-        let mut n = mv.targets.new.max(mv.hold.unwrap_or(0)).max(0);
+        let mut n = mv.targets.new.max(mv.hold.map_or(0, |h| h.replicas)).max(0);
         if t.dynamic && t.aborted {
             n = n.max(canary_replicas(replicas, t.weight.max(t.prev_weight)));
         }
@@ -137,7 +138,7 @@ fn replica_sets(rel: &Release, canary: &CanaryStrategy, mv: &Move, t: &Traffic, 
     plan.replica_sets.push(RsPlan {
         hash: rel.desired.clone(),
         replicas: new_count,
-        scale_down_at: None,
+        scale_down_at: mv.hold.and_then(|h| h.scale_down_at),
     });
     if t.settled {
         return;

@@ -130,19 +130,66 @@ fn an_abort_takes_all_traffic_and_header_routes_away_first() {
     );
     assert_eq!(weight(&plan), 0);
     assert!(plan.traffic.as_ref().expect("t").header_routes.is_empty());
+    let canary_rs = |plan: &Plan| {
+        plan.replica_sets
+            .iter()
+            .find(|r| r.hash == hash("web:2"))
+            .map(|r| (r.replicas, r.scale_down_at))
+    };
     assert_eq!(
-        replicas_of(&plan, "web:2"),
-        Some(1),
-        "kept for abortScaleDownDelaySeconds"
+        canary_rs(&plan),
+        Some((1, Some(at(10)))),
+        "kept for abortScaleDownDelaySeconds, its deadline written on the ReplicaSet"
     );
     assert_eq!(replicas_of(&plan, "web:1"), Some(4));
     assert_eq!(service(&plan, "web-canary"), Some(hash("web:1")));
+    let mut annotated = rs("web:2", 1, 1);
+    annotated.scale_down_at = Some(at(10));
+    let plan = step(&mut ro, &world(vec![rs("web:1", 4, 4), annotated]), at(11));
+    assert_eq!(replicas_of(&plan, "web:2"), Some(0));
+}
+
+#[test]
+fn the_abort_delay_starts_once_the_stable_is_fully_available_and_zero_keeps_the_canary() {
+    // Argo Rollouts: rollout/replicaset.go reconcileNewReplicaSet (shouldDelayScaleDownOnAbort).
+    let mut ro = routed(json!([{"setWeight": 50}, {"pause": {}}]));
+    resumed(&mut ro, 1, 50).abort = Some(true);
+    let canary_rs = |plan: &Plan| {
+        plan.replica_sets
+            .iter()
+            .find(|r| r.hash == hash("web:2"))
+            .map(|r| (r.replicas, r.scale_down_at))
+    };
+    // The stable lost a pod: the canary keeps its 2 pods, no clock yet, long past the delay.
     let plan = step(
         &mut ro,
-        &world(vec![rs("web:1", 4, 4), rs("web:2", 1, 1)]),
-        at(11),
+        &world(vec![rs("web:1", 4, 3), rs("web:2", 2, 2)]),
+        at(100),
     );
-    assert_eq!(replicas_of(&plan, "web:2"), Some(0));
+    assert_eq!(canary_rs(&plan), Some((2, None)));
+    assert_eq!(weight(&plan), 0, "traffic left the canary at once");
+    // The stable is whole again: the 10 s start now.
+    let plan = step(
+        &mut ro,
+        &world(vec![rs("web:1", 4, 4), rs("web:2", 2, 2)]),
+        at(200),
+    );
+    assert_eq!(canary_rs(&plan), Some((2, Some(at(210)))));
+
+    // An explicit 0: the canary keeps its pods, with no deadline, however long it waits.
+    let mut ro = routed(json!([{"setWeight": 50}, {"pause": {}}]));
+    let canary = ro.spec.strategy.canary.as_mut().expect("canary");
+    canary.abort_scale_down_delay_seconds = Some(0);
+    resumed(&mut ro, 1, 50).abort = Some(true);
+    for t in [0, 1_000, 100_000] {
+        let plan = step(
+            &mut ro,
+            &world(vec![rs("web:1", 4, 4), rs("web:2", 2, 2)]),
+            at(t),
+        );
+        assert_eq!(canary_rs(&plan), Some((2, None)), "at {t}s");
+        assert_eq!(service(&plan, "web-canary"), Some(hash("web:1")));
+    }
 }
 
 #[test]
@@ -257,6 +304,10 @@ fn dynamic_stable_scale_shrinks_the_stable_only_after_traffic_left_it() {
 #[test]
 fn dynamic_stable_scale_abort_grows_the_stable_before_traffic_returns_to_it() {
     let mut ro = dynamic(json!([{"setWeight": 50}, {"pause": {}}]));
+    // No explicit abortScaleDownDelaySeconds: as in Argo Rollouts, only the traffic keeps
+    // the canary's pods.
+    let canary = ro.spec.strategy.canary.as_mut().expect("canary");
+    canary.abort_scale_down_delay_seconds = None;
     resumed(&mut ro, 1, 50).abort = Some(true);
     // Stable at 2 of 4: it grows back to 4 while the canary keeps half the traffic.
     let plan = step(
@@ -273,8 +324,7 @@ fn dynamic_stable_scale_abort_grows_the_stable_before_traffic_returns_to_it() {
         "still serving"
     );
     assert_eq!(plan.traffic.as_ref().expect("t").canary_hash, hash("web:2"));
-    // 3 of 4 stable pods available: 25% stays on the canary (now past the abort delay: only
-    // the traffic keeps the canary's pods).
+    // 3 of 4 stable pods available: 25% stays on the canary.
     let plan = step(
         &mut ro,
         &world(vec![rs("web:1", 4, 3), rs("web:2", 2, 2)]),
@@ -344,4 +394,42 @@ fn dynamic_stable_scale_needs_a_router_and_no_scale_down_delay() {
         msg.contains("dynamicStableScale: can only be used with trafficRouting"),
         "{msg}"
     );
+}
+
+#[test]
+fn scale_down_delay_revision_limit_keeps_only_the_newest_old_revisions() {
+    // Argo Rollouts: rollout/replicaset.go scaleDownDelayHelper; canary_test.go
+    // TestCanaryScaleDownDelay. Settled on web:2; web:1 was just replaced, web:0 before it.
+    let old = |image: &str, deadline: Option<i64>| ObservedRs {
+        scale_down_at: deadline.map(at),
+        ..rs(image, 4, 4)
+    };
+    for (limit, web0) in [(Some(1), Some(0)), (None, None), (Some(0), Some(0))] {
+        let mut ro = routed(json!([{"setWeight": 50}]));
+        let canary = ro.spec.strategy.canary.as_mut().expect("canary");
+        canary.scale_down_delay_revision_limit = limit;
+        let st = ro.status.as_mut().expect("status");
+        st.stable_rs = Some(hash("web:2"));
+        st.current_step_index = Some(1);
+        let sets = vec![
+            old("web:0", Some(50)),
+            old("web:1", None),
+            rs("web:2", 4, 4),
+        ];
+        let plan = step(&mut ro, &world(sets), at(10));
+        assert_eq!(replicas_of(&plan, "web:0"), web0, "limit {limit:?}");
+        let web1 = plan.replica_sets.iter().find(|r| r.hash == hash("web:1"));
+        if limit == Some(0) {
+            assert_eq!(
+                web1.map(|r| r.replicas),
+                Some(0),
+                "limit 0: no delay at all"
+            );
+        } else {
+            assert_eq!(
+                web1.map(|r| (r.replicas, r.scale_down_at)),
+                Some((4, Some(at(30))))
+            );
+        }
+    }
 }

@@ -39,6 +39,18 @@ pub fn validate(ro: &Rollout, obs: &Observed) -> Result<(), InvalidSpec> {
     selector(ro, template)?;
     quantities(template)?;
     if let Some(bg) = &spec.strategy.blue_green {
+        // As Argo Rollouts: the revisions kept scaled up must be among those kept at all.
+        if let Some(limit) = bg.scale_down_delay_revision_limit
+            && spec.revision_history_limit() < limit
+        {
+            return Err(invalid(
+                "spec.strategy.blueGreen.scaleDownDelayRevisionLimit",
+                format!(
+                    "{limit} is more than revisionHistoryLimit {}: the revision history limit cannot be smaller than the scale-down limit",
+                    spec.revision_history_limit()
+                ),
+            ));
+        }
         return blue_green(bg, obs);
     }
     let Some(canary) = &spec.strategy.canary else {
@@ -243,25 +255,12 @@ fn canary_services(canary: &CanaryStrategy, obs: &Observed) -> Result<(), Invali
     Ok(())
 }
 
-/// Canary steps: weights only grow, pause durations parse, header routes have a router and
-/// a managed route of their name.
+/// Canary steps: pause durations parse, header routes have a router and a managed route of
+/// their name. A `setWeight` may be lower than an earlier one (as in Argo Rollouts): traffic
+/// and replicas follow the lower weight.
 fn canary_steps(canary: &CanaryStrategy) -> Result<(), InvalidSpec> {
-    let mut last_weight: Option<(usize, i32)> = None;
     for (i, step) in canary.steps().iter().enumerate() {
         let field = format!("spec.strategy.canary.steps[{i}]");
-        if let Some(w) = step.set_weight {
-            if let Some((j, prev)) = last_weight
-                && w < prev
-            {
-                return Err(invalid(
-                    format!("{field}.setWeight"),
-                    format!(
-                        "{w} is lower than the {prev} of steps[{j}]; weights only grow during a release"
-                    ),
-                ));
-            }
-            last_weight = Some((i, w));
-        }
         if let Some(d) = step.pause.as_ref().and_then(|p| p.duration.as_ref()) {
             int_or_string_duration(d)
                 .map_err(|e| invalid(format!("{field}.pause.duration"), e.to_string()))?;
