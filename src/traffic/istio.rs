@@ -109,6 +109,12 @@ fn route_name(r: &Value) -> Option<&str> {
 
 /// Applies the weights to the routes `vs` names in a VirtualService's `spec`. Returns whether
 /// anything changed.
+///
+/// The `http`, `tls` and `tcp` sections are split independently, as Argo Rollouts does: a
+/// Rollout that names routes (`routes`, `tlsRoutes`, `tcpRoutes`) gets exactly those; one that
+/// names none gets the only route of each section the VirtualService has (for `http`, the only
+/// one Sluice does not manage), so a VirtualService with only `tls` or only `tcp` routes works
+/// unchanged.
 pub fn set_weights(
     obj: &mut Value,
     vs: &IstioVirtualService,
@@ -125,19 +131,42 @@ pub fn set_weights(
         .get_mut("spec")
         .and_then(Value::as_object_mut)
         .ok_or_else(|| edit.invalid("has no spec"))?;
+    let named = |l: Option<usize>| l.is_some_and(|n| n > 0);
+    let names_some = named(vs.routes.as_ref().map(Vec::len))
+        || named(vs.tls_routes.as_ref().map(Vec::len))
+        || named(vs.tcp_routes.as_ref().map(Vec::len));
     let mut changed = false;
-    let wants_http = vs.routes.as_ref().is_some_and(|r| !r.is_empty())
-        || (vs.tls_routes.is_none() && vs.tcp_routes.is_none());
-    if wants_http {
-        changed |= edit.http(spec, vs.routes.as_deref(), managed)?;
+    if names_some {
+        if named(vs.routes.as_ref().map(Vec::len)) {
+            changed |= edit.http(spec, vs.routes.as_deref(), managed)?;
+        }
+        for t in vs.tls_routes.iter().flatten() {
+            let wanted = format!("port {:?} and sniHosts {:?}", t.port, t.sni_hosts);
+            changed |= edit.matching(spec, "tls", |r| tls_matches(r, t), &wanted)?;
+        }
+        for t in vs.tcp_routes.iter().flatten() {
+            let wanted = format!("port {:?}", t.port);
+            changed |= edit.matching(spec, "tcp", |r| tcp_matches(r, t), &wanted)?;
+        }
+        return Ok(changed);
     }
-    for t in vs.tls_routes.iter().flatten() {
-        let wanted = format!("port {:?} and sniHosts {:?}", t.port, t.sni_hosts);
-        changed |= edit.matching(spec, "tls", |r| tls_matches(r, t), &wanted)?;
+    let present = |p: &str| {
+        spec.get(p)
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+    };
+    let sections: Vec<&str> = ["http", "tls", "tcp"]
+        .into_iter()
+        .filter(|p| present(p))
+        .collect();
+    if sections.is_empty() {
+        return Err(edit.invalid("has no http, tls or tcp routes"));
     }
-    for t in vs.tcp_routes.iter().flatten() {
-        let wanted = format!("port {:?}", t.port);
-        changed |= edit.matching(spec, "tcp", |r| tcp_matches(r, t), &wanted)?;
+    for protocol in sections {
+        changed |= match protocol {
+            "http" => edit.http(spec, None, managed)?,
+            other => edit.only(spec, other)?,
+        };
     }
     Ok(changed)
 }
@@ -227,6 +256,18 @@ impl WeightEdit<'_> {
             .find(|r| matches(r))
             .ok_or_else(|| self.invalid(&format!("has no {protocol} route matching {wanted}")))?;
         self.set(r, &format!("a {protocol} route"))
+    }
+
+    /// The only `protocol` (`tls`, `tcp`) route, when the Rollout names none of them.
+    fn only(&self, spec: &mut Map<String, Value>, protocol: &str) -> Result<bool, RouteError> {
+        let routes = self.routes(spec, protocol)?;
+        match routes.as_mut_slice() {
+            [r] => self.set(r, &format!("the {protocol} route")),
+            many => Err(self.invalid(&format!(
+                "has {} {protocol} routes: name the ones to split in {protocol}Routes",
+                many.len()
+            ))),
+        }
     }
 }
 

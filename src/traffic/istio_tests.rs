@@ -202,3 +202,66 @@ fn header_routes_go_first_and_come_out_again() {
     expected["spec"]["http"][1]["route"][1]["weight"] = json!(20);
     assert_eq!(vs, expected);
 }
+
+fn split_to(host_stable: &str, host_canary: &str) -> Value {
+    json!({"route": [
+        {"destination": {"host": host_stable}, "weight": 100},
+        {"destination": {"host": host_canary}, "weight": 0}]})
+}
+
+/// Argo Rollouts: rollout/trafficrouting/istio/istio.go reconcileVirtualService,
+/// getTlsRouteIndexesToPatch, ValidateTlsRoutes: each section is split on its own, and a
+/// Rollout naming no routes gets the only route of each.
+#[test]
+fn a_virtual_service_with_only_tls_or_only_tcp_routes_gets_the_weights() {
+    for protocol in ["tls", "tcp"] {
+        let mut route = split_to("web-stable", "web-canary");
+        route["match"] = json!([{"port": 443, "sniHosts": ["web.example.com"]}]);
+        let mut vs = json!({"spec": {"hosts": ["web"], protocol: [route]}});
+        assert!(weigh(&mut vs, None, 20).expect(protocol));
+        let w = |i: usize| {
+            vs.pointer(&format!("/spec/{protocol}/0/route/{i}/weight"))
+                .cloned()
+        };
+        assert_eq!(
+            (w(0), w(1)),
+            (Some(json!(80)), Some(json!(20))),
+            "{protocol}"
+        );
+        assert!(
+            !weigh(&mut vs, None, 20).expect(protocol),
+            "nothing left to change"
+        );
+    }
+}
+
+#[test]
+fn unnamed_sections_are_split_together_and_several_routes_must_be_named() {
+    let mut vs = json!({"spec": {
+        "http": [split_to("web-stable", "web-canary")],
+        "tcp": [split_to("web-stable", "web-canary")]}});
+    assert!(weigh(&mut vs, None, 40).expect("both"));
+    assert_eq!(vs.pointer("/spec/http/0/route/1/weight"), Some(&json!(40)));
+    assert_eq!(vs.pointer("/spec/tcp/0/route/1/weight"), Some(&json!(40)));
+
+    let mut two = json!({"spec": {"tls": [
+        split_to("web-stable", "web-canary"), split_to("web-stable", "web-canary")]}});
+    let err = weigh(&mut two, None, 10).expect_err("ambiguous");
+    assert_eq!(
+        err.to_string(),
+        "VirtualService \"web\" has 2 tls routes: name the ones to split in tlsRoutes"
+    );
+    let mut none = json!({"spec": {"hosts": ["web"], "http": []}});
+    let err = weigh(&mut none, None, 10).expect_err("nothing to split");
+    assert_eq!(
+        err.to_string(),
+        "VirtualService \"web\" has no http, tls or tcp routes"
+    );
+    // A tls route without the canary is named, as for http.
+    let mut other = json!({"spec": {"tls": [split_to("web-stable", "elsewhere")]}});
+    let err = weigh(&mut other, None, 10).expect_err("no canary");
+    assert!(
+        err.to_string().contains("the tls route of VirtualService"),
+        "{err}"
+    );
+}
