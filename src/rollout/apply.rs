@@ -230,6 +230,11 @@ fn replica_set_to_write(
         None => template.cloned()?,
     };
     let mut desired = desired_replica_set(ro, &rp.hash, &tmpl, rp.replicas);
+    // A ReplicaSet's selector cannot change: one created under another selector (the
+    // workloadRef Deployment's changed since) keeps its own.
+    if let (Some(d), Some(s)) = (desired.spec.as_mut(), spec) {
+        d.selector = s.selector.clone();
+    }
     if let Some(t) = want_deadline {
         desired.metadata.annotations =
             Some(BTreeMap::from([(ANNOTATION_SCALE_DOWN_AT.to_string(), t)]));
