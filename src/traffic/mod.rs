@@ -4,6 +4,7 @@
 //! `gateway`), so what Sluice owns in a user's object is exactly what those functions touch.
 
 pub mod gateway;
+pub mod given_back;
 pub mod istio;
 pub mod kube;
 pub mod router;
