@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use common::fixture::{
-    create_rollout, replicas_by_hash, rollout, set_image, wait_healthy, wait_paused_at, web_canary,
+    create_rollout, patch_status, promote, replicas_by_hash, rollout, set_abort, set_image,
+    wait_healthy, wait_paused_at, web_canary,
 };
 use common::routers::{create_object, destination_rules, spec, spec_of, virtual_services};
 use common::{
@@ -315,6 +316,137 @@ async fn tls_and_tcp_only_virtual_services_and_routers_no_longer_named() {
         .await?;
         let s = rollouts(&env).get("web").await?.status.unwrap_or_default();
         ensure!(phase(&s) == Some(RolloutPhase::Paused) && !has_condition(&s, INVALID_SPEC), "{s:?}");
+        Ok(())
+    })
+    .await;
+}
+
+/// Names and (stable, canary) weights of every http route of a VirtualService's spec, with the
+/// mirror percentage of each (or -1).
+fn http_routes(spec: &Value) -> Vec<(String, (i64, i64), i64)> {
+    spec["http"]
+        .as_array()
+        .map(|h| {
+            h.iter()
+                .map(|r| {
+                    let w = |i: usize| r["route"][i]["weight"].as_i64().unwrap_or(-1);
+                    let pct = r["mirrorPercentage"]["value"].as_i64().unwrap_or(-1);
+                    (
+                        r["name"].as_str().unwrap_or_default().to_string(),
+                        (w(0), w(1)),
+                        pct,
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Argo Rollouts: test/e2e/mirror_route_test.go `TestIstioHostMirrorRoute` (manifest
+/// test/e2e/mirror-route/istio-mirror-host.yaml, group changed, 2 pods instead of 5):
+/// `setMirrorRoute` writes a managed route at the top of `spec.http` in `managedRoutes` order,
+/// copying the split route's destinations and weights and mirroring to the canary
+/// (rollout/trafficrouting/istio/istio.go `createMirrorRoute`, `orderRoutes`); later
+/// setWeight steps move the mirror routes' weights too; a step without `match` removes its
+/// route; a full promotion leaves only the user's route at 100/0 (`RemoveManagedRoutes`), and so
+/// does an abort. A mirror route not listed in `managedRoutes` is refused
+/// (pkg/apis/rollouts/validation/validation.go).
+#[tokio::test]
+async fn istio_mirror_routes_as_argo_rollouts_writes_them() {
+    TestEnv::run("parity-mirror-route", |env| async move {
+        e2e::routers::install_router_crds(&env.client).await?;
+        create_services(&env, &["web-stable", "web-canary"]).await?;
+        let vs = virtual_services(&env);
+        create_object(&vs, json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": "web"},
+            "spec": {"gateways": ["shop-gateway"], "hosts": ["web.example.com"],
+                "http": [{"name": "primary", "route": [
+                    {"destination": {"host": "web-stable"}, "weight": 80},
+                    {"destination": {"host": "web-canary"}, "weight": 20}]}]}
+        }))
+        .await?;
+        let _controller = ControllerProcess::start(&env)?;
+        let mirror = |name: &str, pct: i32, m: Value| {
+            json!({"setMirrorRoute": {"name": name, "percentage": pct, "match": m}})
+        };
+        let steps = json!([
+            {"setWeight": 20},
+            mirror("mirror-route-1", 100, json!([{"path": {"prefix": "/"}}])),
+            mirror("mirror-route-2", 80, json!([{"path": {"prefix": "/"}, "method": {"exact": "GET"}}])),
+            {"pause": {}},
+            mirror("mirror-route-1", 100, json!([{"path": {"prefix": "/rewrite"}}])),
+            {"pause": {}},
+            {"setWeight": 40},
+            {"setMirrorRoute": {"name": "mirror-route-1"}},
+            {"pause": {}}
+        ]);
+        let traffic = json!({
+            "managedRoutes": [{"name": "mirror-route-1"}, {"name": "mirror-route-2"}],
+            "istio": {"virtualService": {"name": "web", "routes": ["primary"]}}});
+        let ro = web_canary(2, json!({"trafficRouting": traffic, "steps": steps}))?;
+        create_rollout(&env, &ro).await?;
+        wait_healthy(&env, "web", 2, LIMIT).await?;
+        let routes = || async { anyhow::Ok(http_routes(&spec_of(&vs, "web").await?)) };
+        ensure!(routes().await?.first().map(|r| r.0.as_str()) == Some("primary"));
+
+        set_image(&env, "web", "registry.example/web:2").await?;
+        wait_paused_at(&env, "web", 3, LIMIT).await?;
+        let s = |n: &str, w: (i64, i64), p: i64| (n.to_string(), w, p);
+        let want = vec![
+            s("mirror-route-1", (80, 20), 100),
+            s("mirror-route-2", (80, 20), 80),
+            s("primary", (80, 20), -1),
+        ];
+        wait_for("both mirror routes first, at 80/20", LIMIT, || async {
+            Ok((routes().await? == want).then_some(()))
+        })
+        .await?;
+        let spec = spec_of(&vs, "web").await?;
+        ensure!(
+            spec["http"][0]["mirror"] == json!({"host": "web-canary"})
+                && spec["http"][1]["match"] == json!([{"method": {"exact": "GET"}, "uri": {"prefix": "/"}}]),
+            "mirror destination and match: {spec}"
+        );
+
+        promote(&env, "web").await?;
+        wait_paused_at(&env, "web", 5, LIMIT).await?;
+        promote(&env, "web").await?;
+        wait_paused_at(&env, "web", 8, LIMIT).await?;
+        let want = vec![s("mirror-route-2", (60, 40), 80), s("primary", (60, 40), -1)];
+        wait_for("mirror-route-1 removed, weights at 60/40", LIMIT, || async {
+            Ok((routes().await? == want).then_some(()))
+        })
+        .await?;
+
+        patch_status(&env, "web", json!({"promoteFull": true})).await?;
+        wait_healthy(&env, "web", 2, LIMIT).await?;
+        let want = vec![s("primary", (100, 0), -1)];
+        wait_for("only the user's route, all on stable", LIMIT, || async {
+            Ok((routes().await? == want).then_some(()))
+        })
+        .await?;
+
+        // An abort takes the mirror routes away too.
+        set_image(&env, "web", "registry.example/web:3").await?;
+        wait_paused_at(&env, "web", 3, LIMIT).await?;
+        ensure!(routes().await?.len() == 3, "{:?}", routes().await?);
+        set_abort(&env, "web", true).await?;
+        wait_for("the abort removes the mirror routes", LIMIT, || async {
+            Ok((routes().await? == want).then_some(()))
+        })
+        .await?;
+
+        // A mirror route not in managedRoutes is refused.
+        patch_spec(&env, json!({"strategy": {"canary": {"steps": [
+            {"setWeight": 20}, mirror("elsewhere", 10, json!([{"path": {"exact": "/x"}}]))]}}}))
+        .await?;
+        let (_, c) = wait_condition(&env, "web", INVALID_SPEC, LIMIT).await?;
+        ensure!(
+            c.message.contains("steps[1].setMirrorRoute.name") && c.message.contains("managedRoutes"),
+            "{}",
+            c.message
+        );
         Ok(())
     })
     .await;

@@ -4,8 +4,8 @@
 
 use serde_json::{Map, Value, json};
 
-use super::router::{in_managed_order, is_managed, put_managed_first, without_route_list};
-use super::{HeaderMatch, RouteError, Weights};
+use super::router::{is_managed, put_managed_first};
+use super::{HeaderMatch, MirrorRoute, RouteError, Weights};
 use crate::api::constants::LABEL_POD_TEMPLATE_HASH;
 use crate::api::rollout::{IstioTcpRoute, IstioTlsRoute, IstioVirtualService};
 
@@ -310,6 +310,8 @@ fn tcp_matches(r: &Value, t: &IstioTcpRoute) -> bool {
 /// destination): what a header route takes from it.
 struct SplitRoute {
     canary: Value,
+    /// Its destinations, with their weights as they are now.
+    route: Value,
     /// Its match conditions (a path, a port); never empty: no conditions match everything,
     /// as one empty condition does.
     conditions: Vec<Value>,
@@ -344,7 +346,12 @@ impl SplitRoute {
                     .filter(|m| !m.is_empty())
                     .cloned()
                     .unwrap_or_else(|| vec![json!({})]);
-                Some(SplitRoute { canary, conditions })
+                let route = r.get("route")?.clone();
+                Some(SplitRoute {
+                    canary,
+                    route,
+                    conditions,
+                })
             })
     }
 
@@ -381,6 +388,19 @@ impl SplitRoute {
             "route": [{"destination": self.canary, "weight": 100}]
         })
     }
+
+    /// The managed mirror route `m` (Argo Rollouts' `createMirrorRoute`): requests matching
+    /// its matches are served by the split route's destinations at their current weights, and
+    /// `percentage` percent of them are mirrored to the canary.
+    fn mirror_route(&self, m: &MirrorRoute) -> Value {
+        json!({
+            "name": m.name,
+            "match": m.matches,
+            "route": self.route,
+            "mirror": self.canary,
+            "mirrorPercentage": {"value": m.percentage}
+        })
+    }
 }
 
 /// Puts the managed header routes first in `spec.http`, in `managed` order: `routes` are
@@ -392,26 +412,58 @@ pub fn set_header_routes(
     managed: &[String],
     routes: &[(String, Vec<HeaderMatch>)],
 ) -> Result<bool, RouteError> {
+    set_managed_routes(obj, vs, split, managed, routes, &[])
+}
+
+/// Puts the managed routes first in `spec.http`, in `managed` order: the header routes
+/// `routes` (name → matches) and the mirror routes `mirrors` that should exist now; every other
+/// managed route is removed. Mirror routes copy the split route's weights as they are, so set
+/// the weights first.
+pub fn set_managed_routes(
+    obj: &mut Value,
+    vs: &IstioVirtualService,
+    split: &Split,
+    managed: &[String],
+    routes: &[(String, Vec<HeaderMatch>)],
+    mirrors: &[MirrorRoute],
+) -> Result<bool, RouteError> {
     let name = vs.name.as_str();
-    let split_route = if routes.is_empty() {
-        None
-    } else {
+    let wanted = !routes.is_empty() || !mirrors.is_empty();
+    let split_route = if wanted {
         Some(SplitRoute::find(obj, vs, split, managed).ok_or_else(|| {
             RouteError::Invalid(format!(
                 "VirtualService {name:?} has no canary destination to route headers to"
             ))
         })?)
+    } else {
+        None
     };
     let Some(http) = obj.pointer_mut("/spec/http").and_then(Value::as_array_mut) else {
-        return without_route_list(routes, || {
-            format!("VirtualService {name:?} has no http routes")
-        });
+        return if wanted {
+            Err(RouteError::Invalid(format!(
+                "VirtualService {name:?} has no http routes"
+            )))
+        } else {
+            Ok(false)
+        };
     };
     let before = http.clone();
-    let header_routes = split_route.iter().flat_map(|s| {
-        in_managed_order(managed, routes).map(|(name, headers)| s.header_route(name, headers))
-    });
-    put_managed_first(http, managed, header_routes);
+    let managed_routes: Vec<Value> = match &split_route {
+        None => Vec::new(),
+        Some(s) => managed
+            .iter()
+            .filter_map(|m| {
+                if let Some((_, headers)) = routes.iter().find(|(n, _)| n == m) {
+                    return Some(s.header_route(m, headers));
+                }
+                mirrors
+                    .iter()
+                    .find(|r| &r.name == m)
+                    .map(|r| s.mirror_route(r))
+            })
+            .collect(),
+    };
+    put_managed_first(http, managed, managed_routes);
     Ok(*http != before)
 }
 

@@ -265,3 +265,77 @@ fn unnamed_sections_are_split_together_and_several_routes_must_be_named() {
         "{err}"
     );
 }
+
+/// Argo Rollouts: rollout/trafficrouting/istio/istio.go `createMirrorRoute`,
+/// `reconcileVirtualServiceMirrorRoutes`, `orderRoutes`: a mirror route copies the split
+/// route's destinations and weights, mirrors to the canary, and managed routes go first in
+/// `managedRoutes` order.
+#[test]
+fn mirror_routes_copy_the_split_route_and_mirror_to_the_canary() {
+    let mut vs = virtual_service();
+    let managed = vec!["mirror-1".to_string(), "mirror-2".to_string()];
+    let step = |name: &str, pct: Option<i32>, path: &str| crate::api::rollout::SetMirrorRoute {
+        name: name.into(),
+        matches: Some(vec![crate::api::rollout::RouteMatch {
+            path: Some(crate::api::rollout::StringMatch {
+                prefix: Some(path.into()),
+                ..Default::default()
+            }),
+            method: Some(crate::api::rollout::StringMatch {
+                exact: Some("GET".into()),
+                ..Default::default()
+            }),
+            headers: None,
+        }]),
+        percentage: pct,
+    };
+    let mirrors: Vec<MirrorRoute> = [
+        step("mirror-2", Some(80), "/"),
+        step("mirror-1", None, "/a"),
+    ]
+    .iter()
+    .filter_map(MirrorRoute::from_api)
+    .collect();
+    let r = vs_ref(Some(&["primary"]));
+    set_weights(&mut vs, &r, &hosts(), Weights::canary(20), &managed).expect("weights");
+    assert!(set_managed_routes(&mut vs, &r, &hosts(), &managed, &[], &mirrors).expect("mirror"));
+    let http = vs["spec"]["http"].clone();
+    assert_eq!(http[0]["name"], json!("mirror-1"), "managedRoutes order");
+    assert_eq!(
+        http[0]["mirrorPercentage"],
+        json!({"value": 100}),
+        "default 100"
+    );
+    assert_eq!(
+        http[0]["match"],
+        json!([{"method": {"exact": "GET"}, "uri": {"prefix": "/a"}}])
+    );
+    assert_eq!(
+        http[1]["mirror"],
+        json!({"host": "web-canary", "port": {"number": 80}})
+    );
+    assert_eq!(http[1]["mirrorPercentage"], json!({"value": 80}));
+    assert_eq!(
+        http[1]["route"], http[3]["route"],
+        "the split route's weights"
+    );
+    assert_eq!(http[1]["route"][0]["weight"], json!(80));
+    // Weights move: the mirror routes follow.
+    set_weights(&mut vs, &r, &hosts(), Weights::canary(40), &managed).expect("weights");
+    assert!(set_managed_routes(&mut vs, &r, &hosts(), &managed, &[], &mirrors).expect("again"));
+    assert_eq!(vs["spec"]["http"][0]["route"][1]["weight"], json!(40));
+    // A step without matches removes its route.
+    let gone = crate::api::rollout::SetMirrorRoute {
+        name: "mirror-1".into(),
+        ..Default::default()
+    };
+    assert_eq!(MirrorRoute::from_api(&gone), None);
+    assert!(set_managed_routes(&mut vs, &r, &hosts(), &managed, &[], &mirrors[..1]).expect("one"));
+    let names: Vec<Value> = vs["spec"]["http"]
+        .as_array()
+        .expect("http")
+        .iter()
+        .map(|r| r["name"].clone())
+        .collect();
+    assert_eq!(names, [json!("mirror-2"), json!("admin"), json!("primary")]);
+}

@@ -23,7 +23,7 @@ use crate::api::rollout::{AnalysisTemplateRef, CanaryStrategy, Rollout, RolloutA
 use crate::rollout::analysis::AnalysisKey;
 use crate::runtime::malformed::{Malformed, Parsed};
 use crate::traffic::router::{TrafficRouter, router_for};
-use crate::traffic::{HeaderMatch, RouteState};
+use crate::traffic::{HeaderMatch, MirrorRoute, RouteState};
 
 /// The pod template to run and, for a `workloadRef`, the Deployment's `spec.replicas`: the
 /// Rollout's own template, or the referenced Deployment's (`deployment`, when it exists).
@@ -335,8 +335,20 @@ pub fn route_state_to_verify(canary: &CanaryStrategy) -> RouteState {
             header_routes.push((h.name.clone(), m));
         }
     }
+    let mut mirror_routes: Vec<MirrorRoute> = Vec::new();
+    for m in canary
+        .steps()
+        .iter()
+        .filter_map(|s| s.set_mirror_route.as_ref())
+        .filter_map(MirrorRoute::from_api)
+    {
+        if !mirror_routes.iter().any(|r| r.name == m.name) {
+            mirror_routes.push(m);
+        }
+    }
     RouteState {
         header_routes,
+        mirror_routes,
         stable_hash: "stable".into(),
         canary_hash: "canary".into(),
         ..Default::default()
