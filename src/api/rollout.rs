@@ -4,6 +4,8 @@
 // kube's `printcolumn(...)` attributes repeat the same keys by design.
 #![allow(clippy::duplicated_attributes)]
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -251,7 +253,7 @@ impl CanaryStrategy {
 /// One step of a canary release: exactly one of its fields is set.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[x_kube(
-    validation = Rule::new("(has(self.setWeight) ? 1 : 0) + (has(self.pause) ? 1 : 0) + (has(self.setCanaryScale) ? 1 : 0) + (has(self.analysis) ? 1 : 0) + (has(self.setHeaderRoute) ? 1 : 0) == 1").message("each step must set exactly one of setWeight, pause, setCanaryScale, analysis, setHeaderRoute")
+    validation = Rule::new("(has(self.setWeight) ? 1 : 0) + (has(self.pause) ? 1 : 0) + (has(self.setCanaryScale) ? 1 : 0) + (has(self.analysis) ? 1 : 0) + (has(self.setHeaderRoute) ? 1 : 0) + (has(self.setMirrorRoute) ? 1 : 0) == 1").message("each step must set exactly one of setWeight, pause, setCanaryScale, analysis, setHeaderRoute, setMirrorRoute")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct CanaryStep {
@@ -271,6 +273,9 @@ pub struct CanaryStep {
     /// Send requests matching headers to the canary (needs a traffic router).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub set_header_route: Option<SetHeaderRoute>,
+    /// Mirror requests that match to the canary (Istio only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_mirror_route: Option<SetMirrorRoute>,
 }
 
 /// A pause step.
@@ -314,6 +319,36 @@ pub struct SetHeaderRoute {
     #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 16))]
     pub matches: Option<Vec<HeaderRoutingMatch>>,
+}
+
+/// Mirrors the requests that match to the canary, while they are still served as the split
+/// route serves them (Istio only).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SetMirrorRoute {
+    /// Name of the route; must be listed in `trafficRouting.managedRoutes`.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// Request matches (any one matches); no matches removes the route.
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    pub matches: Option<Vec<RouteMatch>>,
+    /// Percentage of the matching requests mirrored (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub percentage: Option<i32>,
+}
+
+/// One request match of a mirror route: every field given must match.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteMatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<StringMatch>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<StringMatch>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<BTreeMap<String, StringMatch>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -116,6 +116,7 @@ pub async fn apply(
     // 1. Traffic first: a weight that drops (an abort, a new release, the switch) must not lead
     // to traffic on a Service whose selector moved first, so routers go before selectors.
     route(ctx, ro, plan, &ns).await?;
+    give_back(ctx, ro, existing).await?;
     select(ctx, plan, services, &ns).await?;
     // 2. The revisions, then the runs that judge them.
     scale(ctx, ro, plan, existing, template, &ns).await?;
@@ -144,12 +145,31 @@ async fn route(ctx: &Context, ro: &Rollout, plan: &Plan, ns: &str) -> Result<(),
         return Ok(());
     };
     let shared = &ctx.shared;
+    let mark = crate::traffic::given_back::RoutedBy::of(ro).map(|m| m.encode());
     crate::traffic::kube::apply(
         &ctx.caches.routers,
         &shared.client,
         ns,
         router.as_ref(),
         state,
+        mark.as_deref().unwrap_or_default(),
+        &shared.writes,
+    )
+    .await
+}
+
+/// What the Rollout no longer names (a Service, a router object) is given back as on deletion.
+async fn give_back(ctx: &Context, ro: &Rollout, existing: &[ReplicaSet]) -> Result<(), Error> {
+    let hashes = existing
+        .iter()
+        .filter_map(|rs| rs.labels().get(LABEL_POD_TEMPLATE_HASH).cloned())
+        .collect();
+    let shared = &ctx.shared;
+    crate::traffic::kube::give_back_left_behind(
+        &ctx.caches,
+        &shared.client,
+        ro,
+        &hashes,
         &shared.writes,
     )
     .await
@@ -230,6 +250,11 @@ fn replica_set_to_write(
         None => template.cloned()?,
     };
     let mut desired = desired_replica_set(ro, &rp.hash, &tmpl, rp.replicas);
+    // A ReplicaSet's selector cannot change: one created under another selector (the
+    // workloadRef Deployment's changed since) keeps its own.
+    if let (Some(d), Some(s)) = (desired.spec.as_mut(), spec) {
+        d.selector = s.selector.clone();
+    }
     if let Some(t) = want_deadline {
         desired.metadata.annotations =
             Some(BTreeMap::from([(ANNOTATION_SCALE_DOWN_AT.to_string(), t)]));

@@ -40,7 +40,7 @@ use super::apply::{
 use super::cache::{Caches, Triggers};
 use super::decide::{DEFAULT_RESTART_THRESHOLD, decide};
 use super::observe::policy::{named_services, uses_template};
-use super::observe::{Sources, claimed_by_others, observe};
+use super::observe::{Sources, claimed_by_others, observe, resolve_selector};
 use crate::traffic::router::{TargetKind, router_for};
 use crate::traffic::watch::{RouterCaches, RouterChange};
 
@@ -295,6 +295,7 @@ async fn reconcile_rollout(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Er
         client: &ctx.shared.client,
         restart_threshold: ctx.restart_threshold,
     };
+    let ro = resolve_selector(ro, &ctx.caches);
     let world = observe(&ro, &sources).await?;
     let mut plan = decide(&ro, &world.observed, now);
     // The status is written last, after every other write of the plan went through: a refusal

@@ -7,7 +7,7 @@
 use crate::api::rollout::{
     CanaryStatus, CanaryStrategy, RolloutPhase, TrafficWeights, WeightDestination,
 };
-use crate::traffic::{HeaderMatch, RouteState, Weights};
+use crate::traffic::{HeaderMatch, MirrorRoute, RouteState, Weights};
 
 use super::basic::push_services;
 use super::canary::{Move, Selectors, step_index, weight_at};
@@ -172,15 +172,19 @@ fn route(rel: &Release, canary: &CanaryStrategy, t: &Traffic, plan: &mut Plan) {
         step_index(plan.status.current_step_index, steps)
     };
     let canary_pods = rel.new_rs().map(|r| r.available).unwrap_or(0);
-    let header_routes = if t.aborted || t.settled || canary_pods < 1 {
-        Vec::new()
+    let (header_routes, mirror_routes) = if t.aborted || t.settled || canary_pods < 1 {
+        (Vec::new(), Vec::new())
     } else {
-        header_routes_at(canary, reached)
+        (
+            header_routes_at(canary, reached),
+            mirror_routes_at(canary, reached),
+        )
     };
     let weights = Weights::canary(t.weight);
     plan.traffic = Some(RouteState {
         weights,
         header_routes,
+        mirror_routes,
         stable_hash: t.stable.clone(),
         canary_hash: if t.canary_serves() {
             rel.desired.clone()
@@ -244,6 +248,22 @@ pub(super) fn header_routes_at(
                 routes.push((h.name.clone(), matches));
             }
         }
+    }
+    routes
+}
+
+/// The mirror routes in force after the first `upto` steps: the last `setMirrorRoute` of each
+/// name with matches (one without matches removes the route), as Argo Rollouts keeps them.
+pub(super) fn mirror_routes_at(canary: &CanaryStrategy, upto: usize) -> Vec<MirrorRoute> {
+    let mut routes: Vec<MirrorRoute> = Vec::new();
+    for m in canary
+        .steps()
+        .iter()
+        .take(upto)
+        .filter_map(|s| s.set_mirror_route.as_ref())
+    {
+        routes.retain(|r| r.name != m.name);
+        routes.extend(MirrorRoute::from_api(m));
     }
     routes
 }

@@ -117,6 +117,46 @@ fn the_switch_sends_everything_to_the_new_stable_and_the_old_pods_drain_after_a_
     assert_eq!(plan.status.phase, Some(RolloutPhase::Healthy));
 }
 
+/// Argo Rollouts: rollout/trafficrouting.go `reconcileTrafficRouting` (SetMirrorRoute, then
+/// RemoveManagedRoutes at the end of a release or an abort); a step without `match` removes
+/// its route (`reconcileVirtualServiceMirrorRoutes`); the step completes at once
+/// (rollout/canary.go `completedCurrentCanaryStep`).
+#[test]
+fn mirror_routes_follow_the_steps_and_go_at_an_abort() {
+    let steps = json!([{"setWeight": 20},
+        {"setMirrorRoute": {"name": "beta", "percentage": 50, "match": [{"path": {"prefix": "/"}}]}},
+        {"pause": {}},
+        {"setMirrorRoute": {"name": "beta"}},
+        {"pause": {}}]);
+    let mut ro = routed(steps);
+    let sets = vec![rs("web:1", 4, 4), rs("web:2", 1, 1)];
+    let plan = step(&mut ro, &world(sets.clone()), at(0));
+    assert_eq!(
+        plan.status.current_step_index,
+        Some(2),
+        "the mirror step is done at once"
+    );
+    let mirrors = &plan.traffic.as_ref().expect("t").mirror_routes;
+    assert_eq!(
+        mirrors
+            .iter()
+            .map(|m| (m.name.as_str(), m.percentage, m.matches.clone()))
+            .collect::<Vec<_>>(),
+        [("beta", 50, vec![json!({"uri": {"prefix": "/"}})])]
+    );
+    // Promoted past the pause: the match-less step takes the route away.
+    ro.status.as_mut().expect("status").current_step_index = Some(3);
+    let plan = step(&mut ro, &world(sets.clone()), at(1));
+    assert_eq!(plan.status.current_step_index, Some(4));
+    assert!(plan.traffic.as_ref().expect("t").mirror_routes.is_empty());
+    // An abort at the first pause removes it too.
+    let s = ro.status.as_mut().expect("status");
+    s.current_step_index = Some(2);
+    s.abort = Some(true);
+    let plan = step(&mut ro, &world(sets), at(2));
+    assert!(plan.traffic.as_ref().expect("t").mirror_routes.is_empty());
+}
+
 #[test]
 fn an_abort_takes_all_traffic_and_header_routes_away_first() {
     let mut ro = routed(serde_json::from_str(STEPS).expect("steps"));

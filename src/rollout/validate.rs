@@ -178,11 +178,14 @@ fn traffic_routing(
             .chain(i.virtual_services.iter().flatten())
             .any(|v| v.tls_routes.is_some() || v.tcp_routes.is_some())
     });
-    let header_steps = canary.steps().iter().any(|s| s.set_header_route.is_some());
+    let header_steps = canary
+        .steps()
+        .iter()
+        .any(|s| s.set_header_route.is_some() || s.set_mirror_route.is_some());
     if l4 && header_steps {
         return Err(invalid(
             "spec.strategy.canary.trafficRouting.istio",
-            "setHeaderRoute needs http routes; tlsRoutes and tcpRoutes cannot match headers",
+            "setHeaderRoute and setMirrorRoute need http routes; tlsRoutes and tcpRoutes cannot match requests",
         ));
     }
     if tr.gateway_api.is_some() {
@@ -265,6 +268,9 @@ fn canary_steps(canary: &CanaryStrategy) -> Result<(), InvalidSpec> {
             int_or_string_duration(d)
                 .map_err(|e| invalid(format!("{field}.pause.duration"), e.to_string()))?;
         }
+        if let Some(m) = &step.set_mirror_route {
+            mirror_step(canary, &field, &m.name)?;
+        }
         if let Some(h) = &step.set_header_route {
             let Some(tr) = &canary.traffic_routing else {
                 return Err(invalid(
@@ -282,6 +288,28 @@ fn canary_steps(canary: &CanaryStrategy) -> Result<(), InvalidSpec> {
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+/// A `setMirrorRoute` step needs Istio, and its route in `managedRoutes` (as Argo Rollouts'
+/// validation: "SetMirrorRoute requires TrafficRouting, supports Istio only").
+fn mirror_step(canary: &CanaryStrategy, field: &str, name: &str) -> Result<(), InvalidSpec> {
+    let Some(tr) = canary
+        .traffic_routing
+        .as_ref()
+        .filter(|t| t.istio.is_some())
+    else {
+        return Err(invalid(
+            format!("{field}.setMirrorRoute"),
+            "SetMirrorRoute requires TrafficRouting, supports Istio only",
+        ));
+    };
+    if !tr.managed_routes.iter().flatten().any(|m| m.name == name) {
+        return Err(invalid(
+            format!("{field}.setMirrorRoute.name"),
+            format!("{name:?} is not in spec.strategy.canary.trafficRouting.managedRoutes"),
+        ));
     }
     Ok(())
 }

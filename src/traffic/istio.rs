@@ -4,8 +4,8 @@
 
 use serde_json::{Map, Value, json};
 
-use super::router::{in_managed_order, is_managed, put_managed_first, without_route_list};
-use super::{HeaderMatch, RouteError, Weights};
+use super::router::{is_managed, put_managed_first};
+use super::{HeaderMatch, MirrorRoute, RouteError, Weights};
 use crate::api::constants::LABEL_POD_TEMPLATE_HASH;
 use crate::api::rollout::{IstioTcpRoute, IstioTlsRoute, IstioVirtualService};
 
@@ -109,6 +109,12 @@ fn route_name(r: &Value) -> Option<&str> {
 
 /// Applies the weights to the routes `vs` names in a VirtualService's `spec`. Returns whether
 /// anything changed.
+///
+/// The `http`, `tls` and `tcp` sections are split independently, as Argo Rollouts does: a
+/// Rollout that names routes (`routes`, `tlsRoutes`, `tcpRoutes`) gets exactly those; one that
+/// names none gets the only route of each section the VirtualService has (for `http`, the only
+/// one Sluice does not manage), so a VirtualService with only `tls` or only `tcp` routes works
+/// unchanged.
 pub fn set_weights(
     obj: &mut Value,
     vs: &IstioVirtualService,
@@ -125,19 +131,42 @@ pub fn set_weights(
         .get_mut("spec")
         .and_then(Value::as_object_mut)
         .ok_or_else(|| edit.invalid("has no spec"))?;
+    let named = |l: Option<usize>| l.is_some_and(|n| n > 0);
+    let names_some = named(vs.routes.as_ref().map(Vec::len))
+        || named(vs.tls_routes.as_ref().map(Vec::len))
+        || named(vs.tcp_routes.as_ref().map(Vec::len));
     let mut changed = false;
-    let wants_http = vs.routes.as_ref().is_some_and(|r| !r.is_empty())
-        || (vs.tls_routes.is_none() && vs.tcp_routes.is_none());
-    if wants_http {
-        changed |= edit.http(spec, vs.routes.as_deref(), managed)?;
+    if names_some {
+        if named(vs.routes.as_ref().map(Vec::len)) {
+            changed |= edit.http(spec, vs.routes.as_deref(), managed)?;
+        }
+        for t in vs.tls_routes.iter().flatten() {
+            let wanted = format!("port {:?} and sniHosts {:?}", t.port, t.sni_hosts);
+            changed |= edit.matching(spec, "tls", |r| tls_matches(r, t), &wanted)?;
+        }
+        for t in vs.tcp_routes.iter().flatten() {
+            let wanted = format!("port {:?}", t.port);
+            changed |= edit.matching(spec, "tcp", |r| tcp_matches(r, t), &wanted)?;
+        }
+        return Ok(changed);
     }
-    for t in vs.tls_routes.iter().flatten() {
-        let wanted = format!("port {:?} and sniHosts {:?}", t.port, t.sni_hosts);
-        changed |= edit.matching(spec, "tls", |r| tls_matches(r, t), &wanted)?;
+    let present = |p: &str| {
+        spec.get(p)
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+    };
+    let sections: Vec<&str> = ["http", "tls", "tcp"]
+        .into_iter()
+        .filter(|p| present(p))
+        .collect();
+    if sections.is_empty() {
+        return Err(edit.invalid("has no http, tls or tcp routes"));
     }
-    for t in vs.tcp_routes.iter().flatten() {
-        let wanted = format!("port {:?}", t.port);
-        changed |= edit.matching(spec, "tcp", |r| tcp_matches(r, t), &wanted)?;
+    for protocol in sections {
+        changed |= match protocol {
+            "http" => edit.http(spec, None, managed)?,
+            other => edit.only(spec, other)?,
+        };
     }
     Ok(changed)
 }
@@ -228,6 +257,18 @@ impl WeightEdit<'_> {
             .ok_or_else(|| self.invalid(&format!("has no {protocol} route matching {wanted}")))?;
         self.set(r, &format!("a {protocol} route"))
     }
+
+    /// The only `protocol` (`tls`, `tcp`) route, when the Rollout names none of them.
+    fn only(&self, spec: &mut Map<String, Value>, protocol: &str) -> Result<bool, RouteError> {
+        let routes = self.routes(spec, protocol)?;
+        match routes.as_mut_slice() {
+            [r] => self.set(r, &format!("the {protocol} route")),
+            many => Err(self.invalid(&format!(
+                "has {} {protocol} routes: name the ones to split in {protocol}Routes",
+                many.len()
+            ))),
+        }
+    }
 }
 
 fn matches_of(r: &Value) -> Vec<&Map<String, Value>> {
@@ -269,6 +310,8 @@ fn tcp_matches(r: &Value, t: &IstioTcpRoute) -> bool {
 /// destination): what a header route takes from it.
 struct SplitRoute {
     canary: Value,
+    /// Its destinations, with their weights as they are now.
+    route: Value,
     /// Its match conditions (a path, a port); never empty: no conditions match everything,
     /// as one empty condition does.
     conditions: Vec<Value>,
@@ -303,7 +346,12 @@ impl SplitRoute {
                     .filter(|m| !m.is_empty())
                     .cloned()
                     .unwrap_or_else(|| vec![json!({})]);
-                Some(SplitRoute { canary, conditions })
+                let route = r.get("route")?.clone();
+                Some(SplitRoute {
+                    canary,
+                    route,
+                    conditions,
+                })
             })
     }
 
@@ -340,6 +388,19 @@ impl SplitRoute {
             "route": [{"destination": self.canary, "weight": 100}]
         })
     }
+
+    /// The managed mirror route `m` (Argo Rollouts' `createMirrorRoute`): requests matching
+    /// its matches are served by the split route's destinations at their current weights, and
+    /// `percentage` percent of them are mirrored to the canary.
+    fn mirror_route(&self, m: &MirrorRoute) -> Value {
+        json!({
+            "name": m.name,
+            "match": m.matches,
+            "route": self.route,
+            "mirror": self.canary,
+            "mirrorPercentage": {"value": m.percentage}
+        })
+    }
 }
 
 /// Puts the managed header routes first in `spec.http`, in `managed` order: `routes` are
@@ -351,26 +412,58 @@ pub fn set_header_routes(
     managed: &[String],
     routes: &[(String, Vec<HeaderMatch>)],
 ) -> Result<bool, RouteError> {
+    set_managed_routes(obj, vs, split, managed, routes, &[])
+}
+
+/// Puts the managed routes first in `spec.http`, in `managed` order: the header routes
+/// `routes` (name → matches) and the mirror routes `mirrors` that should exist now; every other
+/// managed route is removed. Mirror routes copy the split route's weights as they are, so set
+/// the weights first.
+pub fn set_managed_routes(
+    obj: &mut Value,
+    vs: &IstioVirtualService,
+    split: &Split,
+    managed: &[String],
+    routes: &[(String, Vec<HeaderMatch>)],
+    mirrors: &[MirrorRoute],
+) -> Result<bool, RouteError> {
     let name = vs.name.as_str();
-    let split_route = if routes.is_empty() {
-        None
-    } else {
+    let wanted = !routes.is_empty() || !mirrors.is_empty();
+    let split_route = if wanted {
         Some(SplitRoute::find(obj, vs, split, managed).ok_or_else(|| {
             RouteError::Invalid(format!(
                 "VirtualService {name:?} has no canary destination to route headers to"
             ))
         })?)
+    } else {
+        None
     };
     let Some(http) = obj.pointer_mut("/spec/http").and_then(Value::as_array_mut) else {
-        return without_route_list(routes, || {
-            format!("VirtualService {name:?} has no http routes")
-        });
+        return if wanted {
+            Err(RouteError::Invalid(format!(
+                "VirtualService {name:?} has no http routes"
+            )))
+        } else {
+            Ok(false)
+        };
     };
     let before = http.clone();
-    let header_routes = split_route.iter().flat_map(|s| {
-        in_managed_order(managed, routes).map(|(name, headers)| s.header_route(name, headers))
-    });
-    put_managed_first(http, managed, header_routes);
+    let managed_routes: Vec<Value> = match &split_route {
+        None => Vec::new(),
+        Some(s) => managed
+            .iter()
+            .filter_map(|m| {
+                if let Some((_, headers)) = routes.iter().find(|(n, _)| n == m) {
+                    return Some(s.header_route(m, headers));
+                }
+                mirrors
+                    .iter()
+                    .find(|r| &r.name == m)
+                    .map(|r| s.mirror_route(r))
+            })
+            .collect(),
+    };
+    put_managed_first(http, managed, managed_routes);
     Ok(*http != before)
 }
 

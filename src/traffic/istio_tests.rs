@@ -202,3 +202,140 @@ fn header_routes_go_first_and_come_out_again() {
     expected["spec"]["http"][1]["route"][1]["weight"] = json!(20);
     assert_eq!(vs, expected);
 }
+
+fn split_to(host_stable: &str, host_canary: &str) -> Value {
+    json!({"route": [
+        {"destination": {"host": host_stable}, "weight": 100},
+        {"destination": {"host": host_canary}, "weight": 0}]})
+}
+
+/// Argo Rollouts: rollout/trafficrouting/istio/istio.go reconcileVirtualService,
+/// getTlsRouteIndexesToPatch, ValidateTlsRoutes: each section is split on its own, and a
+/// Rollout naming no routes gets the only route of each.
+#[test]
+fn a_virtual_service_with_only_tls_or_only_tcp_routes_gets_the_weights() {
+    for protocol in ["tls", "tcp"] {
+        let mut route = split_to("web-stable", "web-canary");
+        route["match"] = json!([{"port": 443, "sniHosts": ["web.example.com"]}]);
+        let mut vs = json!({"spec": {"hosts": ["web"], protocol: [route]}});
+        assert!(weigh(&mut vs, None, 20).expect(protocol));
+        let w = |i: usize| {
+            vs.pointer(&format!("/spec/{protocol}/0/route/{i}/weight"))
+                .cloned()
+        };
+        assert_eq!(
+            (w(0), w(1)),
+            (Some(json!(80)), Some(json!(20))),
+            "{protocol}"
+        );
+        assert!(
+            !weigh(&mut vs, None, 20).expect(protocol),
+            "nothing left to change"
+        );
+    }
+}
+
+#[test]
+fn unnamed_sections_are_split_together_and_several_routes_must_be_named() {
+    let mut vs = json!({"spec": {
+        "http": [split_to("web-stable", "web-canary")],
+        "tcp": [split_to("web-stable", "web-canary")]}});
+    assert!(weigh(&mut vs, None, 40).expect("both"));
+    assert_eq!(vs.pointer("/spec/http/0/route/1/weight"), Some(&json!(40)));
+    assert_eq!(vs.pointer("/spec/tcp/0/route/1/weight"), Some(&json!(40)));
+
+    let mut two = json!({"spec": {"tls": [
+        split_to("web-stable", "web-canary"), split_to("web-stable", "web-canary")]}});
+    let err = weigh(&mut two, None, 10).expect_err("ambiguous");
+    assert_eq!(
+        err.to_string(),
+        "VirtualService \"web\" has 2 tls routes: name the ones to split in tlsRoutes"
+    );
+    let mut none = json!({"spec": {"hosts": ["web"], "http": []}});
+    let err = weigh(&mut none, None, 10).expect_err("nothing to split");
+    assert_eq!(
+        err.to_string(),
+        "VirtualService \"web\" has no http, tls or tcp routes"
+    );
+    // A tls route without the canary is named, as for http.
+    let mut other = json!({"spec": {"tls": [split_to("web-stable", "elsewhere")]}});
+    let err = weigh(&mut other, None, 10).expect_err("no canary");
+    assert!(
+        err.to_string().contains("the tls route of VirtualService"),
+        "{err}"
+    );
+}
+
+/// Argo Rollouts: rollout/trafficrouting/istio/istio.go `createMirrorRoute`,
+/// `reconcileVirtualServiceMirrorRoutes`, `orderRoutes`: a mirror route copies the split
+/// route's destinations and weights, mirrors to the canary, and managed routes go first in
+/// `managedRoutes` order.
+#[test]
+fn mirror_routes_copy_the_split_route_and_mirror_to_the_canary() {
+    let mut vs = virtual_service();
+    let managed = vec!["mirror-1".to_string(), "mirror-2".to_string()];
+    let step = |name: &str, pct: Option<i32>, path: &str| crate::api::rollout::SetMirrorRoute {
+        name: name.into(),
+        matches: Some(vec![crate::api::rollout::RouteMatch {
+            path: Some(crate::api::rollout::StringMatch {
+                prefix: Some(path.into()),
+                ..Default::default()
+            }),
+            method: Some(crate::api::rollout::StringMatch {
+                exact: Some("GET".into()),
+                ..Default::default()
+            }),
+            headers: None,
+        }]),
+        percentage: pct,
+    };
+    let mirrors: Vec<MirrorRoute> = [
+        step("mirror-2", Some(80), "/"),
+        step("mirror-1", None, "/a"),
+    ]
+    .iter()
+    .filter_map(MirrorRoute::from_api)
+    .collect();
+    let r = vs_ref(Some(&["primary"]));
+    set_weights(&mut vs, &r, &hosts(), Weights::canary(20), &managed).expect("weights");
+    assert!(set_managed_routes(&mut vs, &r, &hosts(), &managed, &[], &mirrors).expect("mirror"));
+    let http = vs["spec"]["http"].clone();
+    assert_eq!(http[0]["name"], json!("mirror-1"), "managedRoutes order");
+    assert_eq!(
+        http[0]["mirrorPercentage"],
+        json!({"value": 100}),
+        "default 100"
+    );
+    assert_eq!(
+        http[0]["match"],
+        json!([{"method": {"exact": "GET"}, "uri": {"prefix": "/a"}}])
+    );
+    assert_eq!(
+        http[1]["mirror"],
+        json!({"host": "web-canary", "port": {"number": 80}})
+    );
+    assert_eq!(http[1]["mirrorPercentage"], json!({"value": 80}));
+    assert_eq!(
+        http[1]["route"], http[3]["route"],
+        "the split route's weights"
+    );
+    assert_eq!(http[1]["route"][0]["weight"], json!(80));
+    // Weights move: the mirror routes follow.
+    set_weights(&mut vs, &r, &hosts(), Weights::canary(40), &managed).expect("weights");
+    assert!(set_managed_routes(&mut vs, &r, &hosts(), &managed, &[], &mirrors).expect("again"));
+    assert_eq!(vs["spec"]["http"][0]["route"][1]["weight"], json!(40));
+    // A step without matches removes its route.
+    let gone = crate::api::rollout::SetMirrorRoute {
+        name: "mirror-1".into(),
+        ..Default::default()
+    };
+    assert_eq!(MirrorRoute::from_api(&gone), None);
+    assert!(set_managed_routes(&mut vs, &r, &hosts(), &managed, &[], &mirrors[..1]).expect("one"));
+    let names: Vec<Value> = vs["spec"]["http"]
+        .as_array()
+        .expect("http")
+        .iter()
+        .map(|r| r["name"].clone())
+        .collect();
+    assert_eq!(names, [json!("mirror-2"), json!("admin"), json!("primary")]);
+}

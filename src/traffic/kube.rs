@@ -3,16 +3,22 @@
 //! when something changed, guarded by `resourceVersion` (a concurrent writer's change is
 //! re-read, never overwritten).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use kube::{Api, Client};
 use serde_json::Value;
 
-use super::router::{Target, TrafficRouter};
+use k8s_openapi::api::core::v1::Service;
+use kube::ResourceExt;
+
+use super::given_back::{self, ObjectKey, RoutedBy};
+use super::router::{Target, TargetKind, TrafficRouter};
 use super::watch::{Cached, RouterCaches};
 use super::{RouteError, RouteState};
-use crate::api::constants::FIELD_MANAGER_TRAFFIC;
+use crate::api::constants::{FIELD_MANAGER_TRAFFIC, LABEL_POD_TEMPLATE_HASH};
+use crate::api::rollout::Rollout;
+use crate::rollout::cache::{Caches, in_namespace};
 use crate::runtime::calls::timed;
 use crate::runtime::error::Error;
 use crate::runtime::writes::WriteCounter;
@@ -191,18 +197,21 @@ async fn edit(
     )))
 }
 
-/// Makes every target say what `state` says.
+/// Makes every target say what `state` says, marked as routed by `mark` (see
+/// [`given_back`]).
 pub async fn apply(
     caches: &RouterCaches,
     client: &Client,
     rollout_ns: &str,
     router: &dyn TrafficRouter,
     state: &RouteState,
+    mark: &str,
     writes: &WriteCounter,
 ) -> Result<(), Error> {
     for t in router.targets() {
         edit(caches, client, rollout_ns, &t, writes, &|v| {
-            router.apply(&t, v, state)
+            let routed = router.apply(&t, v, state)?;
+            Ok(given_back::set_mark(v, mark) | routed)
         })
         .await?;
     }
@@ -227,7 +236,7 @@ pub async fn restore(
         .filter(|t| !skip.contains(&t.field))
     {
         match edit(caches, client, rollout_ns, &t, writes, &|v| {
-            Ok(router.restore(&t, v))
+            Ok(router.restore(&t, v) | given_back::clear_mark(v))
         })
         .await
         {
@@ -240,6 +249,85 @@ pub async fn restore(
             }
             Err(e) => return Err(e),
         }
+    }
+    Ok(())
+}
+
+/// Gives back what Rollout `ro` no longer names (see [`given_back`]): the router objects it
+/// marked that no Rollout routes now, and the Services of its namespace whose selector Sluice
+/// set to one of `hashes` (its revisions) that no Rollout names. Writes only what changes.
+pub async fn give_back_left_behind(
+    caches: &Caches,
+    client: &Client,
+    ro: &Rollout,
+    hashes: &BTreeSet<String>,
+    writes: &WriteCounter,
+) -> Result<(), Error> {
+    let (ns, name) = (ro.namespace().unwrap_or_default(), ro.name_any());
+    let rollouts = caches.rollouts.state();
+    let readable: Vec<&Rollout> = rollouts.iter().filter_map(|r| r.ok()).collect();
+    // This Rollout as it is now (its selector resolved), in place of the cached copy.
+    let others = readable.iter().copied().filter(|r| r.uid() != ro.uid());
+    let routed = given_back::routed_now(others.clone().chain([ro]));
+    for kind in TargetKind::ALL {
+        for obj in caches.routers.all(kind) {
+            let key: ObjectKey = (kind, obj.namespace().unwrap_or_default(), obj.name_any());
+            let marked = obj
+                .annotations()
+                .get(given_back::ANNOTATION_ROUTED_BY)
+                .and_then(|m| serde_json::from_str::<RoutedBy>(m).ok());
+            if !marked.is_some_and(|m| given_back::is_left_behind(&m, &key, &ns, &name, &routed)) {
+                continue;
+            }
+            let target = Target {
+                kind,
+                namespace: Some(key.1.clone()),
+                name: key.2.clone(),
+                field: String::new(),
+                index: 0,
+            };
+            tracing::info!(
+                object = target.describe(),
+                "no longer named by the Rollout; giving it back"
+            );
+            match edit(&caches.routers, client, &ns, &target, writes, &|v| {
+                Ok(given_back::give_back(v, &key))
+            })
+            .await
+            {
+                Ok(_) | Err(Error::Traffic(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    if hashes.is_empty() {
+        return Ok(());
+    }
+    let named: BTreeSet<String> = others
+        .chain([ro])
+        .filter(|r| r.namespace().as_deref() == Some(ns.as_str()))
+        .flat_map(|r| {
+            crate::rollout::observe::policy::named_services(r)
+                .into_iter()
+                .cloned()
+        })
+        .collect();
+    let services = in_namespace(&caches.services, &ns);
+    let api: Api<Service> = Api::namespaced(client.clone(), &ns);
+    for svc in given_back::services_left_behind(&services, hashes, &named) {
+        tracing::info!(
+            service = svc,
+            "no longer named by any Rollout; taking Sluice's key out of its selector"
+        );
+        writes.add();
+        let patch = kube::api::Patch::Merge(
+            serde_json::json!({"spec": {"selector": {LABEL_POD_TEMPLATE_HASH: null}}}),
+        );
+        let params = kube::api::PatchParams {
+            field_manager: Some(FIELD_MANAGER_TRAFFIC.into()),
+            ..Default::default()
+        };
+        timed("give a Service back", api.patch(&svc, &params, &patch)).await?;
     }
     Ok(())
 }

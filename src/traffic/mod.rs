@@ -4,12 +4,15 @@
 //! `gateway`), so what Sluice owns in a user's object is exactly what those functions touch.
 
 pub mod gateway;
+pub mod given_back;
 pub mod istio;
 pub mod kube;
 pub mod router;
 pub mod watch;
 
-use crate::api::rollout::{HeaderRoutingMatch, StringMatch};
+use serde_json::{Map, Value, json};
+
+use crate::api::rollout::{HeaderRoutingMatch, SetMirrorRoute, StringMatch};
 
 /// The split of traffic between the stable and canary revisions, in percent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +46,8 @@ pub struct RouteState {
     /// Managed header routes that should exist now (name, matches); every other managed
     /// route is removed.
     pub header_routes: Vec<(String, Vec<HeaderMatch>)>,
+    /// Managed mirror routes that should exist now (Istio).
+    pub mirror_routes: Vec<MirrorRoute>,
     /// The revisions the stable and canary subsets select (subset-level Istio).
     pub stable_hash: String,
     pub canary_hash: String,
@@ -90,6 +95,59 @@ impl HeaderMatch {
         Some(HeaderMatch {
             name: m.header_name.clone(),
             value,
+        })
+    }
+}
+
+/// A managed route that mirrors the requests it matches to the canary (`setMirrorRoute`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MirrorRoute {
+    pub name: String,
+    /// Istio `HTTPMatchRequest`s: `method`, `uri` (the step's `path`), `headers`.
+    pub matches: Vec<Value>,
+    /// `mirrorPercentage.value`.
+    pub percentage: i32,
+}
+
+impl MirrorRoute {
+    /// The route a step asks for; `None` for a step without matches (it removes the route).
+    pub fn from_api(m: &SetMirrorRoute) -> Option<Self> {
+        let string_match = |s: &StringMatch| {
+            let mut o = Map::new();
+            for (k, v) in [
+                ("exact", &s.exact),
+                ("prefix", &s.prefix),
+                ("regex", &s.regex),
+            ] {
+                if let Some(v) = v {
+                    o.insert(k.into(), json!(v));
+                }
+            }
+            Value::Object(o)
+        };
+        let matches: Vec<Value> = m
+            .matches
+            .iter()
+            .flatten()
+            .map(|r| {
+                let mut o = Map::new();
+                if let Some(x) = &r.method {
+                    o.insert("method".into(), string_match(x));
+                }
+                if let Some(x) = &r.path {
+                    o.insert("uri".into(), string_match(x));
+                }
+                if let Some(h) = &r.headers {
+                    let headers = h.iter().map(|(k, v)| (k.clone(), string_match(v)));
+                    o.insert("headers".into(), Value::Object(headers.collect()));
+                }
+                Value::Object(o)
+            })
+            .collect();
+        (!matches.is_empty()).then(|| MirrorRoute {
+            name: m.name.clone(),
+            matches,
+            percentage: m.percentage.unwrap_or(100),
         })
     }
 }

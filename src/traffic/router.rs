@@ -294,7 +294,8 @@ impl TrafficRouter for Istio {
                 let b = if vs.tls_routes.is_some() || vs.tcp_routes.is_some() {
                     false
                 } else {
-                    istio::set_header_routes(obj, vs, &split, managed, &state.header_routes)?
+                    let (headers, mirrors) = (&state.header_routes, &state.mirror_routes);
+                    istio::set_managed_routes(obj, vs, &split, managed, headers, mirrors)?
                 };
                 Ok(a || b)
             }

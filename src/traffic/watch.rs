@@ -211,6 +211,18 @@ impl RouterCaches {
         }
     }
 
+    /// Every cached object of `kind` (none while its CRD is not installed or its cache has not
+    /// synced: a later reconcile sees them).
+    pub fn all(&self, kind: TargetKind) -> Vec<Arc<DynamicObject>> {
+        let Ok(kinds) = self.0.kinds.lock() else {
+            return Vec::new();
+        };
+        kinds
+            .get(&kind)
+            .map(|r| r.store.state())
+            .unwrap_or_default()
+    }
+
     /// The object `name` of `kind` in `namespace`, from the cache.
     pub async fn get(
         &self,

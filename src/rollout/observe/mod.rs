@@ -82,6 +82,19 @@ pub async fn observe(ro: &Rollout, from: &Sources<'_>) -> Result<World, Error> {
     })
 }
 
+/// `ro` with the selector it runs under (see [`policy::with_resolved_selector`]): a
+/// `workloadRef` Rollout without `spec.selector` takes the Deployment's.
+pub fn resolve_selector(ro: Arc<Rollout>, caches: &Caches) -> Arc<Rollout> {
+    let (Some(ns), Some(w)) = (ro.namespace(), ro.spec.workload_ref.as_ref()) else {
+        return ro;
+    };
+    let deployment = caches.deployments.get(&ObjectRef::new(&w.name).within(&ns));
+    match policy::with_resolved_selector(&ro, deployment.as_deref()) {
+        Some(resolved) => Arc::new(resolved),
+        None => ro,
+    }
+}
+
 /// The ReplicaSets the Rollout controls, as cached and as `decide` reads them.
 fn replica_sets(
     ro: &Rollout,

@@ -23,7 +23,7 @@ use crate::api::rollout::{AnalysisTemplateRef, CanaryStrategy, Rollout, RolloutA
 use crate::rollout::analysis::AnalysisKey;
 use crate::runtime::malformed::{Malformed, Parsed};
 use crate::traffic::router::{TrafficRouter, router_for};
-use crate::traffic::{HeaderMatch, RouteState};
+use crate::traffic::{HeaderMatch, MirrorRoute, RouteState};
 
 /// The pod template to run and, for a `workloadRef`, the Deployment's `spec.replicas`: the
 /// Rollout's own template, or the referenced Deployment's (`deployment`, when it exists).
@@ -42,6 +42,22 @@ pub fn workload(
         }
         (None, None) => (None, None),
     }
+}
+
+/// The Rollout with the selector it runs under: its own, or, when it has none and names a
+/// `workloadRef`, the referenced Deployment's (`deployment`, when it exists), as Argo Rollouts
+/// resolves it (`rollout/templateref.go` `Resolve`: the selector is copied only when
+/// `spec.selector` is nil). Resolved at each reconcile, never written back: the spec is the
+/// user's. `None` when there is nothing to resolve.
+pub fn with_resolved_selector(ro: &Rollout, deployment: Option<&Deployment>) -> Option<Rollout> {
+    if ro.spec.selector.is_some() || ro.spec.template.is_some() {
+        return None;
+    }
+    ro.spec.workload_ref.as_ref()?;
+    let selector = deployment?.spec.as_ref()?.selector.clone();
+    let mut resolved = ro.clone();
+    resolved.spec.selector = Some(selector);
+    Some(resolved)
 }
 
 /// The Services a Rollout names.
@@ -309,8 +325,20 @@ pub fn route_state_to_verify(canary: &CanaryStrategy) -> RouteState {
             header_routes.push((h.name.clone(), m));
         }
     }
+    let mut mirror_routes: Vec<MirrorRoute> = Vec::new();
+    for m in canary
+        .steps()
+        .iter()
+        .filter_map(|s| s.set_mirror_route.as_ref())
+        .filter_map(MirrorRoute::from_api)
+    {
+        if !mirror_routes.iter().any(|r| r.name == m.name) {
+            mirror_routes.push(m);
+        }
+    }
     RouteState {
         header_routes,
+        mirror_routes,
         stable_hash: "stable".into(),
         canary_hash: "canary".into(),
         ..Default::default()
@@ -726,6 +754,47 @@ mod tests {
         let built = declared_analysis(&ro, analysis_uses(&ro), &templates, "abc");
         let why = built[&AnalysisKey::Step(0)].clone().expect_err("missing");
         assert!(why.contains("gone"), "{why}");
+    }
+
+    /// Argo Rollouts: rollout/templateref.go `Resolve` copies the referenced object's selector
+    /// only when `spec.selector` is nil, and never persists it.
+    #[test]
+    fn a_workload_ref_without_a_selector_runs_under_the_deployments() {
+        let deployment: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "web"},
+            "spec": {"selector": {"matchLabels": {"app": "web", "tier": "front"}},
+                "template": {"metadata": {"labels": {"app": "web", "tier": "front"}}}}
+        }))
+        .expect("deployment");
+        let reference = json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"});
+        let bare = rollout(
+            "web",
+            "2026-01-01T00:00:00Z",
+            json!({"workloadRef": reference, "strategy": {"canary": {}}}),
+        );
+        let resolved = with_resolved_selector(&bare, Some(&deployment)).expect("resolved");
+        let labels = resolved.spec.selector.and_then(|s| s.match_labels);
+        assert_eq!(
+            labels.map(|l| l.into_iter().collect::<Vec<_>>()),
+            Some(vec![
+                ("app".to_string(), "web".to_string()),
+                ("tier".to_string(), "front".to_string())
+            ])
+        );
+        assert!(
+            bare.spec.selector.is_none(),
+            "the Rollout itself is left as written"
+        );
+        // The Deployment is missing: nothing to resolve (validation names the workloadRef).
+        assert!(with_resolved_selector(&bare, None).is_none());
+        // A selector of the Rollout's own is kept, as Argo Rollouts keeps it.
+        let own = rollout(
+            "web",
+            "2026-01-01T00:00:00Z",
+            json!({"selector": {"matchLabels": {"app": "web"}}, "workloadRef": reference,
+                "strategy": {"canary": {}}}),
+        );
+        assert!(with_resolved_selector(&own, Some(&deployment)).is_none());
     }
 
     #[test]
