@@ -205,6 +205,8 @@ pub struct ObservedRs {
     pub hash: String,
     /// `spec.replicas`.
     pub replicas: i32,
+    /// `status.replicas`: the pods it has now (the status counts are made of these).
+    pub pods: i32,
     pub ready: i32,
     pub available: i32,
     pub created: Option<Timestamp>,

@@ -76,6 +76,7 @@ pub fn observed_rs(
     Some(ObservedRs {
         name: rs.name_any(),
         replicas: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0),
+        pods: status.replicas,
         ready: status.ready_replicas.unwrap_or(0),
         available: status.available_replicas.unwrap_or(0),
         created: rs.metadata.creation_timestamp.as_ref().map(|t| t.0),
