@@ -141,6 +141,11 @@ async fn blue_green_abort_keeps_the_preview_on_the_aborted_revision_and_counts_t
             "Argo's counts while paused: replicas 3, updated 1, ready 2, available 2; got {:?}",
             counts(&paused)
         );
+        ensure!(
+            paused.selector == Some(format!("app=keep,{LABEL_POD_TEMPLATE_HASH}={keep_v1}")),
+            "the scale subresource's selector is the active revision's: {:?}",
+            paused.selector
+        );
         let keep_v2 = paused.current_pod_hash.clone().context("currentPodHash")?;
         let drop_v2 = wait_status(&env, "drop", "drop paused", LIMIT, |s| {
             phase(s) == Some(RolloutPhase::Paused)

@@ -3,7 +3,7 @@
 
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::constants::condition;
+use crate::api::constants::{LABEL_POD_TEMPLATE_HASH, condition};
 use crate::api::rollout::{RolloutPhase, RolloutStatus};
 
 use super::conditions;
@@ -92,16 +92,28 @@ pub(super) fn fill_counts(st: &mut RolloutStatus, obs: &Observed) {
 
 /// Blue-green counts (`syncRolloutStatusBlueGreen`): as [`fill_counts`], except that ready
 /// and available pods are the active revision's (the one the active Service selects), when it
-/// has a ReplicaSet: the AVAILABLE column and health checks count the pods that serve.
+/// has a ReplicaSet: the AVAILABLE column and health checks count the pods that serve. The
+/// selector the scale subresource reports (for an HPA) is then the active revision's too.
 pub(super) fn fill_blue_green_counts(st: &mut RolloutStatus, obs: &Observed) {
     fill_counts(st, obs);
     let active = st
         .blue_green
         .as_ref()
-        .and_then(|b| b.active_selector.as_deref());
+        .and_then(|b| b.active_selector.clone());
     if let Some(rs) = active.and_then(|h| obs.replica_sets.iter().find(|r| r.hash == h)) {
         st.ready_replicas = Some(rs.ready);
         st.available_replicas = Some(rs.available);
+        let hash = format!("{LABEL_POD_TEMPLATE_HASH}={}", rs.hash);
+        let mut parts: Vec<String> = st
+            .selector
+            .iter()
+            .flat_map(|s| s.split(','))
+            .filter(|p| !p.is_empty() && !p.starts_with(&format!("{LABEL_POD_TEMPLATE_HASH}=")))
+            .map(str::to_string)
+            .chain(std::iter::once(hash))
+            .collect();
+        parts.sort();
+        st.selector = Some(parts.join(","));
     }
 }
 
@@ -150,6 +162,7 @@ mod tests {
         let obs = world(vec![rs("v1", 2, 2, 2, 2), rs("v2", 1, 1, 1, 1)]);
         let mut st = RolloutStatus {
             current_pod_hash: Some("v2".into()),
+            selector: Some("app=web".into()),
             blue_green: Some(BlueGreenStatus {
                 active_selector: Some("v1".into()),
                 ..Default::default()
@@ -164,6 +177,11 @@ mod tests {
             st.available_replicas,
         );
         assert_eq!(counts, (Some(3), Some(1), Some(2), Some(2)));
+        // An HPA scales on the active revision's pods.
+        assert_eq!(
+            st.selector.as_deref(),
+            Some("app=web,rollouts-pod-template-hash=v1")
+        );
         // Without an active revision yet (no ReplicaSet for it), every revision counts.
         st.blue_green = Some(BlueGreenStatus {
             active_selector: Some("gone".into()),
