@@ -25,6 +25,10 @@ pub const FINALIZER: &str = "sluice.dev/cleanup";
 /// Annotation on an old ReplicaSet: when Sluice may scale it to zero (RFC 3339).
 pub const ANNOTATION_SCALE_DOWN_AT: &str = "sluice.dev/scale-down-at";
 
+/// Annotation on a ReplicaSet: the role labels and annotations (`canaryMetadata`, ...) Sluice
+/// put on its pods, as JSON, so that it takes off only its own keys.
+pub const ANNOTATION_EPHEMERAL_METADATA: &str = "sluice.dev/ephemeral-metadata";
+
 /// Defaults, as in Argo Rollouts.
 pub mod defaults {
     pub const REPLICAS: i32 = 1;

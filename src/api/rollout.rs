@@ -106,6 +106,10 @@ pub struct RolloutSpec {
     /// steps, pauses and analysis (a fast-track rollback), as in Argo Rollouts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_window: Option<RollbackWindow>,
+    /// Restart every pod created before this time, a few at a time, without a new revision
+    /// (as `kubectl argo rollouts restart` sets it; a future time schedules the restart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_at: Option<Time>,
     /// How a new revision is released: exactly one of `canary` and `blueGreen`.
     pub strategy: RolloutStrategy,
 }
@@ -224,6 +228,13 @@ pub struct CanaryStrategy {
     /// Scale the stable down as traffic leaves it, instead of keeping it at full size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dynamic_stable_scale: Option<bool>,
+    /// Labels and annotations on the canary's pods while it is the canary (not part of the
+    /// revision: changing them restarts nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_metadata: Option<PodTemplateMetadata>,
+    /// Labels and annotations on the stable revision's pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_metadata: Option<PodTemplateMetadata>,
 }
 
 impl CanaryStrategy {
@@ -525,6 +536,24 @@ pub struct BlueGreenStrategy {
     /// Analysis that must pass after the switch, or the switch is undone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub post_promotion_analysis: Option<RolloutAnalysis>,
+    /// Labels and annotations on the active revision's pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_metadata: Option<PodTemplateMetadata>,
+    /// Labels and annotations on the preview's pods until it is the stable revision (not part
+    /// of the revision: changing them restarts nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_metadata: Option<PodTemplateMetadata>,
+}
+
+/// Labels and annotations Sluice puts on the pods of one role (canary, stable, preview,
+/// active), on top of the template's; they move with the role, never make a new revision.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodTemplateMetadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<std::collections::BTreeMap<String, String>>,
 }
 
 impl BlueGreenStrategy {
@@ -655,6 +684,9 @@ pub struct RolloutStatus {
     /// Label selector in string form, for the scale subresource (HPA).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
+    /// The `spec.restartAt` whose restart is complete: every pod was created after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarted_at: Option<Time>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]

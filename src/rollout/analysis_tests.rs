@@ -443,7 +443,8 @@ fn blue_green_pre_promotion_failure_keeps_the_active_service_on_stable() {
     let plan = step(&mut ro, &bg_world(sets, &[pre], vec![failed]), at(5));
     assert_eq!(plan.status.abort, Some(true));
     assert_eq!(service(&plan, "web-active"), Some(hash("web:1")));
-    assert_eq!(service(&plan, "web-preview"), Some(hash("web:1")));
+    // As in Argo Rollouts, the preview Service stays on the aborted revision.
+    assert_eq!(service(&plan, "web-preview"), Some(hash("web:2")));
     assert!(
         plan.events
             .iter()

@@ -5,9 +5,11 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{ObjectReference, PodTemplateSpec, Service};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodTemplateSpec, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{DeleteParams, EvictParams, Patch, PatchParams};
 use kube::runtime::events::EventType as KubeEventType;
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
@@ -16,15 +18,16 @@ use serde_json::json;
 
 use crate::api::analysis::AnalysisRun;
 use crate::api::constants::{
-    ANNOTATION_SCALE_DOWN_AT, FIELD_MANAGER_CONTROLLER, FIELD_MANAGER_TRAFFIC,
-    LABEL_POD_TEMPLATE_HASH, LABEL_ROLLOUT,
+    ANNOTATION_EPHEMERAL_METADATA, ANNOTATION_SCALE_DOWN_AT, FIELD_MANAGER_CONTROLLER,
+    FIELD_MANAGER_TRAFFIC, LABEL_POD_TEMPLATE_HASH, LABEL_ROLLOUT,
 };
-use crate::api::rollout::{Rollout, RolloutStatus};
+use crate::api::rollout::{PodTemplateMetadata, Rollout, RolloutStatus};
 
 use super::analysis::LABEL_ANALYSIS_KIND;
 use super::controller::Context;
 use super::decide::{EventType, Plan, RsPlan};
 use super::hash::replica_set_name;
+use super::pods::{self, PodPlan};
 use crate::runtime::calls::{gone_is_fine, timed};
 use crate::runtime::context::key;
 use crate::runtime::error::Error;
@@ -102,24 +105,33 @@ pub fn traffic_params() -> PatchParams {
     }
 }
 
-/// Applies the plan. `existing` are the Rollout's ReplicaSets as observed; `template` the
-/// pod template of the revision being released; `services` the current selectors.
+/// What the plan is applied to, as observed: the Rollout's ReplicaSets, the pod template of
+/// the revision being released, the Services' current selectors and the Rollout's pods.
+pub struct Current<'a> {
+    pub replica_sets: &'a [ReplicaSet],
+    pub template: Option<&'a PodTemplateSpec>,
+    pub services: &'a BTreeMap<String, Service>,
+    pub pods: &'a [Arc<Pod>],
+}
+
+/// Applies the plan (and the pods' part of it) to what is observed.
 pub async fn apply(
     ctx: &Context,
     ro: &Rollout,
     plan: &Plan,
-    existing: &[ReplicaSet],
-    template: Option<&PodTemplateSpec>,
-    services: &BTreeMap<String, Service>,
+    pod_plan: &PodPlan,
+    current: &Current<'_>,
 ) -> Result<(), Error> {
     let ns = ro.namespace().unwrap_or_default();
     // 1. Traffic first: a weight that drops (an abort, a new release, the switch) must not lead
     // to traffic on a Service whose selector moved first, so routers go before selectors.
     route(ctx, ro, plan, &ns).await?;
-    give_back(ctx, ro, existing).await?;
-    select(ctx, plan, services, &ns).await?;
-    // 2. The revisions, then the runs that judge them.
-    scale(ctx, ro, plan, existing, template, &ns).await?;
+    give_back(ctx, ro, current.replica_sets).await?;
+    select(ctx, plan, current.services, &ns).await?;
+    // 2. The role labels of running pods (before their ReplicaSets' record of them changes),
+    // the revisions, the pods a restart replaces, then the runs that judge them.
+    label_pods(ctx, pod_plan, current, &ns).await?;
+    scale(ctx, ro, plan, pod_plan, current, &ns).await?;
     analyse(ctx, ro, plan, &ns).await?;
     // 3. Status, after every write it reports went through.
     write_status(
@@ -129,8 +141,10 @@ pub async fn apply(
         "replace Rollout status",
     )
     .await?;
-    // 4. The workloadRef Deployment, once the status that explains it is written.
+    // 4. The workloadRef Deployment, once the status that explains it is written; the pods a
+    // restart replaces, last, so a PodDisruptionBudget holding them back holds nothing else.
     scale_workload(ctx, ro, plan, &ns).await?;
+    evict(ctx, &pod_plan.evict, &ns).await?;
     // 5. Events, after the changes they report have been made.
     publish_events(ctx, ro, plan).await;
     Ok(())
@@ -202,64 +216,170 @@ async fn select(
     Ok(())
 }
 
-/// The ReplicaSets: one server-side apply per changed ReplicaSet, with its full desired state;
-/// then the ones the plan prunes.
+/// The ReplicaSets: one server-side apply per changed ReplicaSet, with its full desired state
+/// (a revision the plan does not size is written only when its role metadata changes); then
+/// the ones the plan prunes.
 async fn scale(
     ctx: &Context,
     ro: &Rollout,
     plan: &Plan,
-    existing: &[ReplicaSet],
-    template: Option<&PodTemplateSpec>,
+    pod_plan: &PodPlan,
+    current: &Current<'_>,
     ns: &str,
 ) -> Result<(), Error> {
     let api: Api<ReplicaSet> = Api::namespaced(ctx.shared.client.clone(), ns);
-    for rp in &plan.replica_sets {
-        let found = existing
+    let none = PodTemplateMetadata::default();
+    let role = |hash: &str| pod_plan.metadata.get(hash).unwrap_or(&none);
+    let found = |hash: &str| {
+        current
+            .replica_sets
             .iter()
-            .find(|rs| rs.labels().get(LABEL_POD_TEMPLATE_HASH) == Some(&rp.hash));
-        if let Some(desired) = replica_set_to_write(ro, rp, found, template) {
-            apply_owned(ctx, &api, &desired.name_any(), &desired, "apply ReplicaSet").await?;
+            .find(|rs| rs.labels().get(LABEL_POD_TEMPLATE_HASH).map(String::as_str) == Some(hash))
+    };
+    let mut writes: Vec<ReplicaSet> = plan
+        .replica_sets
+        .iter()
+        .filter_map(|rp| {
+            replica_set_to_write(ro, rp, found(&rp.hash), current.template, role(&rp.hash))
+        })
+        .collect();
+    for rs in current.replica_sets {
+        let Some(hash) = rs.labels().get(LABEL_POD_TEMPLATE_HASH) else {
+            continue;
+        };
+        if plan.replica_sets.iter().any(|rp| &rp.hash == hash) {
+            continue;
         }
+        let rp = RsPlan {
+            hash: hash.clone(),
+            replicas: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0),
+            scale_down_at: rs
+                .annotations()
+                .get(ANNOTATION_SCALE_DOWN_AT)
+                .and_then(|v| v.parse().ok()),
+        };
+        writes.extend(replica_set_to_write(ro, &rp, Some(rs), None, role(hash)));
+    }
+    for desired in &writes {
+        apply_owned(ctx, &api, &desired.name_any(), desired, "apply ReplicaSet").await?;
     }
     delete_each(ctx, &api, &plan.delete_replica_sets, "delete ReplicaSet").await
 }
 
-/// The ReplicaSet to write for `rp`, or `None` when the one `found` already is what the plan
-/// says (or there is nothing to write: a revision never created that the plan leaves at
-/// zero, or no template to create it from).
+/// The ReplicaSet to write for `rp` with the role metadata `role` on its pod template, or
+/// `None` when the one `found` already is what the plan says (or there is nothing to write: a
+/// revision never created that the plan leaves at zero, or no template to create it from).
 fn replica_set_to_write(
     ro: &Rollout,
     rp: &RsPlan,
     found: Option<&ReplicaSet>,
     template: Option<&PodTemplateSpec>,
+    role: &PodTemplateMetadata,
 ) -> Option<ReplicaSet> {
     let spec = found.and_then(|rs| rs.spec.as_ref());
     let current = spec.and_then(|s| s.replicas);
-    let current_deadline =
-        found.and_then(|rs| rs.annotations().get(ANNOTATION_SCALE_DOWN_AT).cloned());
+    let annotation = |key: &str| found.and_then(|rs| rs.annotations().get(key).cloned());
+    let current_deadline = annotation(ANNOTATION_SCALE_DOWN_AT);
+    let current_record = annotation(ANNOTATION_EPHEMERAL_METADATA);
     // A revision planned without a scale-down time is in use: an old deadline goes.
     let want_deadline = rp.scale_down_at.map(|t| t.to_string());
-    if found.is_some() && current == Some(rp.replicas) && current_deadline == want_deadline {
+    let want_record = pods::record(role);
+    if found.is_some()
+        && current == Some(rp.replicas)
+        && current_deadline == want_deadline
+        && current_record == want_record
+    {
         return None;
     }
     if found.is_none() && rp.replicas == 0 {
         return None;
     }
-    let tmpl = match found {
+    let mut tmpl = match found {
         Some(_) => spec.and_then(|s| s.template.clone())?,
         None => template.cloned()?,
     };
+    let old = pods::parse_record(current_record.as_ref());
+    tmpl.metadata = Some(pods::with_role(
+        &tmpl.metadata.unwrap_or_default(),
+        &old,
+        role,
+    ));
     let mut desired = desired_replica_set(ro, &rp.hash, &tmpl, rp.replicas);
     // A ReplicaSet's selector cannot change: one created under another selector (the
     // workloadRef Deployment's changed since) keeps its own.
     if let (Some(d), Some(s)) = (desired.spec.as_mut(), spec) {
         d.selector = s.selector.clone();
     }
-    if let Some(t) = want_deadline {
-        desired.metadata.annotations =
-            Some(BTreeMap::from([(ANNOTATION_SCALE_DOWN_AT.to_string(), t)]));
+    let annotations: BTreeMap<String, String> = [
+        want_deadline.map(|t| (ANNOTATION_SCALE_DOWN_AT.to_string(), t)),
+        want_record.map(|r| (ANNOTATION_EPHEMERAL_METADATA.to_string(), r)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !annotations.is_empty() {
+        desired.metadata.annotations = Some(annotations);
     }
     Some(desired)
+}
+
+/// The running pods of each revision get its role's labels and annotations in place (no
+/// restart), and lose the ones Sluice put on them for a role they no longer have.
+async fn label_pods(
+    ctx: &Context,
+    pod_plan: &PodPlan,
+    current: &Current<'_>,
+    ns: &str,
+) -> Result<(), Error> {
+    let api: Api<Pod> = Api::namespaced(ctx.shared.client.clone(), ns);
+    let none = PodTemplateMetadata::default();
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER_CONTROLLER.into()),
+        ..Default::default()
+    };
+    for rs in current.replica_sets {
+        let Some(hash) = rs.labels().get(LABEL_POD_TEMPLATE_HASH) else {
+            continue;
+        };
+        let old = pods::parse_record(rs.annotations().get(ANNOTATION_EPHEMERAL_METADATA));
+        let want = pod_plan.metadata.get(hash).unwrap_or(&none);
+        for pod in current.pods.iter().filter(|p| {
+            p.labels().get(LABEL_POD_TEMPLATE_HASH) == Some(hash)
+                && p.metadata.deletion_timestamp.is_none()
+        }) {
+            let Some(patch) = pods::pod_patch(&pod.metadata, &old, want) else {
+                continue;
+            };
+            ctx.shared.writes.add();
+            gone_is_fine(
+                timed(
+                    "patch pod role metadata",
+                    api.patch(&pod.name_any(), &params, &Patch::Merge(patch)),
+                )
+                .await,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Evicts the pods a restart replaces (the Eviction API, so PodDisruptionBudgets hold). One a
+/// budget refuses (429; the API server may also take longer than Sluice waits before it
+/// refuses) waits for a later reconcile, which looks again at what is left: a restart never
+/// fails a reconcile. One already gone is fine.
+async fn evict(ctx: &Context, names: &[String], ns: &str) -> Result<(), Error> {
+    let api: Api<Pod> = Api::namespaced(ctx.shared.client.clone(), ns);
+    for n in names {
+        ctx.shared.writes.add();
+        match timed("evict pod", api.evict(n, &EvictParams::default())).await {
+            Err(e) if e.code() == Some(429) || matches!(e, Error::Timeout { .. }) => {
+                tracing::info!(pod = %n, error = %e, "eviction not done; the restart tries again later");
+                return Ok(());
+            }
+            other => gone_is_fine(other)?,
+        }
+    }
+    Ok(())
 }
 
 /// One server-side apply of an object Sluice owns, with its full desired state.

@@ -21,7 +21,7 @@ use super::release::{
     Hold, Release, abort_on_failed_run, abort_or_retry, delayed_scale_down, has_pause,
     inconclusive_pause, pause, refresh_run_status, revision_history, settle,
 };
-use super::status::PhaseLine;
+use super::status::{PhaseLine, fill_blue_green_counts};
 
 /// Which revision each blue-green Service selects.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,6 +56,8 @@ struct Outcome {
     selectors: Selectors,
     /// Replicas of the new revision while it is not active.
     new_target: i32,
+    /// When the new revision goes to zero after an abort.
+    new_deadline: Option<Timestamp>,
     /// Scaling the new revision up for the switch (`scaleUpPreviewCheckPoint`).
     promoting: bool,
     phase: PhaseLine,
@@ -116,6 +118,7 @@ pub(super) fn decide(rel: &Release, bg: &BlueGreenStrategy, plan: &mut Plan) {
         Outcome {
             selectors: Selectors::both(&rel.stable),
             new_target: rel.replicas,
+            new_deadline: None,
             promoting: false,
             phase: PhaseLine::healthy(),
             pre_line: None,
@@ -125,6 +128,7 @@ pub(super) fn decide(rel: &Release, bg: &BlueGreenStrategy, plan: &mut Plan) {
         release(rel, bg, &before, &runs, plan)
     };
     write(rel, bg, &before, out, plan);
+    fill_blue_green_counts(&mut plan.status, rel.obs);
 }
 
 /// A release in progress: aborted, or on its way from preview to promotion.
@@ -148,43 +152,82 @@ fn release(
     let mut out = Outcome {
         selectors: Selectors::both(&rel.stable),
         new_target: rel.replicas,
+        new_deadline: None,
         promoting,
         phase: PhaseLine::healthy(),
         pre_line: None,
         post_line: None,
     };
     match abort_or_retry(rel, plan) {
-        Some(aborted_at) => aborted(rel, bg, runs, aborted_at, plan, &mut out),
+        Some(_) => aborted(rel, bg, runs, plan, &mut out),
         None => progress(rel, bg, runs, switched, plan, &mut out),
     }
     out
 }
 
-/// The active Service never left the stable; the preview goes back to it too, and the new
-/// revision keeps its pods for `abortScaleDownDelaySeconds`.
-fn aborted(
-    rel: &Release,
-    bg: &BlueGreenStrategy,
-    runs: &Runs,
-    aborted_at: Timestamp,
-    plan: &mut Plan,
-    out: &mut Outcome,
-) {
+/// The active Service never left (or goes back to) the stable; the preview Service stays on
+/// the aborted revision, as in Argo Rollouts (`reconcilePreviewService`), so it can still be
+/// looked at. The aborted revision keeps its pods as `abortScaleDownDelaySeconds` says.
+fn aborted(rel: &Release, bg: &BlueGreenStrategy, runs: &Runs, plan: &mut Plan, out: &mut Outcome) {
     out.promoting = false;
     for run in runs.all() {
         analysis::terminate(plan, rel.obs, &run.name);
     }
-    let scale_down_at = after(aborted_at, i64::from(bg.abort_scale_down_delay_seconds()));
-    out.new_target = if rel.now < scale_down_at {
-        plan.requeue_at(scale_down_at, rel.now);
-        rel.new_rs().map(|r| r.replicas).unwrap_or(0)
-    } else {
-        0
+    out.selectors.preview = rel.desired.clone();
+    let hold = abort_hold(rel, bg);
+    if let AbortHold::Until(t) = hold {
+        plan.requeue_at(t, rel.now);
+    }
+    (out.new_target, out.new_deadline) = match hold {
+        AbortHold::Keep => (preview_count(rel, bg), None),
+        AbortHold::Current => (rel.new_rs().map_or(0, |r| r.replicas), None),
+        AbortHold::Until(t) => (rel.new_rs().map_or(0, |r| r.replicas), Some(t)),
+        AbortHold::Done(t) => (0, Some(t)),
     };
     out.phase = PhaseLine::new(
         plan.status.phase.unwrap_or(RolloutPhase::Degraded),
         plan.status.message.clone().unwrap_or_default(),
     );
+}
+
+/// What an abort does to the aborted revision's pods.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum AbortHold {
+    /// `abortScaleDownDelaySeconds: 0`: the preview keeps `previewReplicaCount` pods (or
+    /// `replicas`) until the next release or a retry.
+    Keep,
+    /// The stable is not fully available yet (the clock has not started), or the revision
+    /// has no pods left: it stays as it is.
+    Current,
+    /// Kept at its size until this time (the `scale-down-at` annotation).
+    Until(Timestamp),
+    /// The time has come: scaled to zero.
+    Done(Timestamp),
+}
+
+/// Argo Rollouts' `shouldDelayScaleDownOnAbort` for blue-green: unset means 30 s, explicit 0
+/// means never, and the delay counts from when the stable revision is fully available
+/// (`reconcileNewReplicaSet`), kept in the ReplicaSet's annotation across restarts.
+pub(super) fn abort_hold(rel: &Release, bg: &BlueGreenStrategy) -> AbortHold {
+    let delay = match bg.abort_scale_down_delay_seconds {
+        Some(0) => return AbortHold::Keep,
+        _ => i64::from(bg.abort_scale_down_delay_seconds()),
+    };
+    match rel.new_rs().and_then(|r| r.scale_down_at) {
+        Some(t) if rel.now >= t => AbortHold::Done(t),
+        Some(t) => AbortHold::Until(t),
+        None if rel.new_rs().is_none_or(|r| r.replicas == 0) => AbortHold::Current,
+        None => {
+            let stable_full = rel
+                .rs(&rel.stable)
+                .is_some_and(|r| r.available >= rel.replicas);
+            if stable_full {
+                AbortHold::Until(after(rel.now, delay))
+            } else {
+                AbortHold::Current
+            }
+        }
+    }
 }
 
 /// The preview runs; once available (and past its pre-promotion analysis) it is promoted.
@@ -330,7 +373,7 @@ fn write(
         } else {
             out.new_target
         },
-        scale_down_at: None,
+        scale_down_at: out.new_deadline.filter(|_| &active != desired),
     });
     if &active != desired {
         plan.replica_sets.push(RsPlan {

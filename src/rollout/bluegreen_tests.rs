@@ -150,18 +150,117 @@ fn auto_promotion_seconds_delays_the_switch() {
 }
 
 #[test]
-fn abort_points_the_preview_back_at_stable_and_scales_the_new_revision_down_later() {
+fn abort_leaves_the_preview_on_the_aborted_revision_and_scales_it_down_later() {
+    // Argo Rollouts: the preview Service keeps the aborted revision (TestBlueGreenPostPromotionFail:
+    // active 1, preview 2); the delay (5 s here) counts from a fully available stable.
     let mut ro = rollout(json!({"autoPromotionEnabled": false}));
     if let Some(s) = ro.status.as_mut() {
         s.abort = Some(true);
     }
     let obs = observed(vec![rs("web:1", 3, 3), rs("web:2", 3, 3)]);
     let plan = step(&mut ro, &obs, at(0));
-    assert_eq!(service(&plan, "web-preview"), Some(hash("web:1")));
+    assert_eq!(service(&plan, "web-preview"), Some(hash("web:2")));
     assert_eq!(service(&plan, "web-active"), Some(hash("web:1")));
+    assert_eq!(
+        plan.status
+            .blue_green
+            .as_ref()
+            .and_then(|b| b.preview_selector.clone()),
+        Some(hash("web:2"))
+    );
     assert_eq!(replicas_of(&plan, "web:2"), Some(3));
+    let deadline = plan
+        .replica_sets
+        .iter()
+        .find(|r| r.hash == hash("web:2"))
+        .and_then(|r| r.scale_down_at);
+    assert_eq!(deadline, Some(at(5)));
     assert_eq!(plan.status.phase, Some(RolloutPhase::Degraded));
-    assert_eq!(replicas_of(&step(&mut ro, &obs, at(6)), "web:2"), Some(0));
+    // The deadline is read back from the ReplicaSet's annotation.
+    let mut annotated = rs("web:2", 3, 3);
+    annotated.scale_down_at = deadline;
+    let obs = observed(vec![rs("web:1", 3, 3), annotated]);
+    assert_eq!(replicas_of(&step(&mut ro, &obs, at(4)), "web:2"), Some(3));
+    let later = step(&mut ro, &obs, at(6));
+    assert_eq!(replicas_of(&later, "web:2"), Some(0));
+    assert_eq!(service(&later, "web-preview"), Some(hash("web:2")));
+}
+
+#[test]
+fn the_abort_delay_starts_once_the_stable_is_fully_available() {
+    let mut ro = rollout(json!({"autoPromotionEnabled": false}));
+    if let Some(s) = ro.status.as_mut() {
+        s.abort = Some(true);
+    }
+    // The stable is one pod short: no clock yet, however long it takes.
+    let short = observed(vec![rs("web:1", 3, 2), rs("web:2", 3, 3)]);
+    let plan = step(&mut ro, &short, at(100));
+    assert_eq!(replicas_of(&plan, "web:2"), Some(3));
+    assert!(plan.replica_sets.iter().all(|r| r.scale_down_at.is_none()));
+    // Full: the clock starts now.
+    let full = observed(vec![rs("web:1", 3, 3), rs("web:2", 3, 3)]);
+    let plan = step(&mut ro, &full, at(200));
+    let deadline = plan
+        .replica_sets
+        .iter()
+        .find(|r| r.hash == hash("web:2"))
+        .and_then(|r| r.scale_down_at);
+    assert_eq!(deadline, Some(at(205)));
+}
+
+#[test]
+fn abort_scale_down_delay_zero_keeps_the_preview_and_unset_is_thirty_seconds() {
+    let aborted = |strategy, delay: Option<i32>| {
+        let mut ro = rollout(strategy);
+        if let Some(b) = ro.spec.strategy.blue_green.as_mut() {
+            b.abort_scale_down_delay_seconds = delay;
+        }
+        if let Some(s) = ro.status.as_mut() {
+            s.abort = Some(true);
+        }
+        ro
+    };
+    // Explicit 0 (Argo's TestBlueGreenPrePromotionFail): the preview keeps its
+    // previewReplicaCount pods, with no deadline, long after the abort.
+    let mut ro = aborted(json!({"previewReplicaCount": 1}), Some(0));
+    let obs = observed(vec![rs("web:1", 3, 3), rs("web:2", 1, 1)]);
+    for t in [0, 3600, 86_400] {
+        let plan = step(&mut ro, &obs, at(t));
+        assert_eq!(replicas_of(&plan, "web:2"), Some(1), "at {t}s");
+        assert!(plan.replica_sets.iter().all(|r| r.scale_down_at.is_none()));
+    }
+    // Unset: Argo's default of 30 s.
+    let mut ro = aborted(json!({}), None);
+    let obs = observed(vec![rs("web:1", 3, 3), rs("web:2", 3, 3)]);
+    let deadline = step(&mut ro, &obs, at(0))
+        .replica_sets
+        .iter()
+        .find(|r| r.hash == hash("web:2"))
+        .and_then(|r| r.scale_down_at);
+    assert_eq!(deadline, Some(at(30)));
+}
+
+#[test]
+fn a_retry_after_the_abort_takes_the_deadline_off_the_preview() {
+    let mut ro = rollout(json!({"autoPromotionEnabled": false}));
+    if let Some(s) = ro.status.as_mut() {
+        s.abort = Some(true);
+    }
+    let obs = observed(vec![rs("web:1", 3, 3), rs("web:2", 3, 3)]);
+    step(&mut ro, &obs, at(0));
+    if let Some(s) = ro.status.as_mut() {
+        s.abort = Some(false);
+    }
+    let mut annotated = rs("web:2", 3, 3);
+    annotated.scale_down_at = Some(at(5));
+    let plan = step(
+        &mut ro,
+        &observed(vec![rs("web:1", 3, 3), annotated]),
+        at(1),
+    );
+    let new = plan.replica_sets.iter().find(|r| r.hash == hash("web:2"));
+    assert_eq!(new.map(|r| (r.replicas, r.scale_down_at)), Some((3, None)));
+    assert_eq!(service(&plan, "web-preview"), Some(hash("web:2")));
 }
 
 /// A Healthy blue-green Rollout of `web:2` keeping `limit` old revisions.

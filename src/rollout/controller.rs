@@ -35,7 +35,7 @@ use crate::telemetry::Metrics;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 
 use super::apply::{
-    StatusOf, apply, readable_status, selector_patch, traffic_params, write_status,
+    Current, StatusOf, apply, readable_status, selector_patch, traffic_params, write_status,
 };
 use super::cache::{Caches, Triggers};
 use super::decide::{DEFAULT_RESTART_THRESHOLD, decide};
@@ -301,17 +301,15 @@ async fn reconcile_rollout(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Er
     // The status is written last, after every other write of the plan went through: a refusal
     // shown earlier is over by then.
     super::refused::clear(&mut plan.status);
+    let pod_plan = super::pods::plan(&ro, &world.observed, &mut plan, now);
     let before = ctx.shared.writes.get();
-    let template = world.observed.template.as_ref();
-    let applied = apply(
-        ctx,
-        &ro,
-        &plan,
-        &world.replica_sets,
-        template,
-        &world.services,
-    )
-    .await;
+    let current = Current {
+        replica_sets: &world.replica_sets,
+        template: world.observed.template.as_ref(),
+        services: &world.services,
+        pods: &world.pods,
+    };
+    let applied = apply(ctx, &ro, &plan, &pod_plan, &current).await;
     if let Err(e) = applied {
         if let Some(refusal) = e.refusal() {
             report_refusal(&ro, &refusal, ctx).await;

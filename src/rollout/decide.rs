@@ -27,7 +27,6 @@ use super::analysis;
 use super::conditions;
 use super::observe::{Observed, ObservedRs};
 use super::release::progress_deadline;
-use super::status::fill_counts;
 use crate::traffic::RouteState;
 use kube::ResourceExt;
 
@@ -180,7 +179,6 @@ fn strategy(ro: &Rollout, obs: &Observed, now: Timestamp) -> Plan {
     };
     if let Some(bg) = &ro.spec.strategy.blue_green {
         super::bluegreen::decide(&release, bg, &mut plan);
-        fill_counts(&mut plan.status, obs);
     } else if let Some(canary) = &ro.spec.strategy.canary {
         super::canary::decide(&release, canary, &mut plan);
     }

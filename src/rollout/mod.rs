@@ -12,6 +12,7 @@ pub mod controller;
 pub mod decide;
 pub mod hash;
 pub mod observe;
+pub mod pods;
 pub mod refused;
 mod release;
 pub mod replicas;

@@ -34,6 +34,8 @@ pub struct World {
     pub replica_sets: Vec<ReplicaSet>,
     /// The Services the Rollout names that exist, by name.
     pub services: BTreeMap<String, Service>,
+    /// The Rollout's pods.
+    pub pods: Vec<Arc<Pod>>,
 }
 
 /// Where observe reads from.
@@ -55,7 +57,7 @@ pub async fn observe(ro: &Rollout, from: &Sources<'_>) -> Result<World, Error> {
         .as_ref()
         .and_then(|w| caches.deployments.get(&ObjectRef::new(&w.name).within(&ns)));
     let (template, workload_replicas) = policy::workload(ro, deployment.as_deref());
-    let (replica_sets, observed_sets) = replica_sets(ro, caches, &ns, from.restart_threshold);
+    let (replica_sets, observed_sets, pods) = replica_sets(ro, caches, &ns, from.restart_threshold);
     let (services, exists) = services(ro, caches, &ns);
     let uid = ro.uid().unwrap_or_default();
     let runs = controlled_by(in_namespace(&caches.runs, &ns), &uid)
@@ -76,9 +78,14 @@ pub async fn observe(ro: &Rollout, from: &Sources<'_>) -> Result<World, Error> {
             analysis,
             runs,
             traffic,
+            pods: pods
+                .iter()
+                .filter_map(|p| policy::observed_pod(p))
+                .collect(),
         },
         replica_sets,
         services,
+        pods,
     })
 }
 
@@ -95,13 +102,13 @@ pub fn resolve_selector(ro: Arc<Rollout>, caches: &Caches) -> Arc<Rollout> {
     }
 }
 
-/// The ReplicaSets the Rollout controls, as cached and as `decide` reads them.
+/// The ReplicaSets the Rollout controls, as cached and as `decide` reads them, and its pods.
 fn replica_sets(
     ro: &Rollout,
     caches: &Caches,
     ns: &str,
     restart_threshold: i32,
-) -> (Vec<ReplicaSet>, Vec<ObservedRs>) {
+) -> (Vec<ReplicaSet>, Vec<ObservedRs>, Vec<Arc<Pod>>) {
     let name = ro.name_any();
     let uid = ro.uid().unwrap_or_default();
     let sets: Vec<ReplicaSet> = controlled_by(in_namespace(&caches.replica_sets, ns), &uid)
@@ -115,7 +122,7 @@ fn replica_sets(
         .iter()
         .filter_map(|rs| policy::observed_rs(rs, &pods, restart_threshold))
         .collect();
-    (sets, observed)
+    (sets, observed, pods)
 }
 
 /// The Services the Rollout names that exist, and whether each named one does.
@@ -218,6 +225,8 @@ pub struct ObservedRs {
     pub hash: String,
     /// `spec.replicas`.
     pub replicas: i32,
+    /// `status.replicas`: the pods it has now (the status counts are made of these).
+    pub pods: i32,
     pub ready: i32,
     pub available: i32,
     pub created: Option<Timestamp>,
@@ -273,9 +282,24 @@ pub struct Observed {
     pub analysis: BTreeMap<AnalysisKey, Result<AnalysisRunSpec, String>>,
     /// The AnalysisRuns the Rollout owns.
     pub runs: Vec<ObservedRun>,
+    /// The Rollout's pods.
+    pub pods: Vec<ObservedPod>,
     /// Each object the traffic router names, by the Rollout field that names it: whether it
     /// has everything the Rollout needs (`Err` says what is missing).
     pub traffic: BTreeMap<String, Result<(), String>>,
+}
+
+/// One pod of the Rollout.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ObservedPod {
+    pub name: String,
+    /// Its pod-template-hash label.
+    pub hash: String,
+    pub created: Option<Timestamp>,
+    /// Since when it has been Ready (none while it is not).
+    pub ready_since: Option<Timestamp>,
+    /// It is being deleted.
+    pub deleting: bool,
 }
 
 /// An AnalysisRun owned by the Rollout.

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::jiff::Timestamp;
 use kube::{Resource, ResourceExt};
 
-use super::{ObservedRs, ObservedRun, PodFailure};
+use super::{ObservedPod, ObservedRs, ObservedRun, PodFailure};
 use crate::analysis::judge;
 use crate::analysis::template::{ArgContext, build_run, merge_templates, with_rollout_rules};
 use crate::api::analysis::{
@@ -92,6 +92,7 @@ pub fn observed_rs(
     Some(ObservedRs {
         name: rs.name_any(),
         replicas: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0),
+        pods: status.replicas,
         ready: status.ready_replicas.unwrap_or(0),
         available: status.available_replicas.unwrap_or(0),
         created: rs.metadata.creation_timestamp.as_ref().map(|t| t.0),
@@ -101,6 +102,29 @@ pub fn observed_rs(
             .and_then(|v| v.parse::<Timestamp>().ok()),
         failure: diagnose(&own_pods, restart_threshold),
         hash,
+    })
+}
+
+/// One pod as `decide` reads it; `None` for a pod without the pod-template-hash label.
+pub fn observed_pod(pod: &Pod) -> Option<ObservedPod> {
+    let hash = pod.labels().get(LABEL_POD_TEMPLATE_HASH)?.clone();
+    let ready_since = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready" && c.status == "True"))
+        .map(|c| {
+            c.last_transition_time
+                .as_ref()
+                .map(|t| t.0)
+                .unwrap_or(Timestamp::UNIX_EPOCH)
+        });
+    Some(ObservedPod {
+        name: pod.name_any(),
+        hash,
+        created: pod.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        ready_since,
+        deleting: pod.metadata.deletion_timestamp.is_some(),
     })
 }
 
