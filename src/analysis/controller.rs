@@ -193,6 +193,7 @@ async fn reconcile_run(run: Arc<AnalysisRun>, ctx: Arc<AnalysisContext>) -> Resu
     let sched = judge::schedule(&run.spec, &status, &pols, now);
     let outcomes = measure_due(&ctx, &run, &ns, &status, &sched.due, now).await;
     let measured: Vec<String> = outcomes.iter().map(|(m, _, _)| m.clone()).collect();
+    let failed_jobs = errored_jobs(&outcomes);
     let next = judge::step(&run.spec, &status, outcomes, now);
     count_measurements(&ctx, &run, &measured, &next);
     if run.status.as_ref() != Some(&next) {
@@ -207,6 +208,9 @@ async fn reconcile_run(run: Arc<AnalysisRun>, ctx: Arc<AnalysisContext>) -> Resu
         .await?;
         report_verdict(&ctx, &run, &status, &next).await;
     }
+    // Only once the status says why: deleted first, a lost status write would leave a Job
+    // that is gone and a measurement that no longer knows its reason.
+    delete_jobs(&ctx, failed_jobs, &ns).await;
     let terminated = run.spec.terminate == Some(true);
     if terminated || (is_terminal(next.phase) && !judge::is_measuring(&next, &pols)) {
         stop_jobs(&ctx, &next, &ns).await;
@@ -409,6 +413,18 @@ async fn publish_verdict(ctx: &AnalysisContext, run: &AnalysisRun, s: &AnalysisR
     events::publish(&ctx.recorder, &reference, type_, reason, &message, &message).await;
 }
 
+/// The Jobs of the measurements that just ended in an error (a pod that cannot start): they
+/// measure nothing more, and their pods would keep trying.
+fn errored_jobs(outcomes: &[(String, Timestamp, Outcome)]) -> Vec<String> {
+    outcomes
+        .iter()
+        .filter_map(|(_, _, o)| match o {
+            Outcome::ProviderError { metadata, .. } => metadata.get("job-name").cloned(),
+            _ => None,
+        })
+        .collect()
+}
+
 /// A finished run leaves no Job running.
 async fn stop_jobs(ctx: &AnalysisContext, status: &AnalysisRunStatus, ns: &str) {
     let running = status
@@ -423,12 +439,16 @@ async fn stop_jobs(ctx: &AnalysisContext, status: &AnalysisRunStatus, ns: &str) 
                 .cloned()
         })
         .collect::<Vec<_>>();
-    if running.is_empty() {
+    delete_jobs(ctx, running, ns).await;
+}
+
+async fn delete_jobs(ctx: &AnalysisContext, names: Vec<String>, ns: &str) {
+    if names.is_empty() {
         return;
     }
     let api: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
     let dp = kube::api::DeleteParams::background();
-    for name in running {
+    for name in names {
         ctx.writes.add();
         if let Err(e) = timed("delete Job", api.delete(&name, &dp)).await {
             tracing::debug!(error = %e, job = name, "could not delete the Job");

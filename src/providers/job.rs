@@ -105,17 +105,17 @@ async fn look_at(ctx: &MeasureContext<'_>, api: &Api<Job>, name: &str) -> Outcom
         }
         Ok(Ok(None)) => provider_error(format!("Job {name:?} was deleted"), metadata),
         Ok(Ok(Some(job))) => match verdict_of(&job, name, metadata, ctx.now) {
-            Outcome::Pending { metadata, .. } => unless_stuck(ctx, api, &job, name, metadata).await,
+            Outcome::Pending { metadata, .. } => unless_stuck(ctx, &job, name, metadata).await,
             decided => decided,
         },
     }
 }
 
-/// A Job still running: an error measurement (and the Job deleted, so that its pod stops
-/// trying) when its pod cannot start, else a look again shortly.
+/// A Job still running: an error measurement when its pod cannot start (the controller
+/// deletes the Job once the status records it, so that its pod stops trying), else a look
+/// again shortly.
 async fn unless_stuck(
     ctx: &MeasureContext<'_>,
-    api: &Api<Job>,
     job: &Job,
     name: &str,
     metadata: BTreeMap<String, String>,
@@ -135,10 +135,6 @@ async fn unless_stuck(
     let Some(why) = cannot_start(&listed, age) else {
         return look_again(metadata, ctx.now);
     };
-    let dp = kube::api::DeleteParams::background();
-    if let Err(e) = tokio::time::timeout(KUBE_READ_TIMEOUT, api.delete(name, &dp)).await {
-        tracing::debug!(job = name, error = %e, "could not delete the Job that cannot start");
-    }
     provider_error(format!("Job {name:?} cannot run: {why}"), metadata)
 }
 
