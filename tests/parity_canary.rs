@@ -452,6 +452,7 @@ async fn release(env: &TestEnv, image: &str) -> anyhow::Result<()> {
         .await?
         .status
         .and_then(|s| s.stable_rs);
+    next_second(env).await?;
     set_image(env, "web", image).await?;
     wait_status(env, "web", &format!("{image} Healthy"), LIMIT, |s| {
         phase(s) == Some(RolloutPhase::Healthy)
@@ -460,6 +461,27 @@ async fn release(env: &TestEnv, image: &str) -> anyhow::Result<()> {
     })
     .await?;
     Ok(())
+}
+
+/// Waits until the clock has left the second the newest ReplicaSet was created in, so the
+/// next revision's creation time orders it after every earlier one (they have whole seconds;
+/// revisions created in one second are never fast-tracked, see `within_rollback_window`).
+async fn next_second(env: &TestEnv) -> anyhow::Result<()> {
+    let newest = env
+        .api::<ReplicaSet>()
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .filter_map(|rs| rs.metadata.creation_timestamp.as_ref().map(|t| t.0))
+        .max();
+    let Some(newest) = newest else {
+        return Ok(());
+    };
+    wait_for("a new second", LIMIT, || async move {
+        Ok((k8s_openapi::jiff::Timestamp::now().as_second() > newest.as_second()).then_some(()))
+    })
+    .await
 }
 
 /// Argo Rollouts: `rollbackWindow` (rollout/sync.go isRollbackWithinWindow;

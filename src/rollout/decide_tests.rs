@@ -1135,6 +1135,35 @@ mod parity {
     }
 
     #[test]
+    fn revisions_created_in_the_same_second_never_widen_the_window() {
+        // Creation times have whole seconds: web:2 created in web:1's second counts as
+        // between them, so window 1 is a normal release; a target in the stable's second is
+        // not known to be older.
+        let set_created = |obs: &mut Observed, image: &str, t: i64| {
+            let h = hash(image);
+            if let Some(rs) = obs.replica_sets.iter_mut().find(|rs| rs.hash == h) {
+                rs.created = Some(at(t));
+            }
+        };
+        let (mut ro, mut obs) = rolled_back(Some(1));
+        set_created(&mut obs, "web:2", 0);
+        let plan = step(&mut ro, &obs, at(100));
+        assert!(!reasons(&plan).contains(&"FastTrackRollback"));
+        assert_eq!(plan.status.current_step_index, Some(0));
+        let (mut ro, mut obs) = rolled_back(Some(5));
+        set_created(&mut obs, "web:1", 20);
+        let plan = step(&mut ro, &obs, at(100));
+        assert!(!reasons(&plan).contains(&"FastTrackRollback"));
+        let (mut ro, mut obs) = rolled_back(Some(2));
+        set_created(&mut obs, "web:2", 20);
+        let plan = step(&mut ro, &obs, at(100));
+        assert!(
+            reasons(&plan).contains(&"FastTrackRollback"),
+            "one between, window 2"
+        );
+    }
+
+    #[test]
     fn blue_green_back_to_a_revision_within_its_scale_down_delay_is_fast_tracked() {
         // Argo Rollouts: rollout/bluegreen.go isBlueGreenFastTracked, rollout/analysis.go
         // (rollbackToScaleDownDelay skips analysis).

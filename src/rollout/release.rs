@@ -278,7 +278,10 @@ fn fast_track(ro: &Rollout, obs: &Observed, prev: &RolloutStatus, desired: &str,
 }
 
 /// Argo Rollouts' `isRollbackWithinWindow`: `target` was created before the stable revision,
-/// with fewer than `rollbackWindow.revisions` revisions created between the two.
+/// with fewer than `rollbackWindow.revisions` revisions created between the two. Creation
+/// times have whole seconds: a revision created in the same second as either end counts as
+/// between them, and a target created in the stable's second is not known to be older, so a
+/// tie never skips analysis.
 fn within_rollback_window(ro: &Rollout, obs: &Observed, target: &ObservedRs, stable: &str) -> bool {
     let Some(window) = ro.spec.rollback_window.as_ref().and_then(|w| w.revisions) else {
         return false;
@@ -292,7 +295,8 @@ fn within_rollback_window(ro: &Rollout, obs: &Observed, target: &ObservedRs, sta
     let between = obs
         .replica_sets
         .iter()
-        .filter(|rs| rs.created.is_some_and(|c| from < c && c < to))
+        .filter(|rs| rs.hash != target.hash && rs.hash != stable)
+        .filter(|rs| rs.created.is_some_and(|c| from <= c && c <= to))
         .count();
     between < window.max(0) as usize
 }
