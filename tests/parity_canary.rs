@@ -389,6 +389,52 @@ async fn spec_paused_holds_the_release_and_scaling_keeps_the_steps_ratio() {
     .await;
 }
 
+/// Argo Rollouts: scaling a routed canary mid-release (utils/replicaset/canary.go
+/// CalculateReplicaCountsForTrafficRoutedCanary, GetCanaryReplicasOrWeight; e2e
+/// canary_test.go TestCanaryWithSetCanaryScale...): the stable stays at `replicas` (no
+/// dynamicStableScale), the canary is `setCanaryScale`'s share of the new `replicas` while one
+/// is in force, else its traffic weight's share, rounded up.
+#[tokio::test]
+async fn scaling_a_routed_canary_mid_release_follows_set_canary_scale_then_the_weight() {
+    TestEnv::run("parity-routed-scale", |env| async move {
+        e2e::routers::install_router_crds(&env.client).await?;
+        create_services(&env, &["web-stable", "web-canary", "web"]).await?;
+        create_object(&http_routes(&env), split_http_route()).await?;
+        let _controller = ControllerProcess::start(&env)?;
+        let ro = web_canary(
+            4,
+            json!({"trafficRouting": {"gatewayAPI": {"httpRoute": "web"}},
+                "steps": [{"setCanaryScale": {"weight": 25}}, {"setWeight": 50}, {"pause": {}},
+                          {"setCanaryScale": {"matchTrafficWeight": true}}, {"pause": {}}]}),
+        )?;
+        create_rollout(&env, &ro).await?;
+        let v1 = wait_healthy(&env, "web", 4, LIMIT).await?;
+        set_image(&env, "web", "registry.example/web:2").await?;
+        let st = wait_paused_at(&env, "web", 2, LIMIT).await?;
+        let v2 = st.current_pod_hash.context("currentPodHash")?;
+        wait_sizes(&env, "canary 25% of 4, stable 4", &[(&v2, 1), (&v1, 4)]).await?;
+        patch_spec(&env, json!({"replicas": 8})).await?;
+        wait_sizes(&env, "canary 25% of 8, stable 8", &[(&v2, 2), (&v1, 8)]).await?;
+        promote(&env, "web").await?;
+        wait_paused_at(&env, "web", 4, LIMIT).await?;
+        wait_sizes(&env, "canary at the 50% weight of 8", &[(&v2, 4), (&v1, 8)]).await?;
+        patch_spec(&env, json!({"replicas": 3})).await?;
+        wait_sizes(
+            &env,
+            "canary ceil(50% of 3), stable 3",
+            &[(&v2, 2), (&v1, 3)],
+        )
+        .await?;
+        let st = rollouts(&env).get("web").await?.status.context("status")?;
+        ensure!(
+            st.current_step_index == Some(4) && st.abort.is_none(),
+            "still at the pause, not aborted: {st:?}"
+        );
+        Ok(())
+    })
+    .await;
+}
+
 /// Argo Rollouts: background analysis starts at `startingStep` (utils/replicaset/canary.go
 /// BeforeStartingStep); an Inconclusive run pauses the Rollout with `InconclusiveAnalysis`
 /// (rollout/analysis.go reconcileBackgroundAnalysisRun; e2e analysis_test.go

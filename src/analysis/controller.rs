@@ -11,6 +11,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{EventType, Recorder};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{info, instrument, warn};
@@ -194,9 +195,11 @@ async fn reconcile_run(run: Arc<AnalysisRun>, ctx: Arc<AnalysisContext>) -> Resu
     let outcomes = measure_due(&ctx, &run, &ns, &status, &sched.due, now).await;
     let measured: Vec<String> = outcomes.iter().map(|(m, _, _)| m.clone()).collect();
     let failed_jobs = errored_jobs(&outcomes);
+    let measured_count = outcomes.len();
     let next = judge::step(&run.spec, &status, outcomes, now);
     count_measurements(&ctx, &run, &measured, &next);
-    if run.status.as_ref() != Some(&next) {
+    let changed = run.status.as_ref() != Some(&next);
+    if changed {
         let mut updated = (*run).clone();
         updated.status = Some(next.clone());
         replace_status(
@@ -224,7 +227,16 @@ async fn reconcile_run(run: Arc<AnalysisRun>, ctx: Arc<AnalysisContext>) -> Resu
             Duration::try_from(d).unwrap_or(Duration::ZERO)
         })
         .unwrap_or(Duration::from_secs(300));
-    Ok(Action::requeue(wait.max(Duration::from_millis(200))))
+    let wait = wait.max(Duration::from_millis(200));
+    tracing::debug!(
+        resource_version = run.resource_version().unwrap_or_default(),
+        measured = measured_count,
+        wrote = changed,
+        phase = ?next.phase,
+        wait_ms = wait.as_millis() as u64,
+        "analysis run reconciled"
+    );
+    Ok(Action::requeue(wait))
 }
 
 /// Takes every measurement that is `due`, at once: by metric, when it started, and what the
@@ -460,6 +472,23 @@ fn error_policy(run: Arc<Parsed<AnalysisRun>>, error: &Error, ctx: Arc<AnalysisC
     ctx.retry_after(&key(run.as_ref()), error, "AnalysisRun")
 }
 
+/// How often runs still measuring are looked at even when nothing woke them.
+const SWEEP: Duration = Duration::from_secs(10);
+
+/// The runs that may still measure: every readable run not yet Successful, Failed or Error.
+fn still_measuring(runs: &[Arc<Parsed<AnalysisRun>>]) -> Vec<ObjectRef<Parsed<AnalysisRun>>> {
+    runs.iter()
+        .filter(|p| match &p.0 {
+            Ok(run) => !matches!(
+                run.status.as_ref().and_then(|s| s.phase),
+                Some(AnalysisPhase::Successful | AnalysisPhase::Failed | AnalysisPhase::Error)
+            ),
+            Err(_) => false,
+        })
+        .map(|p| ObjectRef::from_obj(p.as_ref()))
+        .collect()
+}
+
 /// Runs the AnalysisRun controller until `shutdown` resolves.
 pub async fn run(
     client: Client,
@@ -478,11 +507,20 @@ pub async fn run(
     };
     let ctx = Arc::new(Shared::new(client, recorder, metrics));
     info!(namespace = ?namespace, "analysis controller started");
-    Controller::new(runs, watcher::Config::default())
-        .owns(
-            jobs,
-            watcher::Config::default().labels(providers::job::LABEL_ANALYSIS_RUN),
-        )
+    let controller = Controller::new(runs, watcher::Config::default()).owns(
+        jobs,
+        watcher::Config::default().labels(providers::job::LABEL_ANALYSIS_RUN),
+    );
+    let store = controller.store();
+    // A safety net under the runs' own wake-ups: every `SWEEP`, each run still measuring is
+    // looked at again (a look before a measurement is due changes nothing and writes nothing).
+    let sweep = futures::stream::unfold((), |()| async {
+        tokio::time::sleep(SWEEP).await;
+        Some(((), ()))
+    })
+    .flat_map(move |()| futures::stream::iter(still_measuring(&store.state())));
+    controller
+        .reconcile_on(sweep)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
@@ -497,6 +535,29 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sweep_looks_only_at_runs_that_may_still_measure() {
+        let run = |name: &str, phase: Option<AnalysisPhase>| {
+            let mut r = AnalysisRun::new(name, Default::default());
+            r.metadata.namespace = Some("ns".into());
+            r.status = phase.map(|phase| AnalysisRunStatus {
+                phase: Some(phase),
+                ..Default::default()
+            });
+            Arc::new(Parsed(Ok(r)))
+        };
+        let runs = vec![
+            run("new", None),
+            run("running", Some(AnalysisPhase::Running)),
+            run("inconclusive", Some(AnalysisPhase::Inconclusive)),
+            run("ok", Some(AnalysisPhase::Successful)),
+            run("failed", Some(AnalysisPhase::Failed)),
+            run("error", Some(AnalysisPhase::Error)),
+        ];
+        let names: Vec<String> = still_measuring(&runs).into_iter().map(|r| r.name).collect();
+        assert_eq!(names, ["new", "running", "inconclusive"]);
+    }
 
     #[test]
     fn secrets_are_masked_everywhere_a_provider_may_repeat_them() {
