@@ -62,6 +62,15 @@ async fn wait_sizes(env: &TestEnv, what: &str, want: &[(&str, i32)]) -> anyhow::
     .await
 }
 
+/// The Gateway API router of a routed canary: its CRDs, the Services `web-stable`,
+/// `web-canary` and `web`, and the HTTPRoute `web` split between the first two.
+async fn gateway_route(env: &TestEnv) -> anyhow::Result<()> {
+    e2e::routers::install_router_crds(&env.client).await?;
+    create_services(env, &["web-stable", "web-canary", "web"]).await?;
+    create_object(&http_routes(env), split_http_route()).await?;
+    Ok(())
+}
+
 /// The scale-down deadline Sluice wrote on the ReplicaSet of revision `hash`, if any.
 async fn deadline_of(env: &TestEnv, hash: &str) -> anyhow::Result<Option<String>> {
     let labels = format!("{LABEL_ROLLOUT}=web,{LABEL_POD_TEMPLATE_HASH}={hash}");
@@ -121,9 +130,7 @@ async fn web_check(env: &TestEnv, value: i64) -> anyhow::Result<Arc<AtomicI64>> 
 #[tokio::test]
 async fn routed_abort_keeps_the_canary_with_zero_and_scales_it_down_after_a_delay() {
     TestEnv::run("parity-abort-delay", |env| async move {
-        e2e::routers::install_router_crds(&env.client).await?;
-        create_services(&env, &["web-stable", "web-canary", "web"]).await?;
-        create_object(&http_routes(&env), split_http_route()).await?;
+        gateway_route(&env).await?;
         let controller = ControllerProcess::start(&env)?;
         let ro = web_canary(
             2,
@@ -397,9 +404,7 @@ async fn spec_paused_holds_the_release_and_scaling_keeps_the_steps_ratio() {
 #[tokio::test]
 async fn scaling_a_routed_canary_mid_release_follows_set_canary_scale_then_the_weight() {
     TestEnv::run("parity-routed-scale", |env| async move {
-        e2e::routers::install_router_crds(&env.client).await?;
-        create_services(&env, &["web-stable", "web-canary", "web"]).await?;
-        create_object(&http_routes(&env), split_http_route()).await?;
+        gateway_route(&env).await?;
         let _controller = ControllerProcess::start(&env)?;
         let ro = web_canary(
             4,
@@ -581,9 +586,7 @@ async fn a_rollback_within_the_window_is_fast_tracked_and_outside_it_is_a_releas
 #[tokio::test]
 async fn scale_down_delay_revision_limit_keeps_only_the_newest_old_revision() {
     TestEnv::run("parity-sdd-limit", |env| async move {
-        e2e::routers::install_router_crds(&env.client).await?;
-        create_services(&env, &["web-stable", "web-canary", "web"]).await?;
-        create_object(&http_routes(&env), split_http_route()).await?;
+        gateway_route(&env).await?;
         let _controller = ControllerProcess::start(&env)?;
         let ro = web_canary(
             1,
