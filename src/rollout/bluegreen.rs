@@ -18,8 +18,9 @@ use crate::api::rollout::{
 use super::analysis::{self, AnalysisKey, RunState, UsedRun, Verdict};
 use super::decide::{EventType, Plan, RsPlan, ServicePlan, after};
 use super::release::{
-    Hold, Release, abort_on_failed_run, abort_or_retry, delayed_scale_down, has_pause,
-    inconclusive_pause, pause, refresh_run_status, revision_history, settle,
+    AbortDelay, Held, Hold, Release, abort_hold, abort_on_failed_run, abort_or_retry,
+    delayed_scale_down, has_pause, inconclusive_pause, pause, refresh_run_status, revision_history,
+    settle,
 };
 use super::status::{PhaseLine, fill_blue_green_counts};
 
@@ -174,60 +175,25 @@ fn aborted(rel: &Release, bg: &BlueGreenStrategy, runs: &Runs, plan: &mut Plan, 
         analysis::terminate(plan, rel.obs, &run.name);
     }
     out.selectors.preview = rel.desired.clone();
-    let hold = abort_hold(rel, bg);
-    if let AbortHold::Until(t) = hold {
-        plan.requeue_at(t, rel.now);
-    }
-    (out.new_target, out.new_deadline) = match hold {
-        AbortHold::Keep => (preview_count(rel, bg), None),
-        AbortHold::Current => (rel.new_rs().map_or(0, |r| r.replicas), None),
-        AbortHold::Until(t) => (rel.new_rs().map_or(0, |r| r.replicas), Some(t)),
-        AbortHold::Done(t) => (0, Some(t)),
+    // Argo Rollouts' `shouldDelayScaleDownOnAbort` for blue-green: unset means 30 s, an
+    // explicit 0 keeps the preview at its size (`previewReplicaCount`, or `replicas`).
+    let delay = match bg.abort_scale_down_delay_seconds {
+        Some(0) => AbortDelay::Never,
+        _ => AbortDelay::After(i64::from(bg.abort_scale_down_delay_seconds())),
     };
+    (out.new_target, out.new_deadline) =
+        match abort_hold(rel, plan, &rel.desired, &rel.stable, delay) {
+            Some(_) if delay == AbortDelay::Never => (preview_count(rel, bg), None),
+            Some(Held {
+                replicas,
+                scale_down_at,
+            }) => (replicas, scale_down_at),
+            None => (0, None),
+        };
     out.phase = PhaseLine::new(
         plan.status.phase.unwrap_or(RolloutPhase::Degraded),
         plan.status.message.clone().unwrap_or_default(),
     );
-}
-
-/// What an abort does to the aborted revision's pods.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum AbortHold {
-    /// `abortScaleDownDelaySeconds: 0`: the preview keeps `previewReplicaCount` pods (or
-    /// `replicas`) until the next release or a retry.
-    Keep,
-    /// The stable is not fully available yet (the clock has not started), or the revision
-    /// has no pods left: it stays as it is.
-    Current,
-    /// Kept at its size until this time (the `scale-down-at` annotation).
-    Until(Timestamp),
-    /// The time has come: scaled to zero.
-    Done(Timestamp),
-}
-
-/// Argo Rollouts' `shouldDelayScaleDownOnAbort` for blue-green: unset means 30 s, explicit 0
-/// means never, and the delay counts from when the stable revision is fully available
-/// (`reconcileNewReplicaSet`), kept in the ReplicaSet's annotation across restarts.
-pub(super) fn abort_hold(rel: &Release, bg: &BlueGreenStrategy) -> AbortHold {
-    let delay = match bg.abort_scale_down_delay_seconds {
-        Some(0) => return AbortHold::Keep,
-        _ => i64::from(bg.abort_scale_down_delay_seconds()),
-    };
-    match rel.new_rs().and_then(|r| r.scale_down_at) {
-        Some(t) if rel.now >= t => AbortHold::Done(t),
-        Some(t) => AbortHold::Until(t),
-        None if rel.new_rs().is_none_or(|r| r.replicas == 0) => AbortHold::Current,
-        None => {
-            let stable_full = rel
-                .rs(&rel.stable)
-                .is_some_and(|r| r.available >= rel.replicas);
-            if stable_full {
-                AbortHold::Until(after(rel.now, delay))
-            } else {
-                AbortHold::Current
-            }
-        }
-    }
 }
 
 /// The preview runs; once available (and past its pre-promotion analysis) it is promoted.
