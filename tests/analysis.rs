@@ -12,8 +12,8 @@ use common::fixture::{
     create_rollout, merged, rollout, set_image, wait_healthy, wait_paused_at, web_canary,
 };
 use common::{
-    ControllerProcess, create_services, events_for, phase, rollouts, selector_hash, wait_condition,
-    wait_event, wait_status,
+    ControllerProcess, create_services, events_for, paused_for, phase, rollouts, selector_hash,
+    wait_condition, wait_event, wait_status,
 };
 use e2e::TestEnv;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -240,9 +240,7 @@ async fn a_prometheus_outage_pauses_the_release_until_prometheus_is_back() {
             LIMIT,
             |s| {
                 phase(s) == Some(RolloutPhase::Paused)
-                    && s.pause_conditions
-                        .iter()
-                        .any(|p| p.reason == PauseReason::InconclusiveAnalysis)
+                    && paused_for(s, PauseReason::InconclusiveAnalysis)
             },
         )
         .await?;

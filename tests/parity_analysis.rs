@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use common::analysis::{json_body, run_message, run_phase, serve, wait_run};
 use common::fixture::{create_rollout, rollout, set_image, wait_healthy, web_canary};
-use common::{ControllerProcess, create_services, phase, wait_condition, wait_status};
+use common::{ControllerProcess, create_services, paused_for, phase, wait_condition, wait_status};
 use e2e::nodesim::BEHAVIOUR_ANNOTATION;
 use e2e::{TestEnv, wait_for};
 use k8s_openapi::api::batch::v1::Job;
@@ -373,7 +373,7 @@ async fn a_job_whose_pod_cannot_start_is_an_error_and_pauses_the_release() {
             "measurement: {m:?}"
         );
         let s = wait_status(&env, "web", "paused for the inconclusive analysis", LIMIT, |s| {
-            s.pause_conditions.iter().any(|p| p.reason == PauseReason::InconclusiveAnalysis)
+            paused_for(s, PauseReason::InconclusiveAnalysis)
         })
         .await?;
         ensure!(s.stable_rs == Some(v1) && s.abort != Some(true), "{s:?}");
@@ -434,9 +434,7 @@ async fn an_inconclusive_background_run_pauses_the_release() {
             LIMIT,
             |s| {
                 phase(s) == Some(RolloutPhase::Paused)
-                    && s.pause_conditions
-                        .iter()
-                        .any(|p| p.reason == PauseReason::InconclusiveAnalysis)
+                    && paused_for(s, PauseReason::InconclusiveAnalysis)
             },
         )
         .await?;

@@ -17,8 +17,8 @@ use common::fixture::{
 };
 use common::routers::{create_object, gateway_weights, http_routes, spec_of, split_http_route};
 use common::{
-    ControllerProcess, condition, create_services, events_for, phase, poke_and_wait, rollouts,
-    selector_hash, wait_status,
+    ControllerProcess, condition, create_services, events_for, paused_for, phase, poke_and_wait,
+    rollouts, selector_hash, wait_status,
 };
 use e2e::nodesim::READY_AFTER_ANNOTATION;
 use e2e::{TestEnv, wait_for};
@@ -464,9 +464,7 @@ async fn an_inconclusive_background_run_pauses_and_a_promotion_starts_a_new_one(
         );
         set_image(&env, "web", "registry.example/web:2").await?;
         let st = wait_status(&env, "web", "paused on the inconclusive run", LIMIT, |s| {
-            s.pause_conditions
-                .iter()
-                .any(|p| p.reason == PauseReason::InconclusiveAnalysis)
+            paused_for(s, PauseReason::InconclusiveAnalysis)
         })
         .await?;
         ensure!(phase(&st) == Some(RolloutPhase::Paused), "{:?}", st.phase);

@@ -220,6 +220,11 @@ pub fn phase(s: &RolloutStatus) -> Option<RolloutPhase> {
     s.phase
 }
 
+/// Whether the status carries a pause condition for `reason` (what `kubectl sluice get` shows).
+pub fn paused_for(s: &RolloutStatus, reason: sluice::api::rollout::PauseReason) -> bool {
+    s.pause_conditions.iter().any(|p| p.reason == reason)
+}
+
 pub fn canary_weight(s: &RolloutStatus) -> Option<i32> {
     s.canary
         .as_ref()
