@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Builds Argo Rollouts' controller (github.com/argoproj/argo-rollouts/cmd/rollouts-controller)
+# from its published Go module, once per version, for the benchmark that runs it side by side
+# with Sluice. Next to the binary it puts what the harness installs without network, taken from
+# the same module: Argo's CRDs (crds/*.yaml) and its controller's ClusterRole
+# (argo-rollouts-clusterrole.yaml).
+#
+#   e2e/argo/build.sh              build if needed, then print the directory
+#   e2e/argo/build.sh --print-dir  print the directory only (no build)
+#
+# The cache lives outside the work tree: $SLUICE_CACHE_DIR, else $XDG_CACHE_HOME/sluice,
+# else ~/.cache/sluice. Its key is Argo Rollouts' version plus a hash of go.mod and go.sum.
+set -euo pipefail
+
+# Argo Rollouts v1.10.2 needs Go >= 1.26.10; the go command fetches this toolchain itself.
+export GOTOOLCHAIN=go1.27.3
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+module=github.com/argoproj/argo-rollouts
+version=$(awk -v m="$module" '$1 != "//" { for (i = 1; i < NF; i++) if ($i == m && $(i + 1) ~ /^v[0-9]/) { print $(i + 1); exit } }' "$here/go.mod")
+[[ -n "$version" ]] || { echo "build.sh: no $module version in $here/go.mod" >&2; exit 1; }
+key=$(cat "$here/go.mod" "$here/go.sum" | sha256sum | cut -c1-12)
+cache_root=${SLUICE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice}
+out="$cache_root/argo/$version-$key"
+
+if [[ "${1:-}" == "--print-dir" ]]; then
+  echo "$out"
+  exit 0
+fi
+
+complete() {
+  [[ -x "$out/rollouts-controller" && -f "$out/argo-rollouts-clusterrole.yaml" ]] &&
+    compgen -G "$out/crds/*.yaml" >/dev/null
+}
+
+if complete; then
+  echo "$out"
+  exit 0
+fi
+
+command -v go >/dev/null || { echo "build.sh: Go is needed to build Argo Rollouts $version" >&2; exit 1; }
+mkdir -p "$cache_root/argo"
+# One builder at a time: a second test run waits for the first build instead of racing it.
+exec 9>"$cache_root/argo/.build.lock"
+flock 9
+if complete; then
+  echo "$out"
+  exit 0
+fi
+
+pkg=$module/cmd/rollouts-controller
+cd "$here"
+echo "build.sh: building Argo Rollouts' controller $version from Go modules into $out" >&2
+echo "build.sh: the first build takes a while on a small machine (about 5 minutes measured on 2 cores); later runs reuse it" >&2
+go mod download "$module" >&2
+src=$(go list -m -f '{{.Dir}}' "$module")
+[[ -d "$src/manifests/crds" ]] || { echo "build.sh: no manifests/crds in $src" >&2; exit 1; }
+total=$(go list -deps "$pkg" | wc -l)
+tmp="$out.tmp.$$"
+rm -rf "$tmp"
+mkdir -p "$tmp/crds"
+start=$SECONDS
+n=0
+last=0
+# `go build -v` names each package as it is compiled: count them for progress.
+go build -v -buildvcs=false -trimpath -ldflags='-s -w' -o "$tmp/rollouts-controller" "$pkg" 2>&1 | while IFS= read -r line; do
+  case "$line" in
+    *": "* | "#"*) echo "$line" >&2 ;;
+    *)
+      n=$((n + 1))
+      if ((SECONDS - last >= 20)); then
+        last=$SECONDS
+        echo "build.sh: compiled $n of at most $total packages ($((SECONDS - start)) s)" >&2
+      fi
+      ;;
+  esac
+done
+status=${PIPESTATUS[0]}
+if ((status != 0)); then
+  rm -rf "$tmp"
+  echo "build.sh: go build failed (exit $status)" >&2
+  exit "$status"
+fi
+[[ -x "$tmp/rollouts-controller" ]] || { echo "build.sh: rollouts-controller missing after the build" >&2; exit 1; }
+# The module cache is read-only: copy, then make the copies writable so the cache can be removed.
+for f in "$src"/manifests/crds/*-crd.yaml; do
+  cp "$f" "$tmp/crds/"
+done
+cp "$src/manifests/role/argo-rollouts-clusterrole.yaml" "$tmp/"
+chmod -R u+w "$tmp"
+rm -rf "$out"
+mv "$tmp" "$out"
+echo "build.sh: built in $((SECONDS - start)) s" >&2
+echo "$out"
