@@ -63,7 +63,7 @@ start=$SECONDS
 n=0
 last=0
 # `go build -v` names each package as it is compiled: count them for progress.
-go build -v -buildvcs=false -trimpath -ldflags='-s -w' -o "$tmp/rollouts-controller" "$pkg" 2>&1 | while IFS= read -r line; do
+go build -v -buildvcs=false -trimpath -ldflags="-s -w -X $module/utils/version.version=${version#v}" -o "$tmp/rollouts-controller" "$pkg" 2>&1 | while IFS= read -r line; do
   case "$line" in
     *": "* | "#"*) echo "$line" >&2 ;;
     *)
