@@ -2,6 +2,7 @@
 //! plays the kubelet, a real Prometheus with a metrics endpoint the test controls (and an
 //! authenticating TLS proxy in front of it), and helpers for integration tests.
 
+pub mod argo;
 pub mod authproxy;
 pub mod certs;
 pub mod controlplane;
