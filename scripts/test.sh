@@ -21,6 +21,10 @@ step "Flux's kstatus checker (built once, then cached)"
 SLUICE_KSTATUS=$(e2e/kstatus/build.sh)
 export SLUICE_KSTATUS
 
+step "Argo Rollouts' controller (built once, then cached)"
+SLUICE_ARGO_DIR=$(e2e/argo/build.sh)
+export SLUICE_ARGO_DIR
+
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
