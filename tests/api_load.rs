@@ -9,10 +9,10 @@
 //! control plane show in it: the node simulator (it lists every pod every 2 s), the controller
 //! manager, and tests of other binaries running at the same time. So the API server is made
 //! to tell Sluice's requests apart itself: the controller runs as a ServiceAccount of its own,
-//! and two FlowSchemas of the API server's priority and fairness match that account's reads
-//! (get, list) and writes (create, update, patch, delete); the API server counts what each
-//! dispatches (`apiserver_flowcontrol_dispatched_requests_total` by flow schema). Those two
-//! counts must stay at 0. `apiserver_request_total` for Sluice's kinds is reported beside them
+//! and FlowSchemas of the API server's priority and fairness, one per verb
+//! (`e2e::identity`), match that account's requests; the API server counts what each
+//! dispatches (`apiserver_flowcontrol_dispatched_requests_total` by flow schema). Its reads
+//! (get, list) and writes (create, update, patch, delete) must stay at 0. `apiserver_request_total` for Sluice's kinds is reported beside them
 //! (exact when nothing else runs: this test is alone in its binary, so no test of this
 //! process disturbs it), and the controller's own count of its requests
 //! (`sluice_api_requests_total`) must be 0 too.
@@ -26,14 +26,8 @@ use anyhow::{Context, ensure};
 use common::fixture::{create_rollout, create_service, rollout};
 use common::metrics::samples;
 use common::{ControllerProcess, http_get, rollouts};
+use e2e::identity::{remove_service_account, requests_by_verb, service_account_kubeconfig};
 use e2e::{TestEnv, wait_for};
-use std::path::PathBuf;
-
-use k8s_openapi::api::authentication::v1::TokenRequest;
-use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
-use kube::Api;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
 use serde_json::json;
 use sluice::api::rollout::RolloutPhase;
 
@@ -97,78 +91,14 @@ async fn apiserver_counts(env: &TestEnv) -> anyhow::Result<(f64, f64, BTreeMap<S
     Ok((reads, writes, by))
 }
 
-/// What the API server dispatched for `flow_schema`.
-async fn dispatched(env: &TestEnv, flow_schema: &str) -> anyhow::Result<f64> {
-    let req = http::Request::get("/metrics").body(Vec::new())?;
-    let text = env.client.request_text(req).await?;
-    Ok(
-        samples(&text, "apiserver_flowcontrol_dispatched_requests_total")
-            .into_iter()
-            .filter(|(l, _)| l.get("flow_schema").map(String::as_str) == Some(flow_schema))
-            .map(|(_, v)| v)
-            .sum(),
-    )
-}
-
-/// A FlowSchema matching the `verbs` of the ServiceAccount `sa` in `ns`.
-fn flow_schema(name: &str, ns: &str, sa: &str, verbs: &[&str]) -> anyhow::Result<DynamicObject> {
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "FlowSchema",
-        "metadata": {"name": name},
-        "spec": {
-            "matchingPrecedence": 1000,
-            "priorityLevelConfiguration": {"name": "global-default"},
-            "distinguisherMethod": {"type": "ByUser"},
-            "rules": [{
-                "subjects": [{"kind": "ServiceAccount", "serviceAccount": {"name": sa, "namespace": ns}}],
-                "resourceRules": [{"verbs": verbs, "apiGroups": ["*"], "resources": ["*"],
-                                   "namespaces": ["*"], "clusterScope": true}]
-            }]
-        }
-    }))?)
-}
-
-/// A kubeconfig for the ServiceAccount `sa` (cluster-admin), beside the admin's.
-async fn service_account_kubeconfig(
-    env: &TestEnv,
-    sa: &str,
-    binding: &str,
-) -> anyhow::Result<PathBuf> {
-    let sas: Api<ServiceAccount> = env.api();
-    let account: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": sa}}))?;
-    sas.create(&PostParams::default(), &account).await?;
-    let crb: ClusterRoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": binding},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-        "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": env.namespace}]
-    }))?;
-    Api::<ClusterRoleBinding>::all(env.client.clone())
-        .create(&PostParams::default(), &crb)
-        .await?;
-    let token: TokenRequest =
-        serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 3600}}))?;
-    let token = sas
-        .create_token_request(sa, &PostParams::default(), &token)
-        .await?
-        .status
-        .context("token")?
-        .token;
-    let admin = kube::config::Kubeconfig::read_from(&env.cluster.kubeconfig)?;
-    let cluster = admin
-        .clusters
-        .first()
-        .and_then(|c| c.cluster.clone())
-        .context("cluster in the admin kubeconfig")?;
-    let path = std::env::temp_dir().join(format!("sluice-{}-{sa}.kubeconfig", env.namespace));
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: {sa}\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: {sa}\ncurrent-context: c\n",
-            cluster.server.context("server")?,
-            cluster.certificate_authority_data.context("CA")?,
-        ),
-    )?;
-    Ok(path)
+/// What the API server dispatched from the account `name`: (reads, writes).
+async fn dispatched(env: &TestEnv, name: &str) -> anyhow::Result<(f64, f64)> {
+    let by_verb = requests_by_verb(&env.client, name).await?;
+    let sum = |verbs: &[&str]| -> f64 { verbs.iter().filter_map(|v| by_verb.get(*v)).sum() };
+    Ok((
+        sum(&["get", "list"]),
+        sum(&["create", "update", "patch", "delete"]),
+    ))
 }
 
 /// From the controller's /metrics: reconciles, and its requests other than watches.
@@ -204,64 +134,23 @@ async fn fifty_healthy_rollouts_cost_the_api_server_nothing_but_watches() {
                 json!({"stableService": name, "steps": [{"setWeight": 50}, {"pause": {}}]});
             create_rollout(&env, &rollout(&name, 1, json!({ "canary": canary }))?).await?;
         }
-        // Cluster-wide objects of this test, named after its namespace; deleted at the end.
-        let binding = format!("sluice-{}", env.namespace);
-        let (reads_fs, writes_fs) = (
-            format!("sluice-reads-{}", env.namespace),
-            format!("sluice-writes-{}", env.namespace),
-        );
-        let schemas: Api<DynamicObject> = Api::all_with(
-            env.client.clone(),
-            &ApiResource::from_gvk(&GroupVersionKind::gvk(
-                "flowcontrol.apiserver.k8s.io",
-                "v1",
-                "FlowSchema",
-            )),
-        );
+        // The account and its cluster-wide objects are named after the namespace; deleted at
+        // the end.
+        let account = format!("sluice-{}", env.namespace);
         let measured = async {
-            let kubeconfig = service_account_kubeconfig(&env, "sluice", &binding).await?;
-            schemas
-                .create(
-                    &PostParams::default(),
-                    &flow_schema(&reads_fs, &env.namespace, "sluice", &["get", "list"])?,
-                )
-                .await?;
-            schemas
-                .create(
-                    &PostParams::default(),
-                    &flow_schema(
-                        &writes_fs,
-                        &env.namespace,
-                        "sluice",
-                        &["create", "update", "patch", "delete", "deletecollection"],
-                    )?,
-                )
-                .await?;
-            // The API server applies a FlowSchema once its configuration controller has seen it
-            // (it then writes the schema's Dangling condition).
-            for name in [&reads_fs, &writes_fs] {
-                wait_for(
-                    "the FlowSchema in force",
-                    Duration::from_secs(60),
-                    || async {
-                        let fs = schemas.get(name).await?;
-                        let seen = fs.data["status"]["conditions"].as_array().is_some_and(|c| {
-                            c.iter()
-                                .any(|c| c["type"] == "Dangling" && c["status"] == "False")
-                        });
-                        Ok(seen.then_some(()))
-                    },
-                )
-                .await?;
-            }
-            measure(&env, &kubeconfig, &reads_fs, &writes_fs).await
+            let kubeconfig = service_account_kubeconfig(
+                &env.client,
+                &env.cluster.kubeconfig,
+                &env.namespace,
+                &account,
+                json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]),
+                &std::env::temp_dir().join(format!("{account}.kubeconfig")),
+            )
+            .await?;
+            measure(&env, &kubeconfig, &account).await
         }
         .await;
-        let _ = schemas.delete(&reads_fs, &DeleteParams::default()).await;
-        let _ = schemas.delete(&writes_fs, &DeleteParams::default()).await;
-        let _ = Api::<ClusterRoleBinding>::all(env.client.clone())
-            .delete(&binding, &DeleteParams::default())
-            .await;
+        let _ = remove_service_account(&env.client, &account).await;
         measured
     })
     .await;
@@ -269,12 +158,7 @@ async fn fifty_healthy_rollouts_cost_the_api_server_nothing_but_watches() {
 
 /// Starts the controller as the ServiceAccount of `kubeconfig`, waits for the 50 Rollouts to
 /// be Healthy and the controller quiet, and counts one window.
-async fn measure(
-    env: &TestEnv,
-    kubeconfig: &std::path::Path,
-    reads_fs: &str,
-    writes_fs: &str,
-) -> anyhow::Result<()> {
+async fn measure(env: &TestEnv, kubeconfig: &std::path::Path, account: &str) -> anyhow::Result<()> {
     let c = ControllerProcess::start_with_kubeconfig(
         env,
         "a",
@@ -313,10 +197,7 @@ async fn measure(
     .await?;
 
     let (reads0, writes0, by0) = apiserver_counts(env).await?;
-    let (own_reads0, own_writes0) = (
-        dispatched(env, reads_fs).await?,
-        dispatched(env, writes_fs).await?,
-    );
+    let (own_reads0, own_writes0) = dispatched(env, account).await?;
     let (reconciles0, requests0) = controller_counts(&c).await?;
     // The schemas do count Sluice: its caches' first lists and the release's writes.
     ensure!(
@@ -326,10 +207,7 @@ async fn measure(
     // The measuring window itself (not a wait for something to happen).
     tokio::time::sleep(WINDOW).await;
     let (reads1, writes1, by1) = apiserver_counts(env).await?;
-    let (own_reads1, own_writes1) = (
-        dispatched(env, reads_fs).await?,
-        dispatched(env, writes_fs).await?,
-    );
+    let (own_reads1, own_writes1) = dispatched(env, account).await?;
     let (reconciles1, requests1) = controller_counts(&c).await?;
     let (own_reads, own_writes) = (own_reads1 - own_reads0, own_writes1 - own_writes0);
 

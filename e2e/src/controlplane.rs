@@ -18,8 +18,24 @@ use crate::certs::{self, ClientCert, Pki};
 
 /// Where the API server's Service IPs come from. Service IPs are allocated from it but nothing
 /// in the tests ever connects to one (the traffic simulator routes in-process).
-pub const SERVICE_CIDR: &str = "10.0.0.0/24";
+///
+/// A /12 (1,048,574 addresses; the widest IPv4 range the API server accepts for
+/// `--service-cluster-ip-range`) so a benchmark with two Services per Rollout at 10,000
+/// Rollouts, for two controllers side by side, never runs out. The API server allocates from it
+/// through `IPAddress` objects (one per Service, under the default `ServiceCIDR` named
+/// `kubernetes` that it creates from this flag), not a bitmap, so the width costs nothing.
+pub const SERVICE_CIDR: &str = "10.0.0.0/12";
+/// The first address of [`SERVICE_CIDR`]: the `kubernetes` Service's, in the serving
+/// certificate.
 const FIRST_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+/// etcd's storage quota: 8 GiB (the default, 2 GiB, is too small for 10,000 Rollouts with their
+/// ReplicaSets, pods, Services and history).
+const ETCD_QUOTA_BYTES: u64 = 8 * 1024 * 1024 * 1024;
+/// The client rate of kube-controller-manager and kube-scheduler (defaults 20/30 and 50/100):
+/// at the defaults the ReplicaSet controller creates about 8 pods a second, the harness and not
+/// the controller under test would set the pace.
+const CONTROLLERS_QPS: u32 = 300;
+const CONTROLLERS_BURST: u32 = 600;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlPlaneError {
@@ -144,6 +160,15 @@ fn kubeconfig_yaml(server: &str, ca_pem: &str, user: &str, id: &ClientCert) -> S
     )
 }
 
+/// kube-scheduler's configuration: its kubeconfig and client rate, no leader election (one
+/// scheduler), everything else the defaults.
+fn scheduler_config(kubeconfig: &Path, qps: u32, burst: u32) -> String {
+    format!(
+        "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nclientConnection:\n  kubeconfig: {}\n  qps: {qps}\n  burst: {burst}\nleaderElection:\n  leaderElect: false\n",
+        kubeconfig.display()
+    )
+}
+
 impl ControlPlane {
     /// Starts etcd, the API server, the controller manager and the scheduler, and returns
     /// once the API server is ready and the controllers serve their health endpoints.
@@ -255,6 +280,7 @@ impl ControlPlane {
                 format!("--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}"),
                 format!("--initial-cluster=default=http://127.0.0.1:{etcd_peer}"),
                 "--unsafe-no-fsync=true".into(),
+                format!("--quota-backend-bytes={ETCD_QUOTA_BYTES}"),
                 "--log-level=warn".into(),
             ],
         )?;
@@ -311,13 +337,35 @@ impl ControlPlane {
             "--use-service-account-credentials=true".into(),
             format!("--service-cluster-ip-range={SERVICE_CIDR}"),
             "--allocate-node-cidrs=false".into(),
+            format!("--kube-api-qps={CONTROLLERS_QPS}"),
+            format!("--kube-api-burst={CONTROLLERS_BURST}"),
+            // Workers of the controllers a benchmark keeps busy (defaults 5, 5, 5, 20, 5):
+            // ReplicaSets create and delete pods, EndpointSlices follow Services, the garbage
+            // collector deletes old ReplicaSets' pods, namespaces are deleted between runs.
+            "--concurrent-replicaset-syncs=20".into(),
+            "--concurrent-service-endpoint-syncs=20".into(),
+            "--concurrent-gc-syncs=40".into(),
+            "--concurrent-namespace-syncs=10".into(),
+            "--concurrent-deployment-syncs=10".into(),
         ]);
         cp.spawn("kube-controller-manager", kcm)?;
-        let mut sched = common(sched_port, &sched_kubeconfig);
-        sched.push(format!(
-            "--cert-dir={}",
-            p(&state_dir.join("scheduler-certs"))
-        ));
+        // The scheduler's client rate is set only in its configuration file (the flags for it
+        // are ignored once a file is given, and without one the defaults are qps 50, burst 100).
+        let sched_config = write(
+            "scheduler-config.yaml",
+            scheduler_config(&sched_kubeconfig, CONTROLLERS_QPS, CONTROLLERS_BURST),
+        )?;
+        // With --config, the kubeconfig and leader election come from the file only.
+        let sched = vec![
+            format!("--config={}", p(&sched_config)),
+            format!("--authentication-kubeconfig={}", p(&sched_kubeconfig)),
+            format!("--authorization-kubeconfig={}", p(&sched_kubeconfig)),
+            "--bind-address=127.0.0.1".to_string(),
+            format!("--secure-port={sched_port}"),
+            format!("--cert-dir={}", p(&state_dir.join("scheduler-certs"))),
+            "--profiling=false".to_string(),
+            "--v=1".to_string(),
+        ];
         cp.spawn("kube-scheduler", sched)?;
         cp.wait_http(
             "kube-controller-manager /healthz",

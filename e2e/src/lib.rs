@@ -8,6 +8,7 @@ pub mod certs;
 pub mod controlplane;
 pub mod demo;
 pub mod harness;
+pub mod identity;
 pub mod metricsrv;
 pub mod nodesim;
 pub mod prometheus;

@@ -1,7 +1,8 @@
 //! `sluice-e2e`: starts and stops the local control plane used by tests and the demo.
 //!
 //!   sluice-e2e build                       build the control plane binaries (cached)
-//!   sluice-e2e up [--state-dir D] [--env-file F] [--exit-with-parent]
+//!   sluice-e2e up [--state-dir D] [--env-file F] [--nodes N] [--pods-per-node M]
+//!                 [--exit-with-parent]
 //!                                          start etcd, kube-apiserver, kube-controller-manager,
 //!                                          kube-scheduler and the node simulator; install the
 //!                                          CRDs; write the environment to F; run until stopped
@@ -40,6 +41,9 @@ enum Cmd {
         /// Number of simulated Nodes.
         #[arg(long, default_value_t = harness::NODES)]
         nodes: usize,
+        /// Pods each simulated Node holds.
+        #[arg(long, default_value_t = e2e::nodesim::PODS_PER_NODE)]
+        pods_per_node: usize,
         /// Stop when the process that started this one goes away.
         #[arg(long)]
         exit_with_parent: bool,
@@ -122,6 +126,7 @@ fn main() -> ExitCode {
             state_dir,
             env_file,
             nodes,
+            pods_per_node,
             exit_with_parent,
         } => {
             // A current-thread runtime: every process is started from this (main) thread, to
@@ -136,7 +141,13 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(up(state_dir, env_file, nodes, exit_with_parent)) {
+            match rt.block_on(up(
+                state_dir,
+                env_file,
+                nodes,
+                pods_per_node,
+                exit_with_parent,
+            )) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("sluice-e2e: {e:#}");
@@ -151,6 +162,7 @@ async fn up(
     state_dir: Option<PathBuf>,
     env_file: Option<PathBuf>,
     nodes: usize,
+    pods_per_node: usize,
     exit_with_parent: bool,
 ) -> anyhow::Result<()> {
     let parent = std::os::unix::process::parent_id();
@@ -175,7 +187,7 @@ async fn up(
     })
     .await?;
     let client = cp.client().await?;
-    let _sim = NodeSim::start(client.clone(), "sim-node", nodes).await?;
+    let _sim = NodeSim::start_sized(client.clone(), "sim-node", nodes, pods_per_node).await?;
     harness::install_crds(&client, &harness::crds_dir()).await?;
     eprintln!(
         "sluice-e2e: control plane ready at {} in {:.1} s (binaries {:.1} s, start {:.1} s); kubeconfig {}",
