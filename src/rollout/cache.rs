@@ -299,6 +299,193 @@ pub fn controlled_by<K: Resource>(objects: Vec<Arc<K>>, uid: &str) -> Vec<Arc<K>
         .collect()
 }
 
+/// Caches filled by hand, without an API server (unit tests and measurements).
+#[cfg(test)]
+pub(crate) mod fake {
+    use super::*;
+    use kube::runtime::reflector::store::Writer;
+
+    /// One cache's writing side: events go where the watch's events go.
+    pub struct Feed<K: Resource + Clone + 'static>
+    where
+        K::DynamicType: Eq + Hash + Clone,
+    {
+        writer: Writer<K>,
+    }
+
+    impl<K: Resource + Clone + 'static> Feed<K>
+    where
+        K::DynamicType: Eq + Hash + Clone + Default,
+    {
+        fn new() -> (Store<K>, Self) {
+            let (reader, writer) = reflector::store();
+            (reader, Feed { writer })
+        }
+
+        /// One watch event, as the watch stream delivers it.
+        pub fn event(&mut self, ev: watcher::Event<K>) {
+            self.writer.apply_watcher_event(&ev);
+        }
+
+        /// A full list: what the cache holds afterwards is `objects`.
+        pub fn list(&mut self, objects: Vec<K>) {
+            self.event(watcher::Event::Init);
+            for o in objects {
+                self.event(watcher::Event::InitApply(o));
+            }
+            self.event(watcher::Event::InitDone);
+        }
+    }
+
+    /// The writing side of every cache of [`fake::caches`].
+    pub struct Feeds {
+        pub rollouts: Feed<Parsed<Rollout>>,
+        pub replica_sets: Feed<ReplicaSet>,
+        pub pods: Feed<Pod>,
+        pub runs: Feed<Parsed<AnalysisRun>>,
+        pub templates: Feed<Parsed<AnalysisTemplate>>,
+        pub cluster_templates: Feed<Parsed<ClusterAnalysisTemplate>>,
+        pub services: Feed<Service>,
+        pub deployments: Feed<Deployment>,
+    }
+
+    /// Empty caches (not yet synced: list each) and their writing sides.
+    pub fn caches(routers: RouterCaches) -> (Caches, Feeds) {
+        let (rollouts, f_rollouts) = Feed::new();
+        let (replica_sets, f_sets) = Feed::new();
+        let (pods, f_pods) = Feed::new();
+        let (runs, f_runs) = Feed::new();
+        let (templates, f_templates) = Feed::new();
+        let (cluster_templates, f_cluster) = Feed::new();
+        let (services, f_services) = Feed::new();
+        let (deployments, f_deployments) = Feed::new();
+        (
+            Caches {
+                rollouts,
+                replica_sets,
+                pods,
+                runs,
+                templates,
+                cluster_templates,
+                cluster_templates_refused: ListRefused::default(),
+                services,
+                deployments,
+                routers,
+            },
+            Feeds {
+                rollouts: f_rollouts,
+                replica_sets: f_sets,
+                pods: f_pods,
+                runs: f_runs,
+                templates: f_templates,
+                cluster_templates: f_cluster,
+                services: f_services,
+                deployments: f_deployments,
+            },
+        )
+    }
+
+    /// A world of `namespaces` x `per_namespace` canary Rollouts as the benchmark makes them:
+    /// each with two ReplicaSets (3 stable pods, 1 canary pod), two Services selecting a
+    /// revision, one AnalysisRun; one AnalysisTemplate per namespace. Rollout `i` of namespace
+    /// `n` is `r{i}` in `ns{n}`, with uid `uid-{n}-{i}`.
+    pub fn fill(feeds: &mut Feeds, namespaces: usize, per_namespace: usize) {
+        use crate::api::constants::LABEL_POD_TEMPLATE_HASH;
+        use serde_json::json;
+        let (mut rollouts, mut sets, mut pods, mut runs, mut templates, mut services) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        for n in 0..namespaces {
+            let ns = format!("ns{n}");
+            let mut t = AnalysisTemplate::new("success-rate", Default::default());
+            t.metadata.namespace = Some(ns.clone());
+            templates.push(Parsed(Ok(t)));
+            for i in 0..per_namespace {
+                let name = format!("r{i}");
+                let uid = format!("uid-{n}-{i}");
+                let ro: Rollout = serde_json::from_value(json!({
+                    "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
+                    "metadata": {"name": name, "namespace": ns, "uid": uid,
+                                 "creationTimestamp": "2026-01-01T00:00:00Z"},
+                    "spec": {
+                        "replicas": 3,
+                        "selector": {"matchLabels": {"app": name}},
+                        "template": {"metadata": {"labels": {"app": name}},
+                                     "spec": {"containers": [{"name": "web", "image": "web:1"}]}},
+                        "strategy": {"canary": {
+                            "stableService": format!("{name}-stable"),
+                            "canaryService": format!("{name}-canary"),
+                            "steps": [{"setWeight": 25}, {"pause": {}},
+                                      {"analysis": {"templates": [{"templateName": "success-rate"}]}},
+                                      {"setWeight": 75}]}}}
+                }))
+                .expect("rollout");
+                rollouts.push(Parsed(Ok(ro)));
+                let owner = json!([{"apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
+                    "name": name, "uid": uid, "controller": true}]);
+                for (rev, replicas) in [("a", 3), ("b", 1)] {
+                    let hash = format!("{rev}{n}x{i}");
+                    let labels = json!({LABEL_ROLLOUT: name, LABEL_POD_TEMPLATE_HASH: hash});
+                    sets.push(
+                        serde_json::from_value(json!({
+                            "metadata": {"name": format!("{name}-{hash}"), "namespace": ns,
+                                         "labels": labels, "ownerReferences": owner},
+                            "spec": {"replicas": replicas, "selector": {"matchLabels": labels}},
+                            "status": {"replicas": replicas, "readyReplicas": replicas,
+                                       "availableReplicas": replicas}
+                        }))
+                        .expect("replica set"),
+                    );
+                    for p in 0..replicas {
+                        pods.push(
+                            serde_json::from_value(json!({
+                                "metadata": {"name": format!("{name}-{hash}-{p}"),
+                                             "namespace": ns, "labels": labels},
+                                "status": {"phase": "Running"}
+                            }))
+                            .expect("pod"),
+                        );
+                    }
+                    let role = if rev == "a" { "stable" } else { "canary" };
+                    services.push(
+                        serde_json::from_value(json!({
+                            "metadata": {"name": format!("{name}-{role}"), "namespace": ns},
+                            "spec": {"selector": {"app": name, LABEL_POD_TEMPLATE_HASH: hash}}
+                        }))
+                        .expect("service"),
+                    );
+                }
+                let mut run = AnalysisRun::new(&format!("{name}-run"), Default::default());
+                run.metadata.namespace = Some(ns.clone());
+                run.metadata.labels = Some([(LABEL_ROLLOUT.to_string(), name.clone())].into());
+                run.metadata.owner_references = Some(serde_json::from_value(owner).expect("owner"));
+                runs.push(Parsed(Ok(run)));
+            }
+        }
+        feeds.rollouts.list(rollouts);
+        feeds.replica_sets.list(sets);
+        feeds.pods.list(pods);
+        feeds.runs.list(runs);
+        feeds.templates.list(templates);
+        feeds.cluster_templates.list(vec![]);
+        feeds.services.list(services);
+        feeds.deployments.list(vec![]);
+    }
+
+    /// A client that reaches nothing (requests fail at once): for code that must not call.
+    pub fn offline_client() -> Client {
+        let url = "http://127.0.0.1:9".parse().expect("url");
+        Client::try_from(kube::Config::new(url)).expect("client")
+    }
+
+    /// Router caches over [`offline_client`]: no router kind is ever watched.
+    pub fn offline_routers() -> RouterCaches {
+        let (tx, _rx) = futures::channel::mpsc::unbounded();
+        let (routers, task) = RouterCaches::start(offline_client(), None, tx);
+        task.abort();
+        routers
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
