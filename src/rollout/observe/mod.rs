@@ -16,10 +16,9 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Client, ResourceExt};
 
 use super::analysis::AnalysisKey;
-use super::cache::{Caches, controlled_by, in_namespace};
+use super::cache::{Caches, Reads};
 use super::hash::pod_template_hash;
 use crate::api::analysis::{AnalysisPhase, AnalysisRunSpec, ClusterAnalysisTemplate};
-use crate::api::constants::LABEL_ROLLOUT;
 use crate::api::rollout::Rollout;
 use crate::runtime::error::Error;
 use crate::runtime::malformed::Parsed;
@@ -60,7 +59,8 @@ pub async fn observe(ro: &Rollout, from: &Sources<'_>) -> Result<World, Error> {
     let (replica_sets, observed_sets, pods) = replica_sets(ro, caches, &ns, from.restart_threshold);
     let (services, exists) = services(ro, caches, &ns);
     let uid = ro.uid().unwrap_or_default();
-    let runs = controlled_by(in_namespace(&caches.runs, &ns), &uid)
+    let runs = caches
+        .runs_of(&ns, &uid)
         .iter()
         .map(|r| policy::observed_run(r))
         .collect();
@@ -111,13 +111,12 @@ fn replica_sets(
 ) -> (Vec<ReplicaSet>, Vec<ObservedRs>, Vec<Arc<Pod>>) {
     let name = ro.name_any();
     let uid = ro.uid().unwrap_or_default();
-    let sets: Vec<ReplicaSet> = controlled_by(in_namespace(&caches.replica_sets, ns), &uid)
+    let sets: Vec<ReplicaSet> = caches
+        .replica_sets_of(ns, &uid)
         .into_iter()
         .map(|rs| rs.as_ref().clone())
         .collect();
-    let pods: Vec<Arc<Pod>> = caches.pods.state_filter(|p| {
-        p.metadata.namespace.as_deref() == Some(ns) && p.labels().get(LABEL_ROLLOUT) == Some(&name)
-    });
+    let pods: Vec<Arc<Pod>> = caches.pods_of(ns, &name);
     let observed = sets
         .iter()
         .filter_map(|rs| policy::observed_rs(rs, &pods, restart_threshold))
@@ -155,7 +154,7 @@ async fn declared_analysis(
     if uses.is_empty() {
         return Ok(BTreeMap::new());
     }
-    let local = in_namespace(&caches.templates, ns);
+    let local = caches.templates_in(ns);
     // A refused list is the Rollout's problem (InvalidSpec, naming it); a cache that has not
     // synced yet is retried.
     let cluster: Result<Vec<Arc<Parsed<ClusterAnalysisTemplate>>>, String> =
@@ -205,15 +204,28 @@ async fn traffic_problems(
 }
 
 /// The objects of `router` that an older Rollout in `ns` already routes (see
-/// [`policy::claimed_by_others`]).
+/// [`policy::claimed_by_others`]). Only the Rollouts of `ns` that route one of the same
+/// objects are looked at.
 pub fn claimed_by_others(
     ro: &Rollout,
     caches: &Caches,
     ns: &str,
     router: &dyn crate::traffic::router::TrafficRouter,
 ) -> BTreeMap<String, String> {
-    let cached = in_namespace(&caches.rollouts, ns);
-    let others: Vec<&Rollout> = cached.iter().filter_map(|o| o.ok()).collect();
+    let mut cached: BTreeMap<String, Arc<Parsed<Rollout>>> = BTreeMap::new();
+    for t in router.targets() {
+        let target = Reads::RouterObject {
+            kind: t.kind,
+            namespace: t.namespace.unwrap_or_else(|| ns.to_string()),
+            name: t.name,
+        };
+        for o in caches.rollouts_reading(&target) {
+            if o.namespace().as_deref() == Some(ns) {
+                cached.insert(o.name_any(), o);
+            }
+        }
+    }
+    let others: Vec<&Rollout> = cached.values().filter_map(|o| o.ok()).collect();
     policy::claimed_by_others(ro, &others, ns, router)
 }
 
