@@ -339,9 +339,21 @@ mod tests {
     #[tokio::test]
     #[ignore]
     async fn observe_cost_at_10000_rollouts() {
+        let rss = || {
+            std::fs::read_to_string("/proc/self/status")
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find(|l| l.starts_with("VmRSS:"))
+                        .map(|l| l.trim_start_matches("VmRSS:").trim().to_string())
+                })
+                .unwrap_or_default()
+        };
+        println!("RSS before filling the caches: {}", rss());
         let (caches, mut feeds) = fake::caches(fake::offline_routers());
         let started = Instant::now();
         fake::fill(&mut feeds, 100, 100);
+        println!("RSS after: {}", rss());
         println!(
             "filled: {} Rollouts, {} ReplicaSets, {} pods, {} Services in {:?}",
             caches.rollouts.state().len(),
