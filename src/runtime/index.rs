@@ -23,8 +23,63 @@ type Place = (Option<String>, String);
 /// The keys of an object (none, one or several).
 pub type KeysOf<K, Q> = Arc<dyn Fn(&K) -> Vec<Q> + Send + Sync>;
 
+/// The places of the objects with one key: a short list while few (most keys have one to a
+/// handful: a hash set of one costs several times its entry), a hash set once many (a
+/// namespace's Rollouts).
+enum Places {
+    Few(Vec<Place>),
+    Many(HashSet<Place>),
+}
+
+/// Places a key holds in a list before they move to a hash set.
+const FEW: usize = 16;
+
+impl Places {
+    fn insert(&mut self, place: &Place) {
+        match self {
+            Places::Few(v) if v.contains(place) => {}
+            Places::Few(v) if v.len() < FEW => v.push(place.clone()),
+            Places::Few(v) => {
+                let mut set: HashSet<Place> = v.drain(..).collect();
+                set.insert(place.clone());
+                *self = Places::Many(set);
+            }
+            Places::Many(set) => {
+                set.insert(place.clone());
+            }
+        }
+    }
+
+    fn remove(&mut self, place: &Place) {
+        match self {
+            Places::Few(v) => {
+                if let Some(i) = v.iter().position(|p| p == place) {
+                    v.swap_remove(i);
+                }
+            }
+            Places::Many(set) => {
+                set.remove(place);
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Places::Few(v) => v.is_empty(),
+            Places::Many(set) => set.is_empty(),
+        }
+    }
+
+    fn to_vec(&self) -> Vec<Place> {
+        match self {
+            Places::Few(v) => v.clone(),
+            Places::Many(set) => set.iter().cloned().collect(),
+        }
+    }
+}
+
 struct Table<Q> {
-    by_key: HashMap<Q, HashSet<Place>>,
+    by_key: HashMap<Q, Places>,
 }
 
 impl<Q: Hash + Eq> Default for Table<Q> {
@@ -38,15 +93,18 @@ impl<Q: Hash + Eq> Default for Table<Q> {
 impl<Q: Hash + Eq> Table<Q> {
     fn insert(&mut self, keys: Vec<Q>, place: &Place) {
         for k in keys {
-            self.by_key.entry(k).or_default().insert(place.clone());
+            self.by_key
+                .entry(k)
+                .or_insert_with(|| Places::Few(Vec::with_capacity(1)))
+                .insert(place);
         }
     }
 
     fn remove(&mut self, keys: Vec<Q>, place: &Place) {
         for k in keys {
-            if let Some(set) = self.by_key.get_mut(&k) {
-                set.remove(place);
-                if set.is_empty() {
+            if let Some(places) = self.by_key.get_mut(&k) {
+                places.remove(place);
+                if places.is_empty() {
                     self.by_key.remove(&k);
                 }
             }
@@ -176,7 +234,7 @@ where
         let places: Vec<Place> = {
             let state = self.state.read().unwrap_or_else(|e| e.into_inner());
             match state.live.by_key.get(key) {
-                Some(set) => set.iter().cloned().collect(),
+                Some(places) => places.to_vec(),
                 None => return Vec::new(),
             }
         };
@@ -288,6 +346,25 @@ mod tests {
         f.feed(Event::Delete(cm("a", "two", "web")));
         assert!(f.names("a", "web").is_empty());
         assert_eq!(f.keys(), 0, "no empty sets are kept");
+    }
+
+    #[test]
+    fn a_key_with_many_objects_keeps_each_once_and_lets_each_go() {
+        let mut f = Fixture::new();
+        f.feed(Event::Init);
+        f.feed(Event::InitDone);
+        let all: Vec<String> = (0..3 * FEW).map(|i| format!("o{i:03}")).collect();
+        for n in &all {
+            f.feed(Event::Apply(cm("a", n, "web")));
+            f.feed(Event::Apply(cm("a", n, "web")));
+        }
+        assert_eq!(f.names("a", "web"), all);
+        for n in all.iter().skip(1) {
+            f.feed(Event::Delete(cm("a", n, "web")));
+        }
+        assert_eq!(f.names("a", "web"), ["o000"]);
+        f.feed(Event::Delete(cm("a", "o000", "web")));
+        assert_eq!(f.keys(), 0);
     }
 
     #[test]
