@@ -18,6 +18,12 @@
 //!
 //! Each watch is also a trigger of the controller (see `controller::run`): a change to
 //! anything a Rollout reads wakes that Rollout.
+//!
+//! Beside the stores, secondary indexes ([`Index`]) find what one reconcile or one trigger
+//! reads without scanning a whole cache: Rollouts by what they read ([`Reads`]), ReplicaSets
+//! and AnalysisRuns by the Rollout that controls them, pods by their `sluice.dev/rollout`
+//! label, AnalysisTemplates by namespace, Services by the revision their selector pins. With
+//! 10,000 Rollouts (40,000 pods) a reconcile then costs what its own objects cost.
 
 use std::fmt::Debug;
 use std::hash::Hash;
@@ -34,11 +40,15 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
 use crate::api::analysis::{AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate};
-use crate::api::constants::LABEL_ROLLOUT;
+use crate::api::constants::{LABEL_POD_TEMPLATE_HASH, LABEL_ROLLOUT};
 use crate::api::rollout::Rollout;
+use crate::rollout::observe::policy::{analysis_uses, named_services};
+use crate::runtime::index::Index;
+use crate::traffic::router::{TargetKind, router_for};
 use crate::traffic::watch::RouterCaches;
 
 use crate::runtime::malformed::Parsed;
+use kube::runtime::reflector::store::Writer;
 
 /// The annotation `kubectl apply` keeps a copy of the object in.
 pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -72,6 +82,170 @@ pub struct Caches {
     pub services: Store<Service>,
     pub deployments: Store<Deployment>,
     pub routers: RouterCaches,
+    rollouts_by: Index<Parsed<Rollout>, Reads>,
+    replica_sets_by: Index<ReplicaSet, Owner>,
+    pods_by: Index<Pod, (String, String)>,
+    runs_by: Index<Parsed<AnalysisRun>, Owner>,
+    templates_by: Index<Parsed<AnalysisTemplate>, String>,
+    services_by: Index<Service, (String, String)>,
+}
+
+/// Something a Rollout reads, as the Rollout index keys it (see [`reads`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Reads {
+    /// Its namespace: every Rollout has this key.
+    Namespace(String),
+    /// A Service it names (stable, canary, active, preview).
+    Service { namespace: String, name: String },
+    /// The Deployment of its `workloadRef`.
+    Deployment { namespace: String, name: String },
+    /// An AnalysisTemplate one of its analyses names.
+    Template { namespace: String, name: String },
+    /// A ClusterAnalysisTemplate one of its analyses names.
+    ClusterTemplate(String),
+    /// An object its traffic router edits.
+    RouterObject {
+        kind: TargetKind,
+        namespace: String,
+        name: String,
+    },
+    /// A kind of object its traffic router edits.
+    RouterKind(TargetKind),
+}
+
+/// Everything the Rollout reads that the Rollout index keys; a Rollout that does not read
+/// has only its namespace.
+pub fn reads(p: &Parsed<Rollout>) -> Vec<Reads> {
+    let ns = p.meta().namespace.clone().unwrap_or_default();
+    let mut out = vec![Reads::Namespace(ns.clone())];
+    let Ok(ro) = &p.0 else {
+        return out;
+    };
+    for name in named_services(ro) {
+        out.push(Reads::Service {
+            namespace: ns.clone(),
+            name: name.clone(),
+        });
+    }
+    if let Some(w) = &ro.spec.workload_ref {
+        out.push(Reads::Deployment {
+            namespace: ns.clone(),
+            name: w.name.clone(),
+        });
+    }
+    for (_, u) in analysis_uses(ro) {
+        for t in u.templates {
+            out.push(if t.cluster_scope == Some(true) {
+                Reads::ClusterTemplate(t.template_name)
+            } else {
+                Reads::Template {
+                    namespace: ns.clone(),
+                    name: t.template_name,
+                }
+            });
+        }
+    }
+    if let Some(router) = ro.spec.strategy.canary.as_ref().and_then(router_for) {
+        for t in router.targets() {
+            out.push(Reads::RouterKind(t.kind));
+            out.push(Reads::RouterObject {
+                kind: t.kind,
+                namespace: t.namespace.unwrap_or_else(|| ns.clone()),
+                name: t.name,
+            });
+        }
+    }
+    out
+}
+
+/// The namespace and uid of an object's controller.
+type Owner = (String, String);
+
+/// The controllers of `o` (at most one, as the API server allows), with `o`'s namespace.
+fn controllers<K: Resource>(o: &K) -> Vec<Owner> {
+    let ns = o.meta().namespace.clone().unwrap_or_default();
+    o.meta()
+        .owner_references
+        .iter()
+        .flatten()
+        .filter(|r| r.controller == Some(true))
+        .map(|r| (ns.clone(), r.uid.clone()))
+        .collect()
+}
+
+/// The namespace of `o` and its `sluice.dev/rollout` label, if it has one.
+fn rollout_label<K: Resource>(o: &K) -> Vec<(String, String)> {
+    let ns = o.meta().namespace.clone().unwrap_or_default();
+    o.meta()
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_ROLLOUT))
+        .map(|r| (ns, r.clone()))
+        .into_iter()
+        .collect()
+}
+
+fn namespace_of<K: Resource>(o: &K) -> Vec<String> {
+    o.meta().namespace.clone().into_iter().collect()
+}
+
+/// The namespace of a Service and the revision its selector pins, if it pins one.
+fn pinned_revision(s: &Service) -> Vec<(String, String)> {
+    let ns = s.metadata.namespace.clone().unwrap_or_default();
+    s.spec
+        .as_ref()
+        .and_then(|s| s.selector.as_ref())
+        .and_then(|s| s.get(LABEL_POD_TEMPLATE_HASH))
+        .map(|h| (ns, h.clone()))
+        .into_iter()
+        .collect()
+}
+
+/// How a watch event reaches the indexes of its cache (ahead of the store).
+type IndexFeed<K> = Box<dyn Fn(&watcher::Event<K>) + Send + Sync>;
+
+/// One cache's writing side: its store's writer and what feeds its indexes.
+struct Writing<K: Resource + Clone + 'static>
+where
+    K::DynamicType: Eq + Hash + Clone,
+{
+    writer: Writer<K>,
+    index: IndexFeed<K>,
+}
+
+fn unindexed<K: Resource + Clone + 'static>(writer: Writer<K>) -> Writing<K>
+where
+    K::DynamicType: Eq + Hash + Clone,
+{
+    Writing {
+        writer,
+        index: Box::new(|_| {}),
+    }
+}
+
+fn indexed<K, Q>(writer: Writer<K>, index: &Index<K, Q>) -> Writing<K>
+where
+    K: Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone + Send + Sync,
+    Q: Hash + Eq + Send + Sync + 'static,
+{
+    let index = index.clone();
+    Writing {
+        writer,
+        index: Box::new(move |e| index.apply(e)),
+    }
+}
+
+/// The writing sides of every cache of [`Caches`].
+struct Writings {
+    rollouts: Writing<Parsed<Rollout>>,
+    replica_sets: Writing<ReplicaSet>,
+    pods: Writing<Pod>,
+    runs: Writing<Parsed<AnalysisRun>>,
+    templates: Writing<Parsed<AnalysisTemplate>>,
+    cluster_templates: Writing<Parsed<ClusterAnalysisTemplate>>,
+    services: Writing<Service>,
+    deployments: Writing<Deployment>,
 }
 
 /// The watches behind [`Caches`]; each must be polled (the controller does, as its triggers).
@@ -97,21 +271,25 @@ where
     }
 }
 
-/// A reflector over `api`: its store, and the stream that fills it (yielding each object that
-/// changed).
-fn reflect<K>(api: Api<K>, wc: watcher::Config, strip: fn(&mut K)) -> (Store<K>, Trigger<K>)
+/// A reflector over `api` filling `into` (its indexes first, then its store); the stream
+/// that fills it yields each object that changed.
+fn reflect<K>(api: Api<K>, wc: watcher::Config, strip: fn(&mut K), into: Writing<K>) -> Trigger<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone,
 {
-    let (reader, writer) = reflector::store();
-    let stream = watcher(api, wc)
+    let Writing { writer, index } = into;
+    watcher(api, wc)
         .modify(strip)
         .default_backoff()
+        .inspect(move |e| {
+            if let Ok(e) = e {
+                index(e);
+            }
+        })
         .reflect(writer)
         .touched_objects()
-        .boxed();
-    (reader, stream)
+        .boxed()
 }
 
 fn strip_pod(p: &mut Pod) {
@@ -132,24 +310,21 @@ fn strip_deployment(d: &mut Deployment) {
 /// Why a kind cannot be listed (RBAC), while that is so.
 pub type ListRefused = Arc<Mutex<Option<String>>>;
 
-/// The ClusterAnalysisTemplate cache, its trigger, and why the templates cannot be listed
-/// while that is so: a list refused by RBAC is the Rollouts' problem (an InvalidSpec naming
-/// it), not a reason to wait forever.
+/// The ClusterAnalysisTemplate watch, and why the templates cannot be listed while that is
+/// so: a list refused by RBAC is the Rollouts' problem (an InvalidSpec naming it), not a
+/// reason to wait forever.
 fn cluster_templates(
     client: &Client,
-) -> (
-    Store<Parsed<ClusterAnalysisTemplate>>,
-    Trigger<Parsed<ClusterAnalysisTemplate>>,
-    ListRefused,
-) {
-    let (store, trigger) = reflect(
+    into: Writing<Parsed<ClusterAnalysisTemplate>>,
+    refused: ListRefused,
+) -> Trigger<Parsed<ClusterAnalysisTemplate>> {
+    let trigger = reflect(
         Api::<Parsed<ClusterAnalysisTemplate>>::all(client.clone()),
         watcher::Config::default(),
         strip_meta,
+        into,
     );
-    let refused = ListRefused::default();
-    let seen = refused.clone();
-    let trigger = trigger
+    trigger
         .inspect(move |r| {
             let why = match r {
                 Err(watcher::Error::InitialListFailed(kube::Error::Api(e))) if e.code == 403 => {
@@ -158,15 +333,61 @@ fn cluster_templates(
                 Err(_) => return,
                 Ok(_) => None,
             };
-            if let Ok(mut s) = seen.lock() {
+            if let Ok(mut s) = refused.lock() {
                 *s = why;
             }
         })
-        .boxed();
-    (store, trigger, refused)
+        .boxed()
 }
 
 impl Caches {
+    /// Empty caches with their indexes, and their writing sides.
+    fn empty(routers: RouterCaches) -> (Self, Writings) {
+        let (rollouts, w_rollouts) = reflector::store();
+        let (replica_sets, w_sets) = reflector::store();
+        let (pods, w_pods) = reflector::store();
+        let (runs, w_runs) = reflector::store();
+        let (templates, w_templates) = reflector::store();
+        let (cluster_templates, w_cluster) = reflector::store();
+        let (services, w_services) = reflector::store();
+        let (deployments, w_deployments) = reflector::store();
+        let rollouts_by = Index::new(rollouts.clone(), (), reads);
+        let replica_sets_by = Index::new(replica_sets.clone(), (), controllers);
+        let pods_by = Index::new(pods.clone(), (), rollout_label);
+        let runs_by = Index::new(runs.clone(), (), controllers);
+        let templates_by = Index::new(templates.clone(), (), namespace_of);
+        let services_by = Index::new(services.clone(), (), pinned_revision);
+        let writings = Writings {
+            rollouts: indexed(w_rollouts, &rollouts_by),
+            replica_sets: indexed(w_sets, &replica_sets_by),
+            pods: indexed(w_pods, &pods_by),
+            runs: indexed(w_runs, &runs_by),
+            templates: indexed(w_templates, &templates_by),
+            cluster_templates: unindexed(w_cluster),
+            services: indexed(w_services, &services_by),
+            deployments: unindexed(w_deployments),
+        };
+        let caches = Caches {
+            rollouts,
+            replica_sets,
+            pods,
+            runs,
+            templates,
+            cluster_templates,
+            cluster_templates_refused: ListRefused::default(),
+            services,
+            deployments,
+            routers,
+            rollouts_by,
+            replica_sets_by,
+            pods_by,
+            runs_by,
+            templates_by,
+            services_by,
+        };
+        (caches, writings)
+    }
+
     /// Builds every cache over `namespace` (all namespaces when `None`). Nothing is read until
     /// the returned triggers are polled; the router caches start at once.
     pub fn new(
@@ -174,59 +395,79 @@ impl Caches {
         namespace: Option<&str>,
         routers: RouterCaches,
     ) -> (Self, Triggers) {
+        let (caches, w) = Caches::empty(routers);
         let owned = || watcher::Config::default().labels(LABEL_ROLLOUT);
-        let (rollouts, t_rollouts) = reflect(
-            api::<Parsed<Rollout>>(client, namespace),
-            watcher::Config::default(),
-            strip_meta,
-        );
-        let (replica_sets, t_sets) = reflect(api(client, namespace), owned(), strip_meta);
-        let (pods, t_pods) = reflect(api(client, namespace), owned(), strip_pod);
-        let (runs, t_runs) = reflect(
-            api::<Parsed<AnalysisRun>>(client, namespace),
-            owned(),
-            strip_meta,
-        );
-        let (templates, t_templates) = reflect(
-            api::<Parsed<AnalysisTemplate>>(client, namespace),
-            watcher::Config::default(),
-            strip_meta,
-        );
-        let (services, t_services) = reflect(
-            api(client, namespace),
-            watcher::Config::default(),
-            strip_service,
-        );
-        let (deployments, t_deployments) = reflect(
-            api(client, namespace),
-            watcher::Config::default(),
-            strip_deployment,
-        );
-        let (cluster_templates, t_cluster, refused) = cluster_templates(client);
-        (
-            Caches {
-                rollouts,
-                replica_sets,
-                pods,
-                runs,
-                templates,
-                cluster_templates,
-                cluster_templates_refused: refused,
-                services,
-                deployments,
-                routers,
-            },
-            Triggers {
-                rollouts: t_rollouts,
-                replica_sets: t_sets,
-                pods: t_pods,
-                runs: t_runs,
-                templates: t_templates,
-                cluster_templates: t_cluster,
-                services: t_services,
-                deployments: t_deployments,
-            },
-        )
+        let all = watcher::Config::default;
+        let triggers = Triggers {
+            rollouts: reflect(
+                api::<Parsed<Rollout>>(client, namespace),
+                all(),
+                strip_meta,
+                w.rollouts,
+            ),
+            replica_sets: reflect(api(client, namespace), owned(), strip_meta, w.replica_sets),
+            pods: reflect(api(client, namespace), owned(), strip_pod, w.pods),
+            runs: reflect(
+                api::<Parsed<AnalysisRun>>(client, namespace),
+                owned(),
+                strip_meta,
+                w.runs,
+            ),
+            templates: reflect(
+                api::<Parsed<AnalysisTemplate>>(client, namespace),
+                all(),
+                strip_meta,
+                w.templates,
+            ),
+            cluster_templates: cluster_templates(
+                client,
+                w.cluster_templates,
+                caches.cluster_templates_refused.clone(),
+            ),
+            services: reflect(api(client, namespace), all(), strip_service, w.services),
+            deployments: reflect(
+                api(client, namespace),
+                all(),
+                strip_deployment,
+                w.deployments,
+            ),
+        };
+        (caches, triggers)
+    }
+
+    /// The Rollouts of namespace `ns`.
+    pub fn rollouts_in(&self, ns: &str) -> Vec<Arc<Parsed<Rollout>>> {
+        self.rollouts_by.get(&Reads::Namespace(ns.to_string()))
+    }
+
+    /// The Rollouts that read `what`.
+    pub fn rollouts_reading(&self, what: &Reads) -> Vec<Arc<Parsed<Rollout>>> {
+        self.rollouts_by.get(what)
+    }
+
+    /// The ReplicaSets in `ns` that the object with `uid` controls.
+    pub fn replica_sets_of(&self, ns: &str, uid: &str) -> Vec<Arc<ReplicaSet>> {
+        self.replica_sets_by.get(&(ns.to_string(), uid.to_string()))
+    }
+
+    /// The AnalysisRuns in `ns` that the object with `uid` controls.
+    pub fn runs_of(&self, ns: &str, uid: &str) -> Vec<Arc<Parsed<AnalysisRun>>> {
+        self.runs_by.get(&(ns.to_string(), uid.to_string()))
+    }
+
+    /// The pods in `ns` labelled as Rollout `rollout`'s.
+    pub fn pods_of(&self, ns: &str, rollout: &str) -> Vec<Arc<Pod>> {
+        self.pods_by.get(&(ns.to_string(), rollout.to_string()))
+    }
+
+    /// The AnalysisTemplates of namespace `ns`.
+    pub fn templates_in(&self, ns: &str) -> Vec<Arc<Parsed<AnalysisTemplate>>> {
+        self.templates_by.get(&ns.to_string())
+    }
+
+    /// The Services in `ns` whose selector pins revision `hash` (Sluice's key).
+    pub fn services_pinned_to(&self, ns: &str, hash: &str) -> Vec<Arc<Service>> {
+        self.services_by.get(&(ns.to_string(), hash.to_string()))
     }
 
     /// Waits until every namespaced cache has its first full list (a Rollout reconciled
@@ -277,26 +518,163 @@ impl Caches {
     }
 }
 
-/// Objects of a namespaced store in `ns`.
-pub fn in_namespace<K: Resource + Clone>(store: &Store<K>, ns: &str) -> Vec<Arc<K>>
-where
-    K::DynamicType: Eq + Hash + Clone,
-{
-    store.state_filter(|o| o.meta().namespace.as_deref() == Some(ns))
-}
+/// Caches filled by hand, without an API server (unit tests and measurements).
+#[cfg(test)]
+pub(crate) mod fake {
+    use super::*;
 
-/// The objects `uid` controls among `objects`.
-pub fn controlled_by<K: Resource>(objects: Vec<Arc<K>>, uid: &str) -> Vec<Arc<K>> {
-    objects
-        .into_iter()
-        .filter(|o| {
-            o.meta()
-                .owner_references
-                .iter()
-                .flatten()
-                .any(|r| r.uid == uid && r.controller == Some(true))
-        })
-        .collect()
+    /// One cache's writing side: events go where the watch's events go (indexes, then store).
+    pub struct Feed<K: Resource + Clone + 'static>(Writing<K>)
+    where
+        K::DynamicType: Eq + Hash + Clone;
+
+    impl<K: Resource + Clone + 'static> Feed<K>
+    where
+        K::DynamicType: Eq + Hash + Clone,
+    {
+        /// One watch event, as the watch stream delivers it.
+        pub fn event(&mut self, ev: watcher::Event<K>) {
+            (self.0.index)(&ev);
+            self.0.writer.apply_watcher_event(&ev);
+        }
+
+        /// A full list: what the cache holds afterwards is `objects`.
+        pub fn list(&mut self, objects: Vec<K>) {
+            self.event(watcher::Event::Init);
+            for o in objects {
+                self.event(watcher::Event::InitApply(o));
+            }
+            self.event(watcher::Event::InitDone);
+        }
+    }
+
+    /// The writing side of every cache of [`fake::caches`].
+    pub struct Feeds {
+        pub rollouts: Feed<Parsed<Rollout>>,
+        pub replica_sets: Feed<ReplicaSet>,
+        pub pods: Feed<Pod>,
+        pub runs: Feed<Parsed<AnalysisRun>>,
+        pub templates: Feed<Parsed<AnalysisTemplate>>,
+        pub cluster_templates: Feed<Parsed<ClusterAnalysisTemplate>>,
+        pub services: Feed<Service>,
+        pub deployments: Feed<Deployment>,
+    }
+
+    /// Empty caches (not yet synced: list each) and their writing sides.
+    pub fn caches(routers: RouterCaches) -> (Caches, Feeds) {
+        let (caches, w) = Caches::empty(routers);
+        let feeds = Feeds {
+            rollouts: Feed(w.rollouts),
+            replica_sets: Feed(w.replica_sets),
+            pods: Feed(w.pods),
+            runs: Feed(w.runs),
+            templates: Feed(w.templates),
+            cluster_templates: Feed(w.cluster_templates),
+            services: Feed(w.services),
+            deployments: Feed(w.deployments),
+        };
+        (caches, feeds)
+    }
+
+    /// A world of `namespaces` x `per_namespace` canary Rollouts as the benchmark makes them:
+    /// each with two ReplicaSets (3 stable pods, 1 canary pod), two Services selecting a
+    /// revision, one AnalysisRun; one AnalysisTemplate per namespace. Rollout `i` of namespace
+    /// `n` is `r{i}` in `ns{n}`, with uid `uid-{n}-{i}`.
+    pub fn fill(feeds: &mut Feeds, namespaces: usize, per_namespace: usize) {
+        use crate::api::constants::LABEL_POD_TEMPLATE_HASH;
+        use serde_json::json;
+        let (mut rollouts, mut sets, mut pods, mut runs, mut templates, mut services) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        for n in 0..namespaces {
+            let ns = format!("ns{n}");
+            let mut t = AnalysisTemplate::new("success-rate", Default::default());
+            t.metadata.namespace = Some(ns.clone());
+            templates.push(Parsed(Ok(t)));
+            for i in 0..per_namespace {
+                let name = format!("r{i}");
+                let uid = format!("uid-{n}-{i}");
+                let ro: Rollout = serde_json::from_value(json!({
+                    "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
+                    "metadata": {"name": name, "namespace": ns, "uid": uid,
+                                 "creationTimestamp": "2026-01-01T00:00:00Z"},
+                    "spec": {
+                        "replicas": 3,
+                        "selector": {"matchLabels": {"app": name}},
+                        "template": {"metadata": {"labels": {"app": name}},
+                                     "spec": {"containers": [{"name": "web", "image": "web:1"}]}},
+                        "strategy": {"canary": {
+                            "stableService": format!("{name}-stable"),
+                            "canaryService": format!("{name}-canary"),
+                            "steps": [{"setWeight": 25}, {"pause": {}},
+                                      {"analysis": {"templates": [{"templateName": "success-rate"}]}},
+                                      {"setWeight": 75}]}}}
+                }))
+                .expect("rollout");
+                rollouts.push(Parsed(Ok(ro)));
+                let owner = json!([{"apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
+                    "name": name, "uid": uid, "controller": true}]);
+                for (rev, replicas) in [("a", 3), ("b", 1)] {
+                    let hash = format!("{rev}{n}x{i}");
+                    let labels = json!({LABEL_ROLLOUT: name, LABEL_POD_TEMPLATE_HASH: hash});
+                    sets.push(
+                        serde_json::from_value(json!({
+                            "metadata": {"name": format!("{name}-{hash}"), "namespace": ns,
+                                         "labels": labels, "ownerReferences": owner},
+                            "spec": {"replicas": replicas, "selector": {"matchLabels": labels}},
+                            "status": {"replicas": replicas, "readyReplicas": replicas,
+                                       "availableReplicas": replicas}
+                        }))
+                        .expect("replica set"),
+                    );
+                    for p in 0..replicas {
+                        pods.push(
+                            serde_json::from_value(json!({
+                                "metadata": {"name": format!("{name}-{hash}-{p}"),
+                                             "namespace": ns, "labels": labels},
+                                "status": {"phase": "Running"}
+                            }))
+                            .expect("pod"),
+                        );
+                    }
+                    let role = if rev == "a" { "stable" } else { "canary" };
+                    services.push(
+                        serde_json::from_value(json!({
+                            "metadata": {"name": format!("{name}-{role}"), "namespace": ns},
+                            "spec": {"selector": {"app": name, LABEL_POD_TEMPLATE_HASH: hash}}
+                        }))
+                        .expect("service"),
+                    );
+                }
+                let mut run = AnalysisRun::new(&format!("{name}-run"), Default::default());
+                run.metadata.namespace = Some(ns.clone());
+                run.metadata.labels = Some([(LABEL_ROLLOUT.to_string(), name.clone())].into());
+                run.metadata.owner_references = Some(serde_json::from_value(owner).expect("owner"));
+                runs.push(Parsed(Ok(run)));
+            }
+        }
+        feeds.rollouts.list(rollouts);
+        feeds.replica_sets.list(sets);
+        feeds.pods.list(pods);
+        feeds.runs.list(runs);
+        feeds.templates.list(templates);
+        feeds.cluster_templates.list(vec![]);
+        feeds.services.list(services);
+        feeds.deployments.list(vec![]);
+    }
+
+    /// A client that reaches nothing (requests fail at once): for code that must not call.
+    pub fn offline_client() -> Client {
+        let url = "http://127.0.0.1:9".parse().expect("url");
+        Client::try_from(kube::Config::new(url)).expect("client")
+    }
+
+    /// Router caches over [`offline_client`]: no router kind is ever watched.
+    pub fn offline_routers() -> RouterCaches {
+        let (tx, _rx) = futures::channel::mpsc::unbounded();
+        let (routers, task) = RouterCaches::start(offline_client(), None, tx);
+        task.abort();
+        routers
+    }
 }
 
 #[cfg(test)]

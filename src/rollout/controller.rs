@@ -37,11 +37,11 @@ use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use super::apply::{
     Current, StatusOf, apply, readable_status, selector_patch, traffic_params, write_status,
 };
-use super::cache::{Caches, Triggers};
+use super::cache::{Caches, Reads, Triggers};
 use super::decide::{DEFAULT_RESTART_THRESHOLD, decide};
-use super::observe::policy::{named_services, uses_template};
+use super::observe::policy::named_services;
 use super::observe::{Sources, claimed_by_others, observe, resolve_selector};
-use crate::traffic::router::{TargetKind, router_for};
+use crate::traffic::router::router_for;
 use crate::traffic::watch::{RouterCaches, RouterChange};
 
 /// What every reconcile of a Rollout shares.
@@ -353,55 +353,33 @@ fn error_policy(ro: Arc<Parsed<Rollout>>, error: &Error, ctx: Arc<Context>) -> A
     ctx.shared.retry_after(&key(ro.as_ref()), error, "Rollout")
 }
 
-/// The Rollouts in `ns` that `pick` selects, as reconcile requests.
-fn rollouts_where(
-    store: &Store<Parsed<Rollout>>,
-    ns: Option<&str>,
-    pick: impl Fn(&Rollout) -> bool,
-) -> Vec<ObjectRef<Parsed<Rollout>>> {
-    store
-        .state()
+/// The Rollouts (that read) which read `what`, as reconcile requests: an index lookup, never
+/// a scan of every Rollout.
+fn rollouts_reading(caches: &Caches, what: Reads) -> Vec<ObjectRef<Parsed<Rollout>>> {
+    caches
+        .rollouts_reading(&what)
         .into_iter()
-        .filter(|ro| ns.is_none_or(|ns| ro.namespace().as_deref() == Some(ns)))
-        .filter(|ro| ro.ok().is_some_and(&pick))
+        .filter(|ro| ro.ok().is_some())
         .map(|ro| ObjectRef::from(ro.as_ref()))
         .collect()
 }
 
-/// True when the Rollout's traffic router names the object (`name` in `ns`) of `kind`.
-fn routes_through(ro: &Rollout, kind: TargetKind, ns: &str, name: Option<&str>) -> bool {
-    let Some(router) = ro.spec.strategy.canary.as_ref().and_then(router_for) else {
-        return false;
-    };
-    let own = ro.namespace().unwrap_or_default();
-    router.targets().iter().any(|t| {
-        t.kind == kind
-            && t.namespace.as_deref().unwrap_or(&own) == ns
-            && name.is_none_or(|n| n == t.name)
-    })
-}
-
 /// The Rollouts a router change concerns.
-fn woken_by(
-    store: &Store<Parsed<Rollout>>,
-    change: &RouterChange,
-) -> Vec<ObjectRef<Parsed<Rollout>>> {
+fn woken_by(caches: &Caches, change: &RouterChange) -> Vec<ObjectRef<Parsed<Rollout>>> {
     match change {
         RouterChange::Object {
             kind,
             namespace,
             name,
-        } => rollouts_where(store, None, |ro| {
-            routes_through(ro, *kind, namespace, Some(name))
-        }),
-        RouterChange::Kind(kind) => rollouts_where(store, None, |ro| {
-            ro.spec
-                .strategy
-                .canary
-                .as_ref()
-                .and_then(router_for)
-                .is_some_and(|r| r.targets().iter().any(|t| t.kind == *kind))
-        }),
+        } => rollouts_reading(
+            caches,
+            Reads::RouterObject {
+                kind: *kind,
+                namespace: namespace.clone(),
+                name: name.clone(),
+            },
+        ),
+        RouterChange::Kind(kind) => rollouts_reading(caches, Reads::RouterKind(*kind)),
     }
 }
 
@@ -487,13 +465,13 @@ fn woken_by_what_they_read(
     let store = ctx.caches.rollouts.clone();
     let recorder = ctx.shared.recorder.clone();
     let reported = Arc::new(Reported::default());
-    let (s_pods, s_svc, s_dep, s_tmpl, s_cluster, s_router) = (
-        store.clone(),
-        store.clone(),
-        store.clone(),
-        store.clone(),
-        store.clone(),
-        store.clone(),
+    let s_pods = store.clone();
+    let (c_svc, c_dep, c_tmpl, c_cluster, c_router) = (
+        ctx.caches.clone(),
+        ctx.caches.clone(),
+        ctx.caches.clone(),
+        ctx.caches.clone(),
+        ctx.caches.clone(),
     );
     let (t_recorder, t_reported) = (recorder.clone(), reported.clone());
     Controller::for_stream(triggers.rollouts, store)
@@ -501,31 +479,30 @@ fn woken_by_what_they_read(
         .owns_stream(triggers.runs)
         .watches_stream(triggers.pods, move |pod: Pod| pod_wakes(&s_pods, &pod))
         .watches_stream(triggers.services, move |svc: Service| {
-            service_wakes(&s_svc, &svc)
+            service_wakes(&c_svc, &svc)
         })
         .watches_stream(triggers.deployments, move |d: Deployment| {
-            deployment_wakes(&s_dep, &d)
+            deployment_wakes(&c_dep, &d)
         })
         .watches_stream(triggers.templates, move |t: Parsed<AnalysisTemplate>| {
             // A template created or changed: Rollouts that use it check again (an
             // InvalidSpec for a missing or unreadable template recovers at once).
             report_template(&t, &t_recorder, &t_reported);
-            let ns = t.namespace().unwrap_or_default();
-            let name = t.name_any();
-            rollouts_where(&s_tmpl, Some(ns.as_str()), |ro| {
-                uses_template(ro, &name, false)
-            })
+            let what = Reads::Template {
+                namespace: t.namespace().unwrap_or_default(),
+                name: t.name_any(),
+            };
+            rollouts_reading(&c_tmpl, what)
         })
         .watches_stream(
             triggers.cluster_templates,
             move |t: Parsed<ClusterAnalysisTemplate>| {
                 report_template(&t, &recorder, &reported);
-                let name = t.name_any();
-                rollouts_where(&s_cluster, None, |ro| uses_template(ro, &name, true))
+                rollouts_reading(&c_cluster, Reads::ClusterTemplate(t.name_any()))
             },
         )
         .reconcile_on(
-            router_changes.flat_map(move |c| futures::stream::iter(woken_by(&s_router, &c))),
+            router_changes.flat_map(move |c| futures::stream::iter(woken_by(&c_router, &c))),
         )
 }
 
@@ -538,33 +515,28 @@ fn pod_wakes(store: &Store<Parsed<Rollout>>, pod: &Pod) -> Option<ObjectRef<Pars
 }
 
 /// The Rollouts that name a Service.
-fn service_wakes(store: &Store<Parsed<Rollout>>, svc: &Service) -> Vec<ObjectRef<Parsed<Rollout>>> {
-    let ns = svc.namespace().unwrap_or_default();
-    let name = svc.name_any();
-    rollouts_where(store, Some(ns.as_str()), |ro| {
-        named_services(ro).contains(&&name)
-    })
+fn service_wakes(caches: &Caches, svc: &Service) -> Vec<ObjectRef<Parsed<Rollout>>> {
+    let what = Reads::Service {
+        namespace: svc.namespace().unwrap_or_default(),
+        name: svc.name_any(),
+    };
+    rollouts_reading(caches, what)
 }
 
 /// The Rollouts whose `workloadRef` is a Deployment: a change to its template is a new
 /// revision.
-fn deployment_wakes(
-    store: &Store<Parsed<Rollout>>,
-    d: &Deployment,
-) -> Vec<ObjectRef<Parsed<Rollout>>> {
-    let ns = d.namespace().unwrap_or_default();
-    let name = d.name_any();
-    rollouts_where(store, Some(ns.as_str()), |ro| {
-        ro.spec
-            .workload_ref
-            .as_ref()
-            .is_some_and(|w| w.name == name)
-    })
+fn deployment_wakes(caches: &Caches, d: &Deployment) -> Vec<ObjectRef<Parsed<Rollout>>> {
+    let what = Reads::Deployment {
+        namespace: d.namespace().unwrap_or_default(),
+        name: d.name_any(),
+    };
+    rollouts_reading(caches, what)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::traffic::router::TargetKind;
     use serde_json::json;
 
     #[test]
@@ -594,8 +566,16 @@ mod tests {
         .expect("rollout")
     }
 
-    #[test]
-    fn a_router_object_wakes_the_rollouts_that_name_it_and_no_other() {
+    fn names(refs: Vec<ObjectRef<Parsed<Rollout>>>) -> Vec<String> {
+        let mut n: Vec<String> = refs.into_iter().map(|r| r.name).collect();
+        n.sort();
+        n
+    }
+
+    #[tokio::test]
+    async fn a_router_object_wakes_the_rollouts_that_name_it_and_no_other() {
+        use crate::rollout::cache::fake;
+        let (caches, mut feeds) = fake::caches(fake::offline_routers());
         let vs = routed(
             "a",
             "shop",
@@ -607,42 +587,141 @@ mod tests {
             json!({"istio": {"virtualService": {"name": "web.mesh"}}}),
         );
         let route = routed("c", "shop", json!({"gatewayAPI": {"httpRoute": "web"}}));
-        assert!(routes_through(
-            &vs,
-            TargetKind::VirtualService,
-            "shop",
-            Some("web")
-        ));
-        assert!(!routes_through(
-            &vs,
-            TargetKind::VirtualService,
-            "other",
-            Some("web")
-        ));
-        assert!(!routes_through(
-            &vs,
-            TargetKind::HttpRoute,
-            "shop",
-            Some("web")
-        ));
-        assert!(routes_through(
-            &elsewhere,
-            TargetKind::VirtualService,
-            "mesh",
-            Some("web")
-        ));
-        assert!(!routes_through(
-            &elsewhere,
-            TargetKind::VirtualService,
-            "shop",
-            Some("web")
-        ));
-        assert!(routes_through(&route, TargetKind::HttpRoute, "shop", None));
-        assert!(!routes_through(
-            &route,
-            TargetKind::DestinationRule,
-            "shop",
-            None
-        ));
+        feeds.rollouts.list(
+            [vs, elsewhere, route]
+                .into_iter()
+                .map(|r| Parsed(Ok(r)))
+                .collect(),
+        );
+        let object = |kind, namespace: &str, name: &str| {
+            names(woken_by(
+                &caches,
+                &RouterChange::Object {
+                    kind,
+                    namespace: namespace.into(),
+                    name: name.into(),
+                },
+            ))
+        };
+        assert_eq!(object(TargetKind::VirtualService, "shop", "web"), ["a"]);
+        assert!(object(TargetKind::VirtualService, "other", "web").is_empty());
+        assert!(object(TargetKind::HttpRoute, "other", "web").is_empty());
+        assert_eq!(object(TargetKind::HttpRoute, "shop", "web"), ["c"]);
+        assert_eq!(object(TargetKind::VirtualService, "mesh", "web"), ["b"]);
+        let kind = |k| names(woken_by(&caches, &RouterChange::Kind(k)));
+        assert_eq!(kind(TargetKind::VirtualService), ["a", "b"]);
+        assert_eq!(kind(TargetKind::HttpRoute), ["c"]);
+        assert!(kind(TargetKind::DestinationRule).is_empty());
+    }
+
+    #[tokio::test]
+    async fn services_deployments_and_templates_wake_the_rollouts_that_read_them() {
+        use crate::rollout::cache::fake;
+        let (caches, mut feeds) = fake::caches(fake::offline_routers());
+        let canary: Rollout = serde_json::from_value(json!({
+            "metadata": {"name": "canary", "namespace": "shop"},
+            "spec": {
+                "workloadRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                "strategy": {"canary": {
+                "stableService": "stable", "canaryService": "preview",
+                "steps": [{"analysis": {"templates": [{"templateName": "rate"}]}}],
+                "analysis": {"templates": [{"templateName": "slo", "clusterScope": true}]}}}}
+        }))
+        .expect("rollout");
+        let blue_green: Rollout = serde_json::from_value(json!({
+            "metadata": {"name": "bg", "namespace": "shop"},
+            "spec": {"strategy": {"blueGreen": {
+                "activeService": "stable", "previewService": "preview",
+                "prePromotionAnalysis": {"templates": [{"templateName": "rate"}]}}}}
+        }))
+        .expect("rollout");
+        let mut other_ns = canary.clone();
+        other_ns.metadata.namespace = Some("bar".into());
+        other_ns.metadata.name = Some("far".into());
+        feeds.rollouts.list(
+            [canary, blue_green, other_ns]
+                .into_iter()
+                .map(|r| Parsed(Ok(r)))
+                .collect(),
+        );
+        let service = |ns: &str, name: &str| {
+            let mut s = Service::default();
+            s.metadata.namespace = Some(ns.into());
+            s.metadata.name = Some(name.into());
+            names(service_wakes(&caches, &s))
+        };
+        assert_eq!(service("shop", "stable"), ["bg", "canary"]);
+        assert_eq!(service("shop", "preview"), ["bg", "canary"]);
+        assert_eq!(service("bar", "stable"), ["far"]);
+        assert!(service("shop", "web").is_empty());
+        let deployment = |ns: &str, name: &str| {
+            let mut d = Deployment::default();
+            d.metadata.namespace = Some(ns.into());
+            d.metadata.name = Some(name.into());
+            names(deployment_wakes(&caches, &d))
+        };
+        assert_eq!(deployment("shop", "web"), ["canary"]);
+        assert!(deployment("shop", "api").is_empty());
+        let template = |ns: &str, name: &str| {
+            let what = Reads::Template {
+                namespace: ns.into(),
+                name: name.into(),
+            };
+            names(rollouts_reading(&caches, what))
+        };
+        assert_eq!(template("shop", "rate"), ["bg", "canary"]);
+        assert!(template("shop", "slo").is_empty(), "slo is cluster-scoped");
+        let cluster = |name: &str| {
+            names(rollouts_reading(
+                &caches,
+                Reads::ClusterTemplate(name.into()),
+            ))
+        };
+        assert_eq!(cluster("slo"), ["canary", "far"]);
+        assert!(cluster("rate").is_empty());
+        // The Rollout changes: what it no longer reads no longer wakes it.
+        let mut moved: Rollout = serde_json::from_value(json!({
+            "metadata": {"name": "bg", "namespace": "shop"},
+            "spec": {"strategy": {"blueGreen": {"activeService": "api"}}}
+        }))
+        .expect("rollout");
+        feeds
+            .rollouts
+            .event(kube::runtime::watcher::Event::Apply(Parsed(Ok(
+                moved.clone()
+            ))));
+        assert_eq!(service("shop", "stable"), ["canary"]);
+        assert_eq!(service("shop", "api"), ["bg"]);
+        assert_eq!(template("shop", "rate"), ["canary"]);
+        moved.metadata.name = Some("bg".into());
+        feeds
+            .rollouts
+            .event(kube::runtime::watcher::Event::Delete(Parsed(Ok(moved))));
+        assert!(service("shop", "api").is_empty());
+    }
+
+    /// Not a test: prints what waking Rollouts for Service events costs with 10,000 Rollouts
+    /// cached (at start-up every Service is an event): `cargo test --lib service_wakes_cost --
+    /// --ignored --nocapture`.
+    #[tokio::test]
+    #[ignore]
+    async fn service_wakes_cost_at_10000_rollouts() {
+        use crate::rollout::cache::fake;
+        let (caches, mut feeds) = fake::caches(fake::offline_routers());
+        fake::fill(&mut feeds, 100, 100);
+        let services = caches.services.state();
+        let events = 2_000;
+        let started = std::time::Instant::now();
+        let mut woken = 0;
+        for s in services.iter().take(events) {
+            woken += service_wakes(&caches, s).len();
+        }
+        let took = started.elapsed();
+        assert_eq!(woken, events);
+        println!(
+            "{events} Service events woke {woken} Rollouts in {took:?}; all {} would take {:?}",
+            services.len(),
+            took * (services.len() / events) as u32
+        );
     }
 }

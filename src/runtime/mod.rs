@@ -1,6 +1,7 @@
 //! What every controller shares: the context of a reconcile, write counting, API calls under
-//! a timeout, errors and the retry policy after one, per-object backoff, objects that do not
-//! read, Sluice's own status writes, and the rate-limited client.
+//! a timeout, errors and the retry policy after one, per-object backoff, secondary indexes of
+//! the watch caches, objects that do not read, Sluice's own status writes, and the
+//! rate-limited client.
 //!
 //! Imports point one way: `api` <- the pure core (`rollout::decide` and its strategies,
 //! `analysis::judge`, the traffic routers' edits) <- `runtime` <- the controllers
@@ -12,6 +13,7 @@ pub mod calls;
 pub mod context;
 pub mod error;
 pub mod events;
+pub mod index;
 pub mod malformed;
 pub mod own_writes;
 pub mod status;

@@ -4,6 +4,7 @@
 //! re-read, never overwritten).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use kube::{Api, Client};
@@ -18,9 +19,10 @@ use super::watch::{Cached, RouterCaches};
 use super::{RouteError, RouteState};
 use crate::api::constants::{FIELD_MANAGER_TRAFFIC, LABEL_POD_TEMPLATE_HASH};
 use crate::api::rollout::Rollout;
-use crate::rollout::cache::{Caches, in_namespace};
+use crate::rollout::cache::{Caches, Reads};
 use crate::runtime::calls::timed;
 use crate::runtime::error::Error;
+use crate::runtime::malformed::Parsed;
 use crate::runtime::writes::WriteCounter;
 
 /// Attempts at a write that keeps conflicting with another writer.
@@ -256,6 +258,8 @@ pub async fn restore(
 /// Gives back what Rollout `ro` no longer names (see [`given_back`]): the router objects it
 /// marked that no Rollout routes now, and the Services of its namespace whose selector Sluice
 /// set to one of `hashes` (its revisions) that no Rollout names. Writes only what changes.
+/// Reads only the objects marked by `ro` or pinned to its revisions, and the Rollouts that
+/// name those: never every Rollout or every Service.
 pub async fn give_back_left_behind(
     caches: &Caches,
     client: &Client,
@@ -264,18 +268,28 @@ pub async fn give_back_left_behind(
     writes: &WriteCounter,
 ) -> Result<(), Error> {
     let (ns, name) = (ro.namespace().unwrap_or_default(), ro.name_any());
-    let rollouts = caches.rollouts.state();
-    let readable: Vec<&Rollout> = rollouts.iter().filter_map(|r| r.ok()).collect();
-    // This Rollout as it is now (its selector resolved), in place of the cached copy.
-    let others = readable.iter().copied().filter(|r| r.uid() != ro.uid());
-    let routed = given_back::routed_now(others.clone().chain([ro]));
+    // The other Rollouts that read `what`: this one counts as it is now (its selector
+    // resolved), in place of its cached copy.
+    let others_reading = |what: Reads| -> Vec<Arc<Parsed<Rollout>>> {
+        caches
+            .rollouts_reading(&what)
+            .into_iter()
+            .filter(|r| r.ok().is_some_and(|r| r.uid() != ro.uid()))
+            .collect()
+    };
     for kind in TargetKind::ALL {
-        for obj in caches.routers.all(kind) {
+        for obj in caches.routers.marked_by(kind, &ns, &name) {
             let key: ObjectKey = (kind, obj.namespace().unwrap_or_default(), obj.name_any());
             let marked = obj
                 .annotations()
                 .get(given_back::ANNOTATION_ROUTED_BY)
                 .and_then(|m| serde_json::from_str::<RoutedBy>(m).ok());
+            let routing = others_reading(Reads::RouterObject {
+                kind,
+                namespace: key.1.clone(),
+                name: key.2.clone(),
+            });
+            let routed = given_back::routed_now(routing.iter().filter_map(|r| r.ok()).chain([ro]));
             if !marked.is_some_and(|m| given_back::is_left_behind(&m, &key, &ns, &name, &routed)) {
                 continue;
             }
@@ -300,21 +314,29 @@ pub async fn give_back_left_behind(
             }
         }
     }
-    if hashes.is_empty() {
+    // Each Service pins one revision: no Service is found twice.
+    let pinned: Vec<Arc<Service>> = hashes
+        .iter()
+        .flat_map(|h| caches.services_pinned_to(&ns, h))
+        .collect();
+    if pinned.is_empty() {
         return Ok(());
     }
-    let named: BTreeSet<String> = others
-        .chain([ro])
-        .filter(|r| r.namespace().as_deref() == Some(ns.as_str()))
-        .flat_map(|r| {
-            crate::rollout::observe::policy::named_services(r)
-                .into_iter()
-                .cloned()
+    let own = crate::rollout::observe::policy::named_services(ro);
+    let named: BTreeSet<String> = pinned
+        .iter()
+        .map(|s| s.name_any())
+        .filter(|svc| {
+            own.contains(&svc)
+                || !others_reading(Reads::Service {
+                    namespace: ns.clone(),
+                    name: svc.clone(),
+                })
+                .is_empty()
         })
         .collect();
-    let services = in_namespace(&caches.services, &ns);
     let api: Api<Service> = Api::namespaced(client.clone(), &ns);
-    for svc in given_back::services_left_behind(&services, hashes, &named) {
+    for svc in given_back::services_left_behind(&pinned, hashes, &named) {
         tracing::info!(
             service = svc,
             "no longer named by any Rollout; taking Sluice's key out of its selector"
@@ -330,4 +352,52 @@ pub async fn give_back_left_behind(
         timed("give a Service back", api.patch(&svc, &params, &patch)).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::cache::fake;
+    use kube::runtime::watcher::Event;
+    use serde_json::json;
+
+    fn pinned(name: &str, hash: &str) -> Service {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "ns0"},
+            "spec": {"selector": {LABEL_POD_TEMPLATE_HASH: hash}}
+        }))
+        .expect("service")
+    }
+
+    #[tokio::test]
+    async fn only_a_service_pinned_to_the_rollouts_revision_that_no_rollout_names_is_given_back() {
+        let (caches, mut feeds) = fake::caches(fake::offline_routers());
+        // r0 and r1 in ns0; r0's revisions are a0x0 and b0x0.
+        fake::fill(&mut feeds, 1, 2);
+        let client = fake::offline_client();
+        let writes = WriteCounter::new(Arc::new(crate::telemetry::Metrics::new()));
+        let r0 = caches
+            .rollouts_in("ns0")
+            .into_iter()
+            .find(|r| r.name_any() == "r0")
+            .expect("r0");
+        let r0 = r0.ok().expect("reads");
+        let hashes: BTreeSet<String> = ["a0x0".to_string(), "b0x0".to_string()].into();
+        // Another Rollout's Service pinned to r0's revision: r1 names it, it stays.
+        feeds
+            .services
+            .event(Event::Apply(pinned("r1-stable", "a0x0")));
+        // Pinned to a revision that is not r0's: not r0's to give back.
+        feeds.services.event(Event::Apply(pinned("stray", "zzz")));
+        give_back_left_behind(&caches, &client, r0, &hashes, &writes)
+            .await
+            .expect("nothing to give back");
+        assert_eq!(writes.get(), 0);
+        // Pinned to r0's revision and named by no Rollout: given back (the offline client
+        // fails the write, after it was counted).
+        feeds.services.event(Event::Apply(pinned("old", "b0x0")));
+        let given = give_back_left_behind(&caches, &client, r0, &hashes, &writes).await;
+        assert!(given.is_err());
+        assert_eq!(writes.get(), 1);
+    }
 }

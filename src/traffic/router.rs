@@ -8,7 +8,7 @@ use super::{HeaderMatch, RouteError, RouteState, Weights, gateway, istio};
 use crate::api::rollout::{CanaryStrategy, IstioDestinationRule, IstioVirtualService};
 
 /// Kinds of objects routers edit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum TargetKind {
     VirtualService,
     DestinationRule,

@@ -23,7 +23,9 @@ use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 
+use super::given_back::{ANNOTATION_ROUTED_BY, RoutedBy};
 use super::router::TargetKind;
+use crate::runtime::index::Index;
 
 /// Something a Rollout may route through changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,6 +62,8 @@ const SYNC_WAIT: Duration = Duration::from_secs(30);
 
 struct Running {
     store: Store<DynamicObject>,
+    /// The objects by the Rollout their `sluice.dev/routed-by` mark names.
+    marks: Index<DynamicObject, (String, String)>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -150,13 +154,20 @@ impl RouterCaches {
             Some(ns) => Api::namespaced_with(self.0.client.clone(), ns, &ar),
             None => Api::all_with(self.0.client.clone(), &ar),
         };
-        let writer = Writer::new(ar);
+        let writer = Writer::new(ar.clone());
         let store = writer.as_reader();
+        let marks = Index::new(store.clone(), ar, marked_by);
+        let feed = marks.clone();
         let changes = self.0.changes.clone();
         let task = tokio::spawn(async move {
             let stream = watcher(api, watcher::Config::default())
                 .modify(|o: &mut DynamicObject| o.meta_mut().managed_fields = None)
                 .default_backoff()
+                .inspect(move |e| {
+                    if let Ok(e) = e {
+                        feed.apply(e);
+                    }
+                })
                 .reflect(writer)
                 .touched_objects();
             let mut stream = std::pin::pin!(stream);
@@ -180,6 +191,7 @@ impl RouterCaches {
             kind,
             Running {
                 store: store.clone(),
+                marks,
                 task,
             },
         );
@@ -211,15 +223,19 @@ impl RouterCaches {
         }
     }
 
-    /// Every cached object of `kind` (none while its CRD is not installed or its cache has not
-    /// synced: a later reconcile sees them).
-    pub fn all(&self, kind: TargetKind) -> Vec<Arc<DynamicObject>> {
+    /// The cached objects of `kind` marked as routed by Rollout `rollout` in `namespace`.
+    pub fn marked_by(
+        &self,
+        kind: TargetKind,
+        namespace: &str,
+        rollout: &str,
+    ) -> Vec<Arc<DynamicObject>> {
         let Ok(kinds) = self.0.kinds.lock() else {
             return Vec::new();
         };
         kinds
             .get(&kind)
-            .map(|r| r.store.state())
+            .map(|r| r.marks.get(&(namespace.to_string(), rollout.to_string())))
             .unwrap_or_default()
     }
 
@@ -247,6 +263,18 @@ impl RouterCaches {
             None => Cached::Missing,
         })
     }
+}
+
+/// The Rollout an object's `sluice.dev/routed-by` mark names, if it has one that reads.
+fn marked_by(o: &DynamicObject) -> Vec<(String, String)> {
+    o.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_ROUTED_BY))
+        .and_then(|m| serde_json::from_str::<RoutedBy>(m).ok())
+        .map(|m| (m.namespace, m.rollout))
+        .into_iter()
+        .collect()
 }
 
 /// Follows the CRDs: starts a kind's watch when its CRD appears, stops it when it goes.
