@@ -1,5 +1,5 @@
 # The two commands of the README.
-.PHONY: demo test crds
+.PHONY: demo test crds bench
 
 ## The demo: v2 promoted, v3 rolled back by analysis. ARGS="--keep" keeps the stack up;
 ## ARGS="--strategy bluegreen" shows a blue-green release.
@@ -13,3 +13,9 @@ test:
 ## Regenerate crds/ from src/api.
 crds:
 	cargo run --quiet --bin crdgen
+
+## Sluice and Argo Rollouts side by side on one local API server (N="1000" by default;
+## N="100,1000,10000" runs each size on a fresh control plane). Prints tables, writes JSON.
+N ?= 1000
+bench:
+	scripts/bench.sh $(N) $(ARGS)

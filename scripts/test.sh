@@ -69,6 +69,13 @@ fi
 stop_cluster
 trap - EXIT
 
+# The benchmark at CI size, both controllers: it must run to the end and measure every figure
+# (its own exit code); at N = 50 with a debug build the figures mean nothing.
+step "the benchmark at N = 50, Sluice and Argo Rollouts (checks that it works, not its figures)"
+target/debug/sluice-e2e bench --rollouts 50 --sluice target/debug/sluice --out target/e2e/bench > target/e2e/bench.log 2>&1 ||
+  { cat target/e2e/bench.log; echo "the benchmark failed" >&2; exit 1; }
+sed -n '/^## N = /,/^JSON/p' target/e2e/bench.log
+
 # The demo checks its own outcome (v2 stable with all traffic, v3 rolled back with stable at
 # 100% and the abort naming the failed metric) and exits non-zero otherwise.
 for strategy in canary bluegreen; do

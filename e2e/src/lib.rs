@@ -4,6 +4,7 @@
 
 pub mod argo;
 pub mod authproxy;
+pub mod bench;
 pub mod certs;
 pub mod controlplane;
 pub mod demo;

@@ -6,6 +6,8 @@
 //!                                          start etcd, kube-apiserver, kube-controller-manager,
 //!                                          kube-scheduler and the node simulator; install the
 //!                                          CRDs; write the environment to F; run until stopped
+//!   sluice-e2e bench [--rollouts N,...]    Sluice and Argo Rollouts side by side on one local
+//!                                          API server (see `e2e::bench`)
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,6 +49,34 @@ enum Cmd {
         /// Stop when the process that started this one goes away.
         #[arg(long)]
         exit_with_parent: bool,
+    },
+    /// Benchmark Sluice and Argo Rollouts side by side on one local API server: memory, time
+    /// to Healthy, first pass after a restart, a new image on all N, reconcile latency, API
+    /// requests per reconcile (counted by the API server), CPU, time to safe. Prints a table
+    /// per size and writes JSON.
+    Bench {
+        /// How many Rollouts (of each controller); a comma-separated list runs each size on
+        /// a fresh control plane.
+        #[arg(long, value_delimiter = ',', default_value = "100")]
+        rollouts: Vec<usize>,
+        /// The controllers to measure, one at a time: sluice, argo.
+        #[arg(long, value_delimiter = ',', default_value = "sluice,argo")]
+        controllers: Vec<String>,
+        /// The `sluice` controller binary (a release build for figures worth quoting).
+        #[arg(long, default_value = "target/release/sluice")]
+        sluice: PathBuf,
+        /// Where the control plane's state, the controllers' logs and the JSON go.
+        #[arg(long, default_value = "target/bench")]
+        out: PathBuf,
+        /// Rollouts per namespace.
+        #[arg(long, default_value_t = 100)]
+        per_namespace: usize,
+        /// Pods each simulated node holds.
+        #[arg(long, default_value_t = 1000)]
+        pods_per_node: usize,
+        /// How long one wait may take per 1,000 Rollouts (at least 300 s), in seconds.
+        #[arg(long, default_value_t = 900)]
+        limit_per_1000: u64,
     },
     /// Run the demo: v2 promoted, v3 rolled back by analysis; prints a summary and writes an
     /// HTML report.
@@ -90,6 +120,65 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Cmd::Bench {
+            rollouts,
+            controllers,
+            sluice,
+            out,
+            per_namespace,
+            pods_per_node,
+            limit_per_1000,
+        } => {
+            let mut flavours = Vec::new();
+            for c in &controllers {
+                match e2e::bench::workload::Flavour::parse(c) {
+                    Some(f) if !flavours.contains(&f) => flavours.push(f),
+                    Some(_) => {}
+                    None => {
+                        eprintln!("sluice-e2e bench: unknown controller {c:?} (sluice, argo)");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            if rollouts.is_empty() || rollouts.contains(&0) {
+                eprintln!("sluice-e2e bench: --rollouts takes sizes of at least 1");
+                return ExitCode::from(2);
+            }
+            let e2e_bin = match std::env::current_exe() {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("sluice-e2e: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("sluice-e2e: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let opts = e2e::bench::BenchOptions {
+                sizes: rollouts,
+                controllers: flavours,
+                sluice_bin: sluice,
+                e2e_bin,
+                out_dir: out,
+                per_namespace,
+                pods_per_node,
+                limit_per_1000: Duration::from_secs(limit_per_1000),
+            };
+            match rt.block_on(e2e::bench::run(opts)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("\nsluice-e2e bench: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Cmd::Demo {
             strategy,
             sluice,

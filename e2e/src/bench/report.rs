@@ -1,0 +1,430 @@
+//! The benchmark's figures, its table (both controllers side by side, the issue's targets
+//! beside them) and the machine it ran on.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::Delta;
+use super::workload::{ANALYSIS_INTERVAL_SECONDS, Flavour};
+
+/// The machine and its load.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Machine {
+    pub cores: usize,
+    pub memory_gib: f64,
+    pub cpu: String,
+    /// 1-, 5- and 15-minute load averages.
+    pub load: [f64; 3],
+}
+
+impl Machine {
+    pub fn now() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let mut load = [0.0; 3];
+        for (slot, v) in load.iter_mut().zip(loadavg.split_whitespace()) {
+            *slot = v.parse().unwrap_or(0.0);
+        }
+        Machine {
+            cores: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(0),
+            memory_gib: meminfo
+                .lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+                .map(|kib| kib / 1024.0 / 1024.0)
+                .unwrap_or(0.0),
+            cpu: cpuinfo
+                .lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+                .unwrap_or_default(),
+            load,
+        }
+    }
+}
+
+/// One controller's figures at one size; `None` where a step did not finish.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ControllerFigures {
+    pub rss_empty_mib: Option<f64>,
+    pub rss_steady_mib: Option<f64>,
+    pub rss_restarted_mib: Option<f64>,
+    pub peak_mib: Option<f64>,
+    pub kib_per_rollout: Option<f64>,
+    /// How long the benchmark took to create the Rollouts (the API server's pace).
+    pub create_seconds: Option<f64>,
+    pub healthy_seconds: Option<f64>,
+    pub first_pass_seconds: Option<f64>,
+    pub update_to_paused_seconds: Option<f64>,
+    pub reconcile_p50_ms: Option<f64>,
+    pub reconcile_p99_ms: Option<f64>,
+    /// The upper bounds of the controller's latency histogram (quantiles are interpolated
+    /// inside them).
+    pub latency_buckets: Vec<f64>,
+    pub cpu_seconds_per_1000_reconciles: Option<f64>,
+    pub time_to_safe_idle_seconds: Option<f64>,
+    pub time_to_safe_busy_seconds: Option<f64>,
+    pub create_phase: Option<Delta>,
+    pub noop: Option<Delta>,
+    pub update_phase: Option<Delta>,
+    pub whole: Option<Delta>,
+    /// Waits that ran out of time, with how far they got.
+    pub shortfalls: Vec<String>,
+}
+
+/// Everything measured at one size.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SizeReport {
+    pub rollouts: usize,
+    pub per_namespace: usize,
+    pub nodes: usize,
+    pub pods_per_node: usize,
+    pub machine_before: Machine,
+    pub machine_after: Machine,
+    pub controllers: BTreeMap<Flavour, ControllerFigures>,
+    pub notes: Vec<String>,
+}
+
+impl Serialize for Flavour {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match self {
+            Flavour::Sluice => "sluice",
+            Flavour::Argo => "argo-rollouts",
+        })
+    }
+}
+
+fn num(v: Option<f64>, decimals: usize) -> String {
+    match v {
+        Some(v) if v.is_finite() => format!("{v:.decimals$}"),
+        _ => "-".into(),
+    }
+}
+
+/// Requests per reconcile by verb, e.g. `0 ` or `get 0.50, patch 1.00`.
+pub fn per_reconcile(d: Option<&Delta>) -> String {
+    let Some(d) = d else { return "-".into() };
+    if d.reconciles <= 0.0 {
+        return "no reconciles".into();
+    }
+    let parts: Vec<String> = d
+        .requests
+        .iter()
+        .filter(|(verb, _)| verb.as_str() != "watch")
+        .map(|(verb, v)| format!("{verb} {:.2}", v / d.reconciles))
+        .collect();
+    if parts.is_empty() {
+        "0".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn cpu(d: Option<&Delta>, pick: fn(&Delta) -> f64) -> Option<f64> {
+    d.map(pick)
+}
+
+/// The side-by-side table for one size.
+pub fn table(r: &SizeReport) -> String {
+    let n = r.rollouts;
+    let get = |f: Flavour| r.controllers.get(&f);
+    let tts_target = format!("<= {} s", ANALYSIS_INTERVAL_SECONDS + 2);
+    let memory_target = if n >= 10_000 { "< 300" } else { "" };
+    let per_rollout_target = if n >= 10_000 { "< 20" } else { "" };
+    let first_pass_target = if n >= 10_000 { "< 10" } else { "" };
+    type Row<'a> = (
+        &'a str,
+        Box<dyn Fn(&ControllerFigures) -> String + 'a>,
+        String,
+    );
+    let rows: Vec<Row> = vec![
+        (
+            "memory, empty (MiB RSS)",
+            Box::new(|c| num(c.rss_empty_mib, 0)),
+            String::new(),
+        ),
+        (
+            "memory, N Healthy (MiB RSS)",
+            Box::new(|c| num(c.rss_steady_mib, 0)),
+            memory_target.into(),
+        ),
+        (
+            "memory after restart, all present (MiB RSS)",
+            Box::new(|c| num(c.rss_restarted_mib, 0)),
+            memory_target.into(),
+        ),
+        (
+            "peak memory (MiB)",
+            Box::new(|c| num(c.peak_mib, 0)),
+            String::new(),
+        ),
+        (
+            "memory per Rollout (KiB)",
+            Box::new(|c| num(c.kib_per_rollout, 1)),
+            per_rollout_target.into(),
+        ),
+        (
+            "creating N+1 Rollouts (s, the API server's pace)",
+            Box::new(|c| num(c.create_seconds, 1)),
+            String::new(),
+        ),
+        (
+            "created -> all Healthy (s)",
+            Box::new(|c| num(c.healthy_seconds, 1)),
+            "<= Argo".into(),
+        ),
+        (
+            "restart -> first full pass (s)",
+            Box::new(|c| num(c.first_pass_seconds, 1)),
+            first_pass_target.into(),
+        ),
+        (
+            "new image on all N -> all paused at step 1 (s)",
+            Box::new(|c| num(c.update_to_paused_seconds, 1)),
+            String::new(),
+        ),
+        (
+            "reconcile latency p50 (ms)",
+            Box::new(|c| num(c.reconcile_p50_ms, 1)),
+            String::new(),
+        ),
+        (
+            "reconcile latency p99 (ms)",
+            Box::new(|c| num(c.reconcile_p99_ms, 1)),
+            String::new(),
+        ),
+        (
+            "requests per no-op reconcile",
+            Box::new(|c| per_reconcile(c.noop.as_ref())),
+            "0".into(),
+        ),
+        (
+            "requests per reconcile, update to step 1",
+            Box::new(|c| per_reconcile(c.update_phase.as_ref())),
+            String::new(),
+        ),
+        (
+            "reconciles: no-op / update",
+            Box::new(|c| {
+                format!(
+                    "{} / {}",
+                    num(c.noop.as_ref().map(|d| d.reconciles), 0),
+                    num(c.update_phase.as_ref().map(|d| d.reconciles), 0)
+                )
+            }),
+            String::new(),
+        ),
+        (
+            "CPU s per 1,000 reconciles",
+            Box::new(|c| num(c.cpu_seconds_per_1000_reconciles, 2)),
+            String::new(),
+        ),
+        (
+            "time to safe, others idle (s)",
+            Box::new(|c| num(c.time_to_safe_idle_seconds, 1)),
+            tts_target.clone(),
+        ),
+        (
+            "time to safe, 10% releasing (s)",
+            Box::new(|c| num(c.time_to_safe_busy_seconds, 1)),
+            tts_target,
+        ),
+        (
+            "API server CPU s: create / update",
+            Box::new(|c| {
+                format!(
+                    "{} / {}",
+                    num(cpu(c.create_phase.as_ref(), |d| d.apiserver_cpu_seconds), 0),
+                    num(cpu(c.update_phase.as_ref(), |d| d.apiserver_cpu_seconds), 0)
+                )
+            }),
+            String::new(),
+        ),
+        (
+            "harness CPU s (node simulator): create / update",
+            Box::new(|c| {
+                format!(
+                    "{} / {}",
+                    num(cpu(c.create_phase.as_ref(), |d| d.harness_cpu_seconds), 0),
+                    num(cpu(c.update_phase.as_ref(), |d| d.harness_cpu_seconds), 0)
+                )
+            }),
+            String::new(),
+        ),
+    ];
+    let flavours: Vec<Flavour> = r.controllers.keys().copied().collect();
+    let mut header = vec!["figure".to_string()];
+    header.extend(flavours.iter().map(|f| f.title().to_string()));
+    header.push("target".into());
+    let mut lines = vec![header];
+    for (name, value, target) in &rows {
+        let mut line = vec![name.to_string()];
+        for f in &flavours {
+            line.push(get(*f).map(value).unwrap_or_else(|| "-".into()));
+        }
+        line.push(target.clone());
+        lines.push(line);
+    }
+    let mut out = String::new();
+    let m = &r.machine_before;
+    let _ = writeln!(
+        out,
+        "\n## N = {n} Rollouts ({} per namespace, 3 replicas, 2 Services, 4 canary steps with an analysis step)\n",
+        r.per_namespace
+    );
+    let _ = writeln!(
+        out,
+        "Machine: {} cores, {:.0} GiB, {}; load average {:.2} / {:.2} / {:.2} before, {:.2} / {:.2} / {:.2} after. \
+         One API server, {} simulated nodes of {} pods; one controller runs at a time, as a ServiceAccount.\n",
+        m.cores,
+        m.memory_gib,
+        m.cpu,
+        m.load[0],
+        m.load[1],
+        m.load[2],
+        r.machine_after.load[0],
+        r.machine_after.load[1],
+        r.machine_after.load[2],
+        r.nodes,
+        r.pods_per_node
+    );
+    for (i, line) in lines.iter().enumerate() {
+        let _ = writeln!(out, "| {} |", line.join(" | "));
+        if i == 0 {
+            let _ = writeln!(out, "|{}", "---|".repeat(line.len()));
+        }
+    }
+    for f in &flavours {
+        if let Some(c) = get(*f) {
+            for s in &c.shortfalls {
+                let _ = writeln!(out, "\n{}: did not finish: {s}", f.title());
+            }
+        }
+    }
+    for note in &r.notes {
+        let _ = writeln!(out, "\nNote: {note}");
+    }
+    out
+}
+
+/// The figures a controller lacks at this size (a step that did not finish or was not
+/// measured), as `"<controller>: <figure>"`; empty when every figure is there.
+pub fn missing(r: &SizeReport) -> Vec<String> {
+    let mut out = Vec::new();
+    for (f, c) in &r.controllers {
+        let figures = [
+            ("memory when empty", c.rss_empty_mib),
+            ("memory at steady state", c.rss_steady_mib),
+            ("memory after a restart", c.rss_restarted_mib),
+            ("peak memory", c.peak_mib),
+            ("memory per Rollout", c.kib_per_rollout),
+            ("time to Healthy", c.healthy_seconds),
+            ("first full pass", c.first_pass_seconds),
+            ("time to paused at step 1", c.update_to_paused_seconds),
+            ("reconcile latency p50", c.reconcile_p50_ms),
+            ("reconcile latency p99", c.reconcile_p99_ms),
+            (
+                "CPU per 1,000 reconciles",
+                c.cpu_seconds_per_1000_reconciles,
+            ),
+            ("time to safe, others idle", c.time_to_safe_idle_seconds),
+            ("time to safe, 10% releasing", c.time_to_safe_busy_seconds),
+        ];
+        for (name, v) in figures {
+            if !v.is_some_and(f64::is_finite) {
+                out.push(format!("{}: {name}", f.title()));
+            }
+        }
+        for (name, d) in [
+            ("no-op reconciles", &c.noop),
+            ("update reconciles", &c.update_phase),
+        ] {
+            if !d.as_ref().is_some_and(|d| d.reconciles > 0.0) {
+                out.push(format!("{}: {name}", f.title()));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_per_reconcile_read_by_verb_and_say_zero() {
+        let mut d = Delta {
+            reconciles: 4.0,
+            ..Delta::default()
+        };
+        assert_eq!(per_reconcile(Some(&d)), "0");
+        d.requests.insert("watch".into(), 3.0);
+        assert_eq!(per_reconcile(Some(&d)), "0");
+        d.requests.insert("patch".into(), 4.0);
+        d.requests.insert("get".into(), 2.0);
+        assert_eq!(per_reconcile(Some(&d)), "get 0.50, patch 1.00");
+        d.reconciles = 0.0;
+        assert_eq!(per_reconcile(Some(&d)), "no reconciles");
+        assert_eq!(per_reconcile(None), "-");
+    }
+
+    #[test]
+    fn the_table_has_both_columns_targets_and_what_did_not_finish() {
+        let mut r = SizeReport {
+            rollouts: 10_000,
+            per_namespace: 100,
+            ..SizeReport::default()
+        };
+        r.controllers.insert(
+            Flavour::Sluice,
+            ControllerFigures {
+                healthy_seconds: Some(12.34),
+                ..ControllerFigures::default()
+            },
+        );
+        r.controllers.insert(
+            Flavour::Argo,
+            ControllerFigures {
+                shortfalls: vec!["Healthy: 5 of 10001 after 900 s (time limit)".into()],
+                ..ControllerFigures::default()
+            },
+        );
+        let t = table(&r);
+        assert!(
+            t.contains("| figure | Sluice | Argo Rollouts | target |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| created -> all Healthy (s) | 12.3 | - | <= Argo |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| memory per Rollout (KiB) | - | - | < 20 |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("Argo Rollouts: did not finish: Healthy: 5 of 10001"),
+            "{t}"
+        );
+        let lacking = missing(&r);
+        assert!(
+            lacking.contains(&"Sluice: first full pass".to_string()),
+            "{lacking:?}"
+        );
+        assert!(
+            !lacking.contains(&"Sluice: time to Healthy".to_string()),
+            "{lacking:?}"
+        );
+        assert!(
+            lacking.contains(&"Argo Rollouts: no-op reconciles".to_string()),
+            "{lacking:?}"
+        );
+        let json = serde_json::to_value(&r).expect("json");
+        assert_eq!(json["controllers"]["sluice"]["healthy_seconds"], 12.34);
+    }
+}
