@@ -52,7 +52,13 @@ async fn every_example_is_accepted_by_the_api_server() {
         }
         let out = env
             .kubectl(
-                &["get", "clusteranalysistemplate", "web-check", "-o", "name"],
+                &[
+                    "get",
+                    "clusteranalysistemplates.sluice.dev",
+                    "web-check",
+                    "-o",
+                    "name",
+                ],
                 None,
             )
             .await?;

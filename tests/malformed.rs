@@ -99,7 +99,7 @@ async fn a_rollout_that_does_not_read_stays_on_its_own() {
             LIMIT,
             || async {
                 let out = env
-                    .kubectl(&["get", "rollout", "bad", "-o", "json"], None)
+                    .kubectl(&["get", "rollouts.sluice.dev", "bad", "-o", "json"], None)
                     .await?;
                 ensure!(out.success, "kubectl get: {}", out.stderr);
                 let ro: serde_json::Value = serde_json::from_str(&out.stdout)?;
