@@ -129,7 +129,12 @@ async fn a_rollout_that_does_not_read_stays_on_its_own() {
         let before = read(&controller);
         let out = env
             .kubectl(
-                &["annotate", "rollout", "bad", "test.sluice.dev/poke=1"],
+                &[
+                    "annotate",
+                    "rollouts.sluice.dev",
+                    "bad",
+                    "test.sluice.dev/poke=1",
+                ],
                 None,
             )
             .await?;

@@ -270,7 +270,7 @@ pub async fn kstatus(env: &TestEnv, name: &str) -> anyhow::Result<String> {
         }
     };
     let json = env
-        .kubectl(&["get", "rollout", name, "-o", "json"], None)
+        .kubectl(&["get", "rollouts.sluice.dev", name, "-o", "json"], None)
         .await?;
     anyhow::ensure!(json.success, "kubectl get: {}", json.stderr);
     let mut child = tokio::process::Command::new(bin)
