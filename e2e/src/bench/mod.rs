@@ -216,11 +216,8 @@ fn dynamic_api(client: &Client, o: &Value) -> anyhow::Result<Api<DynamicObject>>
         Some((g, v)) => (g, v),
         None => ("", api_version),
     };
-    let mut ar =
+    let ar =
         kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(group, version, kind));
-    if kind == "AnalysisTemplate" {
-        ar.plural = "analysistemplates".into();
-    }
     Ok(match o["metadata"]["namespace"].as_str() {
         Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
         None => Api::all_with(client.clone(), &ar),
