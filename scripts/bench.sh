@@ -13,19 +13,15 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 sizes=${1:-1000}
 shift || true
 
-t0=$SECONDS
-step() { echo "==> [$((SECONDS - t0)) s] $*"; }
+# shellcheck source=lib.sh
+source scripts/lib.sh
 
 step "dependencies"
 scripts/deps.sh
-step "control plane binaries (built once per Kubernetes version, then cached)"
-SLUICE_K8S_BIN=$(e2e/k8s/build.sh)
-export SLUICE_K8S_BIN
-step "Argo Rollouts' controller (built once, then cached)"
-SLUICE_ARGO_DIR=$(e2e/argo/build.sh)
-export SLUICE_ARGO_DIR
+control_plane_binaries
+argo_rollouts_controller
 step "Sluice and the harness, release builds"
-cargo build --release --locked --bin sluice --bin sluice-e2e
+cargo build --release --locked -p sluice -p e2e --bin sluice --bin sluice-e2e
 step "benchmark, N = $sizes"
 target/release/sluice-e2e bench --rollouts "$sizes" --sluice target/release/sluice --out target/bench "$@"
 step "done in $((SECONDS - t0)) s"

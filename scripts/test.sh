@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-t0=$SECONDS
-step() { echo "==> [$((SECONDS - t0)) s] $*"; }
+# shellcheck source=lib.sh
+source scripts/lib.sh
 
 step "dependencies"
 scripts/deps.sh
@@ -13,17 +13,13 @@ scripts/deps.sh
 step "format"
 cargo fmt --all -- --check
 
-step "control plane binaries (built once per Kubernetes version, then cached)"
-SLUICE_K8S_BIN=$(e2e/k8s/build.sh)
-export SLUICE_K8S_BIN
+control_plane_binaries
 
 step "Flux's kstatus checker (built once, then cached)"
 SLUICE_KSTATUS=$(e2e/kstatus/build.sh)
 export SLUICE_KSTATUS
 
-step "Argo Rollouts' controller (built once, then cached)"
-SLUICE_ARGO_DIR=$(e2e/argo/build.sh)
-export SLUICE_ARGO_DIR
+argo_rollouts_controller
 
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -16,6 +16,8 @@ set -euo pipefail
 export GOTOOLCHAIN=go1.27.3
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=../gobuild.sh
+source "$here/../gobuild.sh"
 module=github.com/argoproj/argo-rollouts
 version=$(awk -v m="$module" '$1 != "//" { for (i = 1; i < NF; i++) if ($i == m && $(i + 1) ~ /^v[0-9]/) { print $(i + 1); exit } }' "$here/go.mod")
 [[ -n "$version" ]] || { echo "build.sh: no $module version in $here/go.mod" >&2; exit 1; }
@@ -55,27 +57,12 @@ echo "build.sh: the first build takes a while on a small machine (about 5 minute
 go mod download "$module" >&2
 src=$(go list -m -f '{{.Dir}}' "$module")
 [[ -d "$src/manifests/crds" ]] || { echo "build.sh: no manifests/crds in $src" >&2; exit 1; }
-total=$(go list -deps "$pkg" | wc -l)
 tmp="$out.tmp.$$"
 rm -rf "$tmp"
 mkdir -p "$tmp/crds"
 start=$SECONDS
-n=0
-last=0
-# `go build -v` names each package as it is compiled: count them for progress.
-go build -v -buildvcs=false -trimpath -ldflags="-s -w -X $module/utils/version.version=${version#v}" -o "$tmp/rollouts-controller" "$pkg" 2>&1 | while IFS= read -r line; do
-  case "$line" in
-    *": "* | "#"*) echo "$line" >&2 ;;
-    *)
-      n=$((n + 1))
-      if ((SECONDS - last >= 20)); then
-        last=$SECONDS
-        echo "build.sh: compiled $n of at most $total packages ($((SECONDS - start)) s)" >&2
-      fi
-      ;;
-  esac
-done
-status=${PIPESTATUS[0]}
+status=0
+go_build_progress "-s -w -X $module/utils/version.version=${version#v}" "$tmp/rollouts-controller" "$pkg" || status=$?
 if ((status != 0)); then
   rm -rf "$tmp"
   echo "build.sh: go build failed (exit $status)" >&2

@@ -12,6 +12,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=../gobuild.sh
+source "$here/../gobuild.sh"
 version=$(awk '{ for (i = 1; i < NF; i++) if ($i == "k8s.io/kubernetes" && $(i + 1) ~ /^v1\./) { print $(i + 1); exit } }' "$here/go.mod")
 [[ -n "$version" ]] || { echo "build.sh: no k8s.io/kubernetes version in $here/go.mod" >&2; exit 1; }
 key=$(cat "$here/go.mod" "$here/go.sum" | sha256sum | cut -c1-12)
@@ -50,27 +52,12 @@ cd "$here"
 echo "build.sh: building Kubernetes $version from Go modules into $out" >&2
 echo "build.sh: the first build takes a while on a small machine (10-14 minutes measured on 2 cores); later runs reuse it" >&2
 go mod download >&2
-total=$(go list -deps "${pkgs[@]}" | wc -l)
 tmp="$out.tmp.$$"
 rm -rf "$tmp"
 mkdir -p "$tmp"
 start=$SECONDS
-n=0
-last=0
-# `go build -v` names each package as it is compiled: count them for progress.
-go build -v -buildvcs=false -trimpath -ldflags='-s -w' -o "$tmp/" "${pkgs[@]}" 2>&1 | while IFS= read -r line; do
-  case "$line" in
-    *": "* | "#"*) echo "$line" >&2 ;;
-    *)
-      n=$((n + 1))
-      if ((SECONDS - last >= 20)); then
-        last=$SECONDS
-        echo "build.sh: compiled $n of at most $total packages ($((SECONDS - start)) s)" >&2
-      fi
-      ;;
-  esac
-done
-status=${PIPESTATUS[0]}
+status=0
+go_build_progress '-s -w' "$tmp/" "${pkgs[@]}" || status=$?
 if ((status != 0)); then
   rm -rf "$tmp"
   echo "build.sh: go build failed (exit $status)" >&2

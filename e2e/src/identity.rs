@@ -22,6 +22,8 @@ use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patc
 use kube::{Api, Client};
 use serde_json::json;
 
+use crate::promtext::samples;
+
 /// The verbs counted, each with its FlowSchema, and the request verbs each one matches.
 pub const VERBS: &[(&str, &[&str])] = &[
     ("get", &["get"]),
@@ -257,34 +259,6 @@ pub async fn requests_by_verb(
         }
     }
     Ok(out)
-}
-
-/// The samples of `metric` in a Prometheus text exposition: labels and value.
-fn samples(text: &str, metric: &str) -> Vec<(BTreeMap<String, String>, f64)> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (head, value) = l.rsplit_once(' ')?;
-            let (name, labels) = match head.split_once('{') {
-                Some((n, rest)) => (n, rest.strip_suffix('}')?),
-                None => (head, ""),
-            };
-            if name != metric {
-                return None;
-            }
-            let mut map = BTreeMap::new();
-            let mut rest = labels;
-            while let Some((key, after)) = rest.split_once("=\"") {
-                let end = after.find('"')?;
-                map.insert(
-                    key.trim_start_matches(',').to_string(),
-                    after[..end].to_string(),
-                );
-                rest = &after[end + 1..];
-            }
-            Some((map, value.trim().parse().ok()?))
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod identity;
 pub mod metricsrv;
 pub mod nodesim;
 pub mod prometheus;
+pub mod promtext;
 pub mod report;
 pub mod routers;
 pub mod trafficsim;

@@ -151,16 +151,6 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("sluice-e2e: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
             let opts = e2e::bench::BenchOptions {
                 sizes: rollouts,
                 controllers: flavours,
@@ -171,13 +161,7 @@ fn main() -> ExitCode {
                 pods_per_node,
                 limit_per_1000: Duration::from_secs(limit_per_1000),
             };
-            match rt.block_on(e2e::bench::run(opts)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("\nsluice-e2e bench: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+            block_on(Threads::Many, "\nsluice-e2e bench", e2e::bench::run(opts))
         }
         Cmd::Demo {
             strategy,
@@ -186,16 +170,6 @@ fn main() -> ExitCode {
             report,
             keep,
         } => {
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("sluice-e2e: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
             let opts = e2e::demo::DemoOptions {
                 strategy,
                 sluice,
@@ -203,13 +177,7 @@ fn main() -> ExitCode {
                 report,
                 keep,
             };
-            match rt.block_on(e2e::demo::run(opts)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("\nsluice-e2e demo: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+            block_on(Threads::Many, "\nsluice-e2e demo", e2e::demo::run(opts))
         }
         Cmd::Up {
             state_dir,
@@ -220,29 +188,46 @@ fn main() -> ExitCode {
         } => {
             // A current-thread runtime: every process is started from this (main) thread, to
             // which their parent-death signal is tied.
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("sluice-e2e: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match rt.block_on(up(
-                state_dir,
-                env_file,
-                nodes,
-                pods_per_node,
-                exit_with_parent,
-            )) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("sluice-e2e: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+            block_on(
+                Threads::One,
+                "sluice-e2e",
+                up(state_dir, env_file, nodes, pods_per_node, exit_with_parent),
+            )
+        }
+    }
+}
+
+/// How many threads a command's runtime has.
+enum Threads {
+    /// This (main) thread only.
+    One,
+    Many,
+}
+
+/// Runs `work` to its end on a new Tokio runtime; its error is printed after `prefix`.
+fn block_on<E: std::fmt::Display>(
+    threads: Threads,
+    prefix: &str,
+    work: impl std::future::Future<Output = Result<(), E>>,
+) -> ExitCode {
+    let rt = match threads {
+        Threads::One => tokio::runtime::Builder::new_current_thread(),
+        Threads::Many => tokio::runtime::Builder::new_multi_thread(),
+    }
+    .enable_all()
+    .build();
+    let rt = match rt {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sluice-e2e: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(work) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{prefix}: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -4,33 +4,7 @@ use std::collections::BTreeMap;
 
 use super::{ControllerProcess, http_get};
 
-/// The samples of `metric` in a Prometheus text exposition: labels and value.
-pub fn samples(text: &str, metric: &str) -> Vec<(BTreeMap<String, String>, f64)> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (head, value) = l.rsplit_once(' ')?;
-            let (name, labels) = match head.split_once('{') {
-                Some((n, rest)) => (n, rest.strip_suffix('}')?),
-                None => (head, ""),
-            };
-            if name != metric {
-                return None;
-            }
-            let mut map = BTreeMap::new();
-            let mut rest = labels;
-            while let Some((key, after)) = rest.split_once("=\"") {
-                let end = after.find('"')?;
-                map.insert(
-                    key.trim_start_matches(',').to_string(),
-                    after[..end].to_string(),
-                );
-                rest = &after[end + 1..];
-            }
-            Some((map, value.trim().parse().ok()?))
-        })
-        .collect()
-}
+pub use e2e::promtext::samples;
 
 /// The controller's failed reconciles by reason (`sluice_reconcile_errors_total`), from its
 /// own /metrics.

@@ -1,0 +1,31 @@
+# Sourced by the Go builders (e2e/k8s/build.sh, e2e/argo/build.sh): `go build` with progress.
+#
+#   go_build_progress LDFLAGS OUTPUT PACKAGE...
+#
+# Builds PACKAGE... into OUTPUT (a file, or a directory ending in /) with the shared Go build
+# cache, printing every 20 s how many packages are compiled of at most how many (`go build -v`
+# names each package as it compiles it), and the compiler's messages as they come. Returns go
+# build's exit status.
+go_build_progress() {
+  local ldflags=$1 output=$2
+  shift 2
+  local total start
+  total=$(go list -deps "$@" | wc -l)
+  start=$SECONDS
+  go build -v -buildvcs=false -trimpath -ldflags="$ldflags" -o "$output" "$@" 2>&1 | {
+    local n=0 last=$SECONDS line
+    while IFS= read -r line; do
+      case "$line" in
+        *": "* | "#"*) echo "$line" >&2 ;;
+        *)
+          n=$((n + 1))
+          if ((SECONDS - last >= 20)); then
+            last=$SECONDS
+            echo "build.sh: compiled $n of at most $total packages ($((SECONDS - start)) s)" >&2
+          fi
+          ;;
+      esac
+    done
+  }
+  return "${PIPESTATUS[0]}"
+}
