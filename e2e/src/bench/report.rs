@@ -125,6 +125,47 @@ pub fn per_reconcile(d: Option<&Delta>) -> String {
     }
 }
 
+/// All requests of a phase but watches, per Rollout: the phase's cost whatever the number of
+/// reconciles it took.
+pub fn per_rollout(d: Option<&Delta>, n: usize) -> Option<f64> {
+    let d = d?;
+    if n == 0 {
+        return None;
+    }
+    let total: f64 = d
+        .requests
+        .iter()
+        .filter(|(verb, _)| verb.as_str() != "watch")
+        .map(|(_, v)| v)
+        .sum();
+    Some(total / n as f64)
+}
+
+/// A quantile read from a histogram with its bucket around it, e.g. `2430 (1000-2500)`:
+/// two histograms with different buckets compare only as far as their buckets allow.
+pub fn quantile_in_bucket(ms: Option<f64>, buckets: &[f64]) -> String {
+    let Some(v) = ms.filter(|v| v.is_finite()) else {
+        return "-".into();
+    };
+    let seconds = v / 1000.0;
+    let mut lower = 0.0;
+    for b in buckets.iter().copied().filter(|b| b.is_finite()) {
+        if seconds <= b {
+            return format!("{v:.0} ({}-{})", fmt_ms(lower * 1000.0), fmt_ms(b * 1000.0));
+        }
+        lower = b;
+    }
+    format!("{v:.0} (> {})", fmt_ms(lower * 1000.0))
+}
+
+fn fmt_ms(ms: f64) -> String {
+    if ms >= 1.0 || ms == 0.0 {
+        format!("{ms:.0}")
+    } else {
+        format!("{ms}")
+    }
+}
+
 fn cpu(d: Option<&Delta>, pick: fn(&Delta) -> f64) -> Option<f64> {
     d.map(pick)
 }
@@ -189,13 +230,13 @@ pub fn table(r: &SizeReport) -> String {
             String::new(),
         ),
         (
-            "reconcile latency p50 (ms)",
-            Box::new(|c| num(c.reconcile_p50_ms, 1)),
+            "reconcile latency p50 (ms, in its histogram bucket)",
+            Box::new(|c| quantile_in_bucket(c.reconcile_p50_ms, &c.latency_buckets)),
             String::new(),
         ),
         (
-            "reconcile latency p99 (ms)",
-            Box::new(|c| num(c.reconcile_p99_ms, 1)),
+            "reconcile latency p99 (ms, in its histogram bucket)",
+            Box::new(|c| quantile_in_bucket(c.reconcile_p99_ms, &c.latency_buckets)),
             String::new(),
         ),
         (
@@ -206,6 +247,17 @@ pub fn table(r: &SizeReport) -> String {
         (
             "requests per reconcile, update to step 1",
             Box::new(|c| per_reconcile(c.update_phase.as_ref())),
+            String::new(),
+        ),
+        (
+            "API requests per Rollout (watches aside): created -> Healthy / update -> step 1",
+            Box::new(move |c| {
+                format!(
+                    "{} / {}",
+                    num(per_rollout(c.create_phase.as_ref(), n + 1), 1),
+                    num(per_rollout(c.update_phase.as_ref(), n), 1)
+                )
+            }),
             String::new(),
         ),
         (
@@ -371,6 +423,26 @@ mod tests {
         d.reconciles = 0.0;
         assert_eq!(per_reconcile(Some(&d)), "no reconciles");
         assert_eq!(per_reconcile(None), "-");
+    }
+
+    #[test]
+    fn quantiles_show_their_bucket_and_requests_count_per_rollout() {
+        let buckets = [0.0005, 0.001, 0.1, 1.0, 2.5, f64::INFINITY];
+        assert_eq!(
+            quantile_in_bucket(Some(2430.3), &buckets),
+            "2430 (1000-2500)"
+        );
+        assert_eq!(quantile_in_bucket(Some(0.7), &buckets), "1 (0.5-1)");
+        assert_eq!(quantile_in_bucket(Some(0.2), &buckets), "0 (0-0.5)");
+        assert_eq!(quantile_in_bucket(Some(9000.0), &buckets), "9000 (> 2500)");
+        assert_eq!(quantile_in_bucket(None, &buckets), "-");
+        let mut d = Delta::default();
+        d.requests.insert("watch".into(), 7.0);
+        d.requests.insert("create".into(), 30.0);
+        d.requests.insert("patch".into(), 10.0);
+        assert_eq!(per_rollout(Some(&d), 10), Some(4.0));
+        assert_eq!(per_rollout(Some(&d), 0), None);
+        assert_eq!(per_rollout(None, 10), None);
     }
 
     #[test]
