@@ -27,6 +27,7 @@ use crate::runtime::error::Error;
 use crate::runtime::events;
 use crate::runtime::malformed::{self, Malformed, Parsed};
 use crate::runtime::status::replace_status;
+use crate::runtime::throttle;
 use crate::telemetry::{MeasurementLabels, Metrics, ProviderLabels, VerdictLabels};
 
 /// What every reconcile of an AnalysisRun shares: nothing beyond what every controller does.
@@ -202,13 +203,22 @@ async fn reconcile_run(run: Arc<AnalysisRun>, ctx: Arc<AnalysisContext>) -> Resu
     if changed {
         let mut updated = (*run).clone();
         updated.status = Some(next.clone());
-        replace_status(
+        let write = replace_status(
             &ctx.client,
             &ctx.writes,
             updated,
             "replace AnalysisRun status",
-        )
-        .await?;
+        );
+        // A verdict that fails a release goes in the urgent lane: its Rollout aborts on it.
+        let fails = matches!(
+            next.phase,
+            Some(AnalysisPhase::Failed | AnalysisPhase::Error)
+        ) && status.phase != next.phase;
+        if fails {
+            throttle::urgent(write).await?;
+        } else {
+            write.await?;
+        }
         report_verdict(&ctx, &run, &status, &next).await;
     }
     // Only once the status says why: deleted first, a lost status write would leave a Job

@@ -22,15 +22,17 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{info, instrument, warn};
 
-use crate::api::analysis::{AnalysisTemplate, ClusterAnalysisTemplate};
+use crate::api::analysis::{AnalysisPhase, AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate};
 use crate::api::constants::{FINALIZER, LABEL_POD_TEMPLATE_HASH, LABEL_ROLLOUT, condition};
 use crate::api::rollout::Rollout;
 use crate::runtime::calls::timed;
 use crate::runtime::context::{Shared, key};
 use crate::runtime::error::{Error, Refusal};
 use crate::runtime::events;
+use crate::runtime::locks::KeyLocks;
 use crate::runtime::malformed::{self, Malformed, Parsed, Reported};
 use crate::runtime::own_writes::OwnWrites;
+use crate::runtime::throttle;
 use crate::telemetry::Metrics;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 
@@ -57,6 +59,8 @@ pub struct Context {
     pub caches: Caches,
     /// How often a Rollout with nothing scheduled is reconciled anyway (spread with jitter).
     pub requeue: Duration,
+    /// One reconcile per Rollout at a time, across the queue and the urgent lane.
+    pub locks: KeyLocks,
 }
 
 /// Reconciles that may run at once, by default (as Argo Rollouts' `--rollout-threads`).
@@ -102,6 +106,7 @@ fn jittered(period: Duration) -> Duration {
 
 #[instrument(skip_all, fields(namespace = parsed.namespace().unwrap_or_default(), rollout = parsed.name_any()))]
 async fn reconcile(parsed: Arc<Parsed<Rollout>>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _one_at_a_time = ctx.locks.lock(&key(parsed.as_ref())).await;
     let ro = match &parsed.0 {
         Ok(ro) => Arc::new(ro.clone()),
         Err(bad) => return report_malformed(&parsed, bad, &ctx).await,
@@ -438,8 +443,21 @@ pub async fn run(
         own_writes: OwnWrites::default(),
         caches: caches.clone(),
         requeue: opts.requeue,
+        locks: KeyLocks::default(),
     });
     info!(namespace = ?opts.namespace, concurrency = opts.concurrency, "sluice controller started");
+    let (urgent_tx, urgent_rx) = futures::channel::mpsc::unbounded();
+    let triggers = Triggers {
+        runs: failed_verdicts_to(urgent_tx, triggers.runs),
+        ..triggers
+    };
+    let (lane, stop) = (urgent_lane(urgent_rx, ctx.clone()), shutdown.clone());
+    let urgent = async move {
+        tokio::select! {
+            () = lane => {}
+            () = stop => {}
+        }
+    };
     let rollouts = woken_by_what_they_read(triggers, changes_rx, &ctx)
         .with_config(controller::Config::default().concurrency(opts.concurrency))
         .graceful_shutdown_on(shutdown)
@@ -449,10 +467,82 @@ pub async fn run(
                 tracing::debug!(error = %e, "controller");
             }
         });
-    tokio::join!(rollouts, analysis);
+    tokio::join!(rollouts, analysis, urgent);
     crd_watch.abort();
     routers.stop();
     info!("sluice controller stopped");
+}
+
+/// Reconciles that may run at once in the urgent lane.
+const URGENT_CONCURRENCY: usize = 4;
+
+/// Passes the AnalysisRun watch through, and sends each Rollout whose run just failed (or
+/// errored) to the urgent lane, once per run.
+fn failed_verdicts_to(
+    urgent: futures::channel::mpsc::UnboundedSender<ObjectRef<Parsed<Rollout>>>,
+    runs: crate::rollout::cache::Trigger<Parsed<AnalysisRun>>,
+) -> crate::rollout::cache::Trigger<Parsed<AnalysisRun>> {
+    let mut sent = std::collections::HashSet::<String>::new();
+    runs.inspect(move |r| {
+        let Ok(run) = r else { return };
+        let Some(rollout) = failed_run_owner(run) else {
+            return;
+        };
+        let uid = run.uid().unwrap_or_default();
+        if sent.len() > 50_000 {
+            sent.clear();
+        }
+        if sent.insert(uid) {
+            let _ = urgent.unbounded_send(rollout);
+        }
+    })
+    .boxed()
+}
+
+/// The Rollout controlling `run`, when the run's verdict is `Failed` or `Error`.
+pub fn failed_run_owner(run: &Parsed<AnalysisRun>) -> Option<ObjectRef<Parsed<Rollout>>> {
+    let phase = run.0.as_ref().ok()?.status.as_ref()?.phase?;
+    if !matches!(phase, AnalysisPhase::Failed | AnalysisPhase::Error) {
+        return None;
+    }
+    let owner = run
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true) && o.kind == "Rollout")?;
+    Some(ObjectRef::new(&owner.name).within(&run.namespace()?))
+}
+
+/// Reconciles, at once and in the urgent lane, each Rollout whose analysis just failed: its
+/// abort neither waits its turn behind routine reconciles nor queues behind their requests
+/// (see `runtime::throttle`). The queue reconciles it too, afterwards, and finds it done.
+async fn urgent_lane(
+    rx: futures::channel::mpsc::UnboundedReceiver<ObjectRef<Parsed<Rollout>>>,
+    ctx: Arc<Context>,
+) {
+    rx.for_each_concurrent(URGENT_CONCURRENCY, |r| {
+        let ctx = ctx.clone();
+        async move {
+            let Some(parsed) = ctx.caches.rollouts.get(&r) else {
+                return;
+            };
+            let started = std::time::Instant::now();
+            match throttle::urgent(reconcile(parsed, ctx.clone())).await {
+                Ok(_) => tracing::debug!(
+                    namespace = r.namespace.as_deref().unwrap_or_default(),
+                    rollout = r.name,
+                    ms = started.elapsed().as_millis() as u64,
+                    "urgent reconcile after a failed analysis"
+                ),
+                Err(e) => warn!(
+                    namespace = r.namespace.as_deref().unwrap_or_default(),
+                    rollout = r.name,
+                    error = %e,
+                    "urgent reconcile after a failed analysis (the queue retries)"
+                ),
+            }
+        }
+    })
+    .await
 }
 
 /// The Rollout controller over the caches' watches: a change to anything a Rollout reads

@@ -71,7 +71,8 @@ impl Controller {
                     .context("Argo Rollouts' controller was not built")?;
                 let healthz = free_port()?;
                 // Its defaults but the ports (see `crate::argo`): leader election on, 10
-                // Rollout workers, 40 requests/s with a burst of 80, logs at info.
+                // Rollout workers, 40 requests/s with a burst of 80 for each of its clients,
+                // logs at info.
                 (
                     dir.join(crate::argo::BINARY),
                     vec![

@@ -25,7 +25,7 @@ mod controller;
 mod probe;
 mod report;
 mod track;
-mod web;
+pub mod web;
 pub mod workload;
 
 use std::collections::BTreeMap;
