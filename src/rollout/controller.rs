@@ -476,40 +476,61 @@ pub async fn run(
 /// Reconciles that may run at once in the urgent lane.
 const URGENT_CONCURRENCY: usize = 4;
 
-/// Passes the AnalysisRun watch through, and sends each Rollout whose run just failed (or
-/// errored) to the urgent lane, once per run.
+/// Passes the AnalysisRun watch through, and sends to the urgent lane each Rollout whose run
+/// failed (or errored) while the controller watched it measuring. A run already failed when
+/// first seen (after a restart, say) goes through the queue as any change does: a restart must
+/// not turn every old failure into requests that skip the rate limit.
 fn failed_verdicts_to(
     urgent: futures::channel::mpsc::UnboundedSender<ObjectRef<Parsed<Rollout>>>,
     runs: crate::rollout::cache::Trigger<Parsed<AnalysisRun>>,
 ) -> crate::rollout::cache::Trigger<Parsed<AnalysisRun>> {
-    let mut sent = std::collections::HashSet::<String>::new();
+    let mut watch = FreshFailures::default();
     runs.inspect(move |r| {
-        let Ok(run) = r else { return };
-        let Some(rollout) = failed_run_owner(run) else {
-            return;
-        };
-        let uid = run.uid().unwrap_or_default();
-        if sent.len() > 50_000 {
-            sent.clear();
-        }
-        if sent.insert(uid) {
+        if let Ok(run) = r
+            && let Some(rollout) = watch.saw(run)
+        {
             let _ = urgent.unbounded_send(rollout);
         }
     })
     .boxed()
 }
 
-/// The Rollout controlling `run`, when the run's verdict is `Failed` or `Error`.
-pub fn failed_run_owner(run: &Parsed<AnalysisRun>) -> Option<ObjectRef<Parsed<Rollout>>> {
-    let phase = run.0.as_ref().ok()?.status.as_ref()?.phase?;
-    if !matches!(phase, AnalysisPhase::Failed | AnalysisPhase::Error) {
-        return None;
+/// The runs seen measuring (by uid), to tell a failure seen happening from one found.
+#[derive(Default)]
+pub struct FreshFailures {
+    measuring: std::collections::HashSet<String>,
+}
+
+impl FreshFailures {
+    /// Notes `run`'s phase; returns its Rollout when it failed since it was seen measuring.
+    pub fn saw(&mut self, run: &Parsed<AnalysisRun>) -> Option<ObjectRef<Parsed<Rollout>>> {
+        let uid = run.uid()?;
+        let phase = run.0.as_ref().ok()?.status.as_ref().and_then(|s| s.phase);
+        match phase {
+            None | Some(AnalysisPhase::Pending | AnalysisPhase::Running) => {
+                if run.meta().deletion_timestamp.is_none() {
+                    self.measuring.insert(uid);
+                } else {
+                    self.measuring.remove(&uid);
+                }
+                None
+            }
+            Some(AnalysisPhase::Failed | AnalysisPhase::Error) => {
+                if !self.measuring.remove(&uid) {
+                    return None;
+                }
+                let owner = run
+                    .owner_references()
+                    .iter()
+                    .find(|o| o.controller == Some(true) && o.kind == "Rollout")?;
+                Some(ObjectRef::new(&owner.name).within(&run.namespace()?))
+            }
+            Some(_) => {
+                self.measuring.remove(&uid);
+                None
+            }
+        }
     }
-    let owner = run
-        .owner_references()
-        .iter()
-        .find(|o| o.controller == Some(true) && o.kind == "Rollout")?;
-    Some(ObjectRef::new(&owner.name).within(&run.namespace()?))
 }
 
 /// Reconciles, at once and in the urgent lane, each Rollout whose analysis just failed: its
@@ -628,6 +649,49 @@ mod tests {
     use super::*;
     use crate::traffic::router::TargetKind;
     use serde_json::json;
+
+    fn run_in(phase: Option<&str>, uid: &str) -> Parsed<AnalysisRun> {
+        let mut v = json!({
+            "apiVersion": "sluice.dev/v1alpha1",
+            "kind": "AnalysisRun",
+            "metadata": {
+                "name": "web-abc-2-step2", "namespace": "shop", "uid": uid,
+                "ownerReferences": [{
+                    "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "name": "web",
+                    "uid": "r1", "controller": true
+                }]
+            },
+            "spec": {"metrics": []}
+        });
+        if let Some(p) = phase {
+            v["status"] = json!({ "phase": p });
+        }
+        Parsed(Ok(serde_json::from_value(v).expect("run")))
+    }
+
+    #[test]
+    fn only_a_failure_seen_happening_goes_in_the_urgent_lane() {
+        let mut w = FreshFailures::default();
+        // Found failed (a restart): the queue handles it.
+        assert_eq!(w.saw(&run_in(Some("Failed"), "old")), None);
+        // Seen measuring, then failed: its Rollout, once.
+        assert_eq!(w.saw(&run_in(None, "u1")), None);
+        assert_eq!(w.saw(&run_in(Some("Running"), "u1")), None);
+        let r = w.saw(&run_in(Some("Failed"), "u1")).expect("urgent");
+        assert_eq!(
+            (r.name.as_str(), r.namespace.as_deref()),
+            ("web", Some("shop"))
+        );
+        assert_eq!(w.saw(&run_in(Some("Failed"), "u1")), None);
+        // An error counts; success and inconclusive do not, and forget the run.
+        assert_eq!(w.saw(&run_in(Some("Running"), "u2")), None);
+        assert!(w.saw(&run_in(Some("Error"), "u2")).is_some());
+        assert_eq!(w.saw(&run_in(Some("Running"), "u3")), None);
+        assert_eq!(w.saw(&run_in(Some("Successful"), "u3")), None);
+        assert_eq!(w.saw(&run_in(Some("Running"), "u4")), None);
+        assert_eq!(w.saw(&run_in(Some("Inconclusive"), "u4")), None);
+        assert!(w.measuring.is_empty(), "{:?}", w.measuring);
+    }
 
     #[test]
     fn periodic_requeues_spread_a_fifth_either_way() {
