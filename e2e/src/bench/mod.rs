@@ -333,6 +333,7 @@ struct Snapshot {
     cpu: f64,
     apiserver_cpu: f64,
     plane_cpu: f64,
+    machine_busy: f64,
 }
 
 struct Phase<'a> {
@@ -359,6 +360,7 @@ impl Phase<'_> {
             cpu,
             apiserver_cpu: cpu_of(self.apiserver_pid),
             plane_cpu: cpu_of(Some(self.plane_pid)),
+            machine_busy: probe::machine_busy_seconds().unwrap_or(0.0),
         })
     }
 }
@@ -374,6 +376,8 @@ pub struct Delta {
     pub apiserver_cpu_seconds: f64,
     /// CPU of the harness process (control plane supervisor and node simulator).
     pub harness_cpu_seconds: f64,
+    /// CPU time every process of the machine used (all cores; from `/proc/stat`).
+    pub machine_cpu_seconds: f64,
 }
 
 fn delta(a: &Snapshot, b: &Snapshot) -> Delta {
@@ -393,6 +397,7 @@ fn delta(a: &Snapshot, b: &Snapshot) -> Delta {
         cpu_seconds: b.cpu - a.cpu,
         apiserver_cpu_seconds: b.apiserver_cpu - a.apiserver_cpu,
         harness_cpu_seconds: b.plane_cpu - a.plane_cpu,
+        machine_cpu_seconds: b.machine_busy - a.machine_busy,
     }
 }
 

@@ -21,6 +21,27 @@ pub struct ProcStats {
 /// architecture the benchmark runs on).
 const TICKS_PER_SECOND: f64 = 100.0;
 
+/// CPU time the whole machine has been busy since boot, all cores together (user, nice,
+/// system, irq, softirq, steal from `/proc/stat`'s first line); `None` if it cannot be read.
+pub fn machine_busy_seconds() -> Option<f64> {
+    parse_machine_busy(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+pub fn parse_machine_busy(stat: &str) -> Option<f64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let busy = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| v.get(i))
+        .sum::<f64>();
+    Some(busy / TICKS_PER_SECOND)
+}
+
 /// Reads [`ProcStats`] of `pid`; `None` when the process is gone.
 pub fn proc_stats(pid: u32) -> Option<ProcStats> {
     let dir = Path::new("/proc").join(pid.to_string());
@@ -184,6 +205,15 @@ mod tests {
         assert_eq!(s.peak_kib, 81234);
         assert!((s.cpu_seconds - 3.0).abs() < 1e-9, "{}", s.cpu_seconds);
         assert_eq!(parse_proc("Name: x\n", stat), None);
+    }
+
+    #[test]
+    fn the_machine_busy_time_leaves_idle_and_iowait_out() {
+        let stat = "cpu  100 20 30 5000 40 5 5 10 0 0\ncpu0 50 10 15 2500 20 2 3 5 0 0\n";
+        // (100 + 20 + 30 + 5 + 5 + 10) ticks of 10 ms.
+        assert_eq!(parse_machine_busy(stat), Some(1.7));
+        assert_eq!(parse_machine_busy("intr 1 2 3"), None);
+        assert!(machine_busy_seconds().is_some_and(|s| s > 0.0));
     }
 
     #[test]

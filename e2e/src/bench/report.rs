@@ -298,6 +298,21 @@ pub fn table(r: &SizeReport) -> String {
             String::new(),
         ),
         (
+            "machine busy (cores, all processes): create / update",
+            Box::new(|c| {
+                let cores = |d: Option<&Delta>| {
+                    d.filter(|d| d.seconds > 0.0)
+                        .map(|d| d.machine_cpu_seconds / d.seconds)
+                };
+                format!(
+                    "{} / {}",
+                    num(cores(c.create_phase.as_ref()), 2),
+                    num(cores(c.update_phase.as_ref()), 2)
+                )
+            }),
+            String::new(),
+        ),
+        (
             "harness CPU s (node simulator): create / update",
             Box::new(|c| {
                 format!(
@@ -360,6 +375,42 @@ pub fn table(r: &SizeReport) -> String {
     }
     for note in &r.notes {
         let _ = writeln!(out, "\nNote: {note}");
+    }
+    for note in saturation(r) {
+        let _ = writeln!(out, "\n{note}");
+    }
+    out
+}
+
+/// A phase through which the machine's cores were nearly all busy: its time is the machine's
+/// pace (the API server, etcd, the controller manager, the scheduler, the node simulator and
+/// the controller share them), not the controller's alone.
+pub fn saturation(r: &SizeReport) -> Vec<String> {
+    let cores = r.machine_before.cores.max(1) as f64;
+    let mut out = Vec::new();
+    for (f, c) in &r.controllers {
+        for (phase, d) in [
+            ("created -> all Healthy", &c.create_phase),
+            ("new image -> all paused at step 1", &c.update_phase),
+        ] {
+            let Some(d) = d else { continue };
+            if d.seconds <= 0.0 {
+                continue;
+            }
+            let busy = d.machine_cpu_seconds / d.seconds;
+            if busy >= 0.85 * cores {
+                out.push(format!(
+                    "{}, {phase}: the machine was busy {:.0}% of its {} cores through the phase \
+                     (the API server alone {:.1} cores, the controller {:.2}); this figure is the \
+                     machine's pace as much as the controller's.",
+                    f.title(),
+                    100.0 * busy / cores,
+                    r.machine_before.cores,
+                    d.apiserver_cpu_seconds / d.seconds,
+                    d.cpu_seconds / d.seconds,
+                ));
+            }
+        }
     }
     out
 }
@@ -483,6 +534,31 @@ mod tests {
             t.contains("Argo Rollouts: did not finish: Healthy: 5 of 10001"),
             "{t}"
         );
+        r.machine_before.cores = 2;
+        r.controllers
+            .entry(Flavour::Sluice)
+            .or_default()
+            .create_phase = Some(Delta {
+            seconds: 100.0,
+            machine_cpu_seconds: 190.0,
+            apiserver_cpu_seconds: 95.0,
+            cpu_seconds: 10.0,
+            ..Delta::default()
+        });
+        r.controllers.entry(Flavour::Argo).or_default().create_phase = Some(Delta {
+            seconds: 100.0,
+            machine_cpu_seconds: 120.0,
+            ..Delta::default()
+        });
+        let t = table(&r);
+        assert!(
+            t.contains(
+                "Sluice, created -> all Healthy: the machine was busy 95% of its 2 cores \
+                        through the phase (the API server alone 0.9 cores, the controller 0.10)"
+            ),
+            "{t}"
+        );
+        assert!(!t.contains("Argo Rollouts, created"), "{t}");
         let lacking = missing(&r);
         assert!(
             lacking.contains(&"Sluice: first full pass".to_string()),
