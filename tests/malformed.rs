@@ -19,12 +19,14 @@ use sluice::api::rollout::{Rollout, RolloutPhase};
 
 const LIMIT: Duration = Duration::from_secs(90);
 
-/// Rollout `web`: 2 pods, a canary over the Services `web-stable` and `web-canary`.
+/// Rollout `web`: 2 pods, a canary over the Services `web-stable` and `web-canary`. The pause
+/// is long enough to be seen: a pause's start is kept in whole seconds (as Argo Rollouts keeps
+/// it), so a 1 s pause may last a tenth of a second, shorter than a poll.
 fn web() -> anyhow::Result<Rollout> {
     web_canary(
         2,
         json!({"maxSurge": 1, "maxUnavailable": 0,
-            "steps": [{"setWeight": 50}, {"pause": {"duration": "1s"}}]}),
+            "steps": [{"setWeight": 50}, {"pause": {"duration": "3s"}}]}),
     )
 }
 
