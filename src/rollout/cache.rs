@@ -9,8 +9,10 @@
 //! - traffic routers' objects, while their CRDs exist (`traffic::watch`).
 //!
 //! Before caching, `managedFields` and the `kubectl apply` annotation (a copy of the whole
-//! object) are dropped, and so are the parts Sluice never reads: pods' spec, Deployments' and
-//! Services' status. Secrets are not cached: providers read them when they measure.
+//! object) are dropped, and so are the parts Sluice never reads: pods' spec and owner, all of
+//! their status but the Ready condition and the containers' waiting reasons, last terminations
+//! and restart counts, all of a Service but its metadata and selector, Deployments' status.
+//! Secrets are not cached: providers read them when they measure.
 //!
 //! Rollouts, AnalysisTemplates, ClusterAnalysisTemplates and AnalysisRuns are cached as
 //! [`Parsed`]: one the API server accepted but Sluice cannot read is kept as what is wrong with
@@ -33,7 +35,9 @@ use std::time::Duration;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt, future};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{
+    ContainerState, ContainerStatus, Pod, PodCondition, PodStatus, Service, ServiceSpec,
+};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
@@ -292,14 +296,58 @@ where
         .boxed()
 }
 
+/// Keeps of a pod what a reconcile reads: its metadata but the owner (pods are found by their
+/// label), since when it is Ready, and each container's waiting reason, last termination and
+/// restart count (`policy::diagnose`). A pod is the most numerous object Sluice caches.
 fn strip_pod(p: &mut Pod) {
     strip_meta(p);
     p.spec = None;
+    p.metadata.owner_references = None;
+    p.metadata.generate_name = None;
+    p.status = p.status.take().map(|st| PodStatus {
+        conditions: st.conditions.map(|cs| {
+            cs.into_iter()
+                .filter(|c| c.type_ == "Ready")
+                .map(|c| PodCondition {
+                    type_: c.type_,
+                    status: c.status,
+                    last_transition_time: c.last_transition_time,
+                    ..PodCondition::default()
+                })
+                .collect()
+        }),
+        container_statuses: st
+            .container_statuses
+            .map(|cs| cs.into_iter().map(slim_container).collect()),
+        ..PodStatus::default()
+    });
 }
 
+fn slim_container(c: ContainerStatus) -> ContainerStatus {
+    ContainerStatus {
+        name: c.name,
+        ready: c.ready,
+        restart_count: c.restart_count,
+        state: c.state.map(|s| ContainerState {
+            waiting: s.waiting,
+            ..ContainerState::default()
+        }),
+        last_state: c.last_state.map(|s| ContainerState {
+            terminated: s.terminated,
+            ..ContainerState::default()
+        }),
+        ..ContainerStatus::default()
+    }
+}
+
+/// Keeps of a Service its metadata and selector: all Sluice reads and all it patches.
 fn strip_service(s: &mut Service) {
     strip_meta(s);
     s.status = None;
+    s.spec = s.spec.take().map(|spec| ServiceSpec {
+        selector: spec.selector,
+        ..ServiceSpec::default()
+    });
 }
 
 fn strip_deployment(d: &mut Deployment) {
@@ -680,6 +728,7 @@ pub(crate) mod fake {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rollout::observe::policy;
     use serde_json::json;
     use std::collections::BTreeMap;
 
@@ -703,6 +752,101 @@ mod tests {
             Some(BTreeMap::from([("keep".to_string(), "me".to_string())]))
         );
         assert!(pod.spec.is_none());
-        assert_eq!(pod.status.and_then(|s| s.phase).as_deref(), Some("Running"));
+    }
+
+    /// A pod as the kubelet reports it, failing: one container crash-looping after an OOM kill.
+    fn reported_pod(ready: bool) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {
+                "name": "web-6d4f-x1", "namespace": "shop", "generateName": "web-6d4f-",
+                "uid": "u1", "resourceVersion": "42",
+                "creationTimestamp": "2026-11-30T10:00:00Z",
+                "labels": {LABEL_POD_TEMPLATE_HASH: "6d4f", LABEL_ROLLOUT: "web"},
+                "annotations": {"role": "canary"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-6d4f",
+                                     "uid": "rs1", "controller": true}]
+            },
+            "spec": {"containers": [{"name": "web", "image": "web:2"}], "nodeName": "node-1"},
+            "status": {
+                "phase": "Running", "qosClass": "BestEffort", "podIP": "10.0.0.7",
+                "podIPs": [{"ip": "10.0.0.7"}], "hostIP": "172.16.0.1",
+                "startTime": "2026-11-30T10:00:01Z",
+                "conditions": [
+                    {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-11-30T10:00:00Z"},
+                    {"type": "Initialized", "status": "True", "lastTransitionTime": "2026-11-30T10:00:01Z"},
+                    {"type": "Ready", "status": if ready { "True" } else { "False" },
+                     "reason": "ContainersNotReady", "lastTransitionTime": "2026-11-30T10:00:09Z"}
+                ],
+                "containerStatuses": [
+                    {"name": "sidecar", "image": "proxy:1", "imageID": "sha256:aa", "containerID": "cri://1",
+                     "ready": true, "restartCount": 0, "started": true,
+                     "state": {"running": {"startedAt": "2026-11-30T10:00:02Z"}}},
+                    {"name": "web", "image": "web:2", "imageID": "sha256:bb", "containerID": "cri://2",
+                     "ready": false, "restartCount": 4, "started": false,
+                     "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
+                     "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137,
+                                                  "startedAt": "2026-11-30T10:00:03Z",
+                                                  "finishedAt": "2026-11-30T10:00:05Z"}}}
+                ]
+            }
+        }))
+        .expect("pod")
+    }
+
+    #[test]
+    fn a_stripped_pod_reads_as_the_whole_pod_does() {
+        for ready in [true, false] {
+            let whole = reported_pod(ready);
+            let mut kept = whole.clone();
+            strip_pod(&mut kept);
+            assert_eq!(
+                policy::observed_pod(&kept),
+                policy::observed_pod(&whole),
+                "ready: {ready}"
+            );
+            assert!(policy::observed_pod(&kept).is_some());
+            for threshold in [1, 4, 5] {
+                assert_eq!(
+                    policy::diagnose(std::slice::from_ref(&kept), threshold),
+                    policy::diagnose(std::slice::from_ref(&whole), threshold),
+                    "ready: {ready}, threshold {threshold}"
+                );
+            }
+            assert!(policy::diagnose(std::slice::from_ref(&kept), 5).is_some());
+            assert_eq!(kept.metadata.labels, whole.metadata.labels);
+            assert_eq!(kept.metadata.annotations, whole.metadata.annotations);
+            let size = |p: &Pod| serde_json::to_string(p).expect("json").len();
+            assert!(
+                size(&kept) * 5 < size(&whole) * 3,
+                "{} bytes kept of {}",
+                size(&kept),
+                size(&whole)
+            );
+        }
+    }
+
+    #[test]
+    fn a_stripped_service_keeps_its_selector() {
+        let mut svc: Service = serde_json::from_value(json!({
+            "metadata": {"name": "web-canary", "namespace": "shop", "annotations": {"team": "a"}},
+            "spec": {
+                "selector": {"app": "web", LABEL_POD_TEMPLATE_HASH: "6d4f"},
+                "ports": [{"port": 80, "targetPort": 8080}],
+                "clusterIP": "10.96.0.12", "clusterIPs": ["10.96.0.12"], "type": "ClusterIP",
+                "ipFamilies": ["IPv4"], "sessionAffinity": "None"
+            },
+            "status": {"loadBalancer": {}}
+        }))
+        .expect("service");
+        let selector = svc.spec.as_ref().and_then(|s| s.selector.clone());
+        strip_service(&mut svc);
+        assert_eq!(svc.spec.as_ref().and_then(|s| s.selector.clone()), selector);
+        assert_eq!(pinned_revision(&svc), vec![("shop".into(), "6d4f".into())]);
+        assert_eq!(svc.spec.as_ref().and_then(|s| s.ports.clone()), None);
+        assert_eq!(svc.status, None);
+        assert_eq!(
+            svc.metadata.annotations,
+            Some(BTreeMap::from([("team".to_string(), "a".to_string())]))
+        );
     }
 }

@@ -196,16 +196,33 @@ async fn start_plane(opts: &BenchOptions, dir: &Path, nodes: usize) -> anyhow::R
     }
 }
 
-/// Creates `objects` (JSON with apiVersion, kind, namespace) as the admin, `WRITERS` at a time.
-async fn create_all(client: &Client, objects: Vec<Value>) -> anyhow::Result<()> {
-    stream::iter(objects)
+/// How often a long write prints how far it has come.
+const PROGRESS_EVERY: Duration = Duration::from_secs(15);
+
+/// Creates `objects` (JSON with apiVersion, kind, namespace) as the admin, `WRITERS` at a time;
+/// prints how many are done every [`PROGRESS_EVERY`] while it takes longer than that.
+async fn create_all(client: &Client, what: &str, objects: Vec<Value>) -> anyhow::Result<()> {
+    let total = objects.len();
+    let t0 = Instant::now();
+    let mut last = Instant::now();
+    let mut done = 0usize;
+    let mut writes = stream::iter(objects)
         .map(|o| {
             let client = client.clone();
             async move { create(&client, o).await }
         })
-        .buffer_unordered(WRITERS)
-        .try_collect::<Vec<()>>()
-        .await?;
+        .buffer_unordered(WRITERS);
+    while let Some(r) = writes.next().await {
+        r?;
+        done += 1;
+        if last.elapsed() >= PROGRESS_EVERY {
+            last = Instant::now();
+            eprintln!(
+                "bench:   creating {what}: {done} of {total} after {:.0} s",
+                t0.elapsed().as_secs_f64()
+            );
+        }
+    }
     Ok(())
 }
 
@@ -482,6 +499,7 @@ async fn run_size(
         namespaces.dedup();
         create_all(
             &client,
+            "namespaces",
             namespaces
                 .iter()
                 .map(
@@ -497,7 +515,7 @@ async fn run_size(
         for s in slots.iter().chain([&probe]) {
             objects.extend(workload::services(s));
         }
-        create_all(&client, objects).await?;
+        create_all(&client, "Services and AnalysisTemplates", objects).await?;
         all_slots.insert(f, (slots, probe));
     }
     eprintln!(
@@ -567,6 +585,10 @@ async fn measure(
     // Settled when its reconcile count stays put for 5 s.
     settle(&mut c, phase.http).await?;
     fig.rss_empty_mib = Some(mib(c.stats()?.rss_kib));
+    eprintln!(
+        "bench: {title}: {:.0} MiB resident with none of its Rollouts",
+        fig.rss_empty_mib.unwrap_or_default()
+    );
     let tracker = Tracker::start(phase.client, f).await?;
 
     // 2. Create N + the probe: all Healthy.
@@ -574,7 +596,7 @@ async fn measure(
     let t0 = Instant::now();
     let mut objects: Vec<Value> = slots.iter().map(|s| workload::rollout(f, s)).collect();
     objects.push(workload::rollout(f, probe));
-    create_all(phase.client, objects).await?;
+    create_all(phase.client, "Rollouts", objects).await?;
     let created = t0.elapsed().as_secs_f64();
     eprintln!(
         "bench: {title}: {} Rollouts created in {created:.0} s",
@@ -630,6 +652,11 @@ async fn measure(
     fig.noop = Some(delta(&before, &after));
     let s = c.stats()?;
     fig.rss_steady_mib = Some(mib(s.rss_kib));
+    eprintln!(
+        "bench: {title}: {:.0} MiB resident with {} Healthy, after a no-op reconcile of each",
+        mib(s.rss_kib),
+        n + 1
+    );
 
     // 4. Time to safe, the others idle.
     match time_to_safe(phase, good, &tracker, f, probe, 2, None, limit).await {
@@ -923,6 +950,12 @@ async fn restart(
     if let (Some(empty), n) = (fig.rss_empty_mib, n.max(1)) {
         fig.kib_per_rollout = Some((mib(s.rss_kib) - empty).max(0.0) * 1024.0 / n as f64);
     }
+    eprintln!(
+        "bench: {}: {:.0} MiB resident after the restart's first pass ({:.1} KiB per Rollout)",
+        f.title(),
+        mib(s.rss_kib),
+        fig.kib_per_rollout.unwrap_or(f64::NAN)
+    );
     c.stop().await?;
     Ok(())
 }
