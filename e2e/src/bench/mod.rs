@@ -196,8 +196,8 @@ async fn start_plane(opts: &BenchOptions, dir: &Path, nodes: usize) -> anyhow::R
     }
 }
 
-/// How often a long write prints how far it has come.
-const PROGRESS_EVERY: Duration = Duration::from_secs(15);
+/// How often a long write or wait prints how far it has come.
+pub(crate) const PROGRESS_EVERY: Duration = Duration::from_secs(15);
 
 /// Creates `objects` (JSON with apiVersion, kind, namespace) as the admin, `WRITERS` at a time;
 /// prints how many are done every [`PROGRESS_EVERY`] while it takes longer than that.

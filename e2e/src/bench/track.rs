@@ -73,8 +73,9 @@ impl Tracker {
             .get(&reflector::ObjectRef::new_with(name, self.resource.clone()).within(namespace))
     }
 
-    /// Waits until `want` Rollouts satisfy `check`, printing progress every 15 s; the seconds
-    /// it took from `since`, or an error saying how far it got by `limit`.
+    /// Waits until `want` Rollouts satisfy `check`, printing progress every
+    /// [`super::PROGRESS_EVERY`]; the seconds it took from `since`, or an error saying how far
+    /// it got by `limit`.
     pub async fn wait_for(
         &self,
         what: &str,
@@ -97,7 +98,7 @@ impl Tracker {
                     after: since.elapsed().as_secs_f64(),
                 });
             }
-            if last_print.elapsed() >= Duration::from_secs(15) {
+            if last_print.elapsed() >= super::PROGRESS_EVERY {
                 last_print = Instant::now();
                 eprintln!(
                     "bench:   {what}: {n} of {want} after {:.0} s",
