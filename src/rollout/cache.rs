@@ -9,9 +9,10 @@
 //! - traffic routers' objects, while their CRDs exist (`traffic::watch`).
 //!
 //! Before caching, `managedFields` and the `kubectl apply` annotation (a copy of the whole
-//! object) are dropped, and so are the parts Sluice never reads: pods' spec and owner, all of
-//! their status but the Ready condition and the containers' waiting reasons, last terminations
-//! and restart counts, all of a Service but its metadata and selector, Deployments' status.
+//! object) are dropped, and so are the parts Sluice never reads: Deployments' status; pods and
+//! Services are cached in forms of their own (`cached`) that hold only what a reconcile reads
+//! (pods: metadata, the Ready condition, the containers' waiting reasons, last terminations and
+//! restart counts; Services: metadata and selector).
 //! Secrets are not cached: providers read them when they measure.
 //!
 //! Rollouts, AnalysisTemplates, ClusterAnalysisTemplates and AnalysisRuns are cached as
@@ -35,10 +36,8 @@ use std::time::Duration;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt, future};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStatus, Pod, PodCondition, PodStatus, Service, ServiceSpec,
-};
-use kube::runtime::reflector::{self, Store};
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
@@ -46,6 +45,7 @@ use serde::de::DeserializeOwned;
 use crate::api::analysis::{AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate};
 use crate::api::constants::{LABEL_POD_TEMPLATE_HASH, LABEL_ROLLOUT};
 use crate::api::rollout::Rollout;
+use crate::rollout::cached::{CachedPod, CachedService};
 use crate::rollout::observe::policy::{analysis_uses, named_services};
 use crate::runtime::index::Index;
 use crate::traffic::router::{TargetKind, router_for};
@@ -77,21 +77,21 @@ pub fn strip_meta<K: Resource>(o: &mut K) {
 pub struct Caches {
     pub rollouts: Store<Parsed<Rollout>>,
     pub replica_sets: Store<ReplicaSet>,
-    pub pods: Store<Pod>,
+    pub pods: Store<CachedPod>,
     pub runs: Store<Parsed<AnalysisRun>>,
     pub templates: Store<Parsed<AnalysisTemplate>>,
     pub cluster_templates: Store<Parsed<ClusterAnalysisTemplate>>,
     /// Why ClusterAnalysisTemplates cannot be listed (RBAC), while that is so.
     pub cluster_templates_refused: Arc<Mutex<Option<String>>>,
-    pub services: Store<Service>,
+    pub services: Store<CachedService>,
     pub deployments: Store<Deployment>,
     pub routers: RouterCaches,
     rollouts_by: Index<Parsed<Rollout>, Reads>,
     replica_sets_by: Index<ReplicaSet, Owner>,
-    pods_by: Index<Pod, (String, String)>,
+    pods_by: Index<CachedPod, (String, String)>,
     runs_by: Index<Parsed<AnalysisRun>, Owner>,
     templates_by: Index<Parsed<AnalysisTemplate>, String>,
-    services_by: Index<Service, (String, String)>,
+    services_by: Index<CachedService, (String, String)>,
 }
 
 /// Something a Rollout reads, as the Rollout index keys it (see [`reads`]).
@@ -194,11 +194,9 @@ fn namespace_of<K: Resource>(o: &K) -> Vec<String> {
 }
 
 /// The namespace of a Service and the revision its selector pins, if it pins one.
-fn pinned_revision(s: &Service) -> Vec<(String, String)> {
+fn pinned_revision(s: &CachedService) -> Vec<(String, String)> {
     let ns = s.metadata.namespace.clone().unwrap_or_default();
-    s.spec
-        .as_ref()
-        .and_then(|s| s.selector.as_ref())
+    s.selector()
         .and_then(|s| s.get(LABEL_POD_TEMPLATE_HASH))
         .map(|h| (ns, h.clone()))
         .into_iter()
@@ -244,11 +242,11 @@ where
 struct Writings {
     rollouts: Writing<Parsed<Rollout>>,
     replica_sets: Writing<ReplicaSet>,
-    pods: Writing<Pod>,
+    pods: Writing<CachedPod>,
     runs: Writing<Parsed<AnalysisRun>>,
     templates: Writing<Parsed<AnalysisTemplate>>,
     cluster_templates: Writing<Parsed<ClusterAnalysisTemplate>>,
-    services: Writing<Service>,
+    services: Writing<CachedService>,
     deployments: Writing<Deployment>,
 }
 
@@ -256,11 +254,11 @@ struct Writings {
 pub struct Triggers {
     pub rollouts: Trigger<Parsed<Rollout>>,
     pub replica_sets: Trigger<ReplicaSet>,
-    pub pods: Trigger<Pod>,
+    pub pods: Trigger<CachedPod>,
     pub runs: Trigger<Parsed<AnalysisRun>>,
     pub templates: Trigger<Parsed<AnalysisTemplate>>,
     pub cluster_templates: Trigger<Parsed<ClusterAnalysisTemplate>>,
-    pub services: Trigger<Service>,
+    pub services: Trigger<CachedService>,
     pub deployments: Trigger<Deployment>,
 }
 
@@ -294,60 +292,6 @@ where
         .reflect(writer)
         .touched_objects()
         .boxed()
-}
-
-/// Keeps of a pod what a reconcile reads: its metadata but the owner (pods are found by their
-/// label), since when it is Ready, and each container's waiting reason, last termination and
-/// restart count (`policy::diagnose`). A pod is the most numerous object Sluice caches.
-fn strip_pod(p: &mut Pod) {
-    strip_meta(p);
-    p.spec = None;
-    p.metadata.owner_references = None;
-    p.metadata.generate_name = None;
-    p.status = p.status.take().map(|st| PodStatus {
-        conditions: st.conditions.map(|cs| {
-            cs.into_iter()
-                .filter(|c| c.type_ == "Ready")
-                .map(|c| PodCondition {
-                    type_: c.type_,
-                    status: c.status,
-                    last_transition_time: c.last_transition_time,
-                    ..PodCondition::default()
-                })
-                .collect()
-        }),
-        container_statuses: st
-            .container_statuses
-            .map(|cs| cs.into_iter().map(slim_container).collect()),
-        ..PodStatus::default()
-    });
-}
-
-fn slim_container(c: ContainerStatus) -> ContainerStatus {
-    ContainerStatus {
-        name: c.name,
-        ready: c.ready,
-        restart_count: c.restart_count,
-        state: c.state.map(|s| ContainerState {
-            waiting: s.waiting,
-            ..ContainerState::default()
-        }),
-        last_state: c.last_state.map(|s| ContainerState {
-            terminated: s.terminated,
-            ..ContainerState::default()
-        }),
-        ..ContainerStatus::default()
-    }
-}
-
-/// Keeps of a Service its metadata and selector: all Sluice reads and all it patches.
-fn strip_service(s: &mut Service) {
-    strip_meta(s);
-    s.status = None;
-    s.spec = s.spec.take().map(|spec| ServiceSpec {
-        selector: spec.selector,
-        ..ServiceSpec::default()
-    });
 }
 
 fn strip_deployment(d: &mut Deployment) {
@@ -454,7 +398,7 @@ impl Caches {
                 w.rollouts,
             ),
             replica_sets: reflect(api(client, namespace), owned(), strip_meta, w.replica_sets),
-            pods: reflect(api(client, namespace), owned(), strip_pod, w.pods),
+            pods: reflect(api(client, namespace), owned(), CachedPod::strip, w.pods),
             runs: reflect(
                 api::<Parsed<AnalysisRun>>(client, namespace),
                 owned(),
@@ -472,7 +416,12 @@ impl Caches {
                 w.cluster_templates,
                 caches.cluster_templates_refused.clone(),
             ),
-            services: reflect(api(client, namespace), all(), strip_service, w.services),
+            services: reflect(
+                api(client, namespace),
+                all(),
+                CachedService::strip,
+                w.services,
+            ),
             deployments: reflect(
                 api(client, namespace),
                 all(),
@@ -505,7 +454,8 @@ impl Caches {
 
     /// The pods in `ns` labelled as Rollout `rollout`'s.
     pub fn pods_of(&self, ns: &str, rollout: &str) -> Vec<Arc<Pod>> {
-        self.pods_by.get(&(ns.to_string(), rollout.to_string()))
+        let cached = self.pods_by.get(&(ns.to_string(), rollout.to_string()));
+        cached.iter().map(|p| Arc::new(p.to_pod())).collect()
     }
 
     /// The AnalysisTemplates of namespace `ns`.
@@ -515,7 +465,14 @@ impl Caches {
 
     /// The Services in `ns` whose selector pins revision `hash` (Sluice's key).
     pub fn services_pinned_to(&self, ns: &str, hash: &str) -> Vec<Arc<Service>> {
-        self.services_by.get(&(ns.to_string(), hash.to_string()))
+        let cached = self.services_by.get(&(ns.to_string(), hash.to_string()));
+        cached.iter().map(|s| Arc::new(s.to_service())).collect()
+    }
+
+    /// The Service `name` in `ns`, as a reconcile reads it, if it exists.
+    pub fn service(&self, ns: &str, name: &str) -> Option<Service> {
+        let cached = self.services.get(&ObjectRef::new(name).within(ns))?;
+        Some(cached.to_service())
     }
 
     /// Waits until every namespaced cache has its first full list (a Rollout reconciled
@@ -600,11 +557,11 @@ pub(crate) mod fake {
     pub struct Feeds {
         pub rollouts: Feed<Parsed<Rollout>>,
         pub replica_sets: Feed<ReplicaSet>,
-        pub pods: Feed<Pod>,
+        pub pods: Feed<CachedPod>,
         pub runs: Feed<Parsed<AnalysisRun>>,
         pub templates: Feed<Parsed<AnalysisTemplate>>,
         pub cluster_templates: Feed<Parsed<ClusterAnalysisTemplate>>,
-        pub services: Feed<Service>,
+        pub services: Feed<CachedService>,
         pub deployments: Feed<Deployment>,
     }
 
@@ -722,131 +679,5 @@ pub(crate) mod fake {
         let (routers, task) = RouterCaches::start(offline_client(), None, tx);
         task.abort();
         routers
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::rollout::observe::policy;
-    use serde_json::json;
-    use std::collections::BTreeMap;
-
-    #[test]
-    fn stripping_keeps_what_is_read_and_drops_the_bulk() {
-        let mut pod: Pod = serde_json::from_value(json!({
-            "metadata": {
-                "name": "web-abc",
-                "labels": {"app": "web"},
-                "annotations": {LAST_APPLIED: "{...}", "keep": "me"},
-                "managedFields": [{"manager": "kubectl", "operation": "Apply"}]
-            },
-            "spec": {"containers": [{"name": "web", "image": "web:1"}]},
-            "status": {"phase": "Running"}
-        }))
-        .expect("pod");
-        strip_pod(&mut pod);
-        assert_eq!(pod.metadata.managed_fields, None);
-        assert_eq!(
-            pod.metadata.annotations,
-            Some(BTreeMap::from([("keep".to_string(), "me".to_string())]))
-        );
-        assert!(pod.spec.is_none());
-    }
-
-    /// A pod as the kubelet reports it, failing: one container crash-looping after an OOM kill.
-    fn reported_pod(ready: bool) -> Pod {
-        serde_json::from_value(json!({
-            "metadata": {
-                "name": "web-6d4f-x1", "namespace": "shop", "generateName": "web-6d4f-",
-                "uid": "u1", "resourceVersion": "42",
-                "creationTimestamp": "2026-11-30T10:00:00Z",
-                "labels": {LABEL_POD_TEMPLATE_HASH: "6d4f", LABEL_ROLLOUT: "web"},
-                "annotations": {"role": "canary"},
-                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-6d4f",
-                                     "uid": "rs1", "controller": true}]
-            },
-            "spec": {"containers": [{"name": "web", "image": "web:2"}], "nodeName": "node-1"},
-            "status": {
-                "phase": "Running", "qosClass": "BestEffort", "podIP": "10.0.0.7",
-                "podIPs": [{"ip": "10.0.0.7"}], "hostIP": "172.16.0.1",
-                "startTime": "2026-11-30T10:00:01Z",
-                "conditions": [
-                    {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-11-30T10:00:00Z"},
-                    {"type": "Initialized", "status": "True", "lastTransitionTime": "2026-11-30T10:00:01Z"},
-                    {"type": "Ready", "status": if ready { "True" } else { "False" },
-                     "reason": "ContainersNotReady", "lastTransitionTime": "2026-11-30T10:00:09Z"}
-                ],
-                "containerStatuses": [
-                    {"name": "sidecar", "image": "proxy:1", "imageID": "sha256:aa", "containerID": "cri://1",
-                     "ready": true, "restartCount": 0, "started": true,
-                     "state": {"running": {"startedAt": "2026-11-30T10:00:02Z"}}},
-                    {"name": "web", "image": "web:2", "imageID": "sha256:bb", "containerID": "cri://2",
-                     "ready": false, "restartCount": 4, "started": false,
-                     "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
-                     "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137,
-                                                  "startedAt": "2026-11-30T10:00:03Z",
-                                                  "finishedAt": "2026-11-30T10:00:05Z"}}}
-                ]
-            }
-        }))
-        .expect("pod")
-    }
-
-    #[test]
-    fn a_stripped_pod_reads_as_the_whole_pod_does() {
-        for ready in [true, false] {
-            let whole = reported_pod(ready);
-            let mut kept = whole.clone();
-            strip_pod(&mut kept);
-            assert_eq!(
-                policy::observed_pod(&kept),
-                policy::observed_pod(&whole),
-                "ready: {ready}"
-            );
-            assert!(policy::observed_pod(&kept).is_some());
-            for threshold in [1, 4, 5] {
-                assert_eq!(
-                    policy::diagnose(std::slice::from_ref(&kept), threshold),
-                    policy::diagnose(std::slice::from_ref(&whole), threshold),
-                    "ready: {ready}, threshold {threshold}"
-                );
-            }
-            assert!(policy::diagnose(std::slice::from_ref(&kept), 5).is_some());
-            assert_eq!(kept.metadata.labels, whole.metadata.labels);
-            assert_eq!(kept.metadata.annotations, whole.metadata.annotations);
-            let size = |p: &Pod| serde_json::to_string(p).expect("json").len();
-            assert!(
-                size(&kept) * 5 < size(&whole) * 3,
-                "{} bytes kept of {}",
-                size(&kept),
-                size(&whole)
-            );
-        }
-    }
-
-    #[test]
-    fn a_stripped_service_keeps_its_selector() {
-        let mut svc: Service = serde_json::from_value(json!({
-            "metadata": {"name": "web-canary", "namespace": "shop", "annotations": {"team": "a"}},
-            "spec": {
-                "selector": {"app": "web", LABEL_POD_TEMPLATE_HASH: "6d4f"},
-                "ports": [{"port": 80, "targetPort": 8080}],
-                "clusterIP": "10.96.0.12", "clusterIPs": ["10.96.0.12"], "type": "ClusterIP",
-                "ipFamilies": ["IPv4"], "sessionAffinity": "None"
-            },
-            "status": {"loadBalancer": {}}
-        }))
-        .expect("service");
-        let selector = svc.spec.as_ref().and_then(|s| s.selector.clone());
-        strip_service(&mut svc);
-        assert_eq!(svc.spec.as_ref().and_then(|s| s.selector.clone()), selector);
-        assert_eq!(pinned_revision(&svc), vec![("shop".into(), "6d4f".into())]);
-        assert_eq!(svc.spec.as_ref().and_then(|s| s.ports.clone()), None);
-        assert_eq!(svc.status, None);
-        assert_eq!(
-            svc.metadata.annotations,
-            Some(BTreeMap::from([("team".to_string(), "a".to_string())]))
-        );
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures::channel::mpsc::UnboundedReceiver;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{self, Action, Controller};
@@ -40,6 +40,7 @@ use super::apply::{
     Current, StatusOf, apply, readable_status, selector_patch, traffic_params, write_status,
 };
 use super::cache::{Caches, Reads, Triggers};
+use super::cached::{CachedPod, CachedService};
 use super::decide::{DEFAULT_RESTART_THRESHOLD, decide};
 use super::observe::policy::named_services;
 use super::observe::{Sources, claimed_by_others, observe, resolve_selector};
@@ -240,10 +241,8 @@ async fn cleanup(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
         what: "first sync of the watch caches",
     })?;
     let api: Api<Service> = Api::namespaced(ctx.shared.client.clone(), &ns);
-    let keyed = |s: &Service| {
-        s.spec
-            .as_ref()
-            .and_then(|s| s.selector.as_ref())
+    let keyed = |s: &CachedService| {
+        s.selector()
             .is_some_and(|s| s.contains_key(LABEL_POD_TEMPLATE_HASH))
     };
     for name in named_services(&ro) {
@@ -588,8 +587,10 @@ fn woken_by_what_they_read(
     Controller::for_stream(triggers.rollouts, store)
         .owns_stream(triggers.replica_sets)
         .owns_stream(triggers.runs)
-        .watches_stream(triggers.pods, move |pod: Pod| pod_wakes(&s_pods, &pod))
-        .watches_stream(triggers.services, move |svc: Service| {
+        .watches_stream(triggers.pods, move |pod: CachedPod| {
+            pod_wakes(&s_pods, &pod)
+        })
+        .watches_stream(triggers.services, move |svc: CachedService| {
             service_wakes(&c_svc, &svc)
         })
         .watches_stream(triggers.deployments, move |d: Deployment| {
@@ -618,7 +619,10 @@ fn woken_by_what_they_read(
 }
 
 /// The Rollout a pod belongs to, if it still exists: pods outlive their Rollout for a moment.
-fn pod_wakes(store: &Store<Parsed<Rollout>>, pod: &Pod) -> Option<ObjectRef<Parsed<Rollout>>> {
+fn pod_wakes(
+    store: &Store<Parsed<Rollout>>,
+    pod: &CachedPod,
+) -> Option<ObjectRef<Parsed<Rollout>>> {
     let ns = pod.namespace().unwrap_or_default();
     let name = pod.labels().get(LABEL_ROLLOUT)?;
     let key = ObjectRef::<Parsed<Rollout>>::new(name).within(&ns);
@@ -626,7 +630,7 @@ fn pod_wakes(store: &Store<Parsed<Rollout>>, pod: &Pod) -> Option<ObjectRef<Pars
 }
 
 /// The Rollouts that name a Service.
-fn service_wakes(caches: &Caches, svc: &Service) -> Vec<ObjectRef<Parsed<Rollout>>> {
+fn service_wakes(caches: &Caches, svc: &CachedService) -> Vec<ObjectRef<Parsed<Rollout>>> {
     let what = Reads::Service {
         namespace: svc.namespace().unwrap_or_default(),
         name: svc.name_any(),
@@ -799,7 +803,7 @@ mod tests {
                 .collect(),
         );
         let service = |ns: &str, name: &str| {
-            let mut s = Service::default();
+            let mut s = CachedService::default();
             s.metadata.namespace = Some(ns.into());
             s.metadata.name = Some(name.into());
             names(service_wakes(&caches, &s))

@@ -6,6 +6,7 @@ pub mod apply;
 mod basic;
 pub mod bluegreen;
 pub mod cache;
+pub mod cached;
 mod canary;
 pub mod conditions;
 pub mod controller;

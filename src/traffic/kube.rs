@@ -361,7 +361,7 @@ mod tests {
     use kube::runtime::watcher::Event;
     use serde_json::json;
 
-    fn pinned(name: &str, hash: &str) -> Service {
+    fn pinned(name: &str, hash: &str) -> crate::rollout::cached::CachedService {
         serde_json::from_value(json!({
             "metadata": {"name": name, "namespace": "ns0"},
             "spec": {"selector": {LABEL_POD_TEMPLATE_HASH: hash}}

@@ -133,10 +133,10 @@ fn services(
     let mut found = BTreeMap::new();
     let mut exists = BTreeMap::new();
     for n in policy::named_services(ro) {
-        let s = caches.services.get(&ObjectRef::new(n).within(ns));
+        let s = caches.service(ns, n);
         exists.insert(n.clone(), s.is_some());
         if let Some(s) = s {
-            found.insert(n.clone(), s.as_ref().clone());
+            found.insert(n.clone(), s);
         }
     }
     (found, exists)
