@@ -45,7 +45,7 @@ use serde::de::DeserializeOwned;
 use crate::api::analysis::{AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate};
 use crate::api::constants::{LABEL_POD_TEMPLATE_HASH, LABEL_ROLLOUT};
 use crate::api::rollout::Rollout;
-use crate::rollout::cached::{CachedPod, CachedService};
+use crate::rollout::cached::{CachedPod, CachedReplicaSet, CachedService};
 use crate::rollout::observe::policy::{analysis_uses, named_services};
 use crate::runtime::index::Index;
 use crate::traffic::router::{TargetKind, router_for};
@@ -76,7 +76,7 @@ pub fn strip_meta<K: Resource>(o: &mut K) {
 #[derive(Clone)]
 pub struct Caches {
     pub rollouts: Store<Parsed<Rollout>>,
-    pub replica_sets: Store<ReplicaSet>,
+    pub replica_sets: Store<CachedReplicaSet>,
     pub pods: Store<CachedPod>,
     pub runs: Store<Parsed<AnalysisRun>>,
     pub templates: Store<Parsed<AnalysisTemplate>>,
@@ -87,7 +87,7 @@ pub struct Caches {
     pub deployments: Store<Deployment>,
     pub routers: RouterCaches,
     rollouts_by: Index<Parsed<Rollout>, Reads>,
-    replica_sets_by: Index<ReplicaSet, Owner>,
+    replica_sets_by: Index<CachedReplicaSet, Owner>,
     pods_by: Index<CachedPod, (String, String)>,
     runs_by: Index<Parsed<AnalysisRun>, Owner>,
     templates_by: Index<Parsed<AnalysisTemplate>, String>,
@@ -241,7 +241,7 @@ where
 /// The writing sides of every cache of [`Caches`].
 struct Writings {
     rollouts: Writing<Parsed<Rollout>>,
-    replica_sets: Writing<ReplicaSet>,
+    replica_sets: Writing<CachedReplicaSet>,
     pods: Writing<CachedPod>,
     runs: Writing<Parsed<AnalysisRun>>,
     templates: Writing<Parsed<AnalysisTemplate>>,
@@ -253,7 +253,7 @@ struct Writings {
 /// The watches behind [`Caches`]; each must be polled (the controller does, as its triggers).
 pub struct Triggers {
     pub rollouts: Trigger<Parsed<Rollout>>,
-    pub replica_sets: Trigger<ReplicaSet>,
+    pub replica_sets: Trigger<CachedReplicaSet>,
     pub pods: Trigger<CachedPod>,
     pub runs: Trigger<Parsed<AnalysisRun>>,
     pub templates: Trigger<Parsed<AnalysisTemplate>>,
@@ -397,7 +397,12 @@ impl Caches {
                 strip_meta,
                 w.rollouts,
             ),
-            replica_sets: reflect(api(client, namespace), owned(), strip_meta, w.replica_sets),
+            replica_sets: reflect(
+                api(client, namespace),
+                owned(),
+                CachedReplicaSet::strip,
+                w.replica_sets,
+            ),
             pods: reflect(api(client, namespace), owned(), CachedPod::strip, w.pods),
             runs: reflect(
                 api::<Parsed<AnalysisRun>>(client, namespace),
@@ -443,8 +448,9 @@ impl Caches {
     }
 
     /// The ReplicaSets in `ns` that the object with `uid` controls.
-    pub fn replica_sets_of(&self, ns: &str, uid: &str) -> Vec<Arc<ReplicaSet>> {
-        self.replica_sets_by.get(&(ns.to_string(), uid.to_string()))
+    pub fn replica_sets_of(&self, ns: &str, uid: &str) -> Vec<ReplicaSet> {
+        let cached = self.replica_sets_by.get(&(ns.to_string(), uid.to_string()));
+        cached.iter().map(|rs| rs.to_replica_set()).collect()
     }
 
     /// The AnalysisRuns in `ns` that the object with `uid` controls.
@@ -556,7 +562,7 @@ pub(crate) mod fake {
     /// The writing side of every cache of [`fake::caches`].
     pub struct Feeds {
         pub rollouts: Feed<Parsed<Rollout>>,
-        pub replica_sets: Feed<ReplicaSet>,
+        pub replica_sets: Feed<CachedReplicaSet>,
         pub pods: Feed<CachedPod>,
         pub runs: Feed<Parsed<AnalysisRun>>,
         pub templates: Feed<Parsed<AnalysisTemplate>>,

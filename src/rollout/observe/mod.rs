@@ -111,11 +111,7 @@ fn replica_sets(
 ) -> (Vec<ReplicaSet>, Vec<ObservedRs>, Vec<Arc<Pod>>) {
     let name = ro.name_any();
     let uid = ro.uid().unwrap_or_default();
-    let sets: Vec<ReplicaSet> = caches
-        .replica_sets_of(ns, &uid)
-        .into_iter()
-        .map(|rs| rs.as_ref().clone())
-        .collect();
+    let sets: Vec<ReplicaSet> = caches.replica_sets_of(ns, &uid);
     let pods: Vec<Arc<Pod>> = caches.pods_of(ns, &name);
     let observed = sets
         .iter()
