@@ -9,10 +9,11 @@
 //! - traffic routers' objects, while their CRDs exist (`traffic::watch`).
 //!
 //! Before caching, `managedFields` and the `kubectl apply` annotation (a copy of the whole
-//! object) are dropped, and so are the parts Sluice never reads: Deployments' status; pods and
-//! Services are cached in forms of their own (`cached`) that hold only what a reconcile reads
-//! (pods: metadata, the Ready condition, the containers' waiting reasons, last terminations and
-//! restart counts; Services: metadata and selector).
+//! object) are dropped, and so are the parts Sluice never reads: Deployments' status; pods,
+//! Services and ReplicaSets are cached in forms of their own (`cached`): of a pod its metadata,
+//! the Ready condition, the containers' waiting reasons, last terminations and restart counts;
+//! of a Service its metadata and selector; of a ReplicaSet all of it, its pod template as
+//! compact JSON.
 //! Secrets are not cached: providers read them when they measure.
 //!
 //! Rollouts, AnalysisTemplates, ClusterAnalysisTemplates and AnalysisRuns are cached as
@@ -397,12 +398,7 @@ impl Caches {
                 strip_meta,
                 w.rollouts,
             ),
-            replica_sets: reflect(
-                api(client, namespace),
-                owned(),
-                CachedReplicaSet::strip,
-                w.replica_sets,
-            ),
+            replica_sets: reflect(api(client, namespace), owned(), strip_meta, w.replica_sets),
             pods: reflect(api(client, namespace), owned(), CachedPod::strip, w.pods),
             runs: reflect(
                 api::<Parsed<AnalysisRun>>(client, namespace),
@@ -421,12 +417,7 @@ impl Caches {
                 w.cluster_templates,
                 caches.cluster_templates_refused.clone(),
             ),
-            services: reflect(
-                api(client, namespace),
-                all(),
-                CachedService::strip,
-                w.services,
-            ),
+            services: reflect(api(client, namespace), all(), strip_meta, w.services),
             deployments: reflect(
                 api(client, namespace),
                 all(),

@@ -149,11 +149,6 @@ struct CachedServiceSpec {
 }
 
 impl CachedService {
-    /// Drops `managedFields` and the `kubectl apply` copy.
-    pub fn strip(&mut self) {
-        super::cache::strip_meta(self);
-    }
-
     /// The selector, if the Service has one.
     pub fn selector(&self) -> Option<&BTreeMap<String, String>> {
         self.spec.as_ref().and_then(|s| s.selector.as_ref())
@@ -211,11 +206,6 @@ fn compact_template<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<str>>,
 }
 
 impl CachedReplicaSet {
-    /// Drops `managedFields` and the `kubectl apply` copy.
-    pub fn strip(&mut self) {
-        super::cache::strip_meta(self);
-    }
-
     /// The ReplicaSet as a reconcile reads it, its pod template parsed again.
     pub fn to_replica_set(&self) -> ReplicaSet {
         ReplicaSet {
@@ -410,7 +400,7 @@ mod tests {
         });
         let mut whole: ReplicaSet = serde_json::from_value(json.clone()).expect("replica set");
         let mut cached: CachedReplicaSet = serde_json::from_value(json).expect("cached");
-        cached.strip();
+        crate::rollout::cache::strip_meta(&mut cached);
         whole.metadata.managed_fields = None;
         assert_eq!(cached.to_replica_set(), whole);
         let template = cached.spec.as_ref().and_then(|s| s.template.as_ref());
@@ -458,7 +448,7 @@ mod tests {
         });
         let whole: Service = serde_json::from_value(json.clone()).expect("service");
         let mut cached: CachedService = serde_json::from_value(json).expect("cached service");
-        cached.strip();
+        crate::rollout::cache::strip_meta(&mut cached);
         let kept = cached.to_service();
         let selector = |s: &Service| s.spec.as_ref().and_then(|s| s.selector.clone());
         assert_eq!(selector(&kept), selector(&whole));
