@@ -10,15 +10,17 @@
 //!
 //! Before caching, `managedFields` and the `kubectl apply` annotation (a copy of the whole
 //! object) are dropped, and so are the parts Sluice never reads: Deployments' status; pods,
-//! Services and ReplicaSets are cached in forms of their own (`cached`): of a pod its metadata,
-//! the Ready condition, the containers' waiting reasons, last terminations and restart counts;
-//! of a Service its metadata and selector; of a ReplicaSet all of it, its pod template as
-//! compact JSON.
+//! Services, ReplicaSets and Rollouts are cached in forms of their own (`cached`): of a pod its
+//! metadata, the Ready condition, the containers' waiting reasons, last terminations and
+//! restart counts; of a Service its metadata and selector; of a ReplicaSet and a Rollout all
+//! of it. Their labels, annotations and selectors, a ReplicaSet's pod template and a Rollout's
+//! spec are kept as compact JSON, read back when a reconcile reads the object.
 //! Secrets are not cached: providers read them when they measure.
 //!
-//! Rollouts, AnalysisTemplates, ClusterAnalysisTemplates and AnalysisRuns are cached as
-//! [`Parsed`]: one the API server accepted but Sluice cannot read is kept as what is wrong with
-//! it, so it cannot fail the list of its kind (and stall every other object of it).
+//! AnalysisTemplates, ClusterAnalysisTemplates and AnalysisRuns are cached as [`Parsed`], and
+//! Rollouts as `CachedRollout`, which keeps the same distinction: one the API server accepted
+//! but Sluice cannot read is kept as what is wrong with it, so it cannot fail the list of its
+//! kind (and stall every other object of it).
 //!
 //! Each watch is also a trigger of the controller (see `controller::run`): a change to
 //! anything a Rollout reads wakes that Rollout.
@@ -45,8 +47,7 @@ use serde::de::DeserializeOwned;
 
 use crate::api::analysis::{AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate};
 use crate::api::constants::{LABEL_POD_TEMPLATE_HASH, LABEL_ROLLOUT};
-use crate::api::rollout::Rollout;
-use crate::rollout::cached::{CachedPod, CachedReplicaSet, CachedService};
+use crate::rollout::cached::{CachedPod, CachedReplicaSet, CachedRollout, CachedService};
 use crate::rollout::observe::policy::{analysis_uses, named_services};
 use crate::runtime::index::Index;
 use crate::traffic::router::{TargetKind, router_for};
@@ -76,7 +77,7 @@ pub fn strip_meta<K: Resource>(o: &mut K) {
 /// The readers of every cache.
 #[derive(Clone)]
 pub struct Caches {
-    pub rollouts: Store<Parsed<Rollout>>,
+    pub rollouts: Store<CachedRollout>,
     pub replica_sets: Store<CachedReplicaSet>,
     pub pods: Store<CachedPod>,
     pub runs: Store<Parsed<AnalysisRun>>,
@@ -87,7 +88,7 @@ pub struct Caches {
     pub services: Store<CachedService>,
     pub deployments: Store<Deployment>,
     pub routers: RouterCaches,
-    rollouts_by: Index<Parsed<Rollout>, Reads>,
+    rollouts_by: Index<CachedRollout, Reads>,
     replica_sets_by: Index<CachedReplicaSet, Owner>,
     pods_by: Index<CachedPod, (String, String)>,
     runs_by: Index<Parsed<AnalysisRun>, Owner>,
@@ -120,9 +121,10 @@ pub enum Reads {
 
 /// Everything the Rollout reads that the Rollout index keys; a Rollout that does not read
 /// has only its namespace.
-pub fn reads(p: &Parsed<Rollout>) -> Vec<Reads> {
-    let ns = p.meta().namespace.clone().unwrap_or_default();
+pub fn reads(c: &CachedRollout) -> Vec<Reads> {
+    let ns = c.meta().namespace.clone().unwrap_or_default();
     let mut out = vec![Reads::Namespace(ns.clone())];
+    let p = c.to_parsed();
     let Ok(ro) = &p.0 else {
         return out;
     };
@@ -178,14 +180,11 @@ fn controllers<K: Resource>(o: &K) -> Vec<Owner> {
         .collect()
 }
 
-/// The namespace of `o` and its `sluice.dev/rollout` label, if it has one.
-fn rollout_label<K: Resource>(o: &K) -> Vec<(String, String)> {
-    let ns = o.meta().namespace.clone().unwrap_or_default();
-    o.meta()
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(LABEL_ROLLOUT))
-        .map(|r| (ns, r.clone()))
+/// The namespace of a pod and its `sluice.dev/rollout` label, if it has one.
+fn rollout_label(p: &CachedPod) -> Vec<(String, String)> {
+    let ns = p.meta().namespace.clone().unwrap_or_default();
+    p.label(LABEL_ROLLOUT)
+        .map(|r| (ns, r))
         .into_iter()
         .collect()
 }
@@ -196,10 +195,10 @@ fn namespace_of<K: Resource>(o: &K) -> Vec<String> {
 
 /// The namespace of a Service and the revision its selector pins, if it pins one.
 fn pinned_revision(s: &CachedService) -> Vec<(String, String)> {
-    let ns = s.metadata.namespace.clone().unwrap_or_default();
+    let ns = s.meta().namespace.clone().unwrap_or_default();
     s.selector()
-        .and_then(|s| s.get(LABEL_POD_TEMPLATE_HASH))
-        .map(|h| (ns, h.clone()))
+        .and_then(|mut s| s.remove(LABEL_POD_TEMPLATE_HASH))
+        .map(|h| (ns, h))
         .into_iter()
         .collect()
 }
@@ -241,7 +240,7 @@ where
 
 /// The writing sides of every cache of [`Caches`].
 struct Writings {
-    rollouts: Writing<Parsed<Rollout>>,
+    rollouts: Writing<CachedRollout>,
     replica_sets: Writing<CachedReplicaSet>,
     pods: Writing<CachedPod>,
     runs: Writing<Parsed<AnalysisRun>>,
@@ -253,7 +252,7 @@ struct Writings {
 
 /// The watches behind [`Caches`]; each must be polled (the controller does, as its triggers).
 pub struct Triggers {
-    pub rollouts: Trigger<Parsed<Rollout>>,
+    pub rollouts: Trigger<CachedRollout>,
     pub replica_sets: Trigger<CachedReplicaSet>,
     pub pods: Trigger<CachedPod>,
     pub runs: Trigger<Parsed<AnalysisRun>>,
@@ -393,7 +392,7 @@ impl Caches {
         let all = watcher::Config::default;
         let triggers = Triggers {
             rollouts: reflect(
-                api::<Parsed<Rollout>>(client, namespace),
+                api::<CachedRollout>(client, namespace),
                 all(),
                 strip_meta,
                 w.rollouts,
@@ -429,12 +428,12 @@ impl Caches {
     }
 
     /// The Rollouts of namespace `ns`.
-    pub fn rollouts_in(&self, ns: &str) -> Vec<Arc<Parsed<Rollout>>> {
+    pub fn rollouts_in(&self, ns: &str) -> Vec<Arc<CachedRollout>> {
         self.rollouts_by.get(&Reads::Namespace(ns.to_string()))
     }
 
     /// The Rollouts that read `what`.
-    pub fn rollouts_reading(&self, what: &Reads) -> Vec<Arc<Parsed<Rollout>>> {
+    pub fn rollouts_reading(&self, what: &Reads) -> Vec<Arc<CachedRollout>> {
         self.rollouts_by.get(what)
     }
 
@@ -552,7 +551,7 @@ pub(crate) mod fake {
 
     /// The writing side of every cache of [`fake::caches`].
     pub struct Feeds {
-        pub rollouts: Feed<Parsed<Rollout>>,
+        pub rollouts: Feed<CachedRollout>,
         pub replica_sets: Feed<CachedReplicaSet>,
         pub pods: Feed<CachedPod>,
         pub runs: Feed<Parsed<AnalysisRun>>,
@@ -595,7 +594,7 @@ pub(crate) mod fake {
             for i in 0..per_namespace {
                 let name = format!("r{i}");
                 let uid = format!("uid-{n}-{i}");
-                let ro: Rollout = serde_json::from_value(json!({
+                let ro: crate::api::rollout::Rollout = serde_json::from_value(json!({
                     "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
                     "metadata": {"name": name, "namespace": ns, "uid": uid,
                                  "creationTimestamp": "2026-01-01T00:00:00Z"},
@@ -612,7 +611,7 @@ pub(crate) mod fake {
                                       {"setWeight": 75}]}}}
                 }))
                 .expect("rollout");
-                rollouts.push(Parsed(Ok(ro)));
+                rollouts.push(CachedRollout::from(Parsed(Ok(ro))));
                 let owner = json!([{"apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
                     "name": name, "uid": uid, "controller": true}]);
                 for (rev, replicas) in [("a", 3), ("b", 1)] {

@@ -1,17 +1,20 @@
 //! The forms Sluice caches its most numerous objects in: a pod as [`CachedPod`], a Service as
-//! [`CachedService`], a ReplicaSet as [`CachedReplicaSet`]. Each is read straight from the
-//! watch's JSON and holds only what a reconcile reads, in its own small struct: `k8s_openapi`'s
-//! `Pod` is over 2 KiB before it holds anything (its `PodSpec` is inline even when absent), a
-//! `Service` over 800 bytes, and a ReplicaSet's pod template over 3.5 KiB with one container;
-//! at 10,000 Rollouts (30,000 pods, 20,000 Services) that was most of the controller's memory.
+//! [`CachedService`], a ReplicaSet as [`CachedReplicaSet`], a Rollout as [`CachedRollout`].
+//! Each is read straight from the watch's JSON and holds only what a reconcile reads, in its
+//! own small struct: `k8s_openapi`'s `Pod` is over 2 KiB before it holds anything (its
+//! `PodSpec` is inline even when absent), a `Service` over 800 bytes, a ReplicaSet's pod
+//! template over 3.5 KiB with one container, a Rollout's parsed spec about 8 KiB; at 10,000
+//! Rollouts (30,000 pods, 20,000 Services) that was most of the controller's memory.
 //!
-//! A reconcile reads them through `to_pod`, `to_service` and `to_replica_set`, so the code that
-//! decides still reads the Kubernetes types; what those return is the object as the API server
-//! sent it minus what Sluice never reads (tested below: a pod read back decides exactly as the
-//! whole pod does; a ReplicaSet reads back whole).
+//! A reconcile reads them through `to_pod`, `to_service`, `to_replica_set` and `to_parsed`,
+//! so the code that decides still reads the Kubernetes types and Sluice's own; what those
+//! return is the object as the API server sent it minus what Sluice never reads (tested below:
+//! a pod read back decides exactly as the whole pod does; a ReplicaSet and a Rollout read back
+//! whole).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::marker::PhantomData;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec, ReplicaSetStatus};
@@ -21,7 +24,112 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
 use kube::Resource;
-use serde::{Deserialize, Deserializer};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::api::rollout::{Rollout, RolloutStatus};
+use crate::runtime::malformed::{Malformed, Parsed};
+
+/// A value kept as its compact JSON: one allocation the size of its text, where the parsed
+/// value takes many (a `BTreeMap` of a few labels takes a 544-byte node and two strings per
+/// entry; a pod template several kilobytes of inline structs). It is read as `T` first, so
+/// what is kept is known to read back; `read` parses it again.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Compact<T> {
+    json: Box<str>,
+    kind: PhantomData<fn() -> T>,
+}
+
+impl<T: Serialize + DeserializeOwned> Compact<T> {
+    /// `value` as compact JSON.
+    pub fn new(value: &T) -> Result<Self, serde_json::Error> {
+        Ok(Compact {
+            json: serde_json::to_string(value)?.into_boxed_str(),
+            kind: PhantomData,
+        })
+    }
+
+    /// The value again. `None` only if the JSON no longer reads as `T`, which cannot happen
+    /// to JSON that `new` wrote from a `T`.
+    pub fn read(&self) -> Option<T> {
+        serde_json::from_str(&self.json).ok()
+    }
+
+    /// The bytes kept.
+    pub fn bytes(&self) -> usize {
+        self.json.len()
+    }
+}
+
+impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for Compact<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = T::deserialize(d)?;
+        Compact::new(&value).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A string map: labels, annotations, a selector.
+type Map = BTreeMap<String, String>;
+
+/// An object's metadata as cached: without `managedFields` and the `kubectl apply` copy, its
+/// labels and annotations as compact JSON. `Resource::meta` gives the rest (name, namespace,
+/// uid, owners, timestamps...) and so reads no labels or annotations: they are read through
+/// [`Meta::to_meta`] (what `to_pod`, `to_service` and `to_replica_set` return) or
+/// [`Meta::label`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Meta {
+    rest: ObjectMeta,
+    labels: Option<Compact<Map>>,
+    annotations: Option<Compact<Map>>,
+}
+
+impl Meta {
+    /// The whole metadata, labels and annotations parsed again.
+    pub fn to_meta(&self) -> ObjectMeta {
+        ObjectMeta {
+            labels: self.labels.as_ref().and_then(Compact::read),
+            annotations: self.annotations.as_ref().and_then(Compact::read),
+            ..self.rest.clone()
+        }
+    }
+
+    /// The value of label `key`, if the object has it.
+    pub fn label(&self, key: &str) -> Option<String> {
+        self.labels.as_ref()?.read()?.remove(key)
+    }
+}
+
+impl<'de> Deserialize<'de> for Meta {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Meta::from_meta(ObjectMeta::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Meta {
+    /// `rest` as cached.
+    fn from_meta(mut rest: ObjectMeta) -> Result<Self, serde_json::Error> {
+        rest.managed_fields = None;
+        // A list read from JSON has room for four at least; most hold one.
+        if let Some(o) = rest.owner_references.as_mut() {
+            o.shrink_to_fit();
+        }
+        if let Some(f) = rest.finalizers.as_mut() {
+            f.shrink_to_fit();
+        }
+        let compact = |m: Option<Map>| m.as_ref().map(Compact::new).transpose();
+        let labels = compact(rest.labels.take())?;
+        let mut annotations = rest.annotations.take();
+        if let Some(a) = annotations.as_mut() {
+            a.remove(super::cache::LAST_APPLIED);
+        }
+        let annotations = compact(annotations)?;
+        Ok(Meta {
+            rest,
+            labels,
+            annotations,
+        })
+    }
+}
 
 /// A pod as cached: its metadata (without `managedFields`, owner and `generateName`: pods are
 /// found by their label), since when it is Ready, and of each container what `diagnose` reads
@@ -29,7 +137,7 @@ use serde::{Deserialize, Deserializer};
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 pub struct CachedPod {
     #[serde(default)]
-    pub metadata: ObjectMeta,
+    metadata: Meta,
     #[serde(default)]
     status: Option<CachedPodStatus>,
 }
@@ -86,17 +194,30 @@ impl CachedPod {
     /// `generateName`, and every condition but Ready.
     pub fn strip(&mut self) {
         super::cache::strip_meta(self);
-        self.metadata.owner_references = None;
-        self.metadata.generate_name = None;
-        if let Some(cs) = self.status.as_mut().and_then(|s| s.conditions.as_mut()) {
-            cs.retain(|c| c.type_ == "Ready");
+        self.metadata.rest.owner_references = None;
+        self.metadata.rest.generate_name = None;
+        if let Some(st) = self.status.as_mut() {
+            // A list read from JSON has room for four at least: a pod has one or two
+            // containers, and one condition is kept.
+            if let Some(cs) = st.conditions.as_mut() {
+                cs.retain(|c| c.type_ == "Ready");
+                cs.shrink_to_fit();
+            }
+            if let Some(cs) = st.container_statuses.as_mut() {
+                cs.shrink_to_fit();
+            }
         }
+    }
+
+    /// The value of label `key`, if the pod has it.
+    pub fn label(&self, key: &str) -> Option<String> {
+        self.metadata.label(key)
     }
 
     /// The pod as a reconcile reads it: what is cached, in Kubernetes' own type.
     pub fn to_pod(&self) -> Pod {
         Pod {
-            metadata: self.metadata.clone(),
+            metadata: self.metadata.to_meta(),
             spec: None,
             status: self.status.as_ref().map(|st| PodStatus {
                 conditions: st.conditions.as_ref().map(|cs| {
@@ -137,7 +258,7 @@ impl CachedPod {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 pub struct CachedService {
     #[serde(default)]
-    pub metadata: ObjectMeta,
+    metadata: Meta,
     #[serde(default)]
     spec: Option<CachedServiceSpec>,
 }
@@ -145,21 +266,24 @@ pub struct CachedService {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 struct CachedServiceSpec {
     #[serde(default)]
-    selector: Option<BTreeMap<String, String>>,
+    selector: Option<Compact<BTreeMap<String, String>>>,
 }
 
 impl CachedService {
     /// The selector, if the Service has one.
-    pub fn selector(&self) -> Option<&BTreeMap<String, String>> {
-        self.spec.as_ref().and_then(|s| s.selector.as_ref())
+    pub fn selector(&self) -> Option<BTreeMap<String, String>> {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.selector.as_ref())
+            .and_then(Compact::read)
     }
 
     /// The Service as a reconcile reads it: what is cached, in Kubernetes' own type.
     pub fn to_service(&self) -> Service {
         Service {
-            metadata: self.metadata.clone(),
+            metadata: self.metadata.to_meta(),
             spec: self.spec.as_ref().map(|s| ServiceSpec {
-                selector: s.selector.clone(),
+                selector: s.selector.as_ref().and_then(Compact::read),
                 ..ServiceSpec::default()
             }),
             status: None,
@@ -167,14 +291,14 @@ impl CachedService {
     }
 }
 
-/// A ReplicaSet as cached: all of it, but its pod template is kept as compact JSON (a few
-/// hundred bytes where the parsed template takes kilobytes). Sluice reads the template only to
-/// write the ReplicaSet back (`apply::scale`); `to_replica_set` parses it again (some
-/// microseconds, once per ReplicaSet a reconcile reads).
+/// A ReplicaSet as cached: all of it, but its pod template and selector are kept as compact
+/// JSON (a few hundred bytes where the parsed template takes kilobytes). Sluice reads the
+/// template only to write the ReplicaSet back (`apply::scale`); `to_replica_set` parses it
+/// again (some microseconds, once per ReplicaSet a reconcile reads).
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 pub struct CachedReplicaSet {
     #[serde(default)]
-    pub metadata: ObjectMeta,
+    metadata: Meta,
     #[serde(default)]
     spec: Option<CachedReplicaSetSpec>,
     #[serde(default)]
@@ -189,38 +313,139 @@ struct CachedReplicaSetSpec {
     #[serde(default)]
     replicas: Option<i32>,
     #[serde(default)]
-    selector: LabelSelector,
-    #[serde(default, deserialize_with = "compact_template")]
-    template: Option<Box<str>>,
-}
-
-/// A pod template as compact JSON, read as `PodTemplateSpec` first so that what is kept is
-/// known to read back.
-fn compact_template<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<str>>, D::Error> {
-    let Some(template) = Option::<PodTemplateSpec>::deserialize(d)? else {
-        return Ok(None);
-    };
-    serde_json::to_string(&template)
-        .map(|s| Some(s.into_boxed_str()))
-        .map_err(serde::de::Error::custom)
+    selector: Option<Compact<LabelSelector>>,
+    #[serde(default)]
+    template: Option<Compact<PodTemplateSpec>>,
 }
 
 impl CachedReplicaSet {
     /// The ReplicaSet as a reconcile reads it, its pod template parsed again.
     pub fn to_replica_set(&self) -> ReplicaSet {
         ReplicaSet {
-            metadata: self.metadata.clone(),
+            metadata: self.metadata.to_meta(),
             spec: self.spec.as_ref().map(|s| ReplicaSetSpec {
                 min_ready_seconds: s.min_ready_seconds,
                 replicas: s.replicas,
-                selector: s.selector.clone(),
-                // Written by `compact_template` from a PodTemplateSpec: it reads back.
-                template: s
-                    .template
-                    .as_deref()
-                    .and_then(|t| serde_json::from_str(t).ok()),
+                selector: s
+                    .selector
+                    .as_ref()
+                    .and_then(Compact::read)
+                    .unwrap_or_default(),
+                template: s.template.as_ref().and_then(Compact::read),
             }),
             status: self.status.clone(),
+        }
+    }
+}
+
+/// A Rollout as cached: its metadata and status as read, its spec as compact JSON. A parsed
+/// spec takes about 8 KiB (most of it the pod template's inline structs), its JSON about
+/// 500 bytes; the spec is read only when the Rollout is reconciled or its watch event indexed,
+/// and `to_parsed` parses it again then (some microseconds). One that does not read is kept as
+/// what is wrong with it, as [`Parsed`] keeps it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CachedRollout(Result<CompactRollout, Malformed>);
+
+#[derive(Clone, Debug, PartialEq)]
+struct CompactRollout {
+    metadata: Meta,
+    spec: Box<str>,
+    status: Option<RolloutStatus>,
+}
+
+impl CachedRollout {
+    /// True when the Rollout reads (it is not [`Malformed`]).
+    pub fn reads(&self) -> bool {
+        self.0.is_ok()
+    }
+
+    /// The Rollout as a reconcile reads it, its spec parsed again. A spec that no longer
+    /// parses (it was written from a parsed spec, so it should) reads as malformed.
+    pub fn to_parsed(&self) -> Parsed<Rollout> {
+        let c = match &self.0 {
+            Ok(c) => c,
+            Err(bad) => return Parsed(Err(bad.clone())),
+        };
+        match serde_json::from_str(&c.spec) {
+            Ok(spec) => Parsed(Ok(Rollout {
+                metadata: c.metadata.to_meta(),
+                spec,
+                status: c.status.clone(),
+            })),
+            Err(e) => Parsed(Err(Malformed {
+                metadata: c.metadata.to_meta(),
+                status: c.status.as_ref().and_then(|s| serde_json::to_value(s).ok()),
+                field: "spec".to_string(),
+                error: e.to_string(),
+            })),
+        }
+    }
+}
+
+impl From<Parsed<Rollout>> for CachedRollout {
+    fn from(p: Parsed<Rollout>) -> Self {
+        let ro = match p.0 {
+            Ok(ro) => ro,
+            Err(bad) => return CachedRollout(Err(bad)),
+        };
+        let compact = serde_json::to_string(&ro.spec)
+            .and_then(|spec| Ok((Meta::from_meta(ro.metadata.clone())?, spec.into_boxed_str())));
+        CachedRollout(match compact {
+            Ok((metadata, spec)) => Ok(CompactRollout {
+                metadata,
+                spec,
+                status: ro.status,
+            }),
+            Err(e) => Err(Malformed {
+                metadata: ro.metadata,
+                status: ro
+                    .status
+                    .as_ref()
+                    .and_then(|s| serde_json::to_value(s).ok()),
+                field: "spec".to_string(),
+                error: e.to_string(),
+            }),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for CachedRollout {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Parsed::<Rollout>::deserialize(d).map(CachedRollout::from)
+    }
+}
+
+impl Resource for CachedRollout {
+    type DynamicType = ();
+    type Scope = NamespaceResourceScope;
+
+    fn kind(dt: &()) -> Cow<'_, str> {
+        Rollout::kind(dt)
+    }
+
+    fn group(dt: &()) -> Cow<'_, str> {
+        Rollout::group(dt)
+    }
+
+    fn version(dt: &()) -> Cow<'_, str> {
+        Rollout::version(dt)
+    }
+
+    fn plural(dt: &()) -> Cow<'_, str> {
+        Rollout::plural(dt)
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        match &self.0 {
+            Ok(c) => &c.metadata.rest,
+            Err(bad) => &bad.metadata,
+        }
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        match &mut self.0 {
+            Ok(c) => &mut c.metadata.rest,
+            Err(bad) => &mut bad.metadata,
         }
     }
 }
@@ -249,11 +474,11 @@ macro_rules! kind {
             }
 
             fn meta(&self) -> &ObjectMeta {
-                &self.metadata
+                &self.metadata.rest
             }
 
             fn meta_mut(&mut self) -> &mut ObjectMeta {
-                &mut self.metadata
+                &mut self.metadata.rest
             }
         }
     };
@@ -354,12 +579,42 @@ mod tests {
             + std::mem::size_of::<CachedPodStatus>()
             + 2 * std::mem::size_of::<CachedContainer>();
         assert!(cached * 3 < whole, "{cached} bytes against {whole}");
-        assert!(
-            std::mem::size_of::<CachedService>() * 2 < std::mem::size_of::<Service>(),
-            "{} bytes against {}",
-            std::mem::size_of::<CachedService>(),
-            std::mem::size_of::<Service>()
-        );
+        // A Service: the struct and its selector's JSON against the struct alone.
+        let svc: CachedService = serde_json::from_value(json!({
+            "metadata": {"name": "web-stable", "namespace": "shop"},
+            "spec": {"selector": {"app": "web", LABEL_POD_TEMPLATE_HASH: "6d4f"}}
+        }))
+        .expect("service");
+        let selector = svc.spec.as_ref().and_then(|s| s.selector.as_ref());
+        let cached = std::mem::size_of::<CachedService>() + selector.map_or(0, Compact::bytes);
+        let whole = std::mem::size_of::<Service>();
+        assert!(cached * 3 < whole * 2, "{cached} bytes against {whole}");
+    }
+
+    #[test]
+    fn labels_and_annotations_are_kept_as_compact_json_and_read_back() {
+        let json = reported_pod(true);
+        let whole: Pod = serde_json::from_value(json.clone()).expect("pod");
+        let cached: CachedPod = serde_json::from_value(json).expect("cached");
+        // What `Resource::meta` gives holds neither: they are read through `label`/`to_pod`.
+        assert_eq!(cached.meta().labels, None);
+        assert_eq!(cached.meta().annotations, None);
+        assert_eq!(cached.label(LABEL_ROLLOUT).as_deref(), Some("web"));
+        assert_eq!(cached.label("missing"), None);
+        let back = cached.to_pod().metadata;
+        assert_eq!(back.labels, whole.metadata.labels);
+        let mut annotations = whole.metadata.annotations.clone().expect("annotations");
+        annotations.remove(LAST_APPLIED);
+        assert_eq!(back.annotations, Some(annotations));
+        // Three labels: one allocation of their text (a BTreeMap's leaf node alone, eleven
+        // slots of two 24-byte Strings, is over 500 bytes, and each key and value another).
+        let kept = cached.metadata.labels.as_ref().map_or(0, Compact::bytes);
+        assert!(kept > 0 && kept < 100, "{kept} bytes");
+        // None and empty stay apart.
+        let bare: CachedPod =
+            serde_json::from_value(json!({"metadata": {"name": "p", "labels": {}}})).expect("pod");
+        assert_eq!(bare.to_pod().metadata.labels, Some(BTreeMap::new()));
+        assert_eq!(bare.to_pod().metadata.annotations, None);
     }
 
     #[test]
@@ -404,7 +659,7 @@ mod tests {
         whole.metadata.managed_fields = None;
         assert_eq!(cached.to_replica_set(), whole);
         let template = cached.spec.as_ref().and_then(|s| s.template.as_ref());
-        let kept = template.map_or(0, |t| t.len());
+        let kept = template.map_or(0, Compact::bytes);
         assert!(
             kept > 0 && kept < 400,
             "the template is kept as {kept} bytes of JSON"
@@ -432,6 +687,93 @@ mod tests {
         );
     }
 
+    /// A Rollout as a user writes it and Sluice's status on it, mid-release.
+    fn releasing_rollout() -> Value {
+        json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
+            "metadata": {"name": "web", "namespace": "shop", "uid": "ro1", "generation": 2,
+                         "labels": {"team": "a"}, "finalizers": ["sluice.dev/cleanup"],
+                         "managedFields": [{"manager": "kubectl", "operation": "Apply"}]},
+            "spec": {
+                "replicas": 3, "revisionHistoryLimit": 2,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                             "spec": {"containers": [{"name": "web", "image": "web:2",
+                                                      "resources": {"requests": {"cpu": "100m"}}}]}},
+                "strategy": {"canary": {
+                    "stableService": "web-stable", "canaryService": "web-canary",
+                    "steps": [{"setWeight": 25}, {"pause": {"duration": "30s"}},
+                              {"analysis": {"templates": [{"templateName": "success-rate"}],
+                                            "args": [{"name": "service", "value": "web"}]}},
+                              {"setWeight": 75}]}}
+            },
+            "status": {"observedGeneration": 2, "phase": "Paused", "currentStepIndex": 1,
+                       "currentPodHash": "6d4f", "stableRS": "5c3e", "releaseCount": 2,
+                       "pauseConditions": [{"reason": "CanaryPauseStep",
+                                            "startTime": "2026-11-30T10:00:00Z"}],
+                       "conditions": [{"type": "Progressing", "status": "True",
+                                       "reason": "RolloutPaused", "message": "paused at step 1",
+                                       "lastTransitionTime": "2026-11-30T10:00:00Z",
+                                       "lastUpdateTime": "2026-11-30T10:00:00Z"}]}
+        })
+    }
+
+    #[test]
+    fn a_cached_rollout_reads_back_whole_and_its_spec_is_small() {
+        let json = releasing_rollout();
+        let mut whole: Parsed<Rollout> = serde_json::from_value(json.clone()).expect("rollout");
+        let cached: CachedRollout = serde_json::from_value(json).expect("cached");
+        assert!(cached.reads());
+        // Read back whole, less `managedFields`, which no cache keeps.
+        whole.meta_mut().managed_fields = None;
+        assert_eq!(cached.to_parsed().0, whole.0);
+        assert_eq!(cached.meta().uid.as_deref(), Some("ro1"));
+        assert_eq!(cached.meta().finalizers, whole.meta().finalizers);
+        let Ok(c) = &cached.0 else {
+            panic!("the Rollout reads");
+        };
+        assert!(
+            c.spec.len() < 1024,
+            "the spec is kept as {} bytes of JSON",
+            c.spec.len()
+        );
+        let parsed = std::mem::size_of::<Rollout>()
+            + std::mem::size_of::<k8s_openapi::api::core::v1::Container>();
+        let kept = std::mem::size_of::<CachedRollout>() + c.spec.len();
+        assert!(kept * 2 < parsed, "{kept} bytes against {parsed}");
+    }
+
+    #[test]
+    fn a_rollout_that_does_not_read_is_cached_as_what_is_wrong() {
+        let mut json = releasing_rollout();
+        json["spec"]["replicas"] = json!("three");
+        let whole: Parsed<Rollout> = serde_json::from_value(json.clone()).expect("parsed");
+        let cached: CachedRollout = serde_json::from_value(json).expect("cached");
+        assert!(!cached.reads());
+        assert_eq!(cached.meta().name.as_deref(), Some("web"));
+        let back = cached.to_parsed();
+        assert_eq!(back.0, whole.0);
+        let Err(bad) = cached.to_parsed().0 else {
+            panic!("it does not read");
+        };
+        assert_eq!(bad.field, "spec.replicas");
+    }
+
+    #[test]
+    fn a_cached_rollout_whose_spec_no_longer_parses_reads_as_malformed() {
+        let mut cached: CachedRollout =
+            serde_json::from_value(releasing_rollout()).expect("cached");
+        if let Ok(c) = &mut cached.0 {
+            c.spec = "{\"replicas\": \"three\"}".into();
+        }
+        let Err(bad) = cached.to_parsed().0 else {
+            panic!("a spec that does not parse is malformed, not a panic");
+        };
+        assert_eq!(bad.field, "spec");
+        assert_eq!(bad.metadata.name.as_deref(), Some("web"));
+        assert!(bad.status.is_some(), "its status is kept");
+    }
+
     #[test]
     fn a_cached_service_keeps_its_selector_and_metadata() {
         let json = json!({
@@ -452,7 +794,7 @@ mod tests {
         let kept = cached.to_service();
         let selector = |s: &Service| s.spec.as_ref().and_then(|s| s.selector.clone());
         assert_eq!(selector(&kept), selector(&whole));
-        assert_eq!(cached.selector(), selector(&whole).as_ref());
+        assert_eq!(cached.selector(), selector(&whole));
         assert_eq!(kept.spec.as_ref().and_then(|s| s.ports.clone()), None);
         assert_eq!(kept.status, None);
         assert_eq!(kept.metadata.managed_fields, None);

@@ -40,7 +40,7 @@ use super::apply::{
     Current, StatusOf, apply, readable_status, selector_patch, traffic_params, write_status,
 };
 use super::cache::{Caches, Reads, Triggers};
-use super::cached::{CachedPod, CachedService};
+use super::cached::{CachedPod, CachedRollout, CachedService};
 use super::decide::{DEFAULT_RESTART_THRESHOLD, decide};
 use super::observe::policy::named_services;
 use super::observe::{Sources, claimed_by_others, observe, resolve_selector};
@@ -105,12 +105,13 @@ fn jittered(period: Duration) -> Duration {
     spread(period, (r >> 11) as f64 / (1u64 << 53) as f64)
 }
 
-#[instrument(skip_all, fields(namespace = parsed.namespace().unwrap_or_default(), rollout = parsed.name_any()))]
-async fn reconcile(parsed: Arc<Parsed<Rollout>>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _one_at_a_time = ctx.locks.lock(&key(parsed.as_ref())).await;
-    let ro = match &parsed.0 {
-        Ok(ro) => Arc::new(ro.clone()),
-        Err(bad) => return report_malformed(&parsed, bad, &ctx).await,
+#[instrument(skip_all, fields(namespace = cached.namespace().unwrap_or_default(), rollout = cached.name_any()))]
+async fn reconcile(cached: Arc<CachedRollout>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _one_at_a_time = ctx.locks.lock(&key(cached.as_ref())).await;
+    let parsed = cached.to_parsed();
+    let ro = match parsed.0 {
+        Ok(ro) => Arc::new(ro),
+        Err(ref bad) => return report_malformed(&parsed, bad, &ctx).await,
     };
     let ns = ro.namespace().ok_or(Error::NoNamespace)?;
     let key = key(ro.as_ref());
@@ -353,23 +354,23 @@ async fn reconcile_rollout(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Er
     })
 }
 
-fn error_policy(ro: Arc<Parsed<Rollout>>, error: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy(ro: Arc<CachedRollout>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.shared.retry_after(&key(ro.as_ref()), error, "Rollout")
 }
 
 /// The Rollouts (that read) which read `what`, as reconcile requests: an index lookup, never
 /// a scan of every Rollout.
-fn rollouts_reading(caches: &Caches, what: Reads) -> Vec<ObjectRef<Parsed<Rollout>>> {
+fn rollouts_reading(caches: &Caches, what: Reads) -> Vec<ObjectRef<CachedRollout>> {
     caches
         .rollouts_reading(&what)
         .into_iter()
-        .filter(|ro| ro.ok().is_some())
+        .filter(|ro| ro.reads())
         .map(|ro| ObjectRef::from(ro.as_ref()))
         .collect()
 }
 
 /// The Rollouts a router change concerns.
-fn woken_by(caches: &Caches, change: &RouterChange) -> Vec<ObjectRef<Parsed<Rollout>>> {
+fn woken_by(caches: &Caches, change: &RouterChange) -> Vec<ObjectRef<CachedRollout>> {
     match change {
         RouterChange::Object {
             kind,
@@ -480,7 +481,7 @@ const URGENT_CONCURRENCY: usize = 4;
 /// first seen (after a restart, say) goes through the queue as any change does: a restart must
 /// not turn every old failure into requests that skip the rate limit.
 fn failed_verdicts_to(
-    urgent: futures::channel::mpsc::UnboundedSender<ObjectRef<Parsed<Rollout>>>,
+    urgent: futures::channel::mpsc::UnboundedSender<ObjectRef<CachedRollout>>,
     runs: crate::rollout::cache::Trigger<Parsed<AnalysisRun>>,
 ) -> crate::rollout::cache::Trigger<Parsed<AnalysisRun>> {
     let mut watch = FreshFailures::default();
@@ -502,7 +503,7 @@ pub struct FreshFailures {
 
 impl FreshFailures {
     /// Notes `run`'s phase; returns its Rollout when it failed since it was seen measuring.
-    pub fn saw(&mut self, run: &Parsed<AnalysisRun>) -> Option<ObjectRef<Parsed<Rollout>>> {
+    pub fn saw(&mut self, run: &Parsed<AnalysisRun>) -> Option<ObjectRef<CachedRollout>> {
         let uid = run.uid()?;
         let phase = run.0.as_ref().ok()?.status.as_ref().and_then(|s| s.phase);
         match phase {
@@ -536,7 +537,7 @@ impl FreshFailures {
 /// abort neither waits its turn behind routine reconciles nor queues behind their requests
 /// (see `runtime::throttle`). The queue reconciles it too, afterwards, and finds it done.
 async fn urgent_lane(
-    rx: futures::channel::mpsc::UnboundedReceiver<ObjectRef<Parsed<Rollout>>>,
+    rx: futures::channel::mpsc::UnboundedReceiver<ObjectRef<CachedRollout>>,
     ctx: Arc<Context>,
 ) {
     rx.for_each_concurrent(URGENT_CONCURRENCY, |r| {
@@ -571,7 +572,7 @@ fn woken_by_what_they_read(
     triggers: Triggers,
     router_changes: UnboundedReceiver<RouterChange>,
     ctx: &Context,
-) -> Controller<Parsed<Rollout>> {
+) -> Controller<CachedRollout> {
     let store = ctx.caches.rollouts.clone();
     let recorder = ctx.shared.recorder.clone();
     let reported = Arc::new(Reported::default());
@@ -619,18 +620,15 @@ fn woken_by_what_they_read(
 }
 
 /// The Rollout a pod belongs to, if it still exists: pods outlive their Rollout for a moment.
-fn pod_wakes(
-    store: &Store<Parsed<Rollout>>,
-    pod: &CachedPod,
-) -> Option<ObjectRef<Parsed<Rollout>>> {
+fn pod_wakes(store: &Store<CachedRollout>, pod: &CachedPod) -> Option<ObjectRef<CachedRollout>> {
     let ns = pod.namespace().unwrap_or_default();
-    let name = pod.labels().get(LABEL_ROLLOUT)?;
-    let key = ObjectRef::<Parsed<Rollout>>::new(name).within(&ns);
+    let name = pod.label(LABEL_ROLLOUT)?;
+    let key = ObjectRef::<CachedRollout>::new(&name).within(&ns);
     store.get(&key).map(|_| key)
 }
 
 /// The Rollouts that name a Service.
-fn service_wakes(caches: &Caches, svc: &CachedService) -> Vec<ObjectRef<Parsed<Rollout>>> {
+fn service_wakes(caches: &Caches, svc: &CachedService) -> Vec<ObjectRef<CachedRollout>> {
     let what = Reads::Service {
         namespace: svc.namespace().unwrap_or_default(),
         name: svc.name_any(),
@@ -640,7 +638,7 @@ fn service_wakes(caches: &Caches, svc: &CachedService) -> Vec<ObjectRef<Parsed<R
 
 /// The Rollouts whose `workloadRef` is a Deployment: a change to its template is a new
 /// revision.
-fn deployment_wakes(caches: &Caches, d: &Deployment) -> Vec<ObjectRef<Parsed<Rollout>>> {
+fn deployment_wakes(caches: &Caches, d: &Deployment) -> Vec<ObjectRef<CachedRollout>> {
     let what = Reads::Deployment {
         namespace: d.namespace().unwrap_or_default(),
         name: d.name_any(),
@@ -724,7 +722,7 @@ mod tests {
         .expect("rollout")
     }
 
-    fn names(refs: Vec<ObjectRef<Parsed<Rollout>>>) -> Vec<String> {
+    fn names(refs: Vec<ObjectRef<CachedRollout>>) -> Vec<String> {
         let mut n: Vec<String> = refs.into_iter().map(|r| r.name).collect();
         n.sort();
         n
@@ -748,7 +746,7 @@ mod tests {
         feeds.rollouts.list(
             [vs, elsewhere, route]
                 .into_iter()
-                .map(|r| Parsed(Ok(r)))
+                .map(|r| CachedRollout::from(Parsed(Ok(r))))
                 .collect(),
         );
         let object = |kind, namespace: &str, name: &str| {
@@ -799,13 +797,13 @@ mod tests {
         feeds.rollouts.list(
             [canary, blue_green, other_ns]
                 .into_iter()
-                .map(|r| Parsed(Ok(r)))
+                .map(|r| CachedRollout::from(Parsed(Ok(r))))
                 .collect(),
         );
         let service = |ns: &str, name: &str| {
             let mut s = CachedService::default();
-            s.metadata.namespace = Some(ns.into());
-            s.metadata.name = Some(name.into());
+            s.meta_mut().namespace = Some(ns.into());
+            s.meta_mut().name = Some(name.into());
             names(service_wakes(&caches, &s))
         };
         assert_eq!(service("shop", "stable"), ["bg", "canary"]);
@@ -845,16 +843,18 @@ mod tests {
         .expect("rollout");
         feeds
             .rollouts
-            .event(kube::runtime::watcher::Event::Apply(Parsed(Ok(
-                moved.clone()
-            ))));
+            .event(kube::runtime::watcher::Event::Apply(CachedRollout::from(
+                Parsed(Ok(moved.clone())),
+            )));
         assert_eq!(service("shop", "stable"), ["canary"]);
         assert_eq!(service("shop", "api"), ["bg"]);
         assert_eq!(template("shop", "rate"), ["canary"]);
         moved.metadata.name = Some("bg".into());
         feeds
             .rollouts
-            .event(kube::runtime::watcher::Event::Delete(Parsed(Ok(moved))));
+            .event(kube::runtime::watcher::Event::Delete(CachedRollout::from(
+                Parsed(Ok(moved)),
+            )));
         assert!(service("shop", "api").is_empty());
     }
 

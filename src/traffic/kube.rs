@@ -270,11 +270,12 @@ pub async fn give_back_left_behind(
     let (ns, name) = (ro.namespace().unwrap_or_default(), ro.name_any());
     // The other Rollouts that read `what`: this one counts as it is now (its selector
     // resolved), in place of its cached copy.
-    let others_reading = |what: Reads| -> Vec<Arc<Parsed<Rollout>>> {
+    let others_reading = |what: Reads| -> Vec<Parsed<Rollout>> {
         caches
             .rollouts_reading(&what)
             .into_iter()
-            .filter(|r| r.ok().is_some_and(|r| r.uid() != ro.uid()))
+            .filter(|r| r.reads() && r.uid() != ro.uid())
+            .map(|r| r.to_parsed())
             .collect()
     };
     for kind in TargetKind::ALL {
@@ -381,6 +382,7 @@ mod tests {
             .into_iter()
             .find(|r| r.name_any() == "r0")
             .expect("r0");
+        let r0 = r0.to_parsed();
         let r0 = r0.ok().expect("reads");
         let hashes: BTreeSet<String> = ["a0x0".to_string(), "b0x0".to_string()].into();
         // Another Rollout's Service pinned to r0's revision: r1 names it, it stays.

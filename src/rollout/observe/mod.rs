@@ -208,7 +208,7 @@ pub fn claimed_by_others(
     ns: &str,
     router: &dyn crate::traffic::router::TrafficRouter,
 ) -> BTreeMap<String, String> {
-    let mut cached: BTreeMap<String, Arc<Parsed<Rollout>>> = BTreeMap::new();
+    let mut cached: BTreeMap<String, Parsed<Rollout>> = BTreeMap::new();
     for t in router.targets() {
         let target = Reads::RouterObject {
             kind: t.kind,
@@ -217,7 +217,7 @@ pub fn claimed_by_others(
         };
         for o in caches.rollouts_reading(&target) {
             if o.namespace().as_deref() == Some(ns) {
-                cached.insert(o.name_any(), o);
+                cached.insert(o.name_any(), o.to_parsed());
             }
         }
     }
@@ -371,7 +371,8 @@ mod tests {
         for i in 0..rounds {
             let key = ObjectRef::new(&format!("r{i}")).within(&format!("ns{i}"));
             let ro = caches.rollouts.get(&key).expect("cached");
-            let ro = ro.ok().expect("reads");
+            let parsed = ro.to_parsed();
+            let ro = parsed.ok().expect("reads");
             let t = Instant::now();
             let world = observe(ro, &sources).await.expect("observe");
             observing += t.elapsed();
