@@ -294,6 +294,9 @@ where
         .boxed()
 }
 
+/// For the forms (`cached`) that drop what no reader needs as they are read.
+fn as_read<K>(_: &mut K) {}
+
 fn strip_deployment(d: &mut Deployment) {
     strip_meta(d);
     d.status = None;
@@ -397,7 +400,7 @@ impl Caches {
                 strip_meta,
                 w.rollouts,
             ),
-            replica_sets: reflect(api(client, namespace), owned(), strip_meta, w.replica_sets),
+            replica_sets: reflect(api(client, namespace), owned(), as_read, w.replica_sets),
             pods: reflect(api(client, namespace), owned(), CachedPod::strip, w.pods),
             runs: reflect(
                 api::<Parsed<AnalysisRun>>(client, namespace),
@@ -416,7 +419,7 @@ impl Caches {
                 w.cluster_templates,
                 caches.cluster_templates_refused.clone(),
             ),
-            services: reflect(api(client, namespace), all(), strip_meta, w.services),
+            services: reflect(api(client, namespace), all(), as_read, w.services),
             deployments: reflect(
                 api(client, namespace),
                 all(),

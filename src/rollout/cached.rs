@@ -27,7 +27,7 @@ use kube::Resource;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::api::rollout::{Rollout, RolloutStatus};
+use crate::api::rollout::{Rollout, RolloutSpec, RolloutStatus};
 use crate::runtime::malformed::{Malformed, Parsed};
 
 /// A value kept as its compact JSON: one allocation the size of its text, where the parsed
@@ -49,10 +49,15 @@ impl<T: Serialize + DeserializeOwned> Compact<T> {
         })
     }
 
-    /// The value again. `None` only if the JSON no longer reads as `T`, which cannot happen
-    /// to JSON that `new` wrote from a `T`.
+    /// The value again, or why the JSON no longer reads as `T` (which cannot happen to JSON
+    /// that `new` wrote from a `T`).
+    pub fn parse(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(&self.json)
+    }
+
+    /// The value again; `None` only where [`Compact::parse`] fails.
     pub fn read(&self) -> Option<T> {
-        serde_json::from_str(&self.json).ok()
+        self.parse().ok()
     }
 
     /// The bytes kept.
@@ -97,15 +102,7 @@ impl Meta {
     pub fn label(&self, key: &str) -> Option<String> {
         self.labels.as_ref()?.read()?.remove(key)
     }
-}
 
-impl<'de> Deserialize<'de> for Meta {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Meta::from_meta(ObjectMeta::deserialize(d)?).map_err(serde::de::Error::custom)
-    }
-}
-
-impl Meta {
     /// `rest` as cached.
     fn from_meta(mut rest: ObjectMeta) -> Result<Self, serde_json::Error> {
         rest.managed_fields = None;
@@ -128,6 +125,12 @@ impl Meta {
             labels,
             annotations,
         })
+    }
+}
+
+impl<'de> Deserialize<'de> for Meta {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Meta::from_meta(ObjectMeta::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 
@@ -190,10 +193,9 @@ struct Terminated {
 }
 
 impl CachedPod {
-    /// Drops what no reader needs: `managedFields`, the `kubectl apply` copy, the owner,
+    /// Drops what no reader needs beyond what [`Meta`] drops when read: the owner,
     /// `generateName`, and every condition but Ready.
     pub fn strip(&mut self) {
-        super::cache::strip_meta(self);
         self.metadata.rest.owner_references = None;
         self.metadata.rest.generate_name = None;
         if let Some(st) = self.status.as_mut() {
@@ -349,7 +351,7 @@ pub struct CachedRollout(Result<CompactRollout, Malformed>);
 #[derive(Clone, Debug, PartialEq)]
 struct CompactRollout {
     metadata: Meta,
-    spec: Box<str>,
+    spec: Compact<RolloutSpec>,
     status: Option<RolloutStatus>,
 }
 
@@ -366,7 +368,7 @@ impl CachedRollout {
             Ok(c) => c,
             Err(bad) => return Parsed(Err(bad.clone())),
         };
-        match serde_json::from_str(&c.spec) {
+        match c.spec.parse() {
             Ok(spec) => Parsed(Ok(Rollout {
                 metadata: c.metadata.to_meta(),
                 spec,
@@ -388,8 +390,8 @@ impl From<Parsed<Rollout>> for CachedRollout {
             Ok(ro) => ro,
             Err(bad) => return CachedRollout(Err(bad)),
         };
-        let compact = serde_json::to_string(&ro.spec)
-            .and_then(|spec| Ok((Meta::from_meta(ro.metadata.clone())?, spec.into_boxed_str())));
+        let compact = Compact::new(&ro.spec)
+            .and_then(|spec| Ok((Meta::from_meta(ro.metadata.clone())?, spec)));
         CachedRollout(match compact {
             Ok((metadata, spec)) => Ok(CompactRollout {
                 metadata,
@@ -654,8 +656,7 @@ mod tests {
                        "observedGeneration": 3}
         });
         let mut whole: ReplicaSet = serde_json::from_value(json.clone()).expect("replica set");
-        let mut cached: CachedReplicaSet = serde_json::from_value(json).expect("cached");
-        crate::rollout::cache::strip_meta(&mut cached);
+        let cached: CachedReplicaSet = serde_json::from_value(json).expect("cached");
         whole.metadata.managed_fields = None;
         assert_eq!(cached.to_replica_set(), whole);
         let template = cached.spec.as_ref().and_then(|s| s.template.as_ref());
@@ -733,13 +734,13 @@ mod tests {
             panic!("the Rollout reads");
         };
         assert!(
-            c.spec.len() < 1024,
+            c.spec.bytes() < 1024,
             "the spec is kept as {} bytes of JSON",
-            c.spec.len()
+            c.spec.bytes()
         );
         let parsed = std::mem::size_of::<Rollout>()
             + std::mem::size_of::<k8s_openapi::api::core::v1::Container>();
-        let kept = std::mem::size_of::<CachedRollout>() + c.spec.len();
+        let kept = std::mem::size_of::<CachedRollout>() + c.spec.bytes();
         assert!(kept * 2 < parsed, "{kept} bytes against {parsed}");
     }
 
@@ -764,7 +765,10 @@ mod tests {
         let mut cached: CachedRollout =
             serde_json::from_value(releasing_rollout()).expect("cached");
         if let Ok(c) = &mut cached.0 {
-            c.spec = "{\"replicas\": \"three\"}".into();
+            c.spec = Compact {
+                json: "{\"replicas\": \"three\"}".into(),
+                kind: PhantomData,
+            };
         }
         let Err(bad) = cached.to_parsed().0 else {
             panic!("a spec that does not parse is malformed, not a panic");
@@ -789,8 +793,7 @@ mod tests {
             "status": {"loadBalancer": {}}
         });
         let whole: Service = serde_json::from_value(json.clone()).expect("service");
-        let mut cached: CachedService = serde_json::from_value(json).expect("cached service");
-        crate::rollout::cache::strip_meta(&mut cached);
+        let cached: CachedService = serde_json::from_value(json).expect("cached service");
         let kept = cached.to_service();
         let selector = |s: &Service| s.spec.as_ref().and_then(|s| s.selector.clone());
         assert_eq!(selector(&kept), selector(&whole));
