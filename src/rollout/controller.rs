@@ -446,6 +446,11 @@ pub async fn run(
         locks: KeyLocks::default(),
     });
     info!(namespace = ?opts.namespace, concurrency = opts.concurrency, "sluice controller started");
+    {
+        let caches = caches.clone();
+        let since = std::time::Instant::now();
+        tokio::spawn(async move { caches.report_sync(since).await });
+    }
     let (urgent_tx, urgent_rx) = futures::channel::mpsc::unbounded();
     let triggers = Triggers {
         runs: failed_verdicts_to(urgent_tx, triggers.runs),

@@ -14,6 +14,7 @@ pub mod context;
 pub mod error;
 pub mod events;
 pub mod index;
+pub mod listed;
 pub mod locks;
 pub mod malformed;
 pub mod own_writes;

@@ -26,6 +26,7 @@ use kube::{Api, Client, Resource};
 use super::given_back::{ANNOTATION_ROUTED_BY, RoutedBy};
 use super::router::TargetKind;
 use crate::runtime::index::Index;
+use crate::runtime::listed::{Listed, MarkListed, listed};
 
 /// Something a Rollout may route through changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,6 +63,8 @@ const SYNC_WAIT: Duration = Duration::from_secs(30);
 
 struct Running {
     store: Store<DynamicObject>,
+    /// Whether `store` has its first full list (any number of reconciles wait on it).
+    listed: Listed,
     /// The objects by the Rollout their `sluice.dev/routed-by` mark names.
     marks: Index<DynamicObject, (String, String)>,
     task: tokio::task::JoinHandle<()>,
@@ -77,6 +80,7 @@ struct Inner {
     client: Client,
     namespace: Option<String>,
     crds: Store<PartialObjectMeta<CustomResourceDefinition>>,
+    crds_listed: Listed,
     /// Set when Sluice may not read CRDs: every kind is then watched, served or not.
     crds_refused: std::sync::atomic::AtomicBool,
     kinds: Mutex<BTreeMap<TargetKind, Running>>,
@@ -101,16 +105,18 @@ impl RouterCaches {
         changes: UnboundedSender<RouterChange>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (crds, writer) = reflector::store();
+        let (mark, crds_listed) = listed();
         let caches = RouterCaches(Arc::new(Inner {
             client: client.clone(),
             namespace,
             crds,
+            crds_listed,
             crds_refused: Default::default(),
             kinds: Mutex::default(),
             changes,
         }));
         let weak = Arc::downgrade(&caches.0);
-        let task = tokio::spawn(watch_crds(client, writer, weak));
+        let task = tokio::spawn(watch_crds(client, writer, mark, weak));
         (caches, task)
     }
 
@@ -132,8 +138,9 @@ impl RouterCaches {
                 .is_some_and(|c| c.metadata.deletion_timestamp.is_none())
     }
 
-    /// Starts or stops the kind's watch to match whether its CRD exists; returns its store.
-    fn sync_kind(&self, kind: TargetKind) -> Option<Store<DynamicObject>> {
+    /// Starts or stops the kind's watch to match whether its CRD exists; returns its store
+    /// and whether that has its first list.
+    fn sync_kind(&self, kind: TargetKind) -> Option<(Store<DynamicObject>, Listed)> {
         let present = self.crd_present(kind);
         let Ok(mut kinds) = self.0.kinds.lock() else {
             return None;
@@ -146,7 +153,7 @@ impl RouterCaches {
             return None;
         }
         if let Some(r) = kinds.get(&kind) {
-            return Some(r.store.clone());
+            return Some((r.store.clone(), r.listed.clone()));
         }
         tracing::info!(kind = kind.crd(), "CRD found; watching its objects");
         let ar = api_resource(kind);
@@ -159,6 +166,7 @@ impl RouterCaches {
         let marks = Index::new(store.clone(), ar, marked_by);
         let feed = marks.clone();
         let changes = self.0.changes.clone();
+        let (mark, kind_listed) = listed();
         let task = tokio::spawn(async move {
             let stream = watcher(api, watcher::Config::default())
                 .modify(|o: &mut DynamicObject| o.meta_mut().managed_fields = None)
@@ -169,6 +177,7 @@ impl RouterCaches {
                     }
                 })
                 .reflect(writer)
+                .inspect(move |e| mark.saw(e))
                 .touched_objects();
             let mut stream = std::pin::pin!(stream);
             while let Some(ev) = stream.next().await {
@@ -191,12 +200,13 @@ impl RouterCaches {
             kind,
             Running {
                 store: store.clone(),
+                listed: kind_listed.clone(),
                 marks,
                 task,
             },
         );
         let _ = self.0.changes.unbounded_send(RouterChange::Kind(kind));
-        Some(store)
+        Some((store, kind_listed))
     }
 
     /// Waits for the CRD watch's first sync (or its refusal).
@@ -210,8 +220,7 @@ impl RouterCaches {
             {
                 return Ok(());
             }
-            match tokio::time::timeout(Duration::from_millis(200), self.0.crds.wait_until_ready())
-                .await
+            match tokio::time::timeout(Duration::from_millis(200), self.0.crds_listed.wait()).await
             {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(_)) => return Err(NotSynced("CustomResourceDefinition")),
@@ -250,10 +259,10 @@ impl RouterCaches {
             return Ok(Cached::Unwatched);
         }
         self.crds_known().await?;
-        let Some(store) = self.sync_kind(kind) else {
+        let Some((store, listed)) = self.sync_kind(kind) else {
             return Ok(Cached::NoCrd);
         };
-        match tokio::time::timeout(SYNC_WAIT, store.wait_until_ready()).await {
+        match tokio::time::timeout(SYNC_WAIT, listed.wait()).await {
             Ok(Ok(())) => {}
             _ => return Err(NotSynced(kind.crd())),
         }
@@ -281,6 +290,7 @@ fn marked_by(o: &DynamicObject) -> Vec<(String, String)> {
 async fn watch_crds(
     client: Client,
     writer: Writer<PartialObjectMeta<CustomResourceDefinition>>,
+    mark: MarkListed,
     caches: std::sync::Weak<Inner>,
 ) {
     // Metadata only: CRDs carry whole schemas, and only their names matter here.
@@ -288,7 +298,8 @@ async fn watch_crds(
     let stream = watcher(api, watcher::Config::default())
         .modify(|o| o.metadata.managed_fields = None)
         .default_backoff()
-        .reflect(writer);
+        .reflect(writer)
+        .inspect(move |e| mark.saw(e));
     let mut stream = std::pin::pin!(stream);
     while let Some(ev) = stream.next().await {
         let Some(inner) = caches.upgrade() else {
