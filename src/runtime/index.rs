@@ -18,7 +18,29 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 
 /// Where an object is: its namespace (none when cluster-scoped) and name.
-type Place = (Option<String>, String);
+///
+/// Kept as one string, `namespace/name` or `name` (neither has a `/`): one allocation of the
+/// two names' length where a pair of `String`s took two and 48 bytes besides; an index holds
+/// one per object and key (about 14 per Rollout across the indexes).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Place(Box<str>);
+
+impl Place {
+    fn new(namespace: Option<&str>, name: &str) -> Self {
+        Place(match namespace {
+            Some(ns) => format!("{ns}/{name}").into(),
+            None => name.into(),
+        })
+    }
+
+    /// Its namespace (none when cluster-scoped) and name.
+    fn parts(&self) -> (Option<&str>, &str) {
+        match self.0.split_once('/') {
+            Some((ns, name)) => (Some(ns), name),
+            None => (None, &self.0),
+        }
+    }
+}
 
 /// The keys of an object (none, one or several).
 pub type KeysOf<K, Q> = Arc<dyn Fn(&K) -> Vec<Q> + Send + Sync>;
@@ -145,7 +167,10 @@ where
 
 fn place_of<K: Resource>(o: &K) -> Place {
     let m = o.meta();
-    (m.namespace.clone(), m.name.clone().unwrap_or_default())
+    Place::new(
+        m.namespace.as_deref(),
+        m.name.as_deref().unwrap_or_default(),
+    )
 }
 
 impl<K, Q> Index<K, Q>
@@ -172,7 +197,8 @@ where
         }
     }
 
-    fn object_ref(&self, (namespace, name): &Place) -> ObjectRef<K> {
+    fn object_ref(&self, place: &Place) -> ObjectRef<K> {
+        let (namespace, name) = place.parts();
         let r = ObjectRef::new_with(name, self.dyntype.clone());
         match namespace {
             Some(ns) => r.within(ns),
@@ -254,6 +280,16 @@ mod tests {
     use kube::runtime::WatchStreamExt;
     use kube::runtime::reflector::{self, store::Writer};
     use watcher::Event;
+
+    #[test]
+    fn a_place_reads_back_its_namespace_and_name() {
+        let namespaced = Place::new(Some("shop"), "web-6d4f");
+        assert_eq!(namespaced.parts(), (Some("shop"), "web-6d4f"));
+        let cluster = Place::new(None, "web-check");
+        assert_eq!(cluster.parts(), (None, "web-check"));
+        assert_ne!(Place::new(Some("a"), "b"), Place::new(None, "b"));
+        assert_eq!(std::mem::size_of::<Place>(), 16);
+    }
 
     /// A ConfigMap in `ns` whose `app` label is `app` (none when empty).
     fn cm(ns: &str, name: &str, app: &str) -> ConfigMap {

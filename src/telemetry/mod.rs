@@ -5,7 +5,9 @@
 //! reason). Never pod or hash names. A deleted Rollout's series are removed.
 
 mod classic;
+mod rollouts;
 pub use classic::classic_text;
+pub use rollouts::RolloutSeries;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,27 +27,7 @@ use prometheus_client::registry::{Metric, Registry};
 use crate::api::rollout::RolloutPhase;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RolloutLabels {
-    pub namespace: String,
-    pub rollout: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PhaseLabels {
-    pub namespace: String,
-    pub rollout: String,
-    pub phase: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
-    pub reason: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct EventLabels {
-    pub namespace: String,
-    pub rollout: String,
     pub reason: String,
 }
 
@@ -76,13 +58,6 @@ pub struct VerdictLabels {
     pub phase: String,
 }
 
-const PHASES: [RolloutPhase; 4] = [
-    RolloutPhase::Healthy,
-    RolloutPhase::Progressing,
-    RolloutPhase::Paused,
-    RolloutPhase::Degraded,
-];
-
 /// Every metric the controller exports.
 pub struct Metrics {
     registry: Registry,
@@ -91,10 +66,8 @@ pub struct Metrics {
     pub reconcile_duration: Histogram,
     pub api_writes: Counter,
     pub api_requests: Family<RequestLabels, Counter>,
-    pub phase: Family<PhaseLabels, Gauge>,
-    pub step: Family<RolloutLabels, Gauge>,
-    pub canary_weight: Family<RolloutLabels, Gauge>,
-    pub decisions: Family<EventLabels, Counter>,
+    /// Phase, step, canary weight and decisions of each Rollout.
+    rollouts: Arc<RolloutSeries>,
     pub leader: Gauge<i64, AtomicI64>,
     pub measurements: Family<MeasurementLabels, Counter>,
     pub provider_duration: Family<ProviderLabels, Histogram>,
@@ -124,7 +97,10 @@ impl Metrics {
         let provider_duration = Family::<ProviderLabels, Histogram>::new_with_constructor(|| {
             Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
         });
+        let rollouts = Arc::new(RolloutSeries::default());
+        r.register_collector(Box::new(rollouts.clone()));
         Metrics {
+            rollouts,
             reconciles: register(
                 &mut r,
                 "reconciles",
@@ -153,30 +129,6 @@ impl Metrics {
                 &mut r,
                 "api_requests",
                 "Requests sent to the Kubernetes API, by verb and resource",
-                Family::default(),
-            ),
-            phase: register(
-                &mut r,
-                "rollout_phase",
-                "1 for the Rollout's current phase, 0 for the others",
-                Family::default(),
-            ),
-            step: register(
-                &mut r,
-                "rollout_step",
-                "Index of the canary step in progress",
-                Family::default(),
-            ),
-            canary_weight: register(
-                &mut r,
-                "rollout_canary_weight",
-                "Percentage of traffic on the canary",
-                Family::default(),
-            ),
-            decisions: register(
-                &mut r,
-                "rollout_decisions",
-                "Decisions taken, by Event reason",
                 Family::default(),
             ),
             leader: register(
@@ -217,60 +169,17 @@ impl Metrics {
         step: Option<i32>,
         weight: Option<i32>,
     ) {
-        for p in PHASES {
-            let labels = PhaseLabels {
-                namespace: namespace.into(),
-                rollout: rollout.into(),
-                phase: format!("{p:?}"),
-            };
-            self.phase
-                .get_or_create(&labels)
-                .set(i64::from(phase == Some(p)));
-        }
-        let labels = RolloutLabels {
-            namespace: namespace.into(),
-            rollout: rollout.into(),
-        };
-        self.step
-            .get_or_create(&labels)
-            .set(i64::from(step.unwrap_or(0)));
-        self.canary_weight
-            .get_or_create(&labels)
-            .set(i64::from(weight.unwrap_or(0)));
+        self.rollouts
+            .observe(namespace, rollout, phase, step, weight);
     }
 
-    pub fn decision(&self, namespace: &str, rollout: &str, reason: &str) {
-        let labels = EventLabels {
-            namespace: namespace.into(),
-            rollout: rollout.into(),
-            reason: reason.into(),
-        };
-        self.decisions.get_or_create(&labels).inc();
+    pub fn decision(&self, namespace: &str, rollout: &str, reason: &'static str) {
+        self.rollouts.decision(namespace, rollout, reason);
     }
 
     /// Drops every series of a deleted Rollout.
     pub fn forget_rollout(&self, namespace: &str, rollout: &str) {
-        for p in PHASES {
-            self.phase.remove(&PhaseLabels {
-                namespace: namespace.into(),
-                rollout: rollout.into(),
-                phase: format!("{p:?}"),
-            });
-        }
-        let labels = RolloutLabels {
-            namespace: namespace.into(),
-            rollout: rollout.into(),
-        };
-        self.step.remove(&labels);
-        self.canary_weight.remove(&labels);
-        // Decision counters are few per Rollout; they are dropped with the reasons seen.
-        for reason in crate::rollout::decide::EVENT_REASONS {
-            self.decisions.remove(&EventLabels {
-                namespace: namespace.into(),
-                rollout: rollout.into(),
-                reason: (*reason).into(),
-            });
-        }
+        self.rollouts.forget(namespace, rollout);
     }
 
     pub fn set_ready(&self, ready: bool) {
@@ -381,5 +290,57 @@ mod tests {
         assert!(text.contains(r#"sluice_rollout_decisions_total{namespace="shop",rollout="web",reason="Paused"} 1"#), "{text}");
         m.forget_rollout("shop", "web");
         assert!(!m.render().contains(r#"rollout="web""#), "{}", m.render());
+    }
+
+    #[test]
+    fn each_rollout_keeps_its_own_series_and_counts() {
+        let m = Metrics::new();
+        m.observe_rollout(
+            "shop",
+            "web",
+            Some(RolloutPhase::Progressing),
+            Some(1),
+            Some(25),
+        );
+        m.observe_rollout("shop", "api", Some(RolloutPhase::Healthy), None, None);
+        m.decision("shop", "web", "StepCompleted");
+        m.decision("shop", "web", "StepCompleted");
+        m.decision("shop", "web", "Paused");
+        // Decided before it was ever observed: counts, and no phase series yet.
+        m.decision("other", "new", "FirstRevision");
+        m.observe_rollout("shop", "web", Some(RolloutPhase::Paused), Some(2), Some(50));
+        let text = m.render();
+        for line in [
+            r#"sluice_rollout_phase{namespace="shop",rollout="web",phase="Paused"} 1"#,
+            r#"sluice_rollout_phase{namespace="shop",rollout="web",phase="Progressing"} 0"#,
+            r#"sluice_rollout_phase{namespace="shop",rollout="api",phase="Healthy"} 1"#,
+            r#"sluice_rollout_step{namespace="shop",rollout="web"} 2"#,
+            r#"sluice_rollout_step{namespace="shop",rollout="api"} 0"#,
+            r#"sluice_rollout_canary_weight{namespace="shop",rollout="web"} 50"#,
+            r#"sluice_rollout_decisions_total{namespace="shop",rollout="web",reason="StepCompleted"} 2"#,
+            r#"sluice_rollout_decisions_total{namespace="shop",rollout="web",reason="Paused"} 1"#,
+            r#"sluice_rollout_decisions_total{namespace="other",rollout="new",reason="FirstRevision"} 1"#,
+            "# TYPE sluice_rollout_phase gauge",
+            "# TYPE sluice_rollout_decisions counter",
+            "# HELP sluice_rollout_step Index of the canary step in progress.",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        assert!(!text.contains(r#"rollout="new",phase"#), "{text}");
+        assert_eq!(text.matches("sluice_rollout_phase{").count(), 8, "{text}");
+        m.forget_rollout("shop", "web");
+        let text = m.render();
+        assert!(!text.contains(r#"rollout="web""#), "{text}");
+        assert!(
+            text.contains(r#"rollout="api",phase="Healthy"} 1"#),
+            "{text}"
+        );
+        m.forget_rollout("shop", "api");
+        m.forget_rollout("other", "new");
+        let text = m.render();
+        assert!(
+            !text.contains("sluice_rollout_"),
+            "no family is left without series:\n{text}"
+        );
     }
 }
