@@ -274,7 +274,7 @@ async fn cleanup(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
         )
         .await?;
     }
-    ctx.shared.metrics.forget_rollout(&ns, &ro.name_any());
+    ctx.shared.metrics.rollouts().forget(&ns, &ro.name_any());
     info!("Rollout deleted; Services and traffic routes given back");
     Ok(Action::await_change())
 }
@@ -325,7 +325,7 @@ async fn reconcile_rollout(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Er
     let (ns, name) = (ro.namespace().unwrap_or_default(), ro.name_any());
     for e in &plan.events {
         info!(reason = e.reason, message = %e.message, "event");
-        ctx.shared.metrics.decision(&ns, &name, e.reason);
+        ctx.shared.metrics.rollouts().decision(&ns, &name, e.reason);
     }
     let weight = plan
         .status
@@ -333,7 +333,7 @@ async fn reconcile_rollout(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Er
         .as_ref()
         .and_then(|c| c.weights.as_ref())
         .map(|w| w.canary.weight);
-    ctx.shared.metrics.observe_rollout(
+    ctx.shared.metrics.rollouts().observe(
         &ns,
         &name,
         plan.status.phase,

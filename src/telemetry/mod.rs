@@ -24,8 +24,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry};
 
-use crate::api::rollout::RolloutPhase;
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: String,
@@ -160,26 +158,9 @@ impl Metrics {
         }
     }
 
-    /// Records what a reconcile decided for one Rollout.
-    pub fn observe_rollout(
-        &self,
-        namespace: &str,
-        rollout: &str,
-        phase: Option<RolloutPhase>,
-        step: Option<i32>,
-        weight: Option<i32>,
-    ) {
-        self.rollouts
-            .observe(namespace, rollout, phase, step, weight);
-    }
-
-    pub fn decision(&self, namespace: &str, rollout: &str, reason: &'static str) {
-        self.rollouts.decision(namespace, rollout, reason);
-    }
-
-    /// Drops every series of a deleted Rollout.
-    pub fn forget_rollout(&self, namespace: &str, rollout: &str) {
-        self.rollouts.forget(namespace, rollout);
+    /// The phase, step, canary weight and decisions of each Rollout.
+    pub fn rollouts(&self) -> &RolloutSeries {
+        &self.rollouts
     }
 
     pub fn set_ready(&self, ready: bool) {
@@ -264,12 +245,14 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::rollout::RolloutPhase;
 
     #[test]
     fn phase_is_one_hot_and_a_deleted_rollout_leaves_no_series() {
         let m = Metrics::new();
-        m.observe_rollout("shop", "web", Some(RolloutPhase::Paused), Some(2), Some(50));
-        m.decision("shop", "web", "Paused");
+        m.rollouts()
+            .observe("shop", "web", Some(RolloutPhase::Paused), Some(2), Some(50));
+        m.rollouts().decision("shop", "web", "Paused");
         let text = m.render();
         assert!(
             text.contains(
@@ -288,27 +271,29 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#"sluice_rollout_decisions_total{namespace="shop",rollout="web",reason="Paused"} 1"#), "{text}");
-        m.forget_rollout("shop", "web");
+        m.rollouts().forget("shop", "web");
         assert!(!m.render().contains(r#"rollout="web""#), "{}", m.render());
     }
 
     #[test]
     fn each_rollout_keeps_its_own_series_and_counts() {
         let m = Metrics::new();
-        m.observe_rollout(
+        m.rollouts().observe(
             "shop",
             "web",
             Some(RolloutPhase::Progressing),
             Some(1),
             Some(25),
         );
-        m.observe_rollout("shop", "api", Some(RolloutPhase::Healthy), None, None);
-        m.decision("shop", "web", "StepCompleted");
-        m.decision("shop", "web", "StepCompleted");
-        m.decision("shop", "web", "Paused");
+        m.rollouts()
+            .observe("shop", "api", Some(RolloutPhase::Healthy), None, None);
+        m.rollouts().decision("shop", "web", "StepCompleted");
+        m.rollouts().decision("shop", "web", "StepCompleted");
+        m.rollouts().decision("shop", "web", "Paused");
         // Decided before it was ever observed: counts, and no phase series yet.
-        m.decision("other", "new", "FirstRevision");
-        m.observe_rollout("shop", "web", Some(RolloutPhase::Paused), Some(2), Some(50));
+        m.rollouts().decision("other", "new", "FirstRevision");
+        m.rollouts()
+            .observe("shop", "web", Some(RolloutPhase::Paused), Some(2), Some(50));
         let text = m.render();
         for line in [
             r#"sluice_rollout_phase{namespace="shop",rollout="web",phase="Paused"} 1"#,
@@ -328,15 +313,15 @@ mod tests {
         }
         assert!(!text.contains(r#"rollout="new",phase"#), "{text}");
         assert_eq!(text.matches("sluice_rollout_phase{").count(), 8, "{text}");
-        m.forget_rollout("shop", "web");
+        m.rollouts().forget("shop", "web");
         let text = m.render();
         assert!(!text.contains(r#"rollout="web""#), "{text}");
         assert!(
             text.contains(r#"rollout="api",phase="Healthy"} 1"#),
             "{text}"
         );
-        m.forget_rollout("shop", "api");
-        m.forget_rollout("other", "new");
+        m.rollouts().forget("shop", "api");
+        m.rollouts().forget("other", "new");
         let text = m.render();
         assert!(
             !text.contains("sluice_rollout_"),
