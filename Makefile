@@ -10,9 +10,10 @@ demo:
 test:
 	scripts/test.sh
 
-## Regenerate crds/ from src/api.
+## Regenerate crds/ and the chart's copy (charts/sluice/crds) from src/api.
 crds:
 	cargo run --quiet --bin crdgen
+	cargo run --quiet --bin crdgen charts/sluice/crds
 
 ## Sluice and Argo Rollouts side by side on one local API server (N="1000" by default;
 ## N="100,1000,10000" runs each size on a fresh control plane). Prints tables, writes JSON.

@@ -17,3 +17,10 @@ argo_rollouts_controller() {
   SLUICE_ARGO_DIR=$(e2e/argo/build.sh)
   export SLUICE_ARGO_DIR
 }
+
+# Exports SLUICE_HELM: helm, for the tests of charts/sluice.
+helm_binary() {
+  step "helm (built once per version, then cached)"
+  SLUICE_HELM=$(e2e/helm/build.sh)
+  export SLUICE_HELM
+}

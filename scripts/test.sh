@@ -21,6 +21,8 @@ export SLUICE_KSTATUS
 
 argo_rollouts_controller
 
+helm_binary
+
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 

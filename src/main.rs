@@ -118,8 +118,9 @@ async fn run(args: RunArgs) -> ExitCode {
             tracing::error!(metrics_addr = %addr, error = %e, "cannot serve /metrics, /healthz, /readyz");
         }
     });
+    metrics.set_ready(true);
     let result = if args.no_leader_elect {
-        metrics.set_ready(true);
+        metrics.set_leading(true);
         controller::run(client, opts, metrics, shutdown()).await;
         Ok(())
     } else {
@@ -160,12 +161,12 @@ async fn lead(
         &identity,
         shutdown(),
         move |stop| async move {
-            metrics.set_ready(true);
+            metrics.set_leading(true);
             controller::run(worker_client, opts, metrics.clone(), async move {
                 let _ = stop.await;
             })
             .await;
-            metrics.set_ready(false);
+            metrics.set_leading(false);
         },
     )
     .await?;

@@ -41,13 +41,30 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
             common::http_get(&second, "/healthz").await?.0 == 200,
             "the standby is alive"
         );
+        // Both are ready (a rolling update of the chart's two replicas must be able to go
+        // on); the body and sluice_leader say which one leads.
+        let standby = common::http_get(&second, "/readyz").await?;
         ensure!(
-            common::http_get(&second, "/readyz").await?.0 == 503,
-            "the standby is not ready"
+            standby == (200, "ok: standing by".to_string()),
+            "the standby is ready and says it stands by: {standby:?}"
+        );
+        let leader = common::http_get(&first, "/readyz").await?;
+        ensure!(
+            leader == (200, "ok: leading".to_string()),
+            "the leader is ready and says it leads: {leader:?}"
+        );
+        let leading = |body: &str| body.lines().any(|l| l.trim() == "sluice_leader 1");
+        ensure!(
+            leading(&common::http_get(&first, "/metrics").await?.1),
+            "the leader's sluice_leader is 1"
         );
         ensure!(
-            common::http_get(&first, "/readyz").await?.0 == 200,
-            "the leader is ready"
+            common::http_get(&second, "/metrics")
+                .await?
+                .1
+                .lines()
+                .any(|l| l.trim() == "sluice_leader 0"),
+            "the standby's sluice_leader is 0"
         );
 
         // The leader dies without releasing the Lease; the standby takes over once it expires.

@@ -7,8 +7,8 @@
 #   e2e/k8s/build.sh --print-dir  print the directory only (no build)
 #
 # The cache lives outside the work tree: $SLUICE_CACHE_DIR, else $XDG_CACHE_HOME/sluice,
-# else ~/.cache/sluice. Its key is the Kubernetes version plus a hash of go.mod and go.sum,
-# so a change to either builds afresh and nothing else does.
+# else ~/.cache/sluice. Its key is the Kubernetes version plus a hash of go.mod, go.sum and
+# this script, so a change to any of them builds afresh and nothing else does.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -16,7 +16,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/../gobuild.sh"
 version=$(awk '{ for (i = 1; i < NF; i++) if ($i == "k8s.io/kubernetes" && $(i + 1) ~ /^v1\./) { print $(i + 1); exit } }' "$here/go.mod")
 [[ -n "$version" ]] || { echo "build.sh: no k8s.io/kubernetes version in $here/go.mod" >&2; exit 1; }
-key=$(cat "$here/go.mod" "$here/go.sum" | sha256sum | cut -c1-12)
+key=$(cat "$here/go.mod" "$here/go.sum" "$here/build.sh" | sha256sum | cut -c1-12)
 cache_root=${SLUICE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice}
 out="$cache_root/k8s/$version-$key"
 bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
@@ -57,7 +57,15 @@ rm -rf "$tmp"
 mkdir -p "$tmp"
 start=$SECONDS
 status=0
-go_build_progress '-s -w' "$tmp/" "${pkgs[@]}" || status=$?
+# The version every binary reports (`kubectl version`, the API server's /version), as
+# Kubernetes' own build sets it (hack/lib/version.sh); without it they say v0.0.0-master and
+# tools that check the server's version (helm's kubeVersion) refuse the cluster.
+minor=$(echo "$version" | cut -d. -f2)
+ldflags="-s -w"
+for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+  ldflags+=" -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+done
+go_build_progress "$ldflags" "$tmp/" "${pkgs[@]}" || status=$?
 if ((status != 0)); then
   rm -rf "$tmp"
   echo "build.sh: go build failed (exit $status)" >&2

@@ -1,5 +1,5 @@
 //! Metrics and the controller's HTTP endpoints: `/metrics` (Prometheus text format),
-//! `/healthz` (the process runs) and `/readyz` (it leads and reconciles).
+//! `/healthz` (the process runs) and `/readyz` (it leads or stands by for the Lease).
 //!
 //! Labels are bounded: namespace and rollout name at most, plus small fixed sets (phase,
 //! reason). Never pod or hash names. A deleted Rollout's series are removed.
@@ -163,13 +163,24 @@ impl Metrics {
         &self.rollouts
     }
 
+    /// Ready: the process reached the API server and leads or stands by for the Lease (a
+    /// standby is ready, so a rolling update of two replicas and their PodDisruptionBudget can
+    /// go on; who leads is `sluice_leader`).
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
-        self.leader.set(i64::from(ready));
     }
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Whether this instance holds the leader Lease (and reconciles).
+    pub fn set_leading(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
+    }
+
+    pub fn is_leading(&self) -> bool {
+        self.leader.get() == 1
     }
 
     /// The OpenMetrics text exposition of every metric.
@@ -229,10 +240,12 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<(
             get(move || {
                 let m = m2.clone();
                 async move {
-                    if m.is_ready() {
-                        (StatusCode::OK, "ok").into_response()
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "not leading").into_response()
+                    match (m.is_ready(), m.is_leading()) {
+                        (true, true) => (StatusCode::OK, "ok: leading").into_response(),
+                        (true, false) => (StatusCode::OK, "ok: standing by").into_response(),
+                        (false, _) => {
+                            (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+                        }
                     }
                 }
             }),

@@ -5,6 +5,7 @@
 
 pub mod analysis;
 pub mod fixture;
+pub mod helm;
 pub mod metrics;
 pub mod routers;
 
@@ -253,22 +254,25 @@ pub async fn events_for(
         .collect())
 }
 
+/// A Go-built tool: the path in `$var` (set by `make test`), else what its build script
+/// (`script`, relative to the repository) prints after building it or finding it cached.
+pub fn go_tool(var: &str, script: &str) -> anyhow::Result<PathBuf> {
+    if let Ok(b) = std::env::var(var) {
+        return Ok(PathBuf::from(b));
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(script);
+    let out = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()?;
+    anyhow::ensure!(out.status.success(), "{} failed", script.display());
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
 /// What Flux's kstatus library (built from sigs.k8s.io/cli-utils by e2e/kstatus) makes of the
 /// Rollout `name`: `Current`, `InProgress`, `Failed`, ...
 pub async fn kstatus(env: &TestEnv, name: &str) -> anyhow::Result<String> {
-    let bin = match std::env::var("SLUICE_KSTATUS") {
-        Ok(b) => PathBuf::from(b),
-        Err(_) => {
-            let script =
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/kstatus/build.sh");
-            let out = Command::new("bash")
-                .arg(script)
-                .stderr(Stdio::inherit())
-                .output()?;
-            anyhow::ensure!(out.status.success(), "building the kstatus checker failed");
-            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-        }
-    };
+    let bin = go_tool("SLUICE_KSTATUS", "e2e/kstatus/build.sh")?;
     let json = env
         .kubectl(&["get", "rollouts.sluice.dev", name, "-o", "json"], None)
         .await?;
