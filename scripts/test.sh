@@ -33,7 +33,7 @@ step "start the local control plane"
 state=$PWD/target/e2e
 mkdir -p "$state"
 rm -f "$state/env"
-target/debug/sluice-e2e up --state-dir "$state/cluster" --env-file "$state/env" --exit-with-parent >"$state/up.log" 2>&1 &
+target/debug/sluice-e2e up --state-dir "$state/cluster" --env-file "$state/env" --exit-with-parent --audit >"$state/up.log" 2>&1 &
 up_pid=$!
 stop_cluster() {
   kill "$up_pid" 2>/dev/null || true

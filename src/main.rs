@@ -61,6 +61,12 @@ struct RunArgs {
     /// Requests to the Kubernetes API that may go at once above --qps.
     #[arg(long, default_value_t = throttle::DEFAULT_BURST)]
     burst: u32,
+    /// Do not read cluster-scoped kinds (CustomResourceDefinitions, ClusterAnalysisTemplates),
+    /// for RBAC with Roles only (the chart's `rbac.scope=namespace`): every router kind is
+    /// watched whether served or not, and a Rollout naming a ClusterAnalysisTemplate gets
+    /// InvalidSpec.
+    #[arg(long)]
+    no_cluster_reads: bool,
     /// Rollouts reconciled at the same time (0: no limit).
     #[arg(long, default_value_t = controller::DEFAULT_CONCURRENCY)]
     concurrency: u16,
@@ -111,6 +117,7 @@ async fn run(args: RunArgs) -> ExitCode {
         restart_threshold: args.restart_threshold,
         concurrency: args.concurrency,
         requeue: std::time::Duration::from_secs(args.requeue_seconds.max(1)),
+        cluster_reads: !args.no_cluster_reads,
     };
     let (addr, server) = (args.metrics_addr, metrics.clone());
     let http = tokio::spawn(async move {

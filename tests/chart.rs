@@ -227,7 +227,7 @@ async fn the_default_install_is_restricted_highly_available_and_cluster_wide() -
     ensure!(
         roles.len() == 1
             && roles[0]["metadata"]["namespace"] == RELEASE_NS
-            && grants(roles[0], "coordination.k8s.io", "leases", "update"),
+            && grants(roles[0], "coordination.k8s.io", "leases", "patch"),
         "one Role, for the Lease, in {RELEASE_NS}"
     );
     ensure!(
@@ -259,7 +259,7 @@ async fn namespace_scope_grants_roles_only() -> anyhow::Result<()> {
         "the Role grants the Rollouts"
     );
     ensure!(
-        grants(role, "coordination.k8s.io", "leases", "update"),
+        grants(role, "coordination.k8s.io", "leases", "patch"),
         "and the Lease"
     );
     ensure!(
@@ -268,9 +268,11 @@ async fn namespace_scope_grants_roles_only() -> anyhow::Result<()> {
     );
     let binding = one(&docs, "RoleBinding")?;
     ensure!(binding["roleRef"]["kind"] == "Role", "bound as a Role");
+    let args = args_of(&docs)?;
     ensure!(
-        args_of(&docs)?.contains(&format!("--namespace={RELEASE_NS}")),
-        "the controller watches {RELEASE_NS} only"
+        args.contains(&format!("--namespace={RELEASE_NS}"))
+            && args.contains(&"--no-cluster-reads".to_string()),
+        "the controller watches {RELEASE_NS} only and reads no cluster-scoped kind: {args:?}"
     );
 
     // Watching another namespace: its Role there, the Lease's in the release's namespace.
@@ -286,7 +288,7 @@ async fn namespace_scope_grants_roles_only() -> anyhow::Result<()> {
         "the watched namespace's Role"
     );
     ensure!(
-        !grants(watched, "coordination.k8s.io", "leases", "update"),
+        !grants(watched, "coordination.k8s.io", "leases", "patch"),
         "no Lease rights in the watched namespace"
     );
     let lease = roles
@@ -294,7 +296,7 @@ async fn namespace_scope_grants_roles_only() -> anyhow::Result<()> {
         .find(|r| r["metadata"]["namespace"] == RELEASE_NS)
         .context("a Role in the release's namespace")?;
     ensure!(
-        grants(lease, "coordination.k8s.io", "leases", "update")
+        grants(lease, "coordination.k8s.io", "leases", "patch")
             && !grants(lease, "sluice.dev", "rollouts", "get"),
         "the release's namespace holds the Lease's Role only"
     );

@@ -86,6 +86,27 @@ pub struct Options {
     /// Directory for data, certificates and logs; default: a fresh one under the temp dir,
     /// removed on stop unless `SLUICE_E2E_KEEP` is set.
     pub state_dir: Option<PathBuf>,
+    /// Keep an audit log (`audit.log` in the state directory) of every request made by a
+    /// ServiceAccount, at the Metadata level: who, verb, resource, response code. The tests
+    /// read it to compare what an account was granted with what it used. Off for the
+    /// benchmark, whose API server should not pay for it.
+    pub audit: bool,
+}
+
+/// The audit policy of [`Options::audit`]: requests of ServiceAccounts at the Metadata level,
+/// nothing else.
+const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    userGroups: [\"system:serviceaccounts\"]
+  - level: None
+";
+
+/// The audit log in a control plane's state directory (when [`Options::audit`] is on).
+pub fn audit_log(state_dir: &Path) -> PathBuf {
+    state_dir.join("audit.log")
 }
 
 struct Proc {
@@ -256,6 +277,17 @@ impl ControlPlane {
             ),
         )?;
 
+        let mut audit = Vec::new();
+        if opts.audit {
+            let policy = write("audit-policy.yaml", AUDIT_POLICY.to_string())?;
+            audit = vec![
+                format!("--audit-policy-file={}", policy.display()),
+                format!("--audit-log-path={}", audit_log(&state_dir).display()),
+                "--audit-log-format=json".to_string(),
+                "--audit-log-maxsize=0".to_string(),
+            ];
+        }
+
         let mut cp = ControlPlane {
             state_dir: state_dir.clone(),
             kubeconfig,
@@ -304,7 +336,10 @@ impl ControlPlane {
                 "--endpoint-reconciler-type=none".into(),
                 "--profiling=false".into(),
                 "--v=1".into(),
-            ],
+            ]
+            .into_iter()
+            .chain(audit)
+            .collect(),
         )?;
         cp.wait_http(
             "kube-apiserver /readyz",

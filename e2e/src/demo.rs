@@ -501,6 +501,7 @@ async fn start(opts: &DemoOptions, clock: &Clock) -> anyhow::Result<Stack> {
         bin_dir: Some(bin_dir),
         state_dir: Some(state.join("cluster")),
         etcd: None,
+        audit: false,
     })
     .await?;
     let client = cp.client().await?;

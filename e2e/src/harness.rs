@@ -87,9 +87,12 @@ fn start_private_cluster() -> Result<Cluster, String> {
             };
             rt.block_on(async move {
                 let started = async {
-                    let cp = ControlPlane::start(Default::default())
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    let cp = ControlPlane::start(crate::controlplane::Options {
+                        audit: true,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
                     let client = cp.client().await.map_err(|e| e.to_string())?;
                     let sim = NodeSim::start(client, "sim-node", NODES)
                         .await

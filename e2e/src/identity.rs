@@ -116,7 +116,20 @@ pub async fn service_account_kubeconfig(
     )
     .await?;
     apply_flow_schemas(client, namespace, name).await?;
+    token_kubeconfig(client, admin_kubeconfig, namespace, name, out).await
+}
 
+/// Writes a kubeconfig at `out` for the existing ServiceAccount `name` in `namespace` (a token
+/// from the TokenRequest API valid for [`TOKEN_SECONDS`]), with the server and CA of
+/// `admin_kubeconfig`. Returns `out`.
+pub async fn token_kubeconfig(
+    client: &Client,
+    admin_kubeconfig: &Path,
+    namespace: &str,
+    name: &str,
+    out: &Path,
+) -> anyhow::Result<PathBuf> {
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
     let request: TokenRequest = serde_json::from_value(
         json!({"spec": {"audiences": [], "expirationSeconds": TOKEN_SECONDS}}),
     )?;

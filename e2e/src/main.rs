@@ -49,6 +49,10 @@ enum Cmd {
         /// Stop when the process that started this one goes away.
         #[arg(long)]
         exit_with_parent: bool,
+        /// Keep an audit log of ServiceAccounts' requests (`audit.log` in the state directory),
+        /// for the tests that compare an account's grants with what it used.
+        #[arg(long)]
+        audit: bool,
     },
     /// Benchmark Sluice and Argo Rollouts side by side on one local API server: memory, time
     /// to Healthy, first pass after a restart, a new image on all N, reconcile latency, API
@@ -185,13 +189,21 @@ fn main() -> ExitCode {
             nodes,
             pods_per_node,
             exit_with_parent,
+            audit,
         } => {
             // A current-thread runtime: every process is started from this (main) thread, to
             // which their parent-death signal is tied.
             block_on(
                 Threads::One,
                 "sluice-e2e",
-                up(state_dir, env_file, nodes, pods_per_node, exit_with_parent),
+                up(
+                    state_dir,
+                    env_file,
+                    nodes,
+                    pods_per_node,
+                    exit_with_parent,
+                    audit,
+                ),
             )
         }
     }
@@ -238,6 +250,7 @@ async fn up(
     nodes: usize,
     pods_per_node: usize,
     exit_with_parent: bool,
+    audit: bool,
 ) -> anyhow::Result<()> {
     let parent = std::os::unix::process::parent_id();
     let t0 = Instant::now();
@@ -258,6 +271,7 @@ async fn up(
         bin_dir: Some(bin_dir.clone()),
         state_dir,
         etcd: None,
+        audit,
     })
     .await?;
     let client = cp.client().await?;

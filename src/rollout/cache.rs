@@ -347,6 +347,10 @@ fn strip_deployment(d: &mut Deployment) {
     d.status = None;
 }
 
+/// Why ClusterAnalysisTemplates are not there when the controller was told not to read
+/// cluster-scoped kinds.
+pub const NOT_READ: &str = "ClusterAnalysisTemplates are not read: the controller runs with --no-cluster-reads (RBAC with Roles only); use an AnalysisTemplate in the Rollout's namespace";
+
 /// Why a kind cannot be listed (RBAC), while that is so.
 pub type ListRefused = Arc<Mutex<Option<String>>>;
 
@@ -448,9 +452,12 @@ impl Caches {
 
     /// Builds every cache over `namespace` (all namespaces when `None`). Nothing is read until
     /// the returned triggers are polled; the router caches start at once.
+    /// Without `cluster_reads` (RBAC with Roles only) ClusterAnalysisTemplates are not read,
+    /// and a Rollout that names one is told why.
     pub fn new(
         client: &Client,
         namespace: Option<&str>,
+        cluster_reads: bool,
         routers: RouterCaches,
     ) -> (Self, Triggers) {
         let (caches, w) = Caches::empty(routers);
@@ -477,11 +484,18 @@ impl Caches {
                 strip_meta,
                 w.templates,
             ),
-            cluster_templates: cluster_templates(
-                client,
-                w.cluster_templates,
-                caches.cluster_templates_refused.clone(),
-            ),
+            cluster_templates: if cluster_reads {
+                cluster_templates(
+                    client,
+                    w.cluster_templates,
+                    caches.cluster_templates_refused.clone(),
+                )
+            } else {
+                if let Ok(mut s) = caches.cluster_templates_refused.lock() {
+                    *s = Some(NOT_READ.to_string());
+                }
+                futures::stream::pending().boxed()
+            },
             services: reflect(api(client, namespace), all(), as_read, w.services),
             deployments: reflect(
                 api(client, namespace),
@@ -606,14 +620,6 @@ impl Caches {
     ) -> Result<Result<Vec<Arc<Parsed<ClusterAnalysisTemplate>>>, String>, ()> {
         let deadline = tokio::time::Instant::now() + SYNC_WAIT;
         loop {
-            let waited = tokio::time::timeout(
-                Duration::from_millis(200),
-                self.listed.cluster_templates.wait(),
-            )
-            .await;
-            if let Ok(Ok(())) = waited {
-                return Ok(Ok(self.cluster_templates.state()));
-            }
             if let Some(why) = self
                 .cluster_templates_refused
                 .lock()
@@ -621,6 +627,14 @@ impl Caches {
                 .and_then(|s| s.clone())
             {
                 return Ok(Err(why));
+            }
+            let waited = tokio::time::timeout(
+                Duration::from_millis(200),
+                self.listed.cluster_templates.wait(),
+            )
+            .await;
+            if let Ok(Ok(())) = waited {
+                return Ok(Ok(self.cluster_templates.state()));
             }
             if matches!(waited, Ok(Err(_))) || tokio::time::Instant::now() >= deadline {
                 return Err(());
@@ -783,7 +797,7 @@ pub(crate) mod fake {
     /// Router caches over [`offline_client`]: no router kind is ever watched.
     pub fn offline_routers() -> RouterCaches {
         let (tx, _rx) = futures::channel::mpsc::unbounded();
-        let (routers, task) = RouterCaches::start(offline_client(), None, tx);
+        let (routers, task) = RouterCaches::start(offline_client(), None, true, tx);
         task.abort();
         routers
     }

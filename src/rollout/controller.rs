@@ -79,6 +79,11 @@ pub struct Options {
     pub concurrency: u16,
     /// The periodic requeue, before jitter.
     pub requeue: Duration,
+    /// Read the cluster-scoped kinds (CustomResourceDefinitions, to know which router kinds
+    /// are served; ClusterAnalysisTemplates). Off for RBAC with Roles only: every router kind
+    /// is then watched whether served or not, and a Rollout naming a ClusterAnalysisTemplate
+    /// gets InvalidSpec saying it is not read.
+    pub cluster_reads: bool,
 }
 
 impl Default for Options {
@@ -88,6 +93,7 @@ impl Default for Options {
             restart_threshold: DEFAULT_RESTART_THRESHOLD,
             concurrency: DEFAULT_CONCURRENCY,
             requeue: DEFAULT_REQUEUE,
+            cluster_reads: true,
         }
     }
 }
@@ -419,8 +425,10 @@ pub async fn run(
 ) {
     let ns = opts.namespace.clone();
     let (changes_tx, changes_rx) = futures::channel::mpsc::unbounded::<RouterChange>();
-    let (routers, crd_watch) = RouterCaches::start(client.clone(), ns.clone(), changes_tx);
-    let (caches, triggers) = Caches::new(&client, ns.as_deref(), routers.clone());
+    let (routers, crd_watch) =
+        RouterCaches::start(client.clone(), ns.clone(), opts.cluster_reads, changes_tx);
+    let (caches, triggers) =
+        Caches::new(&client, ns.as_deref(), opts.cluster_reads, routers.clone());
     let recorder = Recorder::new(
         client.clone(),
         Reporter {

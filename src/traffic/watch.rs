@@ -98,10 +98,13 @@ fn api_resource(kind: TargetKind) -> ApiResource {
 
 impl RouterCaches {
     /// Starts watching the CRDs (the kinds follow); changes are sent on `changes`. The watches
-    /// run until the last clone is dropped and [`RouterCaches::stop`] is called.
+    /// run until the last clone is dropped and [`RouterCaches::stop`] is called. Without
+    /// `read_crds` (RBAC with Roles only), every router kind is watched at once, whether its
+    /// CRD exists or not, as when the CRDs' list is refused.
     pub fn start(
         client: Client,
         namespace: Option<String>,
+        read_crds: bool,
         changes: UnboundedSender<RouterChange>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (crds, writer) = reflector::store();
@@ -111,10 +114,16 @@ impl RouterCaches {
             namespace,
             crds,
             crds_listed,
-            crds_refused: Default::default(),
+            crds_refused: std::sync::atomic::AtomicBool::new(!read_crds),
             kinds: Mutex::default(),
             changes,
         }));
+        if !read_crds {
+            for kind in TargetKind::ALL {
+                caches.sync_kind(kind);
+            }
+            return (caches, tokio::spawn(async {}));
+        }
         let weak = Arc::downgrade(&caches.0);
         let task = tokio::spawn(watch_crds(client, writer, mark, weak));
         (caches, task)
