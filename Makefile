@@ -1,5 +1,5 @@
 # The two commands of the README.
-.PHONY: demo test crds bench
+.PHONY: demo test crds chart-files bench
 
 ## The demo: v2 promoted, v3 rolled back by analysis. ARGS="--keep" keeps the stack up;
 ## ARGS="--strategy bluegreen" shows a blue-green release.
@@ -9,6 +9,11 @@ demo:
 ## Everything CI runs: dependencies, format, clippy, unit and integration tests, the demos.
 test:
 	scripts/test.sh
+
+## The chart's copies of the alerts and dashboards (charts/sluice/files) from dashboards/.
+chart-files:
+	cp dashboards/alerts.yaml charts/sluice/files/alerts.yaml
+	cp dashboards/*.json charts/sluice/files/dashboards/
 
 ## Regenerate crds/ and the chart's copy (charts/sluice/crds) from src/api.
 crds:

@@ -47,6 +47,11 @@ const COMBINATIONS: &[&[&str]] = &[
     ],
     &["serviceMonitor.enabled=true", "podMonitor.enabled=true"],
     &[
+        "prometheusRule.enabled=true",
+        "prometheusRule.labels.release=kube-prometheus",
+    ],
+    &["dashboards.enabled=true", "dashboards.namespace=monitoring"],
+    &[
         "serviceAccount.create=false",
         "serviceAccount.name=existing",
     ],
@@ -338,6 +343,75 @@ async fn optional_parts_render_only_when_asked_and_possible() -> anyhow::Result<
         "ServiceMonitor scrapes metrics"
     );
     one(&docs, "PodMonitor")?;
+
+    // The alerts as a PrometheusRule: only where the operator's API is served, and exactly
+    // the groups of dashboards/alerts.yaml.
+    let asked = ["prometheusRule.enabled=true"];
+    ensure!(
+        of_kind(&render(&asked, &[]).await?, "PrometheusRule").is_empty(),
+        "no PrometheusRule where monitoring.coreos.com/v1 is not served"
+    );
+    let docs = render(&asked, &["--api-versions", "monitoring.coreos.com/v1"]).await?;
+    let rule = one(&docs, "PrometheusRule")?;
+    let file = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards/alerts.yaml"),
+    )?;
+    let alerts: Value = serde_saphyr::from_str(&file)?;
+    ensure!(
+        rule["spec"]["groups"] == alerts["groups"],
+        "the PrometheusRule holds dashboards/alerts.yaml's groups: {}",
+        rule["spec"]
+    );
+
+    // The dashboards as ConfigMaps for Grafana's sidecar, each holding one of dashboards/.
+    let docs = render(
+        &[
+            "dashboards.enabled=true",
+            "dashboards.annotations.grafana_folder=Sluice",
+        ],
+        &[],
+    )
+    .await?;
+    let maps = of_kind(&docs, "ConfigMap");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    ensure!(
+        !files.is_empty() && maps.len() == files.len(),
+        "one ConfigMap per dashboard: {} for {files:?}",
+        maps.len()
+    );
+    for file in files {
+        let name = file
+            .file_name()
+            .context("name")?
+            .to_string_lossy()
+            .into_owned();
+        let map = maps
+            .iter()
+            .find(|m| m["data"].get(&name).is_some())
+            .with_context(|| format!("no ConfigMap holds {name}"))?;
+        ensure!(
+            map["metadata"]["labels"]["grafana_dashboard"] == "1"
+                && map["metadata"]["annotations"]["grafana_folder"] == "Sluice",
+            "{name}: the sidecar's label and folder: {}",
+            map["metadata"]
+        );
+        let shipped: Value = serde_json::from_str(map["data"][&name].as_str().unwrap_or(""))
+            .with_context(|| format!("{name} in its ConfigMap is not JSON"))?;
+        let ours: Value = serde_json::from_str(&std::fs::read_to_string(&file)?)?;
+        ensure!(
+            shipped == ours,
+            "{name} in the ConfigMap differs from dashboards/{name} (make chart-files)"
+        );
+    }
+    ensure!(
+        of_kind(&render(&[], &[]).await?, "ConfigMap").is_empty(),
+        "no dashboards unless asked"
+    );
 
     // NetworkPolicy: egress to the API server, DNS and Prometheus.
     let docs = render(

@@ -544,9 +544,17 @@ async fn start(opts: &DemoOptions, clock: &Clock) -> anyhow::Result<Stack> {
         RPS,
     )
     .await?;
+    // The controller's metrics port, chosen now so Prometheus scrapes it from the start (the
+    // dashboards' queries read both the mesh's metrics and Sluice's).
+    let sluice_metrics = format!(
+        "127.0.0.1:{}",
+        std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port()
+    );
     let prometheus = Prometheus::start(
         &state.join("prometheus"),
-        &[traffic.metrics_target()],
+        &[traffic.metrics_target(), sluice_metrics.clone()],
         Duration::from_secs(1),
     )
     .await?;
@@ -569,7 +577,7 @@ async fn start(opts: &DemoOptions, clock: &Clock) -> anyhow::Result<Stack> {
             NS,
             "--no-leader-elect",
             "--metrics-addr",
-            "127.0.0.1:0",
+            &sluice_metrics,
         ])
         .env("KUBECONFIG", &cp.kubeconfig)
         .env("RUST_LOG", "info,kube=warn")
@@ -608,6 +616,7 @@ struct Safety {
 pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let clock = Clock::new();
     let mut stack = start(&opts, &clock).await?;
+    let scraped_from = unix_now();
 
     say(match opts.strategy {
         Strategy::Canary => {
@@ -900,6 +909,43 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
             ],
         },
     });
+    // Every query of the Grafana dashboards, over this run, against its Prometheus (which
+    // scraped the mesh and Sluice): each must return data. The canary run has the mesh's
+    // per-revision series the canary view reads.
+    if opts.strategy == Strategy::Canary {
+        say("Dashboards: every query of every panel against this run's Prometheus");
+        // Prometheus has scraped Sluice since the abort.
+        for q in [
+            format!(
+                r#"sluice_rollout_phase{{namespace="{NS}",rollout="shop",phase="Degraded"}} == 1"#
+            ),
+            format!(
+                r#"sluice_rollout_decisions_total{{namespace="{NS}",rollout="shop",reason="RolloutAborted"}} >= 1"#
+            ),
+        ] {
+            stack
+                .prometheus
+                .wait_for_series(&q, LIMIT)
+                .await
+                .with_context(|| format!("Prometheus to scrape Sluice after the abort: {q}"))?;
+        }
+        let answers = crate::dashboards::check(
+            &stack.prometheus,
+            &crate::dashboards::dir(),
+            &[("namespace", NS), ("rollout", "shop")],
+            scraped_from,
+            unix_now(),
+        )
+        .await?;
+        for a in &answers {
+            println!(
+                "  ok  {} › {}: {} series, {} points",
+                a.query.dashboard, a.query.place, a.series, a.points
+            );
+        }
+        println!("  {} queries, each returned data", answers.len());
+    }
+
     if let Some(dir) = opts.report.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -928,4 +974,12 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     stack.prometheus.stop().await;
     let _ = stack.controller.kill().await;
     Ok(())
+}
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }

@@ -7,6 +7,7 @@ pub mod authproxy;
 pub mod bench;
 pub mod certs;
 pub mod controlplane;
+pub mod dashboards;
 pub mod demo;
 pub mod harness;
 pub mod identity;

@@ -216,6 +216,37 @@ impl Prometheus {
         parse_query_response(&body).with_context(|| format!("query {query:?} (HTTP {status})"))
     }
 
+    /// Runs range query `query` from `start` to `end` (Unix seconds) every `step` seconds and
+    /// returns, for each series of the result, how many of its points are numbers (not NaN).
+    pub async fn query_range(
+        &self,
+        query: &str,
+        start: f64,
+        end: f64,
+        step: f64,
+    ) -> anyhow::Result<Vec<usize>> {
+        let mut url = reqwest::Url::parse(&format!("{}/api/v1/query_range", self.url()))
+            .context("building the query URL")?;
+        url.query_pairs_mut()
+            .append_pair("query", query)
+            .append_pair("start", &format!("{start:.3}"))
+            .append_pair("end", &format!("{end:.3}"))
+            .append_pair("step", &format!("{step}"));
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .with_context(|| format!("querying Prometheus at {} for {query:?}", self.addr))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .with_context(|| format!("reading Prometheus's answer to {query:?}"))?;
+        parse_range_response(&body)
+            .with_context(|| format!("range query {query:?} (HTTP {status})"))
+    }
+
     /// Polls instant query `query` until it returns at least one sample, and returns the
     /// samples; fails after `deadline` with the last result or error.
     pub async fn wait_for_series(
@@ -504,6 +535,44 @@ fn parse_query_response(body: &[u8]) -> anyhow::Result<Vec<Sample>> {
         }
         other => bail!("expected a vector or scalar result, got a {other}"),
     }
+}
+
+/// The numeric points of each series of a range query's answer.
+fn parse_range_response(body: &[u8]) -> anyhow::Result<Vec<usize>> {
+    let response: ApiResponse = serde_json::from_slice(body).with_context(|| {
+        format!(
+            "unexpected answer: {}",
+            String::from_utf8_lossy(&body[..body.len().min(500)])
+        )
+    })?;
+    if response.status != "success" {
+        bail!(
+            "Prometheus answered {}: {}: {}",
+            response.status,
+            response.error_type.as_deref().unwrap_or("?"),
+            response.error.as_deref().unwrap_or("?")
+        );
+    }
+    let data = response.data.context("answer without data")?;
+    if data.result_type != "matrix" {
+        bail!("expected a matrix result, got a {}", data.result_type);
+    }
+    let series: Vec<MatrixSeries> =
+        serde_json::from_value(data.result).context("decoding a matrix result")?;
+    Ok(series
+        .iter()
+        .map(|s| {
+            s.values
+                .iter()
+                .filter(|(_, v)| parse_value(v).is_ok_and(|v| !v.is_nan()))
+                .count()
+        })
+        .collect())
+}
+
+#[derive(Deserialize)]
+struct MatrixSeries {
+    values: Vec<(f64, String)>,
 }
 
 /// Prometheus writes `NaN`, `+Inf` and `-Inf`, which Rust's parser accepts too.

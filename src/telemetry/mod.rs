@@ -260,6 +260,82 @@ mod tests {
     use super::*;
     use crate::api::rollout::RolloutPhase;
 
+    /// Every metric the alerting rules (dashboards/alerts.yaml) read is one the controller
+    /// exports, by the same name: a renamed metric fails here, not silently in production.
+    #[test]
+    fn every_metric_the_alerts_read_is_exported() {
+        let m = Metrics::new();
+        m.rollouts().observe(
+            "shop",
+            "web",
+            Some(RolloutPhase::Degraded),
+            Some(1),
+            Some(0),
+        );
+        m.rollouts().decision("shop", "web", "RolloutAborted");
+        m.reconciles.inc();
+        m.reconcile_errors
+            .get_or_create(&ReasonLabels {
+                reason: "Timeout".into(),
+            })
+            .inc();
+        m.measurements
+            .get_or_create(&MeasurementLabels {
+                provider: "prometheus".into(),
+                phase: "Error".into(),
+            })
+            .inc();
+        let text = m.render_classic();
+        let exported: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split(['{', ' ']).next())
+            .collect();
+        let alerts = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/dashboards/alerts.yaml"
+        ));
+        let used = regex::Regex::new(r"\bsluice_[a-z_]+").expect("regex");
+        let mut read = 0;
+        for name in used.find_iter(alerts).map(|m| m.as_str()) {
+            read += 1;
+            assert!(
+                exported.contains(name),
+                "alerts.yaml reads {name}, which the controller does not export: {exported:?}"
+            );
+        }
+        assert!(read >= 5, "the alerts read Sluice's metrics");
+    }
+
+    /// A Rollout's release counters exist from its first reconcile, at 0, so `increase()`
+    /// (alerts, panels) sees its first abort.
+    #[test]
+    fn release_counters_start_at_zero_so_the_first_abort_is_an_increase() {
+        let m = Metrics::new();
+        m.rollouts()
+            .observe("shop", "web", Some(RolloutPhase::Healthy), None, None);
+        let text = m.render();
+        for reason in rollouts::COUNTED_FROM_ZERO {
+            let line = format!(
+                r#"sluice_rollout_decisions_total{{namespace="shop",rollout="web",reason="{reason}"}} 0"#
+            );
+            assert!(text.contains(&line), "{line} in {text}");
+        }
+        m.rollouts().decision("shop", "web", "RolloutAborted");
+        m.rollouts()
+            .observe("shop", "web", Some(RolloutPhase::Degraded), None, None);
+        let text = m.render();
+        assert!(
+            text.contains(r#"sluice_rollout_decisions_total{namespace="shop",rollout="web",reason="RolloutAborted"} 1"#),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches(r#"reason="RolloutAborted""#).count(),
+            1,
+            "one series per reason: {text}"
+        );
+    }
+
     #[test]
     fn phase_is_one_hot_and_a_deleted_rollout_leaves_no_series() {
         let m = Metrics::new();

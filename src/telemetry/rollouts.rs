@@ -34,6 +34,16 @@ fn phase_name(p: RolloutPhase) -> &'static str {
     }
 }
 
+/// The decisions whose counters exist from a Rollout's first reconcile, at 0: an alert or a
+/// panel on `increase(...)` sees the first abort of a Rollout (a counter born at 1 shows no
+/// increase).
+pub const COUNTED_FROM_ZERO: [&str; 4] = [
+    "RolloutStarted",
+    "RolloutCompleted",
+    "Promoted",
+    "RolloutAborted",
+];
+
 /// What the series say of one Rollout.
 #[derive(Debug, Default)]
 struct Record {
@@ -98,6 +108,14 @@ impl RolloutSeries {
         weight: Option<i32>,
     ) {
         self.with(namespace, rollout, |r| {
+            if r.observed.is_none() {
+                for reason in COUNTED_FROM_ZERO {
+                    if !r.decisions.iter().any(|(seen, _)| *seen == reason) {
+                        r.decisions.push((reason, 0));
+                    }
+                }
+                r.decisions.shrink_to_fit();
+            }
             r.observed = Some(Observed {
                 phase,
                 step: step.unwrap_or(0),
