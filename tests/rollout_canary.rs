@@ -16,8 +16,8 @@ use common::{
     ControllerProcess, canary_weight, create_services, events_for, kstatus, phase, rollouts,
     selector_hash, wait_condition, wait_event, wait_selector, wait_status,
 };
-use e2e::TestEnv;
 use e2e::nodesim::BEHAVIOUR_ANNOTATION;
+use e2e::{TestEnv, wait_for};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Service;
 use kube::Api;
@@ -129,6 +129,18 @@ async fn canary_walks_every_step_pauses_and_is_promoted() {
             ensure!(metrics.lines().any(|l| l == line), "no `{line}` in /metrics:\n{metrics}");
         }
         ensure!(!metrics.contains(&v1) && !metrics.contains(&v2), "no revision hash in metric labels");
+        // Replicas by role: all four on the (new) stable revision, none on a canary.
+        wait_for("replicas by role in /metrics", LIMIT, || async {
+            let (_, metrics) = common::http_get(&controller, "/metrics").await?;
+            let want = [
+                format!(r#"sluice_rollout_desired_replicas{{namespace="{ns}",rollout="web",role="stable"}} 4"#),
+                format!(r#"sluice_rollout_available_replicas{{namespace="{ns}",rollout="web",role="stable"}} 4"#),
+                format!(r#"sluice_rollout_desired_replicas{{namespace="{ns}",rollout="web",role="canary"}} 0"#),
+                format!(r#"sluice_rollout_available_replicas{{namespace="{ns}",rollout="web",role="canary"}} 0"#),
+            ];
+            Ok(want.iter().all(|w| metrics.lines().any(|l| l == w)).then_some(()))
+        })
+        .await?;
         ensure!(common::http_get(&controller, "/readyz").await?.0 == 200, "the leader is ready");
         for (reason, times) in [("StepCompleted", 2), ("PauseEnded", 1), ("Promoted", 1)] {
             let seen = common::event_count(&env, "web", reason).await?;

@@ -348,6 +348,10 @@ async fn reconcile_rollout(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Er
     );
     ctx.shared
         .metrics
+        .rollouts()
+        .replicas(&ns, &name, role_replicas(&plan, &world.observed));
+    ctx.shared
+        .metrics
         .reconcile_duration
         .observe(started.elapsed().as_secs_f64());
     // The resourceVersion decided on, so a test (or a person) can find the reconcile of one
@@ -657,6 +661,42 @@ fn deployment_wakes(caches: &Caches, d: &Deployment) -> Vec<ObjectRef<CachedRoll
         name: d.name_any(),
     };
     rollouts_reading(caches, what)
+}
+
+/// Desired (as planned, else as it is) and available replicas of the stable revision and of
+/// the canary (the revision being released, when it is not the stable one).
+fn role_replicas(
+    plan: &super::decide::Plan,
+    observed: &super::observe::Observed,
+) -> crate::telemetry::RoleReplicas {
+    let of = |hash: Option<&str>| -> (i32, i32) {
+        let Some(hash) = hash else {
+            return (0, 0);
+        };
+        let seen = observed.replica_sets.iter().find(|r| r.hash == hash);
+        let desired = plan
+            .replica_sets
+            .iter()
+            .find(|p| p.hash == hash)
+            .map(|p| p.replicas)
+            .or(seen.map(|r| r.replicas))
+            .unwrap_or(0);
+        (desired, seen.map_or(0, |r| r.available))
+    };
+    let stable = plan.status.stable_rs.as_deref();
+    let canary = plan
+        .status
+        .current_pod_hash
+        .as_deref()
+        .filter(|h| Some(*h) != stable);
+    let (stable_desired, stable_available) = of(stable);
+    let (canary_desired, canary_available) = of(canary);
+    crate::telemetry::RoleReplicas {
+        stable_desired,
+        stable_available,
+        canary_desired,
+        canary_available,
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 mod classic;
 mod rollouts;
 pub use classic::classic_text;
+pub use rollouts::RoleReplicas;
 pub use rollouts::RolloutSeries;
 
 use std::net::SocketAddr;
@@ -333,6 +334,39 @@ mod tests {
             text.matches(r#"reason="RolloutAborted""#).count(),
             1,
             "one series per reason: {text}"
+        );
+    }
+
+    #[test]
+    fn replicas_by_role_are_one_series_per_role_and_go_with_the_rollout() {
+        let m = Metrics::new();
+        assert!(
+            !m.render().contains("sluice_rollout_desired_replicas"),
+            "none before a reconcile"
+        );
+        m.rollouts().replicas(
+            "shop",
+            "web",
+            RoleReplicas {
+                stable_desired: 4,
+                stable_available: 3,
+                canary_desired: 1,
+                canary_available: 0,
+            },
+        );
+        let text = m.render();
+        for line in [
+            r#"sluice_rollout_desired_replicas{namespace="shop",rollout="web",role="stable"} 4"#,
+            r#"sluice_rollout_desired_replicas{namespace="shop",rollout="web",role="canary"} 1"#,
+            r#"sluice_rollout_available_replicas{namespace="shop",rollout="web",role="stable"} 3"#,
+            r#"sluice_rollout_available_replicas{namespace="shop",rollout="web",role="canary"} 0"#,
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        m.rollouts().forget("shop", "web");
+        assert!(
+            !m.render().contains("replicas{"),
+            "a deleted Rollout leaves no series"
         );
     }
 

@@ -51,6 +51,18 @@ struct Record {
     observed: Option<Observed>,
     /// Decisions taken, by Event reason (only reasons seen; a handful at most).
     decisions: Vec<(&'static str, u64)>,
+    /// Desired and available replicas of the stable and the canary revision.
+    replicas: Option<RoleReplicas>,
+}
+
+/// Desired and available replicas of a Rollout's stable and canary revisions (the canary's
+/// are 0 when no release is in progress).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RoleReplicas {
+    pub stable_desired: i32,
+    pub stable_available: i32,
+    pub canary_desired: i32,
+    pub canary_available: i32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -122,6 +134,11 @@ impl RolloutSeries {
                 weight: weight.unwrap_or(0),
             });
         });
+    }
+
+    /// The replicas a reconcile saw and decided for one Rollout's revisions.
+    pub fn replicas(&self, namespace: &str, rollout: &str, replicas: RoleReplicas) {
+        self.with(namespace, rollout, |r| r.replicas = Some(replicas));
     }
 
     /// One decision of `reason` taken for one Rollout.
@@ -235,6 +252,38 @@ impl Collector for RolloutSeries {
                 |r| {
                     r.observed
                         .map(|o| vec![(None, i64::from(value(&o)))])
+                        .unwrap_or_default()
+                },
+            )?;
+        }
+        let desired: fn(&RoleReplicas) -> [i32; 2] = |r| [r.stable_desired, r.canary_desired];
+        let available: fn(&RoleReplicas) -> [i32; 2] = |r| [r.stable_available, r.canary_available];
+        for (name, help, values) in [
+            (
+                "rollout_desired_replicas",
+                "Replicas Sluice wants of the stable and of the canary revision (role).",
+                desired,
+            ),
+            (
+                "rollout_available_replicas",
+                "Available replicas of the stable and of the canary revision (role).",
+                available,
+            ),
+        ] {
+            Self::family(
+                &mut encoder,
+                &all,
+                (name, help, MetricType::Gauge),
+                |r| r.replicas.is_some(),
+                |r| {
+                    r.replicas
+                        .map(|n| {
+                            let [stable, canary] = values(&n);
+                            vec![
+                                (Some(("role", "stable")), i64::from(stable)),
+                                (Some(("role", "canary")), i64::from(canary)),
+                            ]
+                        })
                         .unwrap_or_default()
                 },
             )?;
