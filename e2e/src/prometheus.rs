@@ -196,23 +196,34 @@ impl Prometheus {
         self.spawn_and_wait_ready().await
     }
 
-    /// Runs instant query `query` once and returns the resulting samples: the vector's
-    /// series, or for a scalar result one sample without labels.
-    pub async fn query(&self, query: &str) -> anyhow::Result<Vec<Sample>> {
-        let mut url = reqwest::Url::parse(&format!("{}/api/v1/query", self.url()))
+    /// GETs `/api/v1/<endpoint>` with `params`: the HTTP status and the body.
+    async fn api(
+        &self,
+        endpoint: &str,
+        params: &[(&str, &str)],
+    ) -> anyhow::Result<(reqwest::StatusCode, Vec<u8>)> {
+        let mut url = reqwest::Url::parse(&format!("{}/api/v1/{endpoint}", self.url()))
             .context("building the query URL")?;
-        url.query_pairs_mut().append_pair("query", query);
+        url.query_pairs_mut().extend_pairs(params);
+        let what = params.first().map_or("", |(_, v)| *v);
         let response = self
             .http
             .get(url)
             .send()
             .await
-            .with_context(|| format!("querying Prometheus at {} for {query:?}", self.addr))?;
+            .with_context(|| format!("querying Prometheus at {} for {what:?}", self.addr))?;
         let status = response.status();
         let body = response
             .bytes()
             .await
-            .with_context(|| format!("reading Prometheus's answer to {query:?}"))?;
+            .with_context(|| format!("reading Prometheus's answer to {what:?}"))?;
+        Ok((status, body.to_vec()))
+    }
+
+    /// Runs instant query `query` once and returns the resulting samples: the vector's
+    /// series, or for a scalar result one sample without labels.
+    pub async fn query(&self, query: &str) -> anyhow::Result<Vec<Sample>> {
+        let (status, body) = self.api("query", &[("query", query)]).await?;
         parse_query_response(&body).with_context(|| format!("query {query:?} (HTTP {status})"))
     }
 
@@ -225,24 +236,18 @@ impl Prometheus {
         end: f64,
         step: f64,
     ) -> anyhow::Result<Vec<usize>> {
-        let mut url = reqwest::Url::parse(&format!("{}/api/v1/query_range", self.url()))
-            .context("building the query URL")?;
-        url.query_pairs_mut()
-            .append_pair("query", query)
-            .append_pair("start", &format!("{start:.3}"))
-            .append_pair("end", &format!("{end:.3}"))
-            .append_pair("step", &format!("{step}"));
-        let response = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .with_context(|| format!("querying Prometheus at {} for {query:?}", self.addr))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .with_context(|| format!("reading Prometheus's answer to {query:?}"))?;
+        let (start, end, step) = (format!("{start:.3}"), format!("{end:.3}"), step.to_string());
+        let (status, body) = self
+            .api(
+                "query_range",
+                &[
+                    ("query", query),
+                    ("start", &start),
+                    ("end", &end),
+                    ("step", &step),
+                ],
+            )
+            .await?;
         parse_range_response(&body)
             .with_context(|| format!("range query {query:?} (HTTP {status})"))
     }
@@ -503,7 +508,8 @@ struct VectorSample {
     value: (f64, String),
 }
 
-fn parse_query_response(body: &[u8]) -> anyhow::Result<Vec<Sample>> {
+/// The data of a successful answer of Prometheus's HTTP API; its error otherwise.
+fn answer_data(body: &[u8]) -> anyhow::Result<QueryData> {
     let response: ApiResponse = serde_json::from_slice(body).with_context(|| {
         format!(
             "unexpected answer: {}",
@@ -519,6 +525,11 @@ fn parse_query_response(body: &[u8]) -> anyhow::Result<Vec<Sample>> {
         );
     }
     let data = response.data.context("answer without data")?;
+    Ok(data)
+}
+
+fn parse_query_response(body: &[u8]) -> anyhow::Result<Vec<Sample>> {
+    let data = answer_data(body)?;
     match data.result_type.as_str() {
         "vector" => {
             let samples: Vec<VectorSample> =
@@ -539,21 +550,7 @@ fn parse_query_response(body: &[u8]) -> anyhow::Result<Vec<Sample>> {
 
 /// The numeric points of each series of a range query's answer.
 fn parse_range_response(body: &[u8]) -> anyhow::Result<Vec<usize>> {
-    let response: ApiResponse = serde_json::from_slice(body).with_context(|| {
-        format!(
-            "unexpected answer: {}",
-            String::from_utf8_lossy(&body[..body.len().min(500)])
-        )
-    })?;
-    if response.status != "success" {
-        bail!(
-            "Prometheus answered {}: {}: {}",
-            response.status,
-            response.error_type.as_deref().unwrap_or("?"),
-            response.error.as_deref().unwrap_or("?")
-        );
-    }
-    let data = response.data.context("answer without data")?;
+    let data = answer_data(body)?;
     if data.result_type != "matrix" {
         bail!("expected a matrix result, got a {}", data.result_type);
     }
