@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
-use common::helm::{chart, grants, helm, install, of_kind, one, sets};
+use common::helm::{chart, grants, helm, install, of_kind, on_chart, one};
 use e2e::{TestEnv, wait_for};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
@@ -91,15 +91,7 @@ async fn the_chart_ships_the_same_crds_as_the_repository() -> anyhow::Result<()>
 #[tokio::test]
 async fn helm_lint_strict_passes_for_every_values_combination() -> anyhow::Result<()> {
     for values in COMBINATIONS {
-        let chart = chart();
-        let mut args: Vec<String> = vec![
-            "lint".into(),
-            "--strict".into(),
-            chart.display().to_string(),
-        ];
-        args.extend(sets(values));
-        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = helm(&argv).await?;
+        let out = on_chart(&["lint", "--strict"], &[], values).await?;
         ensure!(
             out.success && out.stdout.contains("0 chart(s) failed"),
             "helm lint --strict {values:?}:\n{}\n{}",
@@ -453,12 +445,7 @@ async fn mistyped_or_unsafe_values_are_refused_with_a_reason() -> anyhow::Result
         ),
     ];
     for (values, reason) in cases {
-        let chart = chart();
-        let mut args: Vec<String> =
-            vec!["template".into(), "rel".into(), chart.display().to_string()];
-        args.extend(sets(values));
-        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = helm(&argv).await?;
+        let out = on_chart(&["template", "rel"], &[], values).await?;
         ensure!(!out.success, "helm template {values:?} must be refused");
         ensure!(
             out.stderr.contains(reason),

@@ -290,7 +290,10 @@ mod tests {
         let exported: std::collections::BTreeSet<&str> = text
             .lines()
             .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| l.split(['{', ' ']).next())
+            .filter_map(|l| {
+                l.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .next()
+            })
             .collect();
         let alerts = include_str!(concat!(
             env!("CARGO_MANIFEST_DIR"),

@@ -205,9 +205,19 @@ impl RolloutSeries {
 impl Collector for RolloutSeries {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let all = self.read();
+        Self::phases(&mut encoder, &all)?;
+        Self::step_and_weight(&mut encoder, &all)?;
+        Self::replicas_by_role(&mut encoder, &all)?;
+        Self::decisions(&mut encoder, &all)
+    }
+}
+
+impl RolloutSeries {
+    /// `sluice_rollout_phase`: one series per phase, 1 for the current one.
+    fn phases(encoder: &mut DescriptorEncoder, all: &ByNamespace) -> Result<(), std::fmt::Error> {
         Self::family(
-            &mut encoder,
-            &all,
+            encoder,
+            all,
             (
                 "rollout_phase",
                 "1 for the Rollout's current phase, 0 for the others.",
@@ -229,7 +239,14 @@ impl Collector for RolloutSeries {
                     })
                     .unwrap_or_default()
             },
-        )?;
+        )
+    }
+
+    /// `sluice_rollout_step` and `sluice_rollout_canary_weight`.
+    fn step_and_weight(
+        encoder: &mut DescriptorEncoder,
+        all: &ByNamespace,
+    ) -> Result<(), std::fmt::Error> {
         let step: fn(&Observed) -> i32 = |o| o.step;
         let weight: fn(&Observed) -> i32 = |o| o.weight;
         for (name, help, value) in [
@@ -245,8 +262,8 @@ impl Collector for RolloutSeries {
             ),
         ] {
             Self::family(
-                &mut encoder,
-                &all,
+                encoder,
+                all,
                 (name, help, MetricType::Gauge),
                 |r| r.observed.is_some(),
                 |r| {
@@ -256,6 +273,14 @@ impl Collector for RolloutSeries {
                 },
             )?;
         }
+        Ok(())
+    }
+
+    /// `sluice_rollout_desired_replicas` and `sluice_rollout_available_replicas`, by role.
+    fn replicas_by_role(
+        encoder: &mut DescriptorEncoder,
+        all: &ByNamespace,
+    ) -> Result<(), std::fmt::Error> {
         let desired: fn(&RoleReplicas) -> [i32; 2] = |r| [r.stable_desired, r.canary_desired];
         let available: fn(&RoleReplicas) -> [i32; 2] = |r| [r.stable_available, r.canary_available];
         for (name, help, values) in [
@@ -271,8 +296,8 @@ impl Collector for RolloutSeries {
             ),
         ] {
             Self::family(
-                &mut encoder,
-                &all,
+                encoder,
+                all,
                 (name, help, MetricType::Gauge),
                 |r| r.replicas.is_some(),
                 |r| {
@@ -288,9 +313,17 @@ impl Collector for RolloutSeries {
                 },
             )?;
         }
+        Ok(())
+    }
+
+    /// `sluice_rollout_decisions_total`, by Event reason.
+    fn decisions(
+        encoder: &mut DescriptorEncoder,
+        all: &ByNamespace,
+    ) -> Result<(), std::fmt::Error> {
         Self::family(
-            &mut encoder,
-            &all,
+            encoder,
+            all,
             (
                 "rollout_decisions",
                 "Decisions taken, by Event reason.",

@@ -44,6 +44,20 @@ pub async fn helm(args: &[&str]) -> anyhow::Result<Helm> {
     })
 }
 
+/// Runs helm as `helm BEFORE... <the chart> AFTER... --set VALUE...`.
+pub async fn on_chart(before: &[&str], after: &[&str], values: &[&str]) -> anyhow::Result<Helm> {
+    let chart = chart().display().to_string();
+    let sets = sets(values);
+    let argv: Vec<&str> = before
+        .iter()
+        .copied()
+        .chain([chart.as_str()])
+        .chain(after.iter().copied())
+        .chain(sets.iter().map(String::as_str))
+        .collect();
+    helm(&argv).await
+}
+
 /// `--set` flags for each value.
 pub fn sets(values: &[&str]) -> Vec<String> {
     values
@@ -60,18 +74,11 @@ pub async fn render(
     values: &[&str],
     extra: &[&str],
 ) -> anyhow::Result<Vec<Value>> {
-    let chart = chart();
-    let mut args: Vec<String> = vec![
-        "template".into(),
-        release.into(),
-        chart.display().to_string(),
-        "--namespace".into(),
-        namespace.into(),
-    ];
-    args.extend(sets(values));
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = helm(&argv).await?;
+    let after: Vec<&str> = ["--namespace", namespace]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
+    let out = on_chart(&["template", release], &after, values).await?;
     ensure!(
         out.success,
         "helm template {values:?} {extra:?} failed: {}",
@@ -93,19 +100,13 @@ pub async fn install(
     namespace: &str,
     values: &[&str],
 ) -> anyhow::Result<Helm> {
-    let chart = chart();
-    let mut args: Vec<String> = vec![
-        "install".into(),
-        release.into(),
-        chart.display().to_string(),
-        "--kubeconfig".into(),
-        kubeconfig.display().to_string(),
-        "--namespace".into(),
-        namespace.into(),
-    ];
-    args.extend(sets(values));
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    helm(&argv).await
+    let kubeconfig = kubeconfig.display().to_string();
+    on_chart(
+        &["install", release],
+        &["--kubeconfig", &kubeconfig, "--namespace", namespace],
+        values,
+    )
+    .await
 }
 
 pub fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
