@@ -176,7 +176,7 @@ async fn a_healthy_canary_is_promoted_through_an_analysis_step() {
 #[tokio::test]
 async fn a_canary_whose_error_rate_rises_is_rolled_back() {
     TestEnv::run("analysis-rollback", |env| async move {
-        let (mon, _c) = monitored(&env, Some(10), json!({})).await?;
+        let (mon, controller) = monitored(&env, Some(10), json!({})).await?;
         let v1 = canary_v1(&env, analysis_steps(&env)).await?;
         let v2 = release_v2(&env).await?;
         let run_name = format!("web-{v2}-2-step1");
@@ -216,6 +216,33 @@ async fn a_canary_whose_error_rate_rises_is_rolled_back() {
             "the Event names the metric and value: {}",
             abort.2
         );
+        // The same story in /metrics: the abort by its cause, the time it took to get traffic
+        // off v2, the metric's last value and phase; names as promtool wants them.
+        let ns = &env.namespace;
+        let want = [
+            format!(r#"sluice_rollout_aborts_total{{namespace="{ns}",rollout="web",cause="AnalysisFailed"}} 1"#),
+            format!(r#"sluice_rollout_aborts_total{{namespace="{ns}",rollout="web",cause="Request"}} 0"#),
+            format!(r#"sluice_rollout_time_to_safe_seconds_count{{namespace="{ns}",rollout="web"}} 1"#),
+            format!(r#"sluice_analysis_metric_value{{namespace="{ns}",rollout="web",metric="success-rate"}} 0.8"#),
+            format!(r#"sluice_analysis_metric_phase{{namespace="{ns}",rollout="web",metric="success-rate",phase="Failed"}} 1"#),
+            format!(r#"sluice_rollout_release_duration_seconds_count{{namespace="{ns}",rollout="web"}} 0"#),
+        ];
+        let body = e2e::wait_for("the abort in /metrics", LIMIT, || async {
+            let (_, body) = common::http_get(&controller, "/metrics").await?;
+            Ok(want.iter().all(|w| body.lines().any(|l| l == w)).then_some(body))
+        })
+        .await?;
+        let safe = common::metrics::samples(&body, "sluice_rollout_time_to_safe_seconds_sum");
+        ensure!(
+            safe.len() == 1 && safe[0].1 >= 0.0 && safe[0].1 < LIMIT.as_secs_f64(),
+            "time to safe: {safe:?}"
+        );
+        let steps = common::metrics::samples(&body, "sluice_rollout_step_duration_seconds_count");
+        ensure!(
+            steps.len() == 1 && steps[0].1 >= 1.0,
+            "the steps before the analysis step ended and were timed: {steps:?}"
+        );
+        common::metrics::promtool_check(&body).await?;
         Ok(())
     })
     .await;

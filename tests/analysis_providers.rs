@@ -133,24 +133,7 @@ async fn the_web_provider_judges_a_json_field_with_headers_from_a_secret() {
             "{body}"
         );
         ensure!(body.contains(r#"sluice_analysis_verdicts_total{phase="Failed"} 1"#), "{body}");
-        let mut promtool = tokio::process::Command::new("promtool")
-            .args(["check", "metrics"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .context("promtool")?;
-        if let Some(mut stdin) = promtool.stdin.take() {
-            use tokio::io::AsyncWriteExt;
-            stdin.write_all(body.as_bytes()).await?;
-        }
-        let out = promtool.wait_with_output().await?;
-        ensure!(
-            out.status.success(),
-            "promtool check metrics: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::metrics::promtool_check(&body).await?;
         Ok(())
     })
     .await;

@@ -124,6 +124,10 @@ async fn canary_walks_every_step_pauses_and_is_promoted() {
             format!(r#"sluice_rollout_phase{{namespace="{ns}",rollout="web",phase="Healthy"}} 1"#),
             format!(r#"sluice_rollout_phase{{namespace="{ns}",rollout="web",phase="Paused"}} 0"#),
             format!(r#"sluice_rollout_decisions_total{{namespace="{ns}",rollout="web",reason="RolloutCompleted"}} 1"#),
+            // The restarted controller saw the promotion, not the release's start: it does not
+            // time a release it did not see begin.
+            format!(r#"sluice_rollout_promotions_total{{namespace="{ns}",rollout="web",cause="Manual"}} 1"#),
+            format!(r#"sluice_rollout_aborts_total{{namespace="{ns}",rollout="web",cause="Request"}} 0"#),
             "sluice_leader 1".to_string(),
         ] {
             ensure!(metrics.lines().any(|l| l == line), "no `{line}` in /metrics:\n{metrics}");
@@ -139,6 +143,13 @@ async fn canary_walks_every_step_pauses_and_is_promoted() {
                 format!(r#"sluice_rollout_available_replicas{{namespace="{ns}",rollout="web",role="canary"}} 0"#),
             ];
             Ok(want.iter().all(|w| metrics.lines().any(|l| l == w)).then_some(()))
+        })
+        .await?;
+        ensure!(!metrics.contains("sluice_rollout_release_duration_seconds"), "no release seen start, none timed");
+        // Nothing left waiting in the work queue once the release is over.
+        wait_for("an empty work queue", LIMIT, || async {
+            let (_, metrics) = common::http_get(&controller, "/metrics").await?;
+            Ok(metrics.lines().any(|l| l == "sluice_workqueue_depth 0").then_some(()))
         })
         .await?;
         ensure!(common::http_get(&controller, "/readyz").await?.0 == 200, "the leader is ready");

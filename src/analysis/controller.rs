@@ -20,6 +20,7 @@ use super::judge::{self, Outcome, is_terminal};
 use super::template::{run_arguments, substitute_metric};
 use super::value::MetricValue;
 use crate::api::analysis::{AnalysisPhase, AnalysisRun, AnalysisRunStatus, Metric};
+use crate::api::constants::LABEL_ROLLOUT;
 use crate::providers::{self, MeasureContext, secret_value};
 use crate::runtime::calls::timed;
 use crate::runtime::context::{Shared, key};
@@ -359,22 +360,44 @@ fn count_measurements(
             .find(|m| &m.name == name)
             .map(provider_name)
             .unwrap_or("none");
-        let phase = next
+        let last = next
             .metric_results
             .iter()
             .find(|r| &r.name == name)
-            .and_then(|r| r.measurements.last())
-            .and_then(|m| m.phase);
-        if let Some(phase) = phase {
-            ctx.metrics
-                .measurements
-                .get_or_create(&MeasurementLabels {
-                    provider: provider.to_string(),
-                    phase: format!("{phase:?}"),
-                })
-                .inc();
+            .and_then(|r| r.measurements.last());
+        let Some((phase, m)) = last.and_then(|m| Some((m.phase?, m))) else {
+            continue;
+        };
+        let phase = format!("{phase:?}");
+        if let Some(rollout) = run.labels().get(LABEL_ROLLOUT) {
+            let value = m.value.as_deref().and_then(number);
+            ctx.metrics.rollouts().measured(
+                &run.namespace().unwrap_or_default(),
+                rollout,
+                name,
+                value,
+                &phase,
+            );
         }
+        ctx.metrics
+            .measurements
+            .get_or_create(&MeasurementLabels {
+                provider: provider.to_string(),
+                phase,
+            })
+            .inc();
     }
+}
+
+/// A measurement's value as one number: `0.95`, or a list of one, `[0.95]`.
+fn number(value: &str) -> Option<f64> {
+    let inner = value
+        .trim()
+        .strip_prefix('[')
+        .and_then(|v| v.strip_suffix(']'))
+        .unwrap_or(value)
+        .trim();
+    inner.parse().ok()
 }
 
 /// A verdict reached (or measuring resumed after an outage), once written: counted, and an

@@ -6,7 +6,7 @@ use super::*;
 use crate::api::analysis::{AnalysisPhase, AnalysisRunSpec};
 use crate::api::rollout::{PauseReason, RolloutPhase};
 use crate::rollout::conditions;
-use crate::rollout::decide::decide;
+use crate::rollout::decide::{AbortCause, PromotionCause, decide};
 use crate::rollout::observe::ObservedRs;
 use crate::rollout::test_support::{
     self, at, at_first_step, hash, reasons, releasing_web2, replicas_of, rs, service, step,
@@ -138,6 +138,7 @@ fn a_failed_analysis_aborts_with_traffic_back_on_stable_in_the_same_reconcile() 
     assert!(abort.message.contains("error-rate"), "{}", abort.message);
     assert!(abort.message.contains("[0.2]"), "{}", abort.message);
     assert_eq!(replicas_of(&plan, "web:1"), Some(4));
+    assert_eq!(plan.aborted, Some(AbortCause::AnalysisFailed));
 }
 
 #[test]
@@ -170,6 +171,7 @@ fn an_inconclusive_analysis_pauses_and_a_promotion_accepts_it() {
     let plan = step(&mut ro, &obs, at(30));
     assert_eq!(plan.status.current_step_index, Some(2));
     assert!(reasons(&plan).contains(&"Promoted"));
+    assert_eq!(plan.promotions, vec![PromotionCause::InconclusiveAccepted]);
 }
 
 #[test]

@@ -16,7 +16,7 @@ use crate::api::rollout::{
 };
 
 use super::analysis::{self, AnalysisKey, RunState, UsedRun, Verdict};
-use super::decide::{EventType, Plan, RsPlan, ServicePlan, after};
+use super::decide::{EventType, Plan, PromotionCause, RsPlan, ServicePlan, after};
 use super::release::{
     AbortDelay, Held, Hold, Release, abort_hold, abort_on_failed_run, abort_or_retry,
     delayed_scale_down, has_pause, inconclusive_pause, pause, refresh_run_status, revision_history,
@@ -419,7 +419,7 @@ fn promotion_analysis(rel: &Release, plan: &mut Plan, run: &UsedRun) -> Gate {
 /// after `autoPromotionSeconds`, or when a person has cleared the pause.
 fn ready_to_promote(bg: &BlueGreenStrategy, plan: &mut Plan, now: Timestamp) -> bool {
     if plan.status.promote_full == Some(true) {
-        plan.event(EventType::Normal, "PromotedFull", "promoted on request");
+        plan.promote(PromotionCause::Full, "promoted on request");
         return true;
     }
     if has_pause(&plan.status, PauseReason::UserPause) {
@@ -434,9 +434,8 @@ fn ready_to_promote(bg: &BlueGreenStrategy, plan: &mut Plan, now: Timestamp) -> 
     let auto = bg.auto_promotion_enabled();
     match (ours, auto, bg.auto_promotion_seconds) {
         (None, true, None) => {
-            plan.event(
-                EventType::Normal,
-                "Promoted",
+            plan.promote(
+                PromotionCause::Automatic,
                 "preview available; promoting automatically",
             );
             true
@@ -448,9 +447,8 @@ fn ready_to_promote(bg: &BlueGreenStrategy, plan: &mut Plan, now: Timestamp) -> 
                     .pause_conditions
                     .retain(|p| p.reason != PauseReason::BlueGreenPause);
                 plan.status.controller_pause = None;
-                plan.event(
-                    EventType::Normal,
-                    "Promoted",
+                plan.promote(
+                    PromotionCause::Automatic,
                     format!("preview available for {secs}s; promoting automatically"),
                 );
                 true
@@ -462,7 +460,7 @@ fn ready_to_promote(bg: &BlueGreenStrategy, plan: &mut Plan, now: Timestamp) -> 
         (Some(_), _, _) => false,
         (None, _, _) if plan.status.controller_pause == Some(true) => {
             plan.status.controller_pause = None;
-            plan.event(EventType::Normal, "Promoted", "promoted");
+            plan.promote(PromotionCause::Manual, "promoted");
             true
         }
         (None, _, secs) => {

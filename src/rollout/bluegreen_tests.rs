@@ -4,7 +4,7 @@ use super::*;
 use crate::api::constants::condition;
 use crate::api::rollout::{PauseCondition, Rollout};
 use crate::rollout::conditions;
-use crate::rollout::decide::decide as decide_all;
+use crate::rollout::decide::{PromotionCause, decide as decide_all};
 use crate::rollout::observe::ObservedRun;
 use crate::rollout::test_support::{
     at, blue_green as rollout, blue_green_world as observed, hash, reasons, replicas_of, rs,
@@ -35,6 +35,7 @@ fn auto_promotion_scales_up_then_switches_the_active_service_at_once() {
         at(1),
     );
     assert!(reasons(&promoting).contains(&"Promoted"));
+    assert_eq!(promoting.promotions, vec![PromotionCause::Automatic]);
     assert_eq!(
         replicas_of(&promoting, "web:2"),
         Some(3),
@@ -99,6 +100,7 @@ fn manual_promotion_waits_for_the_pause_to_be_cleared() {
     }
     let promoted = step(&mut ro, &obs, at(1001));
     assert_eq!(service(&promoted, "web-active"), Some(hash("web:2")));
+    assert_eq!(promoted.promotions, vec![PromotionCause::Manual]);
 }
 
 #[test]

@@ -10,7 +10,7 @@ use crate::api::duration::int_or_string_duration;
 use crate::api::rollout::{CanaryStep, CanaryStrategy, PauseReason, RolloutPause, RolloutPhase};
 
 use super::analysis::{self, AnalysisKey, UsedRun, Verdict};
-use super::decide::{EventType, Plan, after, secs};
+use super::decide::{EventType, Plan, PromotionCause, after, secs};
 use super::release::{
     AbortDelay, Held, Hold, Release, abort_hold, abort_on_failed_run, abort_or_retry, has_pause,
     inconclusive_pause, pause, refresh_run_status, settle,
@@ -139,9 +139,8 @@ fn release(rel: &Release, canary: &CanaryStrategy, plan: &mut Plan) -> Move {
     let mut idx = step_index(plan.status.current_step_index, steps.len());
     if plan.status.promote_full == Some(true) {
         if idx < steps.len() {
-            plan.event(
-                EventType::Normal,
-                "PromotedFull",
+            plan.promote(
+                PromotionCause::Full,
                 "all remaining steps skipped on request",
             );
         }
@@ -355,11 +354,7 @@ fn pause_step(rel: &Release, plan: &mut Plan, idx: usize, step: &RolloutPause) -
         None if plan.status.controller_pause == Some(true) => {
             // Sluice paused here and someone cleared the pause: a promotion.
             plan.status.controller_pause = None;
-            plan.event(
-                EventType::Normal,
-                "Promoted",
-                format!("step {idx}: promoted"),
-            );
+            plan.promote(PromotionCause::Manual, format!("step {idx}: promoted"));
             Step::Done
         }
         None => {

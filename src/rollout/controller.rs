@@ -33,7 +33,7 @@ use crate::runtime::locks::KeyLocks;
 use crate::runtime::malformed::{self, Malformed, Parsed, Reported};
 use crate::runtime::own_writes::OwnWrites;
 use crate::runtime::throttle;
-use crate::telemetry::Metrics;
+use crate::telemetry::{Metrics, Reconciled, WorkQueue};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 
 use super::apply::{
@@ -298,7 +298,7 @@ async fn reconcile_rollout(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Er
         // The watch delivers Sluice's own write in a moment and wakes this Rollout again; the
         // requeue is only a safety net.
         tracing::debug!("the cache has not seen Sluice's last status write yet; waiting for it");
-        return Ok(Action::requeue(Duration::from_secs(2)));
+        return Ok(requeue(ctx, &ro, Duration::from_secs(2)));
     }
     let now = Timestamp::now();
     let sources = Sources {
@@ -346,10 +346,13 @@ async fn reconcile_rollout(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Er
         plan.status.current_step_index,
         weight,
     );
-    ctx.shared
-        .metrics
-        .rollouts()
-        .replicas(&ns, &name, role_replicas(&plan, &world.observed));
+    let replicas = role_replicas(&plan, &world.observed);
+    ctx.shared.metrics.rollouts().replicas(&ns, &name, replicas);
+    ctx.shared.metrics.rollouts().reconciled(
+        &ns,
+        &name,
+        &reconciled(&plan, replicas, started, std::time::Instant::now()),
+    );
     ctx.shared
         .metrics
         .reconcile_duration
@@ -358,14 +361,31 @@ async fn reconcile_rollout(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Er
     // particular change in the log.
     let resource_version = ro.resource_version().unwrap_or_default();
     tracing::debug!(%resource_version, writes, step = ?plan.status.current_step_index, phase = ?plan.status.phase, "reconciled");
-    Ok(match plan.requeue_after {
-        Some(d) => Action::requeue(d),
-        None => Action::requeue(jittered(ctx.requeue)),
-    })
+    let after = plan.requeue_after.unwrap_or_else(|| jittered(ctx.requeue));
+    Ok(requeue(ctx, &ro, after))
+}
+
+/// Come back after `after`, told to the work queue's depth too.
+fn requeue(ctx: &Context, ro: &Rollout, after: Duration) -> Action {
+    ctx.shared.metrics.queue.plan_requeue(&key(ro), after);
+    Action::requeue(after)
+}
+
+/// A reconcile from the queue (the urgent lane calls `reconcile` itself): the work queue's
+/// depth counts the Rollout as waiting until here, and as due again when its requeue comes.
+async fn reconcile_queued(cached: Arc<CachedRollout>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let k = key(cached.as_ref());
+    ctx.shared.metrics.queue.started(&k);
+    let result = reconcile(cached, ctx.clone()).await;
+    ctx.shared.metrics.queue.finished(&k, result.is_ok());
+    result
 }
 
 fn error_policy(ro: Arc<CachedRollout>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.shared.retry_after(&key(ro.as_ref()), error, "Rollout")
+    let k = key(ro.as_ref());
+    let wait = ctx.shared.retry_wait(&k, error, "Rollout");
+    ctx.shared.metrics.queue.retry(&k, wait);
+    Action::requeue(wait)
 }
 
 /// The Rollouts (that read) which read `what`, as reconcile requests: an index lookup, never
@@ -478,10 +498,20 @@ pub async fn run(
     let rollouts = woken_by_what_they_read(triggers, changes_rx, &ctx)
         .with_config(controller::Config::default().concurrency(opts.concurrency))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "controller");
+        .run(reconcile_queued, error_policy, ctx.clone())
+        .for_each(|res| {
+            if let Err(controller::Error::ObjectNotFound(gone)) = &res {
+                let k = format!(
+                    "{}/{}",
+                    gone.namespace.as_deref().unwrap_or_default(),
+                    gone.name
+                );
+                ctx.shared.metrics.queue.forget(&k);
+            }
+            async move {
+                if let Err(e) = res {
+                    tracing::debug!(error = %e, "controller");
+                }
             }
         });
     tokio::join!(rollouts, analysis, urgent);
@@ -602,17 +632,40 @@ fn woken_by_what_they_read(
         ctx.caches.clone(),
     );
     let (t_recorder, t_reported) = (recorder.clone(), reported.clone());
-    Controller::for_stream(triggers.rollouts, store)
-        .owns_stream(triggers.replica_sets)
-        .owns_stream(triggers.runs)
+    let queue = ctx.shared.metrics.queue.clone();
+    let (q_ro, q_rs, q_run, q_pod, q_svc, q_dep, q_tmpl, q_cluster, q_router) = (
+        queue.clone(),
+        queue.clone(),
+        queue.clone(),
+        queue.clone(),
+        queue.clone(),
+        queue.clone(),
+        queue.clone(),
+        queue.clone(),
+        queue,
+    );
+    let rollouts = triggers.rollouts.inspect(move |r| {
+        if let Ok(ro) = r {
+            q_ro.woken(&key(ro));
+        }
+    });
+    let replica_sets = triggers
+        .replica_sets
+        .inspect(move |r| wakes_owner(&q_rs, r.as_ref().ok()));
+    let runs = triggers
+        .runs
+        .inspect(move |r| wakes_owner(&q_run, r.as_ref().ok()));
+    Controller::for_stream(rollouts, store)
+        .owns_stream(replica_sets)
+        .owns_stream(runs)
         .watches_stream(triggers.pods, move |pod: CachedPod| {
-            pod_wakes(&s_pods, &pod)
+            noted(&q_pod, pod_wakes(&s_pods, &pod))
         })
         .watches_stream(triggers.services, move |svc: CachedService| {
-            service_wakes(&c_svc, &svc)
+            noted(&q_svc, service_wakes(&c_svc, &svc))
         })
         .watches_stream(triggers.deployments, move |d: Deployment| {
-            deployment_wakes(&c_dep, &d)
+            noted(&q_dep, deployment_wakes(&c_dep, &d))
         })
         .watches_stream(triggers.templates, move |t: Parsed<AnalysisTemplate>| {
             // A template created or changed: Rollouts that use it check again (an
@@ -622,18 +675,53 @@ fn woken_by_what_they_read(
                 namespace: t.namespace().unwrap_or_default(),
                 name: t.name_any(),
             };
-            rollouts_reading(&c_tmpl, what)
+            noted(&q_tmpl, rollouts_reading(&c_tmpl, what))
         })
         .watches_stream(
             triggers.cluster_templates,
             move |t: Parsed<ClusterAnalysisTemplate>| {
                 report_template(&t, &recorder, &reported);
-                rollouts_reading(&c_cluster, Reads::ClusterTemplate(t.name_any()))
+                noted(
+                    &q_cluster,
+                    rollouts_reading(&c_cluster, Reads::ClusterTemplate(t.name_any())),
+                )
             },
         )
         .reconcile_on(
-            router_changes.flat_map(move |c| futures::stream::iter(woken_by(&c_router, &c))),
+            router_changes.flat_map(move |c| {
+                futures::stream::iter(noted(&q_router, woken_by(&c_router, &c)))
+            }),
         )
+}
+
+/// The Rollouts a change wakes, told to the work queue's depth on their way to the queue.
+fn noted(
+    queue: &WorkQueue,
+    woken: impl IntoIterator<Item = ObjectRef<CachedRollout>>,
+) -> Vec<ObjectRef<CachedRollout>> {
+    let woken: Vec<_> = woken.into_iter().collect();
+    for r in &woken {
+        queue.woken(&format!(
+            "{}/{}",
+            r.namespace.as_deref().unwrap_or_default(),
+            r.name
+        ));
+    }
+    woken
+}
+
+/// An owned object changed: each Rollout named among its owners is woken (as
+/// `owns_stream` does).
+fn wakes_owner<K: Resource>(queue: &WorkQueue, owned: Option<&K>) {
+    let Some(owned) = owned else {
+        return;
+    };
+    let ns = owned.meta().namespace.as_deref().unwrap_or_default();
+    for o in owned.meta().owner_references.iter().flatten() {
+        if o.kind == "Rollout" && o.api_version == Rollout::api_version(&()) {
+            queue.woken(&format!("{ns}/{}", o.name));
+        }
+    }
 }
 
 /// The Rollout a pod belongs to, if it still exists: pods outlive their Rollout for a moment.
@@ -665,6 +753,44 @@ fn deployment_wakes(caches: &Caches, d: &Deployment) -> Vec<ObjectRef<CachedRoll
 
 /// Desired (as planned, else as it is) and available replicas of the stable revision and of
 /// the canary (the revision being released, when it is not the stable one).
+/// What the durations and the cause counters need of one applied plan.
+fn reconciled(
+    plan: &super::decide::Plan,
+    replicas: crate::telemetry::RoleReplicas,
+    decided: std::time::Instant,
+    written: std::time::Instant,
+) -> Reconciled<'_> {
+    let reasons = |r: &str| plan.events.iter().any(|e| e.reason == r);
+    Reconciled {
+        decided: Some(decided),
+        written: Some(written),
+        release_started: reasons("RolloutStarted") || reasons("RolloutRetried"),
+        release_completed: reasons("RolloutCompleted"),
+        aborted: plan.aborted,
+        aborting: plan.status.abort == Some(true),
+        off_the_new_revision: off_the_new_revision(plan, replicas),
+        promotions: &plan.promotions,
+        step: plan.status.current_step_index,
+    }
+}
+
+/// No traffic goes to the revision being released: a traffic router's canary weight is 0, a
+/// blue-green active Service selects the stable, or (a canary without a router, where pods
+/// carry the traffic) the canary is planned no pods.
+fn off_the_new_revision(
+    plan: &super::decide::Plan,
+    replicas: crate::telemetry::RoleReplicas,
+) -> bool {
+    let status = &plan.status;
+    if let Some(w) = status.canary.as_ref().and_then(|c| c.weights.as_ref()) {
+        return w.canary.weight == 0;
+    }
+    if let Some(bg) = &status.blue_green {
+        return bg.active_selector == status.stable_rs;
+    }
+    replicas.canary_desired == 0
+}
+
 fn role_replicas(
     plan: &super::decide::Plan,
     observed: &super::observe::Observed,

@@ -76,6 +76,73 @@ pub enum EventType {
     Warning,
 }
 
+/// Why a release was aborted (`sluice_rollout_aborts_total`'s `cause`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AbortCause {
+    /// A person set `status.abort` (`kubectl sluice abort`, `kubectl argo rollouts abort`).
+    Request,
+    /// An AnalysisRun the release waits on failed.
+    AnalysisFailed,
+    /// The new revision's pods cannot run (fail fast: crash loop, image pull, ...).
+    PodsFailing,
+    /// No progress within `progressDeadlineSeconds`, with `progressDeadlineAbort`.
+    ProgressDeadline,
+}
+
+impl AbortCause {
+    pub const ALL: [AbortCause; 4] = [
+        AbortCause::Request,
+        AbortCause::AnalysisFailed,
+        AbortCause::PodsFailing,
+        AbortCause::ProgressDeadline,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AbortCause::Request => "Request",
+            AbortCause::AnalysisFailed => "AnalysisFailed",
+            AbortCause::PodsFailing => "PodsFailing",
+            AbortCause::ProgressDeadline => "ProgressDeadline",
+        }
+    }
+
+    /// Sluice decided it, not a person: an automatic rollback, whose time to safe is measured.
+    pub fn is_automatic(self) -> bool {
+        self != AbortCause::Request
+    }
+}
+
+/// What let a release past a pause or gate (`sluice_rollout_promotions_total`'s `cause`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PromotionCause {
+    /// A timed pause ended, or blue-green's auto-promotion.
+    Automatic,
+    /// A person cleared a pause.
+    Manual,
+    /// A person asked for a full promotion: every remaining step and analysis skipped.
+    Full,
+    /// A person accepted an inconclusive analysis.
+    InconclusiveAccepted,
+}
+
+impl PromotionCause {
+    pub const ALL: [PromotionCause; 4] = [
+        PromotionCause::Automatic,
+        PromotionCause::Manual,
+        PromotionCause::Full,
+        PromotionCause::InconclusiveAccepted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PromotionCause::Automatic => "Automatic",
+            PromotionCause::Manual => "Manual",
+            PromotionCause::Full => "Full",
+            PromotionCause::InconclusiveAccepted => "InconclusiveAccepted",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlannedEvent {
     pub type_: EventType,
@@ -107,6 +174,11 @@ pub struct Plan {
     pub active_runs: Vec<String>,
     /// What the traffic router (Istio, Gateway API) must say, when the Rollout has one.
     pub traffic: Option<RouteState>,
+    /// The release was aborted by this decision, and why (an abort already in force is not
+    /// decided again).
+    pub aborted: Option<AbortCause>,
+    /// Pauses and gates this decision let the release past, and what let it.
+    pub promotions: Vec<PromotionCause>,
 }
 
 impl Plan {
@@ -122,6 +194,16 @@ impl Plan {
             message: message.into(),
         });
     }
+    /// A promotion: its Event (`Promoted`, or `PromotedFull` for a full one) and its cause.
+    pub(super) fn promote(&mut self, cause: PromotionCause, message: impl Into<String>) {
+        let reason = match cause {
+            PromotionCause::Full => "PromotedFull",
+            _ => "Promoted",
+        };
+        self.event(EventType::Normal, reason, message);
+        self.promotions.push(cause);
+    }
+
     pub(super) fn requeue_at(&mut self, at: Timestamp, now: Timestamp) {
         let wait = at.duration_since(now).max(SignedDuration::from_secs(1));
         let wait = Duration::try_from(wait).unwrap_or(Duration::from_secs(1));

@@ -178,6 +178,8 @@ fn indefinite_pause_waits_for_a_promotion() {
     let promoted = step(&mut ro, &obs, at(10_001));
     assert_eq!(promoted.status.current_step_index, Some(1));
     assert!(reasons(&promoted).contains(&"Promoted"));
+    assert_eq!(promoted.promotions, vec![PromotionCause::Manual]);
+    assert!(still.promotions.is_empty() && paused.promotions.is_empty());
 }
 
 #[test]
@@ -203,6 +205,7 @@ fn abort_without_a_router_moves_traffic_first_then_rolls_back_within_the_limits(
     );
     assert_eq!(plan.status.phase, Some(RolloutPhase::Degraded));
     assert!(reasons(&plan).contains(&"RolloutAborted"));
+    assert_eq!(plan.aborted, Some(AbortCause::Request), "set by a person");
     // No 60 s hold: the canary goes as fast as availability allows (maxUnavailable 0).
     let later = step(
         &mut ro,
@@ -214,6 +217,7 @@ fn abort_without_a_router_moves_traffic_first_then_rolls_back_within_the_limits(
         !reasons(&later).contains(&"RolloutAborted"),
         "the abort Event is sent once"
     );
+    assert_eq!(later.aborted, None, "and the abort counted once");
     let done = step(
         &mut ro,
         &observed("web:2", vec![rs("web:1", 4, 4), rs("web:2", 1, 1)]),
@@ -275,6 +279,8 @@ fn crash_looping_canary_aborts_with_the_diagnosis() {
     let cond = conditions::get(&plan.status.conditions, condition::PROGRESSING).expect("condition");
     assert_eq!(cond.reason, "RolloutAborted");
     assert!(cond.message.contains("CrashLoopBackOff"));
+    assert_eq!(plan.aborted, Some(AbortCause::PodsFailing));
+    assert!(AbortCause::PodsFailing.is_automatic() && !AbortCause::Request.is_automatic());
 }
 
 #[test]
@@ -288,6 +294,7 @@ fn promote_full_skips_the_remaining_steps() {
     let plan = step(&mut ro, &observed("web:2", vec![rs("web:1", 4, 4)]), at(0));
     assert_eq!(plan.status.current_step_index, Some(2));
     assert!(reasons(&plan).contains(&"PromotedFull"));
+    assert_eq!(plan.promotions, vec![PromotionCause::Full]);
     assert_eq!(
         replicas_of(&plan, "web:2"),
         Some(1),
@@ -635,7 +642,9 @@ fn progress_deadline_abort_aborts_and_a_pause_never_times_out() {
     step(&mut ro, &stuck, at(0));
     let late = step(&mut ro, &stuck, at(61));
     assert_eq!(late.status.abort, Some(true));
+    assert_eq!(late.aborted, Some(AbortCause::ProgressDeadline));
     let next = step(&mut ro, &stuck, at(62));
+    assert_eq!(next.aborted, None, "decided once, at the deadline");
     assert_eq!(
         service(&next, "web-canary"),
         Some(hash("web:1")),

@@ -20,7 +20,7 @@ use crate::api::rollout::{
 
 use super::analysis::{self, AnalysisKey, UsedRun, Verdict};
 use super::conditions;
-use super::decide::{EventType, Plan, RsPlan, after, find};
+use super::decide::{AbortCause, EventType, Plan, PromotionCause, RsPlan, after, find};
 use super::hash::pod_template_hash;
 use super::observe::{Observed, ObservedRs};
 use super::replicas::Group;
@@ -324,8 +324,9 @@ pub(super) fn settle(plan: &mut Plan) {
 }
 
 /// Records an abort: when, why (the `Progressing` condition) and a Warning Event.
-fn mark_aborted(rel: &Release, plan: &mut Plan, message: String) {
+fn mark_aborted(rel: &Release, plan: &mut Plan, cause: AbortCause, message: String) {
     plan.status.aborted_at = Some(Time(rel.now));
+    plan.aborted = Some(cause);
     rel.progressing(plan, false, "RolloutAborted", &message);
     plan.event(EventType::Warning, "RolloutAborted", message);
 }
@@ -338,9 +339,8 @@ pub(super) fn abort_or_retry(rel: &Release, plan: &mut Plan) -> Option<Timestamp
         // As Argo Rollouts: a full promotion lifts the abort and skips every step and analysis.
         plan.status.abort = None;
         plan.status.aborted_at = None;
-        plan.event(
-            EventType::Normal,
-            "PromotedFull",
+        plan.promote(
+            PromotionCause::Full,
             format!("abort of revision {desired} lifted by a full promotion"),
         );
     }
@@ -350,7 +350,7 @@ pub(super) fn abort_or_retry(rel: &Release, plan: &mut Plan) -> Option<Timestamp
     {
         plan.status.abort = Some(true);
         let message = format!("revision {desired} cannot run: {}", failure.describe());
-        mark_aborted(rel, plan, message);
+        mark_aborted(rel, plan, AbortCause::PodsFailing, message);
     }
     if plan.status.abort == Some(true) {
         let aborted_at = match &plan.status.aborted_at {
@@ -359,7 +359,7 @@ pub(super) fn abort_or_retry(rel: &Release, plan: &mut Plan) -> Option<Timestamp
                 let message = format!(
                     "revision {desired} aborted on request; all traffic back to stable {stable}"
                 );
-                mark_aborted(rel, plan, message);
+                mark_aborted(rel, plan, AbortCause::Request, message);
                 rel.now
             }
         };
@@ -474,7 +474,7 @@ pub(super) fn abort_on_failed_run(rel: &Release, plan: &mut Plan, runs: &[&UsedR
                 rel.desired,
                 key.describe()
             );
-            mark_aborted(rel, plan, message);
+            mark_aborted(rel, plan, AbortCause::AnalysisFailed, message);
             return;
         }
     }
@@ -543,9 +543,8 @@ pub(super) fn inconclusive_pause(
         plan.status.controller_pause = None;
         for u in &unsure {
             analysis::accept(plan, rel.obs, &u.run.name);
-            plan.event(
-                EventType::Normal,
-                "Promoted",
+            plan.promote(
+                PromotionCause::InconclusiveAccepted,
                 format!(
                     "{at}inconclusive {} {} accepted on request",
                     u.run.key.describe(),
@@ -754,6 +753,7 @@ fn deadline_exceeded(
         // Aborted: the next reconcile moves traffic back to stable, as any abort does.
         plan.status.abort = Some(true);
         plan.status.aborted_at = Some(Time(now));
+        plan.aborted = Some(AbortCause::ProgressDeadline);
         plan.requeue_after = Some(std::time::Duration::from_millis(1));
     }
     conditions::set(

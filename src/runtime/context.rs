@@ -44,6 +44,11 @@ impl Shared {
     /// Sluice's own last write) is decided again at once on the fresh object: nothing was lost,
     /// what was not written is decided anew. Any other error backs off per object.
     pub fn retry_after(&self, key: &str, error: &Error, what: &str) -> Action {
+        Action::requeue(self.retry_wait(key, error, what))
+    }
+
+    /// How long before a failed reconcile of `key` is tried again (counted and logged).
+    pub fn retry_wait(&self, key: &str, error: &Error, what: &str) -> Duration {
         self.metrics
             .reconcile_errors
             .get_or_create(&ReasonLabels {
@@ -52,11 +57,11 @@ impl Shared {
             .inc();
         if error.reason() == "Conflict" {
             tracing::debug!(%error, "conflict; deciding again");
-            return Action::requeue(Duration::from_millis(100));
+            return Duration::from_millis(100);
         }
         let wait = self.backoff.failed(key);
         warn!(reason = error.reason(), %error, retry_in = ?wait, "{what} reconcile failed");
-        Action::requeue(wait)
+        wait
     }
 }
 

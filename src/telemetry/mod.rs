@@ -5,10 +5,12 @@
 //! reason). Never pod or hash names. A deleted Rollout's series are removed.
 
 mod classic;
+mod queue;
 mod rollouts;
 pub use classic::classic_text;
-pub use rollouts::RoleReplicas;
+pub use queue::WorkQueue;
 pub use rollouts::RolloutSeries;
+pub use rollouts::{Reconciled, RoleReplicas};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -71,6 +73,8 @@ pub struct Metrics {
     pub measurements: Family<MeasurementLabels, Counter>,
     pub provider_duration: Family<ProviderLabels, Histogram>,
     pub analysis_verdicts: Family<VerdictLabels, Counter>,
+    /// The Rollouts waiting for a reconcile (`sluice_workqueue_depth`).
+    pub queue: Arc<WorkQueue>,
     ready: AtomicBool,
 }
 
@@ -98,8 +102,11 @@ impl Metrics {
         });
         let rollouts = Arc::new(RolloutSeries::default());
         r.register_collector(Box::new(rollouts.clone()));
+        let queue = Arc::new(WorkQueue::default());
+        r.register_collector(Box::new(queue::DepthCollector(queue.clone())));
         Metrics {
             rollouts,
+            queue,
             reconciles: register(
                 &mut r,
                 "reconciles",

@@ -18,3 +18,34 @@ pub async fn reconcile_errors(
         .filter_map(|(labels, v)| Some((labels.get("reason")?.clone(), v as u64)))
         .collect())
 }
+
+/// `promtool check metrics` (Debian's prometheus package) on `body`: names and types as
+/// Prometheus's conventions want them (`_total` counters, `_seconds` units, no clashes).
+pub async fn promtool_check(body: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use tokio::io::AsyncWriteExt;
+    let mut promtool = tokio::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("promtool (Debian's prometheus package; scripts/deps.sh installs it)")?;
+    if let Some(mut stdin) = promtool.stdin.take() {
+        stdin.write_all(body.as_bytes()).await?;
+    }
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        promtool.wait_with_output(),
+    )
+    .await
+    .context("promtool check metrics took over 60 s")??;
+    anyhow::ensure!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
