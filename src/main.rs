@@ -1,6 +1,6 @@
 //! `sluice`: the Sluice controller.
 //!
-//!   sluice run [--namespace NS]   reconcile Rollouts (all namespaces by default)
+//!   sluice run [--namespace NS]...  reconcile Rollouts (all namespaces by default)
 //!   sluice crds                   print the CRDs, for `kubectl apply --server-side -f -`
 
 use std::process::ExitCode;
@@ -34,16 +34,18 @@ enum Cmd {
 
 #[derive(Args)]
 struct RunArgs {
-    /// Watch one namespace only.
-    #[arg(long, env = "SLUICE_NAMESPACE")]
-    namespace: Option<String>,
+    /// Watch this namespace only; repeat it (or separate names by commas) for several, each
+    /// watched apart (RBAC with Roles in each). Default: every namespace.
+    #[arg(long, env = "SLUICE_NAMESPACE", value_delimiter = ',')]
+    namespace: Vec<String>,
     /// Restarts of a crash-looping container of a new revision before its release is aborted.
     #[arg(long, default_value_t = sluice::rollout::decide::DEFAULT_RESTART_THRESHOLD)]
     restart_threshold: i32,
     /// Reconcile without taking the leader Lease (only for a single instance).
     #[arg(long)]
     no_leader_elect: bool,
-    /// Namespace of the leader Lease (default: --namespace, else $POD_NAMESPACE, else default).
+    /// Namespace of the leader Lease (default: the first --namespace, else $POD_NAMESPACE, else
+    /// default).
     #[arg(long)]
     lease_namespace: Option<String>,
     /// Name of the leader Lease.
@@ -104,6 +106,13 @@ fn main() -> ExitCode {
 /// Serves /metrics, /healthz and /readyz and reconciles (while leading, unless told not to
 /// elect a leader) until SIGTERM or Ctrl-C.
 async fn run(args: RunArgs) -> ExitCode {
+    let namespaces = match watched(&args.namespace) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("sluice: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let metrics = Arc::new(Metrics::new());
     let client = match throttle::client(args.qps, args.burst, metrics.clone()).await {
         Ok(c) => c,
@@ -113,7 +122,7 @@ async fn run(args: RunArgs) -> ExitCode {
         }
     };
     let opts = Options {
-        namespace: args.namespace.clone(),
+        namespaces,
         restart_threshold: args.restart_threshold,
         concurrency: args.concurrency,
         requeue: std::time::Duration::from_secs(args.requeue_seconds.max(1)),
@@ -143,6 +152,29 @@ async fn run(args: RunArgs) -> ExitCode {
     }
 }
 
+/// The namespaces named, each once and none empty (`--namespace a,,a` is `a`); a name that
+/// cannot be a namespace's (a DNS label: lowercase letters, digits and `-`, at most 63) is
+/// refused before anything is watched.
+fn watched(named: &[String]) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    for n in named.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+        let label = n.len() <= 63
+            && n.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !n.starts_with('-')
+            && !n.ends_with('-');
+        if !label {
+            return Err(format!(
+                "--namespace {n:?} is not a namespace name (lowercase letters, digits and '-', at most 63)"
+            ));
+        }
+        if !out.iter().any(|o| o == n) {
+            out.push(n.to_string());
+        }
+    }
+    Ok(out)
+}
+
 /// Reconciles while this instance holds the leader Lease.
 async fn lead(
     client: Client,
@@ -153,7 +185,7 @@ async fn lead(
     let lease_ns = args
         .lease_namespace
         .clone()
-        .or(args.namespace.clone())
+        .or(opts.namespaces.first().cloned())
         .or_else(|| std::env::var("POD_NAMESPACE").ok())
         .unwrap_or_else(|| "default".into());
     let identity = args.identity.clone().unwrap_or_else(|| {
@@ -193,5 +225,27 @@ async fn shutdown() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn namespaces_are_named_once_and_must_be_namespace_names() {
+        assert_eq!(watched(&[]), Ok(vec![]));
+        assert_eq!(
+            watched(&names(&["shop", " pay ", "", "shop"])),
+            Ok(names(&["shop", "pay"]))
+        );
+        for bad in ["Shop", "team_a", "-x", "x-", &"a".repeat(64)] {
+            let err = watched(&names(&["ok", bad])).expect_err(bad);
+            assert!(err.contains(bad), "{err}");
+        }
     }
 }

@@ -38,7 +38,8 @@ fn args_of(docs: &[Value]) -> anyhow::Result<Vec<String>> {
 const COMBINATIONS: &[&[&str]] = &[
     &[],
     &["rbac.scope=namespace"],
-    &["rbac.scope=namespace", "rbac.namespace=apps"],
+    &["rbac.scope=namespace", "rbac.namespaces={apps}"],
+    &["rbac.scope=namespace", "rbac.namespaces={apps,jobs}"],
     &["replicaCount=1", "leaderElection.enabled=false"],
     &[
         "networkPolicy.enabled=true",
@@ -273,7 +274,7 @@ async fn namespace_scope_grants_roles_only() -> anyhow::Result<()> {
     );
 
     // Watching another namespace: its Role there, the Lease's in the release's namespace.
-    let docs = render(&["rbac.scope=namespace", "rbac.namespace=apps"], &[]).await?;
+    let docs = render(&["rbac.scope=namespace", "rbac.namespaces={apps}"], &[]).await?;
     ensure!(of_kind(&docs, "ClusterRole").is_empty(), "no ClusterRole");
     let roles = of_kind(&docs, "Role");
     let watched = roles
@@ -301,6 +302,45 @@ async fn namespace_scope_grants_roles_only() -> anyhow::Result<()> {
         args_of(&docs)?.contains(&"--namespace=apps".to_string()),
         "watches apps"
     );
+
+    // Several namespaces, the release's among them: a Role in each, the Lease's rights in the
+    // release's, one controller watching all of them.
+    let values = format!("rbac.namespaces={{{RELEASE_NS},apps,jobs}}");
+    let docs = render(&["rbac.scope=namespace", &values], &[]).await?;
+    ensure!(of_kind(&docs, "ClusterRole").is_empty(), "no ClusterRole");
+    let roles = of_kind(&docs, "Role");
+    let mut places: Vec<&str> = roles
+        .iter()
+        .filter_map(|r| r["metadata"]["namespace"].as_str())
+        .collect();
+    places.sort_unstable();
+    let mut want = vec![RELEASE_NS, "apps", "jobs"];
+    want.sort_unstable();
+    ensure!(places == want, "one Role per namespace: {places:?}");
+    for r in &roles {
+        let ns = r["metadata"]["namespace"].as_str().unwrap_or_default();
+        ensure!(
+            grants(r, "sluice.dev", "rollouts", "watch"),
+            "the Role in {ns} grants the Rollouts"
+        );
+        ensure!(
+            grants(r, "coordination.k8s.io", "leases", "patch") == (ns == RELEASE_NS),
+            "Lease rights in the release's namespace only (found in {ns}: {})",
+            grants(r, "coordination.k8s.io", "leases", "patch")
+        );
+    }
+    let bound: Vec<&str> = of_kind(&docs, "RoleBinding")
+        .iter()
+        .filter_map(|b| b["metadata"]["namespace"].as_str())
+        .collect();
+    ensure!(bound.len() == 3, "a RoleBinding per namespace: {bound:?}");
+    let args = args_of(&docs)?;
+    for ns in want {
+        ensure!(
+            args.contains(&format!("--namespace={ns}")),
+            "watches {ns}: {args:?}"
+        );
+    }
     Ok(())
 }
 
@@ -432,6 +472,9 @@ async fn mistyped_or_unsafe_values_are_refused_with_a_reason() -> anyhow::Result
     let cases: &[(&[&str], &str)] = &[
         (&["replicaCount=two"], "replicaCount"),
         (&["rbac.scope=everywhere"], "scope"),
+        (&["rbac.namespace=apps"], "namespace"),
+        (&["rbac.namespaces={Apps}"], "namespaces"),
+        (&["rbac.namespaces={apps,apps}"], "namespaces"),
         (&["imagee.tag=v2"], "imagee"),
         (&["controller.qps=-1"], "qps"),
         (&["image.pullPolicy=Sometimes"], "pullPolicy"),

@@ -17,11 +17,12 @@ use common::helm::{install, of_kind};
 use common::routers::{create_object, istio_weights, spec_of, virtual_services};
 use common::{ControllerProcess, create_services, has_condition, phase, wait_status};
 use e2e::{TestEnv, wait_for};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::PostParams;
 use serde_json::{Value, json};
 use sluice::api::analysis::AnalysisTemplate;
 use sluice::api::constants::condition::{INVALID_SPEC, WRITE_REFUSED};
-use sluice::api::rollout::RolloutPhase;
+use sluice::api::rollout::{Rollout, RolloutPhase};
 
 const LIMIT: Duration = Duration::from_secs(120);
 const GAUGE: &str = "sluice_chart_success_rate";
@@ -226,6 +227,60 @@ async fn with_a_cluster_role_the_charts_account_releases_and_rolls_back_using_wh
     .await;
 }
 
+/// Creates namespace `name` (the test deletes it when done).
+async fn create_namespace(env: &TestEnv, name: &str) -> anyhow::Result<()> {
+    let ns: Namespace = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}
+    }))?;
+    kube::Api::<Namespace>::all(env.client.clone())
+        .create(&PostParams::default(), &ns)
+        .await?;
+    Ok(())
+}
+
+/// A Rollout in namespace `ns` (not the test's) reaches Healthy, then releases v2 to the end:
+/// the controller watches and writes there.
+async fn released_in(env: &TestEnv, ns: &str) -> anyhow::Result<()> {
+    let api: kube::Api<Rollout> = kube::Api::namespaced(env.client.clone(), ns);
+    let ro = common::fixture::rollout(
+        "other",
+        1,
+        json!({"canary": {"steps": [{"setWeight": 50}, {"pause": {"duration": "1s"}}]}}),
+    )?;
+    api.create(&PostParams::default(), &ro).await?;
+    let healthy_on = |want: Option<String>| {
+        let api = api.clone();
+        async move {
+            let ro = api.get("other").await?;
+            let s = ro.status.unwrap_or_default();
+            let done = phase(&s) == Some(RolloutPhase::Healthy)
+                && s.stable_rs.is_some()
+                && s.stable_rs == s.current_pod_hash
+                && want
+                    .as_ref()
+                    .is_none_or(|w| s.stable_rs.as_ref() != Some(w));
+            Ok::<_, anyhow::Error>(done.then_some(s.stable_rs))
+        }
+    };
+    let v1 = wait_for(&format!("Rollout other Healthy in {ns}"), LIMIT, || {
+        healthy_on(None)
+    })
+    .await?;
+    let patch = json!({"spec": {"template": {"spec": {"containers": [
+        {"name": "web", "image": "registry.example/web:2"}]}}}});
+    api.patch(
+        "other",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await?;
+    wait_for(&format!("v2 of other promoted in {ns}"), LIMIT, || {
+        healthy_on(v1.clone())
+    })
+    .await?;
+    Ok(())
+}
+
 /// Installs the chart with `rbac.scope=<scope>` into the test's namespace, runs the controller
 /// as the chart's ServiceAccount with the chart's arguments, releases v2 (analysis passes) and
 /// v3 (analysis fails, rolled back), then compares what the chart grants with what the
@@ -243,7 +298,16 @@ async fn release_and_audit(env: &TestEnv, scope: &str) -> anyhow::Result<()> {
         let suffix = ns.rsplit('-').next().unwrap_or("x").to_string();
         let release = format!("rbac-{suffix}");
         let scope_value = format!("rbac.scope={scope}");
-        let values = [scope_value.as_str()];
+        // Scope namespace watches two namespaces: the test's and a second one, each with its
+        // Role, from one controller.
+        let second = format!("{ns}-b");
+        let namespaces_value = format!("rbac.namespaces={{{ns},{second}}}");
+        let values: Vec<&str> = if scope == "namespace" {
+            create_namespace(env, &second).await?;
+            vec![scope_value.as_str(), namespaces_value.as_str()]
+        } else {
+            vec![scope_value.as_str()]
+        };
         let out = install(&env.cluster.kubeconfig, &release, &ns, &values).await?;
         ensure!(out.success, "helm install: {}", out.stderr);
         let account = format!("{release}-sluice");
@@ -287,7 +351,8 @@ async fn release_and_audit(env: &TestEnv, scope: &str) -> anyhow::Result<()> {
             .await?;
 
         // The controller runs as the chart's Deployment would run it: its arguments, less
-        // those the test harness sets itself (the namespace, the same one; the metrics port).
+        // the metrics port the test harness sets itself (and the test's namespace, which the
+        // harness names too).
         let docs = common::helm::render(&release, &ns, &values, &[]).await?;
         let chart_args: Vec<String> = common::helm::one(&docs, "Deployment")?["spec"]["template"]
             ["spec"]["containers"][0]["args"]
@@ -295,9 +360,7 @@ async fn release_and_audit(env: &TestEnv, scope: &str) -> anyhow::Result<()> {
             .context("the chart's container has no args")?
             .iter()
             .filter_map(|a| a.as_str())
-            .filter(|a| {
-                *a != "run" && !a.starts_with("--metrics-addr=") && !a.starts_with("--namespace=")
-            })
+            .filter(|a| *a != "run" && !a.starts_with("--metrics-addr="))
             .map(String::from)
             .collect();
         ensure!(
@@ -382,11 +445,18 @@ async fn release_and_audit(env: &TestEnv, scope: &str) -> anyhow::Result<()> {
                     "InvalidSpec says why the template is not read: {}",
                     c.message
                 );
+                // The second namespace is watched too, with its own Role only.
+                released_in(env, &second).await?;
             }
             Ok::<(), anyhow::Error>(())
         }
         .await;
         drop(controller);
+        if scope == "namespace" {
+            let _ = kube::Api::<Namespace>::all(env.client.clone())
+                .delete(&second, &Default::default())
+                .await;
+        }
 
         // What the API server saw of the account.
         let user = format!("system:serviceaccount:{ns}:{account}");

@@ -9,9 +9,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::jiff::Timestamp;
+use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{EventType, Recorder};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{info, instrument, warn};
@@ -522,28 +523,53 @@ fn still_measuring(runs: &[Arc<Parsed<AnalysisRun>>]) -> Vec<ObjectRef<Parsed<An
         .collect()
 }
 
-/// Runs the AnalysisRun controller until `shutdown` resolves.
+/// Runs the AnalysisRun controller until `shutdown` resolves, over `namespaces` (all when
+/// none; each watched apart when several).
 pub async fn run(
     client: Client,
-    namespace: Option<String>,
+    namespaces: Vec<String>,
     metrics: Arc<Metrics>,
     recorder: Recorder,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
+    let ctx = Arc::new(Shared::new(client.clone(), recorder, metrics));
+    info!(?namespaces, "analysis controller started");
+    let jobs_config = || watcher::Config::default().labels(providers::job::LABEL_ANALYSIS_RUN);
     // Read as `Parsed`: a run that does not deserialize cannot stall the others.
-    let (runs, jobs): (Api<Parsed<AnalysisRun>>, Api<Job>) = match &namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client.clone())),
+    let controller = match namespaces.as_slice() {
+        [] => Controller::new(
+            Api::<Parsed<AnalysisRun>>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .owns(Api::<Job>::all(client), jobs_config()),
+        [one] => Controller::new(
+            Api::<Parsed<AnalysisRun>>::namespaced(client.clone(), one),
+            watcher::Config::default(),
+        )
+        .owns(Api::<Job>::namespaced(client, one), jobs_config()),
+        several => {
+            let (store, writer) = reflector::store();
+            let runs = several
+                .iter()
+                .map(|ns| (ns.clone(), Api::namespaced(client.clone(), ns)))
+                .collect();
+            let runs = crate::rollout::cache::watch_events(
+                runs,
+                watcher::Config::default(),
+                |_: &mut Parsed<AnalysisRun>| {},
+                store.clone(),
+            )
+            .reflect(writer)
+            .touched_objects();
+            let jobs = futures::stream::select_all(several.iter().map(|ns| {
+                watcher::watcher(Api::<Job>::namespaced(client.clone(), ns), jobs_config())
+                    .default_backoff()
+                    .touched_objects()
+                    .boxed()
+            }));
+            Controller::for_stream(runs, store).owns_stream(jobs)
+        }
     };
-    let ctx = Arc::new(Shared::new(client, recorder, metrics));
-    info!(namespace = ?namespace, "analysis controller started");
-    let controller = Controller::new(runs, watcher::Config::default()).owns(
-        jobs,
-        watcher::Config::default().labels(providers::job::LABEL_ANALYSIS_RUN),
-    );
     let store = controller.store();
     // A safety net under the runs' own wake-ups: every `SWEEP`, each run still measuring is
     // looked at again (a look before a measurement is due changes nothing and writes nothing).

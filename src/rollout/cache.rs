@@ -285,32 +285,71 @@ pub struct Triggers {
     pub deployments: Trigger<Deployment>,
 }
 
-fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+/// Where a kind is watched: across the cluster (no namespace named), or in each namespace
+/// named, apart.
+fn api<K>(client: &Client, namespaces: &[String]) -> Vec<(String, Api<K>)>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
     K::DynamicType: Default,
 {
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
+    if namespaces.is_empty() {
+        return vec![(String::new(), Api::all(client.clone()))];
     }
+    namespaces
+        .iter()
+        .map(|ns| (ns.clone(), Api::namespaced(client.clone(), ns)))
+        .collect()
 }
 
-/// A reflector over `api` filling `into` (its indexes first, then its store); the stream
-/// that fills it yields each object that changed.
-fn reflect<K>(api: Api<K>, wc: watcher::Config, strip: fn(&mut K), into: Writing<K>) -> Trigger<K>
+/// The watch events of `apis` (one, or one per namespace merged for one store: see
+/// `runtime::namespaces`), each object stripped as it comes.
+pub fn watch_events<K>(
+    apis: Vec<(String, Api<K>)>,
+    wc: watcher::Config,
+    strip: fn(&mut K),
+    store: Store<K>,
+) -> BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>
 where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + Hash + Clone,
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + Unpin + 'static,
+    K::DynamicType: Eq + Hash + Clone + Send + Sync + Unpin,
+{
+    let mut watches: Vec<(String, BoxStream<'static, _>)> = apis
+        .into_iter()
+        .map(|(ns, api)| {
+            let events = watcher(api, wc.clone())
+                .modify(strip)
+                .default_backoff()
+                .boxed();
+            (ns, events)
+        })
+        .collect();
+    if watches.len() == 1
+        && let Some((_, only)) = watches.pop()
+    {
+        return only;
+    }
+    crate::runtime::namespaces::merged(watches, store).boxed()
+}
+
+/// A reflector over `apis` filling `into` (its indexes first, then its store); the stream
+/// that fills it yields each object that changed.
+fn reflect<K>(
+    apis: Vec<(String, Api<K>)>,
+    wc: watcher::Config,
+    strip: fn(&mut K),
+    into: Writing<K>,
+) -> Trigger<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + Unpin + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync + Unpin,
 {
     let Writing {
         writer,
         index,
         listed,
     } = into;
-    watcher(api, wc)
-        .modify(strip)
-        .default_backoff()
+    let store = writer.as_reader();
+    watch_events(apis, wc, strip, store)
         .inspect(move |e| {
             if let Ok(e) = e {
                 index(e);
@@ -363,7 +402,10 @@ fn cluster_templates(
     refused: ListRefused,
 ) -> Trigger<Parsed<ClusterAnalysisTemplate>> {
     let trigger = reflect(
-        Api::<Parsed<ClusterAnalysisTemplate>>::all(client.clone()),
+        vec![(
+            String::new(),
+            Api::<Parsed<ClusterAnalysisTemplate>>::all(client.clone()),
+        )],
         custom_resources(),
         strip_meta,
         into,
@@ -450,13 +492,13 @@ impl Caches {
         (caches, writings)
     }
 
-    /// Builds every cache over `namespace` (all namespaces when `None`). Nothing is read until
+    /// Builds every cache over `namespaces` (all namespaces when none). Nothing is read until
     /// the returned triggers are polled; the router caches start at once.
     /// Without `cluster_reads` (RBAC with Roles only) ClusterAnalysisTemplates are not read,
     /// and a Rollout that names one is told why.
     pub fn new(
         client: &Client,
-        namespace: Option<&str>,
+        namespaces: &[String],
         cluster_reads: bool,
         routers: RouterCaches,
     ) -> (Self, Triggers) {
@@ -465,21 +507,21 @@ impl Caches {
         let all = watcher::Config::default;
         let triggers = Triggers {
             rollouts: reflect(
-                api::<CachedRollout>(client, namespace),
+                api::<CachedRollout>(client, namespaces),
                 custom_resources(),
                 strip_meta,
                 w.rollouts,
             ),
-            replica_sets: reflect(api(client, namespace), owned(), as_read, w.replica_sets),
-            pods: reflect(api(client, namespace), owned(), CachedPod::strip, w.pods),
+            replica_sets: reflect(api(client, namespaces), owned(), as_read, w.replica_sets),
+            pods: reflect(api(client, namespaces), owned(), CachedPod::strip, w.pods),
             runs: reflect(
-                api::<Parsed<AnalysisRun>>(client, namespace),
+                api::<Parsed<AnalysisRun>>(client, namespaces),
                 custom_resources().labels(LABEL_ROLLOUT),
                 strip_meta,
                 w.runs,
             ),
             templates: reflect(
-                api::<Parsed<AnalysisTemplate>>(client, namespace),
+                api::<Parsed<AnalysisTemplate>>(client, namespaces),
                 custom_resources(),
                 strip_meta,
                 w.templates,
@@ -496,9 +538,9 @@ impl Caches {
                 }
                 futures::stream::pending().boxed()
             },
-            services: reflect(api(client, namespace), all(), as_read, w.services),
+            services: reflect(api(client, namespaces), all(), as_read, w.services),
             deployments: reflect(
-                api(client, namespace),
+                api(client, namespaces),
                 all(),
                 strip_deployment,
                 w.deployments,
@@ -797,7 +839,7 @@ pub(crate) mod fake {
     /// Router caches over [`offline_client`]: no router kind is ever watched.
     pub fn offline_routers() -> RouterCaches {
         let (tx, _rx) = futures::channel::mpsc::unbounded();
-        let (routers, task) = RouterCaches::start(offline_client(), None, true, tx);
+        let (routers, task) = RouterCaches::start(offline_client(), Vec::new(), true, tx);
         task.abort();
         routers
     }

@@ -72,8 +72,8 @@ pub const DEFAULT_REQUEUE: Duration = Duration::from_secs(300);
 /// Options of the controller process.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// Watch one namespace only (default: all).
-    pub namespace: Option<String>,
+    /// Watch these namespaces only (default, when empty: all).
+    pub namespaces: Vec<String>,
     pub restart_threshold: i32,
     /// Reconciles that may run at once (0: no limit).
     pub concurrency: u16,
@@ -89,7 +89,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            namespace: None,
+            namespaces: Vec::new(),
             restart_threshold: DEFAULT_RESTART_THRESHOLD,
             concurrency: DEFAULT_CONCURRENCY,
             requeue: DEFAULT_REQUEUE,
@@ -447,12 +447,11 @@ pub async fn run(
     metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let ns = opts.namespace.clone();
+    let ns = opts.namespaces.clone();
     let (changes_tx, changes_rx) = futures::channel::mpsc::unbounded::<RouterChange>();
     let (routers, crd_watch) =
         RouterCaches::start(client.clone(), ns.clone(), opts.cluster_reads, changes_tx);
-    let (caches, triggers) =
-        Caches::new(&client, ns.as_deref(), opts.cluster_reads, routers.clone());
+    let (caches, triggers) = Caches::new(&client, &ns, opts.cluster_reads, routers.clone());
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -477,7 +476,7 @@ pub async fn run(
         requeue: opts.requeue,
         locks: KeyLocks::default(),
     });
-    info!(namespace = ?opts.namespace, concurrency = opts.concurrency, "sluice controller started");
+    info!(namespaces = ?opts.namespaces, concurrency = opts.concurrency, "sluice controller started");
     {
         let caches = caches.clone();
         let since = std::time::Instant::now();

@@ -12,7 +12,7 @@ use super::backoff::Backoff;
 use super::error::Error;
 use super::malformed::Reported;
 use super::writes::WriteCounter;
-use crate::telemetry::{Metrics, ReasonLabels};
+use crate::telemetry::{ErrorLabels, Metrics};
 
 /// The parts of a controller's context that do not depend on what it reconciles.
 pub struct Shared {
@@ -51,7 +51,8 @@ impl Shared {
     pub fn retry_wait(&self, key: &str, error: &Error, what: &str) -> Duration {
         self.metrics
             .reconcile_errors
-            .get_or_create(&ReasonLabels {
+            .get_or_create(&ErrorLabels {
+                kind: what.to_string(),
                 reason: error.reason().to_string(),
             })
             .inc();

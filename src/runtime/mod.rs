@@ -17,6 +17,7 @@ pub mod index;
 pub mod listed;
 pub mod locks;
 pub mod malformed;
+pub mod namespaces;
 pub mod own_writes;
 pub mod status;
 pub mod throttle;

@@ -27,8 +27,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry};
 
+/// A failed reconcile: the kind reconciled (`Rollout`, `AnalysisRun`) and the error's reason.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabels {
+pub struct ErrorLabels {
+    pub kind: String,
     pub reason: String,
 }
 
@@ -63,7 +65,7 @@ pub struct VerdictLabels {
 pub struct Metrics {
     registry: Registry,
     pub reconciles: Counter,
-    pub reconcile_errors: Family<ReasonLabels, Counter>,
+    pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub reconcile_duration: Histogram,
     pub api_writes: Counter,
     pub api_requests: Family<RequestLabels, Counter>,
@@ -116,7 +118,7 @@ impl Metrics {
             reconcile_errors: register(
                 &mut r,
                 "reconcile_errors",
-                "Failed reconciles, by reason",
+                "Failed reconciles, by kind (Rollout, AnalysisRun) and reason",
                 Family::default(),
             ),
             reconcile_duration: register(
@@ -283,7 +285,8 @@ mod tests {
         m.rollouts().decision("shop", "web", "RolloutAborted");
         m.reconciles.inc();
         m.reconcile_errors
-            .get_or_create(&ReasonLabels {
+            .get_or_create(&ErrorLabels {
+                kind: "Rollout".into(),
                 reason: "Timeout".into(),
             })
             .inc();

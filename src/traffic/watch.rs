@@ -78,7 +78,8 @@ impl Drop for Running {
 
 struct Inner {
     client: Client,
-    namespace: Option<String>,
+    /// The namespaces watched (all when empty).
+    namespaces: Vec<String>,
     crds: Store<PartialObjectMeta<CustomResourceDefinition>>,
     crds_listed: Listed,
     /// Set when Sluice may not read CRDs: every kind is then watched, served or not.
@@ -103,7 +104,7 @@ impl RouterCaches {
     /// CRD exists or not, as when the CRDs' list is refused.
     pub fn start(
         client: Client,
-        namespace: Option<String>,
+        namespaces: Vec<String>,
         read_crds: bool,
         changes: UnboundedSender<RouterChange>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
@@ -111,7 +112,7 @@ impl RouterCaches {
         let (mark, crds_listed) = listed();
         let caches = RouterCaches(Arc::new(Inner {
             client: client.clone(),
-            namespace,
+            namespaces,
             crds,
             crds_listed,
             crds_refused: std::sync::atomic::AtomicBool::new(!read_crds),
@@ -166,20 +167,32 @@ impl RouterCaches {
         }
         tracing::info!(kind = kind.crd(), "CRD found; watching its objects");
         let ar = api_resource(kind);
-        let api: Api<DynamicObject> = match &self.0.namespace {
-            Some(ns) => Api::namespaced_with(self.0.client.clone(), ns, &ar),
-            None => Api::all_with(self.0.client.clone(), &ar),
+        let apis: Vec<(String, Api<DynamicObject>)> = if self.0.namespaces.is_empty() {
+            vec![(String::new(), Api::all_with(self.0.client.clone(), &ar))]
+        } else {
+            self.0
+                .namespaces
+                .iter()
+                .map(|ns| {
+                    let api = Api::namespaced_with(self.0.client.clone(), ns, &ar);
+                    (ns.clone(), api)
+                })
+                .collect()
         };
         let writer = Writer::new(ar.clone());
         let store = writer.as_reader();
+        let events = crate::rollout::cache::watch_events(
+            apis,
+            watcher::Config::default(),
+            |o: &mut DynamicObject| o.meta_mut().managed_fields = None,
+            store.clone(),
+        );
         let marks = Index::new(store.clone(), ar, marked_by);
         let feed = marks.clone();
         let changes = self.0.changes.clone();
         let (mark, kind_listed) = listed();
         let task = tokio::spawn(async move {
-            let stream = watcher(api, watcher::Config::default())
-                .modify(|o: &mut DynamicObject| o.meta_mut().managed_fields = None)
-                .default_backoff()
+            let stream = events
                 .inspect(move |e| {
                     if let Ok(e) = e {
                         feed.apply(e);
@@ -264,7 +277,8 @@ impl RouterCaches {
         namespace: &str,
         name: &str,
     ) -> Result<Cached, NotSynced> {
-        if self.0.namespace.as_deref().is_some_and(|w| w != namespace) {
+        let namespaces = &self.0.namespaces;
+        if !namespaces.is_empty() && !namespaces.iter().any(|w| w == namespace) {
             return Ok(Cached::Unwatched);
         }
         self.crds_known().await?;

@@ -6,17 +6,20 @@ use super::{ControllerProcess, http_get};
 
 pub use e2e::promtext::samples;
 
-/// The controller's failed reconciles by reason (`sluice_reconcile_errors_total`), from its
-/// own /metrics.
+/// The controller's failed reconciles by reason (`sluice_reconcile_errors_total`, summed over
+/// the kinds reconciled), from its own /metrics.
 pub async fn reconcile_errors(
     controller: &ControllerProcess,
 ) -> anyhow::Result<BTreeMap<String, u64>> {
     let (code, body) = http_get(controller, "/metrics").await?;
     anyhow::ensure!(code == 200, "/metrics answered {code}");
-    Ok(samples(&body, "sluice_reconcile_errors_total")
-        .into_iter()
-        .filter_map(|(labels, v)| Some((labels.get("reason")?.clone(), v as u64)))
-        .collect())
+    let mut by_reason = BTreeMap::new();
+    for (labels, v) in samples(&body, "sluice_reconcile_errors_total") {
+        if let Some(reason) = labels.get("reason") {
+            *by_reason.entry(reason.clone()).or_insert(0) += v as u64;
+        }
+    }
+    Ok(by_reason)
 }
 
 /// `promtool check metrics` (Debian's prometheus package) on `body`: names and types as

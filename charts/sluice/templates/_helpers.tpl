@@ -27,9 +27,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 {{- end -}}
 
-{{/* The namespace the controller watches in scope "namespace". */}}
-{{- define "sluice.watchedNamespace" -}}
-{{- default .Release.Namespace .Values.rbac.namespace -}}
+{{/* The namespaces the controller watches in scope "namespace", as a JSON list (read it
+     with fromJsonArray). */}}
+{{- define "sluice.watchedNamespaces" -}}
+{{- toJson (default (list .Release.Namespace) .Values.rbac.namespaces) -}}
 {{- end -}}
 
 {{- define "sluice.image" -}}
