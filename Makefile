@@ -1,5 +1,5 @@
 # The two commands of the README.
-.PHONY: demo test crds chart-files bench
+.PHONY: demo test crds chart-files argocd-cm bench
 
 ## The demo: v2 promoted, v3 rolled back by analysis. ARGS="--keep" keeps the stack up;
 ## ARGS="--strategy bluegreen" shows a blue-green release.
@@ -14,6 +14,10 @@ test:
 chart-files:
 	cp dashboards/alerts.yaml charts/sluice/files/alerts.yaml
 	cp dashboards/*.json charts/sluice/files/dashboards/
+
+## The Argo CD block (integrations/argocd/argocd-cm.yaml and the chart's copy) from the Lua scripts.
+argocd-cm:
+	scripts/argocd-cm.sh
 
 ## Regenerate crds/ and the chart's copy (charts/sluice/crds) from src/api.
 crds:

@@ -19,6 +19,10 @@ step "Flux's kstatus checker (built once, then cached)"
 SLUICE_KSTATUS=$(e2e/kstatus/build.sh)
 export SLUICE_KSTATUS
 
+step "Argo CD's Lua runtime checker (built once, then cached)"
+SLUICE_ARGOCD_LUA=$(e2e/argocdlua/build.sh)
+export SLUICE_ARGOCD_LUA
+
 argo_rollouts_controller
 
 helm_binary

@@ -75,8 +75,8 @@ pub async fn create_service(env: &TestEnv, name: &str, selector: Value) -> anyho
     Ok(())
 }
 
-/// Merge-patches the spec of Rollout `name`.
-async fn patch_spec(env: &TestEnv, name: &str, spec: Value) -> anyhow::Result<()> {
+/// A merge patch of Rollout `name`'s spec.
+pub async fn patch_spec(env: &TestEnv, name: &str, spec: Value) -> anyhow::Result<()> {
     rollouts(env)
         .patch(
             name,

@@ -1,0 +1,4 @@
+-- Aborts the release: all traffic back to the stable revision.
+obj.status = obj.status or {}
+obj.status.abort = true
+return obj
