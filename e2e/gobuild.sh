@@ -29,3 +29,20 @@ go_build_progress() {
   }
   return "${PIPESTATUS[0]}"
 }
+
+# A small Go tool (its own module in DIR, one main.go): built once per go.mod, go.sum and
+# main.go into the shared cache under NAME, and its path printed.
+#
+#   go_tool_cached NAME DIR WHAT
+go_tool_cached() {
+  local name=$1 dir=$2 what=$3 key out
+  key=$(cat "$dir/go.mod" "$dir/go.sum" "$dir/main.go" | sha256sum | cut -c1-12)
+  out="${SLUICE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice}/$name/$key"
+  if [[ ! -x "$out/$name" ]]; then
+    echo "build.sh: building $what (a minute at most the first time)" >&2
+    mkdir -p "$out"
+    (cd "$dir" && go build -buildvcs=false -trimpath -o "$out/$name.tmp.$$" .)
+    mv "$out/$name.tmp.$$" "$out/$name"
+  fi
+  echo "$out/$name"
+}

@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use common::analysis::Monitoring;
 use common::fixture::{
-    create_rollout, patch_spec, set_image, wait_healthy, wait_paused_at, web_canary,
+    create_rollout, patch_spec, set_image, wait_healthy, wait_paused_at, wait_promoted, web_canary,
 };
 use common::{ControllerProcess, create_services, phase, rollouts, wait_condition, wait_status};
 use e2e::TestEnv;
@@ -214,28 +214,14 @@ async fn argo_cd_shows_each_state_of_a_release_and_its_actions_steer_it() {
 
         // Promote: past the pause, to the end.
         act(&env, "web", "promote").await?;
-        let v2 = wait_status(&env, "web", "v2 promoted", LIMIT, |s| {
-            phase(s) == Some(RolloutPhase::Healthy)
-                && s.stable_rs.is_some()
-                && s.stable_rs != Some(v1.clone())
-                && s.stable_rs == s.current_pod_hash
-        })
-        .await?
-        .stable_rs
-        .context("stableRS")?;
+        let v2 = wait_promoted(&env, "web", &v1, LIMIT).await?;
         wait_health(&env, "web", "Healthy").await?;
 
         // Promote-full: every step skipped.
         set_image(&env, "web", "registry.example/web:3").await?;
         wait_paused_at(&env, "web", 1, LIMIT).await?;
         act(&env, "web", "promote-full").await?;
-        wait_status(&env, "web", "v3 promoted in full", LIMIT, |s| {
-            phase(s) == Some(RolloutPhase::Healthy)
-                && s.stable_rs.is_some()
-                && s.stable_rs != Some(v2.clone())
-                && s.stable_rs == s.current_pod_hash
-        })
-        .await?;
+        wait_promoted(&env, "web", &v2, LIMIT).await?;
 
         // Progressing while new pods come up; Degraded once past the progress deadline.
         patch_spec(
@@ -319,21 +305,8 @@ async fn argo_cd_shows_an_inconclusive_pause_and_a_rollback_by_analysis() {
         ensure!(msg.contains("inconclusive"), "{msg}");
         ensure!(offered(&env, "web").await?.contains("promote"));
         act(&env, "web", "promote").await?;
-        let v2 = wait_status(
-            &env,
-            "web",
-            "v2 promoted on the accepted verdict",
-            LIMIT,
-            |s| {
-                phase(s) == Some(RolloutPhase::Healthy)
-                    && s.stable_rs.is_some()
-                    && s.stable_rs != Some(v1.clone())
-                    && s.stable_rs == s.current_pod_hash
-            },
-        )
-        .await?
-        .stable_rs
-        .context("stableRS")?;
+        // Promoted on the accepted verdict.
+        let v2 = wait_promoted(&env, "web", &v1, LIMIT).await?;
         wait_health(&env, "web", "Healthy").await?;
 
         // The canary fails: rolled back by analysis; Suspended once v2 serves everything.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use common::analysis::Monitoring;
-use common::fixture::{create_rollout, set_image, wait_healthy, web_canary};
+use common::fixture::{create_rollout, set_image, wait_healthy, wait_promoted, web_canary};
 use common::helm::{install, of_kind};
 use common::routers::{create_object, istio_weights, spec_of, virtual_services};
 use common::{ControllerProcess, create_services, has_condition, phase, wait_status};
@@ -394,14 +394,7 @@ async fn release_and_audit(env: &TestEnv, scope: &str) -> anyhow::Result<()> {
 
             // v2: analysis passes, every step is walked, v2 becomes stable with all traffic.
             set_image(env, "web", "registry.example/web:2").await?;
-            let s = wait_status(env, "web", "v2 promoted", LIMIT, |s| {
-                phase(s) == Some(RolloutPhase::Healthy)
-                    && s.stable_rs.is_some()
-                    && s.stable_rs != Some(v1.clone())
-                    && s.stable_rs == s.current_pod_hash
-            })
-            .await?;
-            let v2 = s.stable_rs.context("stableRS")?;
+            let v2 = wait_promoted(env, "web", &v1, LIMIT).await?;
             wait_for("all traffic on v2", LIMIT, || async {
                 Ok((weights().await? == (100, 0)).then_some(()))
             })

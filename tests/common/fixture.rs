@@ -162,6 +162,25 @@ pub async fn wait_healthy(
     s.stable_rs.context("stableRS")
 }
 
+/// Waits until Rollout `name` is Healthy on a stable revision other than `previous` (a release
+/// promoted to the end); returns the new stable revision's hash.
+pub async fn wait_promoted(
+    env: &TestEnv,
+    name: &str,
+    previous: &str,
+    limit: Duration,
+) -> anyhow::Result<String> {
+    let what = format!("{name}: a revision after {previous} promoted");
+    let s = wait_status(env, name, &what, limit, |s| {
+        phase(s) == Some(RolloutPhase::Healthy)
+            && s.stable_rs.is_some()
+            && s.stable_rs.as_deref() != Some(previous)
+            && s.stable_rs == s.current_pod_hash
+    })
+    .await?;
+    s.stable_rs.context("stableRS")
+}
+
 /// Waits until Rollout `name` is Paused at step `step`, and returns its status.
 pub async fn wait_paused_at(
     env: &TestEnv,
