@@ -26,7 +26,7 @@ use crate::api::analysis::{AnalysisPhase, AnalysisRun, AnalysisTemplate, Cluster
 use crate::api::constants::{FINALIZER, LABEL_POD_TEMPLATE_HASH, LABEL_ROLLOUT, condition};
 use crate::api::rollout::Rollout;
 use crate::runtime::calls::timed;
-use crate::runtime::context::{Shared, key};
+use crate::runtime::context::{Shared, key, key_of};
 use crate::runtime::error::{Error, Refusal};
 use crate::runtime::events;
 use crate::runtime::locks::KeyLocks;
@@ -500,11 +500,7 @@ pub async fn run(
         .run(reconcile_queued, error_policy, ctx.clone())
         .for_each(|res| {
             if let Err(controller::Error::ObjectNotFound(gone)) = &res {
-                let k = format!(
-                    "{}/{}",
-                    gone.namespace.as_deref().unwrap_or_default(),
-                    gone.name
-                );
+                let k = key_of(gone.namespace.as_deref(), &gone.name);
                 ctx.shared.metrics.queue.forget(&k);
             }
             async move {
@@ -700,11 +696,7 @@ fn noted(
 ) -> Vec<ObjectRef<CachedRollout>> {
     let woken: Vec<_> = woken.into_iter().collect();
     for r in &woken {
-        queue.woken(&format!(
-            "{}/{}",
-            r.namespace.as_deref().unwrap_or_default(),
-            r.name
-        ));
+        queue.woken(&key_of(r.namespace.as_deref(), &r.name));
     }
     woken
 }
@@ -718,7 +710,7 @@ fn wakes_owner<K: Resource>(queue: &WorkQueue, owned: Option<&K>) {
     let ns = owned.meta().namespace.as_deref().unwrap_or_default();
     for o in owned.meta().owner_references.iter().flatten() {
         if o.kind == "Rollout" && o.api_version == Rollout::api_version(&()) {
-            queue.woken(&format!("{ns}/{}", o.name));
+            queue.woken(&key_of(Some(ns), &o.name));
         }
     }
 }

@@ -69,7 +69,12 @@ impl Shared {
 /// The `namespace/name` an object is known by in the per-object maps (backoff, reports, own
 /// writes).
 pub fn key<K: Resource>(o: &K) -> String {
-    format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any())
+    key_of(o.namespace().as_deref(), &o.name_any())
+}
+
+/// The same key from a namespace and a name (of a reference, an owner).
+pub fn key_of(namespace: Option<&str>, name: &str) -> String {
+    format!("{}/{name}", namespace.unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -5,6 +5,21 @@ use super::*;
 use crate::telemetry::Metrics;
 use std::time::Duration;
 
+/// Asserts that `text` holds each of `lines`.
+fn assert_has(text: &str, lines: &[&str]) {
+    for line in lines {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+}
+
+/// Forgets Rollout `namespace`/`name` (deleted) and asserts none of its series is left.
+fn assert_forgotten(m: &Metrics, namespace: &str, name: &str) {
+    m.rollouts().forget(namespace, name);
+    let text = m.render();
+    let its = format!(r#"namespace="{namespace}",rollout="{name}""#);
+    assert!(!text.contains(&its), "{its} left in:\n{text}");
+}
+
 fn secs(t0: Instant, s: f64) -> Instant {
     t0 + Duration::from_secs_f64(s)
 }
@@ -213,24 +228,20 @@ fn causes_count_from_zero_and_histograms_appear_with_the_first_release() {
             ..Default::default()
         },
     );
-    let text = m.render();
-    for line in [
-        r#"sluice_rollout_aborts_total{namespace="shop",rollout="web",cause="AnalysisFailed"} 1"#,
-        r#"sluice_rollout_aborts_total{namespace="shop",rollout="web",cause="Request"} 0"#,
-        r#"sluice_rollout_promotions_total{namespace="shop",rollout="web",cause="Manual"} 2"#,
-        r#"sluice_rollout_time_to_safe_seconds_count{namespace="shop",rollout="web"} 1"#,
-        r#"sluice_rollout_time_to_safe_seconds_bucket{le="+Inf",namespace="shop",rollout="web"} 1"#,
-        r#"sluice_rollout_release_duration_seconds_count{namespace="shop",rollout="web"} 0"#,
-        "# TYPE sluice_rollout_step_duration_seconds histogram",
-        "# TYPE sluice_rollout_aborts counter",
-    ] {
-        assert!(text.contains(line), "{line} in {text}");
-    }
-    series.forget("shop", "web");
-    assert!(
-        !m.render().contains("sluice_rollout_"),
-        "gone with the Rollout"
+    assert_has(
+        &m.render(),
+        &[
+            r#"sluice_rollout_aborts_total{namespace="shop",rollout="web",cause="AnalysisFailed"} 1"#,
+            r#"sluice_rollout_aborts_total{namespace="shop",rollout="web",cause="Request"} 0"#,
+            r#"sluice_rollout_promotions_total{namespace="shop",rollout="web",cause="Manual"} 2"#,
+            r#"sluice_rollout_time_to_safe_seconds_count{namespace="shop",rollout="web"} 1"#,
+            r#"sluice_rollout_time_to_safe_seconds_bucket{le="+Inf",namespace="shop",rollout="web"} 1"#,
+            r#"sluice_rollout_release_duration_seconds_count{namespace="shop",rollout="web"} 0"#,
+            "# TYPE sluice_rollout_step_duration_seconds histogram",
+            "# TYPE sluice_rollout_aborts counter",
+        ],
     );
+    assert_forgotten(&m, "shop", "web");
 }
 
 #[test]
@@ -242,14 +253,15 @@ fn each_analysis_metric_shows_its_last_value_and_phase() {
     series.measured("shop", "web", "success-rate", Some(0.42), "Failed");
     series.measured("shop", "web", "ignored", Some(1.0), "Running");
     let text = m.render();
-    for line in [
-        r#"sluice_analysis_metric_value{namespace="shop",rollout="web",metric="success-rate"} 0.42"#,
-        r#"sluice_analysis_metric_phase{namespace="shop",rollout="web",metric="success-rate",phase="Failed"} 1"#,
-        r#"sluice_analysis_metric_phase{namespace="shop",rollout="web",metric="success-rate",phase="Successful"} 0"#,
-        r#"sluice_analysis_metric_phase{namespace="shop",rollout="web",metric="latency",phase="Error"} 1"#,
-    ] {
-        assert!(text.contains(line), "{line} in {text}");
-    }
+    assert_has(
+        &text,
+        &[
+            r#"sluice_analysis_metric_value{namespace="shop",rollout="web",metric="success-rate"} 0.42"#,
+            r#"sluice_analysis_metric_phase{namespace="shop",rollout="web",metric="success-rate",phase="Failed"} 1"#,
+            r#"sluice_analysis_metric_phase{namespace="shop",rollout="web",metric="success-rate",phase="Successful"} 0"#,
+            r#"sluice_analysis_metric_phase{namespace="shop",rollout="web",metric="latency",phase="Error"} 1"#,
+        ],
+    );
     assert!(
         !text.contains(r#"metric="latency"} "#),
         "no value without a number: {text}"
@@ -262,5 +274,132 @@ fn each_analysis_metric_shows_its_last_value_and_phase() {
         text.matches("sluice_analysis_metric_phase{").count(),
         8,
         "{text}"
+    );
+}
+
+/// A Rollout's release counters exist from its first reconcile, at 0, so `increase()`
+/// (alerts, panels) sees its first abort.
+#[test]
+fn release_counters_start_at_zero_so_the_first_abort_is_an_increase() {
+    let m = Metrics::new();
+    m.rollouts()
+        .observe("shop", "web", Some(RolloutPhase::Healthy), None, None);
+    let text = m.render();
+    for reason in COUNTED_FROM_ZERO {
+        let line = format!(
+            r#"sluice_rollout_decisions_total{{namespace="shop",rollout="web",reason="{reason}"}} 0"#
+        );
+        assert!(text.contains(&line), "{line} in {text}");
+    }
+    m.rollouts().decision("shop", "web", "RolloutAborted");
+    m.rollouts()
+        .observe("shop", "web", Some(RolloutPhase::Degraded), None, None);
+    let text = m.render();
+    assert!(
+        text.contains(r#"sluice_rollout_decisions_total{namespace="shop",rollout="web",reason="RolloutAborted"} 1"#),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches(r#"reason="RolloutAborted""#).count(),
+        1,
+        "one series per reason: {text}"
+    );
+}
+
+#[test]
+fn replicas_by_role_are_one_series_per_role_and_go_with_the_rollout() {
+    let m = Metrics::new();
+    assert!(
+        !m.render().contains("sluice_rollout_desired_replicas"),
+        "none before a reconcile"
+    );
+    m.rollouts().replicas(
+        "shop",
+        "web",
+        RoleReplicas {
+            stable_desired: 4,
+            stable_available: 3,
+            canary_desired: 1,
+            canary_available: 0,
+        },
+    );
+    let text = m.render();
+    assert_has(
+        &text,
+        &[
+            r#"sluice_rollout_desired_replicas{namespace="shop",rollout="web",role="stable"} 4"#,
+            r#"sluice_rollout_desired_replicas{namespace="shop",rollout="web",role="canary"} 1"#,
+            r#"sluice_rollout_available_replicas{namespace="shop",rollout="web",role="stable"} 3"#,
+            r#"sluice_rollout_available_replicas{namespace="shop",rollout="web",role="canary"} 0"#,
+        ],
+    );
+    assert_forgotten(&m, "shop", "web");
+}
+
+#[test]
+fn phase_is_one_hot_and_a_deleted_rollout_leaves_no_series() {
+    let m = Metrics::new();
+    m.rollouts()
+        .observe("shop", "web", Some(RolloutPhase::Paused), Some(2), Some(50));
+    m.rollouts().decision("shop", "web", "Paused");
+    assert_has(
+        &m.render(),
+        &[
+            r#"sluice_rollout_phase{namespace="shop",rollout="web",phase="Paused"} 1"#,
+            r#"sluice_rollout_phase{namespace="shop",rollout="web",phase="Healthy"} 0"#,
+            r#"sluice_rollout_canary_weight{namespace="shop",rollout="web"} 50"#,
+            r#"sluice_rollout_decisions_total{namespace="shop",rollout="web",reason="Paused"} 1"#,
+        ],
+    );
+    assert_forgotten(&m, "shop", "web");
+}
+
+#[test]
+fn each_rollout_keeps_its_own_series_and_counts() {
+    let m = Metrics::new();
+    m.rollouts().observe(
+        "shop",
+        "web",
+        Some(RolloutPhase::Progressing),
+        Some(1),
+        Some(25),
+    );
+    m.rollouts()
+        .observe("shop", "api", Some(RolloutPhase::Healthy), None, None);
+    m.rollouts().decision("shop", "web", "StepCompleted");
+    m.rollouts().decision("shop", "web", "StepCompleted");
+    m.rollouts().decision("shop", "web", "Paused");
+    // Decided before it was ever observed: counts, and no phase series yet.
+    m.rollouts().decision("other", "new", "FirstRevision");
+    m.rollouts()
+        .observe("shop", "web", Some(RolloutPhase::Paused), Some(2), Some(50));
+    let text = m.render();
+    assert_has(
+        &text,
+        &[
+            r#"sluice_rollout_phase{namespace="shop",rollout="web",phase="Paused"} 1"#,
+            r#"sluice_rollout_phase{namespace="shop",rollout="web",phase="Progressing"} 0"#,
+            r#"sluice_rollout_phase{namespace="shop",rollout="api",phase="Healthy"} 1"#,
+            r#"sluice_rollout_step{namespace="shop",rollout="web"} 2"#,
+            r#"sluice_rollout_step{namespace="shop",rollout="api"} 0"#,
+            r#"sluice_rollout_canary_weight{namespace="shop",rollout="web"} 50"#,
+            r#"sluice_rollout_decisions_total{namespace="shop",rollout="web",reason="StepCompleted"} 2"#,
+            r#"sluice_rollout_decisions_total{namespace="shop",rollout="web",reason="Paused"} 1"#,
+            r#"sluice_rollout_decisions_total{namespace="other",rollout="new",reason="FirstRevision"} 1"#,
+            "# TYPE sluice_rollout_phase gauge",
+            "# TYPE sluice_rollout_decisions counter",
+            "# HELP sluice_rollout_step Index of the canary step in progress.",
+        ],
+    );
+    assert!(!text.contains(r#"rollout="new",phase"#), "{text}");
+    assert_eq!(text.matches("sluice_rollout_phase{").count(), 8, "{text}");
+    assert_forgotten(&m, "shop", "web");
+    assert_has(&m.render(), &[r#"rollout="api",phase="Healthy"} 1"#]);
+    m.rollouts().forget("shop", "api");
+    m.rollouts().forget("other", "new");
+    let text = m.render();
+    assert!(
+        !text.contains("sluice_rollout_"),
+        "no family is left without series:\n{text}"
     );
 }
