@@ -7,6 +7,7 @@ pub mod analysis;
 pub mod api;
 pub mod cli;
 pub mod leader;
+pub mod notify;
 pub mod providers;
 pub mod rollout;
 pub mod runtime;

@@ -69,6 +69,10 @@ struct RunArgs {
     /// InvalidSpec.
     #[arg(long)]
     no_cluster_reads: bool,
+    /// Send notifications as the ConfigMap NAMESPACE/NAME says (and read `$key` values from
+    /// the Secret of the same name there); see docs/notifications.md. Default: none sent.
+    #[arg(long, env = "SLUICE_NOTIFICATIONS", value_name = "NAMESPACE/NAME")]
+    notifications: Option<String>,
     /// Rollouts reconciled at the same time (0: no limit).
     #[arg(long, default_value_t = controller::DEFAULT_CONCURRENCY)]
     concurrency: u16,
@@ -113,6 +117,18 @@ async fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let notifications = match args
+        .notifications
+        .as_deref()
+        .map(sluice::notify::Source::parse)
+        .transpose()
+    {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("sluice: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let metrics = Arc::new(Metrics::new());
     let client = match throttle::client(args.qps, args.burst, metrics.clone()).await {
         Ok(c) => c,
@@ -127,6 +143,7 @@ async fn run(args: RunArgs) -> ExitCode {
         concurrency: args.concurrency,
         requeue: std::time::Duration::from_secs(args.requeue_seconds.max(1)),
         cluster_reads: !args.no_cluster_reads,
+        notifications,
     };
     let (addr, server) = (args.metrics_addr, metrics.clone());
     let http = tokio::spawn(async move {

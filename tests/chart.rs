@@ -57,6 +57,8 @@ const COMBINATIONS: &[&[&str]] = &[
         "serviceAccount.name=existing",
     ],
     &["image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"],
+    &["notifications.enabled=true"],
+    &["notifications.enabled=true", "rbac.scope=namespace"],
 ];
 
 #[tokio::test]
@@ -341,6 +343,50 @@ async fn namespace_scope_grants_roles_only() -> anyhow::Result<()> {
             "watches {ns}: {args:?}"
         );
     }
+    Ok(())
+}
+
+/// Notifications: the flag, and list and watch of their ConfigMap and Secret by name in the
+/// release's namespace only; the ConfigMap itself when its config is given.
+#[tokio::test]
+async fn notifications_render_their_flag_a_role_by_name_and_their_configmap() -> anyhow::Result<()>
+{
+    let docs = render(&[], &[]).await?;
+    ensure!(
+        !args_of(&docs)?
+            .iter()
+            .any(|a| a.starts_with("--notifications"))
+    );
+    let on = [
+        "notifications.enabled=true",
+        "notifications.configMapName=team-alerts",
+    ];
+    let docs = render(&on, &["--set-string", "notifications.config=receivers: []"]).await?;
+    ensure!(
+        args_of(&docs)?.contains(&format!("--notifications={RELEASE_NS}/team-alerts")),
+        "{:?}",
+        args_of(&docs)?
+    );
+    let role = of_kind(&docs, "Role")
+        .into_iter()
+        .find(|r| r["metadata"]["name"] == "rel-sluice-notifications")
+        .context("the notifications Role")?;
+    ensure!(role["metadata"]["namespace"] == RELEASE_NS);
+    ensure!(
+        role["rules"]
+            == serde_json::json!([{"apiGroups": [""], "resources": ["configmaps", "secrets"],
+                                   "resourceNames": ["team-alerts"], "verbs": ["list", "watch"]}]),
+        "{}",
+        role["rules"]
+    );
+    let cm = one(&docs, "ConfigMap")?;
+    ensure!(
+        cm["metadata"]["name"] == "team-alerts" && cm["data"]["config.yaml"] == "receivers: []\n"
+    );
+    ensure!(
+        of_kind(&render(&on, &[]).await?, "ConfigMap").is_empty(),
+        "no ConfigMap without a config: the user's own is read"
+    );
     Ok(())
 }
 

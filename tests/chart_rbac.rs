@@ -8,6 +8,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
@@ -17,7 +18,7 @@ use common::helm::{install, of_kind};
 use common::routers::{create_object, istio_weights, spec_of, virtual_services};
 use common::{ControllerProcess, create_services, has_condition, phase, wait_status};
 use e2e::{TestEnv, wait_for};
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::PostParams;
 use serde_json::{Value, json};
 use sluice::api::analysis::AnalysisTemplate;
@@ -227,6 +228,52 @@ async fn with_a_cluster_role_the_charts_account_releases_and_rolls_back_using_wh
     .await;
 }
 
+/// A webhook on loopback, and the notifications' ConfigMap and Secret (default name) in the
+/// test's namespace sending it every abort there; returns what it is told (each body with
+/// its Authorization header, from the Secret, as `authorized`).
+async fn notifications(env: &TestEnv) -> anyhow::Result<Arc<Mutex<Vec<Value>>>> {
+    let told = Arc::new(Mutex::new(Vec::new()));
+    let keep = told.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let keep = keep.clone();
+            async move {
+                let mut v: Value = serde_json::from_str(&body).unwrap_or_default();
+                v["authorized"] = json!(
+                    headers
+                        .get("authorization")
+                        .and_then(|h| h.to_str().ok())
+                        .unwrap_or_default()
+                );
+                if let Ok(mut g) = keep.lock() {
+                    g.push(v);
+                }
+                "ok"
+            }
+        }),
+    );
+    let base = common::analysis::serve(app).await?;
+    let config = format!(
+        "receivers:\n- name: hook\n  webhook: {{url: \"{base}/hook\", headers: {{Authorization: $token}}}}\n\
+         defaults:\n  {}:\n    on-aborted: [hook]\n",
+        env.namespace
+    );
+    let cm: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "sluice-notifications"}, "data": {"config.yaml": config}
+    }))?;
+    env.api::<ConfigMap>()
+        .create(&PostParams::default(), &cm)
+        .await?;
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "sluice-notifications"}, "stringData": {"token": "Bearer t0ken"}
+    }))?;
+    env.api::<Secret>()
+        .create(&PostParams::default(), &secret)
+        .await?;
+    Ok(told)
+}
+
 /// Creates namespace `name` (the test deletes it when done).
 async fn create_namespace(env: &TestEnv, name: &str) -> anyhow::Result<()> {
     let ns: Namespace = serde_json::from_value(json!({
@@ -302,12 +349,16 @@ async fn release_and_audit(env: &TestEnv, scope: &str) -> anyhow::Result<()> {
         // Role, from one controller.
         let second = format!("{ns}-b");
         let namespaces_value = format!("rbac.namespaces={{{ns},{second}}}");
-        let values: Vec<&str> = if scope == "namespace" {
+        let mut values: Vec<&str> = if scope == "namespace" {
             create_namespace(env, &second).await?;
             vec![scope_value.as_str(), namespaces_value.as_str()]
         } else {
             vec![scope_value.as_str()]
         };
+        // Notifications on: the account watches their ConfigMap and Secret by name, and a
+        // webhook on loopback is told of the abort below.
+        values.push("notifications.enabled=true");
+        let told = notifications(env).await?;
         let out = install(&env.cluster.kubeconfig, &release, &ns, &values).await?;
         ensure!(out.success, "helm install: {}", out.stderr);
         let account = format!("{release}-sluice");
@@ -411,6 +462,14 @@ async fn release_and_audit(env: &TestEnv, scope: &str) -> anyhow::Result<()> {
                 s.stable_rs.as_deref() == Some(v2.as_str()),
                 "v2 stays stable: {s:?}"
             );
+            wait_for("the webhook told of the abort", LIMIT, || async {
+                let got = told.lock().map(|g| g.clone()).unwrap_or_default();
+                Ok(got
+                    .iter()
+                    .find(|b| b["trigger"] == "on-aborted" && b["authorized"] == "Bearer t0ken")
+                    .map(|_| ()))
+            })
+            .await?;
             wait_for("all traffic back on v2", LIMIT, || async {
                 Ok((weights().await? == (100, 0)).then_some(()))
             })

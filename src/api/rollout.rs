@@ -687,6 +687,64 @@ pub struct RolloutStatus {
     /// The `spec.restartAt` whose restart is complete: every pod was created after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restarted_at: Option<Time>,
+    /// Notifications of this Rollout's decisions: each is recorded in the same status write as
+    /// the decision, and says which receivers have it, so a restart neither loses nor repeats
+    /// one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<NotificationLog>,
+}
+
+/// The last notifications of a Rollout, oldest first.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationLog {
+    /// The id of the last notification recorded (ids only grow).
+    #[serde(default)]
+    pub sequence: i64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub records: Vec<NotificationRecord>,
+}
+
+/// One decision told to receivers.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationRecord {
+    pub id: i64,
+    /// `on-release-started`, `on-step-completed`, `on-paused`, `on-promoted`, `on-aborted`,
+    /// `on-analysis-inconclusive` or `on-recovered`.
+    pub trigger: String,
+    /// The revision (pod-template hash) the decision is about.
+    pub revision: String,
+    pub at: Time,
+    pub message: String,
+    /// The metric that failed or was inconclusive, when an analysis decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<NotifiedAnalysis>,
+    /// Receivers still to be told.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<String>,
+    /// Receivers that took it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delivered: Vec<String>,
+    /// Receivers Sluice gave up on, each with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<String>,
+}
+
+/// What an analysis measured when it decided.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotifiedAnalysis {
+    /// The AnalysisRun.
+    pub run: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
+    /// The last value measured, as the run records it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// The condition it was judged by (`successCondition` or `failureCondition`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]

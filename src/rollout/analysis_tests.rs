@@ -46,6 +46,7 @@ fn run(name: &str, phase: AnalysisPhase, message: &str, measuring: bool) -> Obse
         message: Some(message.into()),
         terminated: false,
         measuring,
+        decided_by: None,
     }
 }
 

@@ -295,6 +295,7 @@ fn finished_run(image: &str, kind: &str) -> ObservedRun {
         message: None,
         terminated: false,
         measuring: false,
+        decided_by: None,
     }
 }
 

@@ -62,6 +62,8 @@ pub struct Context {
     pub requeue: Duration,
     /// One reconcile per Rollout at a time, across the queue and the urgent lane.
     pub locks: KeyLocks,
+    /// Tells receivers of decisions, when notifications are configured.
+    pub notifier: Option<Arc<crate::notify::Notifier>>,
 }
 
 /// Reconciles that may run at once, by default (as Argo Rollouts' `--rollout-threads`).
@@ -84,6 +86,9 @@ pub struct Options {
     /// is then watched whether served or not, and a Rollout naming a ClusterAnalysisTemplate
     /// gets InvalidSpec saying it is not read.
     pub cluster_reads: bool,
+    /// The ConfigMap (and Secret) of the notifications' configuration; none: no
+    /// notifications.
+    pub notifications: Option<crate::notify::Source>,
 }
 
 impl Default for Options {
@@ -94,6 +99,7 @@ impl Default for Options {
             concurrency: DEFAULT_CONCURRENCY,
             requeue: DEFAULT_REQUEUE,
             cluster_reads: true,
+            notifications: None,
         }
     }
 }
@@ -300,6 +306,9 @@ async fn reconcile_rollout(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Er
         tracing::debug!("the cache has not seen Sluice's last status write yet; waiting for it");
         return Ok(requeue(ctx, &ro, Duration::from_secs(2)));
     }
+    if let Some(n) = &ctx.notifier {
+        n.synced().await;
+    }
     let now = Timestamp::now();
     let sources = Sources {
         caches: &ctx.caches,
@@ -309,6 +318,9 @@ async fn reconcile_rollout(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Er
     let ro = resolve_selector(ro, &ctx.caches);
     let world = observe(&ro, &sources).await?;
     let mut plan = decide(&ro, &world.observed, now);
+    if let Some(n) = &ctx.notifier {
+        n.record(&ro, &mut plan, now);
+    }
     // The status is written last, after every other write of the plan went through: a refusal
     // shown earlier is over by then.
     super::refused::clear(&mut plan.status);
@@ -328,6 +340,10 @@ async fn reconcile_rollout(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Er
         return Err(e);
     }
     let writes = ctx.shared.writes.get() - before;
+    if let Some(n) = &ctx.notifier {
+        // Delivered apart: the decision is written, and no receiver holds the next one.
+        n.deliver(&ro, &plan.status);
+    }
     let (ns, name) = (ro.namespace().unwrap_or_default(), ro.name_any());
     for e in &plan.events {
         info!(reason = e.reason, message = %e.message, "event");
@@ -468,7 +484,16 @@ pub async fn run(
         recorder.clone(),
         shutdown.clone(),
     );
+    let notifier = opts.notifications.clone().map(|source| {
+        crate::notify::Notifier::start(
+            client.clone(),
+            source,
+            metrics.clone(),
+            caches.rollouts.clone(),
+        )
+    });
     let ctx = Arc::new(Context {
+        notifier,
         shared: Shared::new(client, recorder, metrics),
         restart_threshold: opts.restart_threshold,
         own_writes: OwnWrites::default(),
@@ -510,6 +535,9 @@ pub async fn run(
             }
         });
     tokio::join!(rollouts, analysis, urgent);
+    if let Some(n) = &ctx.notifier {
+        n.stop();
+    }
     crd_watch.abort();
     routers.stop();
     info!("sluice controller stopped");

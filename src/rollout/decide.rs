@@ -179,6 +179,8 @@ pub struct Plan {
     pub aborted: Option<AbortCause>,
     /// Pauses and gates this decision let the release past, and what let it.
     pub promotions: Vec<PromotionCause>,
+    /// The metric behind an abort or an inconclusive pause decided now.
+    pub analysis: Option<crate::api::rollout::NotifiedAnalysis>,
 }
 
 impl Plan {

@@ -1055,6 +1055,7 @@ mod parity {
             message: Some("both conditions false".into()),
             terminated,
             measuring: false,
+            decided_by: None,
         };
         let plan = step(&mut ro, &world(vec![run(&bg, false)]), at(0));
         assert!(has_pause(&plan, PauseReason::InconclusiveAnalysis));

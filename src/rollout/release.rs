@@ -474,6 +474,7 @@ pub(super) fn abort_on_failed_run(rel: &Release, plan: &mut Plan, runs: &[&UsedR
                 rel.desired,
                 key.describe()
             );
+            plan.analysis = run.decided_by.clone();
             mark_aborted(rel, plan, AbortCause::AnalysisFailed, message);
             return;
         }
@@ -561,6 +562,7 @@ pub(super) fn inconclusive_pause(
     } else {
         ""
     };
+    plan.analysis = analysis::observed(rel.obs, name).and_then(|r| r.decided_by.clone());
     plan.event(
         EventType::Warning,
         "AnalysisInconclusive",

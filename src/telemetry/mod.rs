@@ -42,6 +42,13 @@ pub struct MeasurementLabels {
     pub phase: String,
 }
 
+/// A notification receiver: its name in the configuration and its kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReceiverLabels {
+    pub receiver: String,
+    pub kind: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProviderLabels {
     pub provider: String,
@@ -77,6 +84,10 @@ pub struct Metrics {
     pub analysis_verdicts: Family<VerdictLabels, Counter>,
     /// The Rollouts waiting for a reconcile (`sluice_workqueue_depth`).
     pub queue: Arc<WorkQueue>,
+    /// Notifications delivered, given up and each attempt's time, per receiver.
+    pub notifications_sent: Family<ReceiverLabels, Counter>,
+    pub notifications_failed: Family<ReceiverLabels, Counter>,
+    pub notification_duration: Family<ReceiverLabels, Histogram>,
     ready: AtomicBool,
 }
 
@@ -162,6 +173,26 @@ impl Metrics {
                 "analysis_verdicts",
                 "AnalysisRun verdicts reached, by phase",
                 Family::default(),
+            ),
+            notifications_sent: register(
+                &mut r,
+                "notifications_sent",
+                "Notifications a receiver took",
+                Family::default(),
+            ),
+            notifications_failed: register(
+                &mut r,
+                "notifications_failed",
+                "Notifications given up on (after the last attempt, or refused for good)",
+                Family::default(),
+            ),
+            notification_duration: register(
+                &mut r,
+                "notification_attempt_duration_seconds",
+                "Time of one delivery attempt to a receiver, answered or not",
+                Family::<ReceiverLabels, Histogram>::new_with_constructor(|| {
+                    Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
+                }),
             ),
             registry: r,
             ready: AtomicBool::new(false),

@@ -322,6 +322,9 @@ pub struct ObservedRun {
     pub terminated: bool,
     /// Still taking measurements (not final, or final only through a provider outage).
     pub measuring: bool,
+    /// The metric behind a Failed, Error or Inconclusive verdict: its last value and the
+    /// condition it was judged by (for notifications).
+    pub decided_by: Option<crate::api::rollout::NotifiedAnalysis>,
 }
 
 #[cfg(test)]

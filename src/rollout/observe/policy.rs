@@ -149,6 +149,7 @@ pub fn observed_run(parsed: &Parsed<AnalysisRun>) -> ObservedRun {
                 )),
                 terminated: false,
                 measuring: false,
+                decided_by: None,
             };
         }
     };
@@ -162,7 +163,53 @@ pub fn observed_run(parsed: &Parsed<AnalysisRun>) -> ObservedRun {
         message: status.message.clone(),
         terminated,
         measuring: !terminated && judge::is_measuring(&status, &policies),
+        decided_by: decided_by(r, &status),
     }
+}
+
+/// The first metric whose phase is not a success (Failed, Error, then Inconclusive): its
+/// last finished measurement's value and the condition the metric is judged by.
+fn decided_by(
+    r: &AnalysisRun,
+    status: &crate::api::analysis::AnalysisRunStatus,
+) -> Option<crate::api::rollout::NotifiedAnalysis> {
+    use crate::api::analysis::AnalysisPhase as P;
+    let rank = |p: Option<P>| match p {
+        Some(P::Failed) => Some(0),
+        Some(P::Error) => Some(1),
+        Some(P::Inconclusive) => Some(2),
+        _ => None,
+    };
+    let result = status
+        .metric_results
+        .iter()
+        .filter_map(|m| rank(m.phase).map(|k| (k, m)))
+        .min_by_key(|(k, _)| *k)?
+        .1;
+    let metric = r.spec.metrics.iter().find(|m| m.name == result.name);
+    let condition = metric.and_then(|m| {
+        m.failure_condition
+            .as_ref()
+            .map(|c| format!("failureCondition: {c}"))
+            .or_else(|| {
+                m.success_condition
+                    .as_ref()
+                    .map(|c| format!("successCondition: {c}"))
+            })
+    });
+    let value = result
+        .measurements
+        .iter()
+        .rev()
+        .find(|m| m.phase == result.phase || m.phase == Some(P::Failed))
+        .or(result.measurements.last())
+        .and_then(|m| m.value.clone());
+    Some(crate::api::rollout::NotifiedAnalysis {
+        run: r.name_any(),
+        metric: Some(result.name.clone()),
+        value,
+        condition,
+    })
 }
 
 /// The parts of a step, background or promotion analysis that make its run.
