@@ -27,6 +27,10 @@ argo_rollouts_controller
 
 helm_binary
 
+step "Flux's source-controller and kustomize-controller (built once per version, then cached)"
+SLUICE_FLUX_DIR=$(e2e/flux/build.sh)
+export SLUICE_FLUX_DIR
+
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
@@ -68,6 +72,8 @@ if ((status != 0)); then
   echo "tests: $totals"
   exit "$status"
 fi
+echo "tests: $totals; the figures they measured:"
+grep '^figure: ' target/e2e/cargo-test.log || echo "(none)"
 stop_cluster
 trap - EXIT
 

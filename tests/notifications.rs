@@ -544,12 +544,12 @@ async fn slack_pagerduty_and_a_webhook_are_told_each_decision_of_a_release() {
         )
         .await?;
         ensure!(attempts >= 4.0, "Slack's attempts are timed: {attempts}");
-        println!(
+        common::figure(&format!(
             "notifications: {} to Slack, {} to PagerDuty, {} to the webhook; none twice",
             rx.taken("/slack").len(),
             rx.taken("/pagerduty/v2/enqueue").len(),
             rx.taken("/hook").len()
-        );
+        ));
         Ok(())
     })
     .await;
@@ -606,10 +606,10 @@ receivers:
         let slow_subs: Vec<(&str, &str)> = every.split(',').map(|t| (t, "hook,down")).collect();
         subscribe(&env, "web", &slow_subs).await?;
         let (v3, slow) = release_seconds(&env, "registry.example/web:3", &v2).await?;
-        println!(
-            "release of 4 steps (two 2 s pauses): {quick:.1} s with the receiver answering at once, \
-             {slow:.1} s with it answering after 35 s and Slack down"
-        );
+        common::figure(&format!(
+            "notifications: a release of 4 steps (two 2 s pauses) took {quick:.1} s with the receiver \
+             answering at once, {slow:.1} s with it answering after 35 s and Slack down"
+        ));
         ensure!(
             slow < quick + 10.0 && slow < 30.0,
             "a slow receiver delayed the release: {slow:.1} s against {quick:.1} s"
@@ -652,10 +652,10 @@ receivers:
             records(&after).iter().filter(|r| r.trigger == "on-release-started" && r.revision == rec.revision).count() == 1,
             "one record of the decision"
         );
-        println!(
-            "killed after {tried_before} refused attempt(s) of notification {key}: delivered {} time(s) after the restart",
+        common::figure(&format!(
+            "notifications: killed after {tried_before} refused attempt(s) of one notification, delivered {} time(s) after the restart",
             taken.len()
-        );
+        ));
         Ok(())
     })
     .await;

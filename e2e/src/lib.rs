@@ -9,6 +9,8 @@ pub mod certs;
 pub mod controlplane;
 pub mod dashboards;
 pub mod demo;
+pub mod flux;
+pub mod gitserver;
 pub mod harness;
 pub mod identity;
 pub mod metricsrv;

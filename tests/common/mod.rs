@@ -233,6 +233,14 @@ pub fn canary_weight(s: &RolloutStatus) -> Option<i32> {
         .map(|w| w.canary.weight)
 }
 
+/// Prints a figure a test measured where `make test` shows it, as a line starting `figure:`:
+/// straight to the process's stdout, which the test harness does not capture (it captures
+/// `println!`); `make test` lists them again at the end.
+pub fn figure(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "figure: {line}");
+}
+
 /// The Events recorded for an object, as `(type, reason, message)`.
 pub async fn events_for(
     env: &TestEnv,
