@@ -19,9 +19,8 @@ use common::fixture::{
 use common::{ControllerProcess, create_services, phase, rollouts, wait_condition, wait_status};
 use e2e::TestEnv;
 use e2e::nodesim::BEHAVIOUR_ANNOTATION;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
-use sluice::api::analysis::AnalysisTemplate;
 use sluice::api::rollout::{PauseReason, RolloutPhase};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -267,18 +266,7 @@ async fn argo_cd_shows_an_inconclusive_pause_and_a_rollback_by_analysis() {
     TestEnv::run("argocd-analysis", |env| async move {
         let mon = Monitoring::start(&env, GAUGE, 0.99).await?;
         let _controller = ControllerProcess::start(&env)?;
-        let template: AnalysisTemplate = serde_json::from_value(json!({
-            "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisTemplate",
-            "metadata": {"name": "success-rate"},
-            "spec": {"metrics": [{
-                "name": "success-rate", "interval": "2s", "count": 2,
-                "successCondition": "result[0] >= 0.95",
-                "failureCondition": "result[0] < 0.5",
-                "provider": {"prometheus": {"address": mon.prometheus.url(), "query": mon.query()}}
-            }]}
-        }))?;
-        env.api::<AnalysisTemplate>()
-            .create(&PostParams::default(), &template)
+        mon.success_rate_template(&env, json!({"failureCondition": "result[0] < 0.5"}))
             .await?;
         create_services(&env, &["web-stable", "web-canary"]).await?;
         let analysis = json!({"templates": [{"templateName": "success-rate"}]});

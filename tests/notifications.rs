@@ -23,7 +23,6 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::ResourceExt;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use sluice::api::analysis::AnalysisTemplate;
 use sluice::api::rollout::{NotificationRecord, RolloutPhase, RolloutStatus};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -254,18 +253,7 @@ defaults:
 /// A canary of `web` (50%, a 1 s pause, the success-rate analysis against `mon`) subscribed
 /// to every trigger but the steps', Healthy on v1; returns v1's hash and the Rollout's uid.
 async fn shop(env: &TestEnv, mon: &Monitoring) -> anyhow::Result<(String, String)> {
-    let template: AnalysisTemplate = serde_json::from_value(json!({
-        "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisTemplate",
-        "metadata": {"name": "success-rate"},
-        "spec": {"metrics": [{
-            "name": "success-rate", "interval": "2s", "count": 2,
-            "successCondition": "result[0] >= 0.95",
-            "provider": {"prometheus": {"address": mon.prometheus.url(), "query": mon.query()}}
-        }]}
-    }))?;
-    env.api::<AnalysisTemplate>()
-        .create(&PostParams::default(), &template)
-        .await?;
+    mon.success_rate_template(env, json!({})).await?;
     create_services(env, &["web-stable", "web-canary"]).await?;
     let analysis = json!({"templates": [{"templateName": "success-rate"}]});
     let steps = json!({"steps": [{"setWeight": 50}, {"pause": {"duration": "1s"}},

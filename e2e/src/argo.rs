@@ -82,34 +82,11 @@ const API_TIMEOUT: Duration = Duration::from_secs(30);
 /// README's test command builds it once and exports it), else built (or found in the cache) by
 /// `e2e/argo/build.sh`.
 pub fn build() -> anyhow::Result<PathBuf> {
-    let dir = match std::env::var_os("SLUICE_ARGO_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("argo/build.sh");
-            let out = Command::new("bash")
-                .arg(&script)
-                .stderr(Stdio::inherit())
-                .output()
-                .with_context(|| format!("running {}", script.display()))?;
-            if !out.status.success() {
-                bail!("{} failed: {}", script.display(), out.status);
-            }
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            match stdout.lines().last() {
-                Some(line) => PathBuf::from(line.trim()),
-                None => bail!("{} printed no directory", script.display()),
-            }
-        }
-    };
-    for needed in [dir.join(BINARY), dir.join(CLUSTER_ROLE), dir.join("crds")] {
-        if !needed.exists() {
-            bail!(
-                "{} is missing (run e2e/argo/build.sh, or unset SLUICE_ARGO_DIR)",
-                needed.display()
-            );
-        }
-    }
-    Ok(dir)
+    crate::harness::go_built_dir(
+        "SLUICE_ARGO_DIR",
+        "argo/build.sh",
+        &[BINARY, CLUSTER_ROLE, "crds"],
+    )
 }
 
 /// Installs Argo's CRDs from `dir` (waiting until each is Established) and prepares Argo's

@@ -31,38 +31,11 @@ pub const KUSTOMIZE_CONTROLLER: &str = "kustomize-controller";
 /// README's test command builds it once and exports it), else built (or found in the cache)
 /// by `e2e/flux/build.sh`.
 pub fn build() -> anyhow::Result<PathBuf> {
-    let dir = match std::env::var_os("SLUICE_FLUX_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("flux/build.sh");
-            let out = Command::new("bash")
-                .arg(&script)
-                .stderr(Stdio::inherit())
-                .output()
-                .with_context(|| format!("running {}", script.display()))?;
-            if !out.status.success() {
-                bail!("{} failed: {}", script.display(), out.status);
-            }
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            match stdout.lines().last() {
-                Some(line) => PathBuf::from(line.trim()),
-                None => bail!("{} printed no directory", script.display()),
-            }
-        }
-    };
-    for needed in [
-        dir.join(SOURCE_CONTROLLER),
-        dir.join(KUSTOMIZE_CONTROLLER),
-        dir.join("crds"),
-    ] {
-        if !needed.exists() {
-            bail!(
-                "{} is missing (run e2e/flux/build.sh, or unset SLUICE_FLUX_DIR)",
-                needed.display()
-            );
-        }
-    }
-    Ok(dir)
+    crate::harness::go_built_dir(
+        "SLUICE_FLUX_DIR",
+        "flux/build.sh",
+        &[SOURCE_CONTROLLER, KUSTOMIZE_CONTROLLER, "crds"],
+    )
 }
 
 /// Installs Flux's CRDs from `dir` (waiting until each is Established).

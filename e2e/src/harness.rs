@@ -121,6 +121,41 @@ fn start_private_cluster() -> Result<Cluster, String> {
     rx.recv().map_err(|e| e.to_string())?
 }
 
+/// The cache directory of a Go-built tool: `$var` when set (the README's test command builds
+/// it once and exports it), else what `script` (relative to the e2e crate) prints last after
+/// building it or finding it cached. Each of `needed` must be in it.
+pub fn go_built_dir(var: &str, script: &str, needed: &[&str]) -> anyhow::Result<PathBuf> {
+    let dir = match std::env::var_os(var) {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(script);
+            let out = std::process::Command::new("bash")
+                .arg(&script)
+                .stderr(std::process::Stdio::inherit())
+                .output()
+                .with_context(|| format!("running {}", script.display()))?;
+            if !out.status.success() {
+                bail!("{} failed: {}", script.display(), out.status);
+            }
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            match stdout.lines().last() {
+                Some(line) => PathBuf::from(line.trim()),
+                None => bail!("{} printed no directory", script.display()),
+            }
+        }
+    };
+    for name in needed {
+        let path = dir.join(name);
+        if !path.exists() {
+            bail!(
+                "{} is missing (run e2e/{script}, or unset {var})",
+                path.display()
+            );
+        }
+    }
+    Ok(dir)
+}
+
 /// Server-side applies the CRDs in `dir` and waits until each is Established.
 pub async fn install_crds(client: &Client, dir: &Path) -> anyhow::Result<Vec<String>> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());

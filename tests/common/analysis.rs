@@ -8,7 +8,7 @@ use e2e::metricsrv::MetricsServer;
 use e2e::prometheus::Prometheus;
 use e2e::{TestEnv, wait_for};
 use kube::Api;
-use sluice::api::analysis::{AnalysisPhase, AnalysisRun};
+use sluice::api::analysis::{AnalysisPhase, AnalysisRun, AnalysisTemplate};
 
 /// A metrics endpoint serving one gauge labelled with the test's namespace, and a Prometheus
 /// scraping it every second, for one test.
@@ -43,6 +43,32 @@ impl Monitoring {
             .wait_for_series(&m.query(), Duration::from_secs(120))
             .await?;
         Ok(m)
+    }
+
+    /// Creates AnalysisTemplate `success-rate`: the gauge read from this Prometheus every 2 s,
+    /// twice, each at least 0.95; `extra` adds fields to the metric (a `failureCondition`).
+    pub async fn success_rate_template(
+        &self,
+        env: &TestEnv,
+        extra: serde_json::Value,
+    ) -> anyhow::Result<()> {
+        let mut metric = serde_json::json!({
+            "name": "success-rate", "interval": "2s", "count": 2,
+            "successCondition": "result[0] >= 0.95",
+            "provider": {"prometheus": {"address": self.prometheus.url(), "query": self.query()}}
+        });
+        if let (Some(m), serde_json::Value::Object(e)) = (metric.as_object_mut(), extra) {
+            m.extend(e);
+        }
+        let template: AnalysisTemplate = serde_json::from_value(serde_json::json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisTemplate",
+            "metadata": {"name": "success-rate"},
+            "spec": {"metrics": [metric]}
+        }))?;
+        env.api::<AnalysisTemplate>()
+            .create(&kube::api::PostParams::default(), &template)
+            .await?;
+        Ok(())
     }
 
     /// The PromQL selecting the gauge.
