@@ -46,3 +46,45 @@ go_tool_cached() {
   fi
   echo "$out/$name"
 }
+
+# The version of MODULE that the go.mod at GOMOD requires (a comment line does not count).
+#
+#   go_mod_version MODULE GOMOD
+go_mod_version() {
+  awk -v m="$1" '$1 != "//" { for (i = 1; i < NF; i++) if ($i == m && $(i + 1) ~ /^v[0-9]/) { print $(i + 1); exit } }' "$2"
+}
+
+# The cache directory of tool NAME at VERSION, keyed by a hash of FILE... (its go.mod, go.sum
+# and whatever else changes what is built): $SLUICE_CACHE_DIR, else $XDG_CACHE_HOME/sluice,
+# else ~/.cache/sluice, then NAME/VERSION-KEY.
+#
+#   go_cache_dir NAME VERSION FILE...
+go_cache_dir() {
+  local name=$1 version=$2 key
+  shift 2
+  key=$(cat "$@" | sha256sum | cut -c1-12)
+  echo "${SLUICE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice}/$name/$version-$key"
+}
+
+# Ends the script printing WHAT when the build in cache directory OUT is complete (CHECK, a
+# command, succeeds); otherwise takes the build lock beside OUT (one builder at a time: a
+# second test run waits for the first build instead of racing it) and checks again, so a
+# build finished meanwhile is used. Returns with the lock held, to build.
+#
+#   go_cached_or_lock OUT WHAT CHECK...
+go_cached_or_lock() {
+  local out=$1 what=$2
+  shift 2
+  if "$@"; then
+    echo "$what"
+    exit 0
+  fi
+  command -v go >/dev/null || { echo "build.sh: Go is needed to build $out" >&2; exit 1; }
+  mkdir -p "$(dirname "$out")"
+  exec 9>"$(dirname "$out")/.build.lock"
+  flock 9
+  if "$@"; then
+    echo "$what"
+    exit 0
+  fi
+}

@@ -19,11 +19,9 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=../gobuild.sh
 source "$here/../gobuild.sh"
 module=github.com/argoproj/argo-rollouts
-version=$(awk -v m="$module" '$1 != "//" { for (i = 1; i < NF; i++) if ($i == m && $(i + 1) ~ /^v[0-9]/) { print $(i + 1); exit } }' "$here/go.mod")
+version=$(go_mod_version "$module" "$here/go.mod")
 [[ -n "$version" ]] || { echo "build.sh: no $module version in $here/go.mod" >&2; exit 1; }
-key=$(cat "$here/go.mod" "$here/go.sum" | sha256sum | cut -c1-12)
-cache_root=${SLUICE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice}
-out="$cache_root/argo/$version-$key"
+out=$(go_cache_dir argo "$version" "$here/go.mod" "$here/go.sum")
 
 if [[ "${1:-}" == "--print-dir" ]]; then
   echo "$out"
@@ -34,21 +32,7 @@ complete() {
   [[ -x "$out/rollouts-controller" && -f "$out/argo-rollouts-clusterrole.yaml" ]] &&
     compgen -G "$out/crds/*.yaml" >/dev/null
 }
-
-if complete; then
-  echo "$out"
-  exit 0
-fi
-
-command -v go >/dev/null || { echo "build.sh: Go is needed to build Argo Rollouts $version" >&2; exit 1; }
-mkdir -p "$cache_root/argo"
-# One builder at a time: a second test run waits for the first build instead of racing it.
-exec 9>"$cache_root/argo/.build.lock"
-flock 9
-if complete; then
-  echo "$out"
-  exit 0
-fi
+go_cached_or_lock "$out" "$out" complete
 
 pkg=$module/cmd/rollouts-controller
 cd "$here"

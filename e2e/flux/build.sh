@@ -18,11 +18,9 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/../gobuild.sh"
 source_module=github.com/fluxcd/source-controller
 kustomize_module=github.com/fluxcd/kustomize-controller
-version=$(awk -v m="$source_module" '$1 == m && $2 ~ /^v[0-9]/ { print $2; exit }' "$here/go.mod")
+version=$(go_mod_version "$source_module" "$here/go.mod")
 [[ -n "$version" ]] || { echo "build.sh: no $source_module version in $here/go.mod" >&2; exit 1; }
-key=$(cat "$here/go.mod" "$here/go.sum" | sha256sum | cut -c1-12)
-cache_root=${SLUICE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice}
-out="$cache_root/flux/$version-$key"
+out=$(go_cache_dir flux "$version" "$here/go.mod" "$here/go.sum")
 
 if [[ "${1:-}" == "--print-dir" ]]; then
   echo "$out"
@@ -33,21 +31,7 @@ complete() {
   [[ -x "$out/source-controller" && -x "$out/kustomize-controller" ]] &&
     compgen -G "$out/crds/*.yaml" >/dev/null
 }
-
-if complete; then
-  echo "$out"
-  exit 0
-fi
-
-command -v go >/dev/null || { echo "build.sh: Go is needed to build Flux's controllers $version" >&2; exit 1; }
-mkdir -p "$cache_root/flux"
-# One builder at a time: a second test run waits for the first build instead of racing it.
-exec 9>"$cache_root/flux/.build.lock"
-flock 9
-if complete; then
-  echo "$out"
-  exit 0
-fi
+go_cached_or_lock "$out" "$out" complete
 
 cd "$here"
 echo "build.sh: building Flux's source-controller and kustomize-controller $version from Go modules into $out" >&2
