@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
@@ -14,30 +15,69 @@ use sluice::api::rollout::{PauseReason, RolloutPhase};
 
 const LIMIT: Duration = Duration::from_secs(90);
 
-/// Runs `kubectl sluice ARGS` with the plugin found on the PATH, as a user would.
-async fn plugin(env: &TestEnv, args: &[&str]) -> anyhow::Result<(bool, String, String)> {
+/// What a run of the plugin printed and how it ended.
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// PATH with the built plugin's directory first, as a user who installed it has.
+fn plugin_path() -> anyhow::Result<String> {
     let plugin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_kubectl-sluice"))
         .parent()
         .context("plugin dir")?
         .to_path_buf();
-    let path = format!(
+    Ok(format!(
         "{}:{}",
         plugin_dir.display(),
         std::env::var("PATH").unwrap_or_default()
-    );
-    let out = tokio::process::Command::new(env.cluster.bin_dir.join("kubectl"))
-        .arg("sluice")
-        .args(args)
-        .args(["-n", &env.namespace])
-        .env("PATH", path)
-        .env("KUBECONFIG", &env.cluster.kubeconfig)
-        .output()
-        .await?;
-    Ok((
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
     ))
+}
+
+/// `kubectl ARGS` (the real kubectl) with the plugin on the PATH and `kubeconfig`.
+fn kubectl_cmd(
+    env: &TestEnv,
+    kubeconfig: &Path,
+    args: &[&str],
+) -> anyhow::Result<tokio::process::Command> {
+    let mut cmd = tokio::process::Command::new(env.cluster.bin_dir.join("kubectl"));
+    cmd.args(args)
+        .env("PATH", plugin_path()?)
+        .env("KUBECONFIG", kubeconfig)
+        .env_remove("NO_COLOR")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    Ok(cmd)
+}
+
+/// Runs `kubectl ARGS` to the end (within 3 minutes).
+async fn kubectl_run(env: &TestEnv, kubeconfig: &Path, args: &[&str]) -> anyhow::Result<Out> {
+    let out = tokio::time::timeout(
+        Duration::from_secs(180),
+        kubectl_cmd(env, kubeconfig, args)?.output(),
+    )
+    .await
+    .with_context(|| format!("kubectl {args:?} did not end within 180 s"))??;
+    Ok(Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// `kubectl sluice ARGS -n <the test's namespace>` with the admin kubeconfig.
+async fn sluice(env: &TestEnv, args: &[&str]) -> anyhow::Result<Out> {
+    let mut all = vec!["sluice"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["-n", &env.namespace]);
+    kubectl_run(env, &env.cluster.kubeconfig, &all).await
+}
+
+/// Runs `kubectl sluice ARGS` with the plugin found on the PATH, as a user would.
+async fn plugin(env: &TestEnv, args: &[&str]) -> anyhow::Result<(bool, String, String)> {
+    let out = sluice(env, args).await?;
+    Ok((out.code == 0, out.stdout, out.stderr))
 }
 
 #[tokio::test]
@@ -135,4 +175,410 @@ async fn kubectl_sluice_steers_a_release() {
         Ok(())
     })
     .await;
+}
+
+/// Reads a child's stdout as it comes, into a buffer a test can wait on.
+fn collect(
+    child: &mut tokio::process::Child,
+) -> anyhow::Result<std::sync::Arc<std::sync::Mutex<String>>> {
+    use tokio::io::AsyncReadExt;
+    let mut stdout = child.stdout.take().context("stdout")?;
+    let buf = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = buf.clone();
+    tokio::spawn(async move {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut chunk).await {
+            if n == 0 {
+                break;
+            }
+            if let Ok(mut b) = sink.lock() {
+                b.push_str(&String::from_utf8_lossy(&chunk[..n]));
+            }
+        }
+    });
+    Ok(buf)
+}
+
+/// Waits until `buf` satisfies `ok`, or fails with what it holds.
+async fn wait_output(
+    buf: &std::sync::Arc<std::sync::Mutex<String>>,
+    what: &str,
+    ok: impl Fn(&str) -> bool,
+) -> anyhow::Result<String> {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let text = buf.lock().map(|b| b.clone()).unwrap_or_default();
+        if ok(&text) {
+            return Ok(text);
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not seen within {LIMIT:?}; output so far:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The names of the pods of Rollout `name`.
+async fn pod_names(env: &TestEnv, name: &str) -> anyhow::Result<Vec<String>> {
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(env.client.clone(), &env.namespace);
+    let lp = kube::api::ListParams::default().labels(&format!("sluice.dev/rollout={name}"));
+    Ok(pods
+        .list(&lp)
+        .await?
+        .items
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .collect())
+}
+
+#[tokio::test]
+async fn kubectl_sluice_day_to_day() {
+    TestEnv::run("cli-daily", |env| async move {
+        let _controller = ControllerProcess::start(&env)?;
+        create_services(&env, &["web-canary"]).await?;
+        let ro = rollout(
+            "web",
+            2,
+            json!({"canary": {"canaryService": "web-canary", "abortScaleDownDelaySeconds": 1,
+                "steps": [{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]}}),
+        )?;
+        create_rollout(&env, &ro).await?;
+        wait_healthy(&env, "web", 2, LIMIT).await?;
+        let out = sluice(&env, &["status", "web"]).await?;
+        ensure!(
+            out.code == 0 && out.stdout.contains("web: Healthy"),
+            "status of a Healthy rollout: {} {}",
+            out.code,
+            out.stdout
+        );
+
+        set_image_then_paused(&env).await?;
+        let v1 = get_and_list(&env).await?;
+        watch_across_promotion(&env).await?;
+        undo_to_revision_one(&env, &v1).await?;
+        restart_same_revision(&env, &v1).await?;
+        // An aborted release: status exits 2.
+        set_image(&env, "web", "registry.example/web:3").await?;
+        wait_paused_at(&env, "web", 1, LIMIT).await?;
+        let out = sluice(&env, &["abort", "web"]).await?;
+        ensure!(out.code == 0, "{}", out.stderr);
+        let out = sluice(&env, &["status", "web", "--timeout", "120s"]).await?;
+        ensure!(
+            out.code == 2 && out.stdout.contains("web: Degraded"),
+            "status of an aborted release: {} {}",
+            out.code,
+            out.stdout
+        );
+        Ok(())
+    })
+    .await;
+}
+
+/// `set image` writes the spec and says so; the release pauses at step 1 and `status` exits 3.
+async fn set_image_then_paused(env: &TestEnv) -> anyhow::Result<()> {
+    let out = sluice(env, &["set", "image", "web", "web=registry.example/web:2"]).await?;
+    ensure!(out.code == 0, "{}", out.stderr);
+    ensure!(
+        out.stdout
+            .contains("image set (web=registry.example/web:2) in spec.template")
+            && out.stdout.contains("note: this wrote the Rollout's spec"),
+        "{}",
+        out.stdout
+    );
+    let out = sluice(env, &["set", "image", "web", "web=registry.example/web:2"]).await?;
+    ensure!(
+        out.code == 0 && out.stdout.contains("nothing written"),
+        "{}",
+        out.stdout
+    );
+    let out = sluice(env, &["set", "image", "web", "api=x:1"]).await?;
+    ensure!(
+        out.code == 1
+            && out
+                .stderr
+                .contains("no container named \"api\"; its containers: web"),
+        "{}",
+        out.stderr
+    );
+    let out = sluice(env, &["status", "web", "--timeout", "120s"]).await?;
+    ensure!(
+        out.code == 3 && out.stdout.contains("web: Paused (step 1/3)"),
+        "status at a pause: {} {}",
+        out.code,
+        out.stdout
+    );
+    Ok(())
+}
+
+/// `get rollout` as a tree, JSON and YAML, and `list` here and in all namespaces; returns revision 1's hash.
+async fn get_and_list(env: &TestEnv) -> anyhow::Result<String> {
+    let out = sluice(env, &["get", "rollout", "web"]).await?;
+    ensure!(out.code == 0, "{}", out.stderr);
+    for want in [
+        "Step:       1/3",
+        "canary 50%",
+        "├── revision 2 (canary)",
+        "revision 1 (stable)",
+        "registry.example/web:2",
+        "pod web-",
+        "Running",
+    ] {
+        ensure!(
+            out.stdout.contains(want),
+            "get rollout lacks {want:?}:\n{}",
+            out.stdout
+        );
+    }
+    ensure!(
+        !out.stdout.contains('\x1b'),
+        "piped output is plain:\n{}",
+        out.stdout
+    );
+    let out = sluice(env, &["get", "rollout", "web", "-o", "json"]).await?;
+    let view: serde_json::Value = serde_json::from_str(&out.stdout).context("get -o json")?;
+    ensure!(
+        view["step"] == 1 && view["steps"] == 3 && view["weights"]["canary"] == 50,
+        "{view}"
+    );
+    let revisions = view["revisions"].as_array().context("revisions")?;
+    ensure!(
+        revisions.len() == 2 && revisions[1]["roles"] == json!(["canary"]),
+        "{view}"
+    );
+    let v1 = revisions[0]["hash"].as_str().context("hash")?.to_string();
+    ensure!(
+        revisions[0]["pods"].as_array().map(Vec::len) == Some(1),
+        "one stable pod at 50% of 2: {view}"
+    );
+    let out = sluice(env, &["get", "web", "-o", "yaml"]).await?;
+    ensure!(
+        out.stdout.contains("step: 1") && out.stdout.contains("strategy: canary"),
+        "{}",
+        out.stdout
+    );
+
+    // list, here and everywhere.
+    let out = sluice(env, &["list"]).await?;
+    let row = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("web "))
+        .with_context(|| out.stdout.clone())?;
+    ensure!(
+        row.contains("Paused") && row.contains("1/3") && row.contains(" 50 "),
+        "{row}"
+    );
+    let out = sluice(env, &["list", "-A"]).await?;
+    ensure!(
+        out.stdout.starts_with("NAMESPACE")
+            && out
+                .stdout
+                .lines()
+                .any(|l| l.starts_with(&env.namespace) && l.contains(" web ")),
+        "{}",
+        out.stdout
+    );
+    Ok(v1)
+}
+
+/// `get --watch` redraws from watches across the promotion to Healthy.
+async fn watch_across_promotion(env: &TestEnv) -> anyhow::Result<()> {
+    let mut watch = kubectl_cmd(
+        env,
+        &env.cluster.kubeconfig,
+        &[
+            "sluice",
+            "get",
+            "rollout",
+            "web",
+            "--watch",
+            "-n",
+            &env.namespace,
+        ],
+    )?
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()?;
+    let buf = collect(&mut watch)?;
+    wait_output(&buf, "the first view", |t| t.contains("Step:       1/3")).await?;
+    let out = sluice(env, &["promote", "web"]).await?;
+    ensure!(out.code == 0, "{}", out.stderr);
+    let text = wait_output(&buf, "the view after the promotion", |t| {
+        t.split("Name:").last().is_some_and(|last| {
+            last.contains("Phase:      Healthy") && last.contains("Step:       3/3")
+        })
+    })
+    .await?;
+    watch.kill().await?;
+    let frames = text.matches("Name:").count();
+    ensure!(frames >= 2, "one view per change, {frames} seen:\n{text}");
+    ensure!(!text.contains('\x1b'), "no escape codes when piped");
+    common::figure(&format!(
+        "get --watch: {frames} views from the pause at step 1 to Healthy"
+    ));
+    let out = sluice(env, &["status", "web"]).await?;
+    ensure!(out.code == 0, "{} {}", out.code, out.stdout);
+    Ok(())
+}
+
+/// `undo` goes back to revision 1's ReplicaSet itself (its template rebuilt exactly).
+async fn undo_to_revision_one(env: &TestEnv, v1: &str) -> anyhow::Result<()> {
+    let out = sluice(env, &["undo", "web", "--to-revision", "9"]).await?;
+    ensure!(
+        out.code == 1
+            && out
+                .stderr
+                .contains(&format!("the revisions kept: 1 ({v1}), 2 (")),
+        "{}",
+        out.stderr
+    );
+    let out = sluice(env, &["undo", "web"]).await?;
+    ensure!(out.code == 0, "{}", out.stderr);
+    ensure!(
+        out.stdout.contains(&format!(
+            "spec.template set to revision 1 ({v1}); Sluice goes back to that ReplicaSet"
+        )),
+        "{}",
+        out.stdout
+    );
+    wait_status(env, "web", "the undo's release of revision 1", LIMIT, |s| {
+        s.current_pod_hash.as_deref() == Some(v1)
+    })
+    .await?;
+    let out = sluice(env, &["promote", "web", "--full"]).await?;
+    ensure!(out.code == 0, "{}", out.stderr);
+    let out = sluice(env, &["status", "web", "--timeout", "120s"]).await?;
+    ensure!(
+        out.code == 0,
+        "back on revision 1: {} {}",
+        out.code,
+        out.stdout
+    );
+    let st = rollouts(env).get("web").await?.status.context("status")?;
+    ensure!(st.stable_rs.as_deref() == Some(v1), "{:?}", st.stable_rs);
+    Ok(())
+}
+
+/// `restart`: new pods for the same revision.
+async fn restart_same_revision(env: &TestEnv, v1: &str) -> anyhow::Result<()> {
+    let before = pod_names(env, "web").await?;
+    let out = sluice(env, &["restart", "web"]).await?;
+    ensure!(
+        out.code == 0 && out.stdout.contains("restart requested (spec.restartAt)"),
+        "{} {}",
+        out.stdout,
+        out.stderr
+    );
+    wait_status(env, "web", "restarted", LIMIT, |s| s.restarted_at.is_some()).await?;
+    let after = pod_names(env, "web").await?;
+    ensure!(
+        after.len() == 2 && after.iter().all(|p| !before.contains(p)),
+        "before {before:?}, after {after:?}"
+    );
+    ensure!(
+        rollouts(env)
+            .get("web")
+            .await?
+            .status
+            .and_then(|s| s.stable_rs)
+            .as_deref()
+            == Some(v1),
+        "same revision"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn kubectl_sluice_errors_version_and_completion() {
+    TestEnv::run("cli-errors", |env| async move {
+        // No controller runs here: the Rollout stays unobserved, so status times out (exit 4).
+        create_rollout(&env, &rollout("idle", 1, json!({"canary": {"steps": [{"setWeight": 50}]}}))?).await?;
+        let out = sluice(&env, &["status", "idle", "--timeout", "2s"]).await?;
+        ensure!(out.code == 4 && out.stdout.contains("idle: still progressing after 2s"), "{} {}", out.code, out.stdout);
+        let out = sluice(&env, &["status", "idle", "--no-wait"]).await?;
+        ensure!(out.code == 4, "{}", out.code);
+
+        let out = sluice(&env, &["get", "rollout", "idel"]).await?;
+        ensure!(out.code == 1 && out.stderr.contains(&format!("rollout \"idel\" not found in namespace \"{}\"; did you mean idle?", env.namespace)), "{}", out.stderr);
+        let out = sluice(&env, &["promote", "idle"]).await?;
+        ensure!(out.code == 1 && out.stderr.contains("not releasing a new revision: nothing to promote"), "{}", out.stderr);
+
+        // A user who may only read: the write is refused with the verb and the resource.
+        let role = format!(r#"{{"apiVersion": "v1", "kind": "List", "items": [
+            {{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {{"name": "viewer"}}}},
+            {{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {{"name": "viewer"}},
+              "rules": [{{"apiGroups": ["sluice.dev"], "resources": ["rollouts"], "verbs": ["get", "list", "watch"]}}]}},
+            {{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {{"name": "viewer"}},
+              "roleRef": {{"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "viewer"}},
+              "subjects": [{{"kind": "ServiceAccount", "name": "viewer", "namespace": "{ns}"}}]}}]}}"#, ns = env.namespace);
+        let applied = env.kubectl(&["apply", "-f", "-"], Some(&role)).await?;
+        ensure!(applied.success, "{}", applied.stderr);
+        let dir = scratch(&env)?;
+        let viewer = e2e::identity::token_kubeconfig(&env.client, &env.cluster.kubeconfig, &env.namespace, "viewer", &dir.join("viewer.kubeconfig")).await?;
+        let viewer_s = viewer.to_string_lossy().to_string();
+        let out = kubectl_run(&env, &env.cluster.kubeconfig, &["sluice", "list", "--kubeconfig", &viewer_s]).await?;
+        ensure!(out.code == 0 && out.stdout.contains("idle"), "a viewer lists: {} {}", out.stdout, out.stderr);
+        let out = kubectl_run(&env, &env.cluster.kubeconfig, &["sluice", "restart", "idle", "--kubeconfig", &viewer_s]).await?;
+        ensure!(
+            out.code == 1 && out.stderr.contains(&format!("forbidden: you may not patch rollouts.sluice.dev in namespace \"{}\"", env.namespace)),
+            "{}",
+            out.stderr
+        );
+
+        // No cluster behind the kubeconfig; and --context picks the live one from the same file.
+        let admin = kube::config::Kubeconfig::read_from(&env.cluster.kubeconfig)?;
+        let live = admin.current_context.clone().context("current context")?;
+        let mut two = serde_json::to_value(&admin)?;
+        two["clusters"].as_array_mut().context("clusters")?.push(json!({"name": "dead", "cluster": {"server": "https://127.0.0.1:1"}}));
+        let user = two["contexts"][0]["context"]["user"].clone();
+        two["contexts"].as_array_mut().context("contexts")?.push(json!({"name": "dead", "context": {"cluster": "dead", "user": user}}));
+        two["current-context"] = json!("dead");
+        let two_path = dir.join("two.kubeconfig");
+        std::fs::write(&two_path, serde_json::to_vec(&two)?)?;
+        let out = kubectl_run(&env, &two_path, &["sluice", "list", "-n", &env.namespace]).await?;
+        ensure!(out.code == 1 && out.stderr.contains("cannot reach the API server at https://127.0.0.1:1/"), "{}", out.stderr);
+        let out = kubectl_run(&env, &two_path, &["sluice", "list", "-n", &env.namespace, "--context", &live]).await?;
+        ensure!(out.code == 0 && out.stdout.contains("idle"), "--context {live}: {} {}", out.stdout, out.stderr);
+
+        // version: the plugin's always, the cluster's and the CRDs' when reachable.
+        let out = sluice(&env, &["version"]).await?;
+        ensure!(out.code == 0, "{}", out.stderr);
+        for want in [format!("kubectl-sluice {}", env!("CARGO_PKG_VERSION")), "server: Kubernetes v1.37".into(), "crd rollouts.sluice.dev: installed, serving v1alpha1".into()] {
+            ensure!(out.stdout.contains(&want), "version lacks {want:?}: {}", out.stdout);
+        }
+        let out = kubectl_run(&env, &two_path, &["sluice", "version"]).await?;
+        ensure!(out.code == 0 && out.stdout.contains("server: unknown (cannot reach the API server"), "{}", out.stdout);
+
+        // Completion scripts, and kubectl's own completion of the plugin's words and names.
+        for (shell, want) in [("bash", "complete -F"), ("zsh", "#compdef kubectl-sluice"), ("fish", "complete -c kubectl-sluice")] {
+            let out = sluice(&env, &["completion", shell]).await?;
+            ensure!(out.code == 0 && out.stdout.contains(want), "completion {shell}: {}", out.stderr);
+        }
+        let link = dir.join("kubectl_complete-sluice");
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_kubectl-sluice"), &link)?;
+        let path = format!("{}:{}", dir.display(), plugin_path()?);
+        let complete = |args: Vec<String>| {
+            let mut cmd = tokio::process::Command::new(env.cluster.bin_dir.join("kubectl"));
+            cmd.arg("__complete").args(args).env("PATH", &path).env("KUBECONFIG", &env.cluster.kubeconfig).kill_on_drop(true);
+            cmd
+        };
+        let words = complete(vec!["sluice".into(), "pro".into()]).output().await?;
+        let words = String::from_utf8_lossy(&words.stdout).to_string();
+        ensure!(words.lines().any(|l| l.starts_with("promote")), "kubectl __complete sluice pro: {words}");
+        let names = complete(vec!["sluice".into(), "-n".into(), env.namespace.clone(), "status".into(), "i".into()]).output().await?;
+        let names = String::from_utf8_lossy(&names.stdout).to_string();
+        ensure!(names.lines().next() == Some("idle") && names.contains(":4"), "rollout names: {names}");
+        Ok(())
+    })
+    .await;
+}
+
+/// A directory of its own for the files a test writes (kubeconfigs, links), under Cargo's
+/// temporary directory for integration tests, named after the test's namespace.
+fn scratch(env: &TestEnv) -> anyhow::Result<std::path::PathBuf> {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(&env.namespace);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }

@@ -1,38 +1,68 @@
 //! `kubectl sluice`: the kubectl plugin for Sluice. Put `kubectl-sluice` on the PATH and run
-//! `kubectl sluice ...`. Every control is a patch of the Rollout's status; `spec` is never
-//! written.
+//! `kubectl sluice ...`. The controls (promote, abort, retry, pause, resume) patch the Rollout's
+//! status; only `set image`, `undo` and `restart` write its spec, and say so.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
-use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
-use kube::{Api, Client};
-use serde_json::json;
-use sluice::api::constants::FIELD_MANAGER_CLI;
-use sluice::api::rollout::Rollout;
-use sluice::cli::control::{Control, describe, status_patch};
+use clap::{CommandFactory, Parser, Subcommand};
+use sluice::cli::cluster::{CliError, Cluster, ClusterArgs};
+use sluice::cli::commands::{self, Output};
+use sluice::cli::complete::{self, Offer};
+use sluice::cli::control::Control;
+use sluice::cli::edit::Target;
 
 #[derive(Parser)]
 #[command(
     name = "kubectl sluice",
     bin_name = "kubectl sluice",
     version,
-    about = "Inspect and steer Sluice rollouts"
+    about = "Inspect and steer Sluice rollouts",
+    after_help = "Exit codes: 0 success; 1 an error (not found, forbidden, no cluster, bad input); `status` also returns 2 Degraded, 3 Paused, 4 still progressing at --timeout."
 )]
 struct Cli {
-    /// Namespace of the Rollout (default: the kubeconfig context's).
-    #[arg(short, long, global = true)]
-    namespace: Option<String>,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// No colour or symbols, even on a terminal (also: NO_COLOR set).
+    #[arg(long, global = true)]
+    no_color: bool,
     #[command(subcommand)]
     command: Cmd,
 }
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Show a Rollout: phase, step, weights, revisions, replicas, pauses, conditions.
-    Get { name: String },
+    /// Show a Rollout as a tree: revisions, pods, step, weights, analysis runs and measurements.
+    Get {
+        /// `rollout NAME`, or just `NAME`.
+        #[arg(num_args = 1..=2, value_names = ["rollout", "NAME"])]
+        words: Vec<String>,
+        /// Redraw on every change (from watches, not polling) until interrupted.
+        #[arg(short, long)]
+        watch: bool,
+        #[arg(short, long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// List the Rollouts of the namespace (or of all with -A).
+    List {
+        /// `rollouts` may be given, as with kubectl.
+        #[arg(hide = true)]
+        kind: Option<String>,
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+        #[arg(short, long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Wait until the Rollout is Healthy (exit 0), Degraded (2) or Paused (3); 4 at --timeout.
+    Status {
+        name: String,
+        /// Give up after this long, e.g. 90s, 5m (default: wait as long as it takes).
+        #[arg(long, value_parser = parse_duration)]
+        timeout: Option<Duration>,
+        /// Print where it stands and exit at once (Progressing exits 4).
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Lift a pause, or go to the next step; with --full, skip every remaining step.
     Promote {
         name: String,
@@ -47,43 +77,81 @@ enum Cmd {
     Pause { name: String },
     /// Lift a pause made with `pause`.
     Resume { name: String },
-    /// Print the plugin's version and the API version it speaks.
+    /// Go back to an earlier revision's template (writes spec.template).
+    Undo {
+        name: String,
+        /// The revision's number as `get rollout` shows it, or its pod-template hash (default: the previous one).
+        #[arg(long)]
+        to_revision: Option<String>,
+    },
+    /// New pods for the same revision, a few at a time (writes spec.restartAt).
+    Restart { name: String },
+    /// Set a container's image (writes spec.template).
+    Set {
+        #[command(subcommand)]
+        what: SetCmd,
+    },
+    /// Print the plugin's version, and the cluster's and the CRDs' when reachable.
     Version,
+    /// Print a completion script for bash, zsh or fish.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Print the CustomResourceDefinitions, for `kubectl sluice crds | kubectl apply --server-side -f -`.
     Crds,
 }
 
+#[derive(Subcommand)]
+enum SetCmd {
+    /// `set image NAME CONTAINER=IMAGE...` (`*=IMAGE` for every container).
+    Image {
+        name: String,
+        #[arg(required = true, value_name = "CONTAINER=IMAGE")]
+        pairs: Vec<String>,
+    },
+}
+
 const PROG: &str = "kubectl sluice";
 
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 90s, 5m or 1h"))?;
+    match unit {
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("{s:?} is not a duration like 90s, 5m or 1h")),
+    }
+}
+
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let invoked_as = args
+        .first()
+        .map(|a| a.rsplit('/').next().unwrap_or(a).to_string());
+    if invoked_as.as_deref() == Some("kubectl_complete-sluice") {
+        return complete_words(&args[1..]);
+    }
+    if args.get(1).map(String::as_str) == Some("__complete") {
+        return complete_words(&args[2..]);
+    }
     let cli = Cli::parse();
-    let (name, control) = match cli.command {
-        Cmd::Version => {
+    match cli.command {
+        Cmd::Crds => return sluice::cli::print_crds(PROG),
+        Cmd::Completion { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "kubectl-sluice", &mut out);
+            let header = "# kubectl-sluice completion. For `kubectl sluice <TAB>` (kubectl 1.26+), link the plugin as\n# kubectl_complete-sluice on your PATH: ln -s \"$(command -v kubectl-sluice)\" \"$(dirname \"$(command -v kubectl-sluice)\")/kubectl_complete-sluice\"\n";
             return sluice::cli::write_stdout(
                 PROG,
-                &format!(
-                    "kubectl-sluice {} ({}/{})\n",
-                    env!("CARGO_PKG_VERSION"),
-                    sluice::api::constants::GROUP,
-                    sluice::api::constants::VERSION
-                ),
+                &format!("{header}{}", String::from_utf8_lossy(&out)),
             );
         }
-        Cmd::Crds => return sluice::cli::print_crds(PROG),
-        Cmd::Get { name } => (name, None),
-        Cmd::Promote { name, full } => (
-            name,
-            Some(if full {
-                Control::PromoteFull
-            } else {
-                Control::Promote
-            }),
-        ),
-        Cmd::Abort { name } => (name, Some(Control::Abort)),
-        Cmd::Retry { name } => (name, Some(Control::Retry)),
-        Cmd::Pause { name } => (name, Some(Control::Pause)),
-        Cmd::Resume { name } => (name, Some(Control::Resume)),
-    };
+        _ => {}
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -94,64 +162,143 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cli.namespace, &name, control)) {
-        Ok(text) => sluice::cli::write_stdout(PROG, &text),
-        Err(e) => {
-            eprintln!("{PROG}: {e}");
-            ExitCode::FAILURE
+    rt.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    let style = commands::style(cli.no_color);
+    if let Cmd::Version = cli.command {
+        let text = commands::version(Cluster::connect(&cli.cluster).await).await;
+        return sluice::cli::write_stdout(PROG, &text);
+    }
+    let cl = match Cluster::connect(&cli.cluster).await {
+        Ok(cl) => cl,
+        Err(e) => return fail(e),
+    };
+    let done = match cli.command {
+        Cmd::Get {
+            words,
+            watch,
+            output,
+        } => {
+            let name = match words.as_slice() {
+                [name] => name.clone(),
+                [kind, name] if matches!(kind.as_str(), "rollout" | "rollouts" | "ro" | "sro") => {
+                    name.clone()
+                }
+                [kind, _] => {
+                    return fail(CliError::Usage(format!(
+                        "get takes `rollout NAME`, not {kind:?}"
+                    )));
+                }
+                _ => return fail(CliError::Usage("get takes `rollout NAME`".into())),
+            };
+            if watch {
+                commands::watch(&cl, &name, style)
+                    .await
+                    .map(|_| String::new())
+            } else {
+                commands::get(&cl, &name, output, style).await
+            }
         }
+        Cmd::List {
+            kind,
+            all_namespaces,
+            output,
+        } => match kind.as_deref() {
+            None | Some("rollouts" | "rollout" | "ro" | "sro") => {
+                commands::list(&cl, all_namespaces, output, style).await
+            }
+            Some(other) => Err(CliError::Usage(format!(
+                "list shows rollouts, not {other:?}"
+            ))),
+        },
+        Cmd::Status {
+            name,
+            timeout,
+            no_wait,
+        } => {
+            return match commands::status(&cl, &name, timeout, !no_wait).await {
+                Ok(outcome) => outcome.exit(),
+                Err(e) => fail(e),
+            };
+        }
+        Cmd::Promote { name, full } => {
+            let c = if full {
+                Control::PromoteFull
+            } else {
+                Control::Promote
+            };
+            commands::control(&cl, &name, c).await
+        }
+        Cmd::Abort { name } => commands::control(&cl, &name, Control::Abort).await,
+        Cmd::Retry { name } => commands::control(&cl, &name, Control::Retry).await,
+        Cmd::Pause { name } => commands::control(&cl, &name, Control::Pause).await,
+        Cmd::Resume { name } => commands::control(&cl, &name, Control::Resume).await,
+        Cmd::Undo { name, to_revision } => {
+            let target = to_revision.map(Target::Given).unwrap_or(Target::Previous);
+            commands::undo(&cl, &name, &target).await
+        }
+        Cmd::Restart { name } => commands::restart(&cl, &name).await,
+        Cmd::Set {
+            what: SetCmd::Image { name, pairs },
+        } => commands::set_image(&cl, &name, &pairs).await,
+        Cmd::Version | Cmd::Crds | Cmd::Completion { .. } => Ok(String::new()),
+    };
+    match done {
+        Ok(text) => sluice::cli::write_stdout(PROG, &text),
+        Err(e) => fail(e),
     }
 }
 
-async fn run(
-    namespace: Option<String>,
-    name: &str,
-    control: Option<Control>,
-) -> Result<String, String> {
-    let limit = Duration::from_secs(15);
-    let client = tokio::time::timeout(limit, Client::try_default())
-        .await
-        .map_err(|_| "no answer from the cluster within 15 s".to_string())?
-        .map_err(|e| format!("cannot reach the cluster: {e}"))?;
-    let ns = namespace.unwrap_or_else(|| client.default_namespace().to_string());
-    let api: Api<Rollout> = Api::namespaced(client, &ns);
-    // A control written by someone else in between makes the patch conflict: read again.
-    for _ in 0..3 {
-        let ro = tokio::time::timeout(limit, api.get_opt(name))
-            .await
-            .map_err(|_| "no answer from the cluster within 15 s".to_string())?
-            .map_err(|e| format!("reading rollout {name}: {e}"))?
-            .ok_or_else(|| format!("rollout {name:?} not found in namespace {ns:?}"))?;
-        let Some(control) = control else {
-            return Ok(describe(&ro));
-        };
-        let status = status_patch(&ro, control, Timestamp::now()).map_err(|e| e.to_string())?;
-        let patch = json!({"metadata": {"resourceVersion": ro.metadata.resource_version}, "status": status});
-        let params = PatchParams {
-            field_manager: Some(FIELD_MANAGER_CLI.into()),
-            ..Default::default()
-        };
-        match tokio::time::timeout(
-            limit,
-            api.patch_status(name, &params, &Patch::Merge(&patch)),
-        )
-        .await
-        {
-            Err(_) => return Err("no answer from the cluster within 15 s".into()),
-            Ok(Ok(_)) => {
-                let done = match control {
-                    Control::Promote => "promoted",
-                    Control::PromoteFull => "promoted to the end",
-                    Control::Abort => "aborted: all traffic back to stable",
-                    Control::Retry => "retrying from the first step",
-                    Control::Pause => "paused",
-                    Control::Resume => "resumed",
-                };
-                return Ok(format!("rollout {name} {done}\n"));
-            }
-            Ok(Err(kube::Error::Api(e))) if e.code == 409 => continue,
-            Ok(Err(e)) => return Err(format!("updating rollout {name}: {e}")),
-        }
+fn fail(e: CliError) -> ExitCode {
+    if matches!(e, CliError::Closed) {
+        return ExitCode::SUCCESS;
     }
-    Err(format!("rollout {name} kept changing; try again"))
+    eprintln!("{PROG}: {e}");
+    ExitCode::FAILURE
+}
+
+/// Answers kubectl's completion request for the words after `kubectl sluice`.
+fn complete_words(words: &[String]) -> ExitCode {
+    let offer = complete::offer(words);
+    let text = match offer {
+        Offer::Words(w) => complete::answer(&w, false),
+        Offer::Files => complete::answer(&[], true),
+        Offer::Nothing => complete::answer(&[], false),
+        Offer::Rollouts { namespace } => {
+            let partial = words.last().cloned().unwrap_or_default();
+            let args = ClusterArgs {
+                namespace,
+                request_timeout: 5,
+                ..Default::default()
+            };
+            let names = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()
+                .and_then(|rt| rt.block_on(rollout_names(args)))
+                .unwrap_or_default();
+            let matching: Vec<(String, String)> = names
+                .into_iter()
+                .filter(|n| n.starts_with(&partial))
+                .map(|n| (n, String::new()))
+                .collect();
+            complete::answer(&matching, false)
+        }
+    };
+    sluice::cli::write_stdout(PROG, &text)
+}
+
+async fn rollout_names(args: ClusterArgs) -> Option<Vec<String>> {
+    let cl = Cluster::connect(&args).await.ok()?;
+    let rows = commands::list(&cl, false, Output::Json, sluice::cli::tree::Style::PLAIN)
+        .await
+        .ok()?;
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&rows).ok()?;
+    Some(
+        rows.iter()
+            .filter_map(|r| r["name"].as_str().map(String::from))
+            .collect(),
+    )
 }

@@ -1,6 +1,12 @@
 //! Pieces shared by the `sluice` and `kubectl-sluice` command lines.
 
+pub mod cluster;
+pub mod commands;
+pub mod complete;
 pub mod control;
+pub mod edit;
+pub mod tree;
+pub mod wait;
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -22,7 +22,7 @@ pub fn replica_set_name(rollout: &str, hash: &str) -> String {
 }
 
 /// Removes nulls, empty objects and empty arrays, recursively.
-fn prune_empty(v: &mut serde_json::Value) {
+pub fn prune_empty(v: &mut serde_json::Value) {
     use serde_json::Value;
     match v {
         Value::Object(map) => {

@@ -1,0 +1,223 @@
+//! Shell completion for `kubectl sluice`. kubectl (1.26 and later) completes a plugin's words
+//! by running `kubectl_complete-sluice WORDS... PARTIAL` and reading cobra's answer: one
+//! candidate per line, then `:DIRECTIVE`. The plugin answers as that executable (a link to it)
+//! and as `kubectl-sluice __complete`. What to offer is decided here, purely; rollout names
+//! are read from the cluster by the binary.
+
+/// Subcommands that take a Rollout's name, and what each does (the description shown).
+pub const ROLLOUT_COMMANDS: &[(&str, &str)] = &[
+    ("get", "show a rollout as a tree"),
+    ("status", "wait until Healthy, Degraded or Paused"),
+    ("promote", "lift a pause or go to the next step"),
+    ("abort", "all traffic back to stable"),
+    ("retry", "release an aborted revision again"),
+    ("pause", "hold a release"),
+    ("resume", "lift a pause made by request"),
+    ("undo", "go back to an earlier revision (writes spec)"),
+    ("restart", "new pods for the same revision (writes spec)"),
+    ("set", "set image (writes spec)"),
+];
+
+/// Subcommands that take no Rollout.
+pub const OTHER_COMMANDS: &[(&str, &str)] = &[
+    ("list", "list rollouts"),
+    ("version", "print versions"),
+    ("completion", "print a shell completion script"),
+    ("crds", "print the CustomResourceDefinitions"),
+];
+
+const GLOBAL_FLAGS: &[&str] = &[
+    "--namespace",
+    "--context",
+    "--kubeconfig",
+    "--request-timeout",
+    "--no-color",
+    "--help",
+];
+
+/// What to offer for the word being typed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Offer {
+    /// These words, with descriptions where known.
+    Words(Vec<(String, String)>),
+    /// Names of the Rollouts in this namespace (None: the context's).
+    Rollouts { namespace: Option<String> },
+    /// Nothing (a free value such as an image).
+    Nothing,
+    /// File names (lint and migrate take files).
+    Files,
+}
+
+fn words(list: &[(&str, &str)], partial: &str) -> Offer {
+    Offer::Words(
+        list.iter()
+            .filter(|(w, _)| w.starts_with(partial))
+            .map(|(w, d)| (w.to_string(), d.to_string()))
+            .collect(),
+    )
+}
+
+/// The offer for `args`: the words typed after `kubectl sluice`, the last one being completed.
+pub fn offer(args: &[String]) -> Offer {
+    let (partial, before) = match args.split_last() {
+        Some((p, b)) => (p.as_str(), b),
+        None => ("", &[][..]),
+    };
+    // The namespace given so far, and the positional words (flags and their values left out).
+    let mut namespace = None;
+    let mut positional: Vec<&str> = vec![];
+    let mut i = 0;
+    while i < before.len() {
+        let w = before[i].as_str();
+        if matches!(
+            w,
+            "-n" | "--namespace"
+                | "--context"
+                | "--kubeconfig"
+                | "--request-timeout"
+                | "-o"
+                | "--output"
+                | "--timeout"
+                | "--to-revision"
+                | "--port"
+                | "--address"
+        ) {
+            if matches!(w, "-n" | "--namespace") {
+                namespace = before.get(i + 1).cloned();
+            }
+            i += 2;
+            continue;
+        }
+        if let Some(ns) = w.strip_prefix("--namespace=") {
+            namespace = Some(ns.to_string());
+        } else if !w.starts_with('-') {
+            positional.push(w);
+        }
+        i += 1;
+    }
+    match before.last().map(String::as_str) {
+        Some("-o" | "--output") => {
+            return words(&[("text", ""), ("json", ""), ("yaml", "")], partial);
+        }
+        Some(
+            "-n" | "--namespace" | "--context" | "--kubeconfig" | "--timeout" | "--to-revision"
+            | "--request-timeout" | "--port" | "--address",
+        ) => {
+            return if before.last().map(String::as_str) == Some("--kubeconfig") {
+                Offer::Files
+            } else {
+                Offer::Nothing
+            };
+        }
+        _ => {}
+    }
+    if partial.starts_with('-') {
+        let flags: Vec<(&str, &str)> = GLOBAL_FLAGS.iter().map(|f| (*f, "")).collect();
+        return words(&flags, partial);
+    }
+    let all: Vec<(&str, &str)> = ROLLOUT_COMMANDS
+        .iter()
+        .chain(OTHER_COMMANDS)
+        .copied()
+        .collect();
+    match positional.as_slice() {
+        [] => words(&all, partial),
+        ["get"] => {
+            if "rollout".starts_with(partial) && !partial.is_empty() {
+                words(&[("rollout", "")], partial)
+            } else {
+                Offer::Rollouts { namespace }
+            }
+        }
+        ["set"] => words(&[("image", "set a container's image")], partial),
+        ["completion"] => words(&[("bash", ""), ("zsh", ""), ("fish", "")], partial),
+        ["get", "rollout" | "rollouts" | "ro" | "sro"] | ["set", "image"] => {
+            Offer::Rollouts { namespace }
+        }
+        [cmd] if ROLLOUT_COMMANDS.iter().any(|(c, _)| c == cmd) => Offer::Rollouts { namespace },
+        _ => Offer::Nothing,
+    }
+}
+
+/// cobra's answer: candidates (with a tab and a description), then the directive: 4 (no file
+/// completion) or 0 (the shell's default, files).
+pub fn answer(candidates: &[(String, String)], files: bool) -> String {
+    let mut out = String::new();
+    for (w, d) in candidates {
+        if d.is_empty() {
+            out.push_str(&format!("{w}\n"));
+        } else {
+            out.push_str(&format!("{w}\t{d}\n"));
+        }
+    }
+    out.push_str(if files { ":0\n" } else { ":4\n" });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offer_for(line: &str) -> Offer {
+        let mut args: Vec<String> = line.split(' ').map(String::from).collect();
+        if line.is_empty() {
+            args = vec![String::new()];
+        }
+        offer(&args)
+    }
+
+    fn names(o: Offer) -> Vec<String> {
+        match o {
+            Offer::Words(w) => w.into_iter().map(|(w, _)| w).collect(),
+            other => panic!("not words: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn subcommands_by_prefix() {
+        assert_eq!(names(offer_for("pro")), ["promote"]);
+        assert_eq!(names(offer_for("re")), ["retry", "resume", "restart"]);
+        assert_eq!(
+            names(offer_for("")).len(),
+            ROLLOUT_COMMANDS.len() + OTHER_COMMANDS.len()
+        );
+    }
+
+    #[test]
+    fn rollout_names_after_a_command_that_takes_one_in_the_namespace_given() {
+        assert_eq!(offer_for("promote "), Offer::Rollouts { namespace: None });
+        assert_eq!(
+            offer_for("-n shop abort w"),
+            Offer::Rollouts {
+                namespace: Some("shop".into())
+            }
+        );
+        assert_eq!(
+            offer_for("get rollout --namespace=shop "),
+            Offer::Rollouts {
+                namespace: Some("shop".into())
+            }
+        );
+        assert_eq!(names(offer_for("get ro")), ["rollout"]);
+        assert_eq!(offer_for("set image "), Offer::Rollouts { namespace: None });
+        assert_eq!(offer_for("promote web "), Offer::Nothing, "one name only");
+    }
+
+    #[test]
+    fn flags_values_and_files() {
+        assert_eq!(names(offer_for("get rollout web -o j")), ["json"]);
+        assert_eq!(names(offer_for("list --co")), ["--context"]);
+        assert_eq!(offer_for("list -n "), Offer::Nothing);
+        assert_eq!(names(offer_for("completion z")), ["zsh"]);
+    }
+
+    #[test]
+    fn the_answer_is_cobras_format() {
+        let c = vec![
+            ("promote".to_string(), "lift a pause".to_string()),
+            ("web".to_string(), String::new()),
+        ];
+        assert_eq!(answer(&c, false), "promote\tlift a pause\nweb\n:4\n");
+        assert_eq!(answer(&[], true), ":0\n");
+    }
+}
