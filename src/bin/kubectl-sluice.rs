@@ -51,6 +51,8 @@ enum Cmd {
     Version,
     /// Print the CustomResourceDefinitions, for `kubectl sluice crds | kubectl apply --server-side -f -`.
     Crds,
+    /// Check Rollout and analysis manifests offline: schema, references, conditions, steps.
+    Lint(sluice::cli::lint::LintArgs),
 }
 
 const PROG: &str = "kubectl sluice";
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
             );
         }
         Cmd::Crds => return sluice::cli::print_crds(PROG),
+        Cmd::Lint(args) => return sluice::cli::lint::run(args),
         Cmd::Get { name } => (name, None),
         Cmd::Promote { name, full } => (
             name,
