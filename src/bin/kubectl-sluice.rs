@@ -53,6 +53,8 @@ enum Cmd {
     Crds,
     /// Check Rollout and analysis manifests offline: schema, references, conditions, steps.
     Lint(sluice::cli::lint::LintArgs),
+    /// Convert Argo Rollouts manifests to Sluice's, with a report of what changed.
+    Migrate(sluice::cli::migrate::MigrateArgs),
 }
 
 const PROG: &str = "kubectl sluice";
@@ -73,6 +75,7 @@ fn main() -> ExitCode {
         }
         Cmd::Crds => return sluice::cli::print_crds(PROG),
         Cmd::Lint(args) => return sluice::cli::lint::run(args),
+        Cmd::Migrate(args) => return sluice::cli::migrate::run(args),
         Cmd::Get { name } => (name, None),
         Cmd::Promote { name, full } => (
             name,

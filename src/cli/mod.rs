@@ -2,6 +2,7 @@
 
 pub mod control;
 pub mod lint;
+pub mod migrate;
 
 use std::io::Write;
 use std::process::ExitCode;
