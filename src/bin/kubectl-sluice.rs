@@ -100,6 +100,10 @@ enum Cmd {
     },
     /// Print the CustomResourceDefinitions, for `kubectl sluice crds | kubectl apply --server-side -f -`.
     Crds,
+    /// Check Rollout and analysis manifests offline: schema, references, conditions, steps.
+    Lint(sluice::cli::lint::LintArgs),
+    /// Convert Argo Rollouts manifests to Sluice's, with a report of what changed.
+    Migrate(sluice::cli::migrate::MigrateArgs),
 }
 
 #[derive(Subcommand)]
@@ -141,6 +145,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Crds => return sluice::cli::print_crds(PROG),
+        Cmd::Lint(args) => return sluice::cli::lint::run(args),
+        Cmd::Migrate(args) => return sluice::cli::migrate::run(args),
         Cmd::Completion { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "kubectl-sluice", &mut out);
@@ -243,7 +249,9 @@ async fn run(cli: Cli) -> ExitCode {
         Cmd::Set {
             what: SetCmd::Image { name, pairs },
         } => commands::set_image(&cl, &name, &pairs).await,
-        Cmd::Version | Cmd::Crds | Cmd::Completion { .. } => Ok(String::new()),
+        Cmd::Version | Cmd::Crds | Cmd::Completion { .. } | Cmd::Lint(_) | Cmd::Migrate(_) => {
+            Ok(String::new())
+        }
     };
     match done {
         Ok(text) => sluice::cli::write_stdout(PROG, &text),

@@ -5,6 +5,8 @@ pub mod commands;
 pub mod complete;
 pub mod control;
 pub mod edit;
+pub mod lint;
+pub mod migrate;
 pub mod tree;
 pub mod wait;
 
