@@ -1,6 +1,7 @@
 //! Pieces shared by the `sluice` and `kubectl-sluice` command lines.
 
 pub mod control;
+pub mod dashboard;
 
 use std::io::Write;
 use std::process::ExitCode;
