@@ -51,6 +51,8 @@ enum Cmd {
     Version,
     /// Print the CustomResourceDefinitions, for `kubectl sluice crds | kubectl apply --server-side -f -`.
     Crds,
+    /// Serve a live web page of the Rollouts in scope, with promote/abort/retry/pause/resume.
+    Dashboard(sluice::cli::dashboard::DashboardArgs),
 }
 
 const PROG: &str = "kubectl sluice";
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
             );
         }
         Cmd::Crds => return sluice::cli::print_crds(PROG),
+        Cmd::Dashboard(args) => return sluice::cli::dashboard::main(PROG, args, cli.namespace),
         Cmd::Get { name } => (name, None),
         Cmd::Promote { name, full } => (
             name,
