@@ -38,38 +38,25 @@ struct Dashboard {
 
 impl Dashboard {
     async fn start(env: &TestEnv) -> anyhow::Result<Self> {
-        let plugin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_kubectl-sluice"))
-            .parent()
-            .context("plugin dir")?
-            .to_path_buf();
-        let path = format!(
-            "{}:{}",
-            plugin_dir.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
+        let mut child = plugin(env, &env.cluster.kubeconfig, &["--port", "0"])?;
         let log = std::env::temp_dir().join(format!("sluice-dashboard-{}.log", env.namespace));
         env.attach_log(log.clone());
-        let mut child = tokio::process::Command::new(env.cluster.bin_dir.join("kubectl"))
-            .args(["sluice", "dashboard", "--port", "0", "-n", &env.namespace])
-            .env("PATH", path)
-            .env("KUBECONFIG", &env.cluster.kubeconfig)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log)?)
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting kubectl sluice dashboard")?;
+        let stderr = child.stderr.take().context("stderr")?;
+        let mut errors = BufReader::new(stderr).lines();
+        tokio::spawn(async move {
+            let mut out = String::new();
+            while let Ok(Some(l)) = errors.next_line().await {
+                out.push_str(&l);
+                out.push('\n');
+                let _ = std::fs::write(&log, &out);
+            }
+        });
         let stdout = child.stdout.take().context("stdout")?;
         let mut lines = BufReader::new(stdout).lines();
         let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
             .await
             .context("the dashboard printed no address within 60 s")??
-            .with_context(|| {
-                format!(
-                    "the dashboard exited: {}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                )
-            })?;
+            .context("the dashboard exited before printing its address")?;
         let url = first
             .strip_prefix("dashboard: ")
             .with_context(|| format!("unexpected first line {first:?}"))?
@@ -83,6 +70,60 @@ impl Dashboard {
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(Dashboard { _child: child, url })
     }
+}
+
+/// `kubectl sluice dashboard ARGS -n NAMESPACE` through kubectl, the plugin found on the PATH,
+/// as the user of `kubeconfig`; stdout and stderr piped, killed on drop.
+fn plugin(
+    env: &TestEnv,
+    kubeconfig: &std::path::Path,
+    args: &[&str],
+) -> anyhow::Result<tokio::process::Child> {
+    let plugin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_kubectl-sluice"))
+        .parent()
+        .context("plugin dir")?
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        plugin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    tokio::process::Command::new(env.cluster.bin_dir.join("kubectl"))
+        .arg("sluice")
+        .arg("dashboard")
+        .args(args)
+        .args(["-n", &env.namespace])
+        .env("PATH", path)
+        .env("KUBECONFIG", kubeconfig)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting kubectl sluice dashboard")
+}
+
+/// Runs the dashboard as the user of `kubeconfig` and expects it to refuse to start; returns
+/// what it said.
+async fn refused(
+    env: &TestEnv,
+    kubeconfig: &std::path::Path,
+    args: &[&str],
+) -> anyhow::Result<String> {
+    let child = plugin(env, kubeconfig, args)?;
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .context("the dashboard neither started nor stopped within 60 s")??;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    ensure!(
+        !out.status.success(),
+        "it should have refused to start: {stdout}"
+    );
+    ensure!(
+        !stdout.contains("dashboard: http"),
+        "it should not listen: {stdout}"
+    );
+    Ok(String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 fn screenshot_path(name: &str) -> PathBuf {
@@ -129,7 +170,8 @@ async fn the_dashboard_follows_and_steers_a_canary() {
             "metadata": {"name": "success-rate"},
             "spec": {"metrics": [{
                 "name": "success-rate", "interval": "1s",
-                "successCondition": "result >= 0.9",
+                // 0.95 fails it, tolerated: the page shows the failing point and why.
+                "successCondition": "result >= 0.955", "failureLimit": 50,
                 "provider": {"web": {"url": format!("{base}/rate"), "jsonPath": "{$.rate}"}}
             }]}
         }))?;
@@ -211,8 +253,13 @@ async fn the_dashboard_follows_and_steers_a_canary() {
         let st = rollouts(&env).get("web").await?.status.context("status")?;
         ensure!(st.abort != Some(true), "a cancelled abort must not be sent");
 
-        // Measurements on the page, then its screenshot.
+        // Measurements on the page, the failing one with its condition, then its screenshot.
         wait_for_points(&browser).await?;
+        browser
+            .wait_text(".metric .failing", "the failing measurement and why", LIMIT, |t| {
+                t.contains("successCondition `result >= 0.955` is false for result 0.95")
+            })
+            .await?;
         browser.screenshot_page(&screenshot_path("rollout")).await?;
 
         // Abort, confirmed on the page, reaches the API server.
@@ -260,6 +307,65 @@ async fn the_dashboard_follows_and_steers_a_canary() {
 }
 
 /// Waits until the row's sparkline has at least two values.
+#[tokio::test]
+async fn the_dashboard_says_what_keeps_it_from_starting() {
+    TestEnv::run("dashboard-refused", |env| async move {
+        // A user with no Role at all.
+        let sa: k8s_openapi::api::core::v1::ServiceAccount = serde_json::from_value(
+            json!({"metadata": {"name": "nobody", "namespace": env.namespace}}),
+        )?;
+        env.api::<k8s_openapi::api::core::v1::ServiceAccount>()
+            .create(&Default::default(), &sa)
+            .await?;
+        let nobody = e2e::identity::token_kubeconfig(
+            &env.client,
+            &env.cluster.kubeconfig,
+            &env.namespace,
+            "nobody",
+            &std::env::temp_dir().join(format!("sluice-{}-nobody.kubeconfig", env.namespace)),
+        )
+        .await?;
+        let said = refused(&env, &nobody, &["--port", "0"]).await?;
+        ensure!(
+            said.contains(&format!(
+                "forbidden: you may not list rollouts.sluice.dev in namespace {}",
+                env.namespace
+            )),
+            "{said}"
+        );
+
+        // A port another program holds.
+        let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = taken.local_addr()?.port().to_string();
+        let said = refused(&env, &env.cluster.kubeconfig, &["--port", &port]).await?;
+        ensure!(
+            said.contains(&format!("port {port} on 127.0.0.1 is in use")),
+            "{said}"
+        );
+
+        // An API server that is not there.
+        let admin = std::fs::read_to_string(&env.cluster.kubeconfig)?;
+        let gone = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let server = regex::Regex::new(r"server: https://[^\s]+")?
+            .replace(&admin, format!("server: https://127.0.0.1:{gone}"))
+            .into_owned();
+        let unreachable =
+            std::env::temp_dir().join(format!("sluice-{}-gone.kubeconfig", env.namespace));
+        std::fs::write(&unreachable, server)?;
+        let said = refused(&env, &unreachable, &["--port", "0"]).await?;
+        ensure!(
+            said.contains(&format!(
+                "cannot reach the API server: https://127.0.0.1:{gone}"
+            )) && said.to_lowercase().contains("connection refused"),
+            "{said}"
+        );
+        Ok(())
+    })
+    .await;
+}
+
 async fn wait_sparkline(browser: &Browser, row: &str) -> anyhow::Result<()> {
     let script = "const s = document.querySelector(arguments[0]); \
                   return s ? s.getAttribute('data-values') : null;";

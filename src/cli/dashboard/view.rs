@@ -687,13 +687,12 @@ fn metric_view(
             )
         })
         .map(|x| {
-            let value = x
-                .value
-                .as_deref()
-                .map(|v| format!(" (value {v})"))
-                .unwrap_or_default();
             let why = x.message.clone().unwrap_or_else(|| phase_name(x.phase));
-            format!("{why}{value}")
+            match x.value.as_deref() {
+                // Sluice's messages name the value already ("... is false for result [0.5]").
+                Some(v) if !why.contains(v) => format!("{why} (value {v})"),
+                _ => why,
+            }
         });
     MetricView {
         name: name.to_string(),

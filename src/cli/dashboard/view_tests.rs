@@ -377,7 +377,20 @@ fn metrics_carry_points_conditions_and_the_last_failure() {
     assert_eq!(m.points[1].phase, "Failed");
     assert_eq!(
         m.failing.as_deref(),
-        Some("successCondition `result[0] >= 0.95` is false for result [0.5] (value [0.5])")
+        Some("successCondition `result[0] >= 0.95` is false for result [0.5]")
+    );
+    let mut unexplained = f.runs[0].as_ref().clone();
+    if let Ok(run) = unexplained.0.as_mut()
+        && let Some(st) = run.status.as_mut()
+    {
+        st.metric_results[0].measurements[1].message = None;
+    }
+    f.runs = vec![Arc::new(unexplained)];
+    let v = rollout(f.snap(), "shop", "web", now(), vec![]);
+    assert_eq!(
+        v.runs[0].metrics[0].failing.as_deref(),
+        Some("Failed (value [0.5])"),
+        "without a message, the phase and the value"
     );
 }
 
