@@ -369,12 +369,18 @@ fn row(snap: Snapshot<'_>, parsed: &Parsed<Rollout>) -> RolloutRow {
         })
         .collect();
     if images.is_empty() {
+        // No ReplicaSet seen (yet): the template is what is being released, the new revision
+        // while one is, else the stable one.
+        let releasing = st.current_pod_hash.is_some() && st.current_pod_hash != st.stable_rs;
+        let role = match (releasing, strategy) {
+            (true, "blueGreen") => Role::Preview,
+            (true, _) => Role::Canary,
+            (false, "blueGreen") => Role::Active,
+            (false, _) => Role::Stable,
+        };
         images = template_images(ro)
             .into_iter()
-            .map(|image| RoleImage {
-                role: Role::Stable,
-                image,
-            })
+            .map(|image| RoleImage { role, image })
             .collect();
     }
     RolloutRow {

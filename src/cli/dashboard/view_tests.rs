@@ -179,6 +179,18 @@ fn a_rollout_not_yet_reconciled_shows_unknown_and_its_template_image() {
             image: "web:2".into()
         }]
     );
+
+    let mut f = releasing();
+    f.replica_sets.clear();
+    let r = &list(f.snap(), "namespace shop", vec![]).rollouts[0];
+    assert_eq!(
+        r.images,
+        vec![RoleImage {
+            role: Role::Canary,
+            image: "web:2".into()
+        }],
+        "while releasing, the template is the canary's"
+    );
 }
 
 #[test]
