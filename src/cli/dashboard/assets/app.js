@@ -203,6 +203,10 @@ function renderList(v) {
 let lastResult = null;
 let current = null;
 
+// The page in three parts; the controls part is rebuilt only when the controls or the last
+// result change, so a re-render from a watch never swaps a button out under a click.
+const page = { head: null, controls: null, body: null, controlsKey: null };
+
 function renderRollout(v) {
   current = v;
   const r = v.row;
@@ -210,11 +214,19 @@ function renderRollout(v) {
   showProblems(v.problems);
   const app = document.getElementById("app");
   if (!v.found) {
+    page.head = null;
     app.replaceChildren(el("p", {}, el("a", { href: "/" }, "← all Rollouts")),
       el("h1", {}, r.name), el("p", { class: "muted", id: "not-found" }, `No Rollout ${r.name} in namespace ${r.namespace} (yet, or any more).`));
     return;
   }
-  const parts = [
+  if (!page.head) {
+    page.head = el("div", {});
+    page.controls = el("div", { id: "controls" });
+    page.body = el("div", {});
+    page.controlsKey = null;
+    app.replaceChildren(page.head, page.controls, page.body);
+  }
+  page.head.replaceChildren(...[
     el("p", {}, el("a", { href: "/" }, "← all Rollouts")),
     el("h1", { id: "name" }, r.name, " ", phaseBadge(r.phase)),
     el("div", { class: "muted" }, `namespace ${r.namespace} · ${r.strategy}`, r.aborted ? " · aborted" : ""),
@@ -228,8 +240,13 @@ function renderRollout(v) {
       card("Stable weight", el("span", { id: "stable-weight" }, r.weights ? `${r.weights.stable}%` : "–")),
       card("Images", imagesCell(r.images), "wide"),
     ),
-    controls(v),
-  ];
+  ].filter(Boolean));
+  const key = JSON.stringify([r.namespace, r.name, v.controls, lastResult]);
+  if (key !== page.controlsKey) {
+    page.controlsKey = key;
+    page.controls.replaceChildren(controls(v));
+  }
+  const parts = [];
   if (v.steps.length > 0) {
     parts.push(el("h2", {}, "Steps"), el("ol", { class: "steps", id: "steps" },
       v.steps.map((s) => el("li", { class: s.state, "data-index": s.index }, `${s.index}: ${s.text}`))));
@@ -245,7 +262,7 @@ function renderRollout(v) {
       el("tbody", {}, v.conditions.map((c) => el("tr", {}, el("td", {}, c.kind), el("td", {}, c.status), el("td", {}, c.reason), el("td", {}, c.message))))));
   }
   parts.push(el("h2", {}, "Events"), events(v.events));
-  app.replaceChildren(...parts.filter(Boolean));
+  page.body.replaceChildren(...parts);
 }
 
 function card(label, value, wide) {
