@@ -25,6 +25,10 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// Time allowed for one WebDriver command.
 const COMMAND_LIMIT: Duration = Duration::from_secs(30);
 
+/// Time allowed for a new session: Chromium's first start reads its large binary from disk,
+/// which on a loaded machine with a cold page cache has taken over 20 s.
+const SESSION_LIMIT: Duration = Duration::from_secs(120);
+
 /// One browser session.
 pub struct Browser {
     driver: tokio::process::Child,
@@ -110,7 +114,9 @@ impl Browser {
                 ]
             }
         }}});
-        let v = b.command("POST", "/session", Some(caps)).await?;
+        let v = b
+            .command_within("POST", "/session", Some(caps), SESSION_LIMIT)
+            .await?;
         b.session = v["sessionId"]
             .as_str()
             .ok_or_else(|| anyhow!("no session id in {v}"))?
@@ -125,6 +131,16 @@ impl Browser {
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<Value> {
+        self.command_within(method, path, body, COMMAND_LIMIT).await
+    }
+
+    async fn command_within(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        limit: Duration,
+    ) -> anyhow::Result<Value> {
         let url = format!("http://{}{path}", self.addr);
         let req = match method {
             "POST" => self
@@ -136,6 +152,7 @@ impl Browser {
             _ => self.http.get(&url),
         };
         let res = req
+            .timeout(limit)
             .send()
             .await
             .with_context(|| format!("{method} {path}"))?;
@@ -223,19 +240,26 @@ impl Browser {
         .with_context(|| format!("the element {css}"))
     }
 
-    /// Clicks the first element matching `css`.
+    /// Clicks the first element matching `css`. A page that re-renders between finding the
+    /// element and clicking it (a stale element) is looked up again, for up to 10 s.
     pub async fn click(&self, css: &str) -> anyhow::Result<()> {
-        let id = self
-            .find(css)
-            .await?
-            .ok_or_else(|| anyhow!("no element {css} to click"))?;
-        self.command(
-            "POST",
-            &self.session_path(&format!("/element/{id}/click")),
-            Some(json!({})),
+        wait_for(
+            &format!("{css} to click"),
+            Duration::from_secs(10),
+            || async {
+                let id = self
+                    .find(css)
+                    .await?
+                    .ok_or_else(|| anyhow!("no element {css} to click"))?;
+                let path = self.session_path(&format!("/element/{id}/click"));
+                match self.command("POST", &path, Some(json!({}))).await {
+                    Ok(_) => Ok(Some(())),
+                    Err(e) if e.to_string().contains("stale element") => Ok(None),
+                    Err(e) => Err(e),
+                }
+            },
         )
         .await
-        .map(|_| ())
     }
 
     /// Runs `script` (a function body; `arguments` holds `args`) in the page; returns its value.
