@@ -151,6 +151,7 @@ async fn press(browser: &Browser, name: &str) -> anyhow::Result<()> {
 async fn the_dashboard_follows_and_steers_a_canary() {
     TestEnv::run("dashboard", |env| async move {
         let browser = Browser::start().await?;
+        env.attach_log(browser.log.clone());
         let _controller = ControllerProcess::start(&env)?;
         create_services(&env, &["web-canary"]).await?;
 

@@ -332,6 +332,31 @@ impl Drop for Browser {
             }
         }
         let _ = self.driver.start_kill();
+        // A Chromium whose session never started (or whose chromedriver died) outlives its
+        // chromedriver; its processes are the ones started with this Browser's own profile.
+        for pid in processes_using(&self.profile) {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
         let _ = std::fs::remove_dir_all(&self.profile);
     }
+}
+
+/// The ids of the processes started with `--user-data-dir=<profile>` (Linux `/proc`).
+fn processes_using(profile: &Path) -> Vec<u32> {
+    let flag = format!("--user-data-dir={}", profile.display());
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == flag.as_bytes()))
+        })
+        .collect()
 }
