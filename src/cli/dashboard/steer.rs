@@ -127,3 +127,43 @@ pub async fn steer(
     }
     Err(SteerError::KeptChanging(name.into()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_was_done_and_why_not_in_words_and_status() {
+        assert_eq!(
+            done("web", Control::Abort),
+            "rollout web aborted: all traffic back to stable"
+        );
+        assert_eq!(done("web", Control::Promote), "rollout web promoted");
+        let refused = SteerError::from(ControlError::NotReleasing("web".into(), "abort"));
+        assert_eq!(
+            refused.to_string(),
+            "web is not releasing a new revision: nothing to abort"
+        );
+        assert_eq!(
+            (refused.http_status(), refused.reason()),
+            (409, "DoesNotApply")
+        );
+        let missing = SteerError::NotFound {
+            namespace: "shop".into(),
+            name: "web".into(),
+        };
+        assert_eq!(missing.http_status(), 404);
+        let forbidden = SteerError::Write {
+            name: "web".into(),
+            source: kube::Error::Api(
+                kube::core::Status::failure(
+                    "rollouts.sluice.dev \"web\" is forbidden",
+                    "Forbidden",
+                )
+                .with_code(403)
+                .boxed(),
+            ),
+        };
+        assert_eq!(forbidden.http_status(), 403);
+    }
+}
