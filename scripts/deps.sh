@@ -6,7 +6,8 @@ set -euo pipefail
 # etcd-server: the etcd the local control plane runs (the pinned kube-apiserver accepts it).
 # util-linux: setpriv (ties control plane processes to their parent) and flock.
 # prometheus: the real Prometheus (and promtool) the analysis tests query.
-debs=(etcd-server util-linux prometheus)
+# chromium, chromium-driver: the headless browser (and its WebDriver) tests/dashboard.rs drives.
+debs=(etcd-server util-linux prometheus chromium chromium-driver)
 
 missing=()
 for p in "${debs[@]}"; do

@@ -5,6 +5,7 @@
 pub mod argo;
 pub mod authproxy;
 pub mod bench;
+pub mod browser;
 pub mod certs;
 pub mod controlplane;
 pub mod dashboards;

@@ -104,6 +104,8 @@ enum Cmd {
     Lint(sluice::cli::lint::LintArgs),
     /// Convert Argo Rollouts manifests to Sluice's, with a report of what changed.
     Migrate(sluice::cli::migrate::MigrateArgs),
+    /// Serve a live web page of the Rollouts in scope, with promote/abort/retry/pause/resume.
+    Dashboard(sluice::cli::dashboard::DashboardArgs),
 }
 
 #[derive(Subcommand)]
@@ -147,6 +149,7 @@ fn main() -> ExitCode {
         Cmd::Crds => return sluice::cli::print_crds(PROG),
         Cmd::Lint(args) => return sluice::cli::lint::run(args),
         Cmd::Migrate(args) => return sluice::cli::migrate::run(args),
+        Cmd::Dashboard(args) => return sluice::cli::dashboard::main(PROG, args, &cli.cluster),
         Cmd::Completion { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "kubectl-sluice", &mut out);
@@ -249,9 +252,12 @@ async fn run(cli: Cli) -> ExitCode {
         Cmd::Set {
             what: SetCmd::Image { name, pairs },
         } => commands::set_image(&cl, &name, &pairs).await,
-        Cmd::Version | Cmd::Crds | Cmd::Completion { .. } | Cmd::Lint(_) | Cmd::Migrate(_) => {
-            Ok(String::new())
-        }
+        Cmd::Version
+        | Cmd::Crds
+        | Cmd::Completion { .. }
+        | Cmd::Lint(_)
+        | Cmd::Migrate(_)
+        | Cmd::Dashboard(_) => Ok(String::new()),
     };
     match done {
         Ok(text) => sluice::cli::write_stdout(PROG, &text),

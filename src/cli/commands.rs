@@ -396,9 +396,10 @@ pub async fn control(cl: &Cluster, name: &str, control: Control) -> Result<Strin
             Err(e) => return Err(e),
         }
     }
-    Err(CliError::Usage(format!(
-        "rollout {name} kept changing; try again"
-    )))
+    Err(CliError::Conflict {
+        resource: ROLLOUT_STATUS,
+        name: name.to_string(),
+    })
 }
 
 /// Sends a `spec` patch carrying the version read (a 409 says the Rollout changed since).

@@ -21,6 +21,9 @@ pub const ROLLOUT_COMMANDS: &[(&str, &str)] = &[
 /// Subcommands that take no Rollout.
 pub const OTHER_COMMANDS: &[(&str, &str)] = &[
     ("list", "list rollouts"),
+    ("lint", "check manifests offline"),
+    ("migrate", "convert Argo Rollouts manifests"),
+    ("dashboard", "a live web page of the rollouts"),
     ("version", "print versions"),
     ("completion", "print a shell completion script"),
     ("crds", "print the CustomResourceDefinitions"),
@@ -131,6 +134,7 @@ pub fn offer(args: &[String]) -> Offer {
         }
         ["set"] => words(&[("image", "set a container's image")], partial),
         ["completion"] => words(&[("bash", ""), ("zsh", ""), ("fish", "")], partial),
+        ["lint" | "migrate", ..] => Offer::Files,
         ["get", "rollout" | "rollouts" | "ro" | "sro"] | ["set", "image"] => {
             Offer::Rollouts { namespace }
         }
@@ -209,6 +213,7 @@ mod tests {
         assert_eq!(names(offer_for("list --co")), ["--context"]);
         assert_eq!(offer_for("list -n "), Offer::Nothing);
         assert_eq!(names(offer_for("completion z")), ["zsh"]);
+        assert_eq!(offer_for("lint ./de"), Offer::Files);
     }
 
     #[test]

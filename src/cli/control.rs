@@ -37,6 +37,10 @@ pub enum ControlError {
         "{0} is aborted: promote does nothing to an aborted release; run `kubectl sluice retry {0}` to release it again from its first step, or `kubectl sluice promote {0} --full` to skip every step and analysis"
     )]
     Aborted(String),
+    #[error(
+        "{0} is already aborted: all its traffic is on stable (kubectl sluice retry {0} releases it again)"
+    )]
+    AlreadyAborted(String),
     #[error("{0} is already paused by request")]
     AlreadyPaused(String),
     #[error("{0} has no pause made by request to lift")]
@@ -71,6 +75,10 @@ pub fn status_patch(ro: &Rollout, control: Control, now: Timestamp) -> Result<Va
 fn abort(ro: &Rollout, name: String) -> Result<Value, ControlError> {
     if !releasing(ro) {
         return Err(ControlError::NotReleasing(name, "abort"));
+    }
+    // A second abort would write what is already there.
+    if aborted(ro) {
+        return Err(ControlError::AlreadyAborted(name));
     }
     Ok(json!({"abort": true}))
 }
@@ -442,6 +450,11 @@ mod tests {
         assert_eq!(
             status_patch(&ro(aborted.clone()), Control::Retry, now()),
             Ok(json!({"abort": false}))
+        );
+        assert_eq!(
+            status_patch(&ro(aborted.clone()), Control::Abort, now()),
+            Err(ControlError::AlreadyAborted("web".into())),
+            "no write that changes nothing"
         );
         assert_eq!(
             status_patch(&ro(aborted.clone()), Control::PromoteFull, now()),

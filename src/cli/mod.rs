@@ -4,6 +4,7 @@ pub mod cluster;
 pub mod commands;
 pub mod complete;
 pub mod control;
+pub mod dashboard;
 pub mod edit;
 pub mod lint;
 pub mod migrate;

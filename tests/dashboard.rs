@@ -1,0 +1,392 @@
+//! `kubectl sluice dashboard` through the real kubectl, read and pressed in a real headless
+//! Chromium (WebDriver): the list page shows a paused canary with its step and weight, the
+//! Rollout's page follows a promotion pressed on the page, says why a control that does not
+//! apply was refused, and an abort pressed and confirmed on the page reaches the API server.
+//! Screenshots of each page go to `target/screenshots/dashboard-*.png`.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use axum::routing::get;
+use common::analysis::{json_body, serve};
+use common::fixture::{create_rollout, rollout, set_image, wait_healthy, wait_paused_at};
+use common::{ControllerProcess, create_services, phase, rollouts, wait_status};
+use e2e::TestEnv;
+use e2e::browser::Browser;
+use serde_json::json;
+use sluice::api::analysis::AnalysisTemplate;
+use sluice::api::rollout::RolloutPhase;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const LIMIT: Duration = Duration::from_secs(90);
+
+/// The values the analysis endpoint answers, in turn, so the charts have a shape.
+const RATES: [f64; 6] = [0.97, 0.99, 0.96, 0.985, 0.95, 0.975];
+
+/// `kubectl sluice dashboard --port 0` started through kubectl (the plugin found on the
+/// PATH), and the URL it printed. Killed on drop.
+struct Dashboard {
+    _child: tokio::process::Child,
+    url: String,
+}
+
+impl Dashboard {
+    async fn start(env: &TestEnv) -> anyhow::Result<Self> {
+        let mut child = plugin(env, &env.cluster.kubeconfig, &["--port", "0"])?;
+        let log = std::env::temp_dir().join(format!("sluice-dashboard-{}.log", env.namespace));
+        env.attach_log(log.clone());
+        let stderr = child.stderr.take().context("stderr")?;
+        let mut errors = BufReader::new(stderr).lines();
+        tokio::spawn(async move {
+            let mut out = String::new();
+            while let Ok(Some(l)) = errors.next_line().await {
+                out.push_str(&l);
+                out.push('\n');
+                let _ = std::fs::write(&log, &out);
+            }
+        });
+        let stdout = child.stdout.take().context("stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .context("the dashboard printed no address within 60 s")??
+            .context("the dashboard exited before printing its address")?;
+        let url = first
+            .strip_prefix("dashboard: ")
+            .with_context(|| format!("unexpected first line {first:?}"))?
+            .trim()
+            .to_string();
+        ensure!(
+            url.starts_with("http://127.0.0.1:") && url.ends_with('/'),
+            "the dashboard must listen on loopback by default: {url}"
+        );
+        // Keep reading stdout so the plugin never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Dashboard { _child: child, url })
+    }
+}
+
+/// `kubectl sluice dashboard ARGS -n NAMESPACE` through kubectl, the plugin found on the PATH,
+/// as the user of `kubeconfig`; stdout and stderr piped, killed on drop.
+fn plugin(
+    env: &TestEnv,
+    kubeconfig: &std::path::Path,
+    args: &[&str],
+) -> anyhow::Result<tokio::process::Child> {
+    let plugin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_kubectl-sluice"))
+        .parent()
+        .context("plugin dir")?
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        plugin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    tokio::process::Command::new(env.cluster.bin_dir.join("kubectl"))
+        .arg("sluice")
+        .arg("dashboard")
+        .args(args)
+        .args(["-n", &env.namespace])
+        .env("PATH", path)
+        .env("KUBECONFIG", kubeconfig)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting kubectl sluice dashboard")
+}
+
+/// Runs the dashboard as the user of `kubeconfig` and expects it to refuse to start; returns
+/// what it said.
+async fn refused(
+    env: &TestEnv,
+    kubeconfig: &std::path::Path,
+    args: &[&str],
+) -> anyhow::Result<String> {
+    let child = plugin(env, kubeconfig, args)?;
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .context("the dashboard neither started nor stopped within 60 s")??;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    ensure!(
+        !out.status.success(),
+        "it should have refused to start: {stdout}"
+    );
+    ensure!(
+        !stdout.contains("dashboard: http"),
+        "it should not listen: {stdout}"
+    );
+    Ok(String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn screenshot_path(name: &str) -> PathBuf {
+    let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("target"));
+    target
+        .join("screenshots")
+        .join(format!("dashboard-{name}.png"))
+}
+
+/// Presses control `name` on the Rollout's page and confirms it in the page's dialog.
+async fn press(browser: &Browser, name: &str) -> anyhow::Result<()> {
+    browser.click(&format!("#btn-{name}")).await?;
+    browser
+        .wait_text("#confirm-title", "the confirm dialog", LIMIT, |t| {
+            t.to_lowercase().starts_with(name)
+        })
+        .await?;
+    browser.click("#confirm-yes").await
+}
+
+#[tokio::test]
+async fn the_dashboard_follows_and_steers_a_canary() {
+    TestEnv::run("dashboard", |env| async move {
+        let browser = Browser::start().await?;
+        env.attach_log(browser.log.clone());
+        let _controller = ControllerProcess::start(&env)?;
+        create_services(&env, &["web-canary"]).await?;
+
+        // A web metric the background analysis reads every second.
+        let served = Arc::new(AtomicUsize::new(0));
+        let counter = served.clone();
+        let app = axum::Router::new().route(
+            "/rate",
+            get(move || {
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                async move { json_body(json!({"rate": RATES[n % RATES.len()]})) }
+            }),
+        );
+        let base = serve(app).await?;
+        let template: AnalysisTemplate = serde_json::from_value(json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisTemplate",
+            "metadata": {"name": "success-rate"},
+            "spec": {"metrics": [{
+                "name": "success-rate", "interval": "1s",
+                // 0.95 fails it, tolerated: the page shows the failing point and why.
+                "successCondition": "result >= 0.955", "failureLimit": 50,
+                "provider": {"web": {"url": format!("{base}/rate"), "jsonPath": "{$.rate}"}}
+            }]}
+        }))?;
+        env.api::<AnalysisTemplate>()
+            .create(&Default::default(), &template)
+            .await?;
+
+        let ro = rollout(
+            "web",
+            4,
+            json!({"canary": {"canaryService": "web-canary",
+                "analysis": {"templates": [{"templateName": "success-rate"}]},
+                "steps": [{"setWeight": 25}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]}}),
+        )?;
+        create_rollout(&env, &ro).await?;
+        wait_healthy(&env, "web", 4, LIMIT).await?;
+        set_image(&env, "web", "registry.example/web:2").await?;
+        wait_paused_at(&env, "web", 1, LIMIT).await?;
+
+        let dash = Dashboard::start(&env).await?;
+
+        // The list page: the paused canary, its step and weight, its analysis values.
+        browser.goto(&dash.url).await?;
+        let row = format!("tr[data-rollout=\"{}/web\"]", env.namespace);
+        let text = browser
+            .wait_text(&row, "the list to show web paused at step 1 of 5, canary 25%", LIMIT, |t| {
+                t.contains("web")
+                    && t.contains("Paused")
+                    && t.contains("1 of 5")
+                    && t.contains("canary 25%")
+            })
+            .await?;
+        ensure!(text.contains("registry.example/web:2"), "{text}");
+        wait_sparkline(&browser, &row).await?;
+        browser.screenshot_page(&screenshot_path("list")).await?;
+
+        // The Rollout's page, reached from the list.
+        browser.click(&format!("{row} .c-name a")).await?;
+        browser
+            .wait_text("#step", "the page to show step 1 of 5", LIMIT, |t| t == "1 of 5")
+            .await?;
+        browser
+            .wait_text("#canary-weight", "canary weight 25%", LIMIT, |t| t == "25%")
+            .await?;
+        browser
+            .wait_text("#steps li.current", "the pause step marked", LIMIT, |t| {
+                t.contains("pause until promoted")
+            })
+            .await?;
+
+        // A promotion pressed on the page moves the step and the weight.
+        press(&browser, "promote").await?;
+        browser
+            .wait_text("#control-result", "the promotion's result", LIMIT, |t| {
+                t.contains("promoted")
+            })
+            .await?;
+        browser
+            .wait_text("#step", "the page to show step 3 of 5", LIMIT, |t| t == "3 of 5")
+            .await?;
+        browser
+            .wait_text("#canary-weight", "canary weight 50%", LIMIT, |t| t == "50%")
+            .await?;
+        browser
+            .wait_text("#stable-weight", "stable weight 50%", LIMIT, |t| t == "50%")
+            .await?;
+
+        // A control that does not apply says why, and writes nothing.
+        press(&browser, "retry").await?;
+        browser
+            .wait_text("#control-result", "retry refused", LIMIT, |t| {
+                t.contains("is not aborted: nothing to retry")
+            })
+            .await?;
+
+        // Cancel in the dialog sends nothing.
+        browser.click("#btn-abort").await?;
+        browser.click("#confirm-no").await?;
+        let st = rollouts(&env).get("web").await?.status.context("status")?;
+        ensure!(st.abort != Some(true), "a cancelled abort must not be sent");
+
+        // Measurements on the page, the failing one with its condition, then its screenshot.
+        wait_for_points(&browser).await?;
+        browser
+            .wait_text(".metric .failing", "the failing measurement and why", LIMIT, |t| {
+                t.contains("successCondition `result >= 0.955` is false for result 0.95")
+            })
+            .await?;
+        browser.screenshot_page(&screenshot_path("rollout")).await?;
+
+        // Abort, confirmed on the page, reaches the API server.
+        press(&browser, "abort").await?;
+        browser
+            .wait_text("#control-result", "the abort's result", LIMIT, |t| {
+                t.contains("aborted")
+            })
+            .await?;
+        wait_status(&env, "web", "the Rollout aborted", LIMIT, |s| {
+            s.abort == Some(true)
+        })
+        .await?;
+        wait_status(&env, "web", "the Rollout Degraded", LIMIT, |s| {
+            phase(s) == Some(RolloutPhase::Degraded)
+        })
+        .await?;
+        browser
+            .wait_text("#canary-weight", "canary weight back to 0%", LIMIT, |t| t == "0%")
+            .await?;
+        browser
+            .wait_text("h1", "the page to show Degraded", LIMIT, |t| t.contains("Degraded"))
+            .await?;
+        browser.screenshot_page(&screenshot_path("aborted")).await?;
+
+        // The page's server refuses a control without its header (a form on another site),
+        // and requests for another host name (DNS rebinding).
+        let http = reqwest::Client::new();
+        let control = format!("{}api/rollouts/{}/web/retry", dash.url, env.namespace);
+        let res = http.post(&control).send().await?;
+        ensure!(res.status() == 403, "a control without the header: {}", res.status());
+        let res = http
+            .get(&dash.url)
+            .header("host", "dashboard.example:80")
+            .send()
+            .await?;
+        ensure!(res.status() == 421, "another host name: {}", res.status());
+        ensure!(
+            served.load(Ordering::SeqCst) > 0,
+            "the analysis endpoint was never read"
+        );
+        Ok(())
+    })
+    .await;
+}
+
+/// Waits until the row's sparkline has at least two values.
+#[tokio::test]
+async fn the_dashboard_says_what_keeps_it_from_starting() {
+    TestEnv::run("dashboard-refused", |env| async move {
+        // A user with no Role at all.
+        let sa: k8s_openapi::api::core::v1::ServiceAccount = serde_json::from_value(
+            json!({"metadata": {"name": "nobody", "namespace": env.namespace}}),
+        )?;
+        env.api::<k8s_openapi::api::core::v1::ServiceAccount>()
+            .create(&Default::default(), &sa)
+            .await?;
+        let nobody = e2e::identity::token_kubeconfig(
+            &env.client,
+            &env.cluster.kubeconfig,
+            &env.namespace,
+            "nobody",
+            &std::env::temp_dir().join(format!("sluice-{}-nobody.kubeconfig", env.namespace)),
+        )
+        .await?;
+        let said = refused(&env, &nobody, &["--port", "0"]).await?;
+        ensure!(
+            said.contains(&format!(
+                "forbidden: you may not list rollouts.sluice.dev in namespace {}",
+                env.namespace
+            )),
+            "{said}"
+        );
+
+        // A port another program holds.
+        let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = taken.local_addr()?.port().to_string();
+        let said = refused(&env, &env.cluster.kubeconfig, &["--port", &port]).await?;
+        ensure!(
+            said.contains(&format!("port {port} on 127.0.0.1 is in use")),
+            "{said}"
+        );
+
+        // An API server that is not there.
+        let admin = std::fs::read_to_string(&env.cluster.kubeconfig)?;
+        let gone = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let server = regex::Regex::new(r"server: https://[^\s]+")?
+            .replace(&admin, format!("server: https://127.0.0.1:{gone}"))
+            .into_owned();
+        let unreachable =
+            std::env::temp_dir().join(format!("sluice-{}-gone.kubeconfig", env.namespace));
+        std::fs::write(&unreachable, server)?;
+        let said = refused(&env, &unreachable, &["--port", "0"]).await?;
+        ensure!(
+            said.contains(&format!(
+                "cannot reach the API server: https://127.0.0.1:{gone}"
+            )) && said.to_lowercase().contains("connection refused"),
+            "{said}"
+        );
+        // The first holds a token, if a powerless one: no credential is left behind.
+        let _ = std::fs::remove_file(&nobody);
+        let _ = std::fs::remove_file(&unreachable);
+        Ok(())
+    })
+    .await;
+}
+
+async fn wait_sparkline(browser: &Browser, row: &str) -> anyhow::Result<()> {
+    let script = "const s = document.querySelector(arguments[0]); \
+                  return s ? s.getAttribute('data-values') : null;";
+    let css = format!("{row} svg.spark");
+    e2e::wait_for("a sparkline of the analysis values", LIMIT, || async {
+        let v = browser.execute(script, json!([css])).await?;
+        Ok(v.as_str().filter(|s| s.split(',').count() >= 2).map(|_| ()))
+    })
+    .await
+}
+
+/// Waits until a metric chart on the page has at least three measurements.
+async fn wait_for_points(browser: &Browser) -> anyhow::Result<()> {
+    let script = "return document.querySelectorAll('.metric svg.chart circle').length;";
+    e2e::wait_for("measurements charted on the page", LIMIT, || async {
+        let n = browser.execute(script, json!([])).await?;
+        Ok((n.as_u64().unwrap_or(0) >= 3).then_some(()))
+    })
+    .await
+}
