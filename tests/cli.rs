@@ -80,19 +80,26 @@ async fn plugin(env: &TestEnv, args: &[&str]) -> anyhow::Result<(bool, String, S
     Ok((out.code == 0, out.stdout, out.stderr))
 }
 
+/// The controller, and Rollout `web` (2 pods; a canary of setWeight 50, pause, setWeight 100
+/// over the Service `web-canary`) once Healthy.
+async fn start_healthy_web(env: &TestEnv) -> anyhow::Result<ControllerProcess> {
+    let controller = ControllerProcess::start(env)?;
+    create_services(env, &["web-canary"]).await?;
+    let ro = rollout(
+        "web",
+        2,
+        json!({"canary": {"canaryService": "web-canary", "abortScaleDownDelaySeconds": 1,
+            "steps": [{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]}}),
+    )?;
+    create_rollout(env, &ro).await?;
+    wait_healthy(env, "web", 2, LIMIT).await?;
+    Ok(controller)
+}
+
 #[tokio::test]
 async fn kubectl_sluice_steers_a_release() {
     TestEnv::run("cli-steer", |env| async move {
-        let _controller = ControllerProcess::start(&env)?;
-        create_services(&env, &["web-canary"]).await?;
-        let ro = rollout(
-            "web",
-            2,
-            json!({"canary": {"canaryService": "web-canary", "abortScaleDownDelaySeconds": 1,
-                "steps": [{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]}}),
-        )?;
-        create_rollout(&env, &ro).await?;
-        wait_healthy(&env, "web", 2, LIMIT).await?;
+        let _controller = start_healthy_web(&env).await?;
 
         let (ok, _, err) = plugin(&env, &["abort", "web"]).await?;
         ensure!(
@@ -236,16 +243,7 @@ async fn pod_names(env: &TestEnv, name: &str) -> anyhow::Result<Vec<String>> {
 #[tokio::test]
 async fn kubectl_sluice_day_to_day() {
     TestEnv::run("cli-daily", |env| async move {
-        let _controller = ControllerProcess::start(&env)?;
-        create_services(&env, &["web-canary"]).await?;
-        let ro = rollout(
-            "web",
-            2,
-            json!({"canary": {"canaryService": "web-canary", "abortScaleDownDelaySeconds": 1,
-                "steps": [{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]}}),
-        )?;
-        create_rollout(&env, &ro).await?;
-        wait_healthy(&env, "web", 2, LIMIT).await?;
+        let _controller = start_healthy_web(&env).await?;
         let out = sluice(&env, &["status", "web"]).await?;
         ensure!(
             out.code == 0 && out.stdout.contains("web: Healthy"),

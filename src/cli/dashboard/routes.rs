@@ -56,31 +56,30 @@ pub struct Shared {
 
 impl Shared {
     fn list(&self) -> ListView {
-        let (rollouts, runs, replica_sets, events) = self.state();
-        let snap = Snapshot {
-            rollouts: &rollouts,
-            runs: &runs,
-            replica_sets: &replica_sets,
-            events: &events,
-        };
-        view::list(snap, &self.scope.describe(), self.watches.problems())
+        self.with_snapshot(|snap| view::list(snap, &self.scope.describe(), self.watches.problems()))
     }
 
     fn rollout(&self, namespace: &str, name: &str) -> RolloutView {
+        self.with_snapshot(|snap| {
+            view::rollout(
+                snap,
+                namespace,
+                name,
+                Timestamp::now(),
+                self.watches.problems(),
+            )
+        })
+    }
+
+    /// `f` over what the watches hold now.
+    fn with_snapshot<T>(&self, f: impl FnOnce(Snapshot<'_>) -> T) -> T {
         let (rollouts, runs, replica_sets, events) = self.state();
-        let snap = Snapshot {
+        f(Snapshot {
             rollouts: &rollouts,
             runs: &runs,
             replica_sets: &replica_sets,
             events: &events,
-        };
-        view::rollout(
-            snap,
-            namespace,
-            name,
-            Timestamp::now(),
-            self.watches.problems(),
-        )
+        })
     }
 
     #[allow(clippy::type_complexity)]
