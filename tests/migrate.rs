@@ -25,11 +25,28 @@ fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/migrate")
 }
 
+/// Runs `kubectl sluice ARGS` as a user does: through the real kubectl (the plugin found on the
+/// PATH) when `SLUICE_K8S_BIN` names one, as `make test` does; else the plugin itself.
 fn plugin(args: &[&str]) -> anyhow::Result<Output> {
-    Command::new(env!("CARGO_BIN_EXE_kubectl-sluice"))
+    let exe = Path::new(env!("CARGO_BIN_EXE_kubectl-sluice"));
+    let Ok(bin) = std::env::var("SLUICE_K8S_BIN") else {
+        return Command::new(exe)
+            .args(args)
+            .output()
+            .context("running kubectl-sluice");
+    };
+    let plugin_dir = exe.parent().context("plugin dir")?;
+    let path = format!(
+        "{}:{}",
+        plugin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    Command::new(Path::new(&bin).join("kubectl"))
+        .arg("sluice")
         .args(args)
+        .env("PATH", path)
         .output()
-        .context("running kubectl-sluice")
+        .context("running kubectl sluice")
 }
 
 fn out_dir(name: &str) -> anyhow::Result<PathBuf> {
