@@ -154,150 +154,12 @@ async fn the_dashboard_follows_and_steers_a_canary() {
         env.attach_log(browser.log.clone());
         let _controller = ControllerProcess::start(&env)?;
         create_services(&env, &["web-canary"]).await?;
-
-        // A web metric the background analysis reads every second.
-        let served = Arc::new(AtomicUsize::new(0));
-        let counter = served.clone();
-        let app = axum::Router::new().route(
-            "/rate",
-            get(move || {
-                let n = counter.fetch_add(1, Ordering::SeqCst);
-                async move { json_body(json!({"rate": RATES[n % RATES.len()]})) }
-            }),
-        );
-        let base = serve(app).await?;
-        let template: AnalysisTemplate = serde_json::from_value(json!({
-            "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisTemplate",
-            "metadata": {"name": "success-rate"},
-            "spec": {"metrics": [{
-                "name": "success-rate", "interval": "1s",
-                // 0.95 fails it, tolerated: the page shows the failing point and why.
-                "successCondition": "result >= 0.955", "failureLimit": 50,
-                "provider": {"web": {"url": format!("{base}/rate"), "jsonPath": "{$.rate}"}}
-            }]}
-        }))?;
-        env.api::<AnalysisTemplate>()
-            .create(&Default::default(), &template)
-            .await?;
-
-        let ro = rollout(
-            "web",
-            4,
-            json!({"canary": {"canaryService": "web-canary",
-                "analysis": {"templates": [{"templateName": "success-rate"}]},
-                "steps": [{"setWeight": 25}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]}}),
-        )?;
-        create_rollout(&env, &ro).await?;
-        wait_healthy(&env, "web", 4, LIMIT).await?;
-        set_image(&env, "web", "registry.example/web:2").await?;
-        wait_paused_at(&env, "web", 1, LIMIT).await?;
-
+        let served = paused_canary_with_analysis(&env).await?;
         let dash = Dashboard::start(&env).await?;
-
-        // The list page: the paused canary, its step and weight, its analysis values.
-        browser.goto(&dash.url).await?;
-        let row = format!("tr[data-rollout=\"{}/web\"]", env.namespace);
-        let text = browser
-            .wait_text(&row, "the list to show web paused at step 1 of 5, canary 25%", LIMIT, |t| {
-                t.contains("web")
-                    && t.contains("Paused")
-                    && t.contains("1 of 5")
-                    && t.contains("canary 25%")
-            })
-            .await?;
-        ensure!(text.contains("registry.example/web:2"), "{text}");
-        wait_sparkline(&browser, &row).await?;
-        browser.screenshot_page(&screenshot_path("list")).await?;
-
-        // The Rollout's page, reached from the list.
-        browser.click(&format!("{row} .c-name a")).await?;
-        browser
-            .wait_text("#step", "the page to show step 1 of 5", LIMIT, |t| t == "1 of 5")
-            .await?;
-        browser
-            .wait_text("#canary-weight", "canary weight 25%", LIMIT, |t| t == "25%")
-            .await?;
-        browser
-            .wait_text("#steps li.current", "the pause step marked", LIMIT, |t| {
-                t.contains("pause until promoted")
-            })
-            .await?;
-
-        // A promotion pressed on the page moves the step and the weight.
-        press(&browser, "promote").await?;
-        browser
-            .wait_text("#control-result", "the promotion's result", LIMIT, |t| {
-                t.contains("promoted")
-            })
-            .await?;
-        browser
-            .wait_text("#step", "the page to show step 3 of 5", LIMIT, |t| t == "3 of 5")
-            .await?;
-        browser
-            .wait_text("#canary-weight", "canary weight 50%", LIMIT, |t| t == "50%")
-            .await?;
-        browser
-            .wait_text("#stable-weight", "stable weight 50%", LIMIT, |t| t == "50%")
-            .await?;
-
-        // A control that does not apply says why, and writes nothing.
-        press(&browser, "retry").await?;
-        browser
-            .wait_text("#control-result", "retry refused", LIMIT, |t| {
-                t.contains("is not aborted: nothing to retry")
-            })
-            .await?;
-
-        // Cancel in the dialog sends nothing.
-        browser.click("#btn-abort").await?;
-        browser.click("#confirm-no").await?;
-        let st = rollouts(&env).get("web").await?.status.context("status")?;
-        ensure!(st.abort != Some(true), "a cancelled abort must not be sent");
-
-        // Measurements on the page, the failing one with its condition, then its screenshot.
-        wait_for_points(&browser).await?;
-        browser
-            .wait_text(".metric .failing", "the failing measurement and why", LIMIT, |t| {
-                t.contains("successCondition `result >= 0.955` is false for result 0.95")
-            })
-            .await?;
-        browser.screenshot_page(&screenshot_path("rollout")).await?;
-
-        // Abort, confirmed on the page, reaches the API server.
-        press(&browser, "abort").await?;
-        browser
-            .wait_text("#control-result", "the abort's result", LIMIT, |t| {
-                t.contains("aborted")
-            })
-            .await?;
-        wait_status(&env, "web", "the Rollout aborted", LIMIT, |s| {
-            s.abort == Some(true)
-        })
-        .await?;
-        wait_status(&env, "web", "the Rollout Degraded", LIMIT, |s| {
-            phase(s) == Some(RolloutPhase::Degraded)
-        })
-        .await?;
-        browser
-            .wait_text("#canary-weight", "canary weight back to 0%", LIMIT, |t| t == "0%")
-            .await?;
-        browser
-            .wait_text("h1", "the page to show Degraded", LIMIT, |t| t.contains("Degraded"))
-            .await?;
-        browser.screenshot_page(&screenshot_path("aborted")).await?;
-
-        // The page's server refuses a control without its header (a form on another site),
-        // and requests for another host name (DNS rebinding).
-        let http = reqwest::Client::new();
-        let control = format!("{}api/rollouts/{}/web/retry", dash.url, env.namespace);
-        let res = http.post(&control).send().await?;
-        ensure!(res.status() == 403, "a control without the header: {}", res.status());
-        let res = http
-            .get(&dash.url)
-            .header("host", "dashboard.example:80")
-            .send()
-            .await?;
-        ensure!(res.status() == 421, "another host name: {}", res.status());
+        let row = list_page_shows_the_canary(&browser, &env, &dash).await?;
+        rollout_page_follows_a_promotion(&browser, &env, &row).await?;
+        abort_on_the_page(&browser, &env).await?;
+        the_server_refuses_other_sites(&env, &dash).await?;
         ensure!(
             served.load(Ordering::SeqCst) > 0,
             "the analysis endpoint was never read"
@@ -305,6 +167,198 @@ async fn the_dashboard_follows_and_steers_a_canary() {
         Ok(())
     })
     .await;
+}
+
+/// A web metric the background analysis reads every second, and Rollout `web` released to
+/// its first pause with it; returns how many times the metric was read.
+async fn paused_canary_with_analysis(env: &TestEnv) -> anyhow::Result<Arc<AtomicUsize>> {
+    let served = Arc::new(AtomicUsize::new(0));
+    let counter = served.clone();
+    let app = axum::Router::new().route(
+        "/rate",
+        get(move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move { json_body(json!({"rate": RATES[n % RATES.len()]})) }
+        }),
+    );
+    let base = serve(app).await?;
+    let template: AnalysisTemplate = serde_json::from_value(json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisTemplate",
+        "metadata": {"name": "success-rate"},
+        "spec": {"metrics": [{
+            "name": "success-rate", "interval": "1s",
+            // 0.95 fails it, tolerated: the page shows the failing point and why.
+            "successCondition": "result >= 0.955", "failureLimit": 50,
+            "provider": {"web": {"url": format!("{base}/rate"), "jsonPath": "{$.rate}"}}
+        }]}
+    }))?;
+    env.api::<AnalysisTemplate>()
+        .create(&Default::default(), &template)
+        .await?;
+
+    let ro = rollout(
+        "web",
+        4,
+        json!({"canary": {"canaryService": "web-canary",
+            "analysis": {"templates": [{"templateName": "success-rate"}]},
+            "steps": [{"setWeight": 25}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]}}),
+    )?;
+    create_rollout(env, &ro).await?;
+    wait_healthy(env, "web", 4, LIMIT).await?;
+    set_image(env, "web", "registry.example/web:2").await?;
+    wait_paused_at(env, "web", 1, LIMIT).await?;
+    Ok(served)
+}
+
+/// The list page: the paused canary, its step and weight, its analysis values. Returns the
+/// row's selector.
+async fn list_page_shows_the_canary(
+    browser: &Browser,
+    env: &TestEnv,
+    dash: &Dashboard,
+) -> anyhow::Result<String> {
+    browser.goto(&dash.url).await?;
+    let row = format!("tr[data-rollout=\"{}/web\"]", env.namespace);
+    let text = browser
+        .wait_text(
+            &row,
+            "the list to show web paused at step 1 of 5, canary 25%",
+            LIMIT,
+            |t| {
+                t.contains("web")
+                    && t.contains("Paused")
+                    && t.contains("1 of 5")
+                    && t.contains("canary 25%")
+            },
+        )
+        .await?;
+    ensure!(text.contains("registry.example/web:2"), "{text}");
+    wait_sparkline(browser, &row).await?;
+    browser.screenshot_page(&screenshot_path("list")).await?;
+    Ok(row)
+}
+
+/// The Rollout's page, reached from the list: a promotion pressed on the page moves the step
+/// and the weight; a control that does not apply says why; cancel sends nothing.
+async fn rollout_page_follows_a_promotion(
+    browser: &Browser,
+    env: &TestEnv,
+    row: &str,
+) -> anyhow::Result<()> {
+    // The Rollout's page, reached from the list.
+    browser.click(&format!("{row} .c-name a")).await?;
+    browser
+        .wait_text("#step", "the page to show step 1 of 5", LIMIT, |t| {
+            t == "1 of 5"
+        })
+        .await?;
+    browser
+        .wait_text("#canary-weight", "canary weight 25%", LIMIT, |t| t == "25%")
+        .await?;
+    browser
+        .wait_text("#steps li.current", "the pause step marked", LIMIT, |t| {
+            t.contains("pause until promoted")
+        })
+        .await?;
+
+    // A promotion pressed on the page moves the step and the weight.
+    press(browser, "promote").await?;
+    browser
+        .wait_text("#control-result", "the promotion's result", LIMIT, |t| {
+            t.contains("promoted")
+        })
+        .await?;
+    browser
+        .wait_text("#step", "the page to show step 3 of 5", LIMIT, |t| {
+            t == "3 of 5"
+        })
+        .await?;
+    browser
+        .wait_text("#canary-weight", "canary weight 50%", LIMIT, |t| t == "50%")
+        .await?;
+    browser
+        .wait_text("#stable-weight", "stable weight 50%", LIMIT, |t| t == "50%")
+        .await?;
+
+    // A control that does not apply says why, and writes nothing.
+    press(browser, "retry").await?;
+    browser
+        .wait_text("#control-result", "retry refused", LIMIT, |t| {
+            t.contains("is not aborted: nothing to retry")
+        })
+        .await?;
+
+    // Cancel in the dialog sends nothing.
+    browser.click("#btn-abort").await?;
+    browser.click("#confirm-no").await?;
+    let st = rollouts(env).get("web").await?.status.context("status")?;
+    ensure!(st.abort != Some(true), "a cancelled abort must not be sent");
+
+    // Measurements on the page, the failing one with its condition, then its screenshot.
+    wait_for_points(browser).await?;
+    browser
+        .wait_text(
+            ".metric .failing",
+            "the failing measurement and why",
+            LIMIT,
+            |t| t.contains("successCondition `result >= 0.955` is false for result 0.95"),
+        )
+        .await?;
+    browser.screenshot_page(&screenshot_path("rollout")).await?;
+    Ok(())
+}
+
+/// Abort, confirmed on the page, reaches the API server, and the page follows.
+async fn abort_on_the_page(browser: &Browser, env: &TestEnv) -> anyhow::Result<()> {
+    // Abort, confirmed on the page, reaches the API server.
+    press(browser, "abort").await?;
+    browser
+        .wait_text("#control-result", "the abort's result", LIMIT, |t| {
+            t.contains("aborted")
+        })
+        .await?;
+    wait_status(env, "web", "the Rollout aborted", LIMIT, |s| {
+        s.abort == Some(true)
+    })
+    .await?;
+    wait_status(env, "web", "the Rollout Degraded", LIMIT, |s| {
+        phase(s) == Some(RolloutPhase::Degraded)
+    })
+    .await?;
+    browser
+        .wait_text("#canary-weight", "canary weight back to 0%", LIMIT, |t| {
+            t == "0%"
+        })
+        .await?;
+    browser
+        .wait_text("h1", "the page to show Degraded", LIMIT, |t| {
+            t.contains("Degraded")
+        })
+        .await?;
+    browser.screenshot_page(&screenshot_path("aborted")).await?;
+    Ok(())
+}
+
+/// The page's server refuses a control without its header (a form on another site), and
+/// requests for another host name (DNS rebinding).
+async fn the_server_refuses_other_sites(env: &TestEnv, dash: &Dashboard) -> anyhow::Result<()> {
+    // The page's server refuses a control without its header (a form on another site),
+    // and requests for another host name (DNS rebinding).
+    let http = reqwest::Client::new();
+    let control = format!("{}api/rollouts/{}/web/retry", dash.url, env.namespace);
+    let res = http.post(&control).send().await?;
+    ensure!(
+        res.status() == 403,
+        "a control without the header: {}",
+        res.status()
+    );
+    let res = http
+        .get(&dash.url)
+        .header("host", "dashboard.example:80")
+        .send()
+        .await?;
+    ensure!(res.status() == 421, "another host name: {}", res.status());
+    Ok(())
 }
 
 /// Waits until the row's sparkline has at least two values.
