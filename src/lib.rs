@@ -6,6 +6,7 @@
 pub mod analysis;
 pub mod api;
 pub mod cli;
+pub mod exercise;
 pub mod leader;
 pub mod notify;
 pub mod providers;
