@@ -35,6 +35,18 @@ const GAUGE: &str = "sluice_chart_success_rate";
 const NOT_EXERCISED: &[(&str, &str, &str, &str)] = &[
     (
         "sluice.dev",
+        "rolloutexercises",
+        "patch",
+        "a rollback exercise's finalizer (tests/exercise.rs)",
+    ),
+    (
+        "sluice.dev",
+        "rolloutexercises/status",
+        "update",
+        "a rollback exercise's runs (tests/exercise.rs)",
+    ),
+    (
+        "sluice.dev",
         "rollouts/status",
         "patch",
         "the conditions of a Rollout that does not parse (tests/malformed.rs)",

@@ -3,7 +3,7 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use super::{AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate, Rollout};
+use super::{AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate, Rollout, RolloutExercise};
 
 /// Every CRD with the file name it is kept under in `crds/`.
 pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
@@ -15,6 +15,7 @@ pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
             ClusterAnalysisTemplate::crd(),
         ),
         ("analysisruns.yaml", AnalysisRun::crd()),
+        ("rolloutexercises.yaml", RolloutExercise::crd()),
     ]
 }
 
@@ -65,6 +66,9 @@ mod tests {
                     serde_json::from_value::<ClusterAnalysisTemplate>(value).map(|_| ())
                 }
                 "AnalysisRun" => serde_json::from_value::<AnalysisRun>(value).map(|_| ()),
+                "RolloutExercise" => {
+                    serde_json::from_value::<crate::api::RolloutExercise>(value).map(|_| ())
+                }
                 other => panic!("{}: unexpected kind {other:?}", path.display()),
             };
             parsed.unwrap_or_else(|e| panic!("{}: {e}", path.display()));

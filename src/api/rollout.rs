@@ -692,6 +692,10 @@ pub struct RolloutStatus {
     /// one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notifications: Option<NotificationLog>,
+    /// A rollback exercise under way (`RolloutExercise`): its faulty revision is released
+    /// instead of the template while this is here, and the spec never changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exercise: Option<super::exercise::ExerciseInForce>,
 }
 
 /// The last notifications of a Rollout, oldest first.
@@ -711,7 +715,7 @@ pub struct NotificationLog {
 pub struct NotificationRecord {
     pub id: i64,
     /// `on-release-started`, `on-step-completed`, `on-paused`, `on-promoted`, `on-aborted`,
-    /// `on-analysis-inconclusive` or `on-recovered`.
+    /// `on-analysis-inconclusive`, `on-recovered` or `on-exercise-failed`.
     pub trigger: String,
     /// The revision (pod-template hash) the decision is about.
     pub revision: String,

@@ -39,6 +39,7 @@ impl Notice {
             Some(Trigger::Aborted) => "Release aborted",
             Some(Trigger::AnalysisInconclusive) => "Analysis inconclusive",
             Some(Trigger::Recovered) => "Recovered",
+            Some(Trigger::ExerciseFailed) => "Rollback exercise failed",
             None => "Rollout",
         };
         format!("{what}: {}/{}", self.namespace, self.name)
@@ -170,10 +171,10 @@ pub fn pagerduty(n: &Notice, routing_key: &str) -> Result<Value, String> {
             }));
         }
         Some(Trigger::Aborted) => "critical",
-        Some(Trigger::AnalysisInconclusive) => "warning",
+        Some(Trigger::AnalysisInconclusive | Trigger::ExerciseFailed) => "warning",
         _ => {
             return Err(format!(
-                "PagerDuty receivers take on-aborted, on-analysis-inconclusive, on-promoted and on-recovered, not {}",
+                "PagerDuty receivers take on-aborted, on-analysis-inconclusive, on-exercise-failed, on-promoted and on-recovered, not {}",
                 n.record.trigger
             ));
         }

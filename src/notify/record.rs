@@ -33,10 +33,12 @@ pub enum Trigger {
     AnalysisInconclusive,
     /// The Rollout is Healthy again after an aborted release.
     Recovered,
+    /// A rollback exercise failed: its fault was not caught, or not in time.
+    ExerciseFailed,
 }
 
 impl Trigger {
-    pub const ALL: [Trigger; 7] = [
+    pub const ALL: [Trigger; 8] = [
         Trigger::ReleaseStarted,
         Trigger::StepCompleted,
         Trigger::Paused,
@@ -44,6 +46,7 @@ impl Trigger {
         Trigger::Aborted,
         Trigger::AnalysisInconclusive,
         Trigger::Recovered,
+        Trigger::ExerciseFailed,
     ];
 
     /// Its name in annotations, the configuration and the records.
@@ -56,6 +59,7 @@ impl Trigger {
             Trigger::Aborted => "on-aborted",
             Trigger::AnalysisInconclusive => "on-analysis-inconclusive",
             Trigger::Recovered => "on-recovered",
+            Trigger::ExerciseFailed => "on-exercise-failed",
         }
     }
 
@@ -118,8 +122,25 @@ fn notices(prev: &RolloutStatus, plan: &Plan) -> Vec<Notice> {
             with_analysis,
         })
     };
+    // A rollback exercise's release is a drill: it pages nobody, and only its failure is told.
+    let drill = |s: &RolloutStatus| {
+        s.exercise
+            .as_ref()
+            .and_then(|e| e.revision.as_deref())
+            .is_some_and(|r| r == desired)
+    };
+    let in_drill = drill(prev) || drill(&plan.status);
     for e in &plan.events {
         match e.reason {
+            "ExerciseFailed" => {
+                let revision = prev
+                    .exercise
+                    .as_ref()
+                    .and_then(|x| x.revision.clone())
+                    .unwrap_or_else(|| desired.clone());
+                push(Trigger::ExerciseFailed, &revision, &e.message, false)
+            }
+            _ if in_drill => {}
             "RolloutStarted" | "RolloutRetried" => {
                 push(Trigger::ReleaseStarted, &desired, &e.message, false)
             }

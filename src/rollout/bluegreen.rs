@@ -159,11 +159,30 @@ fn release(
         pre_line: None,
         post_line: None,
     };
+    if rel.exercise && plan.status.promote_full == Some(true) {
+        plan.status.promote_full = None;
+        super::release::safety_stop(rel, plan, "a request for a full promotion");
+    }
     match abort_or_retry(rel, plan) {
         Some(_) => aborted(rel, bg, runs, plan, &mut out),
-        None => progress(rel, bg, runs, switched, plan, &mut out),
+        None => {
+            if progress(rel, bg, runs, switched, plan, &mut out) == Next::ExerciseStop {
+                // A rollback exercise's preview passed everything before its promotion.
+                super::release::safety_stop(rel, plan, "its promotion");
+                abort_or_retry(rel, plan);
+                aborted(rel, bg, runs, plan, &mut out);
+            }
+        }
     }
     out
+}
+
+/// What `progress` leaves to its caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Next {
+    Done,
+    /// A rollback exercise reached its promotion: it must stop instead.
+    ExerciseStop,
 }
 
 /// The active Service never left (or goes back to) the stable; the preview Service stays on
@@ -204,7 +223,7 @@ fn progress(
     switched: bool,
     plan: &mut Plan,
     out: &mut Outcome,
-) {
+) -> Next {
     let promote_full = plan.status.promote_full == Some(true);
     if !promote_full {
         plan.active_runs
@@ -228,6 +247,9 @@ fn progress(
             }
             _ => true,
         };
+        if rel.exercise && pre_ok {
+            return Next::ExerciseStop;
+        }
         out.promoting =
             pre_ok && rel.ro.spec.paused != Some(true) && ready_to_promote(bg, plan, rel.now);
     }
@@ -236,6 +258,7 @@ fn progress(
     } else {
         preview(rel, preview_count, wait, plan, out);
     }
+    Next::Done
 }
 
 /// `previewReplicaCount`, within `replicas`.

@@ -66,10 +66,26 @@ impl Runs {
 
 /// Decides a canary Rollout: the steps, then the replicas and traffic of its kind.
 pub(super) fn decide(rel: &Release, canary: &CanaryStrategy, plan: &mut Plan) {
-    let Ok(limits) = Limits::resolve(rel.replicas, &canary.max_surge(), &canary.max_unavailable())
+    // A rollback exercise never scales the stable down, so the stable follows no weight.
+    let steady;
+    let canary = if rel.exercise && canary.dynamic_stable_scale == Some(true) {
+        steady = CanaryStrategy {
+            dynamic_stable_scale: None,
+            ..canary.clone()
+        };
+        &steady
+    } else {
+        canary
+    };
+    let Ok(mut limits) =
+        Limits::resolve(rel.replicas, &canary.max_surge(), &canary.max_unavailable())
     else {
         return;
     };
+    if rel.exercise {
+        // The canary's pods come on top of a stable kept at full size.
+        limits.max_surge = limits.max_surge.saturating_add(rel.replicas);
+    }
     let mv = if rel.settled() {
         settled(rel, canary, plan)
     } else {
@@ -137,6 +153,10 @@ fn release(rel: &Release, canary: &CanaryStrategy, plan: &mut Plan) -> Move {
         return aborted(rel, canary, plan);
     }
     let mut idx = step_index(plan.status.current_step_index, steps.len());
+    if rel.exercise && plan.status.promote_full == Some(true) {
+        plan.status.promote_full = None;
+        return stopped(rel, canary, plan, "a request for a full promotion");
+    }
     if plan.status.promote_full == Some(true) {
         if idx < steps.len() {
             plan.promote(
@@ -155,6 +175,10 @@ fn release(rel: &Release, canary: &CanaryStrategy, plan: &mut Plan) -> Move {
         return mv;
     }
     let idx = walk(rel, canary, plan, idx);
+    if let Some(point) = exercise_stop(rel, canary, idx) {
+        plan.status.current_step_index = Some(idx as i32);
+        return stopped(rel, canary, plan, &point);
+    }
     plan.status.current_step_index = Some(idx as i32);
     if idx != at_step {
         forget_step_run(rel, plan, idx);
@@ -165,6 +189,31 @@ fn release(rel: &Release, canary: &CanaryStrategy, plan: &mut Plan) -> Move {
     } else {
         at(rel, canary, plan, idx)
     }
+}
+
+/// Where a rollback exercise's release stops before going further (`release::safety_stop`):
+/// its promotion, a pause only a person would end, or a step giving it all the traffic.
+fn exercise_stop(rel: &Release, canary: &CanaryStrategy, idx: usize) -> Option<String> {
+    if !rel.exercise {
+        return None;
+    }
+    let Some(step) = canary.steps().get(idx) else {
+        return Some("its promotion".into());
+    };
+    if step.pause.as_ref().is_some_and(|p| p.duration.is_none()) {
+        return Some(format!("step {idx}, a pause only a person would end"));
+    }
+    if step.set_weight.is_some_and(|w| w >= 100) {
+        return Some(format!("step {idx}, which gives it all the traffic"));
+    }
+    None
+}
+
+/// A rollback exercise stopped at `point`: aborted as any release, traffic back first.
+fn stopped(rel: &Release, canary: &CanaryStrategy, plan: &mut Plan, point: &str) -> Move {
+    super::release::safety_stop(rel, plan, point);
+    abort_or_retry(rel, plan);
+    aborted(rel, canary, plan)
 }
 
 /// Traffic first: both Services select the stable pods in this same reconcile. The canary
@@ -250,8 +299,8 @@ fn held(
 /// steps done ask for follow `replicas` (a scaling while paused keeps their ratio), and the
 /// canary keeps whatever it already has of the current step's.
 fn frozen(rel: &Release, canary: &CanaryStrategy, idx: usize) -> Move {
-    let done = basic_targets(canary, rel.replicas, weight_at(canary, idx), idx);
-    let next = basic_targets(canary, rel.replicas, weight_at(canary, idx + 1), idx + 1);
+    let done = targets(rel, canary, weight_at(canary, idx), idx);
+    let next = targets(rel, canary, weight_at(canary, idx + 1), idx + 1);
     let between = |have: i32, a: i32, b: i32| have.clamp(a.min(b), a.max(b));
     let (new, stable) = (rel.group(&rel.desired), rel.group(&rel.stable));
     Move {
@@ -269,7 +318,7 @@ fn frozen(rel: &Release, canary: &CanaryStrategy, idx: usize) -> Move {
 fn moving(rel: &Release, canary: &CanaryStrategy, idx: usize) -> Move {
     let w = weight_at(canary, idx + 1);
     Move {
-        targets: basic_targets(canary, rel.replicas, w, idx + 1),
+        targets: targets(rel, canary, w, idx + 1),
         hold: None,
         services: Selectors::new(&rel.stable, &rel.desired),
     }
@@ -280,6 +329,9 @@ fn moving(rel: &Release, canary: &CanaryStrategy, idx: usize) -> Move {
 fn walk(rel: &Release, canary: &CanaryStrategy, plan: &mut Plan, mut idx: usize) -> usize {
     let steps = canary.steps();
     while let Some(step) = steps.get(idx) {
+        if exercise_stop(rel, canary, idx).is_some() {
+            break;
+        }
         let outcome = if let Some(w) = step.set_weight {
             weight_step(rel, canary, plan, idx, w)
         } else if let Some(p) = &step.pause {
@@ -305,7 +357,7 @@ fn weight_step(
     idx: usize,
     w: i32,
 ) -> Step {
-    let targets = basic_targets(canary, rel.replicas, w, idx + 1);
+    let targets = targets(rel, canary, w, idx + 1);
     if !counts_ready(rel, canary, targets) {
         return Step::Wait;
     }
@@ -572,6 +624,20 @@ fn canary_scale_at(canary: &CanaryStrategy, replicas: i32, upto: usize) -> Optio
 /// `setCanaryScale`). With a router the weight moves traffic, so the stable keeps every pod.
 /// Without one, the stable keeps its share rounded up, so the canary never serves more than
 /// its weight rounded up to one pod (both round-ups may surge one pod, as Argo Rollouts does).
+/// The replicas each revision has at a weight: [`basic_targets`], except that a rollback
+/// exercise never takes pods from the stable.
+fn targets(rel: &Release, canary: &CanaryStrategy, weight: i32, upto: usize) -> Targets {
+    let t = basic_targets(canary, rel.replicas, weight, upto);
+    if rel.exercise {
+        Targets {
+            stable: rel.replicas,
+            ..t
+        }
+    } else {
+        t
+    }
+}
+
 fn basic_targets(canary: &CanaryStrategy, replicas: i32, weight: i32, upto: usize) -> Targets {
     let by_weight = canary_replicas(replicas, weight);
     let new = canary_scale_at(canary, replicas, upto).unwrap_or(by_weight);

@@ -484,6 +484,15 @@ pub async fn run(
         recorder.clone(),
         shutdown.clone(),
     );
+    let exercises = crate::exercise::controller::run(
+        client.clone(),
+        opts.namespaces.clone(),
+        metrics.clone(),
+        recorder.clone(),
+        caches.rollouts.clone(),
+        caches.runs.clone(),
+        shutdown.clone(),
+    );
     let notifier = opts.notifications.clone().map(|source| {
         crate::notify::Notifier::start(
             client.clone(),
@@ -534,7 +543,7 @@ pub async fn run(
                 }
             }
         });
-    tokio::join!(rollouts, analysis, urgent);
+    tokio::join!(rollouts, analysis, exercises, urgent);
     if let Some(n) = &ctx.notifier {
         n.stop();
     }

@@ -49,6 +49,8 @@ pub const EVENT_REASONS: &[&str] = &[
     "WorkloadScaledDown",
     "AnalysisInconclusive",
     "AnalysisResumed",
+    "ExerciseEnded",
+    "ExerciseFailed",
 ];
 
 /// Restarts of a crash-looping container before the rollout is aborted.
@@ -87,14 +89,18 @@ pub enum AbortCause {
     PodsFailing,
     /// No progress within `progressDeadlineSeconds`, with `progressDeadlineAbort`.
     ProgressDeadline,
+    /// A rollback exercise's faulty revision reached the point of promotion (or a step that
+    /// would need a person, or full weight) without being caught: Sluice stopped it itself.
+    SafetyStop,
 }
 
 impl AbortCause {
-    pub const ALL: [AbortCause; 4] = [
+    pub const ALL: [AbortCause; 5] = [
         AbortCause::Request,
         AbortCause::AnalysisFailed,
         AbortCause::PodsFailing,
         AbortCause::ProgressDeadline,
+        AbortCause::SafetyStop,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -103,6 +109,7 @@ impl AbortCause {
             AbortCause::AnalysisFailed => "AnalysisFailed",
             AbortCause::PodsFailing => "PodsFailing",
             AbortCause::ProgressDeadline => "ProgressDeadline",
+            AbortCause::SafetyStop => "SafetyStop",
         }
     }
 
@@ -251,6 +258,7 @@ pub fn decide(ro: &Rollout, obs: &Observed, now: Timestamp) -> Plan {
     if let Some(prev) = ro.status.as_ref() {
         conditions::keep_transition_times(&prev.conditions, &mut plan.status.conditions);
     }
+    super::exercise::track(obs, &mut plan, now);
     plan
 }
 

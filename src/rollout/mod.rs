@@ -11,6 +11,7 @@ mod canary;
 pub mod conditions;
 pub mod controller;
 pub mod decide;
+mod exercise;
 pub mod hash;
 pub mod observe;
 pub mod pods;
@@ -20,5 +21,5 @@ pub mod replicas;
 mod routed;
 mod status;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 pub mod validate;

@@ -43,6 +43,9 @@ pub(super) struct Release<'a> {
     pub stable: String,
     /// Whose runs this reconcile uses (see `analysis::release_number`).
     pub number: i32,
+    /// The revision being released is a rollback exercise's faulty one: it is never
+    /// promoted, and the stable keeps its size.
+    pub exercise: bool,
 }
 
 impl<'a> Release<'a> {
@@ -147,6 +150,11 @@ pub(super) fn begin<'a>(
         replicas: ro.spec.replicas(),
         stable: plan.status.stable_rs.clone().unwrap_or_default(),
         number: analysis::release_number(&plan.status),
+        exercise: obs
+            .exercise
+            .as_ref()
+            .and_then(|e| e.revision.as_deref())
+            .is_some_and(|r| r == desired),
         desired,
         prev,
     })
@@ -329,6 +337,18 @@ fn mark_aborted(rel: &Release, plan: &mut Plan, cause: AbortCause, message: Stri
     plan.aborted = Some(cause);
     rel.progressing(plan, false, "RolloutAborted", &message);
     plan.event(EventType::Warning, "RolloutAborted", message);
+}
+
+/// A rollback exercise's faulty revision reached `point` (its promotion, a step only a
+/// person would pass, or full weight) without being caught: it is aborted as any release is,
+/// traffic back to stable in this same reconcile. `abort_or_retry` then carries the abort out.
+pub(super) fn safety_stop(rel: &Release, plan: &mut Plan, point: &str) {
+    plan.status.abort = Some(true);
+    let message = format!(
+        "exercise safety stop: revision {} reached {point} without being caught; all traffic back to stable {}",
+        rel.desired, rel.stable
+    );
+    mark_aborted(rel, plan, AbortCause::SafetyStop, message);
 }
 
 /// Fail fast, abort and retry, shared by every strategy. Returns when the release was

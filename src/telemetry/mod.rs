@@ -14,7 +14,7 @@ pub use rollouts::{Reconciled, RoleReplicas};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use axum::Router;
 use axum::http::{StatusCode, header};
@@ -40,6 +40,21 @@ pub struct MeasurementLabels {
     pub provider: String,
     /// `Successful`, `Failed`, `Inconclusive`, `Error` or `Running`.
     pub phase: String,
+}
+
+/// A rollback exercise.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExerciseLabels {
+    pub namespace: String,
+    pub exercise: String,
+}
+
+/// A rollback exercise and how one of its runs ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExerciseRunLabels {
+    pub namespace: String,
+    pub exercise: String,
+    pub result: String,
 }
 
 /// A notification receiver: its name in the configuration and its kind.
@@ -88,6 +103,11 @@ pub struct Metrics {
     pub notifications_sent: Family<ReceiverLabels, Counter>,
     pub notifications_failed: Family<ReceiverLabels, Counter>,
     pub notification_duration: Family<ReceiverLabels, Histogram>,
+    /// Rollback exercise runs ended, by result; the last run's figures.
+    pub exercise_runs: Family<ExerciseRunLabels, Counter>,
+    pub exercise_time_to_detect: Family<ExerciseLabels, Gauge<f64, AtomicU64>>,
+    pub exercise_time_to_safe: Family<ExerciseLabels, Gauge<f64, AtomicU64>>,
+    pub exercise_failed_requests: Family<ExerciseLabels, Gauge<i64, AtomicI64>>,
     ready: AtomicBool,
 }
 
@@ -193,6 +213,30 @@ impl Metrics {
                 Family::<ReceiverLabels, Histogram>::new_with_constructor(|| {
                     Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
                 }),
+            ),
+            exercise_runs: register(
+                &mut r,
+                "exercise_runs",
+                "Rollback exercise runs ended, by result (Passed, Failed, Skipped, Cancelled)",
+                Family::default(),
+            ),
+            exercise_time_to_detect: register(
+                &mut r,
+                "exercise_time_to_detect_seconds",
+                "The last exercise run's time from the fault going live to its detection",
+                Family::default(),
+            ),
+            exercise_time_to_safe: register(
+                &mut r,
+                "exercise_time_to_safe_seconds",
+                "The last exercise run's time from the fault going live to all traffic on stable",
+                Family::default(),
+            ),
+            exercise_failed_requests: register(
+                &mut r,
+                "exercise_failed_requests",
+                "Requests the last exercise run's faulty revision failed (when counted)",
+                Family::default(),
             ),
             registry: r,
             ready: AtomicBool::new(false),

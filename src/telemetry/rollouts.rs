@@ -58,9 +58,9 @@ struct Record {
     /// Desired and available replicas of the stable and the canary revision.
     replicas: Option<RoleReplicas>,
     /// Aborts by cause, in the order of `AbortCause::ALL`.
-    aborts: [u32; 4],
+    aborts: [u32; AbortCause::ALL.len()],
     /// Promotions by cause, in the order of `PromotionCause::ALL`.
-    promotions: [u32; 4],
+    promotions: [u32; PromotionCause::ALL.len()],
     /// Step, release and time-to-safe histograms, from the first release this controller saw
     /// start (most Rollouts at rest never pay for them).
     durations: Option<Box<Durations>>,
@@ -332,13 +332,20 @@ impl RolloutSeries {
         let (decided, written) = (r.decided.unwrap_or(now), r.written.unwrap_or(now));
         self.with(namespace, rollout, |rec| {
             if let Some(cause) = r.aborted
-                && let Some(i) = AbortCause::ALL.iter().position(|&c| c == cause)
+                && let Some(n) = AbortCause::ALL
+                    .iter()
+                    .position(|&c| c == cause)
+                    .and_then(|i| rec.aborts.get_mut(i))
             {
-                rec.aborts[i] = rec.aborts[i].saturating_add(1);
+                *n = n.saturating_add(1);
             }
             for cause in r.promotions {
-                if let Some(i) = PromotionCause::ALL.iter().position(|c| c == cause) {
-                    rec.promotions[i] = rec.promotions[i].saturating_add(1);
+                if let Some(n) = PromotionCause::ALL
+                    .iter()
+                    .position(|c| c == cause)
+                    .and_then(|i| rec.promotions.get_mut(i))
+                {
+                    *n = n.saturating_add(1);
                 }
             }
             let starts = r.release_started || r.aborted.is_some_and(AbortCause::is_automatic);
@@ -581,8 +588,8 @@ impl RolloutSeries {
         let aborts: Vec<&'static str> = AbortCause::ALL.iter().map(|c| c.as_str()).collect();
         let promotions: Vec<&'static str> =
             PromotionCause::ALL.iter().map(|c| c.as_str()).collect();
-        let of_aborts: fn(&Record) -> &[u32; 4] = |r| &r.aborts;
-        let of_promotions: fn(&Record) -> &[u32; 4] = |r| &r.promotions;
+        let of_aborts: fn(&Record) -> &[u32] = |r| &r.aborts;
+        let of_promotions: fn(&Record) -> &[u32] = |r| &r.promotions;
         for (name, help, causes, counts) in [
             (
                 "rollout_aborts",

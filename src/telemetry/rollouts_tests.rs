@@ -228,9 +228,20 @@ fn causes_count_from_zero_and_histograms_appear_with_the_first_release() {
             ..Default::default()
         },
     );
+    // Every cause counts, the last one added too (a safety stop once panicked here).
+    series.reconciled(
+        "shop",
+        "web",
+        &Reconciled {
+            aborted: Some(AbortCause::SafetyStop),
+            aborting: true,
+            ..Default::default()
+        },
+    );
     assert_has(
         &m.render(),
         &[
+            r#"sluice_rollout_aborts_total{namespace="shop",rollout="web",cause="SafetyStop"} 1"#,
             r#"sluice_rollout_aborts_total{namespace="shop",rollout="web",cause="AnalysisFailed"} 1"#,
             r#"sluice_rollout_aborts_total{namespace="shop",rollout="web",cause="Request"} 0"#,
             r#"sluice_rollout_promotions_total{namespace="shop",rollout="web",cause="Manual"} 2"#,

@@ -56,6 +56,8 @@ pub async fn observe(ro: &Rollout, from: &Sources<'_>) -> Result<World, Error> {
         .as_ref()
         .and_then(|w| caches.deployments.get(&ObjectRef::new(&w.name).within(&ns)));
     let (template, workload_replicas) = policy::workload(ro, deployment.as_deref());
+    // A rollback exercise in force releases its faulty template instead.
+    let (template, exercise) = policy::exercise(ro, template);
     let (replica_sets, observed_sets, pods) = replica_sets(ro, caches, &ns, from.restart_threshold);
     let (services, exists) = services(ro, caches, &ns);
     let uid = ro.uid().unwrap_or_default();
@@ -72,6 +74,7 @@ pub async fn observe(ro: &Rollout, from: &Sources<'_>) -> Result<World, Error> {
     Ok(World {
         observed: Observed {
             template,
+            exercise,
             workload_replicas,
             replica_sets: observed_sets,
             services: exists,
@@ -280,6 +283,9 @@ pub struct Observed {
     /// The pod template to run: the Rollout's own, or its `workloadRef` Deployment's. `None`
     /// when the referenced Deployment does not exist.
     pub template: Option<PodTemplateSpec>,
+    /// A rollback exercise named in the Rollout's status: the faulty revision `template` now
+    /// is, or why its fault is not applied.
+    pub exercise: Option<ObservedExercise>,
     /// The referenced Deployment's `spec.replicas`, when `workloadRef` is used.
     pub workload_replicas: Option<i32>,
     pub replica_sets: Vec<ObservedRs>,
@@ -295,6 +301,15 @@ pub struct Observed {
     /// Each object the traffic router names, by the Rollout field that names it: whether it
     /// has everything the Rollout needs (`Err` says what is missing).
     pub traffic: BTreeMap<String, Result<(), String>>,
+}
+
+/// A rollback exercise in force (`status.exercise`), as observe found it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ObservedExercise {
+    /// The faulty revision: `template` is the stable template with the fault applied.
+    pub revision: Option<String>,
+    /// Why the fault is not applied (`template` is then the Rollout's own).
+    pub refused: Option<String>,
 }
 
 /// One pod of the Rollout.

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::jiff::Timestamp;
 use kube::{Resource, ResourceExt};
 
-use super::{ObservedPod, ObservedRs, ObservedRun, PodFailure};
+use super::{ObservedExercise, ObservedPod, ObservedRs, ObservedRun, PodFailure};
 use crate::analysis::judge;
 use crate::analysis::template::{ArgContext, build_run, merge_templates, with_rollout_rules};
 use crate::api::analysis::{
@@ -41,6 +41,73 @@ pub fn workload(
             )
         }
         (None, None) => (None, None),
+    }
+}
+
+/// The template to run while a rollback exercise is in force (`status.exercise`): the
+/// stable template with the exercise's fault applied, as long as the Rollout's own template is
+/// still the revision the exercise started from (otherwise a real release began, and wins).
+/// Returns the template to run and what became of the exercise.
+pub fn exercise(
+    ro: &Rollout,
+    template: Option<PodTemplateSpec>,
+) -> (Option<PodTemplateSpec>, Option<ObservedExercise>) {
+    let Some(ex) = ro
+        .status
+        .as_ref()
+        .and_then(|s| s.exercise.as_ref())
+        .filter(|e| e.ended.is_none())
+    else {
+        return (template, None);
+    };
+    let Some(own) = template else {
+        let refused = "the Rollout has no pod template to apply the fault to".to_string();
+        return (
+            None,
+            Some(ObservedExercise {
+                revision: None,
+                refused: Some(refused),
+            }),
+        );
+    };
+    let own_hash = crate::rollout::hash::pod_template_hash(&own);
+    if own_hash != ex.stable_revision {
+        let refused = format!(
+            "a real release began: the template is revision {own_hash}, the exercise started from {}",
+            ex.stable_revision
+        );
+        return (
+            Some(own),
+            Some(ObservedExercise {
+                revision: None,
+                refused: Some(refused),
+            }),
+        );
+    }
+    let selector = ro
+        .spec
+        .selector
+        .as_ref()
+        .and_then(|s| s.match_labels.clone())
+        .unwrap_or_default();
+    match crate::exercise::fault::apply(&own, &ex.fault, &selector) {
+        Ok(faulty) => {
+            let revision = crate::rollout::hash::pod_template_hash(&faulty);
+            (
+                Some(faulty),
+                Some(ObservedExercise {
+                    revision: Some(revision),
+                    refused: None,
+                }),
+            )
+        }
+        Err(e) => (
+            Some(own),
+            Some(ObservedExercise {
+                revision: None,
+                refused: Some(e.to_string()),
+            }),
+        ),
     }
 }
 

@@ -1,0 +1,476 @@
+//! Rollback exercises on the local control plane, through the real `sluice` binary, with the
+//! traffic simulator answering as the pods' annotations say, Istio's VirtualService carrying
+//! the weights, and a real Prometheus scraping the simulator for the analysis and the request
+//! counts. The stable revision is watched throughout: its ReplicaSet's size and selector are
+//! polled from the API server while each exercise runs.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail, ensure};
+use common::ControllerProcess;
+use common::fixture::{promote, set_template, wait_healthy, wait_paused_at};
+use common::routers::{create_object, primary_virtual_service, virtual_services};
+use e2e::TestEnv;
+use e2e::prometheus::Prometheus;
+use e2e::trafficsim::{ERROR_RATE_ANNOTATION, Routing, TrafficSim};
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use sluice::api::exercise::{ExerciseResult, ExerciseRun, RolloutExercise};
+use sluice::api::rollout::{Rollout, RolloutPhase};
+
+const LIMIT: Duration = Duration::from_secs(240);
+/// Requests a second the simulated clients send.
+const RPS: f64 = 100.0;
+
+/// What one test runs against: the mesh, Prometheus, the simulator and the controller.
+struct Stack {
+    sim: TrafficSim,
+    prom: Prometheus,
+    dir: std::path::PathBuf,
+    controller: ControllerProcess,
+}
+
+impl Stack {
+    async fn stop(self) {
+        self.sim.stop().await;
+        drop(self.prom);
+        let _ = std::fs::remove_dir_all(&self.dir);
+        drop(self.controller);
+    }
+}
+
+/// Services `web-stable` and `web-canary`, VirtualService `web`, the success-rate template,
+/// Rollout `web` (4 pods, healthy: no errors) with `steps`, whose analysis judges Service
+/// `judged`; the controller, the simulator and Prometheus.
+async fn stack(env: &TestEnv, steps: Value) -> anyhow::Result<Stack> {
+    e2e::routers::install_router_crds(&env.client).await?;
+    for name in ["web-stable", "web-canary"] {
+        common::fixture::create_service(env, name, json!({"app": "web"})).await?;
+    }
+    create_object(&virtual_services(env), primary_virtual_service()).await?;
+    let sim = TrafficSim::start(
+        env.client.clone(),
+        &env.namespace,
+        Routing::VirtualService {
+            name: "web".into(),
+            route: Some("primary".into()),
+        },
+        RPS,
+    )
+    .await?;
+    let dir = std::env::temp_dir().join(format!("exercise-prom-{}", env.namespace));
+    let prom = Prometheus::start(&dir, &[sim.metrics_target()], Duration::from_secs(1)).await?;
+    template(env, &prom.url()).await?;
+    let controller = ControllerProcess::start(env)?;
+    let mut ro = common::fixture::web_canary(
+        4,
+        json!({
+            "abortScaleDownDelaySeconds": 3,
+            "trafficRouting": {"istio": {"virtualService": {"name": "web", "routes": ["primary"]}}},
+            "steps": steps
+        }),
+    )?;
+    if let Some(t) = ro.spec.template.as_mut() {
+        let meta = t.metadata.get_or_insert_with(Default::default);
+        meta.annotations = Some([(ERROR_RATE_ANNOTATION.to_string(), "0".to_string())].into());
+    }
+    common::fixture::create_rollout(env, &ro).await?;
+    wait_healthy(env, "web", 4, LIMIT).await?;
+    Ok(Stack {
+        sim,
+        prom,
+        dir,
+        controller,
+    })
+}
+
+/// AnalysisTemplate `success-rate`: the share of non-5xx requests to Service `{{args.service}}`
+/// in this namespace over the last 10 s, at least 95%.
+async fn template(env: &TestEnv, prometheus: &str) -> anyhow::Result<()> {
+    let ns = &env.namespace;
+    let query = format!(
+        r#"sum(rate(istio_requests_total{{destination_service_namespace="{ns}",destination_service_name="{{{{args.service}}}}",response_code!~"5.."}}[10s])) / sum(rate(istio_requests_total{{destination_service_namespace="{ns}",destination_service_name="{{{{args.service}}}}"}}[10s]))"#
+    );
+    let t: sluice::api::AnalysisTemplate = serde_json::from_value(json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisTemplate",
+        "metadata": {"name": "success-rate"},
+        "spec": {
+            "args": [{"name": "service"}],
+            "metrics": [{
+                "name": "success-rate", "initialDelay": "3s", "interval": "2s", "count": 5,
+                "failureLimit": 0, "inconclusiveLimit": 3,
+                "successCondition": "result[0] >= 0.95",
+                "provider": {"prometheus": {"address": prometheus, "query": query}}
+            }]
+        }
+    }))?;
+    env.api::<sluice::api::AnalysisTemplate>()
+        .create(&PostParams::default(), &t)
+        .await
+        .context("creating the AnalysisTemplate")?;
+    Ok(())
+}
+
+fn analysis_of(service: &str) -> Value {
+    json!({"analysis": {"templates": [{"templateName": "success-rate"}],
+        "args": [{"name": "service", "value": service}]}})
+}
+
+/// RolloutExercise `name` on `web`: its pods fail 20% of requests; counted in Prometheus.
+fn exercise(name: &str, prometheus: &str, extra: Value) -> anyhow::Result<RolloutExercise> {
+    let mut spec = json!({
+        "rolloutName": "web",
+        "fault": {
+            "description": "20% of requests fail",
+            "strategicMergePatch": {"metadata": {"annotations": {ERROR_RATE_ANNOTATION: "0.2"}}}
+        },
+        "objectives": {"maxTimeToSafe": "3m"},
+        "requests": {"prometheusAddress": prometheus, "settle": "5s"}
+    });
+    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+        s.extend(e.clone());
+    }
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "RolloutExercise",
+        "metadata": {"name": name}, "spec": spec
+    }))?)
+}
+
+async fn create(env: &TestEnv, ex: &RolloutExercise) -> anyhow::Result<()> {
+    env.api::<RolloutExercise>()
+        .create(&PostParams::default(), ex)
+        .await
+        .context("creating the RolloutExercise")?;
+    Ok(())
+}
+
+/// Waits until exercise `name` has `n` finished (or skipped) runs; returns the newest.
+async fn wait_runs(
+    env: &TestEnv,
+    name: &str,
+    n: usize,
+    limit: Duration,
+) -> anyhow::Result<ExerciseRun> {
+    let api = env.api::<RolloutExercise>();
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let ex = api.get(name).await?;
+        let status = ex.status.clone().unwrap_or_default();
+        if status.history.len() >= n {
+            return Ok(status.history[0].clone());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "exercise {name}: {} of {n} runs after {limit:?}; status {status:?}",
+                status.history.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Polls the stable ReplicaSet (size and selector) until stopped; any change is an error.
+fn watch_stable(
+    env: &Arc<TestEnv>,
+    hash: String,
+) -> (
+    Arc<AtomicBool>,
+    tokio::task::JoinHandle<anyhow::Result<usize>>,
+) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (env, flag) = (env.clone(), stop.clone());
+    let task = tokio::spawn(async move {
+        let api: Api<ReplicaSet> = env.api();
+        let labels = format!("{}={hash}", sluice::api::constants::LABEL_POD_TEMPLATE_HASH);
+        let found = api
+            .list(&kube::api::ListParams::default().labels(&labels))
+            .await?;
+        let first = found
+            .items
+            .into_iter()
+            .next()
+            .context("the stable ReplicaSet")?;
+        let name = first.metadata.name.clone().context("its name")?;
+        let want = first.spec.context("stable spec")?;
+        let mut polls = 0;
+        while !flag.load(Ordering::SeqCst) {
+            let spec = api.get(&name).await?.spec.context("stable spec")?;
+            ensure!(
+                spec.replicas == want.replicas && spec.selector == want.selector,
+                "the stable ReplicaSet {name} changed: replicas {:?} -> {:?}, selector {:?} -> {:?}",
+                want.replicas,
+                spec.replicas,
+                want.selector,
+                spec.selector
+            );
+            polls += 1;
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Ok(polls)
+    });
+    (stop, task)
+}
+
+async fn rollout(env: &TestEnv) -> anyhow::Result<Rollout> {
+    Ok(env.api::<Rollout>().get("web").await?)
+}
+
+async fn stable_hash(env: &TestEnv) -> anyhow::Result<String> {
+    rollout(env)
+        .await?
+        .status
+        .and_then(|s| s.stable_rs)
+        .context("the Rollout has no stable revision")
+}
+
+/// Waits until the Rollout is Healthy on `stable` again with no exercise in its status.
+async fn wait_back_on(env: &TestEnv, stable: &str) -> anyhow::Result<()> {
+    common::wait_status(
+        env,
+        "web",
+        "back on the stable, exercise over",
+        LIMIT,
+        |s| {
+            s.phase == Some(RolloutPhase::Healthy)
+                && s.stable_rs.as_deref() == Some(stable)
+                && s.current_pod_hash.as_deref() == Some(stable)
+                && s.exercise.is_none()
+        },
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Requests the simulator answered from `revision`: all, and 5xx.
+fn simulated(sim: &TrafficSim, revision: &str) -> (u64, u64) {
+    let mut all = 0;
+    let mut failed = 0;
+    for ((_, _, rev, code), n) in sim.stats() {
+        if rev == revision {
+            all += n;
+            if code >= 500 {
+                failed += n;
+            }
+        }
+    }
+    (all, failed)
+}
+
+fn within_5_percent(measured: i64, simulated: u64) -> bool {
+    let s = simulated as f64;
+    (measured as f64 - s).abs() <= 0.05 * s.max(1.0)
+}
+
+#[tokio::test]
+async fn a_20_percent_error_fault_is_caught_rolled_back_and_passes_with_its_figures() {
+    TestEnv::run("exercise-pass", |env| async move {
+        let steps = json!([{"setWeight": 25}, analysis_of("web-canary"), {"setWeight": 50}, {"pause": {}}]);
+        let stack = stack(&env, steps).await?;
+        let stable = stable_hash(&env).await?;
+        let generation = rollout(&env).await?.metadata.generation;
+        let (stop, watcher) = watch_stable(&env, stable.clone());
+        create(&env, &exercise("drill", &stack.prom.url(), json!({}))?).await?;
+        let run = wait_runs(&env, "drill", 1, LIMIT).await?;
+        stop.store(true, Ordering::SeqCst);
+        let polls = watcher.await??;
+        eprintln!("exercise run: {run:#?}");
+        ensure!(run.result == Some(ExerciseResult::Passed), "the run did not pass: {run:?}");
+        ensure!(run.abort_cause.as_deref() == Some("AnalysisFailed"), "{run:?}");
+        ensure!(run.time_to_detect.is_some() && run.time_to_safe.is_some(), "{run:?}");
+        ensure!(run.peak_weight == Some(25), "peak weight {:?}", run.peak_weight);
+        let analysis = run.analysis.clone().context("the analysis that caught it")?;
+        ensure!(analysis.metric.as_deref() == Some("success-rate"), "{analysis:?}");
+        ensure!(polls > 10, "the stable ReplicaSet was polled only {polls} times");
+        let revision = run.revision.clone().context("faulty revision")?;
+        let (all, failed) = simulated(&stack.sim, &revision);
+        let (counted, counted_failed) = (run.requests.context("requests")?, run.failed_requests.context("failed")?);
+        eprintln!("figure: exercise requests {counted} (simulator {all}), failed {counted_failed} (simulator {failed}), detect {:?}, safe {:?}", run.time_to_detect, run.time_to_safe);
+        ensure!(failed > 0, "the faulty revision failed no request");
+        ensure!(within_5_percent(counted_failed, failed), "failed requests: Prometheus {counted_failed}, simulator {failed}");
+        ensure!(within_5_percent(counted, all), "requests: Prometheus {counted}, simulator {all}");
+        wait_back_on(&env, &stable).await?;
+        ensure!(rollout(&env).await?.metadata.generation == generation, "the spec was written");
+        let events = common::event_count(&env, "drill", "ExercisePassed").await?;
+        ensure!(events == 1, "{events} ExercisePassed Events");
+        stack.stop().await;
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_fault_the_analysis_cannot_see_fails_with_the_safety_stop_and_stable_untouched() {
+    TestEnv::run("exercise-fail", |env| async move {
+        // The analysis judges the stable Service: it never sees the canary's errors.
+        let steps = json!([{"setWeight": 25}, analysis_of("web-stable"), {"setWeight": 50}, {"pause": {"duration": "3s"}}]);
+        let stack = stack(&env, steps).await?;
+        let stable = stable_hash(&env).await?;
+        let (stop, watcher) = watch_stable(&env, stable.clone());
+        create(&env, &exercise("blind", &stack.prom.url(), json!({}))?).await?;
+        let run = wait_runs(&env, "blind", 1, LIMIT).await?;
+        stop.store(true, Ordering::SeqCst);
+        let polls = watcher.await??;
+        eprintln!("exercise run: {run:#?}");
+        ensure!(run.result == Some(ExerciseResult::Failed), "{run:?}");
+        ensure!(run.abort_cause.as_deref() == Some("SafetyStop"), "{run:?}");
+        let must = run.objectives.iter().find(|o| o.name == "mustDetect").context("mustDetect")?;
+        ensure!(!must.met, "{must:?}");
+        ensure!(run.peak_weight == Some(50), "it went through every step: {:?}", run.peak_weight);
+        ensure!(polls > 10, "polled {polls} times");
+        wait_back_on(&env, &stable).await?;
+        let warnings = common::event_count(&env, "blind", "ExerciseFailed").await?;
+        ensure!(warnings >= 1, "no ExerciseFailed Event");
+        stack.stop().await;
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_scheduled_exercise_is_skipped_during_a_real_release_and_runs_at_its_next_time() {
+    TestEnv::run("exercise-schedule", |env| async move {
+        let steps = json!([{"setWeight": 25}, analysis_of("web-canary"), {"pause": {}}]);
+        let stack = stack(&env, steps).await?;
+        // A real release, paused at its last step.
+        set_template(
+            &env,
+            "web",
+            "registry.example/web:2",
+            json!({ERROR_RATE_ANNOTATION: "0"}),
+        )
+        .await?;
+        wait_paused_at(&env, "web", 2, LIMIT).await?;
+        create(
+            &env,
+            &exercise(
+                "nightly",
+                &stack.prom.url(),
+                json!({"schedule": "* * * * *"}),
+            )?,
+        )
+        .await?;
+        let skipped = wait_runs(&env, "nightly", 1, Duration::from_secs(150)).await?;
+        ensure!(
+            skipped.result == Some(ExerciseResult::Skipped),
+            "{skipped:?}"
+        );
+        ensure!(skipped.trigger == "Schedule", "{skipped:?}");
+        let why = skipped.message.clone().unwrap_or_default();
+        ensure!(
+            why.contains("is releasing revision") || why.contains("is Paused"),
+            "{why}"
+        );
+        promote(&env, "web").await?;
+        let stable = wait_healthy(&env, "web", 4, LIMIT).await?;
+        let ran = wait_runs(&env, "nightly", 2, Duration::from_secs(200)).await?;
+        ensure!(
+            ran.trigger == "Schedule" && ran.result == Some(ExerciseResult::Passed),
+            "{ran:?}"
+        );
+        ensure!(
+            ran.stable_revision.as_deref() == Some(stable.as_str()),
+            "{ran:?}"
+        );
+        let due = ran.due_at.clone().context("due")?.0;
+        let started = ran.started_at.clone().context("started")?.0;
+        ensure!(due.as_second() % 60 == 0, "due at a whole minute: {due}");
+        ensure!(
+            started.duration_since(due).as_secs() < 10,
+            "started {started}, due {due}"
+        );
+        wait_back_on(&env, &stable).await?;
+        stack.stop().await;
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_sigkill_of_the_controller_mid_exercise_ends_in_the_same_result() {
+    TestEnv::run("exercise-kill", |env| async move {
+        let steps =
+            json!([{"setWeight": 25}, analysis_of("web-canary"), {"setWeight": 50}, {"pause": {}}]);
+        let mut stack = stack(&env, steps).await?;
+        let stable = stable_hash(&env).await?;
+        let (stop, watcher) = watch_stable(&env, stable.clone());
+        create(&env, &exercise("crash", &stack.prom.url(), json!({}))?).await?;
+        // Killed once the faulty revision serves traffic, in the middle of its analysis.
+        common::wait_status(&env, "web", "the faulty revision live", LIMIT, |s| {
+            s.exercise.as_ref().is_some_and(|e| e.live_at.is_some())
+        })
+        .await?;
+        stack.controller.kill();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        stack.controller.restart()?;
+        let run = wait_runs(&env, "crash", 1, LIMIT).await?;
+        stop.store(true, Ordering::SeqCst);
+        watcher.await??;
+        ensure!(run.result == Some(ExerciseResult::Passed), "{run:?}");
+        ensure!(
+            run.abort_cause.as_deref() == Some("AnalysisFailed"),
+            "{run:?}"
+        );
+        wait_back_on(&env, &stable).await?;
+        let ex = env.api::<RolloutExercise>().get("crash").await?;
+        ensure!(
+            ex.status.map(|s| s.history.len()) == Some(1),
+            "one run, not two"
+        );
+        stack.stop().await;
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn exercise_start_and_cancel_through_annotations() {
+    TestEnv::run("exercise-cancel", |env| async move {
+        let steps = json!([{"setWeight": 25}, {"pause": {"duration": "10m"}}, {"pause": {}}]);
+        let stack = stack(&env, steps).await?;
+        let stable = stable_hash(&env).await?;
+        create(
+            &env,
+            &exercise(
+                "manual",
+                &stack.prom.url(),
+                json!({"schedule": "0 0 1 1 *"}),
+            )?,
+        )
+        .await?;
+        let api = env.api::<RolloutExercise>();
+        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        let annotate = |key: &str, value: &str| json!({"metadata": {"annotations": {key: value}}});
+        api.patch(
+            "manual",
+            &PatchParams::default(),
+            &Patch::Merge(annotate(sluice::exercise::run::RUN_REQUESTED, &now)),
+        )
+        .await?;
+        common::wait_status(&env, "web", "the faulty revision live", LIMIT, |s| {
+            s.exercise.as_ref().is_some_and(|e| e.live_at.is_some())
+        })
+        .await?;
+        let later = k8s_openapi::jiff::Timestamp::now().to_string();
+        api.patch(
+            "manual",
+            &PatchParams::default(),
+            &Patch::Merge(annotate(sluice::exercise::run::CANCEL_REQUESTED, &later)),
+        )
+        .await?;
+        let run = wait_runs(&env, "manual", 1, LIMIT).await?;
+        ensure!(
+            run.result == Some(ExerciseResult::Cancelled) && run.trigger == "Request",
+            "{run:?}"
+        );
+        wait_back_on(&env, &stable).await?;
+        stack.stop().await;
+        Ok(())
+    })
+    .await;
+}
