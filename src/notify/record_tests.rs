@@ -245,3 +245,47 @@ fn the_log_keeps_the_last_records_and_drops_delivered_ones_first() {
     assert_eq!(log.records[1].message, "step 6");
     assert_eq!(pending(&p.status).count(), 1);
 }
+
+#[test]
+fn a_drill_pages_nobody_and_only_its_failure_is_told() {
+    use crate::api::exercise::ExerciseInForce;
+    let s = subs(&[
+        (Trigger::ReleaseStarted, &["releases"]),
+        (Trigger::Aborted, &["oncall"]),
+        (Trigger::ExerciseFailed, &["sre"]),
+    ]);
+    let block = ExerciseInForce {
+        name: "drill".into(),
+        revision: Some("v3".into()),
+        ..Default::default()
+    };
+    // The exercise's release starts and is aborted: nobody is told, and no abort is recorded
+    // (so no recovery is told when it ends).
+    let prev = RolloutStatus {
+        exercise: Some(block.clone()),
+        ..Default::default()
+    };
+    let mut p = plan(RolloutPhase::Degraded, &["RolloutStarted", "RolloutAborted"]);
+    p.aborted = Some(AbortCause::SafetyStop);
+    p.status.exercise = Some(block.clone());
+    record(&prev, &mut p, &s, now());
+    assert_eq!(triggers(&p), vec![]);
+    // The exercise controller says it failed: the Rollout controller drops the block and
+    // tells the receivers of on-exercise-failed, about the faulty revision.
+    let mut p = plan(RolloutPhase::Healthy, &["ExerciseFailed"]);
+    p.status.current_pod_hash = Some("v2".into());
+    record(&prev, &mut p, &s, now());
+    assert_eq!(
+        triggers(&p),
+        vec![(
+            "on-exercise-failed".to_string(),
+            "v3".to_string(),
+            vec!["sre".to_string()]
+        )]
+    );
+    // The same events outside an exercise are told as usual.
+    let mut p = plan(RolloutPhase::Degraded, &["RolloutStarted", "RolloutAborted"]);
+    p.aborted = Some(AbortCause::AnalysisFailed);
+    record(&RolloutStatus::default(), &mut p, &s, now());
+    assert_eq!(triggers(&p).len(), 2);
+}
