@@ -265,7 +265,10 @@ fn a_drill_pages_nobody_and_only_its_failure_is_told() {
         exercise: Some(block.clone()),
         ..Default::default()
     };
-    let mut p = plan(RolloutPhase::Degraded, &["RolloutStarted", "RolloutAborted"]);
+    let mut p = plan(
+        RolloutPhase::Degraded,
+        &["RolloutStarted", "RolloutAborted"],
+    );
     p.aborted = Some(AbortCause::SafetyStop);
     p.status.exercise = Some(block.clone());
     record(&prev, &mut p, &s, now());
@@ -284,7 +287,10 @@ fn a_drill_pages_nobody_and_only_its_failure_is_told() {
         )]
     );
     // The same events outside an exercise are told as usual.
-    let mut p = plan(RolloutPhase::Degraded, &["RolloutStarted", "RolloutAborted"]);
+    let mut p = plan(
+        RolloutPhase::Degraded,
+        &["RolloutStarted", "RolloutAborted"],
+    );
     p.aborted = Some(AbortCause::AnalysisFailed);
     record(&RolloutStatus::default(), &mut p, &s, now());
     assert_eq!(triggers(&p).len(), 2);

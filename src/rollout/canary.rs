@@ -109,11 +109,16 @@ fn settled(rel: &Release, canary: &CanaryStrategy, plan: &mut Plan) -> Move {
         .is_some_and(|h| h != desired)
         && rel.prev.stable_rs.as_deref() == Some(desired)
     {
-        plan.event(
-            EventType::Normal,
-            "FastTrackRollback",
-            format!("the template is back to stable revision {desired}; the canary is scaled down"),
-        );
+        let message = match rel.prev.exercise.as_ref().filter(|e| e.ended.is_some()) {
+            Some(e) => format!(
+                "exercise {} over: back on stable revision {desired}; the faulty revision is scaled down",
+                e.name
+            ),
+            None => format!(
+                "the template is back to stable revision {desired}; the canary is scaled down"
+            ),
+        };
+        plan.event(EventType::Normal, "FastTrackRollback", message);
     }
     settle(plan);
     plan.status.current_step_index = Some(canary.steps().len() as i32);

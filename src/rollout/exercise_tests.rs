@@ -255,9 +255,12 @@ fn the_exercise_over_the_rollout_goes_back_to_stable_without_steps() {
     let mut ro = exercised(json!({"canary": {"steps": steps}}));
     play(&mut ro, &[], None, 4, stable_kept);
     assert_eq!(ro.status.as_ref().and_then(|s| s.abort), Some(true));
-    // The exercise controller removes the block: the template is the stable's again.
-    if let Some(s) = ro.status.as_mut() {
-        s.exercise = None;
+    // The exercise controller marks the block ended: the template is the stable's again.
+    if let Some(ex) = ro.status.as_mut().and_then(|s| s.exercise.as_mut()) {
+        ex.ended = Some(crate::api::exercise::ExerciseEnd {
+            result: crate::api::exercise::ExerciseResult::Failed,
+            message: "not caught".into(),
+        });
     }
     let sets = vec![rs("web:1", REPLICAS, REPLICAS), rs("web:bad", 0, 0)];
     let obs = world(&ro, sets, &[]);
@@ -267,6 +270,21 @@ fn the_exercise_over_the_rollout_goes_back_to_stable_without_steps() {
     assert_eq!(plan.status.abort, None);
     assert_eq!(plan.status.current_pod_hash, Some(hash("web:1")));
     assert_eq!(plan.aborted, None);
+    assert_eq!(plan.status.exercise, None, "the block goes");
+    let told: Vec<(&str, &str)> = plan
+        .events
+        .iter()
+        .map(|e| (e.reason, e.message.as_str()))
+        .collect();
+    assert!(
+        told.contains(&("ExerciseFailed", "exercise drill run 1 Failed: not caught")),
+        "{told:?}"
+    );
+    assert!(
+        told.iter()
+            .any(|(r, m)| *r == "FastTrackRollback" && m.starts_with("exercise drill over")),
+        "{told:?}"
+    );
 }
 
 #[test]
