@@ -49,6 +49,11 @@ impl Stack {
 /// Rollout `web` (4 pods, healthy: no errors) with `steps`, whose analysis judges Service
 /// `judged`; the controller, the simulator and Prometheus.
 async fn stack(env: &TestEnv, steps: Value) -> anyhow::Result<Stack> {
+    stack_with(env, steps, &[]).await
+}
+
+/// [`stack`], the controller started with `args` too.
+async fn stack_with(env: &TestEnv, steps: Value, args: &[&str]) -> anyhow::Result<Stack> {
     e2e::routers::install_router_crds(&env.client).await?;
     for name in ["web-stable", "web-canary"] {
         common::fixture::create_service(env, name, json!({"app": "web"})).await?;
@@ -67,7 +72,7 @@ async fn stack(env: &TestEnv, steps: Value) -> anyhow::Result<Stack> {
     let dir = std::env::temp_dir().join(format!("exercise-prom-{}", env.namespace));
     let prom = Prometheus::start(&dir, &[sim.metrics_target()], Duration::from_secs(1)).await?;
     template(env, &prom.url()).await?;
-    let controller = ControllerProcess::start(env)?;
+    let controller = ControllerProcess::start_with(env, "a", args)?;
     let mut ro = common::fixture::web_canary(
         4,
         json!({
@@ -304,12 +309,50 @@ async fn a_20_percent_error_fault_is_caught_rolled_back_and_passes_with_its_figu
     .await;
 }
 
+/// A webhook receiver on loopback: the `trigger` of each notification it took.
+async fn webhook() -> anyhow::Result<(String, Arc<std::sync::Mutex<Vec<String>>>)> {
+    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: String| {
+            let seen = seen.clone();
+            async move {
+                let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                if let Ok(mut g) = seen.lock() {
+                    g.push(v["trigger"].as_str().unwrap_or("?").to_string());
+                }
+                "ok"
+            }
+        }),
+    );
+    let base = common::analysis::serve(app).await?;
+    Ok((format!("{base}/hook"), got))
+}
+
+/// Notifications of this namespace to `hook`: the release's triggers and the exercise's.
+async fn notify_to(env: &TestEnv, hook: &str) -> anyhow::Result<String> {
+    let ns = &env.namespace;
+    let config = format!(
+        "receivers:\n  - name: sre\n    webhook: {{url: {hook}}}\ndefaults:\n  {ns}:\n    on-release-started: [sre]\n    on-aborted: [sre]\n    on-recovered: [sre]\n    on-exercise-failed: [sre]\n"
+    );
+    let cm: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "notifications"}, "data": {"config.yaml": config}
+    }))?;
+    env.api::<k8s_openapi::api::core::v1::ConfigMap>()
+        .create(&PostParams::default(), &cm)
+        .await?;
+    Ok(format!("{ns}/notifications"))
+}
+
 #[tokio::test]
 async fn a_fault_the_analysis_cannot_see_fails_with_the_safety_stop_and_stable_untouched() {
     TestEnv::run("exercise-fail", |env| async move {
         // The analysis judges the stable Service: it never sees the canary's errors.
         let steps = json!([{"setWeight": 25}, analysis_of("web-stable"), {"setWeight": 50}, {"pause": {"duration": "3s"}}]);
-        let stack = stack(&env, steps).await?;
+        let (hook, told) = webhook().await?;
+        let source = notify_to(&env, &hook).await?;
+        let stack = stack_with(&env, steps, &["--notifications", &source]).await?;
         let stable = stable_hash(&env).await?;
         let (stop, watcher) = watch_stable(&env, stable.clone());
         create(&env, &exercise("blind", &stack.prom.url(), json!({}))?).await?;
@@ -326,6 +369,14 @@ async fn a_fault_the_analysis_cannot_see_fails_with_the_safety_stop_and_stable_u
         wait_back_on(&env, &stable).await?;
         let warnings = common::event_count(&env, "blind", "ExerciseFailed").await?;
         ensure!(warnings >= 1, "no ExerciseFailed Event");
+        // The failure is told; the drill's own release, abort and recovery page nobody.
+        e2e::wait_for("on-exercise-failed told", LIMIT, || async {
+            let got = told.lock().map(|g| g.clone()).unwrap_or_default();
+            Ok(got.iter().any(|t| t == "on-exercise-failed").then_some(()))
+        })
+        .await?;
+        let got = told.lock().map(|g| g.clone()).unwrap_or_default();
+        ensure!(got == ["on-exercise-failed"], "told: {got:?}");
         stack.stop().await;
         Ok(())
     })
