@@ -20,6 +20,8 @@ pub mod prometheus;
 pub mod promtext;
 pub mod report;
 pub mod routers;
+pub mod shop;
+pub mod stage;
 pub mod trafficsim;
 
 pub use harness::{TestEnv, wait_for};
