@@ -14,6 +14,7 @@ pub mod flux;
 pub mod gitserver;
 pub mod harness;
 pub mod identity;
+pub mod lab;
 pub mod metricsrv;
 pub mod nodesim;
 pub mod prometheus;
