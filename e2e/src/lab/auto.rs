@@ -243,12 +243,16 @@ async fn play(w: &mut World<'_>, lab: &Auto, mode: Mode) -> anyhow::Result<Strin
         }
     }
     let (new, limit) = (w.new.clone(), mode.learner_limit(REACT_LIMIT));
+    let mut lacking = check::Lacking::default();
     let end = w
         .watch("the rollback of 1.1 to end", limit, |f, _| {
             if let Some(why) = ruined(f) {
                 return Some(Err(anyhow::anyhow!(why)));
             }
             let missing = check::missing(&lab.end(f), f, &old, &new);
+            if f.view.abort {
+                lacking.report(f.t, &missing);
+            }
             missing.is_empty().then(|| Ok(f.clone()))
         })
         .await?;
@@ -297,8 +301,8 @@ async fn explain(
     let tl = &w.timeline;
     let aborted = tl.at(Moment::Aborted).unwrap_or(end.t);
     let (sent, failed) = w.requests_to_new();
-    let mut paragraphs = match lab.signal {
-        Signal::Pods(_) => pods_story(w, lab),
+    let (mut paragraphs, signal) = match lab.signal {
+        Signal::Pods(_) => (pods_story(w, lab), lab.words(end).join(", ")),
         Signal::Analysis(metric) => analysis_story(w, metric).await?,
     };
     paragraphs.push(format!(
@@ -323,8 +327,10 @@ async fn explain(
     );
     learner::explain(&paragraphs);
     Ok(format!(
-        "Sluice aborted 1.1 at +{aborted:.1} s ({}); {sent} requests reached it, {failed} failed",
-        lab.cause()
+        "Sluice aborted 1.1 at +{aborted:.1} s ({}: {signal}); {sent} requests reached it, \
+         {failed} failed; its pods gone at {}",
+        lab.cause(),
+        tl.rel(Moment::PodsGone)
     ))
 }
 
@@ -370,7 +376,8 @@ fn pods_story(w: &World<'_>, lab: &Auto) -> Vec<String> {
     vec![first, why, traffic.into()]
 }
 
-async fn analysis_story(w: &World<'_>, metric: &str) -> anyhow::Result<Vec<String>> {
+/// The story of a failed analysis, and its measurement in a few words.
+async fn analysis_story(w: &World<'_>, metric: &str) -> anyhow::Result<(Vec<String>, String)> {
     let ms = runs::measurements(&w.client, &w.ns).await?;
     let failed = runs::first(&ms, "Failed", Some(metric));
     let (raw, at, run) = failed
@@ -386,13 +393,12 @@ async fn analysis_story(w: &World<'_>, metric: &str) -> anyhow::Result<Vec<Strin
         .map(|t| format!("+{t:.0} s"))
         .unwrap_or_else(|| "-".into());
     let number = runs::first_number(&raw);
-    let value = match number {
-        Some(x) if metric == app::SUCCESS_METRIC => {
-            format!("{:.1}% (the run records `{raw}`)", x * 100.0)
-        }
-        Some(x) => format!("{x:.0} ms (the run records `{raw}`)"),
+    let short = match number {
+        Some(x) if metric == app::SUCCESS_METRIC => format!("{:.1}%", x * 100.0),
+        Some(x) => format!("{x:.0} ms"),
         None => format!("`{raw}`"),
     };
+    let value = format!("{short} (the run records `{raw}`)");
     let what = if metric == app::SUCCESS_METRIC {
         format!(
             "1.1 answers one request in five with HTTP 500. Its pod is Running and Ready, so \
@@ -416,5 +422,5 @@ async fn analysis_story(w: &World<'_>, metric: &str) -> anyhow::Result<Vec<Strin
          the same reconcile Sluice aborted the release (cause AnalysisFailed) and set the \
          VirtualService back to 100/0 before scaling anything down: traffic first."
     );
-    Ok(vec![what, why])
+    Ok((vec![what, why], format!("{metric} measured {short}")))
 }

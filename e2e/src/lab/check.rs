@@ -122,6 +122,22 @@ pub fn missing(end: &End, f: &Facts, old: &str, new: &str) -> Vec<String> {
     out
 }
 
+/// Says what the end state still lacks, each time that changes.
+#[derive(Default)]
+pub struct Lacking {
+    last: Vec<String>,
+}
+
+impl Lacking {
+    /// Prints `missing` at `t` when it differs from the last list printed.
+    pub fn report(&mut self, t: f64, missing: &[String]) {
+        if missing != self.last.as_slice() && !missing.is_empty() {
+            println!("[{t:6.1}s] still to come: {}", missing.join("; "));
+        }
+        self.last = missing.to_vec();
+    }
+}
+
 /// An outcome that no waiting mends: the bad release became stable, or Sluice aborted for
 /// a cause the lab does not accept.
 pub fn ruined(f: &Facts, old: &str, causes: &[&str], may_promote: bool) -> Option<String> {

@@ -100,6 +100,16 @@ pub struct Facts {
 impl Facts {
     /// The one line a lab prints when something changed.
     pub fn line(&self, version: &str) -> String {
+        self.text(version, true)
+    }
+
+    /// The line without the figures from Prometheus, which change at every look: what a
+    /// change worth a line is judged on.
+    pub fn state(&self, version: &str) -> String {
+        self.text(version, false)
+    }
+
+    fn text(&self, version: &str, figures: bool) -> String {
         let v = &self.view;
         let mut s = format!(
             "{version}: {:<14} canary weight {:>3}%  new pods {}",
@@ -107,10 +117,10 @@ impl Facts {
             self.weights.1,
             self.new_pods.describe()
         );
-        if let Some(x) = self.success {
+        if let Some(x) = self.success.filter(|_| figures) {
             let _ = write!(s, "  success {:.1}%", x * 100.0);
         }
-        if let Some(x) = self.p99_ms {
+        if let Some(x) = self.p99_ms.filter(|_| figures) {
             let _ = write!(s, "  p99 {x:.0} ms");
         }
         if !v.analysis.is_empty() {

@@ -96,18 +96,28 @@ async fn play(w: &mut World<'_>, kind: Kind, mode: Mode) -> anyhow::Result<Strin
     } else {
         vec![aborted(), End::Undone]
     };
+    let mut lacking = check::Lacking::default();
     let f = w
         .watch(
             "1.1 to be rolled back",
             mode.learner_limit(LIMIT),
-            |f, _| {
+            |f, tl| {
                 if let Some(why) = check::ruined(f, &old, &["Request"], false) {
                     return Some(Err(anyhow::anyhow!(why)));
                 }
-                let done = ends
+                let missing: Vec<Vec<String>> = ends
                     .iter()
-                    .find(|e| check::missing(e, f, &old, &new).is_empty());
-                done.map(|e| Ok((f.clone(), e.clone())))
+                    .map(|e| check::missing(e, f, &old, &new))
+                    .collect();
+                if let Some(i) = missing.iter().position(Vec::is_empty) {
+                    return Some(Ok((f.clone(), ends[i].clone())));
+                }
+                // Once the learner has acted, what is left of the nearest end.
+                if tl.at(Moment::Aborted).is_some() || tl.at(Moment::Undone).is_some() {
+                    let nearest = missing.iter().min_by_key(|m| m.len());
+                    lacking.report(f.t, nearest.map_or(&[][..], Vec::as_slice));
+                }
+                None
             },
         )
         .await

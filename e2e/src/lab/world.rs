@@ -22,6 +22,8 @@ pub const RPS: f64 = 100.0;
 const SETUP_LIMIT: Duration = Duration::from_secs(120);
 /// Pause between two looks at the cluster.
 const POLL: Duration = Duration::from_millis(500);
+/// How often a line is printed when only the figures from Prometheus changed (seconds).
+const FIGURES_EVERY: f64 = 5.0;
 /// How long the end state's traffic is counted.
 pub const CONFIRM: Duration = Duration::from_secs(2);
 /// The field manager of what a lab applies.
@@ -46,6 +48,8 @@ pub struct World<'a> {
     pub timeline: Timeline,
     baseline: (BTreeMap<String, f64>, BTreeMap<String, f64>),
     last_line: String,
+    /// The last line's state ([`Facts::state`]) and when it was printed.
+    last_state: (String, f64),
     /// Whether Prometheus is meant to be up (queries are skipped while it is stopped).
     prometheus_up: bool,
 }
@@ -101,6 +105,7 @@ impl<'a> World<'a> {
             timeline: Timeline::default(),
             baseline: Default::default(),
             last_line: String::new(),
+            last_state: (String::new(), f64::MIN),
             prometheus_up: true,
         };
         world.wait_healthy().await?;
@@ -221,10 +226,13 @@ impl<'a> World<'a> {
         } else {
             &self.version
         };
-        let line = f.line(label);
-        if line != self.last_line {
+        let (line, state) = (f.line(label), f.state(label));
+        // A new state gets a line at once; the figures alone, every few seconds.
+        let figures_due = f.t - self.last_state.1 >= FIGURES_EVERY;
+        if state != self.last_state.0 || (line != self.last_line && figures_due) {
             println!("[{:6.1}s] {line}", f.t);
             self.last_line = line;
+            self.last_state = (state, f.t);
         }
         Ok(f)
     }
