@@ -163,9 +163,12 @@ impl Auto {
                 "What would you do next, after the rollback?".into(),
             ],
             commands,
-            waiting: "Sluice should roll 1.1 back on its own: the lab waits for the rollback \
-                      and for the pods of 1.1 to be gone, then explains."
-                .into(),
+            waiting: format!(
+                "Sluice should roll 1.1 back on its own: the lab waits for the rollback and for \
+                 the pods of 1.1 to be gone (they stay {} s after the abort, \
+                 abortScaleDownDelaySeconds, to be looked at), then explains.",
+                w.shape.abort_scale_down_delay
+            ),
         }
     }
 
@@ -341,10 +344,12 @@ fn pods_story(w: &World<'_>, lab: &Auto) -> Vec<String> {
             "The kubelet could not pull registry.example/shop:v1.1 (the tag does not exist: the \
              registry has 1.1). A pod that cannot get its image shows ErrImagePull, then \
              ImagePullBackOff while the kubelet waits longer and longer between tries; it stays \
-             Pending and never runs. On EKS the same reasons also come from a node role \
-             without permission to read the ECR repository, or a node that cannot reach the \
-             registry: `kubectl describe pod` shows the registry's answer in the Events. The \
-             pod first showed it at {}.",
+             Pending and never runs. In a real cluster `kubectl describe pod` shows the \
+             registry's answer in the pod's Events (`Failed to pull image ...`); here the \
+             simulated kubelet writes it into the container's state, and Sluice's message \
+             quotes it. On EKS the same reasons also come from a node role without permission \
+             to read the ECR repository, or a node that cannot reach the registry. The pod \
+             first showed it at {}.",
             tl.rel(Moment::PodFailing)
         ),
         _ => format!(

@@ -33,91 +33,126 @@ impl End {
 /// What is missing for `f` to be `end`; empty when it is. `old` and `new` are the revisions
 /// (pod-template hashes) the lab started from and released.
 pub fn missing(end: &End, f: &Facts, old: &str, new: &str) -> Vec<String> {
-    let v = &f.view;
-    let mut out = Vec::new();
-    let mut need = |ok: bool, what: String| {
-        if !ok {
-            out.push(what);
-        }
+    let mut out = match end {
+        End::RolledBack { cause, words } => rolled_back(f, cause, words),
+        End::Undone => undone(f, old),
+        End::Promoted => promoted(f, new),
     };
-    let gone = |rs: Option<(i32, i32)>| rs.is_none_or(|(spec, pods)| spec == 0 && pods == 0);
-    let pods = |rs: Option<(i32, i32)>| rs.map_or(0, |(_, pods)| pods);
-    match end {
-        End::RolledBack { cause, words } => {
-            need(v.abort, "the release is not aborted".into());
-            need(
-                v.phase == "Degraded",
-                format!("the phase is {:?}, not Degraded", v.phase),
-            );
-            need(
-                f.abort_causes() == [cause.to_string()],
-                format!(
-                    "Sluice counted aborts for {:?}, not one for {cause}",
-                    f.abort_causes()
-                ),
-            );
-            for w in words {
-                need(
-                    v.message.contains(w.as_str()),
-                    format!("the Rollout's message does not name {w:?}: {:?}", v.message),
-                );
-            }
-        }
-        End::Undone => {
-            need(!v.abort, "the release is still aborted".into());
-            need(
-                v.current == old,
-                format!("the template is revision {}, not {old}", v.current),
-            );
-            need(
-                v.phase == "Healthy",
-                format!("the phase is {:?}, not Healthy", v.phase),
-            );
-            let automatic: Vec<String> = f
-                .abort_causes()
-                .into_iter()
-                .filter(|c| c != "Request")
-                .collect();
-            need(
-                automatic.is_empty(),
-                format!("Sluice aborted on its own ({automatic:?}), with no analysis to do so"),
-            );
-        }
-        End::Promoted => {
-            need(
-                v.stable == new,
-                format!("the stable revision is {}, not {new}", v.stable),
-            );
-            need(
-                v.phase == "Healthy",
-                format!("the phase is {:?}, not Healthy", v.phase),
-            );
-            need(
-                f.abort_causes().is_empty(),
-                format!("the release was aborted ({:?})", f.abort_causes()),
-            );
-            need(
-                gone(f.old_rs),
-                format!("the old revision still has {} pods", pods(f.old_rs)),
-            );
-        }
-    }
+    let v = &f.view;
     if matches!(end, End::RolledBack { .. } | End::Undone) {
         need(
+            &mut out,
             v.stable == old,
             format!("the stable revision is {}, not {old}", v.stable),
         );
         need(
+            &mut out,
             gone(f.new_rs),
             format!("the new revision still has {} pods", pods(f.new_rs)),
         );
     }
     need(
+        &mut out,
         f.weights == (100, 0),
         format!(
             "the VirtualService sends {}% to the canary, not 0",
             f.weights.1
         ),
+    );
+    out
+}
+
+fn need(out: &mut Vec<String>, ok: bool, what: String) {
+    if !ok {
+        out.push(what);
+    }
+}
+
+/// A ReplicaSet (`spec.replicas`, pods) scaled to zero with no pod left, or none at all.
+fn gone(rs: Option<(i32, i32)>) -> bool {
+    rs.is_none_or(|(spec, pods)| spec == 0 && pods == 0)
+}
+
+fn pods(rs: Option<(i32, i32)>) -> i32 {
+    rs.map_or(0, |(_, pods)| pods)
+}
+
+fn rolled_back(f: &Facts, cause: &str, words: &[String]) -> Vec<String> {
+    let v = &f.view;
+    let mut out = Vec::new();
+    need(&mut out, v.abort, "the release is not aborted".into());
+    need(
+        &mut out,
+        v.phase == "Degraded",
+        format!("the phase is {:?}, not Degraded", v.phase),
+    );
+    need(
+        &mut out,
+        f.abort_causes() == [cause.to_string()],
+        format!(
+            "Sluice counted aborts for {:?}, not one for {cause}",
+            f.abort_causes()
+        ),
+    );
+    for w in words {
+        need(
+            &mut out,
+            v.message.contains(w.as_str()),
+            format!("the Rollout's message does not name {w:?}: {:?}", v.message),
+        );
+    }
+    out
+}
+
+fn undone(f: &Facts, old: &str) -> Vec<String> {
+    let v = &f.view;
+    let mut out = Vec::new();
+    need(&mut out, !v.abort, "the release is still aborted".into());
+    need(
+        &mut out,
+        v.current == old,
+        format!("the template is revision {}, not {old}", v.current),
+    );
+    need(
+        &mut out,
+        v.phase == "Healthy",
+        format!("the phase is {:?}, not Healthy", v.phase),
+    );
+    let automatic: Vec<String> = f
+        .abort_causes()
+        .into_iter()
+        .filter(|c| c != "Request")
+        .collect();
+    need(
+        &mut out,
+        automatic.is_empty(),
+        format!("Sluice aborted on its own ({automatic:?}), with no analysis to do so"),
+    );
+    out
+}
+
+fn promoted(f: &Facts, new: &str) -> Vec<String> {
+    let v = &f.view;
+    let mut out = Vec::new();
+    need(
+        &mut out,
+        v.stable == new,
+        format!("the stable revision is {}, not {new}", v.stable),
+    );
+    need(
+        &mut out,
+        v.phase == "Healthy",
+        format!("the phase is {:?}, not Healthy", v.phase),
+    );
+    need(
+        &mut out,
+        f.abort_causes().is_empty(),
+        format!("the release was aborted ({:?})", f.abort_causes()),
+    );
+    need(
+        &mut out,
+        gone(f.old_rs),
+        format!("the old revision still has {} pods", pods(f.old_rs)),
     );
     out
 }

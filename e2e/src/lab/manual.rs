@@ -134,86 +134,100 @@ fn describe(ends: &[End]) -> String {
 }
 
 fn brief(w: &World, kind: Kind) -> Brief {
-    let (ns, new) = (&w.ns, &w.new);
-    let get = (
-        format!("kubectl sluice get rollout shop -n {ns}"),
-        "the Rollout as a tree: phase, step, weights, revisions and their pods".to_string(),
-    );
-    let abort = (
-        format!("kubectl sluice abort shop -n {ns}"),
-        "all traffic back to the stable revision now; the new pods go after \
-         abortScaleDownDelaySeconds"
-            .to_string(),
-    );
-    let undo = (
-        format!("kubectl sluice undo shop -n {ns}"),
-        "the Rollout's template back to the previous revision (1.0): Healthy again".to_string(),
-    );
     match kind {
-        Kind::Stuck => Brief {
-            situation: format!(
-                "You have just released shop 1.1 as a canary: Sluice starts one pod of 1.1 \
-                 beside the four of 1.0 and will send it 25% of the traffic once it is ready. \
-                 The release does not move. The Rollout has progressDeadlineSeconds: {DEADLINE}."
-            ),
-            questions: vec![
-                "Is the new pod running? Is it ready? What is the difference?".into(),
-                "What does Sluice say about the release after the progress deadline, and does it \
-                 roll back on its own?"
-                    .into(),
-                "Do users get errors meanwhile?".into(),
-                "What do you run to end it?".into(),
-            ],
-            commands: vec![
-                (
-                    format!("kubectl get pods -n {ns}"),
-                    "STATUS and READY of the new pod".into(),
-                ),
-                (
-                    format!("kubectl describe pods -l rollouts-pod-template-hash={new} -n {ns}"),
-                    "its Conditions (Ready, ContainersReady) and its readiness probe".into(),
-                ),
-                get,
-                (
-                    format!("kubectl sluice status shop --no-wait -n {ns}"),
-                    "one line, and an exit code for scripts (2: Degraded)".into(),
-                ),
-                abort,
-                undo,
-            ],
-            waiting: "The lab waits for you to roll 1.1 back (abort or undo), then explains."
+        Kind::Stuck => stuck_brief(w),
+        Kind::NoAnalysis => no_analysis_brief(w),
+    }
+}
+
+/// The commands both labs suggest: the tree, abort and undo.
+fn controls(ns: &str) -> [(String, String); 3] {
+    [
+        (
+            format!("kubectl sluice get rollout shop -n {ns}"),
+            "the Rollout as a tree: phase, step, weights, revisions and their pods".into(),
+        ),
+        (
+            format!("kubectl sluice abort shop -n {ns}"),
+            "all traffic back to the stable revision now; the new pods go after \
+             abortScaleDownDelaySeconds"
                 .into(),
-        },
-        Kind::NoAnalysis => Brief {
-            situation: format!(
-                "The shop's Rollout has no analysis: each release stops at 25% and waits for a \
-                 person (a `pause: {{}}` step). 1.1 is there now, with one pod and 25% of the \
-                 traffic. Prometheus is at {}; the lab's lines show the share of 1.1's \
-                 requests that succeed.",
-                w.prometheus.url()
-            ),
-            questions: vec![
-                "Is 1.1 healthy? How can you tell, when Kubernetes says its pod is Ready?".into(),
-                "What gets users off 1.1 fastest, and what makes the Rollout Healthy again?".into(),
-                "What would have rolled it back without you?".into(),
-            ],
-            commands: vec![
-                get,
-                (
-                    format!(
-                        "curl -s {}/api/v1/query --data-urlencode 'query={}'",
-                        w.prometheus.url(),
-                        crate::shop::revision_success_query(new)
-                    ),
-                    "the share of 1.1's requests that succeed, from Prometheus".into(),
-                ),
-                abort,
-                undo,
-            ],
-            waiting: "The lab waits for you to roll 1.1 back (abort, undo, or both), then \
-                      explains."
+        ),
+        (
+            format!("kubectl sluice undo shop -n {ns}"),
+            "the Rollout's template back to the previous revision (1.0): Healthy again".into(),
+        ),
+    ]
+}
+
+fn stuck_brief(w: &World) -> Brief {
+    let (ns, new) = (&w.ns, &w.new);
+    let [get, abort, undo] = controls(ns);
+    Brief {
+        situation: format!(
+            "You have just released shop 1.1 as a canary: Sluice starts one pod of 1.1 \
+             beside the four of 1.0 and will send it 25% of the traffic once it is ready. \
+             The release does not move. The Rollout has progressDeadlineSeconds: {DEADLINE}."
+        ),
+        questions: vec![
+            "Is the new pod running? Is it ready? What is the difference?".into(),
+            "What does Sluice say about the release after the progress deadline, and does it \
+             roll back on its own?"
                 .into(),
-        },
+            "Do users get errors meanwhile?".into(),
+            "What do you run to end it?".into(),
+        ],
+        commands: vec![
+            (
+                format!("kubectl get pods -n {ns}"),
+                "STATUS and READY of the new pod".into(),
+            ),
+            (
+                format!("kubectl describe pods -l rollouts-pod-template-hash={new} -n {ns}"),
+                "its Conditions (Ready, ContainersReady) and its readiness probe".into(),
+            ),
+            get,
+            (
+                format!("kubectl sluice status shop --no-wait -n {ns}"),
+                "one line, and an exit code for scripts (2: Degraded)".into(),
+            ),
+            abort,
+            undo,
+        ],
+        waiting: "The lab waits for you to roll 1.1 back (abort or undo), then explains.".into(),
+    }
+}
+
+fn no_analysis_brief(w: &World) -> Brief {
+    let [get, abort, undo] = controls(&w.ns);
+    let query = crate::shop::revision_success_query(&w.new);
+    Brief {
+        situation: format!(
+            "The shop's Rollout has no analysis: each release stops at 25% and waits for a \
+             person (a `pause: {{}}` step). 1.1 is there now, with one pod and 25% of the \
+             traffic. Prometheus is at {}; the lab's lines show the share of 1.1's requests \
+             that succeed.",
+            w.prometheus.url()
+        ),
+        questions: vec![
+            "Is 1.1 healthy? How can you tell, when Kubernetes says its pod is Ready?".into(),
+            "What gets users off 1.1 fastest, and what makes the Rollout Healthy again?".into(),
+            "What would have rolled it back without you?".into(),
+        ],
+        commands: vec![
+            get,
+            (
+                format!(
+                    "curl -s {}/api/v1/query --data-urlencode 'query={query}'",
+                    w.prometheus.url()
+                ),
+                "the share of 1.1's requests that succeed, from Prometheus".into(),
+            ),
+            abort,
+            undo,
+        ],
+        waiting: "The lab waits for you to roll 1.1 back (abort, undo, or both), then explains."
+            .into(),
     }
 }
 
@@ -237,6 +251,7 @@ async fn answer(w: &mut World<'_>, kind: Kind) -> anyhow::Result<()> {
                 Cmd::new(format!(
                     "kubectl describe pods -l rollouts-pod-template-hash={new} -n {ns}"
                 ))
+                .shows("Readiness:")
                 .shows("ContainersReady"),
                 Cmd::new(format!("kubectl sluice status shop --no-wait -n {ns}"))
                     .shows("ProgressDeadlineExceeded")
