@@ -242,7 +242,7 @@ async fn play(w: &mut World<'_>, lab: &Auto, mode: Mode) -> anyhow::Result<Strin
         })
         .await?;
         for cmd in lab.after(w) {
-            learner::run(&w.stack.kubectl, &cmd).await?;
+            w.run(&cmd).await?;
         }
     }
     let (new, limit) = (w.new.clone(), mode.learner_limit(REACT_LIMIT));
@@ -290,7 +290,7 @@ async fn look_while_it_fails(
     })
     .await?;
     for cmd in lab.look(w) {
-        learner::run(&w.stack.kubectl, &cmd).await?;
+        w.run(&cmd).await?;
     }
     Ok(())
 }

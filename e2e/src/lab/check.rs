@@ -48,7 +48,7 @@ pub fn missing(end: &End, f: &Facts, old: &str, new: &str) -> Vec<String> {
         need(
             &mut out,
             gone(f.new_rs),
-            format!("the new revision still has {} pods", pods(f.new_rs)),
+            format!("{} pod(s) of the new revision still there", pods(f.new_rs)),
         );
     }
     need(
@@ -152,7 +152,7 @@ fn promoted(f: &Facts, new: &str) -> Vec<String> {
     need(
         &mut out,
         gone(f.old_rs),
-        format!("the old revision still has {} pods", pods(f.old_rs)),
+        format!("{} pod(s) of the old revision still there", pods(f.old_rs)),
     );
     out
 }

@@ -234,7 +234,6 @@ fn no_analysis_brief(w: &World) -> Brief {
 /// The scripted learner's part.
 async fn answer(w: &mut World<'_>, kind: Kind) -> anyhow::Result<()> {
     let (ns, old, new) = (w.ns.clone(), w.old.clone(), w.new.clone());
-    let kubectl = w.stack.kubectl.clone();
     let ruined = move |f: &Facts| check::ruined(f, &old, &["Request"], false);
     match kind {
         Kind::Stuck => {
@@ -258,7 +257,7 @@ async fn answer(w: &mut World<'_>, kind: Kind) -> anyhow::Result<()> {
                     .code(2),
                 Cmd::new(format!("kubectl sluice abort shop -n {ns}")),
             ] {
-                learner::run(&kubectl, &cmd).await?;
+                w.run(&cmd).await?;
             }
         }
         Kind::NoAnalysis => {
@@ -273,7 +272,7 @@ async fn answer(w: &mut World<'_>, kind: Kind) -> anyhow::Result<()> {
                 Cmd::new(format!("kubectl sluice get rollout shop -n {ns}")).shows("Paused"),
                 Cmd::new(format!("kubectl sluice abort shop -n {ns}")),
             ] {
-                learner::run(&kubectl, &cmd).await?;
+                w.run(&cmd).await?;
             }
             w.watch("all traffic back on 1.0", LIMIT, |f, tl| {
                 if let Some(why) = ruined(f) {
@@ -282,11 +281,8 @@ async fn answer(w: &mut World<'_>, kind: Kind) -> anyhow::Result<()> {
                 tl.at(Moment::Safe).map(|_| Ok(()))
             })
             .await?;
-            learner::run(
-                &kubectl,
-                &Cmd::new(format!("kubectl sluice undo shop -n {ns}")),
-            )
-            .await?;
+            w.run(&Cmd::new(format!("kubectl sluice undo shop -n {ns}")))
+                .await?;
         }
     }
     Ok(())

@@ -183,7 +183,7 @@ async fn script(w: &mut World<'_>) -> anyhow::Result<(Facts, End)> {
         Cmd::new(format!("kubectl sluice get rollout shop -n {ns}")).shows("Inconclusive"),
         Cmd::new(format!("kubectl get analysisruns -n {ns}")).shows("Inconclusive"),
     ] {
-        learner::run(&w.stack.kubectl, &cmd).await?;
+        w.run(&cmd).await?;
     }
     println!(
         "\n[{:6.1}s] bringing Prometheus back (what Enter does)",

@@ -11,7 +11,8 @@ use kube::api::{Patch, PatchParams};
 use super::Lab;
 use super::app::{self, Shape, Version};
 use super::facts::{self, Facts, Moment, Pods, Timeline};
-use super::stack::Stack;
+use super::learner::{self, Cmd};
+use super::stack::{Out, Stack};
 use crate::prometheus::Prometheus;
 use crate::shop::{self, Clock};
 use crate::trafficsim::{Routing, TrafficSim};
@@ -235,6 +236,24 @@ impl<'a> World<'a> {
             self.last_state = (state, f.t);
         }
         Ok(f)
+    }
+
+    /// Runs `cmd` as the learner would (see [`learner::run`]) while the lab keeps looking, so
+    /// the timeline stays exact; nothing is printed between the command and its output.
+    pub async fn run(&mut self, cmd: &Cmd) -> anyhow::Result<Out> {
+        let kubectl = self.stack.kubectl.clone();
+        let run = learner::run(&kubectl, cmd);
+        tokio::pin!(run);
+        loop {
+            tokio::select! {
+                out = &mut run => return out,
+                () = tokio::time::sleep(POLL) => {
+                    if let Ok(f) = self.read().await {
+                        self.timeline.observe(&f, &self.old);
+                    }
+                }
+            }
+        }
     }
 
     /// Polls until `check` says the lab is done (`Some(Ok)`) or failed (`Some(Err)`), or
