@@ -86,13 +86,15 @@ fn rolled_back(f: &Facts, cause: &str, words: &[String]) -> Vec<String> {
         v.phase == "Degraded",
         format!("the phase is {:?}, not Degraded", v.phase),
     );
+    let counted = f.abort_causes();
     need(
         &mut out,
-        f.abort_causes() == [cause.to_string()],
-        format!(
-            "Sluice counted aborts for {:?}, not one for {cause}",
-            f.abort_causes()
-        ),
+        counted == [cause.to_string()],
+        if counted.is_empty() {
+            format!("no abort counted yet (one for {cause} expected)")
+        } else {
+            format!("Sluice counted aborts for {counted:?}, not one for {cause}")
+        },
     );
     for w in words {
         need(

@@ -97,31 +97,27 @@ async fn play(w: &mut World<'_>, kind: Kind, mode: Mode) -> anyhow::Result<Strin
         vec![aborted(), End::Undone]
     };
     let mut lacking = check::Lacking::default();
+    let what = format!("1.1 to be {}", describe(&ends));
     let f = w
-        .watch(
-            "1.1 to be rolled back",
-            mode.learner_limit(LIMIT),
-            |f, tl| {
-                if let Some(why) = check::ruined(f, &old, &["Request"], false) {
-                    return Some(Err(anyhow::anyhow!(why)));
-                }
-                let missing: Vec<Vec<String>> = ends
-                    .iter()
-                    .map(|e| check::missing(e, f, &old, &new))
-                    .collect();
-                if let Some(i) = missing.iter().position(Vec::is_empty) {
-                    return Some(Ok((f.clone(), ends[i].clone())));
-                }
-                // Once the learner has acted, what is left of the nearest end.
-                if tl.at(Moment::Aborted).is_some() || tl.at(Moment::Undone).is_some() {
-                    let nearest = missing.iter().min_by_key(|m| m.len());
-                    lacking.report(f.t, nearest.map_or(&[][..], Vec::as_slice));
-                }
-                None
-            },
-        )
-        .await
-        .map_err(|e| e.context(format!("expected: {}", describe(&ends))))?;
+        .watch(&what, mode.learner_limit(LIMIT), |f, tl| {
+            if let Some(why) = check::ruined(f, &old, &["Request"], false) {
+                return Some(Err(anyhow::anyhow!(why)));
+            }
+            let missing: Vec<Vec<String>> = ends
+                .iter()
+                .map(|e| check::missing(e, f, &old, &new))
+                .collect();
+            if let Some(i) = missing.iter().position(Vec::is_empty) {
+                return Some(Ok((f.clone(), ends[i].clone())));
+            }
+            // Once the learner has acted, what is left of the nearest end.
+            if tl.at(Moment::Aborted).is_some() || tl.at(Moment::Undone).is_some() {
+                let nearest = missing.iter().min_by_key(|m| m.len());
+                lacking.report(f.t, nearest.map_or(&[][..], Vec::as_slice));
+            }
+            None
+        })
+        .await?;
     let sent = w.confirm_none_to(&new).await?;
     Ok(explain(w, kind, &f.0, &f.1, sent))
 }

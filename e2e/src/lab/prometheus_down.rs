@@ -307,18 +307,21 @@ async fn explain(w: &World<'_>, f: &Facts, end: &End) -> anyhow::Result<String> 
         paragraphs.push(format!("The Rollout's message: {}", f.view.message));
     }
     learner::explain(&paragraphs);
+    let back = match tl.at(Moment::PrometheusBack) {
+        Some(_) => format!("Prometheus back at {}", tl.rel(Moment::PrometheusBack)),
+        None => "Prometheus still down".into(),
+    };
+    let (how, at) = match end {
+        End::Promoted if accepted(f) => ("promoted without data by the learner", Moment::Promoted),
+        End::Promoted => ("promoted on data", Moment::Promoted),
+        _ => ("rolled back by the learner", Moment::Aborted),
+    };
     Ok(format!(
         "Prometheus down at {} ({errors} measurement errors): Sluice paused at {} and decided \
-         nothing; Prometheus back at {}; {} at {}",
+         nothing; {back}; {how} at {}",
         tl.rel(Moment::PrometheusDown),
         tl.rel(Moment::Inconclusive),
-        tl.rel(Moment::PrometheusBack),
-        end.describe(),
-        tl.rel(if *end == End::Promoted {
-            Moment::Promoted
-        } else {
-            Moment::Aborted
-        })
+        tl.rel(at)
     ))
 }
 
