@@ -248,15 +248,26 @@ async fn interactive(w: &mut World<'_>, limit: Duration) -> anyhow::Result<(Fact
 }
 
 async fn explain(w: &World<'_>, f: &Facts, end: &End) -> anyhow::Result<String> {
-    let tl = &w.timeline;
     let ms = runs::measurements(&w.client, &w.ns)
         .await
         .context("reading the analysis runs")?;
     let errors = runs::count(&ms, "Error");
-    let error = runs::first(&ms, "Error", None)
+    let mut paragraphs = outage_story(&w.timeline, &ms);
+    paragraphs.push(decision_story(w, f, end, &ms));
+    if !f.view.message.is_empty() {
+        paragraphs.push(format!("The Rollout's message: {}", f.view.message));
+    }
+    learner::explain(&paragraphs);
+    Ok(outcome(&w.timeline, f, end, errors))
+}
+
+/// What Sluice did while Prometheus was down.
+fn outage_story(tl: &Timeline, ms: &[runs::Measurement]) -> Vec<String> {
+    let errors = runs::count(ms, "Error");
+    let error = runs::first(ms, "Error", None)
         .map(|m| runs::short(&m.message))
         .unwrap_or_default();
-    let mut paragraphs = vec![
+    vec![
         format!(
             "Prometheus went down at {}. From then on each measurement of the two metrics \
              ended in Error instead of a value ({errors} in all; the first said: {error}). An \
@@ -272,22 +283,28 @@ async fn explain(w: &World<'_>, f: &Facts, end: &End) -> anyhow::Result<String> 
          monitoring blinks; Sluice waits for data or for a person \
          (`onProviderError: Failed` on a metric asks for the abort instead)."
             .into(),
-    ];
+    ]
+}
+
+/// How the release ended, and who decided.
+fn decision_story(w: &World<'_>, f: &Facts, end: &End, ms: &[runs::Measurement]) -> String {
+    let tl = &w.timeline;
     let back = tl.at(Moment::PrometheusBack).unwrap_or(f64::MAX);
+    // The measurements that found no data right after Prometheus came back.
     let empty = ms
         .iter()
         .filter(|m| m.metric == app::SUCCESS_METRIC && m.phase == "Inconclusive")
         .filter(|m| m.finished.is_some_and(|u| w.t_of(u) >= back - 1.0))
         .count();
-    paragraphs.push(match (end, tl.at(Moment::PrometheusBack)) {
+    match (end, tl.at(Moment::PrometheusBack)) {
         (End::Promoted, Some(_)) if !accepted(f) => format!(
             "Prometheus came back at {}. Measuring had gone on; the first answer put the run \
              back to Running and lifted the pause Sluice had set (Event AnalysisResumed). \
              Back is not the same as data: a restarted Prometheus scrapes its targets a few \
              seconds after it starts, and a rate needs two scrapes in its window, so the \
              first {empty} measurement(s) of each metric after it found no data: \
-             Inconclusive, which the template tolerates (inconclusiveLimit 4). The next ones passed, and 1.1 was promoted at \
-             {}: a decision on data.",
+             Inconclusive, which the template tolerates (inconclusiveLimit 4). The next ones \
+             passed, and 1.1 was promoted at {}: a decision on data.",
             tl.rel(Moment::PrometheusBack),
             tl.rel(Moment::Promoted)
         ),
@@ -302,11 +319,11 @@ async fn explain(w: &World<'_>, f: &Facts, end: &End) -> anyhow::Result<String> 
              version: bringing Prometheus back would have let the analysis finish.",
             tl.rel(Moment::Aborted)
         ),
-    });
-    if !f.view.message.is_empty() {
-        paragraphs.push(format!("The Rollout's message: {}", f.view.message));
     }
-    learner::explain(&paragraphs);
+}
+
+/// The lab's one-line outcome.
+fn outcome(tl: &Timeline, f: &Facts, end: &End, errors: usize) -> String {
     let back = match tl.at(Moment::PrometheusBack) {
         Some(_) => format!("Prometheus back at {}", tl.rel(Moment::PrometheusBack)),
         None => "Prometheus still down".into(),
@@ -316,13 +333,13 @@ async fn explain(w: &World<'_>, f: &Facts, end: &End) -> anyhow::Result<String> 
         End::Promoted => ("promoted on data", Moment::Promoted),
         _ => ("rolled back by the learner", Moment::Aborted),
     };
-    Ok(format!(
+    format!(
         "Prometheus down at {} ({errors} measurement errors): Sluice paused at {} and decided \
          nothing; {back}; {how} at {}",
         tl.rel(Moment::PrometheusDown),
         tl.rel(Moment::Inconclusive),
         tl.rel(at)
-    ))
+    )
 }
 
 fn accepted(f: &Facts) -> bool {
