@@ -38,7 +38,7 @@ pub struct World<'a> {
     pub client: Client,
     pub prometheus: Prometheus,
     traffic: Option<TrafficSim>,
-    /// The lab's clock: 0 when the faulty release starts.
+    /// The lab's clock, from its set-up; `released_at` on it is t = 0 of the lab's lines.
     clock: Clock,
     released_at: f64,
     /// The revision the lab starts from (1.0) and the one it releases.
