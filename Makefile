@@ -1,5 +1,5 @@
 # The two commands of the README.
-.PHONY: demo test crds chart-files argocd-cm bench
+.PHONY: demo test lab crds chart-files argocd-cm bench
 
 ## The demo: v2 promoted, v3 rolled back by analysis. ARGS="--keep" keeps the stack up;
 ## ARGS="--strategy bluegreen" shows a blue-green release.
@@ -9,6 +9,12 @@ demo:
 ## Everything CI runs: dependencies, format, clippy, unit and integration tests, the demos.
 test:
 	scripts/test.sh
+
+## Labs for learners (docs/labs/): SCENARIO=crashloop runs one (SCENARIO=list, the default,
+## lists them); SCENARIO=all ARGS=--scripted runs every lab in the learner's place, as make test does.
+SCENARIO ?= list
+lab:
+	scripts/lab.sh $(SCENARIO) $(ARGS)
 
 ## The chart's copies of the alerts and dashboards (charts/sluice/files) from dashboards/.
 chart-files:

@@ -93,5 +93,12 @@ for strategy in canary bluegreen; do
   sed -n '/== Summary/,/^$/p' "target/e2e/demo-$strategy.log"
 done
 
+# Every lab for learners on one stack, each playing the learner's part (the commands through the
+# real kubectl): each fails when its end state is not the expected one (docs/labs/).
+step "the labs for learners, scripted (lab all --scripted)"
+scripts/lab.sh all --scripted > target/e2e/labs.log 2>&1 ||
+  { cat target/e2e/labs.log; echo "a lab failed" >&2; exit 1; }
+sed -n '/^== Labs/,$p' target/e2e/labs.log
+
 step "done in $((SECONDS - t0)) s"
 echo "tests: $totals"

@@ -6,23 +6,22 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use k8s_openapi::api::core::v1::{Event, Namespace, ServiceAccount};
-use kube::api::{
-    ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
-};
+use k8s_openapi::api::core::v1::Event;
+use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
-use crate::controlplane::{self, ControlPlane, Options};
-use crate::nodesim::NodeSim;
 use crate::prometheus::Prometheus;
 use crate::report::{self, Mark, MarkKind, Release, Report, Sample};
+use crate::shop::{
+    self, Clock, View, gvk, revision_success_query, say, scalar, success_query, unix_now,
+};
+use crate::stage::{self, Cluster};
 use crate::trafficsim::{ERROR_RATE_ANNOTATION, Routing, TrafficSim};
-use crate::{harness, routers, wait_for};
+use crate::wait_for;
 
 const NS: &str = "shop";
 const LIMIT: Duration = Duration::from_secs(240);
@@ -49,39 +48,6 @@ pub struct DemoOptions {
     pub keep: bool,
 }
 
-fn gvk(group: &str, version: &str, kind: &str) -> ApiResource {
-    ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind))
-}
-
-/// The demo's clock: seconds since it started, and the Unix time it started at.
-struct Clock {
-    start: Instant,
-    unix: f64,
-}
-
-impl Clock {
-    fn new() -> Self {
-        Clock {
-            start: Instant::now(),
-            unix: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0),
-        }
-    }
-    fn now(&self) -> f64 {
-        self.start.elapsed().as_secs_f64()
-    }
-    /// A Unix time (seconds) on the demo's clock.
-    fn at(&self, unix: f64) -> f64 {
-        unix - self.unix
-    }
-}
-
-fn say(what: &str) {
-    println!("\n\x1b[1m== {what}\x1b[0m");
-}
-
 /// Everything the demo started; dropped, it stops them.
 struct Stack {
     strategy: Strategy,
@@ -89,86 +55,20 @@ struct Stack {
     traffic: Option<TrafficSim>,
     controller: tokio::process::Child,
     prometheus: Prometheus,
-    _sim: NodeSim,
     client: Client,
-    cp: ControlPlane,
+    cluster: Cluster,
 }
 
 async fn apply(client: &Client, ar: &ApiResource, obj: Value) -> anyhow::Result<()> {
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), NS, ar);
-    let o: DynamicObject = serde_json::from_value(obj)?;
-    let name = o.metadata.name.clone().unwrap_or_default();
-    api.patch(
-        &name,
-        &PatchParams::apply("sluice-demo").force(),
-        &Patch::Apply(&o),
-    )
-    .await
-    .with_context(|| format!("applying {} {name}", ar.kind))?;
-    Ok(())
+    shop::apply(client, NS, ar, obj, "sluice-demo").await
 }
 
 fn rollout_api(client: &Client) -> Api<DynamicObject> {
-    Api::namespaced_with(
-        client.clone(),
-        NS,
-        &gvk("sluice.dev", "v1alpha1", "Rollout"),
-    )
-}
-
-/// What the demo reads from the Rollout's status.
-#[derive(Clone, Debug, Default, PartialEq)]
-struct View {
-    phase: String,
-    message: String,
-    step: Option<i64>,
-    steps: usize,
-    canary_weight: i64,
-    stable: String,
-    current: String,
-    abort: bool,
-    analysis: String,
+    shop::rollout_api(client, NS)
 }
 
 async fn view(client: &Client) -> anyhow::Result<View> {
-    let ro = rollout_api(client).get("shop").await?;
-    let st = ro.data.get("status").cloned().unwrap_or(Value::Null);
-    let s = |p: &str| {
-        st.pointer(p)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
-    let line = st
-        .pointer("/canary/currentStepAnalysisRunStatus")
-        .or_else(|| st.pointer("/canary/currentBackgroundAnalysisRunStatus"));
-    let analysis = line
-        .map(|l| {
-            format!(
-                "{} {}",
-                l["name"].as_str().unwrap_or(""),
-                l["status"].as_str().unwrap_or("Pending")
-            )
-        })
-        .unwrap_or_default();
-    Ok(View {
-        phase: s("/phase"),
-        message: s("/message"),
-        step: st.pointer("/currentStepIndex").and_then(Value::as_i64),
-        steps: ro
-            .data
-            .pointer("/spec/strategy/canary/steps")
-            .and_then(Value::as_array)
-            .map_or(0, |a| a.len()),
-        canary_weight: st
-            .pointer("/canary/weights/canary/weight")
-            .and_then(Value::as_i64)
-            .unwrap_or(0),
-        stable: s("/stableRS"),
-        current: s("/currentPodHash"),
-        abort: st.pointer("/abort").and_then(Value::as_bool) == Some(true),
-        analysis,
-    })
+    shop::view(client, NS).await
 }
 
 /// The share of traffic (stable, new revision) as the routing objects say: the
@@ -191,60 +91,11 @@ async fn split(client: &Client, strategy: Strategy, v: &View) -> anyhow::Result<
 
 /// The revision the active Service selects (blue-green).
 async fn active_hash(client: &Client) -> anyhow::Result<String> {
-    let api: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), NS);
-    Ok(api
-        .get("shop-active")
-        .await?
-        .spec
-        .and_then(|s| s.selector)
-        .and_then(|s| s.get("rollouts-pod-template-hash").cloned())
-        .unwrap_or_default())
+    shop::selected_hash(client, NS, "shop-active").await
 }
 
-/// The (stable, canary) weights of the VirtualService's `primary` route, as the API server has
-/// them (what Envoy would be told).
 async fn routed_weights(client: &Client) -> anyhow::Result<(i64, i64)> {
-    let api: Api<DynamicObject> = Api::namespaced_with(
-        client.clone(),
-        NS,
-        &gvk("networking.istio.io", "v1", "VirtualService"),
-    );
-    let vs = api.get("shop").await?;
-    let route = vs
-        .data
-        .pointer("/spec/http")
-        .and_then(Value::as_array)
-        .and_then(|h| h.iter().find(|r| r["name"] == "primary"))
-        .context("the primary route")?;
-    let w = |host: &str| {
-        route["route"]
-            .as_array()
-            .and_then(|d| d.iter().find(|d| d["destination"]["host"] == host))
-            .and_then(|d| d["weight"].as_i64())
-            .unwrap_or(0)
-    };
-    Ok((w("shop-stable"), w("shop-canary")))
-}
-
-fn success_query(service: &str) -> String {
-    format!(
-        "sum(rate(istio_requests_total{{destination_service_name=\"{service}\",response_code!~\"5..\"}}[5s])) / sum(rate(istio_requests_total{{destination_service_name=\"{service}\"}}[5s]))"
-    )
-}
-
-/// Success rate of the requests that reached pods of revision `hash`.
-fn revision_success_query(hash: &str) -> String {
-    format!(
-        "sum(rate(istio_requests_total{{destination_canonical_revision=\"{hash}\",response_code!~\"5..\"}}[5s])) / sum(rate(istio_requests_total{{destination_canonical_revision=\"{hash}\"}}[5s]))"
-    )
-}
-
-async fn scalar(p: &Prometheus, q: &str) -> Option<f64> {
-    p.query(q)
-        .await
-        .ok()
-        .and_then(|v| v.first().map(|(_, x)| *x))
-        .filter(|x| x.is_finite())
+    shop::routed_weights(client, NS).await
 }
 
 /// Records a release: samples every second, marks from the Rollout's Events.
@@ -396,32 +247,19 @@ async fn set_version(client: &Client, version: &str, error_rate: &str) -> anyhow
 }
 
 fn objects(strategy: Strategy) -> Vec<(ApiResource, Value)> {
-    let svc = |name: &str| {
-        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-               "spec": {"selector": {"app": "shop"}, "ports": [{"port": 80, "targetPort": 8080}]}})
-    };
     let core_svc = gvk("", "v1", "Service");
-    let mut out = vec![
-        (core_svc.clone(), svc("shop-stable")),
-        (core_svc, svc("shop-canary")),
-    ];
-    if strategy == Strategy::Bluegreen {
-        out = vec![
-            (gvk("", "v1", "Service"), svc("shop-active")),
-            (gvk("", "v1", "Service"), svc("shop-preview")),
-        ];
-    }
+    let mut out = match strategy {
+        Strategy::Canary => vec![
+            (core_svc.clone(), shop::service("shop-stable")),
+            (core_svc, shop::service("shop-canary")),
+        ],
+        Strategy::Bluegreen => vec![
+            (core_svc.clone(), shop::service("shop-active")),
+            (core_svc, shop::service("shop-preview")),
+        ],
+    };
     out.extend([
-        (
-            gvk("networking.istio.io", "v1", "VirtualService"),
-            json!({
-                "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-                "metadata": {"name": "shop"},
-                "spec": {"hosts": ["shop.example.com"], "http": [{"name": "primary", "route": [
-                    {"destination": {"host": "shop-stable", "port": {"number": 80}}, "weight": 100},
-                    {"destination": {"host": "shop-canary", "port": {"number": 80}}, "weight": 0}]}]}
-            }),
-        ),
+        (shop::virtual_service_resource(), shop::virtual_service()),
         (
             gvk("sluice.dev", "v1alpha1", "AnalysisTemplate"),
             json!({
@@ -493,37 +331,17 @@ fn rollout(strategy: Strategy, prometheus: &str) -> Value {
 
 async fn start(opts: &DemoOptions, clock: &Clock) -> anyhow::Result<Stack> {
     say("Starting the local control plane (Kubernetes binaries are built once and cached)");
-    let bin_dir = tokio::task::spawn_blocking(controlplane::binaries).await??;
     let _ = std::fs::remove_dir_all(&opts.state_dir);
     std::fs::create_dir_all(&opts.state_dir)?;
     let state = std::fs::canonicalize(&opts.state_dir)?;
-    let cp = ControlPlane::start(Options {
-        bin_dir: Some(bin_dir),
-        state_dir: Some(state.join("cluster")),
-        etcd: None,
-        audit: false,
-    })
-    .await?;
-    let client = cp.client().await?;
-    let sim = NodeSim::start(client.clone(), "sim-node", harness::NODES).await?;
-    harness::install_crds(&client, &harness::crds_dir()).await?;
-    routers::install_router_crds(&client).await?;
+    let cluster = Cluster::start(&state.join("cluster")).await?;
+    let client = cluster.client.clone();
     println!(
         "[{:6.1}s] control plane ready: {} (3 simulated Nodes; Istio and Gateway API CRDs)",
         clock.now(),
-        cp.api_url
+        cluster.cp.api_url
     );
-    let nss: Api<Namespace> = Api::all(client.clone());
-    nss.create(
-        &PostParams::default(),
-        &serde_json::from_value(json!({"metadata": {"name": NS}}))?,
-    )
-    .await?;
-    let sa: Api<ServiceAccount> = Api::namespaced(client.clone(), NS);
-    wait_for("the default ServiceAccount", LIMIT, || async {
-        Ok(sa.get_opt("default").await?.map(|_| ()))
-    })
-    .await?;
+    shop::create_namespace(&client, NS, LIMIT).await?;
 
     say("Starting the traffic simulator and Prometheus");
     for (ar, obj) in objects(opts.strategy) {
@@ -546,12 +364,7 @@ async fn start(opts: &DemoOptions, clock: &Clock) -> anyhow::Result<Stack> {
     .await?;
     // The controller's metrics port, chosen now so Prometheus scrapes it from the start (the
     // dashboards' queries read both the mesh's metrics and Sluice's).
-    let sluice_metrics = format!(
-        "127.0.0.1:{}",
-        std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port()
-    );
+    let sluice_metrics = stage::free_local_addr()?;
     let prometheus = Prometheus::start(
         &state.join("prometheus"),
         &[traffic.metrics_target(), sluice_metrics.clone()],
@@ -569,24 +382,15 @@ async fn start(opts: &DemoOptions, clock: &Clock) -> anyhow::Result<Stack> {
     );
 
     say("Starting the Sluice controller");
-    let log = std::fs::File::create(state.join("sluice.log"))?;
-    let controller = tokio::process::Command::new(&opts.sluice)
-        .args([
-            "run",
-            "--namespace",
-            NS,
-            "--no-leader-elect",
-            "--metrics-addr",
-            &sluice_metrics,
-        ])
-        .env("KUBECONFIG", &cp.kubeconfig)
-        .env("RUST_LOG", "info,kube=warn")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {}", opts.sluice.display()))?;
+    let controller = stage::Controller {
+        sluice: &opts.sluice,
+        kubeconfig: &cluster.cp.kubeconfig,
+        namespaces: &[NS],
+        metrics_addr: &sluice_metrics,
+        extra_args: &[],
+        log: &state.join("sluice.log"),
+    }
+    .spawn()?;
     println!(
         "[{:6.1}s] log: {}",
         clock.now(),
@@ -594,9 +398,8 @@ async fn start(opts: &DemoOptions, clock: &Clock) -> anyhow::Result<Stack> {
     );
     Ok(Stack {
         strategy: opts.strategy,
-        cp,
         client,
-        _sim: sim,
+        cluster,
         controller,
         prometheus,
         traffic: Some(traffic),
@@ -954,7 +757,10 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
 
     if opts.keep {
         say("The stack stays up; Ctrl-C stops it");
-        println!("  export KUBECONFIG={}", stack.cp.kubeconfig.display());
+        println!(
+            "  export KUBECONFIG={}",
+            stack.cluster.cp.kubeconfig.display()
+        );
         if let Ok(bin) = std::env::var("SLUICE_K8S_BIN") {
             println!("  export PATH={bin}:$PWD/target/debug:$PATH   # kubectl, kubectl-sluice");
         }
@@ -974,12 +780,4 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     stack.prometheus.stop().await;
     let _ = stack.controller.kill().await;
     Ok(())
-}
-
-/// Seconds since the Unix epoch.
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }

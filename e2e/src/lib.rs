@@ -14,12 +14,15 @@ pub mod flux;
 pub mod gitserver;
 pub mod harness;
 pub mod identity;
+pub mod lab;
 pub mod metricsrv;
 pub mod nodesim;
 pub mod prometheus;
 pub mod promtext;
 pub mod report;
 pub mod routers;
+pub mod shop;
+pub mod stage;
 pub mod trafficsim;
 
 pub use harness::{TestEnv, wait_for};

@@ -8,6 +8,9 @@
 //!                                          CRDs; write the environment to F; run until stopped
 //!   sluice-e2e bench [--rollouts N,...]    Sluice and Argo Rollouts side by side on one local
 //!                                          API server (see `e2e::bench`)
+//!   sluice-e2e demo [--strategy S] [--keep]  the README's demo
+//!   sluice-e2e lab list|all|NAME[,NAME] [--scripted] [--keep]
+//!                                          labs for learners (see `e2e::lab`, docs/labs/)
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -101,6 +104,33 @@ enum Cmd {
         #[arg(long)]
         keep: bool,
     },
+    /// Labs for learners: a faulty release to diagnose and roll back, on the local stack.
+    /// `list` lists them; `all` runs every lab on one stack.
+    Lab {
+        /// `list`, `all`, or a lab's name (several separated by commas).
+        scenario: String,
+        /// Play the learner's part (the commands through the real kubectl) and fail like a test
+        /// when the end state is not the expected one.
+        #[arg(long)]
+        scripted: bool,
+        /// The `sluice` controller binary (`kubectl-sluice` is looked for beside it).
+        #[arg(long, default_value = "target/debug/sluice")]
+        sluice: PathBuf,
+        /// Where the control plane, each lab's Prometheus and the controller keep their state
+        /// and logs.
+        #[arg(long, default_value = "target/labs")]
+        state_dir: PathBuf,
+        /// How long an interactive lab waits for the learner, in seconds.
+        #[arg(long, default_value_t = 1200)]
+        time_limit: u64,
+        /// Keep the stack running after the labs until Ctrl-C, and print how to reach it.
+        #[arg(long)]
+        keep: bool,
+        /// An argument for `sluice run` (repeat it), e.g. `--controller-arg=--restart-threshold=100`
+        /// to see the crashloop lab fail when fail-fast is off.
+        #[arg(long, allow_hyphen_values = true)]
+        controller_arg: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -182,6 +212,37 @@ fn main() -> ExitCode {
                 keep,
             };
             block_on(Threads::Many, "\nsluice-e2e demo", e2e::demo::run(opts))
+        }
+        Cmd::Lab {
+            scenario,
+            scripted,
+            sluice,
+            state_dir,
+            time_limit,
+            keep,
+            controller_arg,
+        } => {
+            let labs = match e2e::lab::select(&scenario) {
+                Ok(e2e::lab::Selection::List) => {
+                    print!("{}", e2e::lab::list());
+                    return ExitCode::SUCCESS;
+                }
+                Ok(e2e::lab::Selection::Labs(labs)) => labs,
+                Err(e) => {
+                    eprintln!("sluice-e2e lab: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let opts = e2e::lab::LabOptions {
+                labs,
+                scripted,
+                sluice,
+                state_dir,
+                time_limit: Duration::from_secs(time_limit),
+                keep,
+                controller_args: controller_arg,
+            };
+            block_on(Threads::Many, "\nsluice-e2e lab", e2e::lab::run(opts))
         }
         Cmd::Up {
             state_dir,
