@@ -54,7 +54,7 @@ pub fn emit(text: &str) -> Result<(), CliError> {
     }
 }
 
-fn encode<T: Serialize>(value: &T, output: Output) -> Result<String, CliError> {
+pub fn encode<T: Serialize>(value: &T, output: Output) -> Result<String, CliError> {
     match output {
         Output::Json => serde_json::to_string_pretty(value)
             .map(|s| s + "\n")
