@@ -181,6 +181,14 @@ impl Cluster {
         })
     }
 
+    /// The `timeoutSeconds` of a watch: the API server ends it before the client's read
+    /// timeout (`--request-timeout`) would break it on a quiet stream, so the watcher resumes
+    /// where it was instead of failing.
+    pub fn watch_timeout(&self) -> u32 {
+        let secs = self.limit.as_secs().saturating_sub(2).max(1);
+        u32::try_from(secs).unwrap_or(u32::MAX)
+    }
+
     /// Runs one request under the time limit and words its error for `action`.
     pub async fn call<T>(
         &self,
