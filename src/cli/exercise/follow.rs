@@ -309,6 +309,21 @@ pub fn elapsed_words(d: Duration) -> String {
     }
 }
 
+/// What `start` says when `--timeout` runs out: the run goes on, or the request waits to be
+/// taken.
+pub fn timed_out_line(name: &str, run: Option<i32>, timeout: Duration) -> String {
+    let after = elapsed_words(timeout);
+    let after = after.trim_start_matches('+');
+    match run {
+        Some(n) => format!(
+            "exercise {name}: run {n} is still under way after {after} (--timeout); it goes on: kubectl sluice exercise status {name}, or cancel {name}\n"
+        ),
+        None => format!(
+            "exercise {name}: Sluice has not taken the request within {after} (--timeout); it stays asked for and runs once the controller takes it: kubectl sluice exercise status {name}\n"
+        ),
+    }
+}
+
 /// The first line of `start`: what was asked for.
 pub fn asked_line(ex: &RolloutExercise, at: Timestamp) -> String {
     format!(

@@ -341,3 +341,16 @@ fn elapsed_reads_as_seconds_then_minutes() {
     assert_eq!(elapsed_words(secs(65)), "+1m05s");
     assert_eq!(elapsed_words(secs(1800)), "+30m00s");
 }
+
+#[test]
+fn at_the_timeout_a_run_goes_on_and_a_request_not_taken_stays_asked_for() {
+    assert_eq!(
+        timed_out_line("drill", Some(3), secs(3)),
+        "exercise drill: run 3 is still under way after 3s (--timeout); it goes on: kubectl sluice exercise status drill, or cancel drill\n"
+    );
+    assert!(
+        timed_out_line("drill", None, secs(1800)).starts_with(
+            "exercise drill: Sluice has not taken the request within 30m00s (--timeout); it stays asked for"
+        )
+    );
+}

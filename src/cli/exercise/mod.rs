@@ -131,7 +131,7 @@ pub async fn start(
         }
         break;
     }
-    let Some(f) = following else {
+    let Some(mut f) = following else {
         return Err(CliError::Conflict {
             resource: EXERCISES,
             name: name.to_string(),
@@ -145,25 +145,20 @@ pub async fn start(
         return Ok(StartOutcome::Asked);
     }
     let left = timeout.saturating_sub(began.elapsed());
-    match tokio::time::timeout(left, watch_run(cl, name, f, began, style)).await {
+    match tokio::time::timeout(left, watch_run(cl, name, &mut f, began, style)).await {
         Ok(outcome) => outcome,
         Err(_) => {
-            emit(&format!(
-                "exercise {name}: the run is still under way after {} (--timeout); it goes on: kubectl sluice exercise status {name}, or cancel {name}\n",
-                follow::elapsed_words(timeout).trim_start_matches('+')
-            ))?;
+            emit(&follow::timed_out_line(name, f.run_number(), timeout))?;
             Ok(StartOutcome::TimedOut)
         }
     }
 }
 
-/// A watch of exercise `name` that the API server ends before the client's read timeout
-/// would (the watcher then resumes from where it was, without an error).
+/// A watch of exercise `name` (see `Cluster::watch_timeout`).
 fn watch_config(cl: &Cluster, name: &str) -> watcher::Config {
-    let secs = cl.limit.as_secs().saturating_sub(2).max(1);
     watcher::Config::default()
         .fields(&format!("metadata.name={name}"))
-        .timeout(u32::try_from(secs).unwrap_or(u32::MAX))
+        .timeout(cl.watch_timeout())
 }
 
 /// A watch error the command cannot get past (no right to list or watch the exercises).
@@ -185,7 +180,7 @@ fn fatal(cl: &Cluster, e: watcher::Error) -> Result<String, CliError> {
 async fn watch_run(
     cl: &Cluster,
     name: &str,
-    mut f: Follow,
+    f: &mut Follow,
     began: tokio::time::Instant,
     style: Style,
 ) -> Result<StartOutcome, CliError> {
