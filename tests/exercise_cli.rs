@@ -231,7 +231,9 @@ async fn history_and_status_show_the_run(env: &TestEnv, run: &ExerciseRun) -> an
     }
     let out = sluice(env, &["exercise", "status", "drill", "-o", "yaml"]).await?;
     ensure!(
-        out.stdout.contains("kind: RolloutExercise") && out.stdout.contains("result: Passed"),
+        out.stdout.contains("kind: RolloutExercise")
+            && out.stdout.contains("result: Passed")
+            && !out.stdout.contains("managedFields"),
         "{}",
         out.stdout
     );

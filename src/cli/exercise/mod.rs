@@ -249,8 +249,10 @@ pub async fn status(
     output: Output,
     style: Style,
 ) -> Result<String, CliError> {
-    let ex = fetch(cl, name).await?;
+    let mut ex = fetch(cl, name).await?;
     if output != Output::Text {
+        // As kubectl prints objects: without the field managers' bookkeeping.
+        ex.metadata.managed_fields = None;
         return encode(&ex, output);
     }
     let ro_name = &ex.spec.rollout_name;
