@@ -3,76 +3,17 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use common::fixture::{create_rollout, rollout, set_image, wait_healthy, wait_paused_at};
+use common::plugin::{kubectl_cmd, kubectl_run, plugin_path, scratch, sluice};
 use common::{ControllerProcess, create_services, phase, rollouts, wait_status};
 use e2e::TestEnv;
 use serde_json::json;
 use sluice::api::rollout::{PauseReason, RolloutPhase};
 
 const LIMIT: Duration = Duration::from_secs(90);
-
-/// What a run of the plugin printed and how it ended.
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-/// PATH with the built plugin's directory first, as a user who installed it has.
-fn plugin_path() -> anyhow::Result<String> {
-    let plugin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_kubectl-sluice"))
-        .parent()
-        .context("plugin dir")?
-        .to_path_buf();
-    Ok(format!(
-        "{}:{}",
-        plugin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    ))
-}
-
-/// `kubectl ARGS` (the real kubectl) with the plugin on the PATH and `kubeconfig`.
-fn kubectl_cmd(
-    env: &TestEnv,
-    kubeconfig: &Path,
-    args: &[&str],
-) -> anyhow::Result<tokio::process::Command> {
-    let mut cmd = tokio::process::Command::new(env.cluster.bin_dir.join("kubectl"));
-    cmd.args(args)
-        .env("PATH", plugin_path()?)
-        .env("KUBECONFIG", kubeconfig)
-        .env_remove("NO_COLOR")
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    Ok(cmd)
-}
-
-/// Runs `kubectl ARGS` to the end (within 3 minutes).
-async fn kubectl_run(env: &TestEnv, kubeconfig: &Path, args: &[&str]) -> anyhow::Result<Out> {
-    let out = tokio::time::timeout(
-        Duration::from_secs(180),
-        kubectl_cmd(env, kubeconfig, args)?.output(),
-    )
-    .await
-    .with_context(|| format!("kubectl {args:?} did not end within 180 s"))??;
-    Ok(Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    })
-}
-
-/// `kubectl sluice ARGS -n <the test's namespace>` with the admin kubeconfig.
-async fn sluice(env: &TestEnv, args: &[&str]) -> anyhow::Result<Out> {
-    let mut all = vec!["sluice"];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["-n", &env.namespace]);
-    kubectl_run(env, &env.cluster.kubeconfig, &all).await
-}
 
 /// Runs `kubectl sluice ARGS` with the plugin found on the PATH, as a user would.
 async fn plugin(env: &TestEnv, args: &[&str]) -> anyhow::Result<(bool, String, String)> {
@@ -571,12 +512,4 @@ async fn kubectl_sluice_errors_version_and_completion() {
         Ok(())
     })
     .await;
-}
-
-/// A directory of its own for the files a test writes (kubeconfigs, links), under Cargo's
-/// temporary directory for integration tests, named after the test's namespace.
-fn scratch(env: &TestEnv) -> anyhow::Result<std::path::PathBuf> {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(&env.namespace);
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }

@@ -10,175 +10,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, bail, ensure};
-use common::ControllerProcess;
+use anyhow::{Context, ensure};
+use common::exercise::{
+    LIMIT, analysis_of, create, exercise, rollout, stable_hash, stack, stack_with, wait_back_on,
+    wait_runs,
+};
 use common::fixture::{promote, set_template, wait_healthy, wait_paused_at};
-use common::routers::{create_object, primary_virtual_service, virtual_services};
 use e2e::TestEnv;
-use e2e::prometheus::Prometheus;
-use e2e::trafficsim::{ERROR_RATE_ANNOTATION, Routing, TrafficSim};
+use e2e::trafficsim::{ERROR_RATE_ANNOTATION, TrafficSim};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use sluice::api::exercise::{ExerciseResult, ExerciseRun, RolloutExercise};
-use sluice::api::rollout::{Rollout, RolloutPhase};
-
-const LIMIT: Duration = Duration::from_secs(240);
-/// Requests a second the simulated clients send.
-const RPS: f64 = 100.0;
-
-/// What one test runs against: the mesh, Prometheus, the simulator and the controller.
-struct Stack {
-    sim: TrafficSim,
-    prom: Prometheus,
-    dir: std::path::PathBuf,
-    controller: ControllerProcess,
-}
-
-impl Stack {
-    async fn stop(self) {
-        self.sim.stop().await;
-        drop(self.prom);
-        let _ = std::fs::remove_dir_all(&self.dir);
-        drop(self.controller);
-    }
-}
-
-/// Services `web-stable` and `web-canary`, VirtualService `web`, the success-rate template,
-/// Rollout `web` (4 pods, healthy: no errors) with `steps`, whose analysis judges Service
-/// `judged`; the controller, the simulator and Prometheus.
-async fn stack(env: &TestEnv, steps: Value) -> anyhow::Result<Stack> {
-    stack_with(env, steps, &[]).await
-}
-
-/// [`stack`], the controller started with `args` too.
-async fn stack_with(env: &TestEnv, steps: Value, args: &[&str]) -> anyhow::Result<Stack> {
-    e2e::routers::install_router_crds(&env.client).await?;
-    for name in ["web-stable", "web-canary"] {
-        common::fixture::create_service(env, name, json!({"app": "web"})).await?;
-    }
-    create_object(&virtual_services(env), primary_virtual_service()).await?;
-    let sim = TrafficSim::start(
-        env.client.clone(),
-        &env.namespace,
-        Routing::VirtualService {
-            name: "web".into(),
-            route: Some("primary".into()),
-        },
-        RPS,
-    )
-    .await?;
-    let dir = std::env::temp_dir().join(format!("exercise-prom-{}", env.namespace));
-    let prom = Prometheus::start(&dir, &[sim.metrics_target()], Duration::from_secs(1)).await?;
-    template(env, &prom.url()).await?;
-    let controller = ControllerProcess::start_with(env, "a", args)?;
-    let mut ro = common::fixture::web_canary(
-        4,
-        json!({
-            "abortScaleDownDelaySeconds": 3,
-            "trafficRouting": {"istio": {"virtualService": {"name": "web", "routes": ["primary"]}}},
-            "steps": steps
-        }),
-    )?;
-    if let Some(t) = ro.spec.template.as_mut() {
-        let meta = t.metadata.get_or_insert_with(Default::default);
-        meta.annotations = Some([(ERROR_RATE_ANNOTATION.to_string(), "0".to_string())].into());
-    }
-    common::fixture::create_rollout(env, &ro).await?;
-    wait_healthy(env, "web", 4, LIMIT).await?;
-    Ok(Stack {
-        sim,
-        prom,
-        dir,
-        controller,
-    })
-}
-
-/// AnalysisTemplate `success-rate`: the share of non-5xx requests to Service `{{args.service}}`
-/// in this namespace over the last 10 s, at least 95%.
-async fn template(env: &TestEnv, prometheus: &str) -> anyhow::Result<()> {
-    let ns = &env.namespace;
-    let query = format!(
-        r#"sum(rate(istio_requests_total{{destination_service_namespace="{ns}",destination_service_name="{{{{args.service}}}}",response_code!~"5.."}}[10s])) / sum(rate(istio_requests_total{{destination_service_namespace="{ns}",destination_service_name="{{{{args.service}}}}"}}[10s]))"#
-    );
-    let t: sluice::api::AnalysisTemplate = serde_json::from_value(json!({
-        "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisTemplate",
-        "metadata": {"name": "success-rate"},
-        "spec": {
-            "args": [{"name": "service"}],
-            "metrics": [{
-                "name": "success-rate", "initialDelay": "3s", "interval": "2s", "count": 5,
-                "failureLimit": 0, "inconclusiveLimit": 3,
-                "successCondition": "result[0] >= 0.95",
-                "provider": {"prometheus": {"address": prometheus, "query": query}}
-            }]
-        }
-    }))?;
-    env.api::<sluice::api::AnalysisTemplate>()
-        .create(&PostParams::default(), &t)
-        .await
-        .context("creating the AnalysisTemplate")?;
-    Ok(())
-}
-
-fn analysis_of(service: &str) -> Value {
-    json!({"analysis": {"templates": [{"templateName": "success-rate"}],
-        "args": [{"name": "service", "value": service}]}})
-}
-
-/// RolloutExercise `name` on `web`: its pods fail 20% of requests; counted in Prometheus.
-fn exercise(name: &str, prometheus: &str, extra: Value) -> anyhow::Result<RolloutExercise> {
-    let mut spec = json!({
-        "rolloutName": "web",
-        "fault": {
-            "description": "20% of requests fail",
-            "strategicMergePatch": {"metadata": {"annotations": {ERROR_RATE_ANNOTATION: "0.2"}}}
-        },
-        "objectives": {"maxTimeToSafe": "3m"},
-        "requests": {"prometheusAddress": prometheus, "settle": "5s"}
-    });
-    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
-        s.extend(e.clone());
-    }
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "sluice.dev/v1alpha1", "kind": "RolloutExercise",
-        "metadata": {"name": name}, "spec": spec
-    }))?)
-}
-
-async fn create(env: &TestEnv, ex: &RolloutExercise) -> anyhow::Result<()> {
-    env.api::<RolloutExercise>()
-        .create(&PostParams::default(), ex)
-        .await
-        .context("creating the RolloutExercise")?;
-    Ok(())
-}
-
-/// Waits until exercise `name` has `n` finished (or skipped) runs; returns the newest.
-async fn wait_runs(
-    env: &TestEnv,
-    name: &str,
-    n: usize,
-    limit: Duration,
-) -> anyhow::Result<ExerciseRun> {
-    let api = env.api::<RolloutExercise>();
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        let ex = api.get(name).await?;
-        let status = ex.status.clone().unwrap_or_default();
-        if status.history.len() >= n {
-            return Ok(status.history[0].clone());
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!(
-                "exercise {name}: {} of {n} runs after {limit:?}; status {status:?}",
-                status.history.len()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
+use sluice::api::exercise::{ExerciseResult, RolloutExercise};
 
 /// Polls the stable ReplicaSet (size and selector) until stopped; any change is an error.
 fn watch_stable(
@@ -220,36 +64,6 @@ fn watch_stable(
         Ok(polls)
     });
     (stop, task)
-}
-
-async fn rollout(env: &TestEnv) -> anyhow::Result<Rollout> {
-    Ok(env.api::<Rollout>().get("web").await?)
-}
-
-async fn stable_hash(env: &TestEnv) -> anyhow::Result<String> {
-    rollout(env)
-        .await?
-        .status
-        .and_then(|s| s.stable_rs)
-        .context("the Rollout has no stable revision")
-}
-
-/// Waits until the Rollout is Healthy on `stable` again with no exercise in its status.
-async fn wait_back_on(env: &TestEnv, stable: &str) -> anyhow::Result<()> {
-    common::wait_status(
-        env,
-        "web",
-        "back on the stable, exercise over",
-        LIMIT,
-        |s| {
-            s.phase == Some(RolloutPhase::Healthy)
-                && s.stable_rs.as_deref() == Some(stable)
-                && s.current_pod_hash.as_deref() == Some(stable)
-                && s.exercise.is_none()
-        },
-    )
-    .await
-    .map(|_| ())
 }
 
 /// Requests the simulator answered from `revision`: all, and 5xx.

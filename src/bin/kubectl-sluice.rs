@@ -18,7 +18,7 @@ use sluice::cli::edit::Target;
     bin_name = "kubectl sluice",
     version,
     about = "Inspect and steer Sluice rollouts",
-    after_help = "Exit codes: 0 success; 1 an error (not found, forbidden, no cluster, bad input); `status` also returns 2 Degraded, 3 Paused, 4 still progressing at --timeout."
+    after_help = "Exit codes: 0 success; 1 an error (not found, forbidden, no cluster, bad input); `status` also returns 2 Degraded, 3 Paused, 4 still progressing at --timeout; `exercise start` returns 0 Passed, 2 Failed, 3 Skipped or Cancelled, 4 still under way at --timeout."
 )]
 struct Cli {
     #[command(flatten)]
@@ -106,6 +106,39 @@ enum Cmd {
     Migrate(sluice::cli::migrate::MigrateArgs),
     /// Serve a live web page of the Rollouts in scope, with promote/abort/retry/pause/resume.
     Dashboard(sluice::cli::dashboard::DashboardArgs),
+    /// Rehearsed rollbacks (RolloutExercise): start a run and follow it, its status, its history, cancel it.
+    Exercise {
+        #[command(subcommand)]
+        what: ExerciseCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExerciseCmd {
+    /// Ask for a run now (sets sluice.dev/run-requested-at) and follow it to its result: exit 0 Passed, 2 Failed, 3 Skipped or Cancelled, 4 still under way at --timeout.
+    Start {
+        name: String,
+        /// Ask for the run and exit at once.
+        #[arg(long)]
+        no_wait: bool,
+        /// Stop following after this long, e.g. 90s, 10m (the run goes on).
+        #[arg(long, value_parser = parse_duration, default_value = "30m")]
+        timeout: Duration,
+    },
+    /// The exercise's phase, schedule, the run under way (with what its Rollout says), else the last run with its figures and objectives.
+    Status {
+        name: String,
+        #[arg(short, long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// The runs, newest first: trigger, result, time to detect and to safe, peak weight, failed requests.
+    History {
+        name: String,
+        #[arg(short, long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Cancel the run under way (sets sluice.dev/cancel-requested-at): the Rollout goes back to its stable revision.
+    Cancel { name: String },
 }
 
 #[derive(Subcommand)]
@@ -249,6 +282,7 @@ async fn run(cli: Cli) -> ExitCode {
             commands::undo(&cl, &name, &target).await
         }
         Cmd::Restart { name } => commands::restart(&cl, &name).await,
+        Cmd::Exercise { what } => return exercise(&cl, what, style).await,
         Cmd::Set {
             what: SetCmd::Image { name, pairs },
         } => commands::set_image(&cl, &name, &pairs).await,
@@ -258,6 +292,30 @@ async fn run(cli: Cli) -> ExitCode {
         | Cmd::Lint(_)
         | Cmd::Migrate(_)
         | Cmd::Dashboard(_) => Ok(String::new()),
+    };
+    match done {
+        Ok(text) => sluice::cli::write_stdout(PROG, &text),
+        Err(e) => fail(e),
+    }
+}
+
+/// `exercise start|status|history|cancel NAME`.
+async fn exercise(cl: &Cluster, what: ExerciseCmd, style: sluice::cli::tree::Style) -> ExitCode {
+    use sluice::cli::exercise;
+    let done = match what {
+        ExerciseCmd::Start {
+            name,
+            no_wait,
+            timeout,
+        } => {
+            return match exercise::start(cl, &name, !no_wait, timeout, style).await {
+                Ok(outcome) => outcome.exit(),
+                Err(e) => fail(e),
+            };
+        }
+        ExerciseCmd::Status { name, output } => exercise::status(cl, &name, output, style).await,
+        ExerciseCmd::History { name, output } => exercise::history(cl, &name, output, style).await,
+        ExerciseCmd::Cancel { name } => exercise::cancel(cl, &name).await,
     };
     match done {
         Ok(text) => sluice::cli::write_stdout(PROG, &text),
@@ -280,28 +338,44 @@ fn complete_words(words: &[String]) -> ExitCode {
         Offer::Words(w) => complete::answer(&w, false),
         Offer::Files => complete::answer(&[], true),
         Offer::Nothing => complete::answer(&[], false),
-        Offer::Rollouts { namespace } => {
-            let partial = words.last().cloned().unwrap_or_default();
-            let args = ClusterArgs {
-                namespace,
-                request_timeout: 5,
-                ..Default::default()
-            };
-            let names = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()
-                .and_then(|rt| rt.block_on(rollout_names(args)))
-                .unwrap_or_default();
-            let matching: Vec<(String, String)> = names
-                .into_iter()
-                .filter(|n| n.starts_with(&partial))
-                .map(|n| (n, String::new()))
-                .collect();
-            complete::answer(&matching, false)
-        }
+        Offer::Rollouts { namespace } => names_answer(words, namespace, false),
+        Offer::Exercises { namespace } => names_answer(words, namespace, true),
     };
     sluice::cli::write_stdout(PROG, &text)
+}
+
+/// The names of the namespace's Rollouts (or exercises) starting with the word being typed,
+/// read within 5 seconds.
+fn names_answer(words: &[String], namespace: Option<String>, exercises: bool) -> String {
+    let partial = words.last().cloned().unwrap_or_default();
+    let args = ClusterArgs {
+        namespace,
+        request_timeout: 5,
+        ..Default::default()
+    };
+    let names = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()
+        .and_then(|rt| {
+            if exercises {
+                rt.block_on(exercise_names(args))
+            } else {
+                rt.block_on(rollout_names(args))
+            }
+        })
+        .unwrap_or_default();
+    let matching: Vec<(String, String)> = names
+        .into_iter()
+        .filter(|n| n.starts_with(&partial))
+        .map(|n| (n, String::new()))
+        .collect();
+    complete::answer(&matching, false)
+}
+
+async fn exercise_names(args: ClusterArgs) -> Option<Vec<String>> {
+    let cl = Cluster::connect(&args).await.ok()?;
+    sluice::cli::exercise::names(&cl).await.ok()
 }
 
 async fn rollout_names(args: ClusterArgs) -> Option<Vec<String>> {

@@ -132,6 +132,9 @@ pub enum CliError {
     },
     #[error("{0}")]
     Usage(String),
+    /// A RolloutExercise cannot do what was asked (invalid, deleted, waiting to start).
+    #[error("{0}")]
+    Exercise(String),
     /// Stdout was closed (`| head`): the command ends quietly.
     #[error("output closed")]
     Closed,
@@ -176,6 +179,14 @@ impl Cluster {
             server,
             limit,
         })
+    }
+
+    /// The `timeoutSeconds` of a watch: the API server ends it before the client's read
+    /// timeout (`--request-timeout`) would break it on a quiet stream, so the watcher resumes
+    /// where it was instead of failing.
+    pub fn watch_timeout(&self) -> u32 {
+        let secs = self.limit.as_secs().saturating_sub(2).max(1);
+        u32::try_from(secs).unwrap_or(u32::MAX)
     }
 
     /// Runs one request under the time limit and words its error for `action`.
@@ -232,17 +243,40 @@ impl Cluster {
 
 /// The "did you mean" part of a not-found message: names close to `wanted` among `names`.
 pub fn not_found_hint(wanted: &str, names: &[String], namespace: &str) -> String {
+    hint_among(
+        &Among {
+            plural: "rollouts",
+            list: format!("kubectl sluice list -n {namespace}"),
+            list_all: "kubectl sluice list -A",
+        },
+        wanted,
+        names,
+        namespace,
+    )
+}
+
+/// The objects a name was looked for among, for a not-found hint.
+pub struct Among {
+    /// What they are, e.g. `rollouts`.
+    pub plural: &'static str,
+    /// The command that lists them in the namespace.
+    pub list: String,
+    /// The command that lists them everywhere.
+    pub list_all: &'static str,
+}
+
+/// The "did you mean" part of a not-found message for any kind: names close to `wanted`
+/// among `names`, else the command that lists them.
+pub fn hint_among(among: &Among, wanted: &str, names: &[String], namespace: &str) -> String {
     if names.is_empty() {
         return format!(
-            "; there are no rollouts in namespace {namespace:?} (-n to choose another, kubectl sluice list -A to see all)"
+            "; there are no {} in namespace {namespace:?} (-n to choose another, {} to see all)",
+            among.plural, among.list_all
         );
     }
     let close = close_names(wanted, names);
     if close.is_empty() {
-        format!(
-            "; kubectl sluice list -n {namespace} shows the {} there",
-            names.len()
-        )
+        format!("; {} shows the {} there", among.list, names.len())
     } else {
         format!("; did you mean {}?", close.join(", "))
     }

@@ -54,7 +54,7 @@ pub fn emit(text: &str) -> Result<(), CliError> {
     }
 }
 
-fn encode<T: Serialize>(value: &T, output: Output) -> Result<String, CliError> {
+pub fn encode<T: Serialize>(value: &T, output: Output) -> Result<String, CliError> {
     match output {
         Output::Json => serde_json::to_string_pretty(value)
             .map(|s| s + "\n")
@@ -198,8 +198,12 @@ pub async fn watch(cl: &Cluster, name: &str, style: Style) -> Result<(), CliErro
     // A first read says "not found" or "forbidden" at once instead of a silent wait.
     fetch(cl, name).await?;
     let ns = &cl.namespace;
-    let by_name = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let owned = watcher::Config::default().labels(&format!("{LABEL_ROLLOUT}={name}"));
+    let by_name = watcher::Config::default()
+        .fields(&format!("metadata.name={name}"))
+        .timeout(cl.watch_timeout());
+    let owned = watcher::Config::default()
+        .labels(&format!("{LABEL_ROLLOUT}={name}"))
+        .timeout(cl.watch_timeout());
     let failed = |e: watcher::Error| Change::Failed(e.to_string());
     let changes = stream::select_all([
         watcher(rollouts(cl), by_name)
@@ -317,7 +321,9 @@ pub async fn status(
     if now.settled() || !wait {
         return Ok(now);
     }
-    let by_name = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let by_name = watcher::Config::default()
+        .fields(&format!("metadata.name={name}"))
+        .timeout(cl.watch_timeout());
     let mut events = watcher(rollouts(cl), by_name).boxed();
     let mut last = line;
     let follow = async {

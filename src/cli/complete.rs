@@ -1,8 +1,8 @@
 //! Shell completion for `kubectl sluice`. kubectl (1.26 and later) completes a plugin's words
 //! by running `kubectl_complete-sluice WORDS... PARTIAL` and reading cobra's answer: one
 //! candidate per line, then `:DIRECTIVE`. The plugin answers as that executable (a link to it)
-//! and as `kubectl-sluice __complete`. What to offer is decided here, purely; rollout names
-//! are read from the cluster by the binary.
+//! and as `kubectl-sluice __complete`. What to offer is decided here, purely; rollout and
+//! exercise names are read from the cluster by the binary.
 
 /// Subcommands that take a Rollout's name, and what each does (the description shown).
 pub const ROLLOUT_COMMANDS: &[(&str, &str)] = &[
@@ -24,9 +24,21 @@ pub const OTHER_COMMANDS: &[(&str, &str)] = &[
     ("lint", "check manifests offline"),
     ("migrate", "convert Argo Rollouts manifests"),
     ("dashboard", "a live web page of the rollouts"),
+    (
+        "exercise",
+        "rehearsed rollbacks: start, status, history, cancel",
+    ),
     ("version", "print versions"),
     ("completion", "print a shell completion script"),
     ("crds", "print the CustomResourceDefinitions"),
+];
+
+/// `exercise` subcommands, each taking a RolloutExercise's name.
+pub const EXERCISE_COMMANDS: &[(&str, &str)] = &[
+    ("start", "ask for a run and follow it to its result"),
+    ("status", "the run under way, else the last run"),
+    ("history", "the runs, newest first"),
+    ("cancel", "cancel the run under way"),
 ];
 
 const GLOBAL_FLAGS: &[&str] = &[
@@ -45,6 +57,8 @@ pub enum Offer {
     Words(Vec<(String, String)>),
     /// Names of the Rollouts in this namespace (None: the context's).
     Rollouts { namespace: Option<String> },
+    /// Names of the RolloutExercises in this namespace (None: the context's).
+    Exercises { namespace: Option<String> },
     /// Nothing (a free value such as an image).
     Nothing,
     /// File names (lint and migrate take files).
@@ -60,13 +74,8 @@ fn words(list: &[(&str, &str)], partial: &str) -> Offer {
     )
 }
 
-/// The offer for `args`: the words typed after `kubectl sluice`, the last one being completed.
-pub fn offer(args: &[String]) -> Offer {
-    let (partial, before) = match args.split_last() {
-        Some((p, b)) => (p.as_str(), b),
-        None => ("", &[][..]),
-    };
-    // The namespace given so far, and the positional words (flags and their values left out).
+/// The namespace given so far, and the positional words (flags and their values left out).
+fn scan(before: &[String]) -> (Option<String>, Vec<&str>) {
     let mut namespace = None;
     let mut positional: Vec<&str> = vec![];
     let mut i = 0;
@@ -98,6 +107,16 @@ pub fn offer(args: &[String]) -> Offer {
         }
         i += 1;
     }
+    (namespace, positional)
+}
+
+/// The offer for `args`: the words typed after `kubectl sluice`, the last one being completed.
+pub fn offer(args: &[String]) -> Offer {
+    let (partial, before) = match args.split_last() {
+        Some((p, b)) => (p.as_str(), b),
+        None => ("", &[][..]),
+    };
+    let (namespace, positional) = scan(before);
     match before.last().map(String::as_str) {
         Some("-o" | "--output") => {
             return words(&[("text", ""), ("json", ""), ("yaml", "")], partial);
@@ -133,6 +152,10 @@ pub fn offer(args: &[String]) -> Offer {
             }
         }
         ["set"] => words(&[("image", "set a container's image")], partial),
+        ["exercise"] => words(EXERCISE_COMMANDS, partial),
+        ["exercise", sub] if EXERCISE_COMMANDS.iter().any(|(c, _)| c == sub) => {
+            Offer::Exercises { namespace }
+        }
         ["completion"] => words(&[("bash", ""), ("zsh", ""), ("fish", "")], partial),
         ["lint" | "migrate", ..] => Offer::Files,
         ["get", "rollout" | "rollouts" | "ro" | "sro"] | ["set", "image"] => {
@@ -205,6 +228,34 @@ mod tests {
         assert_eq!(names(offer_for("get ro")), ["rollout"]);
         assert_eq!(offer_for("set image "), Offer::Rollouts { namespace: None });
         assert_eq!(offer_for("promote web "), Offer::Nothing, "one name only");
+    }
+
+    #[test]
+    fn exercise_subcommands_then_exercise_names_in_the_namespace_given() {
+        assert_eq!(names(offer_for("exe")), ["exercise"]);
+        assert_eq!(
+            names(offer_for("exercise ")),
+            ["start", "status", "history", "cancel"]
+        );
+        assert_eq!(names(offer_for("exercise st")), ["start", "status"]);
+        assert_eq!(
+            offer_for("-n shop exercise start d"),
+            Offer::Exercises {
+                namespace: Some("shop".into())
+            }
+        );
+        assert_eq!(
+            offer_for("exercise history --namespace=shop "),
+            Offer::Exercises {
+                namespace: Some("shop".into())
+            }
+        );
+        assert_eq!(
+            offer_for("exercise start --timeout 10m "),
+            Offer::Exercises { namespace: None }
+        );
+        assert_eq!(offer_for("exercise cancel drill "), Offer::Nothing);
+        assert_eq!(offer_for("exercise nope "), Offer::Nothing);
     }
 
     #[test]

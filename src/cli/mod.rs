@@ -6,6 +6,7 @@ pub mod complete;
 pub mod control;
 pub mod dashboard;
 pub mod edit;
+pub mod exercise;
 pub mod lint;
 pub mod migrate;
 pub mod tree;

@@ -296,7 +296,7 @@ pub struct Style {
 impl Style {
     pub const PLAIN: Style = Style { color: false };
 
-    fn paint(&self, code: &str, text: &str) -> String {
+    pub fn paint(&self, code: &str, text: &str) -> String {
         if self.color {
             format!("\x1b[{code}m{text}\x1b[0m")
         } else {

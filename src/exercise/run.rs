@@ -115,6 +115,12 @@ pub fn decide(ex: &RolloutExercise, seen: &Seen, now: Timestamp) -> Decision {
     let checked = match check(ex, seen.rollout, now) {
         Ok(c) => c,
         Err(problem) => {
+            if let Some(run) = d.status.current.clone().filter(|r| r.started_at.is_some()) {
+                // A run under way is not left releasing a fault nobody follows.
+                let why = format!("the exercise's spec became invalid: {problem}");
+                let run = with_figures(ex, seen, run);
+                end(ex, seen, run, ExerciseResult::Failed, &why, &mut d, now);
+            }
             invalid(ex, &mut d, &problem.to_string(), now);
             return d;
         }
@@ -123,6 +129,10 @@ pub fn decide(ex: &RolloutExercise, seen: &Seen, now: Timestamp) -> Decision {
     orphan_block(ex, seen, &mut d);
     match d.status.current.clone() {
         Some(run) if run.started_at.is_some() => progress(ex, &checked, seen, run, &mut d, now),
+        Some(run) if cancelled(ex, run.due_at.as_ref()) => {
+            let why = "cancelled on request before it started";
+            end(ex, seen, run, ExerciseResult::Cancelled, why, &mut d, now);
+        }
         Some(run) => try_start(ex, &checked, seen, run, &mut d, now),
         None => match due(ex, &checked, &d.status, now) {
             Some(run) => {
@@ -375,9 +385,8 @@ fn progress(
         let why = format!("Rollout {} is gone", ex.spec.rollout_name);
         return end(ex, seen, run, ExerciseResult::Cancelled, &why, d, now);
     };
-    if let Some(at) = cancel_requested(ex)
-        && at >= started
-    {
+    if cancelled(ex, run.started_at.as_ref()) {
+        let run = with_figures(ex, seen, run);
         return end(
             ex,
             seen,
@@ -398,13 +407,14 @@ fn progress(
         } else {
             ExerciseResult::Failed
         };
-        return end(ex, seen, run, result, why, d, now);
+        return end(ex, seen, figures(run, block, seen), result, why, d, now);
     }
     if now.duration_since(started) > checked.max_duration {
         let why = format!(
             "the run took longer than maxDuration ({})",
             checked.max_duration_text
         );
+        let run = figures(run, block, seen);
         return end(ex, seen, run, ExerciseResult::Failed, &why, d, now);
     }
     let Some(safe_at) = block.safe_at.as_ref().map(|t| t.0) else {
@@ -435,7 +445,10 @@ fn progress(
 }
 
 fn running_message(run: &ExerciseRun, block: &ExerciseInForce) -> String {
-    let revision = block.revision.clone().unwrap_or_default();
+    let revision = block
+        .revision
+        .clone()
+        .unwrap_or_else(|| "(not built yet)".into());
     match (&block.aborted_at, &block.live_at) {
         (Some(_), _) => format!(
             "run {}: revision {revision} aborted ({}); waiting for its traffic to go",
@@ -489,8 +502,22 @@ fn restart_block(
     })));
 }
 
-fn cancel_requested(ex: &RolloutExercise) -> Option<Timestamp> {
-    ex.annotations().get(CANCEL_REQUESTED)?.parse().ok()
+/// A cancel was asked for at or after `since` (a run's start, or its due time while it
+/// waits).
+fn cancelled(ex: &RolloutExercise, since: Option<&Time>) -> bool {
+    let asked: Option<Timestamp> = ex
+        .annotations()
+        .get(CANCEL_REQUESTED)
+        .and_then(|a| a.parse().ok());
+    matches!((asked, since), (Some(at), Some(since)) if at >= since.0)
+}
+
+/// `run` with the figures the Rollout's block of it shows, when it shows one.
+fn with_figures(ex: &RolloutExercise, seen: &Seen, run: ExerciseRun) -> ExerciseRun {
+    match ours(ex, seen.rollout).filter(|b| b.run == run.number) {
+        Some(block) => figures(run, block, seen),
+        None => run,
+    }
 }
 
 /// The run's figures from the Rollout's block and what was measured.

@@ -566,3 +566,74 @@ fn busy_names_what_keeps_a_run_from_starting() {
             .contains("exercise other is running")
     );
 }
+
+#[test]
+fn an_ended_run_keeps_its_figures_whatever_ended_it() {
+    let mut ex = running(exercise(json!({})), started(1, "Created", 10));
+    ex.metadata.annotations = Some(BTreeMap::from([(
+        CANCEL_REQUESTED.to_string(),
+        at(30).to_string(),
+    )]));
+    let block = ExerciseInForce {
+        aborted_at: None,
+        safe_at: None,
+        abort_cause: None,
+        ..caught_block()
+    };
+    let ro = with_block(healthy(), block);
+    let run = decide(&ex, &seen(&ro), at(31))
+        .status
+        .history
+        .first()
+        .cloned()
+        .expect("history");
+    assert_eq!(run.result, Some(ExerciseResult::Cancelled));
+    assert_eq!(run.revision, Some(hash("web:bad")));
+    assert_eq!(
+        (run.live_at, run.peak_weight),
+        (Some(Time(at(20))), Some(25))
+    );
+}
+
+#[test]
+fn a_waiting_run_can_be_cancelled() {
+    let mut ex = exercise(json!({}));
+    ex.status = Some(RolloutExerciseStatus {
+        runs: 1,
+        phase: Some(ExercisePhase::Waiting),
+        current: Some(ExerciseRun {
+            number: 1,
+            trigger: "Created".into(),
+            due_at: Some(Time(at(0))),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    ex.metadata.annotations = Some(BTreeMap::from([(
+        CANCEL_REQUESTED.to_string(),
+        at(5).to_string(),
+    )]));
+    let d = decide(&ex, &seen(&healthy()), at(10));
+    assert_eq!(d.rollout, None, "never started");
+    let run = d.status.history.first().cloned().expect("history");
+    assert_eq!(run.result, Some(ExerciseResult::Cancelled));
+    assert_eq!(d.status.current, None);
+}
+
+#[test]
+fn a_spec_made_invalid_mid_run_ends_the_run_and_tells_the_rollout() {
+    let mut ex = running(exercise(json!({})), started(1, "Created", 10));
+    ex.spec.max_duration = Some(crate::api::duration::DurationString("soon".into()));
+    let block = ExerciseInForce {
+        safe_at: None,
+        aborted_at: None,
+        abort_cause: None,
+        ..caught_block()
+    };
+    let ro = with_block(healthy(), block);
+    let d = decide(&ex, &seen(&ro), at(30));
+    assert_eq!(d.status.phase, Some(ExercisePhase::Invalid));
+    let run = d.status.history.first().cloned().expect("history");
+    assert_eq!(run.result, Some(ExerciseResult::Failed));
+    assert!(matches!(d.rollout, Some(RolloutWrite::End { run: 1, .. })));
+}

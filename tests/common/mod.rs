@@ -4,9 +4,11 @@
 #![allow(dead_code)]
 
 pub mod analysis;
+pub mod exercise;
 pub mod fixture;
 pub mod helm;
 pub mod metrics;
+pub mod plugin;
 pub mod routers;
 
 use std::path::PathBuf;
