@@ -15,17 +15,17 @@ use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::api::analysis::{AnalysisPhase, AnalysisRun};
+use crate::api::analysis::AnalysisPhase;
 use crate::api::constants::FIELD_MANAGER_CONTROLLER;
 use crate::api::exercise::{ExerciseEnd, ExerciseResult, ExerciseRun, RolloutExercise};
 use crate::api::rollout::Rollout;
-use crate::rollout::cached::CachedRollout;
+use crate::rollout::cache::Caches;
 use crate::runtime::calls::timed;
 use crate::runtime::context::{Shared, key};
 use crate::runtime::error::Error;
@@ -42,8 +42,9 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 struct Context {
     shared: Shared,
-    rollouts: Store<CachedRollout>,
-    runs: Store<Parsed<AnalysisRun>>,
+    /// The Rollout controller's caches: Rollouts and AnalysisRuns are read from them, once
+    /// they have their first full list (before it, a Rollout not yet listed is not gone).
+    caches: Caches,
 }
 
 /// Runs the exercise controller until `shutdown` resolves, reading Rollouts and AnalysisRuns
@@ -53,14 +54,12 @@ pub async fn run(
     namespaces: Vec<String>,
     metrics: Arc<Metrics>,
     recorder: Recorder,
-    rollouts: Store<CachedRollout>,
-    runs: Store<Parsed<AnalysisRun>>,
+    caches: Caches,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let ctx = Arc::new(Context {
         shared: Shared::new(client.clone(), recorder, metrics),
-        rollouts,
-        runs,
+        caches,
     });
     info!(?namespaces, "exercise controller started");
     let controller = match namespaces.as_slice() {
@@ -146,12 +145,14 @@ async fn reconcile(
 fn rollout_of(ex: &RolloutExercise, ctx: &Context) -> Option<Rollout> {
     let ns = ex.namespace()?;
     let cached = ctx
+        .caches
         .rollouts
         .get(&ObjectRef::new(&ex.spec.rollout_name).within(&ns))?;
     cached.to_parsed().0.ok()
 }
 
 async fn reconcile_exercise(ex: &RolloutExercise, ctx: &Context) -> Result<Action, Error> {
+    synced(ctx).await?;
     let rollout = rollout_of(ex, ctx);
     let first_failure = first_failure(ex, rollout.as_ref(), ctx);
     let mut seen = Seen {
@@ -244,8 +245,17 @@ async fn write_rollout(ro: &Rollout, w: &RolloutWrite, ctx: &Context) -> Result<
     Ok(())
 }
 
+/// Waits for the caches' first full list: after a restart, a Rollout not yet listed must not
+/// read as gone (a run under way would be ended as Cancelled).
+async fn synced(ctx: &Context) -> Result<(), Error> {
+    ctx.caches.synced().await.map_err(|()| Error::Timeout {
+        what: "first sync of the watch caches",
+    })
+}
+
 /// The exercise is being deleted: a block of it still on the Rollout is ended first.
 async fn cleanup(ex: &RolloutExercise, ctx: &Context) -> Result<Action, Error> {
+    synced(ctx).await?;
     let rollout = rollout_of(ex, ctx);
     let block = rollout
         .as_ref()
@@ -274,7 +284,10 @@ fn first_failure(ex: &RolloutExercise, ro: Option<&Rollout>, ctx: &Context) -> O
     let block = ro?.status.as_ref()?.exercise.as_ref()?;
     let analysis = block.analysis.as_ref()?;
     let ns = ex.namespace()?;
-    let run = ctx.runs.get(&ObjectRef::new(&analysis.run).within(&ns))?;
+    let run = ctx
+        .caches
+        .runs
+        .get(&ObjectRef::new(&analysis.run).within(&ns))?;
     let run = run.0.as_ref().ok()?;
     let status = run.status.as_ref()?;
     status

@@ -489,8 +489,7 @@ pub async fn run(
         opts.namespaces.clone(),
         metrics.clone(),
         recorder.clone(),
-        caches.rollouts.clone(),
-        caches.runs.clone(),
+        caches.clone(),
         shutdown.clone(),
     );
     let notifier = opts.notifications.clone().map(|source| {
