@@ -50,12 +50,7 @@ pub fn check(
     if let Some(ro) = rollout
         && let Some(template) = &ro.spec.template
     {
-        let selector = ro
-            .spec
-            .selector
-            .as_ref()
-            .and_then(|s| s.match_labels.clone())
-            .unwrap_or_default();
+        let selector = crate::rollout::observe::policy::match_labels(ro);
         super::fault::apply(template, &ex.spec.fault, &selector)?;
     }
     let tz = schedule::time_zone(ex.spec.time_zone.as_deref())?;

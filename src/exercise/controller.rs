@@ -273,9 +273,9 @@ async fn cleanup(ex: &RolloutExercise, ctx: &Context) -> Result<Action, Error> {
         exercise: ex.name_any(),
     };
     let m = &ctx.shared.metrics;
-    m.exercise_time_to_detect.remove(&labels);
-    m.exercise_time_to_safe.remove(&labels);
-    m.exercise_failed_requests.remove(&labels);
+    m.exercises.time_to_detect.remove(&labels);
+    m.exercises.time_to_safe.remove(&labels);
+    m.exercises.failed_requests.remove(&labels);
     Ok(Action::await_change())
 }
 
@@ -361,7 +361,8 @@ async fn query_count(client: &prometheus_http_query::Client, query: &str) -> Res
 fn observe(ex: &RolloutExercise, run: &ExerciseRun, m: &Metrics) {
     let (namespace, exercise) = (ex.namespace().unwrap_or_default(), ex.name_any());
     let result = run.result.map_or("Unknown", ExerciseResult::as_str);
-    m.exercise_runs
+    m.exercises
+        .runs
         .get_or_create(&ExerciseRunLabels {
             namespace: namespace.clone(),
             exercise: exercise.clone(),
@@ -378,12 +379,12 @@ fn observe(ex: &RolloutExercise, run: &ExerciseRun, m: &Metrics) {
             .map(|d| d.as_secs_f64())
     };
     if let Some(v) = secs(&run.time_to_detect) {
-        m.exercise_time_to_detect.get_or_create(&labels).set(v);
+        m.exercises.time_to_detect.get_or_create(&labels).set(v);
     }
     if let Some(v) = secs(&run.time_to_safe) {
-        m.exercise_time_to_safe.get_or_create(&labels).set(v);
+        m.exercises.time_to_safe.get_or_create(&labels).set(v);
     }
     if let Some(n) = run.failed_requests {
-        m.exercise_failed_requests.get_or_create(&labels).set(n);
+        m.exercises.failed_requests.get_or_create(&labels).set(n);
     }
 }

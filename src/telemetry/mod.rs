@@ -57,6 +57,46 @@ pub struct ExerciseRunLabels {
     pub result: String,
 }
 
+/// Rollback exercise runs ended, by result, and the last run's figures, per exercise.
+#[derive(Debug)]
+pub struct ExerciseMetrics {
+    pub runs: Family<ExerciseRunLabels, Counter>,
+    pub time_to_detect: Family<ExerciseLabels, Gauge<f64, AtomicU64>>,
+    pub time_to_safe: Family<ExerciseLabels, Gauge<f64, AtomicU64>>,
+    pub failed_requests: Family<ExerciseLabels, Gauge<i64, AtomicI64>>,
+}
+
+impl ExerciseMetrics {
+    fn register(r: &mut Registry) -> Self {
+        ExerciseMetrics {
+            runs: register(
+                r,
+                "exercise_runs",
+                "Rollback exercise runs ended, by result (Passed, Failed, Skipped, Cancelled)",
+                Family::default(),
+            ),
+            time_to_detect: register(
+                r,
+                "exercise_time_to_detect_seconds",
+                "The last exercise run's time from the fault going live to its detection",
+                Family::default(),
+            ),
+            time_to_safe: register(
+                r,
+                "exercise_time_to_safe_seconds",
+                "The last exercise run's time from the fault going live to all traffic on stable",
+                Family::default(),
+            ),
+            failed_requests: register(
+                r,
+                "exercise_failed_requests",
+                "Requests the last exercise run's faulty revision failed (when counted)",
+                Family::default(),
+            ),
+        }
+    }
+}
+
 /// A notification receiver: its name in the configuration and its kind.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReceiverLabels {
@@ -104,10 +144,7 @@ pub struct Metrics {
     pub notifications_failed: Family<ReceiverLabels, Counter>,
     pub notification_duration: Family<ReceiverLabels, Histogram>,
     /// Rollback exercise runs ended, by result; the last run's figures.
-    pub exercise_runs: Family<ExerciseRunLabels, Counter>,
-    pub exercise_time_to_detect: Family<ExerciseLabels, Gauge<f64, AtomicU64>>,
-    pub exercise_time_to_safe: Family<ExerciseLabels, Gauge<f64, AtomicU64>>,
-    pub exercise_failed_requests: Family<ExerciseLabels, Gauge<i64, AtomicI64>>,
+    pub exercises: ExerciseMetrics,
     ready: AtomicBool,
 }
 
@@ -214,30 +251,7 @@ impl Metrics {
                     Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
                 }),
             ),
-            exercise_runs: register(
-                &mut r,
-                "exercise_runs",
-                "Rollback exercise runs ended, by result (Passed, Failed, Skipped, Cancelled)",
-                Family::default(),
-            ),
-            exercise_time_to_detect: register(
-                &mut r,
-                "exercise_time_to_detect_seconds",
-                "The last exercise run's time from the fault going live to its detection",
-                Family::default(),
-            ),
-            exercise_time_to_safe: register(
-                &mut r,
-                "exercise_time_to_safe_seconds",
-                "The last exercise run's time from the fault going live to all traffic on stable",
-                Family::default(),
-            ),
-            exercise_failed_requests: register(
-                &mut r,
-                "exercise_failed_requests",
-                "Requests the last exercise run's faulty revision failed (when counted)",
-                Family::default(),
-            ),
+            exercises: ExerciseMetrics::register(&mut r),
             registry: r,
             ready: AtomicBool::new(false),
         }

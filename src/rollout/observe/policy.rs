@@ -84,13 +84,7 @@ pub fn exercise(
             }),
         );
     }
-    let selector = ro
-        .spec
-        .selector
-        .as_ref()
-        .and_then(|s| s.match_labels.clone())
-        .unwrap_or_default();
-    match crate::exercise::fault::apply(&own, &ex.fault, &selector) {
+    match crate::exercise::fault::apply(&own, &ex.fault, &match_labels(ro)) {
         Ok(faulty) => {
             let revision = crate::rollout::hash::pod_template_hash(&faulty);
             (
@@ -109,6 +103,16 @@ pub fn exercise(
             }),
         ),
     }
+}
+
+/// The `matchLabels` of the Rollout's selector (empty without one): what a faulty template
+/// must keep.
+pub fn match_labels(ro: &Rollout) -> BTreeMap<String, String> {
+    ro.spec
+        .selector
+        .as_ref()
+        .and_then(|s| s.match_labels.clone())
+        .unwrap_or_default()
 }
 
 /// The Rollout with the selector it runs under: its own, or, when it has none and names a
