@@ -435,6 +435,10 @@ fn provider_name(m: &Metric) -> &'static str {
         "web"
     } else if m.provider.job.is_some() {
         "job"
+    } else if m.provider.compare.is_some() {
+        "compare"
+    } else if m.provider.burn_rate.is_some() {
+        "burnRate"
     } else {
         "none"
     }

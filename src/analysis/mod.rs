@@ -4,8 +4,11 @@
 //! `condition` (CEL), `judge` (the run's state machine) and `template` (merging templates and
 //! binding arguments) are pure; `controller` is the AnalysisRun reconciler, the I/O edge.
 
+pub mod burn;
+pub mod compare;
 pub mod condition;
 pub mod controller;
 pub mod judge;
+pub mod stats;
 pub mod template;
 pub mod value;

@@ -504,6 +504,23 @@ pub fn check_metric(m: &Metric) -> Result<(), TemplateError> {
                 .into(),
         ));
     }
+    let decides = if let Some(c) = &m.provider.compare {
+        super::compare::check(c).map_err(|e| bad(format!("compare: {e}")))?;
+        Some("compare")
+    } else if let Some(b) = &m.provider.burn_rate {
+        super::burn::alerts(b).map_err(|e| bad(format!("burnRate: {e}")))?;
+        Some("burnRate")
+    } else {
+        None
+    };
+    if let Some(provider) = decides
+        && (m.success_condition.is_some() || m.failure_condition.is_some())
+    {
+        return Err(bad(format!(
+            "a {provider} metric judges itself (docs/statistics.md); remove successCondition \
+             and failureCondition"
+        )));
+    }
     super::judge::MetricPolicy::of(m, false, None).map_err(bad)?;
     Ok(())
 }

@@ -226,11 +226,18 @@ fn templated_limit(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 /// Where a metric is measured: exactly one provider.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[x_kube(
-    validation = Rule::new("(has(self.prometheus) ? 1 : 0) + (has(self.web) ? 1 : 0) + (has(self.job) ? 1 : 0) == 1").message("a metric needs exactly one provider: prometheus, web or job")
+    validation = Rule::new("(has(self.prometheus) ? 1 : 0) + (has(self.web) ? 1 : 0) + (has(self.job) ? 1 : 0) + (has(self.compare) ? 1 : 0) + (has(self.burnRate) ? 1 : 0) == 1").message("a metric needs exactly one provider: prometheus, web, job, compare or burnRate")
 )]
+#[serde(rename_all = "camelCase")]
 pub struct MetricProvider {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prometheus: Option<PrometheusMetric>,
+    /// The canary against the stable revision, judged with statistics (docs/statistics.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare: Option<CompareMetric>,
+    /// The canary's SLO burn rate over several windows (docs/statistics.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burn_rate: Option<BurnRateMetric>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub web: Option<WebMetric>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -263,6 +270,177 @@ pub struct PrometheusMetric {
     /// The CA bundle that signed the server's certificate, for `https://` addresses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
+}
+
+impl PrometheusMetric {
+    /// The server part of the metric.
+    pub fn server(&self) -> PrometheusServer {
+        PrometheusServer {
+            address: self.address.clone(),
+            timeout: self.timeout,
+            insecure: self.insecure,
+            headers: self.headers.clone(),
+            authentication: self.authentication.clone(),
+            tls: self.tls.clone(),
+        }
+    }
+}
+
+/// A Prometheus server and how to reach it (as in the `prometheus` provider).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusServer {
+    /// Base URL of the Prometheus server, e.g. `http://prometheus.monitoring:9090`.
+    #[schemars(length(min = 1))]
+    pub address: String,
+    /// Query timeout in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub timeout: Option<i64>,
+    /// Skip TLS verification. Only when asked; never the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub headers: Option<Vec<WebMetricHeader>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<PrometheusAuthentication>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+}
+
+/// The canary against the stable revision: each query is run for both revisions over the
+/// same window (`{{revision}}` in the query becomes `canary`, then `stable`), the two samples
+/// are compared with a Mann-Whitney U test, and the metrics' verdicts make a weighted score
+/// (Kayenta's method). The measurement is Successful at `passScore` or above, Inconclusive
+/// from `marginalScore` (or with too few samples), Failed below.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(
+    validation = Rule::new("!has(self.marginalScore) || !has(self.passScore) || self.marginalScore <= self.passScore").message("marginalScore cannot be above passScore")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct CompareMetric {
+    pub prometheus: PrometheusServer,
+    /// What `{{revision}}` becomes for the canary, usually `{{args.canary-hash}}` bound to
+    /// `valueFrom.podTemplateHashValue: Latest`.
+    #[schemars(length(min = 1))]
+    pub canary: String,
+    /// What `{{revision}}` becomes for the stable, usually `{{args.stable-hash}}` bound to
+    /// `valueFrom.podTemplateHashValue: Stable`.
+    #[schemars(length(min = 1))]
+    pub stable: String,
+    /// How far back the samples reach; absent means since the AnalysisRun started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookback: Option<DurationString>,
+    /// The time between two samples of a series (default 10s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<DurationString>,
+    /// The score (0-100) at or above which the canary passes (default 95, as in Kayenta).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 100.0))]
+    pub pass_score: Option<f64>,
+    /// The score at or above which a canary that does not pass is marginal: Inconclusive
+    /// rather than Failed (default 75, as in Kayenta).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 100.0))]
+    pub marginal_score: Option<f64>,
+    #[schemars(length(min = 1, max = 16))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub metrics: Vec<CompareQuery>,
+}
+
+/// One metric of a comparison.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CompareQuery {
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// PromQL giving one value per step for one revision, with `{{revision}}` where the
+    /// revision goes, e.g. `sum(rate(errors{revision="{{revision}}"}[1m]))`.
+    #[schemars(length(min = 1))]
+    pub query: String,
+    /// Which change of the canary is bad (default Either).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<CompareDirection>,
+    /// The relative difference tolerated before a significant change counts (default 0.25).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub tolerance: Option<f64>,
+    /// Confidence of the test (default 0.98: a change is significant when p < 0.02).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.5, max = 0.9999))]
+    pub confidence: Option<f64>,
+    /// Fewer samples than this on either side is Inconclusive, never Failed (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 3, max = 100000))]
+    pub min_samples: Option<i32>,
+    /// Weight in the score (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub weight: Option<f64>,
+    /// A bad change of a critical metric fails the comparison whatever the score.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub critical: Option<bool>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum CompareDirection {
+    /// Higher is bad (latency, errors).
+    Increase,
+    /// Lower is bad (throughput, success rate).
+    Decrease,
+    /// Any change is bad.
+    Either,
+}
+
+/// The canary's error-budget burn rate, judged with the multi-window, multi-burn-rate rule
+/// of Google's SRE workbook: Failed when any pair of windows both burn faster than the pair's
+/// rate. `{{window}}` in the queries becomes each window (a Prometheus duration).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(
+    validation = Rule::new("has(self.ratioQuery) != (has(self.badQuery) && has(self.totalQuery))").message("burnRate takes ratioQuery, or badQuery and totalQuery"),
+    validation = Rule::new("has(self.badQuery) == has(self.totalQuery)").message("badQuery and totalQuery go together")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BurnRateMetric {
+    pub prometheus: PrometheusServer,
+    /// The SLO target: the fraction of good events, e.g. 0.999.
+    #[schemars(range(min = 0.0, max = 0.999999))]
+    pub objective: f64,
+    /// PromQL: the rate of bad events over `{{window}}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bad_query: Option<String>,
+    /// PromQL: the rate of all events over `{{window}}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_query: Option<String>,
+    /// PromQL: the ratio of bad to all events over `{{window}}` (e.g. a recording rule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio_query: Option<String>,
+    /// The span the workbook's 6h window is scaled to (default 30m); the other windows keep
+    /// their ratios to it (1h, 30m and 5m become 1/6, 1/12 and 1/72 of it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<DurationString>,
+    /// No window is shorter than this (default 30s; at least a few scrape intervals).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_window: Option<DurationString>,
+    /// The SLO period, for the share of the error budget the canary consumed (default 30d
+    /// written as 720h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<DurationString>,
+    /// The alert pairs, replacing the scaled workbook pairs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 8))]
+    pub alerts: Option<Vec<BurnRateAlert>>,
+}
+
+/// Fires when the burn rate over both windows exceeds `burnRate`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BurnRateAlert {
+    pub long: DurationString,
+    pub short: DurationString,
+    #[schemars(range(min = 0.0))]
+    pub burn_rate: f64,
 }
 
 /// Bearer token or basic auth, from Secrets.

@@ -4,6 +4,8 @@
 //! Every call is bounded by a timeout, and every failure to measure is an
 //! `Outcome::ProviderError`, never a verdict.
 
+pub mod burnrate;
+pub mod compare;
 pub mod job;
 pub mod prometheus;
 pub mod web;
@@ -133,6 +135,14 @@ pub async fn measure(
         web::WebProvider.measure(ctx, metric, spec, resume).await
     } else if let Some(spec) = &provider.job {
         job::JobProvider.measure(ctx, metric, spec, resume).await
+    } else if let Some(spec) = &provider.compare {
+        compare::CompareProvider
+            .measure(ctx, metric, spec, resume)
+            .await
+    } else if let Some(spec) = &provider.burn_rate {
+        burnrate::BurnRateProvider
+            .measure(ctx, metric, spec, resume)
+            .await
     } else {
         provider_error("the metric names no provider", BTreeMap::new())
     }

@@ -1,0 +1,191 @@
+//! The `compare` provider's judgement, pure: each metric's canary and stable samples
+//! compared with a Mann-Whitney U test (`stats::classify`), and the verdicts scored as
+//! Kayenta scores them (`stats::score`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::analysis::judge::Outcome;
+use crate::analysis::stats::{
+    self, Classification, CompareParams, Direction, ScoreVerdict, Scored,
+};
+use crate::api::analysis::{AnalysisPhase, CompareDirection, CompareMetric, CompareQuery};
+use crate::api::duration::parse_duration;
+
+/// The time between two samples when `step` is not given.
+pub const DEFAULT_STEP: Duration = Duration::from_secs(10);
+/// Kayenta's pass threshold.
+pub const DEFAULT_PASS: f64 = 95.0;
+/// Kayenta's marginal threshold.
+pub const DEFAULT_MARGINAL: f64 = 75.0;
+
+/// The placeholder a query's revision goes in.
+pub const REVISION: &str = "{{revision}}";
+
+/// The query for one revision.
+pub fn for_revision(query: &str, revision: &str) -> String {
+    query.replace(REVISION, revision)
+}
+
+/// The step between samples, checked.
+pub fn step(spec: &CompareMetric) -> Result<Duration, String> {
+    let s = match &spec.step {
+        None => DEFAULT_STEP,
+        Some(d) => parse_duration(&d.0).map_err(|e| format!("step: {e}"))?,
+    };
+    if s < Duration::from_secs(1) {
+        return Err("step must be at least 1s".into());
+    }
+    Ok(s)
+}
+
+/// How far back the samples reach, when the metric says.
+pub fn lookback(spec: &CompareMetric) -> Result<Option<Duration>, String> {
+    spec.lookback
+        .as_ref()
+        .map(|d| parse_duration(&d.0).map_err(|e| format!("lookback: {e}")))
+        .transpose()
+}
+
+/// The test's parameters for one metric, Kayenta's defaults where it says nothing.
+pub fn params(q: &CompareQuery) -> CompareParams {
+    let d = CompareParams::default();
+    CompareParams {
+        direction: match q.direction {
+            Some(CompareDirection::Increase) => Direction::Increase,
+            Some(CompareDirection::Decrease) => Direction::Decrease,
+            Some(CompareDirection::Either) => Direction::Either,
+            None => d.direction,
+        },
+        confidence: q.confidence.unwrap_or(d.confidence),
+        tolerance: q.tolerance.unwrap_or(d.tolerance),
+        min_samples: q
+            .min_samples
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(d.min_samples),
+    }
+}
+
+/// What is wrong with the spec, if anything: checked before a run starts and at each
+/// measurement.
+pub fn check(spec: &CompareMetric) -> Result<(), String> {
+    step(spec)?;
+    lookback(spec)?;
+    let pass = spec.pass_score.unwrap_or(DEFAULT_PASS);
+    let marginal = spec.marginal_score.unwrap_or(DEFAULT_MARGINAL);
+    if !(0.0..=100.0).contains(&pass) || !(0.0..=100.0).contains(&marginal) || marginal > pass {
+        return Err(format!(
+            "scores must satisfy 0 <= marginalScore ({marginal}) <= passScore ({pass}) <= 100"
+        ));
+    }
+    if spec.metrics.is_empty() {
+        return Err("compare needs at least one metric".into());
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for q in &spec.metrics {
+        if !names.insert(q.name.as_str()) {
+            return Err(format!("metric {:?} is named twice", q.name));
+        }
+        if !q.query.contains(REVISION) {
+            return Err(format!(
+                "metric {:?}: the query has no {REVISION}, so the canary and the stable would \
+                 be measured by the same query",
+                q.name
+            ));
+        }
+        let p = params(q);
+        if !(p.confidence > 0.0 && p.confidence < 1.0) {
+            return Err(format!(
+                "metric {:?}: confidence must be between 0 and 1",
+                q.name
+            ));
+        }
+        if !(p.tolerance.is_finite() && p.tolerance >= 0.0) {
+            return Err(format!("metric {:?}: tolerance cannot be negative", q.name));
+        }
+        if q.weight.is_some_and(|w| !(w.is_finite() && w >= 0.0)) {
+            return Err(format!("metric {:?}: weight cannot be negative", q.name));
+        }
+    }
+    Ok(())
+}
+
+fn figure(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        format!("{x}")
+    } else if x.abs() >= 1000.0 {
+        format!("{x:.0}")
+    } else if x.abs() >= 1.0 {
+        format!("{x:.3}")
+    } else {
+        format!("{:.4}", x)
+    }
+}
+
+fn opt(x: Option<f64>) -> String {
+    x.map_or("-".into(), figure)
+}
+
+/// The samples of each metric: (canary, stable), by metric name.
+pub type Samples = BTreeMap<String, (Vec<f64>, Vec<f64>)>;
+
+/// The verdict over every metric's samples: Successful at `passScore`, Inconclusive when
+/// marginal or when no metric had enough samples, Failed below `marginalScore` or when a
+/// critical metric changed for the worse. The value is the score; the metadata holds, per
+/// metric, both samples' sizes and medians, the p-value, the effect size and the verdict.
+pub fn judge(spec: &CompareMetric, samples: &Samples) -> Outcome {
+    let mut metadata = BTreeMap::new();
+    let mut scored = Vec::new();
+    let mut why = Vec::new();
+    for q in &spec.metrics {
+        let empty = (Vec::new(), Vec::new());
+        let (canary, stable) = samples.get(&q.name).unwrap_or(&empty);
+        let c = stats::classify(canary, stable, &params(q));
+        let n = &q.name;
+        metadata.insert(
+            format!("{n}.canary"),
+            format!("n={} median={}", c.canary_n, opt(c.canary_median)),
+        );
+        metadata.insert(
+            format!("{n}.stable"),
+            format!("n={} median={}", c.stable_n, opt(c.stable_median)),
+        );
+        metadata.insert(format!("{n}.pValue"), opt(c.p_value));
+        metadata.insert(format!("{n}.effectSize"), opt(c.effect_size));
+        metadata.insert(format!("{n}.verdict"), format!("{:?}", c.classification));
+        if c.classification != Classification::Pass {
+            why.push(format!("{n}: {}", c.reason));
+        }
+        scored.push(Scored {
+            name: n.clone(),
+            weight: q.weight.unwrap_or(1.0),
+            critical: q.critical.unwrap_or(false),
+            classification: c.classification,
+        });
+    }
+    let s = stats::score(
+        &scored,
+        spec.pass_score.unwrap_or(DEFAULT_PASS),
+        spec.marginal_score.unwrap_or(DEFAULT_MARGINAL),
+    );
+    metadata.insert("score".into(), opt(s.score));
+    let phase = match s.verdict {
+        ScoreVerdict::Pass => AnalysisPhase::Successful,
+        ScoreVerdict::Marginal | ScoreVerdict::Inconclusive => AnalysisPhase::Inconclusive,
+        ScoreVerdict::Fail => AnalysisPhase::Failed,
+    };
+    let message = (phase != AnalysisPhase::Successful || !why.is_empty()).then(|| {
+        let mut m = s.reason.clone();
+        if !why.is_empty() {
+            m.push_str(": ");
+            m.push_str(&why.join("; "));
+        }
+        m
+    });
+    Outcome::Decided {
+        phase,
+        value: s.score.map(|x| format!("{x:.0}")),
+        message,
+        metadata,
+    }
+}
