@@ -22,7 +22,7 @@ use sluice::api::rollout::RolloutPhase;
 fn steps(template: &str) -> Value {
     json!([
         {"setWeight": 50},
-        {"pause": {"duration": "6s"}},
+        {"pause": {"duration": "10s"}},
         {"analysis": {
             "templates": [{"templateName": template}],
             "args": [
@@ -166,13 +166,15 @@ async fn compare_passes_an_identical_canary_on_a_noisy_day_and_fails_one_30_perc
             json!([
                 {
                     // A threshold both revisions pass: 500 ms.
-                    "name": "latency-limit", "interval": "3s", "count": 8,
+                    "name": "latency-limit", "initialDelay": "8s", "interval": "3s", "count": 6,
+                    "inconclusiveLimit": 2,
                     "successCondition": "result[0] < 500",
                     "provider": {"prometheus": {"address": prom, "query": mean_latency(&ns, "{{args.canary-hash}}")}}
                 },
                 {
                     // A threshold the noise of the day breaks now and then: shown, not obeyed.
-                    "name": "error-limit", "interval": "2s", "count": 15,
+                    "name": "error-limit", "initialDelay": "8s", "interval": "2s", "count": 12,
+                    "failureLimit": -1,
                     "successCondition": "result[0] < 0.05",
                     "provider": {"prometheus": {"address": prom, "query": error_ratio(&ns, "{{args.canary-hash}}", "10s")}}
                 },
@@ -237,7 +239,8 @@ async fn compare_passes_an_identical_canary_on_a_noisy_day_and_fails_one_30_perc
         ensure!(p < 0.02, "p-value {p}");
         ensure!(m.message.as_deref().unwrap_or_default().contains("latency"), "{m:?}");
         common::figure(&format!(
-            "slow canary: medians {canary:.2} ms against {stable:.2} ms, p {p:e}, score {}",
+            "slow canary: medians {canary:.2} ms against {stable:.2} ms, p-value {}, score {}",
+            meta(m, "latency.pValue")?,
             m.value.clone().unwrap_or_default()
         ));
         stack.stop().await;
