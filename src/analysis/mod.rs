@@ -4,6 +4,7 @@
 //! `condition` (CEL), `judge` (the run's state machine) and `template` (merging templates and
 //! binding arguments) are pure; `controller` is the AnalysisRun reconciler, the I/O edge.
 
+pub mod backtest;
 pub mod burn;
 pub mod compare;
 pub mod condition;
