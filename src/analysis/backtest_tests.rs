@@ -9,7 +9,7 @@ use crate::analysis::value::MetricValue;
 
 /// 10:00 + `m` minutes on 2026-12-02.
 fn at(m: i64) -> Timestamp {
-    Timestamp::from_second(1_796_205_600 + m * 60).unwrap()
+    Timestamp::from_second(1_796_205_600 + m * 60).expect("a value")
 }
 
 fn metric(extra: serde_json::Value) -> Metric {
@@ -24,11 +24,11 @@ fn metric(extra: serde_json::Value) -> Metric {
             o.insert(k.clone(), v.clone());
         }
     }
-    serde_json::from_value(m).unwrap()
+    serde_json::from_value(m).expect("a value")
 }
 
 fn with_policy(m: Metric, dry: bool) -> (Metric, MetricPolicy) {
-    let p = MetricPolicy::of(&m, dry, None).unwrap();
+    let p = MetricPolicy::of(&m, dry, None).expect("a value");
     (m, p)
 }
 
@@ -270,7 +270,7 @@ fn incidents_caught_missed_and_false_failures() {
     let report = against(&r, &incidents, Duration::from_secs(60));
     let d = &report.incidents;
     assert!(d[0].caught() && d[0].delay_seconds == Some(60), "{d:?}");
-    assert_eq!(d[0].caught_by.as_ref().unwrap().ended, at(11));
+    assert_eq!(d[0].caught_by.as_ref().expect("a value").ended, at(11));
     assert!(d[1].caught() && d[1].delay_seconds == Some(300), "{d:?}");
     assert!(!d[2].caught() && d[2].delay_seconds.is_none());
     let falses: Vec<Timestamp> = report.false_failures.iter().map(|f| f.ended).collect();
@@ -291,15 +291,15 @@ fn incidents_caught_missed_and_false_failures() {
 #[test]
 fn incidents_read_from_yaml_and_json_and_bad_ones_are_refused() {
     let yaml = "- name: outage\n  start: 2026-12-02T10:00:00Z\n  end: 2026-12-02T10:05:00Z\n";
-    let list = parse_incidents(yaml).unwrap();
+    let list = parse_incidents(yaml).expect("a value");
     assert_eq!(list, vec![incident("outage", 0, 5)]);
     let json =
         r#"[{"name": "outage", "start": "2026-12-02T10:00:00Z", "end": "2026-12-02T10:05:00Z"}]"#;
-    assert_eq!(parse_incidents(json).unwrap(), list);
+    assert_eq!(parse_incidents(json).expect("a value"), list);
     let backwards = "- {name: x, start: 2026-12-02T10:05:00Z, end: 2026-12-02T10:00:00Z}";
     assert!(
         parse_incidents(backwards)
-            .unwrap_err()
+            .expect_err("an error")
             .contains("not after its start")
     );
     assert!(parse_incidents("- {name: x, start: yesterday, end: 2026-12-02T10:00:00Z}").is_err());
@@ -310,20 +310,26 @@ fn incidents_read_from_yaml_and_json_and_bad_ones_are_refused() {
 #[test]
 fn times_are_rfc3339_now_or_before_now() {
     let now = at(120);
-    assert_eq!(parse_time("now", now).unwrap(), now);
-    assert_eq!(parse_time("-2h", now).unwrap(), at(0));
-    assert_eq!(parse_time("-30m", now).unwrap(), at(90));
-    assert_eq!(parse_time("-1h30m", now).unwrap(), at(30));
+    assert_eq!(parse_time("now", now).expect("a value"), now);
+    assert_eq!(parse_time("-2h", now).expect("a value"), at(0));
+    assert_eq!(parse_time("-30m", now).expect("a value"), at(90));
+    assert_eq!(parse_time("-1h30m", now).expect("a value"), at(30));
     assert_eq!(
-        parse_time("-90s", now).unwrap().as_second(),
+        parse_time("-90s", now).expect("a value").as_second(),
         now.as_second() - 90
     );
     assert_eq!(
-        parse_time("-1d", now).unwrap().as_second(),
+        parse_time("-1d", now).expect("a value").as_second(),
         now.as_second() - 86400
     );
-    assert_eq!(parse_time("2026-12-02T10:00:00Z", now).unwrap(), at(0));
-    assert_eq!(parse_time("2026-12-02T11:00:00+01:00", now).unwrap(), at(0));
+    assert_eq!(
+        parse_time("2026-12-02T10:00:00Z", now).expect("a value"),
+        at(0)
+    );
+    assert_eq!(
+        parse_time("2026-12-02T11:00:00+01:00", now).expect("a value"),
+        at(0)
+    );
     for bad in [
         "",
         "-",
