@@ -88,6 +88,7 @@ fn the_report_says_what_changed_and_what_could_not_be_carried_over() -> anyhow::
         "dropped spec.analysis: Argo's AnalysisRun history limits",
         "note    spec.paused: kept: Sluice honours spec.paused from git but never writes it",
         "dropped spec.metrics[1].provider.datadog: metric \"dd-errors\" removed: Sluice measures with prometheus, web and job, not datadog",
+        "dropped spec.metrics[2].provider.kayenta: metric \"kayenta-judge\" removed: Sluice measures with prometheus, web and job, not kayenta; Sluice's compare provider judges the canary against the stable",
         "document 3 Experiment/api-baseline: LEFT OUT (no Sluice counterpart)",
         "refused.yaml: document 1 AnalysisTemplate/power: NOT CONVERTED (left out of the output)",
         "error   spec.metrics[0].successCondition: `result[0] ** 2 < 0.01` cannot be converted to CEL: `**` (power) has no CEL form",

@@ -13,6 +13,7 @@ pub mod demo;
 pub mod flux;
 pub mod gitserver;
 pub mod harness;
+pub mod history;
 pub mod identity;
 pub mod lab;
 pub mod metricsrv;

@@ -14,6 +14,17 @@
 //! otherwise a Prometheus started from a short-lived thread (a test's own thread, a blocking
 //! pool thread) would be killed under a test that still uses it.
 //!
+//! [`Prometheus::start_with_data`] starts it instead on a TSDB directory that already holds
+//! blocks, such as those [`crate::history::backfill`] writes from past traffic, and keeps them:
+//! time-based retention is set to [`BACKFILL_RETENTION`]. (Prometheus 2.42 deletes a block
+//! whose end is more than the retention before the *newest block's* end, not before now,
+//! whenever it reloads its blocks: on start and after each compaction. So an hour of history
+//! split by promtool at a 2 h boundary loses its older block under a retention below its
+//! length, while the newest block survives however old it is.) Past data is queried at its
+//! own times
+//! ([`Prometheus::query_at`], [`Prometheus::query_range_points`]): an instant query at "now"
+//! looks back only 5 minutes.
+//!
 //! Every wait polls with a deadline; failures to start include the tail of the log.
 
 use std::collections::BTreeMap;
@@ -50,11 +61,17 @@ const START_ATTEMPTS: u32 = 3;
 /// How many log lines an error carries.
 const LOG_TAIL_LINES: usize = 30;
 
+/// Time-based retention of a Prometheus started on backfilled blocks.
+pub const BACKFILL_RETENTION: &str = "30d";
+
 /// A series' labels (including `__name__` where the query keeps it).
 pub type Labels = BTreeMap<String, String>;
 
 /// One sample of an instant query: the series' labels and its value.
 pub type Sample = (Labels, f64);
+
+/// One series of a range query: its labels and its points, (Unix seconds, value).
+pub type RangeSeries = (Labels, Vec<(f64, f64)>);
 
 /// A Prometheus server process. See the module documentation.
 #[derive(Debug)]
@@ -63,6 +80,8 @@ pub struct Prometheus {
     config: PathBuf,
     data: PathBuf,
     log: PathBuf,
+    /// `--storage.tsdb.retention.time`, when not Prometheus's default.
+    retention: Option<&'static str>,
     child: Option<Child>,
     http: reqwest::Client,
 }
@@ -76,7 +95,37 @@ impl Prometheus {
         targets: &[String],
         scrape_interval: Duration,
     ) -> anyhow::Result<Prometheus> {
-        let data = dir.join("data");
+        Prometheus::launch(dir, targets, scrape_interval, dir.join("data"), None).await
+    }
+
+    /// As [`start`](Prometheus::start), but with its TSDB in `data_dir`, which may already
+    /// hold blocks (from [`crate::history::backfill`]); they are kept, with time-based
+    /// retention [`BACKFILL_RETENTION`]. The configuration and log are still in `dir`.
+    pub async fn start_with_data(
+        dir: &Path,
+        targets: &[String],
+        scrape_interval: Duration,
+        data_dir: &Path,
+    ) -> anyhow::Result<Prometheus> {
+        Prometheus::launch(
+            dir,
+            targets,
+            scrape_interval,
+            data_dir.to_path_buf(),
+            Some(BACKFILL_RETENTION),
+        )
+        .await
+    }
+
+    async fn launch(
+        dir: &Path,
+        targets: &[String],
+        scrape_interval: Duration,
+        data: PathBuf,
+        retention: Option<&'static str>,
+    ) -> anyhow::Result<Prometheus> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating Prometheus directory {}", dir.display()))?;
         std::fs::create_dir_all(&data)
             .with_context(|| format!("creating Prometheus data directory {}", data.display()))?;
         let config = dir.join("prometheus.yml");
@@ -93,6 +142,7 @@ impl Prometheus {
             config,
             data,
             log: dir.join("prometheus.log"),
+            retention,
             child: None,
             http,
         };
@@ -252,6 +302,42 @@ impl Prometheus {
             .with_context(|| format!("range query {query:?} (HTTP {status})"))
     }
 
+    /// Runs instant query `query` evaluated at `time` (Unix seconds) and returns its samples,
+    /// as [`query`](Prometheus::query) does.
+    pub async fn query_at(&self, query: &str, time: f64) -> anyhow::Result<Vec<Sample>> {
+        let time = format!("{time:.3}");
+        let (status, body) = self
+            .api("query", &[("query", query), ("time", &time)])
+            .await?;
+        parse_query_response(&body)
+            .with_context(|| format!("query {query:?} at {time} (HTTP {status})"))
+    }
+
+    /// Runs range query `query` from `start` to `end` (Unix seconds) every `step` seconds and
+    /// returns each series of the result with its points (time in Unix seconds, value; NaN
+    /// included).
+    pub async fn query_range_points(
+        &self,
+        query: &str,
+        start: f64,
+        end: f64,
+        step: f64,
+    ) -> anyhow::Result<Vec<RangeSeries>> {
+        let (start, end, step) = (format!("{start:.3}"), format!("{end:.3}"), step.to_string());
+        let (status, body) = self
+            .api(
+                "query_range",
+                &[
+                    ("query", query),
+                    ("start", &start),
+                    ("end", &end),
+                    ("step", &step),
+                ],
+            )
+            .await?;
+        parse_range_points(&body).with_context(|| format!("range query {query:?} (HTTP {status})"))
+    }
+
     /// Polls instant query `query` until it returns at least one sample, and returns the
     /// samples; fails after `deadline` with the last result or error.
     pub async fn wait_for_series(
@@ -313,6 +399,9 @@ impl Prometheus {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);
+        if let Some(retention) = self.retention {
+            command.arg(format!("--storage.tsdb.retention.time={retention}"));
+        }
         let child = spawn_from_long_lived_thread(command)
             .await
             .context("starting prometheus via setpriv")?;
@@ -567,8 +656,31 @@ fn parse_range_response(body: &[u8]) -> anyhow::Result<Vec<usize>> {
         .collect())
 }
 
+/// Each series of a range query's answer with its points.
+fn parse_range_points(body: &[u8]) -> anyhow::Result<Vec<RangeSeries>> {
+    let data = answer_data(body)?;
+    if data.result_type != "matrix" {
+        bail!("expected a matrix result, got a {}", data.result_type);
+    }
+    let series: Vec<MatrixSeries> =
+        serde_json::from_value(data.result).context("decoding a matrix result")?;
+    series
+        .into_iter()
+        .map(|s| {
+            let points = s
+                .values
+                .iter()
+                .map(|(t, v)| Ok((*t, parse_value(v)?)))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            Ok((s.metric, points))
+        })
+        .collect()
+}
+
 #[derive(Deserialize)]
 struct MatrixSeries {
+    #[serde(default)]
+    metric: Labels,
     values: Vec<(f64, String)>,
 }
 
@@ -607,6 +719,21 @@ mod tests {
             format!("{err:#}").contains("bad_data: parse error"),
             "{err:#}"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn parses_range_points() -> anyhow::Result<()> {
+        let matrix = br#"{"status":"success","data":{"resultType":"matrix","result":[
+            {"metric":{"a":"b"},"values":[[1700000060,"0.01"],[1700000120,"NaN"]]}]}}"#;
+        let series = parse_range_points(matrix)?;
+        assert_eq!(series.len(), 1);
+        assert_eq!(series[0].0.get("a").map(String::as_str), Some("b"));
+        assert_eq!(series[0].1[0], (1_700_000_060.0, 0.01));
+        assert!(series[0].1[1].1.is_nan());
+        assert_eq!(parse_range_response(matrix)?, vec![1]);
+        let vector = br#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+        assert!(parse_range_points(vector).is_err());
         Ok(())
     }
 

@@ -38,6 +38,14 @@
 //! endpoint on `127.0.0.1`. Choices come from a small deterministic generator seeded from the
 //! routing, so a run over the same cluster state makes the same choices.
 //!
+//! A noisy day: [`TrafficSim::set_noise`] adds a time-varying error rate shared by every pod,
+//! with the same phase for all of them (a canary and its stable see the same noise). With a
+//! [`Noise`] `{ base, amplitude, period }` set, every request that reaches a pod fails with
+//! probability `error_rate + base + amplitude * (1 + sin(2π t / period)) / 2` (clamped to
+//! `[0, 1]`), `t` counting from the moment the noise was set ([`Noise::extra_at`],
+//! [`FaultProfile::noisy_error_rate`]). The noise takes no draws of its own, so the sequence
+//! of choices for a seed stays the same with or without it.
+//!
 //! Metrics, as Istio's sidecars report them (`reporter="destination"`):
 //! `istio_requests_total` and `istio_request_duration_milliseconds` (buckets 1 … 5000), with
 //! the labels `source_workload`, `source_workload_namespace`, `destination_workload` (the
@@ -134,6 +142,18 @@ impl Default for FaultProfile {
 }
 
 impl FaultProfile {
+    /// The probability that a request fails on a pod of this profile with `extra` added by
+    /// the simulator's [`Noise`]: `error_rate + extra`, clamped to `[0, 1]`. Pods with the
+    /// same profile fail at the same rate at the same moment.
+    pub fn noisy_error_rate(&self, extra: f64) -> f64 {
+        let rate = self.error_rate + extra;
+        if rate.is_nan() {
+            0.0
+        } else {
+            rate.clamp(0.0, 1.0)
+        }
+    }
+
     /// The profile the annotations give; a missing or unreadable value keeps its default, an
     /// error rate outside `[0, 1]` is clamped, a negative latency counts as 0.
     pub fn from_annotations(annotations: &BTreeMap<String, String>) -> Self {
@@ -149,6 +169,45 @@ impl FaultProfile {
                 .map_or(default.error_rate, |v| v.clamp(0.0, 1.0)),
             latency_ms: number(LATENCY_ANNOTATION).map_or(default.latency_ms, |v| v.max(0.0)),
         }
+    }
+}
+
+/// A simulator-wide extra error rate that varies with time, the same for every pod: at `t`
+/// after it was set, `base + amplitude * (1 + sin(2π t / period)) / 2`, i.e. from `base` (at
+/// `t = 3/4 period`) to `base + amplitude` (at `t = 1/4 period`), starting half-way.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Noise {
+    /// The extra error rate at the wave's trough.
+    pub base: f64,
+    /// How much higher it is at the wave's crest.
+    pub amplitude: f64,
+    /// The wave's period; more than zero.
+    pub period: Duration,
+}
+
+impl Noise {
+    /// The extra error probability `elapsed` after the noise was set (not clamped; the pod's
+    /// rate plus this is, by [`FaultProfile::noisy_error_rate`]).
+    pub fn extra_at(&self, elapsed: Duration) -> f64 {
+        let period = self.period.as_secs_f64();
+        // A whole number of periods changes nothing; dropping them keeps `sin`'s argument
+        // small over long runs.
+        let phase = (elapsed.as_secs_f64() % period) / period;
+        self.base + self.amplitude * (1.0 + (std::f64::consts::TAU * phase).sin()) / 2.0
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        ensure!(
+            self.base.is_finite() && self.amplitude.is_finite(),
+            "the noise's base and amplitude must be finite numbers, not {} and {}",
+            self.base,
+            self.amplitude
+        );
+        ensure!(
+            !self.period.is_zero(),
+            "the noise's period must be longer than zero"
+        );
+        Ok(())
     }
 }
 
@@ -331,6 +390,20 @@ impl TrafficSim {
             .iter()
             .map(|(k, v)| (k.clone(), *v))
             .collect()
+    }
+
+    /// Sets (or with `None` clears) the extra error rate every pod gets on top of its own;
+    /// its time `t` starts now. Takes effect from the next batch of requests (100 ms).
+    pub fn set_noise(&self, noise: Option<Noise>) -> anyhow::Result<()> {
+        if let Some(noise) = &noise {
+            noise.check()?;
+        }
+        *self
+            .shared
+            .noise
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = noise.map(|n| (n, Instant::now()));
+        Ok(())
     }
 
     /// Stops the load and the watches, and closes the metrics endpoint.
@@ -874,12 +947,14 @@ struct Outcome {
     flags: &'static str,
 }
 
-/// Simulates `n` requests over `plan`; returns each outcome with the response times.
+/// Simulates `n` requests over `plan`, each pod failing at its own rate plus `extra` (the
+/// noise); returns each outcome with the response times.
 fn simulate(
     plan: &[Resolved],
     n: u64,
     rng: &mut Rng,
     namespace: &str,
+    extra: f64,
 ) -> HashMap<Outcome, Vec<f64>> {
     let mut out: HashMap<Outcome, Vec<f64>> = HashMap::new();
     let total: u64 = plan.iter().map(|d| d.weight).sum();
@@ -929,7 +1004,7 @@ fn simulate(
             } else {
                 let idx = usize::try_from(rng.below(dest.targets.len() as u64)).unwrap_or(0);
                 let t = &dest.targets[idx];
-                let failed = rng.unit() < t.profile.error_rate;
+                let failed = rng.unit() < t.profile.noisy_error_rate(extra);
                 let jitter = 1.0 + JITTER * (2.0 * rng.unit() - 1.0);
                 (
                     Outcome {
@@ -967,30 +1042,132 @@ async fn run_load(world: World, shared: Arc<Shared>, rps: f64, mut rng: Rng) {
             continue;
         }
         let plan = world.plan();
+        let extra = shared.noise_at(now);
         // `whole` is a small non-negative whole number here.
-        let outcomes = simulate(&plan, whole as u64, &mut rng, &world.namespace);
+        let outcomes = simulate(&plan, whole as u64, &mut rng, &world.namespace, extra);
         shared.record(&world.namespace, outcomes);
     }
 }
 
 // ----- Metrics -----
 
-/// The labels of Istio's standard metrics.
+/// The labels of Istio's standard metrics, as the simulator sets them (and
+/// [`crate::history`] writes them for past traffic).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct IstioLabels {
-    reporter: String,
-    source_workload: String,
-    source_workload_namespace: String,
-    destination_workload: String,
-    destination_workload_namespace: String,
-    destination_service: String,
-    destination_service_name: String,
-    destination_service_namespace: String,
-    destination_canonical_service: String,
-    destination_canonical_revision: String,
-    request_protocol: String,
-    response_code: String,
-    response_flags: String,
+pub struct IstioLabels {
+    pub reporter: String,
+    pub source_workload: String,
+    pub source_workload_namespace: String,
+    pub destination_workload: String,
+    pub destination_workload_namespace: String,
+    pub destination_service: String,
+    pub destination_service_name: String,
+    pub destination_service_namespace: String,
+    pub destination_canonical_service: String,
+    pub destination_canonical_revision: String,
+    pub request_protocol: String,
+    pub response_code: String,
+    pub response_flags: String,
+}
+
+impl IstioLabels {
+    /// The labels of a simulated request answered `code` by a pod of `workload` (its
+    /// canonical service `canonical_service`) whose revision (pod-template hash) is
+    /// `revision`, reached through Service `service`, everything in `namespace`.
+    pub fn answered(
+        namespace: &str,
+        service: &str,
+        workload: &str,
+        canonical_service: &str,
+        revision: &str,
+        code: u16,
+    ) -> IstioLabels {
+        let outcome = Outcome {
+            service: service.into(),
+            service_namespace: namespace.into(),
+            workload: workload.into(),
+            workload_namespace: namespace.into(),
+            canonical_service: canonical_service.into(),
+            revision: revision.into(),
+            code,
+            flags: "-",
+        };
+        IstioLabels::of(namespace, &outcome)
+    }
+
+    /// The same labels with `response_code` `code`.
+    pub fn with_code(&self, code: u16) -> IstioLabels {
+        IstioLabels {
+            response_code: code.to_string(),
+            ..self.clone()
+        }
+    }
+
+    /// (name, value) of every label, in the order the simulator's `/metrics` writes them.
+    pub fn pairs(&self) -> [(&'static str, &str); 13] {
+        [
+            ("reporter", &self.reporter),
+            ("source_workload", &self.source_workload),
+            ("source_workload_namespace", &self.source_workload_namespace),
+            ("destination_workload", &self.destination_workload),
+            (
+                "destination_workload_namespace",
+                &self.destination_workload_namespace,
+            ),
+            ("destination_service", &self.destination_service),
+            ("destination_service_name", &self.destination_service_name),
+            (
+                "destination_service_namespace",
+                &self.destination_service_namespace,
+            ),
+            (
+                "destination_canonical_service",
+                &self.destination_canonical_service,
+            ),
+            (
+                "destination_canonical_revision",
+                &self.destination_canonical_revision,
+            ),
+            ("request_protocol", &self.request_protocol),
+            ("response_code", &self.response_code),
+            ("response_flags", &self.response_flags),
+        ]
+    }
+
+    /// The labels of outcome `o` of a request sent from `namespace`.
+    fn of(namespace: &str, o: &Outcome) -> IstioLabels {
+        IstioLabels {
+            reporter: "destination".into(),
+            source_workload: SOURCE_WORKLOAD.into(),
+            source_workload_namespace: namespace.into(),
+            destination_workload: o.workload.clone(),
+            destination_workload_namespace: o.workload_namespace.clone(),
+            destination_service: if o.service == UNKNOWN {
+                UNKNOWN.into()
+            } else {
+                format!("{}.{}.svc.cluster.local", o.service, o.service_namespace)
+            },
+            destination_service_name: o.service.clone(),
+            destination_service_namespace: o.service_namespace.clone(),
+            destination_canonical_service: o.canonical_service.clone(),
+            destination_canonical_revision: o.revision.clone(),
+            request_protocol: "http".into(),
+            response_code: o.code.to_string(),
+            response_flags: o.flags.into(),
+        }
+    }
+}
+
+/// The `le` label of the bucket bounded by `bound`, as the simulator's `/metrics` writes it
+/// (`"5.0"`, `"+Inf"`), so that queries naming a bucket match live and past series alike.
+pub fn bucket_label(bound: f64) -> String {
+    if bound == f64::INFINITY {
+        "+Inf".into()
+    } else if bound.fract() == 0.0 && bound.abs() < 1e16 {
+        format!("{bound:.1}")
+    } else {
+        format!("{bound}")
+    }
 }
 
 fn new_histogram() -> Histogram {
@@ -1002,6 +1179,8 @@ struct Shared {
     requests: Family<IstioLabels, Counter>,
     durations: Family<IstioLabels, Histogram, fn() -> Histogram>,
     stats: Mutex<BTreeMap<StatKey, u64>>,
+    /// The noise and when it was set.
+    noise: Mutex<Option<(Noise, Instant)>>,
 }
 
 impl Shared {
@@ -1026,31 +1205,24 @@ impl Shared {
             requests,
             durations,
             stats: Mutex::new(BTreeMap::new()),
+            noise: Mutex::new(None),
         }
+    }
+
+    /// The noise's extra error rate at `now` (0 without noise).
+    fn noise_at(&self, now: Instant) -> f64 {
+        self.noise
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .map_or(0.0, |(noise, since)| {
+                noise.extra_at(now.saturating_duration_since(since))
+            })
     }
 
     fn record(&self, namespace: &str, outcomes: HashMap<Outcome, Vec<f64>>) {
         let mut stats = self.stats.lock().unwrap_or_else(PoisonError::into_inner);
         for (o, latencies) in outcomes {
-            let labels = IstioLabels {
-                reporter: "destination".into(),
-                source_workload: SOURCE_WORKLOAD.into(),
-                source_workload_namespace: namespace.into(),
-                destination_workload: o.workload.clone(),
-                destination_workload_namespace: o.workload_namespace,
-                destination_service: if o.service == UNKNOWN {
-                    UNKNOWN.into()
-                } else {
-                    format!("{}.{}.svc.cluster.local", o.service, o.service_namespace)
-                },
-                destination_service_name: o.service.clone(),
-                destination_service_namespace: o.service_namespace,
-                destination_canonical_service: o.canonical_service,
-                destination_canonical_revision: o.revision.clone(),
-                request_protocol: "http".into(),
-                response_code: o.code.to_string(),
-                response_flags: o.flags.into(),
-            };
+            let labels = IstioLabels::of(namespace, &o);
             let count = latencies.len() as u64;
             self.requests.get_or_create(&labels).inc_by(count);
             let histogram = self.durations.get_or_create(&labels);
@@ -1379,7 +1551,7 @@ mod tests {
                 targets: vec![],
             },
         ];
-        let out = simulate(&plan, 10_000, &mut Rng::new(7), "ns");
+        let out = simulate(&plan, 10_000, &mut Rng::new(7), "ns", 0.0);
         let count = |svc: &str, code: u16| {
             out.iter()
                 .filter(|(o, _)| o.service == svc && o.code == code)
@@ -1391,7 +1563,7 @@ mod tests {
         assert!((1800..2200).contains(&c), "{c}");
         assert!((c / 2 - 150..c / 2 + 150).contains(&count("c", 500)));
         assert!(out.values().flatten().all(|l| (36.0..=44.0).contains(l)));
-        let empty = simulate(&[], 3, &mut Rng::new(1), "ns");
+        let empty = simulate(&[], 3, &mut Rng::new(1), "ns", 0.0);
         assert_eq!(
             empty.keys().map(|o| (o.code, o.flags)).collect::<Vec<_>>(),
             [(503, "NR")]
@@ -1402,7 +1574,7 @@ mod tests {
             namespace: "ns".into(),
             targets: vec![],
         }];
-        let o = simulate(&no_pods, 3, &mut Rng::new(1), "ns");
+        let o = simulate(&no_pods, 3, &mut Rng::new(1), "ns", 0.0);
         let o: Vec<_> = o.keys().collect();
         assert_eq!(
             (
@@ -1413,6 +1585,163 @@ mod tests {
             ),
             (503, "UH", "unknown", "s")
         );
+    }
+
+    #[test]
+    fn noise_is_a_sine_wave_from_base_to_base_plus_amplitude() {
+        let noise = Noise {
+            base: 0.02,
+            amplitude: 0.1,
+            period: Duration::from_secs(60),
+        };
+        let at = |secs: f64| noise.extra_at(Duration::from_secs_f64(secs));
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        assert!(close(at(0.0), 0.07), "{}", at(0.0));
+        assert!(close(at(15.0), 0.12), "{}", at(15.0));
+        assert!(close(at(30.0), 0.07), "{}", at(30.0));
+        assert!(close(at(45.0), 0.02), "{}", at(45.0));
+        // Periodic, also far from the start.
+        assert!(close(at(60.0 * 1000.0 + 15.0), 0.12));
+        // (1 + sin(π/6)) / 2 = 0.75 at a twelfth of the period.
+        assert!(close(at(5.0), 0.02 + 0.1 * 0.75), "{}", at(5.0));
+        for secs in 0..=120 {
+            let v = at(f64::from(secs) / 2.0);
+            assert!((0.02 - 1e-12..=0.12 + 1e-12).contains(&v), "{secs}: {v}");
+        }
+        assert!(
+            Noise {
+                period: Duration::ZERO,
+                ..noise
+            }
+            .check()
+            .is_err()
+        );
+        assert!(
+            Noise {
+                base: f64::NAN,
+                ..noise
+            }
+            .check()
+            .is_err()
+        );
+        assert!(noise.check().is_ok());
+    }
+
+    #[test]
+    fn noise_adds_to_each_pod_rate_and_is_clamped() {
+        let p = FaultProfile {
+            error_rate: 0.3,
+            latency_ms: 10.0,
+        };
+        assert_eq!(p.noisy_error_rate(0.0), 0.3);
+        assert!((p.noisy_error_rate(0.2) - 0.5).abs() < 1e-12);
+        assert_eq!(p.noisy_error_rate(0.9), 1.0);
+        assert_eq!(p.noisy_error_rate(-0.5), 0.0);
+        assert_eq!(p.noisy_error_rate(f64::NAN), 0.0);
+    }
+
+    #[test]
+    fn pods_with_the_same_profile_see_the_same_noise() {
+        let profile = FaultProfile {
+            error_rate: 0.05,
+            latency_ms: 10.0,
+        };
+        let shared = Shared::new();
+        let since = Instant::now();
+        *shared.noise.lock().expect("noise") = Some((
+            Noise {
+                base: 0.1,
+                amplitude: 0.2,
+                period: Duration::from_secs(40),
+            },
+            since,
+        ));
+        // One extra rate for the whole simulator at a moment: stable and canary pods with
+        // the same profile expect the same rate.
+        let extra = shared.noise_at(since + Duration::from_secs(10));
+        assert!((extra - 0.3).abs() < 1e-12, "{extra}");
+        let (stable, canary) = (profile, profile);
+        assert_eq!(
+            stable.noisy_error_rate(extra),
+            canary.noisy_error_rate(extra)
+        );
+        assert!((stable.noisy_error_rate(extra) - 0.35).abs() < 1e-12);
+        assert_eq!(Shared::new().noise_at(Instant::now()), 0.0);
+
+        // And they fail at that rate, in a batch simulated with the noise.
+        let target = |rev: &str| Target {
+            workload: "web".into(),
+            namespace: "ns".into(),
+            canonical_service: "web".into(),
+            revision: rev.into(),
+            profile,
+        };
+        let plan = vec![
+            Resolved {
+                weight: 50,
+                service: "web-stable".into(),
+                namespace: "ns".into(),
+                targets: vec![target("aaa")],
+            },
+            Resolved {
+                weight: 50,
+                service: "web-canary".into(),
+                namespace: "ns".into(),
+                targets: vec![target("bbb")],
+            },
+        ];
+        let out = simulate(&plan, 40_000, &mut Rng::new(3), "ns", extra);
+        let rate = |rev: &str| {
+            let n = |code: u16| {
+                out.iter()
+                    .filter(|(o, _)| o.revision == rev && o.code == code)
+                    .map(|(_, l)| l.len())
+                    .sum::<usize>() as f64
+            };
+            n(500) / (n(200) + n(500))
+        };
+        for rev in ["aaa", "bbb"] {
+            assert!((rate(rev) - 0.35).abs() < 0.02, "{rev}: {}", rate(rev));
+        }
+
+        // The noise takes no draws: the same seed routes the same requests either way.
+        let routed = |extra: f64| {
+            let mut by_rev: BTreeMap<String, usize> = BTreeMap::new();
+            for (o, l) in simulate(&plan, 1_000, &mut Rng::new(9), "ns", extra) {
+                *by_rev.entry(o.revision).or_default() += l.len();
+            }
+            by_rev
+        };
+        assert_eq!(routed(0.0), routed(0.4));
+    }
+
+    #[test]
+    fn istio_label_pairs_and_bucket_labels_are_those_of_metrics() {
+        let labels = IstioLabels::answered("ns", "web-canary", "web", "web", "bbb", 500);
+        assert_eq!(labels.with_code(200).response_code, "200");
+        let shared = Shared::new();
+        shared.requests.get_or_create(&labels).inc();
+        shared.durations.get_or_create(&labels).observe(3.0);
+        let text = shared.openmetrics();
+        let pairs = labels
+            .pairs()
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{v}\""))
+            .collect::<Vec<_>>()
+            .join(",");
+        assert!(
+            text.contains(&format!("istio_requests_total{{{pairs}}} 1")),
+            "{pairs}\n{text}"
+        );
+        assert!(
+            text.contains(r#"destination_service="web-canary.ns.svc.cluster.local""#),
+            "{text}"
+        );
+        for bound in LATENCY_BUCKETS.iter().copied().chain([f64::INFINITY]) {
+            let le = format!(r#"le="{}""#, bucket_label(bound));
+            assert!(text.contains(&le), "{le} not in {text}");
+        }
+        assert_eq!(bucket_label(2.5), "2.5");
     }
 
     #[test]

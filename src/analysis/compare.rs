@@ -168,7 +168,8 @@ pub fn judge(spec: &CompareMetric, samples: &Samples) -> Outcome {
         spec.pass_score.unwrap_or(DEFAULT_PASS),
         spec.marginal_score.unwrap_or(DEFAULT_MARGINAL),
     );
-    metadata.insert("score".into(), opt(s.score));
+    let score = s.score.map(|x| format!("{x:.0}"));
+    metadata.insert("score".into(), score.clone().unwrap_or_else(|| "-".into()));
     let phase = match s.verdict {
         ScoreVerdict::Pass => AnalysisPhase::Successful,
         ScoreVerdict::Marginal | ScoreVerdict::Inconclusive => AnalysisPhase::Inconclusive,
@@ -184,8 +185,160 @@ pub fn judge(spec: &CompareMetric, samples: &Samples) -> Outcome {
     });
     Outcome::Decided {
         phase,
-        value: s.score.map(|x| format!("{x:.0}")),
+        value: score,
         message,
         metadata,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(metrics: &[(&str, Option<CompareDirection>, bool)]) -> CompareMetric {
+        CompareMetric {
+            canary: "c".into(),
+            stable: "s".into(),
+            metrics: metrics
+                .iter()
+                .map(|&(name, direction, critical)| CompareQuery {
+                    name: name.into(),
+                    query: "x{rev=\"{{revision}}\"}".into(),
+                    direction,
+                    critical: Some(critical),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    /// `n` values around `level`, spread by ±2% in a fixed pattern.
+    fn around(level: f64, n: usize) -> Vec<f64> {
+        (0..n)
+            .map(|i| level * (1.0 + 0.02 * ((i * 7 % 11) as f64 / 5.0 - 1.0)))
+            .collect()
+    }
+
+    fn decided(
+        o: Outcome,
+    ) -> (
+        AnalysisPhase,
+        Option<String>,
+        Option<String>,
+        BTreeMap<String, String>,
+    ) {
+        match o {
+            Outcome::Decided {
+                phase,
+                value,
+                message,
+                metadata,
+            } => (phase, value, message, metadata),
+            other => panic!("not decided: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_canary_30_percent_slower_fails_and_says_why() {
+        let s = spec(&[("latency", Some(CompareDirection::Increase), false)]);
+        let samples = Samples::from([("latency".into(), (around(13.0, 20), around(10.0, 20)))]);
+        let (phase, value, message, md) = decided(judge(&s, &samples));
+        assert_eq!(phase, AnalysisPhase::Failed);
+        assert_eq!(value.as_deref(), Some("0"));
+        assert_eq!(md["latency.verdict"], "High");
+        assert!(md["latency.canary"].starts_with("n=20 median=13"), "{md:?}");
+        assert!(md["latency.stable"].starts_with("n=20 median=10"), "{md:?}");
+        assert!(md["latency.pValue"].parse::<f64>().unwrap() < 0.02);
+        assert!(message.unwrap().contains("latency: "));
+    }
+
+    #[test]
+    fn identical_revisions_pass_with_a_full_score() {
+        let s = spec(&[
+            ("latency", Some(CompareDirection::Increase), false),
+            ("errors", None, false),
+        ]);
+        let samples = Samples::from([
+            ("latency".into(), (around(10.0, 20), around(10.0, 20))),
+            ("errors".into(), (around(0.05, 20), around(0.05, 20))),
+        ]);
+        let (phase, value, message, md) = decided(judge(&s, &samples));
+        assert_eq!(phase, AnalysisPhase::Successful, "{message:?}");
+        assert_eq!(value.as_deref(), Some("100"));
+        assert_eq!(md["score"], "100");
+        assert_eq!(md["errors.verdict"], "Pass");
+    }
+
+    #[test]
+    fn one_bad_metric_of_two_is_below_marginal_and_a_better_one_is_no_harm() {
+        // Half the weight passes: 50 < 75.
+        let s = spec(&[
+            ("latency", Some(CompareDirection::Increase), false),
+            ("throughput", Some(CompareDirection::Decrease), false),
+        ]);
+        let samples = Samples::from([
+            ("latency".into(), (around(13.0, 20), around(10.0, 20))),
+            // More throughput is not bad when only a decrease is.
+            ("throughput".into(), (around(200.0, 20), around(100.0, 20))),
+        ]);
+        let (phase, value, ..) = decided(judge(&s, &samples));
+        assert_eq!(phase, AnalysisPhase::Failed);
+        assert_eq!(value.as_deref(), Some("50"));
+    }
+
+    #[test]
+    fn too_few_samples_is_inconclusive_never_failed() {
+        let s = spec(&[("latency", Some(CompareDirection::Increase), true)]);
+        let samples = Samples::from([("latency".into(), (around(30.0, 4), around(10.0, 40)))]);
+        let (phase, value, message, md) = decided(judge(&s, &samples));
+        assert_eq!(phase, AnalysisPhase::Inconclusive);
+        assert_eq!(value, None);
+        assert_eq!(md["latency.verdict"], "TooFewSamples");
+        assert!(message.is_some());
+        // No samples at all (the metric missing from the map) too.
+        let (phase, ..) = decided(judge(&s, &Samples::new()));
+        assert_eq!(phase, AnalysisPhase::Inconclusive);
+    }
+
+    #[test]
+    fn a_critical_metric_fails_the_comparison_whatever_the_score() {
+        let mut s = spec(&[
+            ("errors", Some(CompareDirection::Increase), true),
+            ("a", None, false),
+            ("b", None, false),
+            ("c", None, false),
+        ]);
+        s.marginal_score = Some(0.0);
+        s.pass_score = Some(10.0);
+        let same = (around(10.0, 20), around(10.0, 20));
+        let samples = Samples::from([
+            ("errors".into(), (around(20.0, 20), around(10.0, 20))),
+            ("a".into(), same.clone()),
+            ("b".into(), same.clone()),
+            ("c".into(), same),
+        ]);
+        let (phase, ..) = decided(judge(&s, &samples));
+        assert_eq!(phase, AnalysisPhase::Failed);
+    }
+
+    #[test]
+    fn the_spec_is_checked() {
+        let mut s = spec(&[("latency", None, false)]);
+        assert!(check(&s).is_ok());
+        s.metrics[0].query = "x".into();
+        assert!(check(&s).unwrap_err().contains("has no {{revision}}"));
+        let mut s = spec(&[("a", None, false), ("a", None, false)]);
+        assert!(check(&s).unwrap_err().contains("named twice"));
+        s.metrics.pop();
+        s.marginal_score = Some(96.0);
+        assert!(check(&s).unwrap_err().contains("marginalScore"));
+        s.marginal_score = None;
+        s.step = Some(crate::api::duration::DurationString("0s".into()));
+        assert!(check(&s).unwrap_err().contains("step"));
+        s.step = None;
+        s.metrics[0].confidence = Some(1.0);
+        assert!(check(&s).unwrap_err().contains("confidence"));
+        assert_eq!(for_revision("a{r=\"{{revision}}\"}", "abc"), "a{r=\"abc\"}");
     }
 }

@@ -478,6 +478,30 @@ fn check_templated_fields(
     Ok(())
 }
 
+/// The `compare` and `burnRate` providers' own settings make sense, and a metric using one
+/// has no condition (they judge a measurement themselves). The message starts with the
+/// provider's field, e.g. `compare: ...`.
+pub fn check_provider(m: &Metric) -> Result<(), String> {
+    let decides = if let Some(c) = &m.provider.compare {
+        super::compare::check(c).map_err(|e| format!("compare: {e}"))?;
+        Some("compare")
+    } else if let Some(b) = &m.provider.burn_rate {
+        super::burn::alerts(b).map_err(|e| format!("burnRate: {e}"))?;
+        Some("burnRate")
+    } else {
+        None
+    };
+    match decides {
+        Some(provider) if m.success_condition.is_some() || m.failure_condition.is_some() => {
+            Err(format!(
+                "{provider}: a {provider} metric judges each measurement itself \
+                 (docs/statistics.md); remove successCondition and failureCondition"
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Conditions compile; numbers that came from arguments are numbers; durations parse.
 pub fn check_metric(m: &Metric) -> Result<(), TemplateError> {
     let bad = |message: String| TemplateError::BadMetric {
@@ -504,23 +528,7 @@ pub fn check_metric(m: &Metric) -> Result<(), TemplateError> {
                 .into(),
         ));
     }
-    let decides = if let Some(c) = &m.provider.compare {
-        super::compare::check(c).map_err(|e| bad(format!("compare: {e}")))?;
-        Some("compare")
-    } else if let Some(b) = &m.provider.burn_rate {
-        super::burn::alerts(b).map_err(|e| bad(format!("burnRate: {e}")))?;
-        Some("burnRate")
-    } else {
-        None
-    };
-    if let Some(provider) = decides
-        && (m.success_condition.is_some() || m.failure_condition.is_some())
-    {
-        return Err(bad(format!(
-            "a {provider} metric judges itself (docs/statistics.md); remove successCondition \
-             and failureCondition"
-        )));
-    }
+    check_provider(m).map_err(bad)?;
     super::judge::MetricPolicy::of(m, false, None).map_err(bad)?;
     Ok(())
 }

@@ -110,6 +110,10 @@ fn metric(m: &Metric, at: &str, values: &BTreeMap<String, String>, includes: boo
             }
         }
     }
+    if let Err(e) = crate::analysis::template::check_provider(&filled) {
+        let (field, why) = e.split_once(": ").unwrap_or(("", e.as_str()));
+        notes.push(error(format!("{at}.provider.{field}"), why.to_string()));
+    }
     if let Err(e) = judge::MetricPolicy::of(&filled, false, None) {
         let field = e
             .split(':')

@@ -394,10 +394,17 @@ fn analysis(spec: &mut Node, remarks: &mut Vec<Remark>) {
                 .and_then(Node::as_str)
                 .unwrap_or_default()
                 .to_string();
+            let hint = if other == "kayenta" {
+                "; Sluice's compare provider judges the canary against the stable the way \
+                 Kayenta does, inside the controller (docs/statistics.md): rewrite the \
+                 metric's Kayenta canary config as compare metrics"
+            } else {
+                ""
+            };
             remarks.push(remark(
                 Change::Dropped,
                 format!("{at}.provider.{other}"),
-                format!("metric {name:?} removed: Sluice measures with prometheus, web and job, not {other}"),
+                format!("metric {name:?} removed: Sluice measures with prometheus, web and job, not {other}{hint}"),
             ));
             continue;
         }
