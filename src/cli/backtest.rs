@@ -499,12 +499,12 @@ pub async fn run(cl: &Cluster, a: &BacktestArgs) -> Result<String, CliError> {
         }
     };
     let ro = fetch(cl, &a.rollout).await?;
-    let (_, chosen, mut notes) = pick_use(&ro, &a.template, a.cluster).map_err(CliError::Usage)?;
     let root = AnalysisTemplateRef {
         template_name: a.template.clone(),
         cluster_scope: a.cluster.then_some(true),
     };
     let found = templates(cl, &root).await?;
+    let (_, chosen, mut notes) = pick_use(&ro, &a.template, a.cluster).map_err(CliError::Usage)?;
     let lookup = |r: &AnalysisTemplateRef| {
         found
             .get(&(r.cluster_scope == Some(true), r.template_name.clone()))
