@@ -224,6 +224,7 @@ async fn backtest_catches_both_incidents_and_flags_only_the_blips() {
             (vec!["backtest", "unused", "--rollout", "web", "--from", "-1h"], "its analyses use: AnalysisTemplate error-rate (background analysis)"),
             (vec!["backtest", "error-rate", "--rollout", "nope", "--from", "-1h"], "not found"),
             (vec!["backtest", "error-rate", "--rollout", "web", "--from", "-1h", "--interval", "soon"], "--interval"),
+            (vec!["backtest", "error-rate", "--rollout", "web", "--from", "-400d"], "narrow the range"),
         ] {
             let out = sluice(&env, &args).await?;
             ensure!(

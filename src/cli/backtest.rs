@@ -37,6 +37,8 @@ use crate::rollout::observe::policy::{AnalysisUse, analysis_uses, arg_context};
 
 /// More evaluations than this print progress on stderr.
 const LONG: usize = 500;
+/// The most evaluations of one metric a backtest takes (a week at 10 s is 60,480).
+pub const MAX_EVALUATIONS: i64 = 200_000;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct BacktestArgs {
@@ -518,6 +520,19 @@ pub async fn run(cl: &Cluster, a: &BacktestArgs) -> Result<String, CliError> {
     }
     let policies = judge::policies(&spec)
         .map_err(|e| CliError::Usage(format!("{} {}: {e}", kind(a.cluster), a.template)))?;
+
+    let span = plan.to.as_second() - plan.from.as_second();
+    for (m, p) in &policies {
+        let i = p.interval.unwrap_or(plan.interval).as_secs().max(1);
+        let n = span / i64::try_from(i).unwrap_or(i64::MAX) + 1;
+        if n > MAX_EVALUATIONS {
+            return Err(CliError::Usage(format!(
+                "metric {:?} would be evaluated {n} times (every {}) over this range; at most {MAX_EVALUATIONS}: narrow the range",
+                m.name,
+                prom_duration(Duration::from_secs(i))
+            )));
+        }
+    }
 
     let run = AnalysisRun {
         metadata: ObjectMeta {

@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 
 use super::MeasureContext;
@@ -487,14 +487,6 @@ async fn compare(
             }
         }),
     }
-}
-
-/// `t` moved back by `d`.
-pub fn minus(t: Timestamp, d: Duration) -> Timestamp {
-    SignedDuration::try_from(d)
-        .ok()
-        .and_then(|d| t.checked_sub(d).ok())
-        .unwrap_or(t)
 }
 
 #[cfg(test)]
