@@ -59,6 +59,20 @@ fn template(address: &str) -> anyhow::Result<AnalysisTemplate> {
                 "interval": "1m",
                 "successCondition": "result[0] < 0.05",
                 "provider": {"prometheus": {"address": address, "query": query}}
+            }, {
+                // A dry run (the Rollout says so): shown, never ending a run.
+                "name": "burn",
+                "interval": "1m",
+                "provider": {"burnRate": {
+                    "prometheus": {"address": address},
+                    "objective": 0.99,
+                    "badQuery": format!(r#"sum(rate(istio_requests_total{{response_code="500",{service}}}[{{{{window}}}}]))"#),
+                    "totalQuery": format!(r#"sum(rate(istio_requests_total{{{service}}}[{{{{window}}}}]))"#),
+                    "alerts": [{"long": "5m", "short": "1m", "burnRate": 10}]
+                }}
+            }, {
+                "name": "smoke",
+                "provider": {"web": {"url": "http://127.0.0.1:1/healthz"}}
             }]
         }
     }))?)
@@ -111,7 +125,8 @@ async fn backtest_catches_both_incidents_and_flags_only_the_blips() {
         unused.metadata.name = Some("unused".into());
         env.api::<AnalysisTemplate>().create(&PostParams::default(), &unused).await?;
         let analysis = json!({"templates": [{"templateName": "error-rate"}],
-                              "args": [{"name": "service", "value": "web"}]});
+                              "args": [{"name": "service", "value": "web"}],
+                              "dryRun": [{"metricName": "burn"}]});
         create_rollout(&env, &web_canary(1, json!({"analysis": analysis, "steps": [{"pause": {}}]}))?).await?;
 
         let incidents = scratch(&env)?.join("incidents.yaml");
@@ -195,6 +210,23 @@ async fn backtest_catches_both_incidents_and_flags_only_the_blips() {
             "summary: {s}"
         );
 
+        // The burnRate metric, a dry run: 1x on the base 1 % (objective 99 %), failing where
+        // both its 5m and 1m windows burn above 10x, e.g. at 25m (5m: (0.3 + 81) / 300 =
+        // 0.271, 27.1x; 1m: 30x; the value is the lower, 27.10). The web metric cannot be
+        // replayed.
+        let burn_at = |min: f64| -> Option<Value> {
+            v["rows"].as_array()?.iter().find(|r| r["at"] == rfc3339(m(min)).as_str())?["cells"]
+                .as_array()?
+                .iter()
+                .find(|c| c["metric"] == "burn")
+                .cloned()
+        };
+        let (ok, hot) = (burn_at(5.0).context("burn at 5m")?, burn_at(25.0).context("burn at 25m")?);
+        ensure!(ok["phase"] == "Successful" && ok["dryRun"] == true, "burn at 5m: {ok}");
+        ensure!(hot["phase"] == "Failed" && hot["value"] == "27.10", "burn at 25m: {hot}");
+        ensure!(v["skipped"][0]["metric"] == "smoke" && v["skipped"][0]["provider"] == "web", "{}", v["skipped"]);
+        ensure!(v["notes"].to_string().contains("budget"), "{}", v["notes"]);
+
         // The text: one line a step, the runs, the incidents, the summary.
         let mut text_args = with(&[]);
         text_args.extend(["--prometheus".to_string(), url.clone()]);
@@ -202,7 +234,8 @@ async fn backtest_catches_both_incidents_and_flags_only_the_blips() {
         show("backtest (text)", &out);
         ensure!(out.code == 0, "{}", out.stderr);
         for want in [
-            format!("{}    7  [0.155] FAIL  ← run 7 ends Failed", rfc3339(m(26.0))),
+            format!("{}    7  [0.155] FAIL", rfc3339(m(26.0))),
+            "← run 7 ends Failed".to_string(),
             format!("caught  checkout-outage ({} to {}): run 2 failed at {}, 30s after it began", rfc3339(incident1.0), rfc3339(incident1.1), rfc3339(m(21.0))),
             "45s after it began".to_string(),
             format!("{}  errors = [0.255]  (run 1)", rfc3339(m(9.0))),
