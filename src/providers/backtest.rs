@@ -397,6 +397,15 @@ async fn burn_rate(
     )
 }
 
+/// Where a `compare` evaluation's samples begin: `lookback` before `end`, or, without one,
+/// when the simulated run started (as live, where it is the AnalysisRun's start).
+pub fn window_start(end: i64, run_start: i64, lookback: Option<Duration>) -> i64 {
+    match lookback {
+        Some(l) => end.saturating_sub(i64::try_from(l.as_secs()).unwrap_or(i64::MAX)),
+        None => run_start,
+    }
+}
+
 /// The points of `series` with a timestamp in `[from, to]`, pooled.
 fn within(series: &[Series], from: i64, to: i64) -> Vec<f64> {
     series
@@ -447,10 +456,7 @@ async fn compare(
         times: times.iter().map(|t| ts(*t)).collect(),
         judge: Box::new(move |t, run_start| {
             let end = t.as_second();
-            let begin = match lookback {
-                Some(_) => end.saturating_sub(back),
-                None => run_start.as_second(),
-            };
+            let begin = window_start(end, run_start.as_second(), lookback);
             let mut metadata = metadata.clone();
             metadata.insert("window".into(), format!("{} to {t}", ts(begin)));
             let mut samples = Samples::new();
@@ -561,6 +567,27 @@ mod tests {
         assert_eq!(
             within(&[series(&[], &[(0, 1.0), (10, 2.0), (20, 3.0)])], 5, 20),
             vec![2.0, 3.0]
+        );
+    }
+
+    #[test]
+    fn a_compare_window_reaches_back_its_lookback_or_to_the_run_start() {
+        let five = Some(Duration::from_secs(300));
+        assert_eq!(window_start(1000, 900, five), 700);
+        assert_eq!(window_start(1000, 900, None), 900);
+        // The run's first evaluation without a lookback: an empty window, as live.
+        assert_eq!(window_start(900, 900, None), 900);
+        let s = [series(
+            &[],
+            &[(600, 1.0), (700, 2.0), (950, 3.0), (1000, 4.0)],
+        )];
+        assert_eq!(
+            within(&s, window_start(1000, 900, five), 1000),
+            vec![2.0, 3.0, 4.0]
+        );
+        assert_eq!(
+            within(&s, window_start(1000, 900, None), 1000),
+            vec![3.0, 4.0]
         );
     }
 
