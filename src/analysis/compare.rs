@@ -168,7 +168,8 @@ pub fn judge(spec: &CompareMetric, samples: &Samples) -> Outcome {
         spec.pass_score.unwrap_or(DEFAULT_PASS),
         spec.marginal_score.unwrap_or(DEFAULT_MARGINAL),
     );
-    let score = s.score.map(|x| format!("{x:.0}"));
+    // `+ 0.0` turns a negative zero into zero.
+    let score = s.score.map(|x| format!("{:.0}", x + 0.0));
     metadata.insert("score".into(), score.clone().unwrap_or_else(|| "-".into()));
     let phase = match s.verdict {
         ScoreVerdict::Pass => AnalysisPhase::Successful,

@@ -1,8 +1,9 @@
 //! Analysis: AnalysisTemplates become AnalysisRuns, which measure metrics through providers
 //! and reach a verdict the Rollout acts on.
 //!
-//! `condition` (CEL), `judge` (the run's state machine) and `template` (merging templates and
-//! binding arguments) are pure; `controller` is the AnalysisRun reconciler, the I/O edge.
+//! `condition` (CEL), `judge` (the run's state machine), `stats` (the statistics of the
+//! `compare` provider: canary against stable) and `template` (merging templates and binding
+//! arguments) are pure; `controller` is the AnalysisRun reconciler, the I/O edge.
 
 pub mod backtest;
 pub mod burn;
