@@ -301,7 +301,7 @@ mod tests {
     #[test]
     fn the_workbook_windows_scale_to_the_window() {
         // 30m: 6h->30m, 1h->5m, 30m->2m30s, 5m->25s, floored at the default 30s.
-        let a = alerts(&spec()).unwrap();
+        let a = alerts(&spec()).expect("a value");
         assert_eq!(
             a,
             vec![
@@ -320,12 +320,12 @@ mod tests {
         // 6h is the workbook unscaled.
         let mut s = spec();
         s.window = Some(DurationString("6h".into()));
-        let a = alerts(&s).unwrap();
+        let a = alerts(&s).expect("a value");
         assert_eq!((a[0].long, a[0].short), (secs(3600), secs(300)));
         assert_eq!((a[1].long, a[1].short), (secs(6 * 3600), secs(1800)));
         s.window = Some(DurationString("12m".into()));
         s.min_window = Some(DurationString("5s".into()));
-        let a = alerts(&s).unwrap();
+        let a = alerts(&s).expect("a value");
         assert_eq!((a[0].long, a[0].short), (secs(120), secs(10)));
         assert_eq!(windows(&a), vec![secs(10), secs(60), secs(120), secs(720)]);
     }
@@ -334,23 +334,27 @@ mod tests {
     fn bad_numbers_are_refused_with_the_field() {
         let mut s = spec();
         s.objective = 1.0;
-        assert!(alerts(&s).unwrap_err().contains("objective"));
+        assert!(alerts(&s).expect_err("an error").contains("objective"));
         let mut s = spec();
         s.window = Some(DurationString("soon".into()));
-        assert!(alerts(&s).unwrap_err().starts_with("window"));
+        assert!(alerts(&s).expect_err("an error").starts_with("window"));
         let mut s = spec();
         s.alerts = Some(vec![BurnRateAlert {
             long: DurationString("5m".into()),
             short: DurationString("1h".into()),
             burn_rate: 2.0,
         }]);
-        assert!(alerts(&s).unwrap_err().contains("longer than the long one"));
+        assert!(
+            alerts(&s)
+                .expect_err("an error")
+                .contains("longer than the long one")
+        );
         s.alerts = Some(vec![BurnRateAlert {
             long: DurationString("1h".into()),
             short: DurationString("5m".into()),
             burn_rate: 0.0,
         }]);
-        assert!(alerts(&s).unwrap_err().contains("above 0"));
+        assert!(alerts(&s).expect_err("an error").contains("above 0"));
     }
 
     #[test]
@@ -396,7 +400,7 @@ mod tests {
     #[test]
     fn twenty_times_fails_and_one_time_passes() {
         let s = spec();
-        let a = alerts(&s).unwrap();
+        let a = alerts(&s).expect("a value");
         // 20% errors against a 99% objective: 20x everywhere.
         let all = |r| {
             measured(&[
@@ -418,7 +422,7 @@ mod tests {
             unreachable!()
         };
         assert_eq!(value.as_deref(), Some("20.00"));
-        let message = message.clone().unwrap();
+        let message = message.clone().expect("a value");
         assert!(
             message.contains("above 14.4x") && message.contains("above 6x"),
             "{message}"
@@ -435,7 +439,7 @@ mod tests {
     #[test]
     fn both_windows_must_burn() {
         let s = spec();
-        let a = alerts(&s).unwrap();
+        let a = alerts(&s).expect("a value");
         // A spike in the short windows only (the long ones at 1x) does not fire.
         let m = measured(&[
             (30, Some(0.5)),
@@ -458,7 +462,7 @@ mod tests {
         };
         assert!(
             message
-                .unwrap()
+                .expect("a value")
                 .contains("over 30m and 10.00x over 2m30s are above 6x")
         );
     }
@@ -466,7 +470,7 @@ mod tests {
     #[test]
     fn no_traffic_is_inconclusive() {
         let s = spec();
-        let a = alerts(&s).unwrap();
+        let a = alerts(&s).expect("a value");
         let m = measured(&[(30, None), (150, None), (300, None), (1800, None)]);
         let out = judge(&s, &a, &m);
         assert_eq!(phase(&out), AnalysisPhase::Inconclusive);

@@ -250,8 +250,8 @@ mod tests {
         assert_eq!(md["latency.verdict"], "High");
         assert!(md["latency.canary"].starts_with("n=20 median=13"), "{md:?}");
         assert!(md["latency.stable"].starts_with("n=20 median=10"), "{md:?}");
-        assert!(md["latency.pValue"].parse::<f64>().unwrap() < 0.02);
-        assert!(message.unwrap().contains("latency: "));
+        assert!(md["latency.pValue"].parse::<f64>().expect("a value") < 0.02);
+        assert!(message.expect("a value").contains("latency: "));
     }
 
     #[test]
@@ -328,18 +328,22 @@ mod tests {
         let mut s = spec(&[("latency", None, false)]);
         assert!(check(&s).is_ok());
         s.metrics[0].query = "x".into();
-        assert!(check(&s).unwrap_err().contains("has no {{revision}}"));
+        assert!(
+            check(&s)
+                .expect_err("an error")
+                .contains("has no {{revision}}")
+        );
         let mut s = spec(&[("a", None, false), ("a", None, false)]);
-        assert!(check(&s).unwrap_err().contains("named twice"));
+        assert!(check(&s).expect_err("an error").contains("named twice"));
         s.metrics.pop();
         s.marginal_score = Some(96.0);
-        assert!(check(&s).unwrap_err().contains("marginalScore"));
+        assert!(check(&s).expect_err("an error").contains("marginalScore"));
         s.marginal_score = None;
         s.step = Some(crate::api::duration::DurationString("0s".into()));
-        assert!(check(&s).unwrap_err().contains("step"));
+        assert!(check(&s).expect_err("an error").contains("step"));
         s.step = None;
         s.metrics[0].confidence = Some(1.0);
-        assert!(check(&s).unwrap_err().contains("confidence"));
+        assert!(check(&s).expect_err("an error").contains("confidence"));
         assert_eq!(for_revision("a{r=\"{{revision}}\"}", "abc"), "a{r=\"abc\"}");
     }
 }

@@ -5,6 +5,7 @@
 //! `compare` provider: canary against stable) and `template` (merging templates and binding
 //! arguments) are pure; `controller` is the AnalysisRun reconciler, the I/O edge.
 
+pub mod backtest;
 pub mod burn;
 pub mod compare;
 pub mod condition;

@@ -106,6 +106,8 @@ enum Cmd {
     Migrate(sluice::cli::migrate::MigrateArgs),
     /// Serve a live web page of the Rollouts in scope, with promote/abort/retry/pause/resume.
     Dashboard(sluice::cli::dashboard::DashboardArgs),
+    /// Replay an analysis template over past Prometheus data: what it would have decided, which incidents it would have caught.
+    Backtest(sluice::cli::backtest::BacktestArgs),
     /// Rehearsed rollbacks (RolloutExercise): start a run and follow it, its status, its history, cancel it.
     Exercise {
         #[command(subcommand)]
@@ -282,6 +284,7 @@ async fn run(cli: Cli) -> ExitCode {
             commands::undo(&cl, &name, &target).await
         }
         Cmd::Restart { name } => commands::restart(&cl, &name).await,
+        Cmd::Backtest(args) => sluice::cli::backtest::run(&cl, &args).await,
         Cmd::Exercise { what } => return exercise(&cl, what, style).await,
         Cmd::Set {
             what: SetCmd::Image { name, pairs },

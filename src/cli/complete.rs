@@ -25,6 +25,10 @@ pub const OTHER_COMMANDS: &[(&str, &str)] = &[
     ("migrate", "convert Argo Rollouts manifests"),
     ("dashboard", "a live web page of the rollouts"),
     (
+        "backtest",
+        "replay an analysis template over past Prometheus data",
+    ),
+    (
         "exercise",
         "rehearsed rollbacks: start, status, history, cancel",
     ),
@@ -93,6 +97,14 @@ fn scan(before: &[String]) -> (Option<String>, Vec<&str>) {
                 | "--to-revision"
                 | "--port"
                 | "--address"
+                | "--rollout"
+                | "--from"
+                | "--to"
+                | "--incidents"
+                | "--prometheus"
+                | "--arg"
+                | "--interval"
+                | "--grace"
         ) {
             if matches!(w, "-n" | "--namespace") {
                 namespace = before.get(i + 1).cloned();
@@ -118,6 +130,11 @@ pub fn offer(args: &[String]) -> Offer {
     };
     let (namespace, positional) = scan(before);
     match before.last().map(String::as_str) {
+        Some("--rollout") => return Offer::Rollouts { namespace },
+        Some("--incidents") => return Offer::Files,
+        Some("--from" | "--to" | "--prometheus" | "--arg" | "--interval" | "--grace") => {
+            return Offer::Nothing;
+        }
         Some("-o" | "--output") => {
             return words(&[("text", ""), ("json", ""), ("yaml", "")], partial);
         }
@@ -265,6 +282,20 @@ mod tests {
         assert_eq!(offer_for("list -n "), Offer::Nothing);
         assert_eq!(names(offer_for("completion z")), ["zsh"]);
         assert_eq!(offer_for("lint ./de"), Offer::Files);
+    }
+
+    #[test]
+    fn backtest_completes_its_rollout_and_incidents_flags() {
+        assert_eq!(names(offer_for("backt")), ["backtest"]);
+        assert_eq!(
+            offer_for("-n shop backtest errors --rollout "),
+            Offer::Rollouts {
+                namespace: Some("shop".into())
+            }
+        );
+        assert_eq!(offer_for("backtest errors --incidents "), Offer::Files);
+        assert_eq!(offer_for("backtest errors --from "), Offer::Nothing);
+        assert_eq!(offer_for("backtest errors --rollout shop "), Offer::Nothing);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Pieces shared by the `sluice` and `kubectl-sluice` command lines.
 
+pub mod backtest;
 pub mod cluster;
 pub mod commands;
 pub mod complete;

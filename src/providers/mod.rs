@@ -4,6 +4,7 @@
 //! Every call is bounded by a timeout, and every failure to measure is an
 //! `Outcome::ProviderError`, never a verdict.
 
+pub mod backtest;
 pub mod burnrate;
 pub mod compare;
 pub mod job;

@@ -378,7 +378,7 @@ pub fn declared_analysis(
 }
 
 /// What `{{args...}}` and `valueFrom` resolve against when revision `desired` is released.
-fn arg_context(ro: &Rollout, desired: &str) -> ArgContext {
+pub fn arg_context(ro: &Rollout, desired: &str) -> ArgContext {
     ArgContext {
         stable_hash: ro
             .status
