@@ -66,8 +66,8 @@ pub fn alerts(spec: &BurnRateMetric) -> Result<Vec<Alert>, String> {
     if let Some(list) = &spec.alerts {
         let mut out = Vec::new();
         for (i, a) in list.iter().enumerate() {
-            let long = whole_seconds(duration("long", &Some(a.long.clone()), min)?);
-            let short = whole_seconds(duration("short", &Some(a.short.clone()), min)?);
+            let long = whole_seconds(duration("long", &Some(a.long.clone()), min)?.max(min));
+            let short = whole_seconds(duration("short", &Some(a.short.clone()), min)?.max(min));
             if short > long {
                 return Err(format!(
                     "alerts[{i}]: the short window ({}) is longer than the long one ({})",
@@ -328,6 +328,19 @@ mod tests {
         let a = alerts(&s).expect("a value");
         assert_eq!((a[0].long, a[0].short), (secs(120), secs(10)));
         assert_eq!(windows(&a), vec![secs(10), secs(60), secs(120), secs(720)]);
+    }
+
+    #[test]
+    fn no_window_of_custom_alerts_is_shorter_than_min_window() {
+        let mut s = spec();
+        s.min_window = Some(DurationString("1m".into()));
+        s.alerts = Some(vec![BurnRateAlert {
+            long: DurationString("5m".into()),
+            short: DurationString("10s".into()),
+            burn_rate: 14.4,
+        }]);
+        let a = alerts(&s).expect("alerts");
+        assert_eq!((a[0].long, a[0].short), (secs(300), secs(60)));
     }
 
     #[test]

@@ -19,6 +19,10 @@ pub const DEFAULT_PASS: f64 = 95.0;
 /// Kayenta's marginal threshold.
 pub const DEFAULT_MARGINAL: f64 = 75.0;
 
+/// The most samples a side of one metric: a longer window keeps its latest. (Prometheus
+/// answers at most 11,000 points a series per range query.)
+pub const MAX_SAMPLES: u32 = 10_000;
+
 /// The placeholder a query's revision goes in.
 pub const REVISION: &str = "{{revision}}";
 
@@ -69,8 +73,31 @@ pub fn params(q: &CompareQuery) -> CompareParams {
 /// What is wrong with the spec, if anything: checked before a run starts and at each
 /// measurement.
 pub fn check(spec: &CompareMetric) -> Result<(), String> {
-    step(spec)?;
-    lookback(spec)?;
+    let step = step(spec)?;
+    if let Some(l) = lookback(spec)? {
+        let fewest = spec
+            .metrics
+            .iter()
+            .map(|q| params(q).min_samples.max(3))
+            .max()
+            .unwrap_or(3);
+        if l < step * fewest as u32 {
+            return Err(format!(
+                "lookback ({}s) holds fewer than {fewest} samples at a step of {}s: it could \
+                 never be judged",
+                l.as_secs(),
+                step.as_secs()
+            ));
+        }
+        if l > step * MAX_SAMPLES {
+            return Err(format!(
+                "lookback ({}s) holds more than {MAX_SAMPLES} samples at a step of {}s: use a \
+                 larger step or a shorter lookback",
+                l.as_secs(),
+                step.as_secs()
+            ));
+        }
+    }
     let pass = spec.pass_score.unwrap_or(DEFAULT_PASS);
     let marginal = spec.marginal_score.unwrap_or(DEFAULT_MARGINAL);
     if !(0.0..=100.0).contains(&pass) || !(0.0..=100.0).contains(&marginal) || marginal > pass {
@@ -126,6 +153,13 @@ fn opt(x: Option<f64>) -> String {
     x.map_or("-".into(), figure)
 }
 
+/// A score as people read it: `100`, `50`, `94.67` (never rounded up to a pass: 94.6 is
+/// not shown as 95). `+ 0.0` turns a negative zero into zero.
+fn score_text(x: f64) -> String {
+    let t = format!("{:.2}", x + 0.0);
+    t.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 /// The samples of each metric: (canary, stable), by metric name.
 pub type Samples = BTreeMap<String, (Vec<f64>, Vec<f64>)>;
 
@@ -168,8 +202,7 @@ pub fn judge(spec: &CompareMetric, samples: &Samples) -> Outcome {
         spec.pass_score.unwrap_or(DEFAULT_PASS),
         spec.marginal_score.unwrap_or(DEFAULT_MARGINAL),
     );
-    // `+ 0.0` turns a negative zero into zero.
-    let score = s.score.map(|x| format!("{:.0}", x + 0.0));
+    let score = s.score.map(score_text);
     metadata.insert("score".into(), score.clone().unwrap_or_else(|| "-".into()));
     let phase = match s.verdict {
         ScoreVerdict::Pass => AnalysisPhase::Successful,
@@ -345,5 +378,24 @@ mod tests {
         s.metrics[0].confidence = Some(1.0);
         assert!(check(&s).expect_err("an error").contains("confidence"));
         assert_eq!(for_revision("a{r=\"{{revision}}\"}", "abc"), "a{r=\"abc\"}");
+        assert_eq!(
+            (score_text(100.0), score_text(-0.0), score_text(94.6)),
+            ("100".into(), "0".into(), "94.6".into())
+        );
+        let mut s = spec(&[("latency", None, false)]);
+        s.lookback = Some(crate::api::duration::DurationString("0s".into()));
+        assert!(
+            check(&s)
+                .expect_err("refused")
+                .contains("could never be judged")
+        );
+        s.lookback = Some(crate::api::duration::DurationString("999999999999h".into()));
+        assert!(
+            check(&s)
+                .expect_err("refused")
+                .contains("more than 10000 samples")
+        );
+        s.lookback = Some(crate::api::duration::DurationString("10m".into()));
+        assert!(check(&s).is_ok());
     }
 }

@@ -329,7 +329,8 @@ pub struct CompareMetric {
     /// `valueFrom.podTemplateHashValue: Stable`.
     #[schemars(length(min = 1))]
     pub stable: String,
-    /// How far back the samples reach; absent means since the AnalysisRun started.
+    /// How far back the samples reach; absent means since the AnalysisRun started. At most
+    /// 10,000 steps a side are kept: a longer window keeps its latest part.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lookback: Option<DurationString>,
     /// The time between two samples of a series (default 10s).
@@ -362,11 +363,12 @@ pub struct CompareQuery {
     /// Which change of the canary is bad (default Either).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub direction: Option<CompareDirection>,
-    /// The relative difference tolerated before a significant change counts (default 0.25).
+    /// The change tolerated, as a fraction of the stable's median (default 0.25: a quarter).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0))]
     pub tolerance: Option<f64>,
-    /// Confidence of the test (default 0.98: a change is significant when p < 0.02).
+    /// Confidence of the interval of the shift between the revisions (default 0.98): a
+    /// metric fails only when the whole interval lies beyond the tolerance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.5, max = 0.9999))]
     pub confidence: Option<f64>,
@@ -420,7 +422,8 @@ pub struct BurnRateMetric {
     /// their ratios to it (1h, 30m and 5m become 1/6, 1/12 and 1/72 of it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<DurationString>,
-    /// No window is shorter than this (default 30s; at least a few scrape intervals).
+    /// No window, scaled or in `alerts`, is shorter than this (default 30s; at least a few
+    /// scrape intervals).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_window: Option<DurationString>,
     /// The SLO period, for the share of the error budget the canary consumed (default 30d

@@ -59,6 +59,18 @@ fn total(v: MetricValue) -> Option<f64> {
     }
 }
 
+/// A ratio query's value: one series, or none (no traffic). Several series would be several
+/// ratios, and adding them up would inflate the burn rate.
+fn single(v: MetricValue) -> Result<Option<f64>, String> {
+    match v {
+        MetricValue::Vector(v) if v.len() > 1 => Err(format!(
+            "ratioQuery returned {} series; aggregate it to one (e.g. sum(...) / sum(...))",
+            v.len()
+        )),
+        other => Ok(total(other)),
+    }
+}
+
 /// The error ratio over `window` at `at` (now when `None`).
 pub async fn ratio_over(
     conn: &Connection,
@@ -68,18 +80,21 @@ pub async fn ratio_over(
 ) -> Result<Option<f64>, String> {
     if let Some(q) = &spec.ratio_query {
         let v = conn.instant(&burn::with_window(q, window), at).await?;
-        return Ok(burn::ratio(total(v)));
+        return Ok(burn::ratio(single(v)?));
     }
     let (Some(bad), Some(all)) = (&spec.bad_query, &spec.total_query) else {
         return Err("burnRate needs ratioQuery, or badQuery and totalQuery".into());
     };
-    let bad = total(conn.instant(&burn::with_window(bad, window), at).await?);
-    let all = total(conn.instant(&burn::with_window(all, window), at).await?);
-    Ok(burn::error_ratio(bad, all))
+    let (bad, all) = futures::future::try_join(
+        conn.instant(&burn::with_window(bad, window), at),
+        conn.instant(&burn::with_window(all, window), at),
+    )
+    .await?;
+    Ok(burn::error_ratio(total(bad), total(all)))
 }
 
 /// Every window's error ratio at `at`, and over `elapsed` (the canary's life so far) when
-/// known.
+/// known; all queries at once.
 pub async fn measure_at(
     conn: &Connection,
     spec: &BurnRateMetric,
@@ -87,18 +102,41 @@ pub async fn measure_at(
     at: Option<Timestamp>,
     elapsed: Option<Duration>,
 ) -> Result<Measured, String> {
-    let mut m = Measured::default();
-    for w in burn::windows(alerts) {
-        m.ratios.insert(w, ratio_over(conn, spec, w, at).await?);
-    }
-    if let Some(e) = elapsed {
+    let windows = burn::windows(alerts);
+    let elapsed = elapsed.map(|e| {
         let min = alerts
             .iter()
             .map(|a| a.short)
             .min()
             .unwrap_or(Duration::from_secs(30));
-        let e = Duration::from_secs(e.as_secs()).max(min);
-        m.elapsed = Some((e, ratio_over(conn, spec, e, at).await?));
+        Duration::from_secs(e.as_secs()).max(min)
+    });
+    let ratios =
+        futures::future::try_join_all(windows.iter().map(|w| ratio_over(conn, spec, *w, at)));
+    let life = async {
+        match elapsed {
+            Some(e) => ratio_over(conn, spec, e, at).await.map(|r| Some((e, r))),
+            None => Ok(None),
+        }
+    };
+    let (ratios, life) = futures::future::try_join(ratios, life).await?;
+    Ok(Measured {
+        ratios: windows.into_iter().zip(ratios).collect(),
+        elapsed: life,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ratio_is_one_series_and_sums_add_up() {
+        assert_eq!(single(MetricValue::Vector(vec![0.01])), Ok(Some(0.01)));
+        assert_eq!(single(MetricValue::Vector(vec![])), Ok(None));
+        assert_eq!(single(MetricValue::Scalar(0.02)), Ok(Some(0.02)));
+        let e = single(MetricValue::Vector(vec![0.01, 0.01, 0.01])).expect_err("refused");
+        assert!(e.contains("3 series"), "{e}");
+        assert_eq!(total(MetricValue::Vector(vec![1.0, 2.0])), Some(3.0));
     }
-    Ok(m)
 }

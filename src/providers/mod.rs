@@ -121,8 +121,47 @@ pub fn timeout_or_default(seconds: Option<i64>) -> Duration {
         .unwrap_or(DEFAULT_PROVIDER_TIMEOUT)
 }
 
-/// Measures with whichever provider the metric names.
+/// The most one measurement may take, all its requests together, unless the metric's own
+/// timeout asks for more.
+pub const MEASURE_LIMIT: Duration = Duration::from_secs(180);
+
+/// How long a measurement of `metric` may take in all: [`MEASURE_LIMIT`], or the metric's
+/// timeout and 30 s when that is longer.
+pub fn measure_limit(metric: &Metric) -> Duration {
+    let p = &metric.provider;
+    let own = p
+        .prometheus
+        .as_ref()
+        .and_then(|x| x.timeout)
+        .or(p.compare.as_ref().and_then(|x| x.prometheus.timeout))
+        .or(p.burn_rate.as_ref().and_then(|x| x.prometheus.timeout))
+        .or(p.web.as_ref().and_then(|x| x.timeout_seconds));
+    own.map_or(MEASURE_LIMIT, |t| {
+        MEASURE_LIMIT.max(timeout_or_default(Some(t)) + Duration::from_secs(30))
+    })
+}
+
+/// Measures with whichever provider the metric names, within [`measure_limit`]: a
+/// measurement that takes longer is a provider error.
 pub async fn measure(
+    ctx: &MeasureContext<'_>,
+    metric: &Metric,
+    resume: Option<&Measurement>,
+) -> Outcome {
+    let limit = measure_limit(metric);
+    match tokio::time::timeout(limit, measure_now(ctx, metric, resume)).await {
+        Ok(outcome) => outcome,
+        Err(_) => provider_error(
+            format!(
+                "the measurement took longer than {}s in all and was given up",
+                limit.as_secs()
+            ),
+            BTreeMap::new(),
+        ),
+    }
+}
+
+async fn measure_now(
     ctx: &MeasureContext<'_>,
     metric: &Metric,
     resume: Option<&Measurement>,

@@ -404,7 +404,7 @@ fn analysis(spec: &mut Node, remarks: &mut Vec<Remark>) {
             remarks.push(remark(
                 Change::Dropped,
                 format!("{at}.provider.{other}"),
-                format!("metric {name:?} removed: Sluice measures with prometheus, web and job, not {other}{hint}"),
+                format!("metric {name:?} removed: of Argo Rollouts' providers, Sluice measures with prometheus, web and job, not {other}{hint}"),
             ));
             continue;
         }
