@@ -444,7 +444,8 @@ pub struct CompareParams {
     /// The change allowed, as a fraction of the stable median's size (0.25: a quarter).
     pub tolerance: f64,
     /// The fewest values (after NaN and infinite ones are removed) each side needs to be
-    /// judged at all.
+    /// judged at all. Values below 3 count as 3: with one value a side the "interval" is a
+    /// single difference, and any difference at all would be High or Low.
     pub min_samples: usize,
 }
 
@@ -473,7 +474,8 @@ pub enum Classification {
     High,
     /// The canary is lower than the tolerance allows, and lower is bad.
     Low,
-    /// One side had fewer values than `min_samples`: not judged (Kayenta's Nodata).
+    /// One side had fewer values than `min_samples` (at least 3), or the shift's interval
+    /// could not be computed: not judged (Kayenta's Nodata), never passed.
     TooFewSamples,
 }
 
@@ -512,6 +514,10 @@ pub struct Comparison {
 ///   bad;
 /// - Pass otherwise.
 ///
+/// When the stable median is 0 (normal for error ratios) the tolerance band is 0 too: any
+/// change the interval shows in the bad direction counts, and the reason says so. When the
+/// interval cannot be computed the metric is TooFewSamples, not Pass.
+///
 /// So a metric fails only when the data show, with the given confidence, a change bigger than
 /// the tolerance. Kayenta's MannWhitneyClassifier uses the same interval but sets its band at
 /// 25% of the estimated shift itself, not of the stable's level, and leaves the size of the
@@ -521,12 +527,12 @@ pub struct Comparison {
 ///
 /// Parameters out of range are replaced, and the reason says so: a confidence not strictly
 /// between 0 and 1 by 0.98; a tolerance that is NaN or negative by 0.25 or 0. A `min_samples`
-/// of 0 counts as 1.
+/// below 3 counts as 3.
 pub fn classify(canary: &[f64], stable: &[f64], p: &CompareParams) -> Comparison {
-    let removed = canary.len() + stable.len();
-    let canary: Vec<f64> = canary.iter().copied().filter(|v| v.is_finite()).collect();
-    let stable: Vec<f64> = stable.iter().copied().filter(|v| v.is_finite()).collect();
-    let removed = removed - canary.len() - stable.len();
+    let total = canary.len() + stable.len();
+    let canary = finite_values(canary);
+    let stable = finite_values(stable);
+    let removed = total - canary.len() - stable.len();
     let mut comparison = Comparison {
         canary_n: canary.len(),
         stable_n: stable.len(),
@@ -537,83 +543,165 @@ pub fn classify(canary: &[f64], stable: &[f64], p: &CompareParams) -> Comparison
         classification: Classification::TooFewSamples,
         reason: String::new(),
     };
-    let needed = p.min_samples.max(1);
+    let needed = p.min_samples.max(MIN_SAMPLES_FLOOR);
     if canary.len() < needed || stable.len() < needed {
-        let removed_text = if removed > 0 {
-            format!(" ({removed} NaN or infinite values removed)")
-        } else {
-            String::new()
-        };
-        comparison.reason = format!(
-            "too few values to judge: canary {}, stable {}, at least {needed} needed on each \
-             side{removed_text}",
-            canary.len(),
-            stable.len()
-        );
+        comparison.reason = too_few_reason(canary.len(), stable.len(), needed, removed);
         return comparison;
     }
     let (params, notes) = sanitize(p);
-    let alternative = match params.direction {
+    let alternative = alternative_for(params.direction);
+    comparison.p_value = mann_whitney_u(&canary, &stable, alternative).map(|t| t.p_value);
+    let shift = shift_interval(&canary, &stable, params.confidence);
+    let context = ReasonContext {
+        alternative,
+        removed,
+        notes,
+    };
+    judge_shift(comparison, shift, &params, &context)
+}
+
+/// The fewest values per side `classify` judges, whatever `min_samples` says: with fewer, the
+/// exact interval is a single pairwise difference (one value a side) or the whole range of
+/// them, and a High or Low would rest on almost nothing.
+const MIN_SAMPLES_FLOOR: usize = 3;
+
+/// The finite values of a sample, in order.
+fn finite_values(v: &[f64]) -> Vec<f64> {
+    v.iter().copied().filter(|v| v.is_finite()).collect()
+}
+
+/// The reason for a metric with too few values on a side.
+fn too_few_reason(canary_n: usize, stable_n: usize, needed: usize, removed: usize) -> String {
+    let removed_text = if removed > 0 {
+        format!(" ({removed} NaN or infinite values removed)")
+    } else {
+        String::new()
+    };
+    format!(
+        "too few values to judge: canary {canary_n}, stable {stable_n}, at least {needed} \
+         needed on each side{removed_text}"
+    )
+}
+
+/// The Mann-Whitney alternative that matches the direction judged.
+fn alternative_for(direction: Direction) -> Alternative {
+    match direction {
         Direction::Increase => Alternative::Greater,
         Direction::Decrease => Alternative::Less,
         Direction::Either => Alternative::TwoSided,
-    };
-    comparison.p_value = mann_whitney_u(&canary, &stable, alternative).map(|t| t.p_value);
+    }
+}
+
+/// What the reason of a judged metric tells besides the shift.
+struct ReasonContext {
+    /// The alternative of the Mann-Whitney test reported.
+    alternative: Alternative,
+    /// How many NaN or infinite values were removed.
+    removed: usize,
+    /// The notes of `sanitize` on replaced parameters.
+    notes: String,
+}
+
+/// Classifies a metric with enough values from the shift's interval (None when it could not
+/// be computed: the metric is then not judged, never passed), and writes the reason.
+fn judge_shift(
+    mut comparison: Comparison,
+    shift: Option<ShiftInterval>,
+    params: &CompareParams,
+    context: &ReasonContext,
+) -> Comparison {
     let (Some(canary_median), Some(stable_median)) =
         (comparison.canary_median, comparison.stable_median)
     else {
         // Unreachable: both sides have at least one finite value here.
-        comparison.classification = Classification::Pass;
-        comparison.reason = "no values to compare".into();
+        comparison.classification = Classification::TooFewSamples;
+        comparison.reason = "not judged: no values to compare".into();
         return comparison;
     };
-    let Some(shift) = shift_interval(&canary, &stable, params.confidence) else {
-        comparison.classification = Classification::Pass;
-        comparison.reason = "the shift's confidence interval could not be computed".into();
+    let Some(shift) = shift else {
+        comparison.classification = Classification::TooFewSamples;
+        comparison.reason = format!(
+            "not judged: the shift's {}% confidence interval could not be computed from these \
+             values (canary {}, stable {}), so nothing shows the canary is as good{}",
+            fmt_num(params.confidence * 100.0),
+            comparison.canary_n,
+            comparison.stable_n,
+            context.notes
+        );
         return comparison;
     };
     let level = stable_median.abs();
     let margin = params.tolerance * level;
-    let relative = |v: f64| if level > 0.0 { Some(v / level) } else { None };
-    comparison.effect_size = relative(shift.estimate);
+    comparison.effect_size = relative_to(shift.estimate, level);
+    let (classification, verdict) = verdict_for(
+        shift.lower > margin,
+        shift.upper < -margin,
+        params.direction,
+    );
+    comparison.classification = classification;
+    let shift_text = describe_shift(&shift, level, params);
+    let p_text = describe_p(comparison.p_value, context.alternative);
+    let removed_text = if context.removed > 0 {
+        format!(" ({} NaN or infinite removed)", context.removed)
+    } else {
+        String::new()
+    };
+    comparison.reason = format!(
+        "{verdict}: {shift_text}; medians canary {}, stable {}; values canary {}, stable \
+         {}{removed_text}{p_text}{}",
+        fmt_num(canary_median),
+        fmt_num(stable_median),
+        comparison.canary_n,
+        comparison.stable_n,
+        context.notes,
+    );
+    comparison
+}
 
-    let above = shift.lower > margin;
-    let below = shift.upper < -margin;
-    let increase_bad = matches!(params.direction, Direction::Increase | Direction::Either);
-    let decrease_bad = matches!(params.direction, Direction::Decrease | Direction::Either);
-    let (classification, verdict) = if above && increase_bad {
+/// v as a fraction of the stable's level; None when the level is 0.
+fn relative_to(v: f64, level: f64) -> Option<f64> {
+    if level > 0.0 { Some(v / level) } else { None }
+}
+
+/// The classification and its verdict, from whether the shift's interval lies wholly above
+/// or wholly below the tolerance band.
+fn verdict_for(above: bool, below: bool, direction: Direction) -> (Classification, &'static str) {
+    let increase_bad = matches!(direction, Direction::Increase | Direction::Either);
+    let decrease_bad = matches!(direction, Direction::Decrease | Direction::Either);
+    if above && increase_bad {
         (
             Classification::High,
-            "canary higher than the tolerance allows".to_string(),
+            "canary higher than the tolerance allows",
         )
     } else if below && decrease_bad {
         (
             Classification::Low,
-            "canary lower than the tolerance allows".to_string(),
+            "canary lower than the tolerance allows",
         )
     } else if above {
         (
             Classification::Pass,
-            "canary higher beyond the tolerance, but only a decrease is bad".to_string(),
+            "canary higher beyond the tolerance, but only a decrease is bad",
         )
     } else if below {
         (
             Classification::Pass,
-            "canary lower beyond the tolerance, but only an increase is bad".to_string(),
+            "canary lower beyond the tolerance, but only an increase is bad",
         )
     } else {
-        (
-            Classification::Pass,
-            "no change beyond the tolerance".to_string(),
-        )
-    };
-    comparison.classification = classification;
+        (Classification::Pass, "no change beyond the tolerance")
+    }
+}
 
+/// The shift, its interval and the tolerance, relative to the stable's level when it is not 0.
+/// When it is 0 the tolerance band is empty, and the text says that any significant change
+/// in the bad direction counts.
+fn describe_shift(shift: &ShiftInterval, level: f64, params: &CompareParams) -> String {
     let confidence_pct = fmt_num(params.confidence * 100.0);
-    let shift_text = match (
-        relative(shift.estimate),
-        relative(shift.lower),
-        relative(shift.upper),
+    match (
+        relative_to(shift.estimate, level),
+        relative_to(shift.lower, level),
+        relative_to(shift.upper, level),
     ) {
         (Some(e), Some(l), Some(u)) => format!(
             "shift {} of the stable median ({confidence_pct}% interval {} to {}), tolerance \
@@ -623,15 +711,26 @@ pub fn classify(canary: &[f64], stable: &[f64], p: &CompareParams) -> Comparison
             fmt_pct(u),
             fmt_pct_abs(params.tolerance)
         ),
-        _ => format!(
-            "shift {} ({confidence_pct}% interval {} to {}), tolerance ±0 as the stable median \
-             is 0",
-            fmt_signed(shift.estimate),
-            fmt_signed(shift.lower),
-            fmt_signed(shift.upper)
-        ),
-    };
-    let p_text = match comparison.p_value {
+        _ => {
+            let change = match params.direction {
+                Direction::Increase => "increase",
+                Direction::Decrease => "decrease",
+                Direction::Either => "change",
+            };
+            format!(
+                "shift {} ({confidence_pct}% interval {} to {}), tolerance ±0 as the stable \
+                 median is 0, so any significant {change} counts",
+                fmt_signed(shift.estimate),
+                fmt_signed(shift.lower),
+                fmt_signed(shift.upper)
+            )
+        }
+    }
+}
+
+/// The Mann-Whitney p-value and its alternative, as "; Mann-Whitney p = ..." or nothing.
+fn describe_p(p_value: Option<f64>, alternative: Alternative) -> String {
+    match p_value {
         Some(pv) => format!(
             "; Mann-Whitney p = {} ({})",
             fmt_p(pv),
@@ -642,21 +741,7 @@ pub fn classify(canary: &[f64], stable: &[f64], p: &CompareParams) -> Comparison
             }
         ),
         None => String::new(),
-    };
-    let removed_text = if removed > 0 {
-        format!(" ({removed} NaN or infinite removed)")
-    } else {
-        String::new()
-    };
-    comparison.reason = format!(
-        "{verdict}: {shift_text}; medians canary {}, stable {}; values canary {}, stable \
-         {}{removed_text}{p_text}{notes}",
-        fmt_num(canary_median),
-        fmt_num(stable_median),
-        canary.len(),
-        stable.len(),
-    );
-    comparison
+    }
 }
 
 /// The parameters `classify` uses, with out-of-range ones replaced, and a note saying which.
@@ -787,65 +872,13 @@ pub const DEFAULT_MARGINAL_SCORE: f64 = 75.0;
 /// are scored, and a critical metric with too few values makes the verdict Inconclusive (a
 /// person decides) rather than Fail, unless another critical metric failed.
 pub fn score(metrics: &[Scored], pass: f64, marginal: f64) -> Score {
-    let weight = |m: &Scored| {
-        if m.weight.is_finite() && m.weight > 0.0 {
-            m.weight
-        } else {
-            0.0
-        }
-    };
-    let judged: Vec<&Scored> = metrics
-        .iter()
-        .filter(|m| m.classification != Classification::TooFewSamples)
-        .collect();
-    let unjudged: Vec<&str> = metrics
-        .iter()
-        .filter(|m| m.classification == Classification::TooFewSamples)
-        .map(|m| m.name.as_str())
-        .collect();
-    let failing: Vec<String> = judged
-        .iter()
-        .filter(|m| m.classification != Classification::Pass)
-        .map(|m| format!("{} ({:?})", m.name, m.classification))
-        .collect();
-    let counted_weight: f64 = judged.iter().map(|m| weight(m)).sum();
-    let passing_weight: f64 = judged
-        .iter()
-        .filter(|m| m.classification == Classification::Pass)
-        .map(|m| weight(m))
-        .sum();
-    let weighted = if counted_weight > 0.0 && counted_weight.is_finite() {
-        Some(round2(100.0 * passing_weight / counted_weight))
-    } else {
-        None
-    };
-
-    let passed_count = judged.len() - failing.len();
-    let mut detail = format!(
-        "{passed_count} of {} metrics judged passed (weight {} of {})",
-        judged.len(),
-        fmt_num(passing_weight),
-        fmt_num(counted_weight)
-    );
-    if !failing.is_empty() {
-        detail.push_str(&format!("; not passing: {}", failing.join(", ")));
-    }
-    if !unjudged.is_empty() {
-        detail.push_str(&format!(
-            "; left out for too few values: {}",
-            unjudged.join(", ")
-        ));
-    }
-
-    let critical_failures: Vec<&str> = judged
-        .iter()
-        .filter(|m| {
-            m.critical && matches!(m.classification, Classification::High | Classification::Low)
-        })
-        .map(|m| m.name.as_str())
-        .collect();
+    let tally = tally(metrics);
+    let detail = tally.describe();
+    let critical_failures = critical_names(metrics, |c| {
+        matches!(c, Classification::High | Classification::Low)
+    });
     if !critical_failures.is_empty() {
-        let others = weighted.map_or("none".to_string(), fmt_num);
+        let others = tally.weighted.map_or("none".to_string(), fmt_num);
         return Score {
             score: Some(0.0),
             verdict: ScoreVerdict::Fail,
@@ -855,13 +888,8 @@ pub fn score(metrics: &[Scored], pass: f64, marginal: f64) -> Score {
             ),
         };
     }
-    let critical_unjudged: Vec<&str> = metrics
-        .iter()
-        .filter(|m| m.critical && m.classification == Classification::TooFewSamples)
-        .map(|m| m.name.as_str())
-        .collect();
-    let Some(value) = weighted else {
-        let why = if judged.is_empty() {
+    let Some(value) = tally.weighted else {
+        let why = if tally.judged == 0 {
             "no metric had enough values to judge"
         } else {
             "the metrics judged weigh nothing"
@@ -872,6 +900,7 @@ pub fn score(metrics: &[Scored], pass: f64, marginal: f64) -> Score {
             reason: format!("inconclusive: {why}; {detail}"),
         };
     };
+    let critical_unjudged = critical_names(metrics, |c| c == Classification::TooFewSamples);
     if !critical_unjudged.is_empty() {
         return Score {
             score: Some(value),
@@ -884,6 +913,102 @@ pub fn score(metrics: &[Scored], pass: f64, marginal: f64) -> Score {
             ),
         };
     }
+    graded(value, pass, marginal, &detail)
+}
+
+/// The weight a metric counts with: its own when a positive number, else 0.
+fn weight_of(m: &Scored) -> f64 {
+    if m.weight.is_finite() && m.weight > 0.0 {
+        m.weight
+    } else {
+        0.0
+    }
+}
+
+/// The names of the critical metrics whose classification matches.
+fn critical_names(metrics: &[Scored], matching: impl Fn(Classification) -> bool) -> Vec<&str> {
+    metrics
+        .iter()
+        .filter(|m| m.critical && matching(m.classification))
+        .map(|m| m.name.as_str())
+        .collect()
+}
+
+/// The metrics counted up for the score.
+struct Tally<'a> {
+    /// How many metrics were judged (had enough values).
+    judged: usize,
+    /// The names of the metrics with too few values.
+    unjudged: Vec<&'a str>,
+    /// The judged metrics not passing, as "name (High)".
+    failing: Vec<String>,
+    /// The weight of the judged metrics.
+    counted_weight: f64,
+    /// The weight of the passing metrics.
+    passing_weight: f64,
+    /// The weighted score, None when the judged metrics weigh nothing.
+    weighted: Option<f64>,
+}
+
+fn tally(metrics: &[Scored]) -> Tally<'_> {
+    let judged: Vec<&Scored> = metrics
+        .iter()
+        .filter(|m| m.classification != Classification::TooFewSamples)
+        .collect();
+    let counted_weight: f64 = judged.iter().map(|m| weight_of(m)).sum();
+    let passing_weight: f64 = judged
+        .iter()
+        .filter(|m| m.classification == Classification::Pass)
+        .map(|m| weight_of(m))
+        .sum();
+    let weighted = if counted_weight > 0.0 && counted_weight.is_finite() {
+        Some(round2(100.0 * passing_weight / counted_weight))
+    } else {
+        None
+    };
+    Tally {
+        judged: judged.len(),
+        unjudged: metrics
+            .iter()
+            .filter(|m| m.classification == Classification::TooFewSamples)
+            .map(|m| m.name.as_str())
+            .collect(),
+        failing: judged
+            .iter()
+            .filter(|m| m.classification != Classification::Pass)
+            .map(|m| format!("{} ({:?})", m.name, m.classification))
+            .collect(),
+        counted_weight,
+        passing_weight,
+        weighted,
+    }
+}
+
+impl Tally<'_> {
+    /// How the metrics counted: passed, not passing, left out.
+    fn describe(&self) -> String {
+        let passed_count = self.judged - self.failing.len();
+        let mut detail = format!(
+            "{passed_count} of {} metrics judged passed (weight {} of {})",
+            self.judged,
+            fmt_num(self.passing_weight),
+            fmt_num(self.counted_weight)
+        );
+        if !self.failing.is_empty() {
+            detail.push_str(&format!("; not passing: {}", self.failing.join(", ")));
+        }
+        if !self.unjudged.is_empty() {
+            detail.push_str(&format!(
+                "; left out for too few values: {}",
+                self.unjudged.join(", ")
+            ));
+        }
+        detail
+    }
+}
+
+/// The verdict of a score against the pass and marginal thresholds (both inclusive).
+fn graded(value: f64, pass: f64, marginal: f64, detail: &str) -> Score {
     let (verdict, word) = if value >= pass {
         (ScoreVerdict::Pass, "pass")
     } else if value >= marginal {
@@ -903,9 +1028,10 @@ pub fn score(metrics: &[Scored], pass: f64, marginal: f64) -> Score {
     }
 }
 
-/// Rounds to two decimals, as Kayenta rounds its summary score.
+/// Rounds to two decimals, as Kayenta rounds its summary score. A negative zero (an empty sum
+/// of f64 is -0.0, so nothing passing gives 100 * -0.0 / w) comes back as +0.0.
 fn round2(v: f64) -> f64 {
-    (v * 100.0).round() / 100.0
+    (v * 100.0).round() / 100.0 + 0.0
 }
 
 #[cfg(test)]

@@ -602,14 +602,14 @@ fn stats_classify_too_few_samples() {
         (c.classification, c.canary_n),
         (Classification::TooFewSamples, 0)
     );
-    // A minimum of 0 still needs one value.
+    // A minimum of 0 still needs three values (see stats_classify_min_samples_floor).
     let none_needed = CompareParams {
         min_samples: 0,
         ..CompareParams::default()
     };
     let c = classify(&[], &[1.0], &none_needed);
     assert_eq!(c.classification, Classification::TooFewSamples);
-    let c = classify(&[1.0], &[1.0], &none_needed);
+    let c = classify(&[1.0; 3], &[1.0; 3], &none_needed);
     assert_eq!(c.classification, Classification::Pass, "{}", c.reason);
 }
 
@@ -654,6 +654,116 @@ fn stats_classify_zero_stable_median() {
     // Both without errors.
     let c = classify(&[0.0; 12], &stable, &params(Direction::Increase));
     assert_eq!(c.classification, Classification::Pass, "{}", c.reason);
+}
+
+#[test]
+fn stats_classify_min_samples_floor() {
+    // One value a side: any difference at all used to be High, with a "98% interval" that was
+    // a single difference.
+    for min_samples in [0, 1, 2] {
+        let p = CompareParams {
+            min_samples,
+            ..CompareParams::default()
+        };
+        let c = classify(&[1.001], &[1.0], &p);
+        assert_eq!(
+            c.classification,
+            Classification::TooFewSamples,
+            "{}",
+            c.reason
+        );
+        assert_eq!((c.p_value, c.effect_size), (None, None));
+        assert!(
+            c.reason.contains("canary 1, stable 1, at least 3 needed"),
+            "{}",
+            c.reason
+        );
+        let c = classify(&[5.0, 6.0], &[1.0, 2.0], &p);
+        assert_eq!(
+            c.classification,
+            Classification::TooFewSamples,
+            "{}",
+            c.reason
+        );
+        // Three a side are judged.
+        let c = classify(&[10.0, 11.0, 12.0], &[1.0, 2.0, 3.0], &p);
+        assert_eq!(c.classification, Classification::High, "{}", c.reason);
+    }
+}
+
+#[test]
+fn stats_classify_without_an_interval_is_not_judged() {
+    // shift_interval does not fail on the finite values classify passes it, so the step after
+    // it is fed the failure directly.
+    let comparison = Comparison {
+        canary_n: 12,
+        stable_n: 12,
+        canary_median: Some(2.0),
+        stable_median: Some(1.0),
+        p_value: Some(0.5),
+        effect_size: None,
+        classification: Classification::TooFewSamples,
+        reason: String::new(),
+    };
+    let context = ReasonContext {
+        alternative: Alternative::TwoSided,
+        removed: 0,
+        notes: String::new(),
+    };
+    let c = judge_shift(comparison, None, &CompareParams::default(), &context);
+    assert_eq!(c.classification, Classification::TooFewSamples);
+    assert_eq!(c.effect_size, None);
+    assert!(
+        c.reason
+            .contains("not judged: the shift's 98% confidence interval could not be computed"),
+        "{}",
+        c.reason
+    );
+    // So the comparison is inconclusive, never a silent pass.
+    let s = score(
+        &[Scored {
+            name: "m".into(),
+            weight: 1.0,
+            critical: false,
+            classification: c.classification,
+        }],
+        DEFAULT_PASS_SCORE,
+        DEFAULT_MARGINAL_SCORE,
+    );
+    assert_eq!(s.verdict, ScoreVerdict::Inconclusive, "{}", s.reason);
+}
+
+#[test]
+fn stats_classify_zero_stable_median_says_any_change_counts() {
+    let stable = [0.0; 15];
+    let canary = [3.0, 4.0, 2.0, 5.0, 3.0, 4.0, 6.0, 3.0, 2.0, 4.0, 5.0, 3.0];
+    let c = classify(&canary, &stable, &params(Direction::Increase));
+    assert_eq!(c.classification, Classification::High, "{}", c.reason);
+    assert!(
+        c.reason
+            .contains("the stable median is 0, so any significant increase counts"),
+        "{}",
+        c.reason
+    );
+    let c = classify(&canary, &stable, &params(Direction::Either));
+    assert!(
+        c.reason
+            .contains("the stable median is 0, so any significant change counts"),
+        "{}",
+        c.reason
+    );
+    // Said also when nothing changed.
+    let c = classify(&[0.0; 12], &stable, &params(Direction::Decrease));
+    assert_eq!(c.classification, Classification::Pass, "{}", c.reason);
+    assert!(
+        c.reason
+            .contains("the stable median is 0, so any significant decrease counts"),
+        "{}",
+        c.reason
+    );
+    // A stable median that is not 0 keeps the relative text.
+    let c = classify(&[2.0; 12], &[1.0; 12], &params(Direction::Increase));
+    assert!(!c.reason.contains("median is 0"), "{}", c.reason);
 }
 
 #[test]
@@ -763,7 +873,7 @@ mod properties {
             let c = classify(&x, &y, &p);
             prop_assert!(!c.reason.is_empty());
             prop_assert!(c.canary_n <= x.len() && c.stable_n <= y.len());
-            if c.canary_n < min_samples.max(1) || c.stable_n < min_samples.max(1) {
+            if c.canary_n < min_samples.max(3) || c.stable_n < min_samples.max(3) {
                 prop_assert_eq!(c.classification, Classification::TooFewSamples);
             } else {
                 prop_assert!(c.classification != Classification::TooFewSamples);
@@ -965,4 +1075,15 @@ fn stats_score_ignores_weights_that_are_not_positive_numbers() {
     let s = score(&[metric("zero", 0.0, Passed)], 95.0, 75.0);
     assert_eq!((s.score, s.verdict), (None, ScoreVerdict::Inconclusive));
     assert!(s.reason.contains("weigh nothing"), "{}", s.reason);
+}
+
+#[test]
+fn stats_score_of_nothing_passing_is_positive_zero() {
+    let s = score(&[metric("a", 1.0, High)], 95.0, 75.0);
+    let value = s.score.expect("score");
+    assert_eq!(format!("{value}"), "0");
+    assert!(value.is_sign_positive());
+    assert_eq!(s.verdict, ScoreVerdict::Fail);
+    let s = score(&[metric("a", 2.0, Low), metric("b", 1.0, High)], 95.0, 75.0);
+    assert_eq!(format!("{}", s.score.expect("score")), "0");
 }
