@@ -142,11 +142,13 @@ fn cause(p: &MetricPolicy, r: &MetricResult) -> Cause {
     }
 }
 
+/// `t + d`, saturating at the last representable time: a huge `--grace` or `initialDelay`
+/// reaches past every time, it does not wrap to nothing.
 fn plus(t: Timestamp, d: Duration) -> Timestamp {
     SignedDuration::try_from(d)
         .ok()
         .and_then(|d| t.checked_add(d).ok())
-        .unwrap_or(t)
+        .unwrap_or(Timestamp::MAX)
 }
 
 /// Replays the metrics' outcomes as a background analysis over the whole range would have

@@ -289,6 +289,24 @@ fn incidents_caught_missed_and_false_failures() {
 }
 
 #[test]
+fn a_huge_grace_saturates_instead_of_vanishing() {
+    assert_eq!(plus(at(0), Duration::from_secs(60)), at(1));
+    assert_eq!(plus(at(0), Duration::MAX), Timestamp::MAX);
+    assert_eq!(
+        plus(at(0), Duration::from_secs(999_999_999_999 * 3600)),
+        Timestamp::MAX
+    );
+    // A failure long after the incident's end is still inside a huge grace.
+    let mut xs = vec![0.01; 60];
+    xs[50] = 0.5;
+    let r = one(metric(json!({})), ratios(&xs));
+    let report = against(&r, &[incident("a", 10, 15)], Duration::MAX);
+    assert!(report.incidents[0].caught(), "{report:?}");
+    assert!(report.false_failures.is_empty());
+    assert_eq!(report.grace_seconds, u64::MAX);
+}
+
+#[test]
 fn incidents_read_from_yaml_and_json_and_bad_ones_are_refused() {
     let yaml = "- name: outage\n  start: 2026-12-02T10:00:00Z\n  end: 2026-12-02T10:05:00Z\n";
     let list = parse_incidents(yaml).expect("a value");

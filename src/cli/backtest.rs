@@ -120,6 +120,13 @@ pub fn plan(a: &BacktestArgs, now: Timestamp) -> Result<Plan, String> {
     if interval < Duration::from_secs(1) {
         return Err("--interval must be at least 1s".into());
     }
+    if interval.subsec_nanos() != 0 {
+        return Err(format!(
+            "--interval {} is not a whole number of seconds, which a backtest needs: use e.g. {}",
+            a.interval,
+            prom_duration(interval)
+        ));
+    }
     Ok(Plan {
         from,
         to,
@@ -489,60 +496,17 @@ pub fn summary(replay: &Replay, report: Option<&Report>) -> Summary {
 pub async fn run(cl: &Cluster, a: &BacktestArgs) -> Result<String, CliError> {
     let now = Timestamp::now();
     let plan = plan(a, now).map_err(CliError::Usage)?;
-    let incidents: Option<Vec<Incident>> = match &a.incidents {
-        None => None,
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| CliError::Usage(format!("--incidents {}: {e}", path.display())))?;
-            Some(
-                backtest::parse_incidents(&text)
-                    .map_err(|e| CliError::Usage(format!("--incidents {}: {e}", path.display())))?,
-            )
-        }
-    };
-    let ro = fetch(cl, &a.rollout).await?;
-    let root = AnalysisTemplateRef {
-        template_name: a.template.clone(),
-        cluster_scope: a.cluster.then_some(true),
-    };
-    let found = templates(cl, &root).await?;
-    let (_, chosen, mut notes) = pick_use(&ro, &a.template, a.cluster).map_err(CliError::Usage)?;
-    let lookup = |r: &AnalysisTemplateRef| {
-        found
-            .get(&(r.cluster_scope == Some(true), r.template_name.clone()))
-            .cloned()
-    };
-    let mut spec = build_spec(&ro, &chosen, &root, &lookup, &plan.args)
-        .map_err(|e| CliError::Usage(format!("{} {}: {e}", kind(a.cluster), a.template)))?;
-    let secrets = read_secrets(cl, &mut spec).await?;
-    if let Some(url) = &a.prometheus {
-        with_prometheus(&mut spec, url);
-    }
+    let incidents = read_incidents(a)?;
+    let Bound {
+        spec,
+        mut notes,
+        mut secrets,
+    } = bind(cl, a, &plan).await?;
     let policies = judge::policies(&spec)
         .map_err(|e| CliError::Usage(format!("{} {}: {e}", kind(a.cluster), a.template)))?;
+    check_limits(&policies, &plan).map_err(CliError::Usage)?;
 
-    let span = plan.to.as_second() - plan.from.as_second();
-    for (m, p) in &policies {
-        let i = p.interval.unwrap_or(plan.interval).as_secs().max(1);
-        let n = span / i64::try_from(i).unwrap_or(i64::MAX) + 1;
-        if n > MAX_EVALUATIONS {
-            return Err(CliError::Usage(format!(
-                "metric {:?} would be evaluated {n} times (every {}) over this range; at most {MAX_EVALUATIONS}: narrow the range",
-                m.name,
-                prom_duration(Duration::from_secs(i))
-            )));
-        }
-    }
-
-    let run = AnalysisRun {
-        metadata: ObjectMeta {
-            name: Some(format!("{}-backtest", a.rollout)),
-            namespace: Some(cl.namespace.clone()),
-            ..Default::default()
-        },
-        spec: spec.clone(),
-        status: None,
-    };
+    let run = analysis_run(cl, a, &spec);
     let ctx = MeasureContext {
         client: &cl.client,
         run: &run,
@@ -558,14 +522,7 @@ pub async fn run(cl: &Cluster, a: &BacktestArgs) -> Result<String, CliError> {
         to: plan.to,
         default_interval: plan.interval,
     };
-    let evaluations: usize = policies
-        .iter()
-        .map(|(_, p)| {
-            let i = p.interval.unwrap_or(plan.interval).as_secs().max(1);
-            ((plan.to.as_second() - plan.from.as_second()) as u64 / i) as usize
-        })
-        .sum();
-    let long = evaluations > LONG;
+    let long = evaluations(&policies, &plan) > LONG;
     let progress = |line: &str| {
         if long {
             eprintln!("backtest: {line}");
@@ -573,12 +530,141 @@ pub async fn run(cl: &Cluster, a: &BacktestArgs) -> Result<String, CliError> {
     };
     let fetched = fetcher::fetch(&ctx, &policies, &range, &progress).await;
     notes.extend(fetched.notes.iter().cloned());
-    let replay = backtest::replay(&policies, &fetched.timelines);
-    let report = incidents
-        .as_ref()
-        .map(|inc| backtest::against(&replay, inc, plan.grace));
+    let bt = assemble(
+        cl,
+        a,
+        &plan,
+        &policies,
+        fetched,
+        notes,
+        incidents.as_deref(),
+    );
+    secrets.extend(ctx.secrets_read());
+    let text = match a.output {
+        Output::Text => render(&bt),
+        other => encode(&bt, other)?,
+    };
+    Ok(scrub(text, &secrets))
+}
+
+/// The incidents of `--incidents`, if given.
+fn read_incidents(a: &BacktestArgs) -> Result<Option<Vec<Incident>>, CliError> {
+    let Some(path) = &a.incidents else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::Usage(format!("--incidents {}: {e}", path.display())))?;
+    backtest::parse_incidents(&text)
+        .map(Some)
+        .map_err(|e| CliError::Usage(format!("--incidents {}: {e}", path.display())))
+}
+
+/// The run spec to replay, what the reader should know about its binding, and the secret
+/// values it holds.
+struct Bound {
+    spec: AnalysisRunSpec,
+    notes: Vec<String>,
+    secrets: Vec<String>,
+}
+
+/// Reads the Rollout and the templates, and binds the template as the controller would.
+async fn bind(cl: &Cluster, a: &BacktestArgs, plan: &Plan) -> Result<Bound, CliError> {
+    let ro = fetch(cl, &a.rollout).await?;
+    let root = AnalysisTemplateRef {
+        template_name: a.template.clone(),
+        cluster_scope: a.cluster.then_some(true),
+    };
+    let found = templates(cl, &root).await?;
+    let (_, chosen, notes) = pick_use(&ro, &a.template, a.cluster).map_err(CliError::Usage)?;
+    let lookup = |r: &AnalysisTemplateRef| {
+        found
+            .get(&(r.cluster_scope == Some(true), r.template_name.clone()))
+            .cloned()
+    };
+    let mut spec = build_spec(&ro, &chosen, &root, &lookup, &plan.args)
+        .map_err(|e| CliError::Usage(format!("{} {}: {e}", kind(a.cluster), a.template)))?;
+    let secrets = read_secrets(cl, &mut spec).await?;
+    if let Some(url) = &a.prometheus {
+        with_prometheus(&mut spec, url);
+    }
+    Ok(Bound {
+        spec,
+        notes,
+        secrets,
+    })
+}
+
+/// Refuses, before any query, what a backtest cannot replay or would take too long to: an
+/// interval that is not whole seconds (the evaluations would miss the query's timestamps),
+/// more than [`MAX_EVALUATIONS`] evaluations of a metric, and a `compare` metric reading more
+/// than `providers::backtest::MAX_COMPARE_POINTS` points a side.
+pub fn check_limits(policies: &[(Metric, MetricPolicy)], plan: &Plan) -> Result<(), String> {
+    let span = plan.to.as_second() - plan.from.as_second();
+    for (m, p) in policies {
+        let interval = p.interval.unwrap_or(plan.interval);
+        if interval.subsec_nanos() != 0 {
+            return Err(format!(
+                "metric {:?}: its interval {} is not a whole number of seconds, which a backtest \
+                 needs to evaluate it at the query's timestamps: use e.g. {}",
+                m.name,
+                fetcher::shown(interval),
+                prom_duration(interval.max(Duration::from_secs(1)))
+            ));
+        }
+        let i = interval.as_secs().max(1);
+        let n = span / i64::try_from(i).unwrap_or(i64::MAX) + 1;
+        if n > MAX_EVALUATIONS {
+            return Err(format!(
+                "metric {:?} would be evaluated {n} times (every {}) over this range; at most {MAX_EVALUATIONS}: narrow the range",
+                m.name,
+                prom_duration(Duration::from_secs(i))
+            ));
+        }
+        if let Some(c) = &m.provider.compare {
+            fetcher::check_compare(&m.name, c, plan.from.as_second(), plan.to.as_second())?;
+        }
+    }
+    Ok(())
+}
+
+/// How many evaluations the backtest makes, over every metric.
+fn evaluations(policies: &[(Metric, MetricPolicy)], plan: &Plan) -> usize {
+    policies
+        .iter()
+        .map(|(_, p)| {
+            let i = p.interval.unwrap_or(plan.interval).as_secs().max(1);
+            ((plan.to.as_second() - plan.from.as_second()) as u64 / i) as usize
+        })
+        .sum()
+}
+
+/// The AnalysisRun the providers measure for: never created.
+fn analysis_run(cl: &Cluster, a: &BacktestArgs, spec: &AnalysisRunSpec) -> AnalysisRun {
+    AnalysisRun {
+        metadata: ObjectMeta {
+            name: Some(format!("{}-backtest", a.rollout)),
+            namespace: Some(cl.namespace.clone()),
+            ..Default::default()
+        },
+        spec: spec.clone(),
+        status: None,
+    }
+}
+
+/// The replay of the fetched outcomes, its report against the incidents, and the rest.
+fn assemble(
+    cl: &Cluster,
+    a: &BacktestArgs,
+    plan: &Plan,
+    policies: &[(Metric, MetricPolicy)],
+    fetched: fetcher::Fetched,
+    notes: Vec<String>,
+    incidents: Option<&[Incident]>,
+) -> Backtest {
+    let replay = backtest::replay(policies, &fetched.timelines);
+    let report = incidents.map(|inc| backtest::against(&replay, inc, plan.grace));
     let summary = summary(&replay, report.as_ref());
-    let bt = Backtest {
+    Backtest {
         template: a.template.clone(),
         kind: kind(a.cluster),
         rollout: a.rollout.clone(),
@@ -595,14 +681,7 @@ pub async fn run(cl: &Cluster, a: &BacktestArgs) -> Result<String, CliError> {
         replay,
         report,
         summary,
-    };
-    let mut secrets = secrets;
-    secrets.extend(ctx.secrets_read());
-    let text = match a.output {
-        Output::Text => render(&bt),
-        other => encode(&bt, other)?,
-    };
-    Ok(scrub(text, &secrets))
+    }
 }
 
 fn info(m: &Metric, p: &MetricPolicy, default: Duration) -> MetricInfo {
@@ -714,30 +793,39 @@ fn end_line(r: &RunEnd) -> String {
 
 /// The text output.
 pub fn render(bt: &Backtest) -> String {
+    let mut out = heading(bt);
+    out.push('\n');
+    out.push_str(&table(bt));
+    out.push('\n');
+    out.push_str(&run_ends(&bt.replay.runs));
+    if let Some(report) = &bt.report {
+        out.push_str(&incidents_text(report));
+    }
+    out.push_str(&summary_line(&bt.summary));
+    out
+}
+
+/// What was replayed, what was skipped, and the notes.
+fn heading(bt: &Backtest) -> String {
+    let metrics = if bt.metrics.is_empty() {
+        "none to replay".to_string()
+    } else {
+        bt.metrics
+            .iter()
+            .map(|m| {
+                format!(
+                    "{} every {}{}",
+                    m.name,
+                    m.interval,
+                    if m.dry_run { " (dry run)" } else { "" }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let mut out = format!(
-        "Backtest of {} {} for rollout {} in namespace {}\n{} to {}; metrics: {}\n",
-        bt.kind,
-        bt.template,
-        bt.rollout,
-        bt.namespace,
-        bt.from,
-        bt.to,
-        if bt.metrics.is_empty() {
-            "none to replay".to_string()
-        } else {
-            bt.metrics
-                .iter()
-                .map(|m| {
-                    format!(
-                        "{} every {}{}",
-                        m.name,
-                        m.interval,
-                        if m.dry_run { " (dry run)" } else { "" }
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
+        "Backtest of {} {} for rollout {} in namespace {}\n{} to {}; metrics: {metrics}\n",
+        bt.kind, bt.template, bt.rollout, bt.namespace, bt.from, bt.to,
     );
     for s in &bt.skipped {
         out.push_str(&format!(
@@ -748,8 +836,11 @@ pub fn render(bt: &Backtest) -> String {
     for n in &bt.notes {
         out.push_str(&format!("note: {n}\n"));
     }
-    out.push('\n');
-    // The table: one column per metric, each cell "value mark".
+    out
+}
+
+/// The table: a row per evaluation, one column per metric, each cell "value mark".
+fn table(bt: &Backtest) -> String {
     let names: Vec<&str> = bt.metrics.iter().map(|m| m.name.as_str()).collect();
     let cells: Vec<Vec<String>> = bt
         .replay
@@ -785,8 +876,7 @@ pub fn render(bt: &Backtest) -> String {
     for (n, w) in names.iter().zip(&widths) {
         header.push_str(&format!("  {n:<w$}"));
     }
-    out.push_str(header.trim_end());
-    out.push('\n');
+    let mut out = format!("{}\n", header.trim_end());
     for (row, cells) in bt.replay.rows.iter().zip(&cells) {
         let mut line = format!("{:<20}  {:>3}", row.at.to_string(), row.run);
         for (c, w) in cells.iter().zip(&widths) {
@@ -798,67 +888,80 @@ pub fn render(bt: &Backtest) -> String {
         out.push_str(line.trim_end());
         out.push('\n');
     }
-    out.push('\n');
-    if bt.replay.runs.is_empty() {
-        out.push_str("No run ended: the analysis passed over the whole range.\n");
-    } else {
-        out.push_str(&format!("Runs that ended ({}):\n", bt.replay.runs.len()));
-        for r in &bt.replay.runs {
-            out.push_str(&end_line(r));
+    out
+}
+
+/// The runs that ended, or that none did.
+fn run_ends(runs: &[RunEnd]) -> String {
+    if runs.is_empty() {
+        return "No run ended: the analysis passed over the whole range.\n".into();
+    }
+    let mut out = format!("Runs that ended ({}):\n", runs.len());
+    for r in runs {
+        out.push_str(&end_line(r));
+    }
+    out
+}
+
+/// Each incident caught or missed, the false failures and the inconclusive run-ends.
+fn incidents_text(report: &Report) -> String {
+    let mut out = format!(
+        "\nIncidents ({}, grace {}):\n",
+        report.incidents.len(),
+        delay(i64::try_from(report.grace_seconds).unwrap_or(i64::MAX))
+    );
+    for d in &report.incidents {
+        let i = &d.incident;
+        match (&d.caught_by, d.delay_seconds) {
+            (Some(r), Some(s)) => out.push_str(&format!(
+                "  caught  {} ({} to {}): run {} failed at {}, {} after it began\n",
+                i.name,
+                i.start,
+                i.end,
+                r.run,
+                r.ended,
+                delay(s)
+            )),
+            _ => out.push_str(&format!(
+                "  MISSED  {} ({} to {}): no run failed during it\n",
+                i.name, i.start, i.end
+            )),
         }
     }
-    if let Some(report) = &bt.report {
+    out.push_str(&false_failures(report));
+    if !report.inconclusive.is_empty() {
         out.push_str(&format!(
-            "\nIncidents ({}, grace {}):\n",
-            report.incidents.len(),
-            delay(report.grace_seconds as i64)
+            "Inconclusive ({}), a release would pause, not counted as failures:\n",
+            report.inconclusive.len()
         ));
-        for d in &report.incidents {
-            let i = &d.incident;
-            match (&d.caught_by, d.delay_seconds) {
-                (Some(r), Some(s)) => out.push_str(&format!(
-                    "  caught  {} ({} to {}): run {} failed at {}, {} after it began\n",
-                    i.name,
-                    i.start,
-                    i.end,
-                    r.run,
-                    r.ended,
-                    delay(s)
-                )),
-                _ => out.push_str(&format!(
-                    "  MISSED  {} ({} to {}): no run failed during it\n",
-                    i.name, i.start, i.end
-                )),
-            }
-        }
-        if report.false_failures.is_empty() {
-            out.push_str("False failures: none\n");
-        } else {
-            out.push_str(&format!(
-                "False failures ({}), outside every incident:\n",
-                report.false_failures.len()
-            ));
-            for r in &report.false_failures {
-                out.push_str(&format!(
-                    "  {}  {} = {}  (run {})\n",
-                    r.ended,
-                    r.metric,
-                    r.value.as_deref().map_or("-".into(), short_value),
-                    r.run
-                ));
-            }
-        }
-        if !report.inconclusive.is_empty() {
-            out.push_str(&format!(
-                "Inconclusive ({}), a release would pause, not counted as failures:\n",
-                report.inconclusive.len()
-            ));
-            for r in &report.inconclusive {
-                out.push_str(&format!("  {}  {}: {}\n", r.ended, r.metric, r.message));
-            }
+        for r in &report.inconclusive {
+            out.push_str(&format!("  {}  {}: {}\n", r.ended, r.metric, r.message));
         }
     }
-    let s = &bt.summary;
+    out
+}
+
+fn false_failures(report: &Report) -> String {
+    if report.false_failures.is_empty() {
+        return "False failures: none\n".into();
+    }
+    let mut out = format!(
+        "False failures ({}), outside every incident:\n",
+        report.false_failures.len()
+    );
+    for r in &report.false_failures {
+        out.push_str(&format!(
+            "  {}  {} = {}  (run {})\n",
+            r.ended,
+            r.metric,
+            r.value.as_deref().map_or("-".into(), short_value),
+            r.run
+        ));
+    }
+    out
+}
+
+fn summary_line(s: &Summary) -> String {
     let mut line = format!(
         "\nSummary: {} evaluations, {} runs ended ({} failed, {} inconclusive)",
         s.evaluations, s.runs_ended, s.failed, s.inconclusive
@@ -868,9 +971,8 @@ pub fn render(bt: &Backtest) -> String {
             "; {c} of {n} incidents caught; {f} false failures"
         ));
     }
-    out.push_str(&line);
-    out.push('\n');
-    out
+    line.push('\n');
+    line
 }
 
 #[cfg(test)]

@@ -38,17 +38,81 @@ fn the_plan_checks_times_durations_and_arguments() {
     assert!(e.contains("future"), "{e}");
     let mut a = args("-1h", "now");
     a.interval = "0s".into();
-    assert!(plan(&a, now()).is_err());
+    assert_eq!(
+        plan(&a, now()).expect_err("zero"),
+        "--interval must be at least 1s"
+    );
     a.interval = "1x".into();
     assert!(plan(&a, now()).expect_err("bad").contains("--interval"));
+    a.interval = "2500ms".into();
+    let e = plan(&a, now()).expect_err("not whole seconds");
+    assert!(
+        e.contains("--interval 2500ms is not a whole number of seconds") && e.contains("2s"),
+        "{e}"
+    );
     let mut a = args("-1h", "now");
     a.args = vec!["service=shop".into(), "x=a=b".into()];
     let p = plan(&a, now()).expect("a plan");
     assert_eq!(p.args[1], ("x".to_string(), "a=b".to_string()));
     a.args = vec!["=v".into()];
-    assert!(plan(&a, now()).is_err());
+    assert_eq!(
+        plan(&a, now()).expect_err("no name"),
+        "--arg \"=v\" must be NAME=VALUE"
+    );
     a.args = vec!["novalue".into()];
-    assert!(plan(&a, now()).is_err());
+    assert_eq!(
+        plan(&a, now()).expect_err("no value"),
+        "--arg \"novalue\" must be NAME=VALUE"
+    );
+    // A grace too long for a time is read, and saturates when used.
+    let mut a = args("-1h", "now");
+    a.grace = "999999999999h".into();
+    assert_eq!(
+        plan(&a, now()).expect("a plan").grace,
+        Duration::from_secs(999_999_999_999 * 3600)
+    );
+}
+
+fn policy(m: serde_json::Value) -> (Metric, MetricPolicy) {
+    let m: Metric = serde_json::from_value(m).expect("a metric");
+    let p = MetricPolicy::of(&m, false, None).expect("a policy");
+    (m, p)
+}
+
+#[test]
+fn intervals_not_whole_seconds_and_too_much_work_are_refused_before_any_query() {
+    let p = plan(&args("-2h", "now"), now()).expect("a plan");
+    let prom = |interval: &str| {
+        policy(json!({
+            "name": "errors", "interval": interval, "successCondition": "true",
+            "provider": {"prometheus": {"address": "http://p", "query": "q"}},
+        }))
+    };
+    assert_eq!(check_limits(&[prom("30s")], &p), Ok(()));
+    let e = check_limits(&[prom("2500ms")], &p).expect_err("not whole seconds");
+    assert!(
+        e.contains("metric \"errors\": its interval 2.5s is not a whole number of seconds")
+            && e.contains("use e.g. 2s"),
+        "{e}"
+    );
+    let week = plan(&args("-1000h", "now"), now()).expect("a plan");
+    let e = check_limits(&[prom("1s")], &week).expect_err("too many evaluations");
+    assert!(e.contains("evaluated 3600001 times"), "{e}");
+    let compare = |step: &str| {
+        policy(json!({
+            "name": "latency", "interval": "1m",
+            "provider": {"compare": {"prometheus": {"address": "http://p"},
+                                     "canary": "c", "stable": "s", "step": step,
+                                     "metrics": [{"name": "p99", "query": "q"}]}},
+        }))
+    };
+    assert_eq!(check_limits(&[compare("1m")], &week), Ok(()));
+    let e = check_limits(&[prom("1m"), compare("1s")], &week).expect_err("too many points");
+    assert!(
+        e.contains("metric \"latency\" (compare) would read 3600001 points a side")
+            && e.contains("use a shorter range or a larger step"),
+        "{e}"
+    );
 }
 
 #[test]

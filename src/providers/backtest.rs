@@ -36,6 +36,12 @@ use crate::api::analysis::{BurnRateMetric, CompareMetric, Metric, PrometheusMetr
 
 /// The most points one range query asks for (Prometheus refuses more than 11,000).
 pub const MAX_POINTS: i64 = 10_000;
+/// The most points a `compare` metric reads per revision and query over the whole range
+/// (its lookback included); more is refused before any query.
+pub const MAX_COMPARE_POINTS: i64 = 200_000;
+/// The most samples a side of one `compare` evaluation without a lookback takes: the latest
+/// (as the live provider does).
+pub const MAX_SAMPLES: usize = 10_000;
 
 /// What to replay.
 #[derive(Clone, Copy, Debug)]
@@ -101,6 +107,42 @@ pub fn chunks(from: i64, to: i64, step: Duration) -> Vec<(i64, i64)> {
         start = end.saturating_add(step);
     }
     out
+}
+
+/// A duration as a user writes it: `1h30m`, or `2.5s` when not whole seconds.
+pub fn shown(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        burn::prom_duration(d)
+    } else {
+        format!("{d:?}")
+    }
+}
+
+/// How many points a `compare` metric reads per revision and query over `[from - lookback,
+/// to]` (Unix seconds) at its step; `None` when its step or lookback is invalid (each
+/// evaluation then says why).
+pub fn compare_points(spec: &CompareMetric, from: i64, to: i64) -> Option<i64> {
+    let step = compare::step(spec).ok()?;
+    let back = compare::lookback(spec).ok()?.map_or(0, secs);
+    let span = to.saturating_sub(from).saturating_add(back).max(0);
+    Some((span as f64 / step.as_secs_f64()).floor() as i64 + 1)
+}
+
+/// Refuses, before any query, a `compare` metric that would read more than
+/// [`MAX_COMPARE_POINTS`] points a side.
+pub fn check_compare(name: &str, spec: &CompareMetric, from: i64, to: i64) -> Result<(), String> {
+    match compare_points(spec, from, to) {
+        Some(n) if n > MAX_COMPARE_POINTS => Err(format!(
+            "metric {name:?} (compare) would read {n} points a side per query (every {} over the \
+             range{}); at most {MAX_COMPARE_POINTS}: use a shorter range or a larger step",
+            compare::step(spec).map(shown).unwrap_or_default(),
+            match compare::lookback(spec) {
+                Ok(Some(l)) => format!(" and its {} lookback", shown(l)),
+                _ => String::new(),
+            }
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Each timestamp's values, in the order of the series.
@@ -303,7 +345,7 @@ async fn prometheus(
     )
 }
 
-/// The sum of each timestamp's values.
+/// The sum of each timestamp's values (the rates of `badQuery` and `totalQuery` add up).
 fn sums(series: &[Series]) -> BTreeMap<i64, f64> {
     by_time(series)
         .into_iter()
@@ -311,8 +353,86 @@ fn sums(series: &[Series]) -> BTreeMap<i64, f64> {
         .collect()
 }
 
-/// A window's error ratio at each timestamp (`None`: no traffic).
-type Ratios = BTreeMap<i64, Option<f64>>;
+/// A window's error ratio at each timestamp (`Ok(None)`: no traffic; `Err`: the evaluation is
+/// a provider error).
+type Ratios = BTreeMap<i64, Result<Option<f64>, String>>;
+
+/// A `ratioQuery`'s ratio at each of `times`: ratios do not add up, so a timestamp with more
+/// than one series is an error there.
+fn single_ratios(series: &[Series], times: &[i64]) -> Ratios {
+    let values = by_time(series);
+    times
+        .iter()
+        .map(|t| {
+            let r = match values.get(t).map(Vec::as_slice) {
+                None => Ok(burn::ratio(None)),
+                Some([v]) => Ok(burn::ratio(Some(*v))),
+                Some(v) => Err(format!(
+                    "ratioQuery returned {} series; aggregate it to one (e.g. sum(...) / sum(...))",
+                    v.len()
+                )),
+            };
+            (*t, r)
+        })
+        .collect()
+}
+
+/// The error ratio of summed `badQuery` and `totalQuery` series at each of `times`.
+fn summed_ratios(bad: &[Series], all: &[Series], times: &[i64]) -> Ratios {
+    let (sb, sa) = (sums(bad), sums(all));
+    times
+        .iter()
+        .map(|t| {
+            let r = burn::error_ratio(sb.get(t).copied(), sa.get(t).copied());
+            (*t, Ok(r))
+        })
+        .collect()
+}
+
+/// One window of a burnRate metric: its ratios and the answers they came from.
+struct Window {
+    window: Duration,
+    ratios: Ratios,
+    answers: Vec<Answer>,
+}
+
+/// Each evaluation judged from the windows' ratios; a failed span or a bad ratio there is a
+/// provider error.
+fn burn_timeline(
+    spec: &BurnRateMetric,
+    alerts: &[burn::Alert],
+    windows: &[Window],
+    times: &[i64],
+    metadata: &BTreeMap<String, String>,
+) -> Timeline {
+    let outcome = |t: i64| {
+        let failed = windows
+            .iter()
+            .flat_map(|w| w.answers.iter())
+            .find_map(|a| a.failure_at(t))
+            .or_else(|| {
+                windows
+                    .iter()
+                    .find_map(|w| w.ratios.get(&t).and_then(|r| r.as_ref().err()))
+                    .map(String::as_str)
+            });
+        if let Some(e) = failed {
+            return error(e, metadata);
+        }
+        let measured = burn::Measured {
+            ratios: windows
+                .iter()
+                .map(|w| {
+                    let r = w.ratios.get(&t).and_then(|r| r.clone().ok()).flatten();
+                    (w.window, r)
+                })
+                .collect(),
+            elapsed: None,
+        };
+        burn::judge(spec, alerts, &measured)
+    };
+    Timeline::Fixed(times.iter().map(|t| (ts(*t), outcome(*t))).collect())
+}
 
 async fn burn_rate(
     ctx: &MeasureContext<'_>,
@@ -333,8 +453,7 @@ async fn burn_rate(
         Ok(c) => c,
         Err(e) => return all_errors(times, &e),
     };
-    // Each window: the ratio at each timestamp (None: no traffic), and the failed spans.
-    let mut windows: Vec<(Duration, Ratios, Vec<Answer>)> = Vec::new();
+    let mut windows: Vec<Window> = Vec::new();
     for w in burn::windows(&alerts) {
         let conn = &conn;
         let ask = |q: &str| {
@@ -343,58 +462,23 @@ async fn burn_rate(
         };
         let (ratios, answers) = if let Some(q) = &spec.ratio_query {
             let a = ask(q).await;
-            let s = sums(&a.series);
-            let r = times
-                .iter()
-                .map(|t| (*t, burn::ratio(s.get(t).copied())))
-                .collect();
-            (r, vec![a])
+            (single_ratios(&a.series, times), vec![a])
         } else if let (Some(bad), Some(all)) = (&spec.bad_query, &spec.total_query) {
             let (b, a) = (ask(bad).await, ask(all).await);
-            let (sb, sa) = (sums(&b.series), sums(&a.series));
-            let r = times
-                .iter()
-                .map(|t| {
-                    (
-                        *t,
-                        burn::error_ratio(sb.get(t).copied(), sa.get(t).copied()),
-                    )
-                })
-                .collect();
-            (r, vec![b, a])
+            (summed_ratios(&b.series, &a.series, times), vec![b, a])
         } else {
             return all_errors(
                 times,
                 "burnRate needs ratioQuery, or badQuery and totalQuery",
             );
         };
-        windows.push((w, ratios, answers));
+        windows.push(Window {
+            window: w,
+            ratios,
+            answers,
+        });
     }
-    Timeline::Fixed(
-        times
-            .iter()
-            .map(|t| {
-                let failed = windows
-                    .iter()
-                    .flat_map(|(_, _, a)| a.iter())
-                    .find_map(|a| a.failure_at(*t));
-                let o = match failed {
-                    Some(e) => error(e, &metadata),
-                    None => {
-                        let measured = burn::Measured {
-                            ratios: windows
-                                .iter()
-                                .map(|(w, r, _)| (*w, r.get(t).copied().flatten()))
-                                .collect(),
-                            elapsed: None,
-                        };
-                        burn::judge(spec, &alerts, &measured)
-                    }
-                };
-                (ts(*t), o)
-            })
-            .collect(),
-    )
+    burn_timeline(spec, &alerts, &windows, times, &metadata)
 }
 
 /// Where a `compare` evaluation's samples begin: `lookback` before `end`, or, without one,
@@ -406,14 +490,28 @@ pub fn window_start(end: i64, run_start: i64, lookback: Option<Duration>) -> i64
     }
 }
 
-/// The points of `series` with a timestamp in `[from, to]`, pooled.
-fn within(series: &[Series], from: i64, to: i64) -> Vec<f64> {
-    series
-        .iter()
-        .flat_map(|s| s.points.iter())
-        .filter(|(t, _)| *t >= from && *t <= to)
-        .map(|(_, v)| *v)
-        .collect()
+/// The points of `series` with a timestamp in `[from, to]`, pooled in the order of the
+/// series; with a `cap`, only the latest `cap` of them (in time order). Each series' points are
+/// in time order, so the window is found by binary search.
+fn within(series: &[Series], from: i64, to: i64, cap: Option<usize>) -> Vec<f64> {
+    let slices = series.iter().map(|s| {
+        let p = &s.points;
+        let a = p.partition_point(|(t, _)| *t < from);
+        let b = p.partition_point(|(t, _)| *t <= to).max(a);
+        &p[a..b]
+    });
+    let Some(cap) = cap else {
+        return slices.flat_map(|p| p.iter().map(|(_, v)| *v)).collect();
+    };
+    // Only a series' latest `cap` points can be among the latest `cap` of all.
+    let mut points: Vec<(i64, f64)> = slices
+        .flat_map(|p| p[p.len().saturating_sub(cap)..].iter().copied())
+        .collect();
+    if points.len() > cap {
+        points.sort_by_key(|(t, _)| *t);
+        points.drain(..points.len() - cap);
+    }
+    points.into_iter().map(|(_, v)| v).collect()
 }
 
 async fn compare(
@@ -470,7 +568,12 @@ async fn compare(
                 let pair = if end <= begin {
                     (Vec::new(), Vec::new())
                 } else {
-                    (within(&c.series, begin, end), within(&s.series, begin, end))
+                    // Without a lookback the window grows with the run: the latest samples.
+                    let cap = lookback.is_none().then_some(MAX_SAMPLES);
+                    (
+                        within(&c.series, begin, end, cap),
+                        within(&s.series, begin, end, cap),
+                    )
                 };
                 samples.insert(name.clone(), pair);
             }
@@ -565,7 +668,12 @@ mod tests {
             Some(&3.5)
         );
         assert_eq!(
-            within(&[series(&[], &[(0, 1.0), (10, 2.0), (20, 3.0)])], 5, 20),
+            within(
+                &[series(&[], &[(0, 1.0), (10, 2.0), (20, 3.0)])],
+                5,
+                20,
+                None
+            ),
             vec![2.0, 3.0]
         );
     }
@@ -582,11 +690,11 @@ mod tests {
             &[(600, 1.0), (700, 2.0), (950, 3.0), (1000, 4.0)],
         )];
         assert_eq!(
-            within(&s, window_start(1000, 900, five), 1000),
+            within(&s, window_start(1000, 900, five), 1000, None),
             vec![2.0, 3.0, 4.0]
         );
         assert_eq!(
-            within(&s, window_start(1000, 900, None), 1000),
+            within(&s, window_start(1000, 900, None), 1000, None),
             vec![3.0, 4.0]
         );
     }
@@ -601,5 +709,131 @@ mod tests {
         assert_eq!(a.failure_at(99), None);
         assert_eq!(a.failure_within(0, 100), Some("boom"));
         assert_eq!(a.failure_within(201, 300), None);
+    }
+
+    #[test]
+    fn a_window_is_found_in_each_series_and_a_cap_keeps_the_latest() {
+        let s = [
+            series(
+                &[("pod", "a")],
+                &[(0, 1.0), (10, 2.0), (20, 3.0), (30, 4.0)],
+            ),
+            series(&[("pod", "b")], &[(5, 5.0), (15, 6.0), (25, 7.0)]),
+        ];
+        // Pooled in the order of the series, bounds included.
+        assert_eq!(within(&s, 10, 25, None), vec![2.0, 3.0, 6.0, 7.0]);
+        assert_eq!(within(&s, 10, 25, Some(10)), vec![2.0, 3.0, 6.0, 7.0]);
+        // The latest three of the window, whichever series they are in.
+        assert_eq!(within(&s, 0, 30, Some(3)), vec![3.0, 7.0, 4.0]);
+        assert!(within(&s, 31, 40, None).is_empty());
+        assert!(within(&s, 21, 24, Some(3)).is_empty());
+        assert!(within(&s, 30, 0, None).is_empty());
+        // A long window without a lookback: at most MAX_SAMPLES a side, the latest.
+        let long: Vec<(i64, f64)> = (0..MAX_SAMPLES as i64 + 500)
+            .map(|t| (t, t as f64))
+            .collect();
+        let got = within(&[series(&[], &long)], 0, i64::MAX, Some(MAX_SAMPLES));
+        assert_eq!(got.len(), MAX_SAMPLES);
+        assert_eq!(got.first(), Some(&500.0));
+        assert_eq!(got.last(), Some(&(MAX_SAMPLES as f64 + 499.0)));
+    }
+
+    fn compare_spec(step: &str, lookback: Option<&str>) -> CompareMetric {
+        let mut v = serde_json::json!({
+            "prometheus": {"address": "http://p"},
+            "canary": "c",
+            "stable": "s",
+            "step": step,
+            "metrics": [{"name": "latency", "query": "q"}],
+        });
+        if let Some(l) = lookback {
+            v["lookback"] = l.into();
+        }
+        serde_json::from_value(v).expect("a compare metric")
+    }
+
+    #[test]
+    fn a_compare_metric_reading_too_many_points_is_refused_before_any_query() {
+        let week = 7 * 86400;
+        // A week at 10s: 60,481 points a side.
+        let s = compare_spec("10s", None);
+        assert_eq!(compare_points(&s, 0, week), Some(60_481));
+        assert_eq!(check_compare("latency", &s, 0, week), Ok(()));
+        // The lookback is read too.
+        let s = compare_spec("10s", Some("1h"));
+        assert_eq!(compare_points(&s, 0, week), Some(60_481 + 360));
+        // A week at 1s: 604,801 points a side.
+        let s = compare_spec("1s", Some("1m"));
+        let e = check_compare("latency", &s, 0, week).expect_err("too many");
+        assert!(
+            e.contains("metric \"latency\" (compare) would read 604861 points a side")
+                && e.contains("every 1s")
+                && e.contains("1m lookback")
+                && e.contains("at most 200000")
+                && e.contains("use a shorter range or a larger step"),
+            "{e}"
+        );
+        // A step that is not whole seconds counts as it is queried.
+        assert_eq!(
+            compare_points(&compare_spec("2500ms", None), 0, 100),
+            Some(41)
+        );
+        // An invalid step is left to each evaluation to report.
+        assert_eq!(compare_points(&compare_spec("0s", None), 0, week), None);
+        assert_eq!(
+            check_compare("latency", &compare_spec("0s", None), 0, week),
+            Ok(())
+        );
+    }
+
+    fn burn_spec() -> BurnRateMetric {
+        BurnRateMetric {
+            objective: 0.99,
+            ratio_query: Some("r".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_ratio_query_with_several_series_at_a_time_is_an_error_there() {
+        let s = [
+            series(&[("pod", "a")], &[(0, 0.5), (60, 0.001)]),
+            series(&[("pod", "b")], &[(0, 0.5)]),
+        ];
+        let r = single_ratios(&s, &[0, 60, 120]);
+        let want = "ratioQuery returned 2 series; aggregate it to one (e.g. sum(...) / sum(...))";
+        assert_eq!(r[&0], Err(want.to_string()));
+        assert_eq!(r[&60], Ok(Some(0.001)));
+        assert_eq!(r[&120], Ok(None));
+        // badQuery and totalQuery are rates: their series add up.
+        let bad = [series(&[], &[(0, 1.0)]), series(&[], &[(0, 1.0)])];
+        let all = [series(&[], &[(0, 10.0)]), series(&[], &[(0, 10.0)])];
+        assert_eq!(summed_ratios(&bad, &all, &[0])[&0], Ok(Some(0.1)));
+        // Judged: the evaluation with two series is a provider error, the others are judged.
+        let spec = burn_spec();
+        let alerts = burn::alerts(&spec).expect("alerts");
+        let windows: Vec<Window> = burn::windows(&alerts)
+            .into_iter()
+            .map(|w| Window {
+                window: w,
+                ratios: single_ratios(&s, &[0, 60, 120]),
+                answers: Vec::new(),
+            })
+            .collect();
+        let Timeline::Fixed(outcomes) =
+            burn_timeline(&spec, &alerts, &windows, &[0, 60, 120], &BTreeMap::new())
+        else {
+            panic!("a fixed timeline");
+        };
+        assert_eq!(outcomes.len(), 3);
+        match &outcomes[0].1 {
+            Outcome::ProviderError { message, .. } => assert_eq!(message, want),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            !matches!(outcomes[1].1, Outcome::ProviderError { .. }),
+            "{:?}",
+            outcomes[1].1
+        );
     }
 }
