@@ -144,8 +144,11 @@ fn figure(x: f64) -> String {
         format!("{x:.0}")
     } else if x.abs() >= 1.0 {
         format!("{x:.3}")
+    } else if x.abs() >= 0.001 {
+        format!("{x:.4}")
     } else {
-        format!("{:.4}", x)
+        // A p-value of 8.25e-6 is not 0.0000.
+        format!("{x:.3e}")
     }
 }
 
@@ -377,6 +380,10 @@ mod tests {
         s.step = None;
         s.metrics[0].confidence = Some(1.0);
         assert!(check(&s).expect_err("an error").contains("confidence"));
+        assert_eq!(
+            (figure(8.25e-6), figure(0.0912), figure(12.969)),
+            ("8.250e-6".into(), "0.0912".into(), "12.969".into())
+        );
         assert_eq!(for_revision("a{r=\"{{revision}}\"}", "abc"), "a{r=\"abc\"}");
         assert_eq!(
             (score_text(100.0), score_text(-0.0), score_text(94.6)),

@@ -245,6 +245,46 @@ pub enum Outcome {
     },
 }
 
+impl Outcome {
+    /// The outcome with `first` under its own metadata (its own keys win): what a provider
+    /// knew before the judgement (address, window) and what the judgement found.
+    pub fn with_metadata(self, first: BTreeMap<String, String>) -> Outcome {
+        let merge = |own: BTreeMap<String, String>| {
+            let mut all = first.clone();
+            all.extend(own);
+            all
+        };
+        match self {
+            Outcome::Value { value, metadata } => Outcome::Value {
+                value,
+                metadata: merge(metadata),
+            },
+            Outcome::Decided {
+                phase,
+                value,
+                message,
+                metadata,
+            } => Outcome::Decided {
+                phase,
+                value,
+                message,
+                metadata: merge(metadata),
+            },
+            Outcome::Pending {
+                metadata,
+                resume_at,
+            } => Outcome::Pending {
+                metadata: merge(metadata),
+                resume_at,
+            },
+            Outcome::ProviderError { message, metadata } => Outcome::ProviderError {
+                message,
+                metadata: merge(metadata),
+            },
+        }
+    }
+}
+
 /// A metric that needs the provider now.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Due {

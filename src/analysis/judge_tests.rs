@@ -733,3 +733,35 @@ fn a_run_resolves_its_plain_arguments_in_numbers_and_durations() {
         s.message
     );
 }
+
+#[test]
+fn an_outcome_takes_the_providers_metadata_under_its_own() {
+    let first = BTreeMap::from([
+        ("address".to_string(), "http://p".to_string()),
+        ("score".to_string(), "stale".to_string()),
+    ]);
+    let decided = Outcome::Decided {
+        phase: AnalysisPhase::Failed,
+        value: Some("50".into()),
+        message: None,
+        metadata: BTreeMap::from([("score".to_string(), "50".to_string())]),
+    }
+    .with_metadata(first.clone());
+    let Outcome::Decided {
+        metadata, phase, ..
+    } = decided
+    else {
+        panic!("still decided");
+    };
+    assert_eq!(phase, AnalysisPhase::Failed);
+    assert_eq!(metadata["address"], "http://p");
+    assert_eq!(metadata["score"], "50");
+    let err = Outcome::ProviderError {
+        message: "down".into(),
+        metadata: BTreeMap::new(),
+    }
+    .with_metadata(first);
+    assert!(
+        matches!(err, Outcome::ProviderError { metadata, .. } if metadata["address"] == "http://p")
+    );
+}

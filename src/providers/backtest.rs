@@ -577,23 +577,7 @@ async fn compare(
                 };
                 samples.insert(name.clone(), pair);
             }
-            match compare::judge(&spec, &samples) {
-                Outcome::Decided {
-                    phase,
-                    value,
-                    message,
-                    metadata: more,
-                } => {
-                    metadata.extend(more);
-                    Outcome::Decided {
-                        phase,
-                        value,
-                        message,
-                        metadata,
-                    }
-                }
-                other => other,
-            }
+            compare::judge(&spec, &samples).with_metadata(metadata)
         }),
     }
 }

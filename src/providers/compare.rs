@@ -52,23 +52,7 @@ impl Provider for CompareProvider {
             Err(e) => return provider_error(e, metadata),
         };
         match samples(&conn, spec, start, end, step).await {
-            Ok(s) => match compare::judge(spec, &s) {
-                Outcome::Decided {
-                    phase,
-                    value,
-                    message,
-                    metadata: more,
-                } => {
-                    metadata.extend(more);
-                    Outcome::Decided {
-                        phase,
-                        value,
-                        message,
-                        metadata,
-                    }
-                }
-                other => other,
-            },
+            Ok(s) => compare::judge(spec, &s).with_metadata(metadata),
             Err(e) => provider_error(e, metadata),
         }
     }
