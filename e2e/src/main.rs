@@ -84,6 +84,10 @@ enum Cmd {
         /// How long one wait may take per 1,000 Rollouts (at least 300 s), in seconds.
         #[arg(long, default_value_t = 900)]
         limit_per_1000: u64,
+        /// Leave out the new image on all N at once (step 6): a shorter run at large N, when
+        /// only memory, time to Healthy, time to safe and the first pass are wanted.
+        #[arg(long)]
+        no_update: bool,
     },
     /// Run the demo: v2 promoted, v3 rolled back by analysis; prints a summary and writes an
     /// HTML report.
@@ -162,6 +166,7 @@ fn main() -> ExitCode {
             per_namespace,
             pods_per_node,
             limit_per_1000,
+            no_update,
         } => {
             let mut flavours = Vec::new();
             for c in &controllers {
@@ -194,6 +199,7 @@ fn main() -> ExitCode {
                 per_namespace,
                 pods_per_node,
                 limit_per_1000: Duration::from_secs(limit_per_1000),
+                update: !no_update,
             };
             block_on(Threads::Many, "\nsluice-e2e bench", e2e::bench::run(opts))
         }

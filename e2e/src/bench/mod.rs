@@ -41,7 +41,7 @@ use kube::{Api, Client};
 use serde_json::{Value, json};
 
 use controller::{Binaries, Controller, Reconciles, SYSTEM_NAMESPACE};
-use report::{ControllerFigures, Machine, SizeReport};
+use report::{ControllerFigures, ListFloor, Machine, SafeSplit, SizeReport};
 use track::Tracker;
 use web::GoodEndpoint;
 use workload::{Flavour, Slot};
@@ -61,6 +61,8 @@ pub struct BenchOptions {
     pub pods_per_node: usize,
     /// How long any one wait may take, at N = 1,000 (scaled with N, at least 5 minutes).
     pub limit_per_1000: Duration,
+    /// Whether step 6 (a new image on all N at once) runs.
+    pub update: bool,
 }
 
 /// Requests in flight from the benchmark's own writes (as the admin).
@@ -554,6 +556,7 @@ async fn run_size(
         machine_after: Machine::now(),
         controllers: figures,
         notes,
+        update_left_out: !opts.update,
     })
 }
 
@@ -660,7 +663,10 @@ async fn measure(
 
     // 4. Time to safe, the others idle.
     match time_to_safe(phase, good, &tracker, f, probe, 2, None, limit).await {
-        Ok(t) => fig.time_to_safe_idle_seconds = Some(t),
+        Ok(t) => {
+            fig.time_to_safe_idle_seconds = Some(t.safe);
+            fig.time_to_safe_idle_split = Some(t);
+        }
         Err(e) => fig.shortfalls.push(format!("time to safe (idle): {e:#}")),
     }
     // 5. Again while 10% start a release.
@@ -677,7 +683,10 @@ async fn measure(
     )
     .await
     {
-        Ok(t) => fig.time_to_safe_busy_seconds = Some(t),
+        Ok(t) => {
+            fig.time_to_safe_busy_seconds = Some(t.safe);
+            fig.time_to_safe_busy_split = Some(t);
+        }
         Err(e) => fig
             .shortfalls
             .push(format!("time to safe (10% releasing): {e:#}")),
@@ -706,29 +715,12 @@ async fn measure(
         .map_err(|s| anyhow::anyhow!("{s}"))?;
 
     // 6. A new image on all N at once.
-    settle(&mut c, phase.http).await?;
-    let before = phase.snapshot(&mut c).await?;
-    let t0 = Instant::now();
-    patch_all(phase.client, f, slots, &workload::image_patch(3), false).await?;
-    let is_slot = |o: &DynamicObject| o.metadata.name.as_deref() != Some(workload::PROBE);
-    match tracker
-        .wait_for("paused at step 1", n, t0, limit, |o| {
-            is_slot(o) && track::paused_at(o, 1) && image_of(o) == Some(workload::image(3))
-        })
-        .await
-    {
-        Ok(s) => {
-            fig.update_to_paused_seconds = Some(s);
-            eprintln!("bench: {title}: all {n} paused at step 1 {s:.1} s after the update");
-        }
-        Err(short) => {
-            eprintln!("bench: {title}: {short}");
-            fig.shortfalls.push(short.to_string());
-        }
-    }
-    settle(&mut c, phase.http).await?;
-    let after = phase.snapshot(&mut c).await?;
-    fig.update_phase = Some(delta(&before, &after));
+    let after = if opts.update {
+        update_all(phase, &tracker, &mut c, f, slots, n, limit, &mut fig).await?
+    } else {
+        settle(&mut c, phase.http).await?;
+        phase.snapshot(&mut c).await?
+    };
     let whole = delta(&start, &after);
     fig.reconcile_p50_ms = after
         .reconciles
@@ -757,6 +749,46 @@ async fn measure(
     drop(tracker);
     c.stop().await?;
     Ok(fig)
+}
+
+/// Step 6, a new image on all N at once: the time until all are paused at step 1, and the
+/// requests of the phase. Returns the snapshot at its end.
+#[allow(clippy::too_many_arguments)]
+async fn update_all(
+    phase: &Phase<'_>,
+    tracker: &Tracker,
+    c: &mut Controller,
+    f: Flavour,
+    slots: &[Slot],
+    n: usize,
+    limit: Duration,
+    fig: &mut ControllerFigures,
+) -> anyhow::Result<Snapshot> {
+    let title = f.title();
+    settle(c, phase.http).await?;
+    let before = phase.snapshot(c).await?;
+    let t0 = Instant::now();
+    patch_all(phase.client, f, slots, &workload::image_patch(3), false).await?;
+    let is_slot = |o: &DynamicObject| o.metadata.name.as_deref() != Some(workload::PROBE);
+    match tracker
+        .wait_for("paused at step 1", n, t0, limit, |o| {
+            is_slot(o) && track::paused_at(o, 1) && image_of(o) == Some(workload::image(3))
+        })
+        .await
+    {
+        Ok(s) => {
+            fig.update_to_paused_seconds = Some(s);
+            eprintln!("bench: {title}: all {n} paused at step 1 {s:.1} s after the update");
+        }
+        Err(short) => {
+            eprintln!("bench: {title}: {short}");
+            fig.shortfalls.push(short.to_string());
+        }
+    }
+    settle(c, phase.http).await?;
+    let after = phase.snapshot(c).await?;
+    fig.update_phase = Some(delta(&before, &after));
+    Ok(after)
 }
 
 /// The image of a Rollout's first container.
@@ -794,8 +826,9 @@ fn mib(kib: u64) -> f64 {
 
 /// The probe's release at `revision`: paused at step 1, promoted into its analysis step, one
 /// good measurement taken; then its metric turns bad (and, with `also`, those Rollouts get
-/// `also.1` at the same moment). Seconds from the bad turn until the release is aborted, the
-/// stable ReplicaSet has all its pods available and no other ReplicaSet keeps a pod.
+/// `also.1` at the same moment). From the bad turn until the release is aborted, the stable
+/// ReplicaSet has all its pods available and no other ReplicaSet keeps a pod, with when the
+/// bad answer was given, the abort was seen and the others were scaled to 0 on the way.
 #[allow(clippy::too_many_arguments)]
 async fn time_to_safe(
     phase: &Phase<'_>,
@@ -806,7 +839,7 @@ async fn time_to_safe(
     revision: u32,
     also: Option<(&[Slot], u32)>,
     limit: Duration,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<SafeSplit> {
     good.set_bad(&probe.namespace, &probe.name, false);
     let one = std::slice::from_ref(probe);
     patch_all(
@@ -844,39 +877,40 @@ async fn time_to_safe(
     let t0 = Instant::now();
     good.set_bad(&probe.namespace, &probe.name, true);
     let sets: Api<ReplicaSet> = Api::namespaced(phase.client.clone(), &probe.namespace);
+    let mut split = SafeSplit::default();
+    let since = |t: Instant| t.saturating_duration_since(t0).as_secs_f64();
+    let mut round = 0u32;
     let result = loop {
         if t0.elapsed() > limit {
-            break Err(anyhow::anyhow!("not safe within {limit:?}"));
+            break Err(anyhow::anyhow!("not safe within {limit:?} ({split:?})"));
         }
-        if let Some(ro) = tracker.get(&probe.namespace, &probe.name)
-            && track::aborted(&ro)
-            && let Some(stable) = track::stable_hash(&ro)
+        if split.answered_bad.is_none() {
+            split.answered_bad = good
+                .answered_bad_at(&probe.namespace, &probe.name)
+                .map(since);
+        }
+        let ro = tracker.get(&probe.namespace, &probe.name);
+        let aborted = ro.as_deref().is_some_and(track::aborted);
+        if aborted && split.aborted.is_none() {
+            split.aborted = Some(t0.elapsed().as_secs_f64());
+        }
+        // The status is read from the watch every 20 ms; the ReplicaSets are listed every
+        // 100 ms (the scale-down may be written before or after the status).
+        round += 1;
+        if round % 5 == 1
+            && let Some(stable) = ro.as_deref().and_then(track::stable_hash)
         {
             let list = sets.list(&ListParams::default()).await?;
-            let safe = list.items.iter().all(|rs| {
-                let hash = rs
-                    .metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get("rollouts-pod-template-hash"));
-                let spec = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
-                let available = rs
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.available_replicas)
-                    .unwrap_or(0);
-                let pods = rs.status.as_ref().map(|s| s.replicas).unwrap_or(0);
-                if hash == Some(&stable) {
-                    available >= workload::REPLICAS
-                } else {
-                    spec == 0 && pods == 0
-                }
-            });
-            if safe {
-                break Ok(t0.elapsed().as_secs_f64());
+            let state = replica_sets_state(&list.items, &stable);
+            if state.others_scaled_down && split.scaled_down.is_none() {
+                split.scaled_down = Some(t0.elapsed().as_secs_f64());
+            }
+            if aborted && state.safe {
+                split.safe = t0.elapsed().as_secs_f64();
+                break Ok(split);
             }
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     };
     if let Some(task) = others {
         task.await??;
@@ -884,15 +918,51 @@ async fn time_to_safe(
     good.set_bad(&probe.namespace, &probe.name, false);
     let r = result?;
     eprintln!(
-        "bench: {}: time to safe {r:.1} s{}",
+        "bench: {}: time to safe {:.1} s{} (answered bad / aborted / scaled to 0 / safe: {})",
         f.title(),
+        r.safe,
         if also.is_some() {
             " (10% releasing)"
         } else {
             " (others idle)"
-        }
+        },
+        report::split(Some(&r))
     );
     Ok(r)
+}
+
+/// What the probe's ReplicaSets say, the stable's hash known.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct SetsState {
+    /// Every ReplicaSet but the stable asks for 0 replicas.
+    others_scaled_down: bool,
+    /// ... and has no pod left, and the stable has all its pods available.
+    safe: bool,
+}
+
+fn replica_sets_state(sets: &[ReplicaSet], stable: &str) -> SetsState {
+    let mut state = SetsState {
+        others_scaled_down: true,
+        safe: true,
+    };
+    for rs in sets {
+        let hash = rs
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("rollouts-pod-template-hash"));
+        let spec = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+        let status = rs.status.as_ref();
+        let available = status.and_then(|s| s.available_replicas).unwrap_or(0);
+        let pods = status.map(|s| s.replicas).unwrap_or(0);
+        if hash.map(String::as_str) == Some(stable) {
+            state.safe &= available >= workload::REPLICAS;
+        } else {
+            state.others_scaled_down &= spec == 0;
+            state.safe &= spec == 0 && pods == 0;
+        }
+    }
+    state
 }
 
 /// Restarts `f`'s controller with everything present: the time to its first full pass, and
@@ -909,6 +979,9 @@ async fn restart(
     fig: &mut ControllerFigures,
 ) -> anyhow::Result<()> {
     let limit = limit(opts, n);
+    if f == Flavour::Sluice {
+        floor_try(kubeconfig, "before the restart", fig).await;
+    }
     let t0 = Instant::now();
     let mut c = Controller::start(
         f,
@@ -947,6 +1020,9 @@ async fn restart(
     settle(&mut c, phase.http).await?;
     let s = c.stats()?;
     fig.rss_restarted_mib = Some(mib(s.rss_kib));
+    if f == Flavour::Sluice {
+        floor_try(kubeconfig, "once its pass had settled", fig).await;
+    }
     if let (Some(empty), n) = (fig.rss_empty_mib, n.max(1)) {
         fig.kib_per_rollout = Some((mib(s.rss_kib) - empty).max(0.0) * 1024.0 / n as f64);
     }
@@ -958,4 +1034,154 @@ async fn restart(
     );
     c.stop().await?;
     Ok(())
+}
+
+/// What Sluice's caches list when it starts (`src/rollout/cache.rs`): (kind, path, label
+/// selector, from the API server's watch cache). Built-in kinds are read in pages of 500 from
+/// etcd, custom resources at any resource version (the watch cache), as kube-runtime's
+/// watcher does with each cache's settings.
+const SLUICE_LISTS: [(&str, &str, Option<&str>, bool); 8] = [
+    ("Rollouts", "/apis/sluice.dev/v1alpha1/rollouts", None, true),
+    (
+        "ReplicaSets",
+        "/apis/apps/v1/replicasets",
+        Some("sluice.dev/rollout"),
+        false,
+    ),
+    ("pods", "/api/v1/pods", Some("sluice.dev/rollout"), false),
+    (
+        "AnalysisRuns",
+        "/apis/sluice.dev/v1alpha1/analysisruns",
+        Some("sluice.dev/rollout"),
+        true,
+    ),
+    (
+        "AnalysisTemplates",
+        "/apis/sluice.dev/v1alpha1/analysistemplates",
+        None,
+        true,
+    ),
+    (
+        "ClusterAnalysisTemplates",
+        "/apis/sluice.dev/v1alpha1/clusteranalysistemplates",
+        None,
+        false,
+    ),
+    ("Services", "/api/v1/services", None, false),
+    ("Deployments", "/apis/apps/v1/deployments", None, false),
+];
+
+/// One page of a list: its objects are counted, not read.
+#[derive(serde::Deserialize)]
+struct Page {
+    metadata: PageMeta,
+    items: Vec<serde::de::IgnoredAny>,
+}
+
+#[derive(serde::Deserialize)]
+struct PageMeta {
+    #[serde(rename = "continue")]
+    next: Option<String>,
+}
+
+/// One try of [`list_floor`]; the quicker of the tries is kept (the machine may still be
+/// busy with the step before).
+async fn floor_try(kubeconfig: &Path, when: &str, fig: &mut ControllerFigures) {
+    match list_floor(kubeconfig).await {
+        Ok(mut floor) => {
+            floor.when = when.to_string();
+            eprintln!("bench: {}", report::floor_line("Sluice", &floor));
+            if fig
+                .list_floor
+                .as_ref()
+                .is_none_or(|f| floor.seconds < f.seconds)
+            {
+                fig.list_floor = Some(floor);
+            }
+        }
+        Err(e) => fig
+            .shortfalls
+            .push(format!("the same lists by a bare client ({when}): {e:#}")),
+    }
+}
+
+/// Makes [`SLUICE_LISTS`] at once with the account in `kubeconfig`: when each kind was
+/// complete, and how many objects it held.
+async fn list_floor(kubeconfig: &Path) -> anyhow::Result<ListFloor> {
+    let client = crate::controlplane::client_from_kubeconfig(kubeconfig).await?;
+    let t0 = Instant::now();
+    let lists = SLUICE_LISTS.iter().map(|&(kind, path, labels, any)| {
+        let client = client.clone();
+        async move {
+            let mut count = 0usize;
+            let mut next: Option<String> = None;
+            loop {
+                let mut lp = ListParams::default().limit(500);
+                if let Some(l) = labels {
+                    lp = lp.labels(l);
+                }
+                if any {
+                    lp = lp.match_any();
+                }
+                if let Some(token) = next.take() {
+                    lp = lp.continue_token(&token);
+                }
+                let req = kube::core::Request::new(path)
+                    .list(&lp)
+                    .with_context(|| format!("listing {kind}"))?;
+                let page: Page =
+                    tokio::time::timeout(Duration::from_secs(120), client.request(req))
+                        .await
+                        .with_context(|| format!("listing {kind}: no answer within 120 s"))?
+                        .with_context(|| format!("listing {kind}"))?;
+                count += page.items.len();
+                match page.metadata.next.filter(|t| !t.is_empty()) {
+                    Some(t) => next = Some(t),
+                    None => break,
+                }
+            }
+            anyhow::Ok((kind.to_string(), count, t0.elapsed().as_secs_f64()))
+        }
+    });
+    let kinds = futures::future::try_join_all(lists).await?;
+    Ok(ListFloor {
+        seconds: t0.elapsed().as_secs_f64(),
+        kinds,
+        when: String::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rs(hash: &str, spec: i32, pods: i32, available: i32) -> ReplicaSet {
+        serde_json::from_value(json!({
+            "metadata": {"name": hash, "labels": {"rollouts-pod-template-hash": hash}},
+            "spec": {"replicas": spec, "selector": {}},
+            "status": {"replicas": pods, "availableReplicas": available}
+        }))
+        .expect("replica set")
+    }
+
+    #[test]
+    fn a_probe_is_safe_when_only_the_stable_keeps_pods_and_has_them_all() {
+        let mid = [rs("s", 3, 3, 3), rs("c", 1, 1, 1)];
+        let state = replica_sets_state(&mid, "s");
+        assert!(!state.others_scaled_down && !state.safe, "{state:?}");
+        let scaled = [rs("s", 3, 3, 3), rs("c", 0, 1, 1)];
+        let state = replica_sets_state(&scaled, "s");
+        assert!(
+            state.others_scaled_down && !state.safe,
+            "a pod is left: {state:?}"
+        );
+        let gone = [rs("s", 3, 3, 3), rs("c", 0, 0, 0)];
+        assert!(replica_sets_state(&gone, "s").safe);
+        let short = [rs("s", 3, 3, 2), rs("c", 0, 0, 0)];
+        assert!(
+            !replica_sets_state(&short, "s").safe,
+            "the stable lacks a pod"
+        );
+    }
 }

@@ -48,6 +48,48 @@ impl Machine {
     }
 }
 
+/// Where a time to safe went, in seconds from the moment the probe's metric turned bad; each
+/// `None` when it was not seen before the end.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct SafeSplit {
+    /// The analysis asked the benchmark's endpoint and was answered bad: the measurement
+    /// schedule's share (the interval, less how long after the last good measurement the
+    /// metric turned bad).
+    pub answered_bad: Option<f64>,
+    /// The Rollout's status said `abort` (read from the benchmark's watch).
+    pub aborted: Option<f64>,
+    /// Every ReplicaSet but the stable had a spec of 0 replicas.
+    pub scaled_down: Option<f64>,
+    /// Safe: no pod outside the stable, the stable's all available (the time to safe).
+    pub safe: f64,
+}
+
+/// `answered bad / aborted / scaled to 0 / safe`, e.g. `4.2 / 4.4 / 4.4 / 5.0`.
+pub fn split(s: Option<&SafeSplit>) -> String {
+    let Some(s) = s else { return "-".into() };
+    format!(
+        "{} / {} / {} / {}",
+        num(s.answered_bad, 1),
+        num(s.aborted, 1),
+        num(s.scaled_down, 1),
+        num(Some(s.safe), 1)
+    )
+}
+
+/// The lists a controller's caches make when it starts, made by the benchmark itself with the
+/// controller's account, all at once, on the same world: how long the API server takes to
+/// hand over what the first pass must read.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ListFloor {
+    /// Until the last list was complete.
+    pub seconds: f64,
+    /// Per kind: (kind, objects, seconds until its list was complete).
+    pub kinds: Vec<(String, usize, f64)>,
+    /// When it was taken: before the controller's restart, or once its first pass had
+    /// settled (the quicker of the two is kept).
+    pub when: String,
+}
+
 /// One controller's figures at one size; `None` where a step did not finish.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ControllerFigures {
@@ -69,6 +111,10 @@ pub struct ControllerFigures {
     pub cpu_seconds_per_1000_reconciles: Option<f64>,
     pub time_to_safe_idle_seconds: Option<f64>,
     pub time_to_safe_busy_seconds: Option<f64>,
+    pub time_to_safe_idle_split: Option<SafeSplit>,
+    pub time_to_safe_busy_split: Option<SafeSplit>,
+    /// The same lists as the controller's caches, by a bare client, before the restart.
+    pub list_floor: Option<ListFloor>,
     pub create_phase: Option<Delta>,
     pub noop: Option<Delta>,
     pub update_phase: Option<Delta>,
@@ -88,6 +134,9 @@ pub struct SizeReport {
     pub machine_after: Machine,
     pub controllers: BTreeMap<Flavour, ControllerFigures>,
     pub notes: Vec<String>,
+    /// Step 6 (a new image on all N) was left out on purpose (`--no-update`): its figures
+    /// are not missing.
+    pub update_left_out: bool,
 }
 
 impl Serialize for Flavour {
@@ -225,6 +274,11 @@ pub fn table(r: &SizeReport) -> String {
             first_pass_target.into(),
         ),
         (
+            "restart: the same lists by a bare client, at once, the quicker of two tries (s)",
+            Box::new(|c| num(c.list_floor.as_ref().map(|f| f.seconds), 1)),
+            String::new(),
+        ),
+        (
             "new image on all N -> all paused at step 1 (s)",
             Box::new(|c| num(c.update_to_paused_seconds, 1)),
             String::new(),
@@ -282,9 +336,19 @@ pub fn table(r: &SizeReport) -> String {
             tts_target.clone(),
         ),
         (
+            "time to safe, others idle, split: answered bad / aborted / scaled to 0 / safe (s)",
+            Box::new(|c| split(c.time_to_safe_idle_split.as_ref())),
+            String::new(),
+        ),
+        (
             "time to safe, 10% releasing (s)",
             Box::new(|c| num(c.time_to_safe_busy_seconds, 1)),
             tts_target,
+        ),
+        (
+            "time to safe, 10% releasing, split (s)",
+            Box::new(|c| split(c.time_to_safe_busy_split.as_ref())),
+            String::new(),
         ),
         (
             "API server CPU s: create / update",
@@ -373,6 +437,18 @@ pub fn table(r: &SizeReport) -> String {
             }
         }
     }
+    for f in &flavours {
+        if let Some(floor) = get(*f).and_then(|c| c.list_floor.as_ref()) {
+            let _ = writeln!(out, "\n{}", floor_line(f.title(), floor));
+        }
+    }
+    if r.update_left_out {
+        let _ = writeln!(
+            out,
+            "\nNote: the new image on all N (step 6) was left out (`--no-update`): its rows are empty, \
+             and the latency, CPU and peak figures cover the other steps only."
+        );
+    }
     for note in &r.notes {
         let _ = writeln!(out, "\nNote: {note}");
     }
@@ -380,6 +456,23 @@ pub fn table(r: &SizeReport) -> String {
         let _ = writeln!(out, "\n{note}");
     }
     out
+}
+
+/// What the bare client's lists read, kind by kind, e.g. `Sluice's lists, made at once by a
+/// bare client with its account (before the restart): pods 203 in 0.4 s, ...; all in 0.5 s`.
+pub fn floor_line(title: &str, floor: &ListFloor) -> String {
+    let kinds: Vec<String> = floor
+        .kinds
+        .iter()
+        .map(|(kind, count, secs)| format!("{kind} {count} in {secs:.1} s"))
+        .collect();
+    format!(
+        "{title}'s lists, made at once by a bare client with its account ({}): {}; all in {:.1} s: \
+         how long this API server takes to hand over what a first pass must read.",
+        floor.when,
+        kinds.join(", "),
+        floor.seconds
+    )
 }
 
 /// A phase through which the machine's cores were nearly all busy: its time is the machine's
@@ -439,6 +532,9 @@ pub fn missing(r: &SizeReport) -> Vec<String> {
             ("time to safe, 10% releasing", c.time_to_safe_busy_seconds),
         ];
         for (name, v) in figures {
+            if r.update_left_out && name == "time to paused at step 1" {
+                continue;
+            }
             if !v.is_some_and(f64::is_finite) {
                 out.push(format!("{}: {name}", f.title()));
             }
@@ -447,6 +543,9 @@ pub fn missing(r: &SizeReport) -> Vec<String> {
             ("no-op reconciles", &c.noop),
             ("update reconciles", &c.update_phase),
         ] {
+            if r.update_left_out && name == "update reconciles" {
+                continue;
+            }
             if !d.as_ref().is_some_and(|d| d.reconciles > 0.0) {
                 out.push(format!("{}: {name}", f.title()));
             }
@@ -574,5 +673,62 @@ mod tests {
         );
         let json = serde_json::to_value(&r).expect("json");
         assert_eq!(json["controllers"]["sluice"]["healthy_seconds"], 12.34);
+        assert!(lacking.contains(&"Sluice: time to paused at step 1".to_string()));
+        r.update_left_out = true;
+        let lacking = missing(&r);
+        assert!(
+            !lacking
+                .iter()
+                .any(|m| m.contains("paused at step 1") || m.contains("update reconciles")),
+            "a step left out on purpose is not missing: {lacking:?}"
+        );
+        assert!(lacking.contains(&"Sluice: first full pass".to_string()));
+        assert!(table(&r).contains("was left out (`--no-update`)"));
+    }
+
+    #[test]
+    fn a_time_to_safe_is_split_and_the_list_floor_is_said_by_kind() {
+        let mut r = SizeReport {
+            rollouts: 1000,
+            per_namespace: 100,
+            ..SizeReport::default()
+        };
+        r.controllers.insert(
+            Flavour::Sluice,
+            ControllerFigures {
+                time_to_safe_idle_seconds: Some(5.04),
+                time_to_safe_idle_split: Some(SafeSplit {
+                    answered_bad: Some(4.12),
+                    aborted: Some(4.31),
+                    scaled_down: None,
+                    safe: 5.04,
+                }),
+                list_floor: Some(ListFloor {
+                    seconds: 2.26,
+                    kinds: vec![("pods".into(), 4003, 2.26), ("Rollouts".into(), 1001, 0.9)],
+                    when: "before the restart".into(),
+                }),
+                ..ControllerFigures::default()
+            },
+        );
+        let t = table(&r);
+        assert!(
+            t.contains("| time to safe, others idle, split: answered bad / aborted / scaled to 0 / safe (s) | 4.1 / 4.3 / - / 5.0 |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| time to safe, 10% releasing, split (s) | - |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| restart: the same lists by a bare client, at once, the quicker of two tries (s) | 2.3 |"),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "(before the restart): pods 4003 in 2.3 s, Rollouts 1001 in 0.9 s; all in 2.3 s"
+            ),
+            "{t}"
+        );
     }
 }

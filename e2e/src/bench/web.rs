@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -15,6 +16,8 @@ use tokio::task::JoinHandle;
 struct Inner {
     bad: HashSet<(String, String)>,
     asked: HashMap<(String, String), u64>,
+    /// When the first bad answer since the Rollout was turned bad was given.
+    first_bad: HashMap<(String, String), Instant>,
 }
 
 /// The running endpoint; stops when dropped.
@@ -37,6 +40,9 @@ async fn answer(
     let mut g = inner.lock().unwrap_or_else(PoisonError::into_inner);
     let key = (namespace, name);
     let good = !g.bad.contains(&key);
+    if !good {
+        g.first_bad.entry(key.clone()).or_insert_with(Instant::now);
+    }
     *g.asked.entry(key).or_insert(0) += 1;
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
@@ -71,11 +77,20 @@ impl GoodEndpoint {
     pub fn set_bad(&self, namespace: &str, name: &str, bad: bool) {
         let key = (namespace.to_string(), name.to_string());
         let mut g = self.lock();
+        g.first_bad.remove(&key);
         if bad {
             g.bad.insert(key);
         } else {
             g.bad.remove(&key);
         }
+    }
+
+    /// When `namespace/name` was first answered bad since it was last turned bad.
+    pub fn answered_bad_at(&self, namespace: &str, name: &str) -> Option<Instant> {
+        self.lock()
+            .first_bad
+            .get(&(namespace.to_string(), name.to_string()))
+            .copied()
     }
 
     /// How often `namespace/name` was asked.
@@ -109,11 +124,29 @@ mod tests {
         };
         assert_eq!(get("/good/ns/a").await["good"], true);
         ep.set_bad("ns", "a", true);
+        assert_eq!(ep.answered_bad_at("ns", "a"), None);
+        let before = Instant::now();
         assert_eq!(get("/good/ns/a").await["good"], false);
+        let first = ep.answered_bad_at("ns", "a").expect("answered bad");
+        assert!(
+            first >= before,
+            "the bad answer's time is when it was given"
+        );
+        assert_eq!(get("/good/ns/a").await["good"], false);
+        assert_eq!(
+            ep.answered_bad_at("ns", "a"),
+            Some(first),
+            "the first one is kept"
+        );
         assert_eq!(get("/good/ns/b").await["good"], true);
         ep.set_bad("ns", "a", false);
+        assert_eq!(
+            ep.answered_bad_at("ns", "a"),
+            None,
+            "turning it good forgets it"
+        );
         assert_eq!(get("/good/ns/a").await["good"], true);
-        assert_eq!(ep.asked("ns", "a"), 3);
+        assert_eq!(ep.asked("ns", "a"), 4);
         assert_eq!(ep.asked("ns", "b"), 1);
         assert_eq!(ep.asked("ns", "c"), 0);
     }
