@@ -210,6 +210,7 @@ async fn kubectl_sluice_day_to_day() {
             out.code,
             out.stdout
         );
+        undo_to_a_numbered_revision(&env).await?;
         Ok(())
     })
     .await;
@@ -263,6 +264,8 @@ async fn get_and_list(env: &TestEnv) -> anyhow::Result<String> {
         "registry.example/web:2",
         "pod web-",
         "Running",
+        "ready 1/1  restarts 0",
+        "1/1 ready, desired 1",
     ] {
         ensure!(
             out.stdout.contains(want),
@@ -397,6 +400,53 @@ async fn undo_to_revision_one(env: &TestEnv, v1: &str) -> anyhow::Result<()> {
     );
     let st = rollouts(env).get("web").await?.status.context("status")?;
     ensure!(st.stable_rs.as_deref() == Some(v1), "{:?}", st.stable_rs);
+    Ok(())
+}
+
+/// `undo --to-revision N`, N as `get -o json` numbers the revisions: the aborted release's
+/// Rollout goes back to the ReplicaSet of image 2, which Sluice releases.
+async fn undo_to_a_numbered_revision(env: &TestEnv) -> anyhow::Result<()> {
+    let out = sluice(env, &["get", "rollout", "web", "-o", "json"]).await?;
+    let view: serde_json::Value = serde_json::from_str(&out.stdout).context("get -o json")?;
+    let two = view["revisions"]
+        .as_array()
+        .context("revisions")?
+        .iter()
+        .find(|r| r["images"] == json!(["registry.example/web:2"]))
+        .with_context(|| format!("no revision of image 2 kept: {view}"))?;
+    let (number, hash) = (
+        two["revision"].as_u64().context("revision")?.to_string(),
+        two["hash"].as_str().context("hash")?.to_string(),
+    );
+    let out = sluice(env, &["undo", "web", "--to-revision", &number]).await?;
+    ensure!(
+        out.code == 0
+            && out.stdout.contains(&format!(
+                "spec.template set to revision {number} ({hash}); Sluice goes back to that ReplicaSet"
+            )),
+        "{} {}",
+        out.stdout,
+        out.stderr
+    );
+    wait_status(
+        env,
+        "web",
+        "the release of image 2's ReplicaSet",
+        LIMIT,
+        |s| s.current_pod_hash.as_deref() == Some(hash.as_str()),
+    )
+    .await?;
+    let ro = rollouts(env).get("web").await?;
+    let image = ro.spec.template.as_ref().and_then(|t| {
+        t.spec
+            .as_ref()
+            .and_then(|s| s.containers.first())
+            .and_then(|c| c.image.clone())
+    });
+    ensure!(
+        image.as_deref() == Some("registry.example/web:2"),
+        "{image:?}"
+    );
     Ok(())
 }
 

@@ -1,7 +1,9 @@
 //! `kubectl sluice dashboard` through the real kubectl, read and pressed in a real headless
-//! Chromium (WebDriver): the list page shows a paused canary with its step and weight, the
-//! Rollout's page follows a promotion pressed on the page, says why a control that does not
-//! apply was refused, and an abort pressed and confirmed on the page reaches the API server.
+//! Chromium (WebDriver): the list page shows a paused canary with its step and weight, and
+//! loads nothing from another site; the Rollout's page follows a promotion pressed on the page
+//! in its step, weights, revisions and Events, adds and lifts a pause by request, says why a
+//! control that does not apply was refused, and an abort pressed and confirmed on the page
+//! reaches the API server.
 //! Screenshots of each page go to `target/screenshots/dashboard-*.png`.
 
 mod common;
@@ -21,7 +23,7 @@ use e2e::TestEnv;
 use e2e::browser::Browser;
 use serde_json::json;
 use sluice::api::analysis::AnalysisTemplate;
-use sluice::api::rollout::RolloutPhase;
+use sluice::api::rollout::{PauseReason, RolloutPhase};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const LIMIT: Duration = Duration::from_secs(90);
@@ -34,21 +36,33 @@ const RATES: [f64; 6] = [0.97, 0.99, 0.96, 0.985, 0.95, 0.975];
 struct Dashboard {
     _child: tokio::process::Child,
     url: String,
+    /// What it has written to stderr so far.
+    said: Arc<std::sync::Mutex<String>>,
 }
 
 impl Dashboard {
     async fn start(env: &TestEnv) -> anyhow::Result<Self> {
-        let mut child = plugin(env, &env.cluster.kubeconfig, &["--port", "0"])?;
+        Self::start_with(env, &[]).await
+    }
+
+    /// Started with `extra` arguments after `--port 0`.
+    async fn start_with(env: &TestEnv, extra: &[&str]) -> anyhow::Result<Self> {
+        let mut args = vec!["--port", "0"];
+        args.extend_from_slice(extra);
+        let mut child = plugin(env, &env.cluster.kubeconfig, &args)?;
         let log = std::env::temp_dir().join(format!("sluice-dashboard-{}.log", env.namespace));
         env.attach_log(log.clone());
         let stderr = child.stderr.take().context("stderr")?;
         let mut errors = BufReader::new(stderr).lines();
+        let said = Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = said.clone();
         tokio::spawn(async move {
-            let mut out = String::new();
             while let Ok(Some(l)) = errors.next_line().await {
-                out.push_str(&l);
-                out.push('\n');
-                let _ = std::fs::write(&log, &out);
+                if let Ok(mut out) = sink.lock() {
+                    out.push_str(&l);
+                    out.push('\n');
+                    let _ = std::fs::write(&log, out.as_bytes());
+                }
             }
         });
         let stdout = child.stdout.take().context("stdout")?;
@@ -68,7 +82,15 @@ impl Dashboard {
         );
         // Keep reading stdout so the plugin never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Dashboard { _child: child, url })
+        Ok(Dashboard {
+            _child: child,
+            url,
+            said,
+        })
+    }
+
+    fn said(&self) -> String {
+        self.said.lock().map(|s| s.clone()).unwrap_or_default()
     }
 }
 
@@ -234,6 +256,7 @@ async fn list_page_shows_the_canary(
         .await?;
     ensure!(text.contains("registry.example/web:2"), "{text}");
     wait_sparkline(browser, &row).await?;
+    loads_nothing_from_elsewhere(browser, dash).await?;
     browser.screenshot_page(&screenshot_path("list")).await?;
     Ok(row)
 }
@@ -279,6 +302,8 @@ async fn rollout_page_follows_a_promotion(
     browser
         .wait_text("#stable-weight", "stable weight 50%", LIMIT, |t| t == "50%")
         .await?;
+    revisions_and_events_follow(browser).await?;
+    pause_and_resume_on_the_page(browser, env).await?;
 
     // A control that does not apply says why, and writes nothing.
     press(browser, "retry").await?;
@@ -305,6 +330,154 @@ async fn rollout_page_follows_a_promotion(
         )
         .await?;
     browser.screenshot_page(&screenshot_path("rollout")).await?;
+    the_tree_shows_the_analysis(env).await?;
+    Ok(())
+}
+
+/// The revisions table holds both revisions with their images and roles; the Events table
+/// holds the release's start and the promotion pressed on the page.
+async fn revisions_and_events_follow(browser: &Browser) -> anyhow::Result<()> {
+    browser
+        .wait_text(
+            "#revisions",
+            "both revisions with their roles and images",
+            LIMIT,
+            |t| {
+                t.contains("canary")
+                    && t.contains("registry.example/web:2")
+                    && t.contains("stable")
+                    && t.contains("registry.example/web:1")
+            },
+        )
+        .await?;
+    let rows = browser
+        .execute(
+            "return document.querySelectorAll('#revisions tbody tr').length;",
+            json!([]),
+        )
+        .await?;
+    ensure!(rows.as_u64() == Some(2), "two revisions, not {rows}");
+    browser
+        .wait_text(
+            "#events",
+            "the release's Events, the promotion among them",
+            LIMIT,
+            |t| {
+                t.contains("RolloutStarted")
+                    && t.contains("Promoted")
+                    && t.contains("step 1: promoted")
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+/// Pause, confirmed on the page, adds a pause by request beside the step's own; resume lifts
+/// only it. Each reaches the API server, and the page follows: the list of pauses and which
+/// control applies.
+async fn pause_and_resume_on_the_page(browser: &Browser, env: &TestEnv) -> anyhow::Result<()> {
+    let by_request = |s: &sluice::api::rollout::RolloutStatus| {
+        s.pause_conditions
+            .iter()
+            .any(|p| p.reason == PauseReason::UserPause)
+    };
+    let at_step = |s: &sluice::api::rollout::RolloutStatus| {
+        s.pause_conditions
+            .iter()
+            .any(|p| p.reason == PauseReason::CanaryPauseStep)
+    };
+    press(browser, "pause").await?;
+    wait_status(env, "web", "a pause by request", LIMIT, |s| {
+        by_request(s) && at_step(s)
+    })
+    .await?;
+    browser
+        .wait_text("#pauses", "the pause by request listed", LIMIT, |t| {
+            t.contains("UserPause") && t.contains("CanaryPauseStep")
+        })
+        .await?;
+    wait_applies(browser, "resume", true).await?;
+    wait_applies(browser, "pause", false).await?;
+
+    press(browser, "resume").await?;
+    wait_status(
+        env,
+        "web",
+        "the pause by request lifted, the step's kept",
+        LIMIT,
+        |s| !by_request(s) && at_step(s),
+    )
+    .await?;
+    browser
+        .wait_text("#pauses", "only the step's pause listed", LIMIT, |t| {
+            !t.contains("UserPause") && t.contains("CanaryPauseStep")
+        })
+        .await?;
+    wait_applies(browser, "pause", true).await?;
+    wait_applies(browser, "resume", false).await
+}
+
+/// Waits until the page says whether control `name` applies as `applies`.
+async fn wait_applies(browser: &Browser, name: &str, applies: bool) -> anyhow::Result<()> {
+    // The page marks a control that applies with a bare `data-applies` attribute.
+    let script = "const b = document.querySelector(arguments[0]); \
+                  return b ? b.hasAttribute('data-applies') : null;";
+    let css = format!("#btn-{name}");
+    e2e::wait_for(
+        &format!("the page to say {name} applies: {applies}"),
+        LIMIT,
+        || async {
+            let v = browser.execute(script, json!([css])).await?;
+            Ok((v.as_bool() == Some(applies)).then_some(()))
+        },
+    )
+    .await
+}
+
+/// Everything the page loaded (document, script, style, the event stream) came from the
+/// dashboard itself: it works without internet.
+async fn loads_nothing_from_elsewhere(browser: &Browser, dash: &Dashboard) -> anyhow::Result<()> {
+    let loaded = browser
+        .execute(
+            "return [location.href].concat(performance.getEntriesByType('resource').map((e) => e.name));",
+            json!([]),
+        )
+        .await?;
+    let loaded: Vec<String> = serde_json::from_value(loaded)?;
+    ensure!(
+        loaded.len() >= 3,
+        "the page, its script and its style at least: {loaded:?}"
+    );
+    let elsewhere: Vec<&String> = loaded
+        .iter()
+        .filter(|u| !u.starts_with(&dash.url))
+        .collect();
+    ensure!(elsewhere.is_empty(), "loaded from elsewhere: {elsewhere:?}");
+    Ok(())
+}
+
+/// `kubectl sluice get rollout` through the real kubectl shows the same run: its latest
+/// measurements, the failed one marked, and the condition that failed.
+async fn the_tree_shows_the_analysis(env: &TestEnv) -> anyhow::Result<()> {
+    let out = common::plugin::sluice(env, &["get", "rollout", "web"]).await?;
+    ensure!(out.code == 0, "{}", out.stderr);
+    let run = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("AnalysisRun web-"))
+        .with_context(|| format!("no AnalysisRun in the tree:\n{}", out.stdout))?;
+    ensure!(run.contains("Running"), "{run}");
+    let metric = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("metric success-rate"))
+        .with_context(|| format!("no metric in the tree:\n{}", out.stdout))?;
+    ensure!(
+        metric.contains("0.95(failed)")
+            && metric.contains("successCondition `result >= 0.955` is false for result 0.95"),
+        "the failed measurement and its condition:\n{}",
+        out.stdout
+    );
     Ok(())
 }
 
@@ -335,6 +508,11 @@ async fn abort_on_the_page(browser: &Browser, env: &TestEnv) -> anyhow::Result<(
             t.contains("Degraded")
         })
         .await?;
+    browser
+        .wait_text("#events", "the abort among the Events", LIMIT, |t| {
+            t.contains("RolloutAborted") && t.contains("aborted on request")
+        })
+        .await?;
     browser.screenshot_page(&screenshot_path("aborted")).await?;
     Ok(())
 }
@@ -362,6 +540,46 @@ async fn the_server_refuses_other_sites(env: &TestEnv, dash: &Dashboard) -> anyh
 }
 
 /// Waits until the row's sparkline has at least two values.
+/// A dashboard left open on quiet Rollouts keeps its watches: with `--request-timeout 3`, for
+/// three times that long, neither its stderr nor its list says a watch failed (the API server
+/// ends each watch before the client's read timeout would break it, and it is resumed).
+#[tokio::test]
+async fn a_quiet_dashboard_keeps_its_watches() {
+    TestEnv::run("dashboard-quiet", |env| async move {
+        create_rollout(
+            &env,
+            &rollout("idle", 1, json!({"canary": {"steps": [{"setWeight": 50}]}}))?,
+        )
+        .await?;
+        let dash = Dashboard::start_with(&env, &["--request-timeout", "3"]).await?;
+        let http = reqwest::Client::new();
+        let list = format!("{}api/list", dash.url);
+        let watched = std::time::Instant::now() + Duration::from_secs(9);
+        let mut reads = 0;
+        while std::time::Instant::now() < watched {
+            let body: serde_json::Value = http.get(&list).send().await?.json().await?;
+            ensure!(
+                body["rollouts"].as_array().is_some_and(|r| r.len() == 1),
+                "the list holds the Rollout: {body}"
+            );
+            ensure!(
+                body["problems"].as_array().is_some_and(Vec::is_empty),
+                "a watch failed on a quiet stream: {body}"
+            );
+            let said = dash.said();
+            ensure!(
+                !said.contains("watch stream failed"),
+                "a watch failed on a quiet stream: {said}"
+            );
+            reads += 1;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        ensure!(reads >= 10, "read the list {reads} times");
+        Ok(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn the_dashboard_says_what_keeps_it_from_starting() {
     TestEnv::run("dashboard-refused", |env| async move {

@@ -129,7 +129,8 @@ pub fn main(prog: &str, args: DashboardArgs, cluster: &ClusterArgs) -> ExitCode 
                 other => DashboardError::Config(other.to_string()),
             })?;
         let server = cl.server.clone();
-        run(args, cl.client, Some(cl.namespace))
+        let watch_timeout = cl.watch_timeout();
+        run(args, cl.client, Some(cl.namespace), watch_timeout)
             .await
             .map_err(|e| match e {
                 DashboardError::Unreachable(why) => {
@@ -148,11 +149,14 @@ pub fn main(prog: &str, args: DashboardArgs, cluster: &ClusterArgs) -> ExitCode 
 }
 
 /// Serves the dashboard for the Rollouts of `namespace` (the client's default namespace when
-/// `None`), or of every namespace with `--all-namespaces`, until Ctrl-C or SIGTERM.
+/// `None`), or of every namespace with `--all-namespaces`, until Ctrl-C or SIGTERM. The API
+/// server ends each watch after `watch_timeout` seconds, before the client's read timeout would
+/// break it on a quiet stream (see [`crate::cli::cluster::Cluster::watch_timeout`]).
 pub async fn run(
     args: DashboardArgs,
     client: Client,
     namespace: Option<String>,
+    watch_timeout: u32,
 ) -> Result<(), DashboardError> {
     let scope = if args.all_namespaces {
         Scope::All
@@ -182,7 +186,7 @@ pub async fn run(
             source,
         })?;
 
-    let (watches, driver) = Watches::start(&client, &scope);
+    let (watches, driver) = Watches::start(&client, &scope, watch_timeout);
     let feeding = tokio::spawn(driver);
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let hosts = address.is_loopback().then(|| loopback_hosts(local));

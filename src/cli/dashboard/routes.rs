@@ -302,3 +302,27 @@ fn refusal(e: &CliError) -> (StatusCode, &'static str) {
         _ => (StatusCode::BAD_GATEWAY, "WriteFailed"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{APP_JS, INDEX_HTML, STYLE_CSS};
+
+    /// The page works without internet: its assets name no other site (the only URL is the
+    /// SVG namespace, an identifier that is never fetched).
+    #[test]
+    fn the_assets_load_nothing_from_another_site() {
+        for (name, text) in [
+            ("index.html", INDEX_HTML),
+            ("app.js", APP_JS),
+            ("style.css", STYLE_CSS),
+        ] {
+            let text = text.replace("\"http://www.w3.org/2000/svg\"", "");
+            for needle in ["http://", "https://", "//cdn", "url(", "@import"] {
+                assert!(
+                    !text.contains(needle),
+                    "{name} names {needle:?}: assets must be served by the dashboard itself"
+                );
+            }
+        }
+    }
+}

@@ -72,8 +72,11 @@ pub struct Watches {
 }
 
 impl Watches {
-    /// The caches, and the future that fills them (to be spawned; it runs until dropped).
-    pub fn start(client: &Client, scope: &Scope) -> (Self, BoxFuture<'static, ()>) {
+    /// The caches, and the future that fills them (to be spawned; it runs until dropped). Each
+    /// watch is ended by the API server after `timeout` seconds and resumed where it was, so a
+    /// quiet stream never meets the client's read timeout (which would show as a failed watch).
+    pub fn start(client: &Client, scope: &Scope, timeout: u32) -> (Self, BoxFuture<'static, ()>) {
+        let config = || watcher::Config::default().timeout(timeout);
         let (tx, changes) = watch::channel(0u64);
         let problems: Arc<Mutex<BTreeMap<&'static str, String>>> = Arc::default();
         let (rollouts, w_rollouts) = reflector::store();
@@ -88,27 +91,25 @@ impl Watches {
             feed.drive(
                 "rollouts",
                 scope.api::<Parsed<Rollout>>(client),
-                watcher::Config::default().any_semantic(),
+                config().any_semantic(),
                 w_rollouts,
             ),
             feed.drive(
                 "analysisruns",
                 scope.api::<Parsed<AnalysisRun>>(client),
-                watcher::Config::default()
-                    .any_semantic()
-                    .labels(LABEL_ROLLOUT),
+                config().any_semantic().labels(LABEL_ROLLOUT),
                 w_runs,
             ),
             feed.drive(
                 "replicasets",
                 scope.api::<ReplicaSet>(client),
-                watcher::Config::default().labels(LABEL_ROLLOUT),
+                config().labels(LABEL_ROLLOUT),
                 w_replica_sets,
             ),
             feed.drive(
                 "events",
                 scope.api::<Event>(client),
-                watcher::Config::default().fields(&events_selector()),
+                config().fields(&events_selector()),
                 w_events,
             ),
         )

@@ -7,6 +7,9 @@
 //! - The release reaches 100% after its last pause below 100% with no analysis judging it
 //!   (no analysis step after that pause, no background analysis): a **warning**, since
 //!   promotion is then decided by a timer or a person alone.
+//! - A background analysis whose `startingStep` is past the last step: it never starts (the
+//!   steps are numbered from 0), so the release runs unjudged: a **warning**, since the API
+//!   server and the controller accept it, as Argo Rollouts does.
 
 use super::docs::{Note, warning};
 use crate::api::rollout::{CanaryStrategy, Rollout};
@@ -17,7 +20,23 @@ pub fn check(ro: &Rollout) -> Vec<Note> {
     };
     let mut notes = weights(c);
     notes.extend(unjudged_promotion(c));
+    notes.extend(starting_step(c));
     notes
+}
+
+/// A background analysis that starts at a step the release never reaches.
+pub fn starting_step(c: &CanaryStrategy) -> Option<Note> {
+    let start = c.analysis.as_ref()?.starting_step?;
+    let last = c.steps().len().checked_sub(1)?;
+    if usize::try_from(start).is_ok_and(|s| s <= last) {
+        return None;
+    }
+    Some(warning(
+        "spec.strategy.canary.analysis.startingStep",
+        format!(
+            "startingStep {start} is past the last step (steps[{last}]; steps are numbered from 0): the background analysis never starts, so nothing judges the release; use a step index from 0 to {last}"
+        ),
+    ))
 }
 
 /// A `setWeight` below the weight in force before it.
@@ -111,6 +130,35 @@ mod tests {
             ))
             .is_empty()
         );
+    }
+
+    #[test]
+    fn a_starting_step_past_the_last_is_warned() {
+        let with = |start: i32| {
+            canary(json!({
+                "steps": [{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}],
+                "analysis": {"templates": [{"templateName": "rate"}], "startingStep": start}
+            }))
+        };
+        assert!(starting_step(&with(0)).is_none());
+        assert!(starting_step(&with(2)).is_none());
+        let n = starting_step(&with(3)).expect("past the last step");
+        assert_eq!(n.path, "spec.strategy.canary.analysis.startingStep");
+        assert!(
+            n.message
+                .contains("startingStep 3 is past the last step (steps[2]")
+                && n.message.contains("from 0 to 2"),
+            "{n:?}"
+        );
+        // No steps, or no startingStep: nothing to say.
+        let none = canary(
+            json!({"analysis": {"templates": [{"templateName": "rate"}], "startingStep": 4}}),
+        );
+        assert!(starting_step(&none).is_none());
+        let unset = canary(
+            json!({"steps": [{"setWeight": 20}], "analysis": {"templates": [{"templateName": "rate"}]}}),
+        );
+        assert!(starting_step(&unset).is_none());
     }
 
     #[test]
