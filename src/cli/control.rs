@@ -332,14 +332,21 @@ impl Account<'_> {
         }
     }
 
-    /// The conditions, sorted, under one label.
+    /// The conditions, sorted, under one label; a message the Phase line already says is not
+    /// said again (most conditions of a paused or aborted release repeat it).
     fn conditions(&mut self) {
+        let said = self.st.message.as_deref().unwrap_or_default();
         let mut conds: Vec<String> = self
             .st
             .conditions
             .iter()
             .map(|c| {
-                let msg = colon(Some(&c.message));
+                let repeated = !c.message.is_empty() && said.contains(c.message.as_str());
+                let msg = if repeated {
+                    String::new()
+                } else {
+                    colon(Some(&c.message))
+                };
                 format!("{}={} ({}){msg}", c.type_, c.status, c.reason)
             })
             .collect();
@@ -539,9 +546,16 @@ mod tests {
         let mut st = releasing_status();
         st.abort = Some(true);
         st.pause_conditions = vec![pause_for(PauseReason::UserPause)];
+        st.message = Some("RolloutAborted: revision abc aborted on request".into());
         st.conditions = vec![
             cond("Progressing", "False", "aborted by request"),
             cond("Healthy", "False", ""),
+            cond(
+                "Paused",
+                "False",
+                "RolloutAborted: revision abc aborted on request",
+            ),
+            cond("Ready", "False", "revision abc aborted on request"),
         ];
         let text = describe(&ro(st));
         let lines: Vec<&str> = text.lines().collect();
@@ -555,9 +569,18 @@ mod tests {
         assert_eq!(lines[at("Aborted:")], "Aborted:    yes");
         let first = at("Conditions:");
         assert_eq!(lines[first], "Conditions: Healthy=False (Because)");
+        // A message the Phase line says is not repeated; another one is.
         assert_eq!(
-            lines[first + 1],
-            "            Progressing=False (Because): aborted by request"
+            &lines[first + 1..first + 4],
+            [
+                "            Paused=False (Because)",
+                "            Progressing=False (Because): aborted by request",
+                "            Ready=False (Because)",
+            ]
+        );
+        assert!(
+            lines[at("Phase:")].ends_with("RolloutAborted: revision abc aborted on request"),
+            "{text}"
         );
         assert_eq!(
             lines[at("Next:")],
