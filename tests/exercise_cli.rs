@@ -265,6 +265,7 @@ async fn exercise_cancel_ends_a_run_started_with_no_wait_as_cancelled() {
             s.exercise.as_ref().is_some_and(|e| e.live_at.is_some())
         })
         .await?;
+        get_says_the_release_is_a_drill(&env).await?;
         a_second_start_follows_instead_of_asking(&env).await?;
         status_shows_the_run_under_way(&env, &stable).await?;
         cancel_ends_it_and_a_following_start_exits_3(&env, &stable).await?;
@@ -292,6 +293,31 @@ async fn exercise_cancel_ends_a_run_started_with_no_wait_as_cancelled() {
         Ok(())
     })
     .await;
+}
+
+/// `kubectl sluice get rollout` on the Rollout under the exercise: its release is said to be
+/// a drill, with the run and the faulty revision live, and what to do is the exercise's.
+async fn get_says_the_release_is_a_drill(env: &TestEnv) -> anyhow::Result<()> {
+    let out = sluice(env, &["get", "rollout", "web"]).await?;
+    show("get rollout web", &out);
+    ensure!(out.code == 0, "{}", out.stderr);
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("Exercise:"))
+        .with_context(|| format!("no Exercise line:\n{}", out.stdout))?;
+    ensure!(
+        line.contains("manual run 1 (a rehearsed rollback, not a real release): faulty revision ")
+            && line.contains(" live since "),
+        "{line}"
+    );
+    ensure!(
+        out.stdout
+            .contains("Next:       kubectl sluice exercise status manual (or cancel manual)"),
+        "{}",
+        out.stdout
+    );
+    Ok(())
 }
 
 async fn run_requested(env: &TestEnv) -> anyhow::Result<Option<String>> {

@@ -177,6 +177,38 @@ pub fn describe(ro: &Rollout) -> String {
     account.out
 }
 
+/// What a Rollout's `status.exercise` says in one line: a rehearsed rollback is under way, so
+/// its release and abort are a drill, not a real release (`kubectl sluice get`, the dashboard).
+pub fn exercise_line(e: &crate::api::exercise::ExerciseInForce) -> String {
+    let at = |t: &Option<Time>| t.as_ref().map(|t| t.0.to_string());
+    let revision = e.revision.as_deref().unwrap_or("(not built yet)");
+    let state = if let Some(end) = &e.ended {
+        format!("ended {}: {}", end.result.as_str(), end.message)
+    } else if let Some(why) = &e.refused {
+        format!("the fault is not released: {why}")
+    } else if let Some(aborted) = at(&e.aborted_at) {
+        let cause = e.abort_cause.as_deref().unwrap_or("abort");
+        match at(&e.safe_at) {
+            Some(safe) => {
+                format!("faulty revision {revision} aborted ({cause}) at {aborted}, safe at {safe}")
+            }
+            None => format!("faulty revision {revision} aborted ({cause}) at {aborted}"),
+        }
+    } else if let Some(live) = at(&e.live_at) {
+        let peak = e
+            .peak_weight
+            .map(|w| format!(", peak weight {w}%"))
+            .unwrap_or_default();
+        format!("faulty revision {revision} live since {live}{peak}")
+    } else {
+        "starting: the faulty revision is being released".to_string()
+    };
+    format!(
+        "{} run {} (a rehearsed rollback, not a real release): {state}",
+        e.name, e.run
+    )
+}
+
 /// `describe` as it is written: one `Label:    value` line after another.
 struct Account<'a> {
     ro: &'a Rollout,
@@ -330,6 +362,9 @@ impl Account<'_> {
                 .unwrap_or_else(|| "yes".into());
             self.line("Aborted:", since);
         }
+        if let Some(e) = &self.st.exercise {
+            self.line("Exercise:", exercise_line(e));
+        }
     }
 
     /// The conditions, sorted, under one label; a message the Phase line already says is not
@@ -360,7 +395,13 @@ impl Account<'_> {
     fn next(&mut self) {
         let ro = self.ro;
         let healthy = self.st.phase == Some(RolloutPhase::Healthy);
-        if !healthy && releasing(ro) && !aborted(ro) {
+        if let Some(e) = &self.st.exercise {
+            let name = e.name.clone();
+            self.line(
+                "Next:",
+                format!("kubectl sluice exercise status {name} (or cancel {name})"),
+            );
+        } else if !healthy && releasing(ro) && !aborted(ro) {
             self.line("Next:", "kubectl sluice promote | abort | pause".into());
         } else if aborted(ro) {
             self.line(
@@ -529,6 +570,57 @@ mod tests {
         assert!(
             text.contains("Analysis:   step web-abc-step1 Failed: metric \"success-rate\" failed"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn describe_says_an_exercise_is_a_drill_and_points_to_it() {
+        use crate::api::exercise::ExerciseInForce;
+        let mut e: ExerciseInForce = serde_json::from_value(json!({
+            "name": "drill", "run": 3, "stableRevision": "aaaa",
+            "fault": {"patch": {"spec": {"containers": [{"name": "web", "image": "bad:1"}]}}}
+        }))
+        .expect("exercise");
+        assert_eq!(
+            exercise_line(&e),
+            "drill run 3 (a rehearsed rollback, not a real release): starting: the faulty revision is being released"
+        );
+        e.revision = Some("bbbb".into());
+        e.live_at = Some(Time(now()));
+        e.peak_weight = Some(25);
+        assert!(
+            exercise_line(&e).ends_with(&format!(
+                "faulty revision bbbb live since {}, peak weight 25%",
+                now()
+            )),
+            "{}",
+            exercise_line(&e)
+        );
+        e.aborted_at = Some(Time(now()));
+        e.abort_cause = Some("AnalysisFailed".into());
+        e.safe_at = Some(Time(now()));
+        assert!(
+            exercise_line(&e).contains("faulty revision bbbb aborted (AnalysisFailed) at"),
+            "{}",
+            exercise_line(&e)
+        );
+        let mut st = releasing_status();
+        st.abort = Some(true);
+        st.exercise = Some(e);
+        let text = describe(&ro(st));
+        let line = |label: &str| {
+            text.lines()
+                .find(|l| l.starts_with(label))
+                .unwrap_or_else(|| panic!("no {label:?} in {text}"))
+                .to_string()
+        };
+        assert!(
+            line("Exercise:").contains("drill run 3 (a rehearsed rollback"),
+            "{text}"
+        );
+        assert_eq!(
+            line("Next:"),
+            "Next:       kubectl sluice exercise status drill (or cancel drill)"
         );
     }
 

@@ -62,6 +62,8 @@ pub struct RolloutRow {
     pub analysis: Option<Sparkline>,
     /// Why the Rollout cannot be read (a field of the wrong type), when it cannot.
     pub malformed: Option<String>,
+    /// A rollback exercise under way (`status.exercise`): its release and abort are a drill.
+    pub exercise: Option<String>,
 }
 
 /// Step `index` of `total` (`index == total` once every step is done).
@@ -395,6 +397,7 @@ fn row(snap: Snapshot<'_>, parsed: &Parsed<Rollout>) -> RolloutRow {
         images,
         aborted: st.abort == Some(true),
         analysis: sparkline(&runs_of(snap, parsed)),
+        exercise: st.exercise.as_ref().map(crate::cli::control::exercise_line),
         ..base
     }
 }

@@ -161,6 +161,34 @@ fn a_paused_canary_row_shows_phase_step_weights_and_both_images() {
 }
 
 #[test]
+fn a_rollout_under_an_exercise_says_its_release_is_a_drill() {
+    let f = releasing();
+    assert_eq!(
+        list(f.snap(), "namespace shop", vec![]).rollouts[0].exercise,
+        None
+    );
+    let drill = Fixture {
+        rollouts: vec![rollout_with(json!({
+            "phase": "Degraded", "abort": true, "stableRS": "aaa", "currentPodHash": "aaa",
+            "exercise": {"name": "drill", "run": 2, "stableRevision": "aaa", "revision": "bbb",
+                "fault": {"patch": {"spec": {"containers": [{"name": "web", "image": "bad:1"}]}}},
+                "liveAt": "2027-01-15T08:00:00Z", "abortedAt": "2027-01-15T08:00:20Z",
+                "abortCause": "AnalysisFailed"}
+        }))],
+        ..releasing()
+    };
+    let r = &list(drill.snap(), "namespace shop", vec![]).rollouts[0];
+    assert_eq!(
+        r.exercise.as_deref(),
+        Some(
+            "drill run 2 (a rehearsed rollback, not a real release): faulty revision bbb aborted (AnalysisFailed) at 2027-01-15T08:00:20Z"
+        )
+    );
+    let page = rollout(drill.snap(), "shop", "web", now(), vec![]);
+    assert_eq!(page.row.exercise, r.exercise, "the page says it too");
+}
+
+#[test]
 fn a_rollout_not_yet_reconciled_shows_unknown_and_its_template_image() {
     let f = Fixture {
         rollouts: vec![rollout_with(json!(null))],

@@ -179,6 +179,7 @@ function renderList(v) {
       el("td", { class: "c-name" }, el("a", { href: `/rollouts/${encodeURIComponent(r.namespace)}/${encodeURIComponent(r.name)}` }, r.name)),
       el("td", { class: "c-strategy" }, r.strategy),
       el("td", { class: "c-phase" }, phaseBadge(r.phase), r.aborted ? el("span", { class: "muted" }, " aborted") : null,
+        r.exercise ? el("span", { class: "exercise-badge", title: r.exercise }, "exercise") : null,
         r.malformed ? el("div", { class: "failing" }, r.malformed) : null),
       el("td", { class: "c-step" }, stepText(r.step)),
       el("td", { class: "c-weight" }, weightCell(r.weights)),
@@ -230,6 +231,7 @@ function renderRollout(v) {
     el("p", {}, el("a", { href: "/" }, "← all Rollouts")),
     el("h1", { id: "name" }, r.name, " ", phaseBadge(r.phase)),
     el("div", { class: "muted" }, `namespace ${r.namespace} · ${r.strategy}`, r.aborted ? " · aborted" : ""),
+    r.exercise ? el("p", { id: "exercise", class: "exercise" }, `Exercise: ${r.exercise}`) : null,
     r.message ? el("p", { id: "message" }, r.message) : null,
     r.malformed ? el("p", { class: "failing" }, `Cannot read this Rollout: ${r.malformed}`) : null,
     el(
