@@ -106,14 +106,19 @@ pub fn migrate_text(file: &str, text: &str) -> Migrated {
     }
 }
 
+/// `Kind/name`; `Kind/prefix*` for an object with only a generateName.
 fn object_name(node: &crate::cli::lint::yaml::Node) -> String {
     let kind = node.get("kind").and_then(|k| k.as_str()).unwrap_or("?");
-    let name = node
-        .get("metadata")
-        .and_then(|m| m.get("name"))
-        .and_then(|n| n.as_str())
-        .unwrap_or("?");
-    format!("{kind}/{name}")
+    let meta = |f: &str| {
+        node.get("metadata")
+            .and_then(|m| m.get(f))
+            .and_then(|n| n.as_str())
+    };
+    match (meta("name"), meta("generateName")) {
+        (Some(name), _) => format!("{kind}/{name}"),
+        (None, Some(prefix)) => format!("{kind}/{prefix}*"),
+        (None, None) => format!("{kind}/?"),
+    }
 }
 
 /// The report of one file, one line per document and per remark.

@@ -91,11 +91,12 @@ pub fn document(file: &str, index: usize, mut node: Node) -> (Option<Node>, Outc
     )];
     node.set("apiVersion", Node::string(&format!("{GROUP}/v1alpha1")));
     if node.remove("status").is_some() {
-        remarks.push(remark(
-            Change::Dropped,
-            "status",
-            "the controller's status is not carried over; Sluice writes its own",
-        ));
+        let text = if kind == "AnalysisRun" {
+            "the run's status (its verdict and measurements) is not carried over: once applied, Sluice measures the run again from the start"
+        } else {
+            "the controller's status is not carried over; Sluice writes its own"
+        };
+        remarks.push(remark(Change::Dropped, "status", text));
     }
     metadata(&mut node, &mut remarks);
     if let Some(spec) = node.get_mut("spec") {
@@ -176,6 +177,52 @@ fn metadata(node: &mut Node, remarks: &mut Vec<Remark>) {
             ),
         ));
     }
+    argo_owners(meta, remarks);
+    if meta.get("name").is_none() && meta.get("generateName").is_some() {
+        remarks.push(remark(
+            Change::Note,
+            "metadata.generateName",
+            "kept: `kubectl apply` needs a name and refuses this document; create it with `kubectl create -f`, or give it a name",
+        ));
+    }
+}
+
+/// Owner references to Argo Rollouts' objects (an AnalysisRun exported from a cluster is owned
+/// by Argo's Rollout) are dropped: kept, the garbage collector would delete the converted
+/// object together with Argo's, or right after it is applied where Argo's owner is gone.
+fn argo_owners(meta: &mut Node, remarks: &mut Vec<Remark>) {
+    let Some(refs) = meta.get_mut("ownerReferences").and_then(Node::items_mut) else {
+        return;
+    };
+    let argo = |r: &Node| {
+        r.get("apiVersion")
+            .and_then(Node::as_str)
+            .is_some_and(|v| v.starts_with("argoproj.io/"))
+    };
+    let owners: Vec<String> = refs
+        .iter()
+        .filter(|r| argo(r))
+        .map(|r| {
+            let field = |f: &str| r.get(f).and_then(Node::as_str).unwrap_or("?").to_string();
+            format!("{}/{}", field("kind"), field("name"))
+        })
+        .collect();
+    if owners.is_empty() {
+        return;
+    }
+    refs.retain(|r| !argo(r));
+    let now_empty = refs.is_empty();
+    if now_empty {
+        meta.remove("ownerReferences");
+    }
+    remarks.push(remark(
+        Change::Dropped,
+        "metadata.ownerReferences",
+        format!(
+            "owned by Argo Rollouts' {}: kept, Kubernetes' garbage collector would delete the converted object together with Argo's, or right after it is applied where Argo's is gone",
+            owners.join(", ")
+        ),
+    ));
 }
 
 /// A Rollout's spec.
@@ -418,6 +465,10 @@ fn why_missing(path: &str) -> &'static str {
     if path == "spec.analysis" {
         return "Argo's AnalysisRun history limits; Sluice keeps a release's AnalysisRuns as long as its ReplicaSet (revisionHistoryLimit)";
     }
+    if path == "spec.templates" {
+        // Only an AnalysisRun lacks it (templates may include templates).
+        return "an AnalysisRun names no templates (in Argo Rollouts neither): write the templates' metrics into the run";
+    }
     let last = path.rsplit(['.', '[']).next().unwrap_or(path);
     match last {
         "antiAffinity" => {
@@ -458,3 +509,7 @@ fn prune_unknown(kind: &str, node: &mut Node, remarks: &mut Vec<Remark>) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "convert_tests.rs"]
+mod tests;
