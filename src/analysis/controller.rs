@@ -11,7 +11,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{EventType, Recorder};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
@@ -185,7 +185,7 @@ async fn report_malformed(
     let message = format!("the AnalysisRun cannot be read: {}", bad.describe());
     warn!(%message, "AnalysisRun does not read");
     if ctx.malformed.first(key.to_string(), &message) {
-        malformed::publish(&ctx.recorder, &parsed.object_ref(&()), &message).await;
+        malformed::publish(&ctx.events, &parsed.object_ref(&()), &message);
     }
 }
 
@@ -460,7 +460,7 @@ async fn publish_verdict(ctx: &AnalysisContext, run: &AnalysisRun, s: &AnalysisR
         .unwrap_or_else(|| "the provider answers again; measuring goes on".into());
     info!(reason, %message, "analysis verdict");
     let reference = run.object_ref(&());
-    events::publish(&ctx.recorder, &reference, type_, reason, &message, &message).await;
+    events::publish(&ctx.events, &reference, type_, reason, &message, &message);
 }
 
 /// The Jobs of the measurements that just ended in an error (a pod that cannot start): they
@@ -533,10 +533,10 @@ pub async fn run(
     client: Client,
     namespaces: Vec<String>,
     metrics: Arc<Metrics>,
-    recorder: Recorder,
+    events: crate::runtime::events::Events,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let ctx = Arc::new(Shared::new(client.clone(), recorder, metrics));
+    let ctx = Arc::new(Shared::new(client.clone(), events, metrics));
     info!(?namespaces, "analysis controller started");
     let jobs_config = || watcher::Config::default().labels(providers::job::LABEL_ANALYSIS_RUN);
     // Read as `Parsed`: a run that does not deserialize cannot stall the others.

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{EventType, Recorder};
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -53,12 +53,12 @@ pub async fn run(
     client: Client,
     namespaces: Vec<String>,
     metrics: Arc<Metrics>,
-    recorder: Recorder,
+    events: crate::runtime::events::Events,
     caches: Caches,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let ctx = Arc::new(Context {
-        shared: Shared::new(client.clone(), recorder, metrics),
+        shared: Shared::new(client.clone(), events, metrics),
         caches,
     });
     info!(?namespaces, "exercise controller started");
@@ -121,8 +121,7 @@ async fn reconcile(
             ) {
                 warn!(%message, "RolloutExercise does not read");
                 let reference = kube::Resource::object_ref(parsed.as_ref(), &());
-                crate::runtime::malformed::publish(&ctx.shared.recorder, &reference, &message)
-                    .await;
+                crate::runtime::malformed::publish(&ctx.shared.events, &reference, &message);
             }
             return Ok(Action::await_change());
         }
@@ -205,14 +204,13 @@ async fn write(
             EventType::Normal
         };
         events::publish(
-            &ctx.shared.recorder,
+            &ctx.shared.events,
             &reference,
             type_,
             reason,
             message,
             message,
-        )
-        .await;
+        );
     }
     if let Some(run) = &d.finished {
         observe(ex, run, &ctx.shared.metrics);

@@ -146,7 +146,7 @@ pub async fn apply(
     scale_workload(ctx, ro, plan, &ns).await?;
     evict(ctx, &pod_plan.evict, &ns).await?;
     // 5. Events, after the changes they report have been made.
-    publish_events(ctx, ro, plan).await;
+    publish_events(ctx, ro, plan);
     Ok(())
 }
 
@@ -465,24 +465,23 @@ async fn scale_workload(ctx: &Context, ro: &Rollout, plan: &Plan, ns: &str) -> R
     Ok(())
 }
 
-/// The plan's Events, each its own (its message is its action), true repeats folded.
-async fn publish_events(ctx: &Context, ro: &Rollout, plan: &Plan) {
+/// The plan's Events, each its own (its message is its action), true repeats folded; handed
+/// to the background lanes (`runtime::events`), so the reconcile does not wait for them.
+fn publish_events(ctx: &Context, ro: &Rollout, plan: &Plan) {
     let reference: ObjectReference = ro.object_ref(&());
     for ev in &plan.events {
         let type_ = match ev.type_ {
             EventType::Normal => KubeEventType::Normal,
             EventType::Warning => KubeEventType::Warning,
         };
-        let recorder = &ctx.shared.recorder;
         events::publish(
-            recorder,
+            &ctx.shared.events,
             &reference,
             type_,
             ev.reason,
             &ev.message,
             &ev.message,
-        )
-        .await;
+        );
     }
 }
 

@@ -18,6 +18,8 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{EventType, Recorder, Reporter};
+
+use crate::runtime::events::Events;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{info, instrument, warn};
@@ -49,7 +51,7 @@ use crate::traffic::watch::{RouterCaches, RouterChange};
 
 /// What every reconcile of a Rollout shares.
 pub struct Context {
-    /// What every controller's context has (client, recorder, write counter, metrics, backoff,
+    /// What every controller's context has (client, Events, write counter, metrics, backoff,
     /// Rollouts that do not read as already reported).
     pub shared: Shared,
     /// Restarts of a crash-looping container before the release is aborted.
@@ -181,7 +183,7 @@ async fn report_malformed(
         .first(format!("Rollout {}", key(parsed)), &message)
     {
         let reference = kube::Resource::object_ref(parsed, &());
-        malformed::publish(&ctx.shared.recorder, &reference, &message).await;
+        malformed::publish(&ctx.shared.events, &reference, &message);
     }
     Ok(Action::await_change())
 }
@@ -236,14 +238,13 @@ async fn report_refusal(ro: &Rollout, refusal: &Refusal, ctx: &Context) {
     }
     let describe = refusal.describe();
     events::publish(
-        &ctx.shared.recorder,
+        &ctx.shared.events,
         &kube::Resource::object_ref(ro, &()),
         EventType::Warning,
         condition::WRITE_REFUSED,
         &describe,
         &describe,
-    )
-    .await;
+    );
 }
 
 /// The Rollout is being deleted: take Sluice's key out of each Service's selector (the
@@ -436,7 +437,7 @@ fn woken_by(caches: &Caches, change: &RouterChange) -> Vec<ObjectRef<CachedRollo
 
 /// One Warning Event per distinct error on an (Cluster)AnalysisTemplate that does not read; the
 /// Rollouts that use it show `InvalidSpec` naming it.
-fn report_template<K>(t: &Parsed<K>, recorder: &Recorder, reported: &Arc<Reported>)
+fn report_template<K>(t: &Parsed<K>, events: &Events, reported: &Arc<Reported>)
 where
     K: kube::Resource<DynamicType = ()>,
 {
@@ -452,8 +453,7 @@ where
     }
     warn!(%message, template = t.name_any(), "template does not read");
     let reference = kube::Resource::object_ref(t, &());
-    let recorder = recorder.clone();
-    tokio::spawn(async move { malformed::publish(&recorder, &reference, &message).await });
+    malformed::publish(events, &reference, &message);
 }
 
 /// Runs the controller until `shutdown` resolves.
@@ -475,20 +475,22 @@ pub async fn run(
             instance: std::env::var("POD_NAME").ok(),
         },
     );
+    // One set of Event lanes for the three controllers.
+    let events = Events::start(recorder, metrics.events_dropped.clone());
     // One shutdown for both controllers.
     let shutdown = shutdown.shared();
     let analysis = crate::analysis::controller::run(
         client.clone(),
         ns,
         metrics.clone(),
-        recorder.clone(),
+        events.clone(),
         shutdown.clone(),
     );
     let exercises = crate::exercise::controller::run(
         client.clone(),
         opts.namespaces.clone(),
         metrics.clone(),
-        recorder.clone(),
+        events.clone(),
         caches.clone(),
         shutdown.clone(),
     );
@@ -502,7 +504,7 @@ pub async fn run(
     });
     let ctx = Arc::new(Context {
         notifier,
-        shared: Shared::new(client, recorder, metrics),
+        shared: Shared::new(client, events, metrics),
         restart_threshold: opts.restart_threshold,
         own_writes: OwnWrites::default(),
         caches: caches.clone(),
@@ -543,6 +545,8 @@ pub async fn run(
             }
         });
     tokio::join!(rollouts, analysis, exercises, urgent);
+    // The Events of the last reconciles, while the API server still takes them.
+    ctx.shared.events.flush(EVENTS_FLUSH).await;
     if let Some(n) = &ctx.notifier {
         n.stop();
     }
@@ -550,6 +554,9 @@ pub async fn run(
     routers.stop();
     info!("sluice controller stopped");
 }
+
+/// How long a stopping controller waits for its Events to be published.
+const EVENTS_FLUSH: Duration = Duration::from_secs(5);
 
 /// Reconciles that may run at once in the urgent lane.
 const URGENT_CONCURRENCY: usize = 4;
@@ -652,7 +659,7 @@ fn woken_by_what_they_read(
     ctx: &Context,
 ) -> Controller<CachedRollout> {
     let store = ctx.caches.rollouts.clone();
-    let recorder = ctx.shared.recorder.clone();
+    let events = ctx.shared.events.clone();
     let reported = Arc::new(Reported::default());
     let s_pods = store.clone();
     let (c_svc, c_dep, c_tmpl, c_cluster, c_router) = (
@@ -662,7 +669,7 @@ fn woken_by_what_they_read(
         ctx.caches.clone(),
         ctx.caches.clone(),
     );
-    let (t_recorder, t_reported) = (recorder.clone(), reported.clone());
+    let (t_events, t_reported) = (events.clone(), reported.clone());
     let queue = ctx.shared.metrics.queue.clone();
     let (q_ro, q_rs, q_run, q_pod, q_svc, q_dep, q_tmpl, q_cluster, q_router) = (
         queue.clone(),
@@ -701,7 +708,7 @@ fn woken_by_what_they_read(
         .watches_stream(triggers.templates, move |t: Parsed<AnalysisTemplate>| {
             // A template created or changed: Rollouts that use it check again (an
             // InvalidSpec for a missing or unreadable template recovers at once).
-            report_template(&t, &t_recorder, &t_reported);
+            report_template(&t, &t_events, &t_reported);
             let what = Reads::Template {
                 namespace: t.namespace().unwrap_or_default(),
                 name: t.name_any(),
@@ -711,7 +718,7 @@ fn woken_by_what_they_read(
         .watches_stream(
             triggers.cluster_templates,
             move |t: Parsed<ClusterAnalysisTemplate>| {
-                report_template(&t, &recorder, &reported);
+                report_template(&t, &events, &reported);
                 noted(
                     &q_cluster,
                     rollouts_reading(&c_cluster, Reads::ClusterTemplate(t.name_any())),

@@ -4,12 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kube::runtime::controller::Action;
-use kube::runtime::events::Recorder;
 use kube::{Client, Resource, ResourceExt};
 use tracing::warn;
 
 use super::backoff::Backoff;
 use super::error::Error;
+use super::events::Events;
 use super::malformed::Reported;
 use super::writes::WriteCounter;
 use crate::telemetry::{ErrorLabels, Metrics};
@@ -17,7 +17,8 @@ use crate::telemetry::{ErrorLabels, Metrics};
 /// The parts of a controller's context that do not depend on what it reconciles.
 pub struct Shared {
     pub client: Client,
-    pub recorder: Recorder,
+    /// Where Events go (published in the background).
+    pub events: Events,
     pub writes: WriteCounter,
     pub metrics: Arc<Metrics>,
     /// Consecutive failed reconciles per object, for exponential retry delays.
@@ -28,10 +29,10 @@ pub struct Shared {
 
 impl Shared {
     /// A context with its own write counter and no failures or reports yet.
-    pub fn new(client: Client, recorder: Recorder, metrics: Arc<Metrics>) -> Self {
+    pub fn new(client: Client, events: Events, metrics: Arc<Metrics>) -> Self {
         Shared {
             client,
-            recorder,
+            events,
             writes: WriteCounter::new(metrics.clone()),
             metrics,
             backoff: Backoff::default(),

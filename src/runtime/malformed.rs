@@ -14,7 +14,9 @@ use std::sync::Mutex;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
-use kube::runtime::events::{EventType, Recorder};
+use kube::runtime::events::EventType;
+
+use super::events::Events;
 use serde::{Deserialize, Deserializer};
 
 /// The Event reason (and, on a Rollout, the condition) for an object that does not read.
@@ -74,16 +76,15 @@ impl Reported {
 
 /// Publishes the Warning Event for an object that does not read. Best effort: the object is
 /// left alone either way until it changes.
-pub async fn publish(recorder: &Recorder, reference: &ObjectReference, message: &str) {
+pub fn publish(events: &Events, reference: &ObjectReference, message: &str) {
     super::events::publish(
-        recorder,
+        events,
         reference,
         EventType::Warning,
         REASON,
         message,
         "Read",
-    )
-    .await;
+    );
 }
 
 /// Reads `value` as `K`, or says which field does not read and why.

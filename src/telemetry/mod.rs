@@ -131,6 +131,8 @@ pub struct Metrics {
     pub reconcile_duration: Histogram,
     pub api_writes: Counter,
     pub api_requests: Family<RequestLabels, Counter>,
+    /// Events dropped because their lane was full (see `runtime::events`).
+    pub events_dropped: Counter,
     /// Phase, step, canary weight and decisions of each Rollout.
     rollouts: Arc<RolloutSeries>,
     pub leader: Gauge<i64, AtomicI64>,
@@ -206,6 +208,12 @@ impl Metrics {
                 "api_requests",
                 "Requests sent to the Kubernetes API, by verb and resource",
                 Family::default(),
+            ),
+            events_dropped: register(
+                &mut r,
+                "events_dropped",
+                "Events not published because the API server was too slow to take them (their lane was full)",
+                Counter::default(),
             ),
             leader: register(
                 &mut r,
