@@ -381,6 +381,15 @@ fn write(
         active: on,
         preview,
     } = out.selectors;
+    if rel.created_paused {
+        // Created paused: the revision scales up, but no Service selects it until resumed.
+        plan.status.blue_green = Some(BlueGreenStatus::default());
+        let message = format!(
+            "paused by spec.paused: created paused, the active Service is switched to revision {desired} once resumed"
+        );
+        rel.set_phase(plan, RolloutPhase::Paused, &message);
+        return;
+    }
     if let Some(name) = &bg.preview_service {
         plan.services.push(ServicePlan {
             name: name.clone(),

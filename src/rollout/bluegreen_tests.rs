@@ -413,3 +413,58 @@ fn available_follows_the_active_revision_not_the_preview() {
     );
     assert_eq!(available(&full).as_deref(), Some("True"));
 }
+
+#[test]
+fn created_paused_the_first_revision_scales_up_but_no_service_is_switched() {
+    // Argo Rollouts (v1.10.2, run side by side on the local control plane): a blue-green
+    // Rollout created with `spec.paused: true` scales its ReplicaSet to `replicas`, leaves
+    // the active and preview Services alone and is Paused; resumed, it switches them.
+    let mut ro = rollout(json!({}));
+    ro.spec.template = Some(crate::rollout::test_support::template("web:1"));
+    ro.spec.paused = Some(true);
+    ro.status = None;
+    let world = |sets| {
+        let mut w = observed(sets);
+        w.template = Some(crate::rollout::test_support::template("web:1"));
+        w
+    };
+    let plan = step(&mut ro, &world(vec![]), at(0));
+    assert_eq!(plan.status.stable_rs, Some(hash("web:1")));
+    assert_eq!(replicas_of(&plan, "web:1"), Some(3));
+    assert_eq!(
+        service(&plan, "web-active"),
+        None,
+        "active Service untouched"
+    );
+    assert_eq!(
+        service(&plan, "web-preview"),
+        None,
+        "preview Service untouched"
+    );
+    assert_eq!(plan.status.phase, Some(RolloutPhase::Paused));
+    let bg = plan.status.blue_green.clone().unwrap_or_default();
+    assert_eq!(bg.active_selector, None);
+
+    // Its pods available, still paused: still no switch.
+    let obs = world(vec![rs("web:1", 3, 3)]);
+    let plan = step(&mut ro, &obs, at(10));
+    assert_eq!(service(&plan, "web-active"), None);
+    assert_eq!(plan.status.phase, Some(RolloutPhase::Paused));
+    let again = decide_all(&ro, &obs, at(20));
+    assert_eq!(
+        again.status, plan.status,
+        "a held Rollout writes nothing new"
+    );
+
+    // Resumed: both Services switch to it and it is Healthy.
+    ro.spec.paused = None;
+    let plan = step(&mut ro, &obs, at(30));
+    assert_eq!(service(&plan, "web-active"), Some(hash("web:1")));
+    assert_eq!(service(&plan, "web-preview"), Some(hash("web:1")));
+    assert_eq!(plan.status.phase, Some(RolloutPhase::Healthy));
+
+    // Paused again later: the Services stay where they are (no longer created paused).
+    ro.spec.paused = Some(true);
+    let plan = step(&mut ro, &obs, at(40));
+    assert_eq!(service(&plan, "web-active"), Some(hash("web:1")));
+}

@@ -96,6 +96,13 @@ pub(super) fn decide(rel: &Release, canary: &CanaryStrategy, plan: &mut Plan) {
     } else {
         basic::decide(rel, canary, limits, &mv, plan);
     }
+    if rel.created_paused {
+        let message = format!(
+            "paused by spec.paused: created paused, revision {} is scaled up once resumed",
+            rel.desired
+        );
+        rel.set_phase(plan, RolloutPhase::Paused, &message);
+    }
 }
 
 /// Nothing to release: the stable runs alone. A template that went back to the stable one
@@ -122,10 +129,12 @@ fn settled(rel: &Release, canary: &CanaryStrategy, plan: &mut Plan) -> Move {
     }
     settle(plan);
     plan.status.current_step_index = Some(canary.steps().len() as i32);
+    // Created paused: the first revision stays at zero until resumed.
+    let size = if rel.created_paused { 0 } else { rel.replicas };
     Move {
         targets: Targets {
-            new: rel.replicas,
-            stable: rel.replicas,
+            new: size,
+            stable: size,
         },
         hold: None,
         services: Selectors::new(&rel.stable, &rel.stable),

@@ -1325,3 +1325,80 @@ mod scaling {
         assert_eq!(sized(&mut ro, 20, (10, 10), (2, 2)), (2, 20));
     }
 }
+
+#[test]
+fn created_paused_the_first_revision_stays_at_zero_until_resumed() {
+    // Argo Rollouts (v1.10.2, run side by side on the local control plane, and the spec's
+    // `paused` field: "If true at initial creation of Rollout, replicas are not scaled up
+    // automatically from zero unless manually promoted"): the ReplicaSet is created with 0
+    // replicas, the Rollout is Paused with its steps done, and resuming scales it up.
+    let mut ro = rollout(json!([{"setWeight": 50}, {"pause": {}}]), true);
+    ro.spec.paused = Some(true);
+    let plan = step(&mut ro, &observed("web:1", vec![]), at(0));
+    assert_eq!(plan.status.stable_rs, Some(hash("web:1")));
+    assert_eq!(replicas_of(&plan, "web:1"), Some(0), "created at zero");
+    assert_eq!(plan.status.phase, Some(RolloutPhase::Paused));
+    assert_eq!(plan.status.current_step_index, Some(2));
+    assert!(
+        plan.status
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("created paused")),
+        "{:?}",
+        plan.status.message
+    );
+    assert_eq!(reasons(&plan), vec!["FirstRevision"], "nothing scaled");
+
+    // Still paused, scaled to 6: nothing comes up from zero.
+    ro.spec.replicas = Some(6);
+    let obs = observed("web:1", vec![rs("web:1", 0, 0)]);
+    let plan = step(&mut ro, &obs, at(10));
+    assert_eq!(replicas_of(&plan, "web:1"), Some(0));
+    assert_eq!(plan.status.phase, Some(RolloutPhase::Paused));
+    let again = decide(&ro, &obs, at(20));
+    assert_eq!(
+        again.status, plan.status,
+        "a held Rollout writes nothing new"
+    );
+
+    // Resumed: the first revision scales up to `replicas`, with no steps to go through.
+    ro.spec.paused = None;
+    let plan = step(&mut ro, &obs, at(30));
+    assert_eq!(replicas_of(&plan, "web:1"), Some(6));
+    assert_eq!(reasons(&plan), vec!["ScalingReplicaSet"]);
+    assert_eq!(plan.status.phase, Some(RolloutPhase::Progressing));
+    let plan = step(&mut ro, &observed("web:1", vec![rs("web:1", 6, 6)]), at(40));
+    assert_eq!(plan.status.phase, Some(RolloutPhase::Healthy));
+
+    // Paused again once it has pods: it is no longer "created paused", and a scaling
+    // while paused is followed (see spec_paused_freezes_the_release_where_it_stands...).
+    ro.spec.paused = Some(true);
+    ro.spec.replicas = Some(8);
+    let plan = step(&mut ro, &observed("web:1", vec![rs("web:1", 6, 6)]), at(50));
+    assert_eq!(replicas_of(&plan, "web:1"), Some(8));
+}
+
+#[test]
+fn created_paused_with_a_traffic_router_stays_at_zero_too() {
+    let spec: RolloutSpec = serde_json::from_value(json!({
+        "replicas": 3,
+        "paused": true,
+        "selector": {"matchLabels": {"app": "web"}},
+        "template": template("web:1"),
+        "strategy": {"canary": {
+            "stableService": "web-stable",
+            "canaryService": "web-canary",
+            "trafficRouting": {"istio": {"virtualService": {"name": "web"}}},
+            "steps": [{"setWeight": 20}, {"pause": {}}]
+        }}
+    }))
+    .expect("spec");
+    let mut ro = Rollout::new("web", spec);
+    ro.metadata.generation = Some(1);
+    let plan = step(&mut ro, &observed("web:1", vec![]), at(0));
+    assert_eq!(replicas_of(&plan, "web:1"), Some(0));
+    assert_eq!(plan.status.phase, Some(RolloutPhase::Paused));
+    ro.spec.paused = Some(false);
+    let plan = step(&mut ro, &observed("web:1", vec![rs("web:1", 0, 0)]), at(10));
+    assert_eq!(replicas_of(&plan, "web:1"), Some(3));
+}

@@ -46,6 +46,10 @@ pub(super) struct Release<'a> {
     /// The revision being released is a rollback exercise's faulty one: it is never
     /// promoted, and the stable keeps its size.
     pub exercise: bool,
+    /// `spec.paused` holds a Rollout that has no pods yet, on its only revision (created
+    /// paused, as Argo Rollouts does): a canary's first revision is not scaled up from zero
+    /// until resumed; a blue-green's scales up but no Service is switched to it.
+    pub created_paused: bool,
 }
 
 impl<'a> Release<'a> {
@@ -142,12 +146,14 @@ pub(super) fn begin<'a>(
             format!("revision {desired} is the first and becomes stable"),
         );
     }
+    let created_paused = created_paused(ro, obs, &plan.status, &desired);
     Some(Release {
         ro,
         obs,
         now,
         generation,
         replicas: ro.spec.replicas(),
+        created_paused,
         stable: plan.status.stable_rs.clone().unwrap_or_default(),
         number: analysis::release_number(&plan.status),
         exercise: obs
@@ -158,6 +164,24 @@ pub(super) fn begin<'a>(
         desired,
         prev,
     })
+}
+
+/// Whether `spec.paused` holds a Rollout created paused: its only revision (the template is
+/// the stable one) has never been let out. A canary's first revision has no pods yet (no
+/// ReplicaSet of the Rollout has any); a blue-green's has never had the active Service
+/// switched to it (`status.blueGreen.activeSelector` unset).
+fn created_paused(ro: &Rollout, obs: &Observed, st: &RolloutStatus, desired: &str) -> bool {
+    if ro.spec.paused != Some(true) || st.stable_rs.as_deref() != Some(desired) {
+        return false;
+    }
+    if ro.spec.strategy.blue_green.is_some() {
+        st.blue_green
+            .as_ref()
+            .and_then(|b| b.active_selector.as_ref())
+            .is_none()
+    } else {
+        obs.replica_sets.iter().all(|rs| rs.replicas <= 0)
+    }
 }
 
 /// Whether the spec lets a release go on.

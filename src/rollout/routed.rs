@@ -127,7 +127,8 @@ fn traffic(rel: &Release, canary: &CanaryStrategy, plan: &Plan) -> Traffic {
 fn replica_sets(rel: &Release, canary: &CanaryStrategy, mv: &Move, t: &Traffic, plan: &mut Plan) {
     let replicas = rel.replicas;
     let new_count = if t.settled {
-        replicas
+        // Created paused: the first revision stays at zero until resumed.
+        if rel.created_paused { 0 } else { replicas }
     } else {
         let mut n = mv.targets.new.max(mv.hold.map_or(0, |h| h.replicas)).max(0);
         if t.dynamic && t.aborted {
