@@ -507,3 +507,73 @@ async fn restart_at_replaces_every_older_pod_one_at_a_time_without_a_new_revisio
     })
     .await;
 }
+
+/// Argo Rollouts v1.10.2, measured on the local control plane: a blue-green Rollout created
+/// with `spec.paused: true` scales its first revision to `replicas` but switches neither the
+/// active nor the preview Service to it (no hash in their selectors) and stays Paused;
+/// resuming switches both and makes it Healthy. Sluice does the same.
+#[tokio::test]
+async fn a_blue_green_created_paused_scales_up_but_switches_no_service_until_resumed() {
+    TestEnv::run("parity-bg-created-paused", |env| async move {
+        let controller = ControllerProcess::start(&env)?;
+        create_service(&env, "bg-active", json!({"app": "bg"})).await?;
+        create_service(&env, "bg-preview", json!({"app": "bg"})).await?;
+        let mut ro = rollout(
+            "bg",
+            2,
+            json!({"blueGreen": {"activeService": "bg-active", "previewService": "bg-preview"}}),
+        )?;
+        ro.spec.paused = Some(true);
+        create_rollout(&env, &ro).await?;
+        let st = wait_status(&env, "bg", "bg Paused with its pods up", LIMIT, |s| {
+            phase(s) == Some(RolloutPhase::Paused) && s.ready_replicas == Some(2)
+        })
+        .await?;
+        let v1 = st.stable_rs.clone().context("stableRS")?;
+        ensure!(
+            st.message
+                .as_deref()
+                .unwrap_or("")
+                .contains("created paused"),
+            "the message says why no Service is switched: {:?}",
+            st.message
+        );
+        poke_and_wait(&env, &controller, "bg").await?;
+        let (replicas, _) = replicas_and_deadline(&env, &v1).await?;
+        ensure!(replicas == 2, "the first revision is scaled up: {replicas}");
+        for svc in ["bg-active", "bg-preview"] {
+            let hash = selector_hash(&env, svc).await?;
+            ensure!(
+                hash.is_none(),
+                "{svc} is not switched while paused: {hash:?}"
+            );
+        }
+        let st = rollouts(&env).get("bg").await?.status.context("status")?;
+        ensure!(
+            phase(&st) == Some(RolloutPhase::Paused),
+            "still Paused: {:?}",
+            st.phase
+        );
+
+        rollouts(&env)
+            .patch(
+                "bg",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(json!({"spec": {"paused": false}})),
+            )
+            .await?;
+        wait_status(&env, "bg", "bg Healthy", LIMIT, |s| {
+            phase(s) == Some(RolloutPhase::Healthy) && s.available_replicas == Some(2)
+        })
+        .await?;
+        for svc in ["bg-active", "bg-preview"] {
+            let hash = selector_hash(&env, svc).await?;
+            ensure!(
+                hash.as_deref() == Some(v1.as_str()),
+                "{svc} switched to {v1} once resumed: {hash:?}"
+            );
+        }
+        Ok(())
+    })
+    .await;
+}

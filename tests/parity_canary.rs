@@ -396,6 +396,63 @@ async fn spec_paused_holds_the_release_and_scaling_keeps_the_steps_ratio() {
     .await;
 }
 
+/// Argo Rollouts v1.10.2, measured on the local control plane: a canary Rollout created with
+/// `spec.paused: true` gets its ReplicaSet at zero replicas (phase Paused, the first revision
+/// already its stable), a `replicas` change while paused leaves it at zero, and resuming
+/// scales it to `replicas` and makes it Healthy (rollout/context.go haltProgress: nothing
+/// scales up from zero while paused). Sluice does the same, except that it creates the
+/// ReplicaSet only once it has a pod to run.
+#[tokio::test]
+async fn a_canary_created_paused_stays_at_zero_until_resumed() {
+    TestEnv::run("parity-created-paused", |env| async move {
+        let controller = ControllerProcess::start(&env)?;
+        create_services(&env, &["web-stable", "web-canary"]).await?;
+        let mut ro = web_canary(2, json!({"steps": [{"setWeight": 25}, {"pause": {}}]}))?;
+        ro.spec.paused = Some(true);
+        create_rollout(&env, &ro).await?;
+        let st = wait_status(&env, "web", "web Paused on creation", LIMIT, |s| {
+            phase(s) == Some(RolloutPhase::Paused) && s.stable_rs.is_some()
+        })
+        .await?;
+        let v1 = st.stable_rs.clone().context("stableRS")?;
+        ensure!(
+            st.current_pod_hash.as_deref() == Some(v1.as_str()),
+            "the first revision is the stable one: {st:?}"
+        );
+        ensure!(
+            st.message
+                .as_deref()
+                .unwrap_or("")
+                .contains("created paused"),
+            "the message says why nothing runs: {:?}",
+            st.message
+        );
+        patch_spec(&env, json!({"replicas": 3})).await?;
+        for _ in 0..2 {
+            poke_and_wait(&env, &controller, "web").await?;
+        }
+        // Argo Rollouts creates the ReplicaSet at zero; Sluice creates none until it has a pod
+        // to run (a chosen difference, in the differences doc).
+        let sets = sizes(&env).await?;
+        ensure!(
+            sets.values().all(|n| *n == 0),
+            "no pod while paused: {sets:?}"
+        );
+        let st = rollouts(&env).get("web").await?.status.context("status")?;
+        ensure!(
+            phase(&st) == Some(RolloutPhase::Paused),
+            "still Paused: {:?}",
+            st.phase
+        );
+
+        patch_spec(&env, json!({"paused": false})).await?;
+        wait_healthy(&env, "web", 3, LIMIT).await?;
+        wait_sizes(&env, "3 pods of the first revision", &[(&v1, 3)]).await?;
+        Ok(())
+    })
+    .await;
+}
+
 /// Argo Rollouts: scaling a routed canary mid-release (utils/replicaset/canary.go
 /// CalculateReplicaCountsForTrafficRoutedCanary, GetCanaryReplicasOrWeight; e2e
 /// canary_test.go TestCanaryWithSetCanaryScale...): the stable stays at `replicas` (no
