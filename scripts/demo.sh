@@ -29,5 +29,7 @@ printf '\n\033[1m== %s\033[0m\n' "Installing what is missing and building (cache
 scripts/deps.sh
 SLUICE_K8S_BIN=$(e2e/k8s/build.sh)
 export SLUICE_K8S_BIN
+SLUICE_ETCD=$(e2e/etcd/build.sh)
+export SLUICE_ETCD
 cargo build --locked --quiet --workspace --bins
 exec target/debug/sluice-e2e demo --sluice target/debug/sluice "${args[@]}"

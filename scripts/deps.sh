@@ -3,7 +3,8 @@
 # there it only checks. The Kubernetes binaries are built (and cached) by e2e/k8s/build.sh.
 set -euo pipefail
 
-# etcd-server: the etcd the local control plane runs (the pinned kube-apiserver accepts it).
+# etcd-server: the etcd the local control plane falls back to when SLUICE_ETCD is unset; the
+# scripts build a current one (e2e/etcd/build.sh), which streamed lists need.
 # util-linux: setpriv (ties control plane processes to their parent) and flock.
 # prometheus: the real Prometheus (and promtool) the analysis tests query.
 # chromium, chromium-driver: the headless browser (and its WebDriver) tests/dashboard.rs drives.

@@ -25,6 +25,8 @@ if [[ "$scenario" != list ]]; then
   scripts/deps.sh
   SLUICE_K8S_BIN=$(e2e/k8s/build.sh)
   export SLUICE_K8S_BIN
+  SLUICE_ETCD=$(e2e/etcd/build.sh)
+  export SLUICE_ETCD
 fi
 cargo build --locked --quiet --workspace --bins
 exec target/debug/sluice-e2e lab "$scenario" --sluice target/debug/sluice "$@"

@@ -4,11 +4,15 @@
 t0=$SECONDS
 step() { echo "==> [$((SECONDS - t0)) s] $*"; }
 
-# Exports SLUICE_K8S_BIN: kube-apiserver, kube-controller-manager, kube-scheduler, kubectl.
+# Exports SLUICE_K8S_BIN (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl)
+# and SLUICE_ETCD (the etcd they run on).
 control_plane_binaries() {
   step "control plane binaries (built once per Kubernetes version, then cached)"
   SLUICE_K8S_BIN=$(e2e/k8s/build.sh)
   export SLUICE_K8S_BIN
+  step "etcd (built once per version, then cached)"
+  SLUICE_ETCD=$(e2e/etcd/build.sh)
+  export SLUICE_ETCD
 }
 
 # Exports SLUICE_ARGO_DIR: Argo Rollouts' controller, its CRDs and its ClusterRole.
