@@ -73,6 +73,11 @@ struct RunArgs {
     /// the Secret of the same name there); see docs/notifications.md. Default: none sent.
     #[arg(long, env = "SLUICE_NOTIFICATIONS", value_name = "NAMESPACE/NAME")]
     notifications: Option<String>,
+    /// How the caches read their first lists: streamed from the API server's watch cache
+    /// (`sendInitialEvents`, Kubernetes' WatchList), paged, or auto (streamed when the API
+    /// server can, asked once at start).
+    #[arg(long, env = "SLUICE_INITIAL_LISTS", value_enum, default_value_t = sluice::runtime::lists::InitialLists::Auto)]
+    initial_lists: sluice::runtime::lists::InitialLists,
     /// Rollouts reconciled at the same time (0: no limit).
     #[arg(long, default_value_t = controller::DEFAULT_CONCURRENCY)]
     concurrency: u16,
@@ -144,6 +149,7 @@ async fn run(args: RunArgs) -> ExitCode {
         requeue: std::time::Duration::from_secs(args.requeue_seconds.max(1)),
         cluster_reads: !args.no_cluster_reads,
         notifications,
+        initial_lists: args.initial_lists,
     };
     let (addr, server) = (args.metrics_addr, metrics.clone());
     let http = tokio::spawn(async move {

@@ -91,6 +91,9 @@ pub struct Options {
     /// read it to compare what an account was granted with what it used. Off for the
     /// benchmark, whose API server should not pay for it.
     pub audit: bool,
+    /// More kube-apiserver flags (e.g. `--feature-gates=WatchList=false`, to see how Sluice
+    /// does on an API server without a feature).
+    pub apiserver_args: Vec<String>,
 }
 
 /// The audit policy of [`Options::audit`]: requests of ServiceAccounts at the Metadata level,
@@ -339,6 +342,7 @@ impl ControlPlane {
             ]
             .into_iter()
             .chain(audit)
+            .chain(opts.apiserver_args.iter().cloned())
             .collect(),
         )?;
         cp.wait_http(

@@ -339,6 +339,7 @@ async fn up(
         state_dir,
         etcd: None,
         audit,
+        apiserver_args: Vec::new(),
     })
     .await?;
     let client = cp.client().await?;

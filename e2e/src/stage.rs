@@ -33,6 +33,7 @@ impl Cluster {
             state_dir: Some(state),
             etcd: None,
             audit: false,
+            apiserver_args: Vec::new(),
         })
         .await?;
         let client = cp.client().await?;

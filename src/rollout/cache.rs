@@ -51,6 +51,7 @@ use crate::rollout::cached::{CachedPod, CachedReplicaSet, CachedRollout, CachedS
 use crate::rollout::observe::policy::{analysis_uses, named_services};
 use crate::runtime::index::Index;
 use crate::runtime::listed::{Listed, MarkListed, listed};
+use crate::runtime::lists::InitialLists;
 use crate::traffic::router::{TargetKind, router_for};
 use crate::traffic::watch::RouterCaches;
 
@@ -361,21 +362,21 @@ where
         .boxed()
 }
 
-/// The watch of a custom resource kind (Rollouts, analysis templates and runs): its lists
-/// are read from the API server's watch cache (`resourceVersion=0`, whole), as client-go's
-/// informers read theirs, not paged from etcd. A page of 500 custom resources read from etcd
-/// costs the API server about 0.25 s (it decodes, defaults and prunes each as JSON); 10,000
-/// Rollouts took 5.0 s paged against 1.8 s from the watch cache, on this project's 2-core
-/// machine. As with client-go's informers, the list may be a moment older than etcd's latest:
-/// the watch that follows brings every later change, and a Rollout's status is written under
-/// the resourceVersion it was read at. Built-in kinds (pods, ReplicaSets, Services,
-/// Deployments) stay paged: they are cheaper to read from etcd (10,000 pods: 1.7 s paged,
-/// 1.0 s whole), and one page at a time keeps the controller's memory from taking a whole
-/// list of 30,000 pods at once. Both measured once with `kubectl get --raw` on an idle API
-/// server; in the benchmark at 10,000 the Rollouts were still listed after 22.9 s, behind the
-/// API server's other lists.
-fn custom_resources() -> watcher::Config {
-    watcher::Config::default().any_semantic()
+/// The watch of a custom resource kind (Rollouts, analysis templates and runs). Streamed, its
+/// first list comes from the API server's watch cache one object at a time; paged, its lists
+/// are read from the watch cache too (`resourceVersion=0`), as client-go's informers read
+/// theirs, not paged from etcd. A page of 500 custom resources read from etcd costs the API
+/// server about 0.25 s (it decodes, defaults and prunes each as JSON); 10,000 Rollouts took
+/// 5.0 s paged against 1.8 s from the watch cache, on this project's 2-core machine. As with
+/// client-go's informers, the list may be a moment older than etcd's latest: the watch that
+/// follows brings every later change, and a Rollout's status is written under the
+/// resourceVersion it was read at. Built-in kinds (pods, ReplicaSets, Services, Deployments)
+/// are paged from etcd when not streamed: they are cheaper to read from etcd (10,000 pods:
+/// 1.7 s paged, 1.0 s whole), and one page at a time keeps the controller's memory from
+/// taking a whole list of 30,000 pods at once. Both measured once with `kubectl get --raw` on
+/// an idle API server. See `runtime::lists` for the choice between streamed and paged.
+fn custom_resources(lists: InitialLists) -> watcher::Config {
+    lists.config(true)
 }
 
 /// For the forms (`cached`) that drop what no reader needs as they are read.
@@ -400,13 +401,14 @@ fn cluster_templates(
     client: &Client,
     into: Writing<Parsed<ClusterAnalysisTemplate>>,
     refused: ListRefused,
+    lists: InitialLists,
 ) -> Trigger<Parsed<ClusterAnalysisTemplate>> {
     let trigger = reflect(
         vec![(
             String::new(),
             Api::<Parsed<ClusterAnalysisTemplate>>::all(client.clone()),
         )],
-        custom_resources(),
+        custom_resources(lists),
         strip_meta,
         into,
     );
@@ -495,20 +497,22 @@ impl Caches {
     /// Builds every cache over `namespaces` (all namespaces when none). Nothing is read until
     /// the returned triggers are polled; the router caches start at once.
     /// Without `cluster_reads` (RBAC with Roles only) ClusterAnalysisTemplates are not read,
-    /// and a Rollout that names one is told why.
+    /// and a Rollout that names one is told why. `lists` says how the first lists are read
+    /// (streamed or paged; `Auto` is taken as paged: decide it first, `runtime::lists`).
     pub fn new(
         client: &Client,
         namespaces: &[String],
         cluster_reads: bool,
         routers: RouterCaches,
+        lists: InitialLists,
     ) -> (Self, Triggers) {
         let (caches, w) = Caches::empty(routers);
-        let owned = || watcher::Config::default().labels(LABEL_ROLLOUT);
-        let all = watcher::Config::default;
+        let owned = || lists.config(false).labels(LABEL_ROLLOUT);
+        let all = || lists.config(false);
         let triggers = Triggers {
             rollouts: reflect(
                 api::<CachedRollout>(client, namespaces),
-                custom_resources(),
+                custom_resources(lists),
                 strip_meta,
                 w.rollouts,
             ),
@@ -516,13 +520,13 @@ impl Caches {
             pods: reflect(api(client, namespaces), owned(), CachedPod::strip, w.pods),
             runs: reflect(
                 api::<Parsed<AnalysisRun>>(client, namespaces),
-                custom_resources().labels(LABEL_ROLLOUT),
+                custom_resources(lists).labels(LABEL_ROLLOUT),
                 strip_meta,
                 w.runs,
             ),
             templates: reflect(
                 api::<Parsed<AnalysisTemplate>>(client, namespaces),
-                custom_resources(),
+                custom_resources(lists),
                 strip_meta,
                 w.templates,
             ),
@@ -531,6 +535,7 @@ impl Caches {
                     client,
                     w.cluster_templates,
                     caches.cluster_templates_refused.clone(),
+                    lists,
                 )
             } else {
                 if let Ok(mut s) = caches.cluster_templates_refused.lock() {

@@ -91,6 +91,8 @@ pub struct Options {
     /// The ConfigMap (and Secret) of the notifications' configuration; none: no
     /// notifications.
     pub notifications: Option<crate::notify::Source>,
+    /// How the caches read their first lists (`Auto`: asked of the API server at start).
+    pub initial_lists: crate::runtime::lists::InitialLists,
 }
 
 impl Default for Options {
@@ -102,6 +104,7 @@ impl Default for Options {
             requeue: DEFAULT_REQUEUE,
             cluster_reads: true,
             notifications: None,
+            initial_lists: crate::runtime::lists::InitialLists::Auto,
         }
     }
 }
@@ -467,7 +470,12 @@ pub async fn run(
     let (changes_tx, changes_rx) = futures::channel::mpsc::unbounded::<RouterChange>();
     let (routers, crd_watch) =
         RouterCaches::start(client.clone(), ns.clone(), opts.cluster_reads, changes_tx);
-    let (caches, triggers) = Caches::new(&client, &ns, opts.cluster_reads, routers.clone());
+    let probe: kube::Api<crate::rollout::cached::CachedRollout> = match ns.first() {
+        Some(first) => kube::Api::namespaced(client.clone(), first),
+        None => kube::Api::all(client.clone()),
+    };
+    let lists = crate::runtime::lists::decide(opts.initial_lists, &probe).await;
+    let (caches, triggers) = Caches::new(&client, &ns, opts.cluster_reads, routers.clone(), lists);
     let recorder = Recorder::new(
         client.clone(),
         Reporter {

@@ -15,6 +15,7 @@ pub mod error;
 pub mod events;
 pub mod index;
 pub mod listed;
+pub mod lists;
 pub mod locks;
 pub mod malformed;
 pub mod namespaces;

@@ -1037,9 +1037,11 @@ async fn restart(
 }
 
 /// What Sluice's caches list when it starts (`src/rollout/cache.rs`): (kind, path, label
-/// selector, from the API server's watch cache). Built-in kinds are read in pages of 500 from
-/// etcd, custom resources at any resource version (the watch cache), as kube-runtime's
-/// watcher does with each cache's settings.
+/// selector, from the API server's watch cache when paged). Streamed (Sluice's choice on an
+/// API server with WatchList, as the local control plane is), each kind comes from the watch
+/// cache as the initial events of a watch; paged (`SLUICE_INITIAL_LISTS=paged`), built-in
+/// kinds are read in pages of 500 from etcd, custom resources at any resource version (the
+/// watch cache), as kube-runtime's watcher does with each cache's settings.
 const SLUICE_LISTS: [(&str, &str, Option<&str>, bool); 8] = [
     ("Rollouts", "/apis/sluice.dev/v1alpha1/rollouts", None, true),
     (
@@ -1109,10 +1111,15 @@ async fn floor_try(kubeconfig: &Path, when: &str, fig: &mut ControllerFigures) {
 /// complete, and how many objects it held.
 async fn list_floor(kubeconfig: &Path) -> anyhow::Result<ListFloor> {
     let client = crate::controlplane::client_from_kubeconfig(kubeconfig).await?;
+    let streamed = std::env::var("SLUICE_INITIAL_LISTS").ok().as_deref() != Some("paged");
     let t0 = Instant::now();
     let lists = SLUICE_LISTS.iter().map(|&(kind, path, labels, any)| {
         let client = client.clone();
         async move {
+            if streamed {
+                let count = initial_events(&client, kind, path, labels).await?;
+                return anyhow::Ok((kind.to_string(), count, t0.elapsed().as_secs_f64()));
+            }
             let mut count = 0usize;
             let mut next: Option<String> = None;
             loop {
@@ -1149,6 +1156,53 @@ async fn list_floor(kubeconfig: &Path) -> anyhow::Result<ListFloor> {
         kinds,
         when: String::new(),
     })
+}
+
+/// Counts the initial events of a streamed watch of `path` (`sendInitialEvents`, from the
+/// API server's watch cache), up to the bookmark that ends them.
+async fn initial_events(
+    client: &kube::Client,
+    kind: &str,
+    path: &str,
+    labels: Option<&str>,
+) -> anyhow::Result<usize> {
+    let mut wp = kube::api::WatchParams::default()
+        .initial_events()
+        .timeout(120);
+    if let Some(l) = labels {
+        wp = wp.labels(l);
+    }
+    let req = kube::core::Request::new(path)
+        .watch(&wp, "0")
+        .with_context(|| format!("watching {kind}"))?;
+    let counted = async {
+        let mut events = client
+            .request_events::<serde::de::IgnoredAny>(req)
+            .await
+            .with_context(|| format!("watching {kind}"))?
+            .boxed();
+        let mut count = 0usize;
+        while let Some(e) = events.next().await {
+            match e.with_context(|| format!("watching {kind}"))? {
+                kube::api::WatchEvent::Added(_) | kube::api::WatchEvent::Modified(_) => count += 1,
+                kube::api::WatchEvent::Bookmark(b)
+                    if b.metadata
+                        .annotations
+                        .contains_key("k8s.io/initial-events-end") =>
+                {
+                    return Ok(count);
+                }
+                kube::api::WatchEvent::Error(e) => {
+                    anyhow::bail!("watching {kind}: {} {}", e.code, e.message)
+                }
+                _ => {}
+            }
+        }
+        anyhow::bail!("watching {kind}: the watch ended before its initial events did")
+    };
+    tokio::time::timeout(Duration::from_secs(120), counted)
+        .await
+        .with_context(|| format!("watching {kind}: initial events not over within 120 s"))?
 }
 
 #[cfg(test)]

@@ -1,0 +1,103 @@
+//! How the controller's caches read their first lists (`--initial-lists`, `runtime::lists`):
+//! streamed from the API server's watch cache when the API server can (Kubernetes' WatchList,
+//! on by default since 1.32), else paged; both ways a Rollout is released, on a real API
+//! server. An API server with WatchList turned off is started apart to see the fallback.
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::ensure;
+use common::fixture::{create_rollout, set_image, wait_healthy, wait_paused_at, web_canary};
+use common::{ControllerProcess, create_services, wait_log_line};
+use e2e::TestEnv;
+use e2e::controlplane::{ControlPlane, Options};
+use kube::Api;
+use serde_json::json;
+use sluice::api::rollout::Rollout;
+use sluice::runtime::lists::{InitialLists, PROBE_LIMIT, Probe, decide, probe};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// A canary of one pod released to its pause: the caches hold what the release needs.
+async fn release_to_the_pause(env: &TestEnv) -> anyhow::Result<()> {
+    create_services(env, &["web-stable", "web-canary"]).await?;
+    let ro = web_canary(1, json!({"steps": [{"setWeight": 50}, {"pause": {}}]}))?;
+    create_rollout(env, &ro).await?;
+    wait_healthy(env, "web", 1, LIMIT).await?;
+    set_image(env, "web", "registry.example/web:2").await?;
+    wait_paused_at(env, "web", 1, LIMIT).await?;
+    Ok(())
+}
+
+/// This API server (Kubernetes 1.37) streams: asked on its own, the probe gets the bookmark
+/// that ends the initial events, and a controller left on `auto` says it streams, then
+/// releases a canary to its pause from caches filled that way.
+#[tokio::test]
+async fn the_controller_streams_its_first_lists_when_the_api_server_can() {
+    TestEnv::run("lists-streamed", |env| async move {
+        let rollouts: Api<Rollout> = Api::namespaced(env.client.clone(), &env.namespace);
+        let p = probe(&rollouts, PROBE_LIMIT).await;
+        ensure!(p == Probe::Streams, "the probe on Kubernetes 1.37: {p:?}");
+        let controller = ControllerProcess::start(&env)?;
+        wait_log_line(
+            &controller,
+            "the controller saying it streams",
+            &["the API server streams initial lists"],
+        )
+        .await?;
+        release_to_the_pause(&env).await
+    })
+    .await;
+}
+
+/// Told `--initial-lists paged`, the controller does not ask and fills its caches from paged
+/// lists; the release goes the same way.
+#[tokio::test]
+async fn the_controller_told_to_page_its_lists_releases_the_same() {
+    TestEnv::run("lists-paged", |env| async move {
+        let controller = ControllerProcess::start_with(&env, "a", &["--initial-lists", "paged"])?;
+        let line = wait_log_line(
+            &controller,
+            "the controller saying it pages",
+            &["first lists as told"],
+        )
+        .await?;
+        ensure!(line.contains("paged"), "{line}");
+        release_to_the_pause(&env).await
+    })
+    .await;
+}
+
+/// An API server with the WatchList feature turned off refuses a streamed watch; `auto` then
+/// falls back to paged lists, and the reason is the API server's own answer.
+#[tokio::test]
+async fn without_watch_list_the_api_server_gets_paged_lists() -> anyhow::Result<()> {
+    let mut cp = ControlPlane::start(Options {
+        apiserver_args: vec!["--feature-gates=WatchList=false".into()],
+        ..Default::default()
+    })
+    .await?;
+    let result = async {
+        let client = cp.client().await?;
+        e2e::harness::install_crds(&client, &e2e::harness::crds_dir()).await?;
+        let rollouts: Api<Rollout> = Api::all(client);
+        let p = probe(&rollouts, PROBE_LIMIT).await;
+        let Probe::Refused(why) = p else {
+            anyhow::bail!("a streamed watch worked with WatchList off");
+        };
+        ensure!(!why.is_empty(), "the refusal says why");
+        eprintln!("the probe with WatchList off: {why}");
+        let chosen = decide(InitialLists::Auto, &rollouts).await;
+        ensure!(chosen == InitialLists::Paged, "auto chose {chosen:?}");
+        let told = decide(InitialLists::Streamed, &rollouts).await;
+        ensure!(told == InitialLists::Streamed, "as told: {told:?}");
+        Ok(())
+    }
+    .await;
+    if result.is_err() {
+        eprintln!("{}", cp.logs(20));
+    }
+    cp.stop();
+    result
+}
