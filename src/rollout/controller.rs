@@ -459,6 +459,30 @@ where
     malformed::publish(events, &reference, &message);
 }
 
+/// The caches over the watched namespaces, their first lists streamed or paged as
+/// `opts.initial_lists` says (`auto`: asked of the API server once, through the Rollouts).
+async fn caches(client: &Client, opts: &Options, routers: RouterCaches) -> (Caches, Triggers) {
+    let ns = &opts.namespaces;
+    let probe: kube::Api<crate::rollout::cached::CachedRollout> = match ns.first() {
+        Some(first) => kube::Api::namespaced(client.clone(), first),
+        None => kube::Api::all(client.clone()),
+    };
+    let lists = crate::runtime::lists::decide(opts.initial_lists, &probe).await;
+    Caches::new(client, ns, opts.cluster_reads, routers, lists)
+}
+
+/// The lanes that publish Events in the background, as controller `sluice`.
+fn event_lanes(client: &Client, metrics: &Metrics) -> Events {
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "sluice".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+    );
+    Events::start(recorder, metrics.events_dropped.clone())
+}
+
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(
     client: Client,
@@ -470,21 +494,9 @@ pub async fn run(
     let (changes_tx, changes_rx) = futures::channel::mpsc::unbounded::<RouterChange>();
     let (routers, crd_watch) =
         RouterCaches::start(client.clone(), ns.clone(), opts.cluster_reads, changes_tx);
-    let probe: kube::Api<crate::rollout::cached::CachedRollout> = match ns.first() {
-        Some(first) => kube::Api::namespaced(client.clone(), first),
-        None => kube::Api::all(client.clone()),
-    };
-    let lists = crate::runtime::lists::decide(opts.initial_lists, &probe).await;
-    let (caches, triggers) = Caches::new(&client, &ns, opts.cluster_reads, routers.clone(), lists);
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "sluice".into(),
-            instance: std::env::var("POD_NAME").ok(),
-        },
-    );
+    let (caches, triggers) = caches(&client, &opts, routers.clone()).await;
     // One set of Event lanes for the three controllers.
-    let events = Events::start(recorder, metrics.events_dropped.clone());
+    let events = event_lanes(&client, &metrics);
     // One shutdown for both controllers.
     let shutdown = shutdown.shared();
     let analysis = crate::analysis::controller::run(

@@ -6,11 +6,12 @@
 //! Streamed, neither side builds a whole list at once: the API server encodes each object as
 //! a watch event from its cache, and the controller decodes and strips it as it comes, so the
 //! peak after a restart is the cache, not the cache plus a list of every Rollout in one body.
-//! It needs the API server's `WatchList` feature (beta and on by default since Kubernetes
-//! 1.32). `auto`, the default, asks the API server once at start: a streamed watch of
-//! Rollouts that selects none must end its initial events with the bookmark that says so;
-//! anything else (an error, as an API server without the feature answers, or no bookmark in
-//! time) means paged.
+//! It needs the API server's `WatchList` feature (beta and on by default in Kubernetes 1.37,
+//! this project's version) and an etcd with RequestWatchProgress (3.7 answers; Debian's 3.4
+//! gets a 500 from the API server). `auto`, the default, asks the API server once at start: a
+//! streamed watch of Rollouts that selects none must end its initial events with the bookmark
+//! that says so; anything else (an error, as an API server without the feature or with an old
+//! etcd answers, or no bookmark in time) means paged.
 
 use std::time::Duration;
 

@@ -162,16 +162,21 @@ fn register<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, 
     metric
 }
 
+/// Reconcile durations, from half a millisecond: most reconciles read only memory and take
+/// less than 5 ms.
+const RECONCILE_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The durations of a call out (a provider's measurement, a notification's delivery), from
+/// 10 ms to 30 s.
+fn call_histogram() -> Histogram {
+    Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
+}
+
 impl Metrics {
     pub fn new() -> Self {
         let mut r = Registry::with_prefix("sluice");
-        // From half a millisecond: most reconciles read only memory and take less than 5 ms.
-        let duration = Histogram::new([
-            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-        ]);
-        let provider_duration = Family::<ProviderLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
-        });
         let rollouts = Arc::new(RolloutSeries::default());
         r.register_collector(Box::new(rollouts.clone()));
         let queue = Arc::new(WorkQueue::default());
@@ -195,7 +200,7 @@ impl Metrics {
                 &mut r,
                 "reconcile_duration_seconds",
                 "Time of one reconcile",
-                duration,
+                Histogram::new(RECONCILE_BUCKETS),
             ),
             api_writes: register(
                 &mut r,
@@ -231,7 +236,7 @@ impl Metrics {
                 &mut r,
                 "analysis_provider_duration_seconds",
                 "Time a provider took to answer one measurement",
-                provider_duration,
+                Family::new_with_constructor(call_histogram),
             ),
             analysis_verdicts: register(
                 &mut r,
@@ -255,9 +260,7 @@ impl Metrics {
                 &mut r,
                 "notification_attempt_duration_seconds",
                 "Time of one delivery attempt to a receiver, answered or not",
-                Family::<ReceiverLabels, Histogram>::new_with_constructor(|| {
-                    Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
-                }),
+                Family::new_with_constructor(call_histogram),
             ),
             exercises: ExerciseMetrics::register(&mut r),
             registry: r,
