@@ -554,6 +554,16 @@ async fn a_quiet_dashboard_keeps_its_watches() {
         let dash = Dashboard::start_with(&env, &["--request-timeout", "3"]).await?;
         let http = reqwest::Client::new();
         let list = format!("{}api/list", dash.url);
+        // Its first list may come a moment after it answers; from then on the quiet stream
+        // must keep it.
+        e2e::wait_for("the dashboard's first list", LIMIT, || async {
+            let body: serde_json::Value = http.get(&list).send().await?.json().await?;
+            Ok(body["rollouts"]
+                .as_array()
+                .is_some_and(|r| r.len() == 1)
+                .then_some(()))
+        })
+        .await?;
         let watched = std::time::Instant::now() + Duration::from_secs(9);
         let mut reads = 0;
         while std::time::Instant::now() < watched {
