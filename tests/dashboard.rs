@@ -554,22 +554,27 @@ async fn a_quiet_dashboard_keeps_its_watches() {
         let dash = Dashboard::start_with(&env, &["--request-timeout", "3"]).await?;
         let http = reqwest::Client::new();
         let list = format!("{}api/list", dash.url);
-        // Its first list may come a moment after it answers; from then on the quiet stream
-        // must keep it.
-        e2e::wait_for("the dashboard's first list", LIMIT, || async {
+        // Until its watches have their first lists it says it is loading; from then on it
+        // holds the Rollout, and the quiet stream must keep it.
+        let first = e2e::wait_for("the dashboard's first lists", LIMIT, || async {
             let body: serde_json::Value = http.get(&list).send().await?.json().await?;
-            Ok(body["rollouts"]
-                .as_array()
-                .is_some_and(|r| r.len() == 1)
-                .then_some(()))
+            let loading = body["loading"]
+                .as_bool()
+                .ok_or_else(|| anyhow::anyhow!("no loading in {body}"))?;
+            Ok((!loading).then_some(body))
         })
         .await?;
+        ensure!(
+            first["rollouts"].as_array().is_some_and(|r| r.len() == 1),
+            "no longer loading, the list must hold the Rollout: {first}"
+        );
         let watched = std::time::Instant::now() + Duration::from_secs(9);
         let mut reads = 0;
         while std::time::Instant::now() < watched {
             let body: serde_json::Value = http.get(&list).send().await?.json().await?;
             ensure!(
-                body["rollouts"].as_array().is_some_and(|r| r.len() == 1),
+                body["rollouts"].as_array().is_some_and(|r| r.len() == 1)
+                    && body["loading"] == json!(false),
                 "the list holds the Rollout: {body}"
             );
             ensure!(

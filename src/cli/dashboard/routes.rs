@@ -55,12 +55,19 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The list page. Whether the watches are still loading is read before what they hold,
+    /// so a view that says it is not loading holds every first list.
     fn list(&self) -> ListView {
-        self.with_snapshot(|snap| view::list(snap, &self.scope.describe(), self.watches.problems()))
+        let loading = self.watches.loading();
+        let view = self.with_snapshot(|snap| {
+            view::list(snap, &self.scope.describe(), self.watches.problems())
+        });
+        ListView { loading, ..view }
     }
 
     fn rollout(&self, namespace: &str, name: &str) -> RolloutView {
-        self.with_snapshot(|snap| {
+        let loading = self.watches.loading();
+        let view = self.with_snapshot(|snap| {
             view::rollout(
                 snap,
                 namespace,
@@ -68,7 +75,8 @@ impl Shared {
                 Timestamp::now(),
                 self.watches.problems(),
             )
-        })
+        });
+        RolloutView { loading, ..view }
     }
 
     /// `f` over what the watches hold now.

@@ -39,6 +39,8 @@ pub struct ListView {
     pub rollouts: Vec<RolloutRow>,
     /// Watches that are failing now, each with why (RBAC, the API server gone).
     pub problems: Vec<String>,
+    /// True until every watch has had its first list: no Rollouts then means none read yet.
+    pub loading: bool,
 }
 
 /// One Rollout, in a line.
@@ -122,6 +124,8 @@ pub struct RolloutView {
     pub conditions: Vec<ConditionView>,
     pub controls: Vec<ControlView>,
     pub problems: Vec<String>,
+    /// True until every watch has had its first list: `found: false` then means not read yet.
+    pub loading: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -239,6 +243,7 @@ pub fn list(snap: Snapshot<'_>, scope: &str, problems: Vec<String>) -> ListView 
         scope: scope.to_string(),
         rollouts,
         problems,
+        loading: false,
     }
 }
 
@@ -313,6 +318,7 @@ pub fn rollout(
             .collect(),
         row,
         problems,
+        loading: false,
     }
 }
 

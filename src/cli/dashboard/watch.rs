@@ -2,7 +2,7 @@
 //! the Events about Sluice's objects in scope, and a counter that moves on every change, so the
 //! pages re-render from watches instead of polling.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
@@ -69,6 +69,8 @@ pub struct Watches {
     pub changes: watch::Receiver<u64>,
     /// Watches failing now (`watching events: ...`), by kind.
     problems: Arc<Mutex<BTreeMap<&'static str, String>>>,
+    /// The kinds whose first list has not ended yet.
+    unlisted: Arc<Mutex<BTreeSet<&'static str>>>,
 }
 
 impl Watches {
@@ -79,6 +81,7 @@ impl Watches {
         let config = || watcher::Config::default().timeout(timeout);
         let (tx, changes) = watch::channel(0u64);
         let problems: Arc<Mutex<BTreeMap<&'static str, String>>> = Arc::default();
+        let unlisted = Arc::new(Mutex::new(BTreeSet::from(KINDS)));
         let (rollouts, w_rollouts) = reflector::store();
         let (runs, w_runs) = reflector::store();
         let (replica_sets, w_replica_sets) = reflector::store();
@@ -86,6 +89,7 @@ impl Watches {
         let feed = Feed {
             tx: Arc::new(tx),
             problems: problems.clone(),
+            unlisted: unlisted.clone(),
         };
         let driver = futures::future::join4(
             feed.drive(
@@ -123,6 +127,7 @@ impl Watches {
                 events,
                 changes,
                 problems,
+                unlisted,
             },
             driver,
         )
@@ -139,6 +144,12 @@ impl Watches {
         let _ = tokio::time::timeout(limit, all).await;
     }
 
+    /// True until every watch has had its first list: an empty view then means "not read
+    /// yet", not "none".
+    pub fn loading(&self) -> bool {
+        self.unlisted.lock().map(|u| !u.is_empty()).unwrap_or(false)
+    }
+
     /// The failing watches, each in a sentence.
     pub fn problems(&self) -> Vec<String> {
         self.problems
@@ -152,11 +163,15 @@ impl Watches {
     }
 }
 
-/// Where the watches report: the change counter and the problems.
+/// The kinds the dashboard watches, as [`Feed::drive`] names them.
+const KINDS: [&str; 4] = ["rollouts", "analysisruns", "replicasets", "events"];
+
+/// Where the watches report: the change counter, the problems and the first lists' ends.
 #[derive(Clone)]
 struct Feed {
     tx: Arc<watch::Sender<u64>>,
     problems: Arc<Mutex<BTreeMap<&'static str, String>>>,
+    unlisted: Arc<Mutex<BTreeSet<&'static str>>>,
 }
 
 impl Feed {
@@ -177,22 +192,103 @@ impl Feed {
             .modify(|o: &mut K| o.meta_mut().managed_fields = None)
             .reflect(writer)
             .for_each(move |event| {
-                let feed = feed.clone();
-                async move {
-                    if let Ok(mut p) = feed.problems.lock() {
-                        match &event {
-                            Ok(_) => {
-                                p.remove(kind);
-                            }
-                            Err(e) => {
-                                eprintln!("dashboard: watching {kind}: {e}");
-                                p.insert(kind, e.to_string());
-                            }
-                        }
-                    }
-                    feed.tx.send_modify(|n| *n = n.wrapping_add(1));
-                }
+                feed.saw(kind, &event);
+                futures::future::ready(())
             })
             .boxed()
+    }
+
+    /// Takes note of one event of `kind`'s watch: the end of a first list, a failure, or a
+    /// success after one; and wakes the pages.
+    fn saw<K, E: std::fmt::Display>(
+        &self,
+        kind: &'static str,
+        event: &Result<watcher::Event<K>, E>,
+    ) {
+        if let (Ok(watcher::Event::InitDone), Ok(mut u)) = (event, self.unlisted.lock()) {
+            u.remove(kind);
+        }
+        if let Ok(mut p) = self.problems.lock() {
+            match event {
+                Ok(_) => {
+                    p.remove(kind);
+                }
+                Err(e) => {
+                    eprintln!("dashboard: watching {kind}: {e}");
+                    p.insert(kind, e.to_string());
+                }
+            }
+        }
+        self.tx.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed() -> (Feed, Watches) {
+        let (tx, changes) = watch::channel(0u64);
+        let (rollouts, _) = reflector::store();
+        let (runs, _) = reflector::store();
+        let (replica_sets, _) = reflector::store();
+        let (events, _) = reflector::store();
+        let feed = Feed {
+            tx: Arc::new(tx),
+            problems: Arc::default(),
+            unlisted: Arc::new(Mutex::new(BTreeSet::from(KINDS))),
+        };
+        let watches = Watches {
+            rollouts,
+            runs,
+            replica_sets,
+            events,
+            changes,
+            problems: feed.problems.clone(),
+            unlisted: feed.unlisted.clone(),
+        };
+        (feed, watches)
+    }
+
+    type Seen = Result<watcher::Event<ReplicaSet>, String>;
+
+    #[test]
+    fn loading_until_every_watch_ends_its_first_list() {
+        let (feed, watches) = feed();
+        assert!(watches.loading());
+        for kind in KINDS {
+            let started: Seen = Ok(watcher::Event::Init);
+            feed.saw(kind, &started);
+            let one: Seen = Ok(watcher::Event::InitApply(ReplicaSet::default()));
+            feed.saw(kind, &one);
+        }
+        assert!(watches.loading(), "no first list has ended");
+        for (i, kind) in KINDS.iter().enumerate() {
+            assert!(watches.loading(), "{i} of {} lists ended", KINDS.len());
+            let done: Seen = Ok(watcher::Event::InitDone);
+            feed.saw(kind, &done);
+        }
+        assert!(!watches.loading(), "every first list ended");
+        assert_eq!(*watches.changes.borrow(), 3 * KINDS.len() as u64);
+    }
+
+    #[test]
+    fn a_failure_after_the_first_list_is_a_problem_not_loading() {
+        let (feed, watches) = feed();
+        for kind in KINDS {
+            let done: Seen = Ok(watcher::Event::InitDone);
+            feed.saw(kind, &done);
+        }
+        let failed: Seen = Err("the API server went away".into());
+        feed.saw("events", &failed);
+        assert!(!watches.loading());
+        assert_eq!(
+            watches.problems(),
+            vec!["watching events: the API server went away".to_string()]
+        );
+        let back: Seen = Ok(watcher::Event::Init);
+        feed.saw("events", &back);
+        assert!(watches.problems().is_empty());
+        assert!(!watches.loading(), "a re-list does not hide what is held");
     }
 }

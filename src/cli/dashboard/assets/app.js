@@ -168,7 +168,8 @@ function renderList(v) {
   showProblems(v.problems);
   const app = document.getElementById("app");
   if (v.rollouts.length === 0) {
-    app.replaceChildren(el("h1", {}, "Rollouts"), el("p", { class: "muted", id: "empty" }, `No Rollouts in ${v.scope}.`));
+    const text = v.loading ? `Reading the Rollouts in ${v.scope}…` : `No Rollouts in ${v.scope}.`;
+    app.replaceChildren(el("h1", {}, "Rollouts"), el("p", { class: "muted", id: v.loading ? "loading" : "empty" }, text));
     return;
   }
   const rows = v.rollouts.map((r) =>
@@ -217,7 +218,9 @@ function renderRollout(v) {
   if (!v.found) {
     page.head = null;
     app.replaceChildren(el("p", {}, el("a", { href: "/" }, "← all Rollouts")),
-      el("h1", {}, r.name), el("p", { class: "muted", id: "not-found" }, `No Rollout ${r.name} in namespace ${r.namespace} (yet, or any more).`));
+      el("h1", {}, r.name), v.loading
+        ? el("p", { class: "muted", id: "loading" }, `Reading Rollout ${r.name} in namespace ${r.namespace}…`)
+        : el("p", { class: "muted", id: "not-found" }, `No Rollout ${r.name} in namespace ${r.namespace} (yet, or any more).`));
     return;
   }
   if (!page.head) {
