@@ -67,11 +67,12 @@ source "$state/env"
 
 # The test binaries run in two lanes at once, each binary after the other in its lane: the
 # tests that spend their time waiting (Flux's intervals, the exercises' and the statistics'
-# measurements) beside all the others. One lane took 1,211 s on a new 2-core machine,
-# mostly waiting; the side lane's binaries took 364 s of it. Every binary runs even when one
-# before it failed (cargo test would stop at the first), as cargo would run it: from its
-# package's directory.
-step "tests (two lanes: $(echo "${SIDE_LANE[@]}") beside the rest)"
+# measurements), then the benchmark, the demos and the labs (`after_tests` below), beside all
+# the other test binaries. One lane took 1,211 s on a new 2-core machine, mostly waiting; the
+# side lane's binaries took 364 s of it, the benchmark, demos and labs after it about 440 s.
+# Every binary runs even when one before it failed (cargo test would stop at the first), as
+# cargo would run it: from its package's directory.
+step "tests (two lanes: $(echo "${SIDE_LANE[@]}"), then the benchmark, the demos and the labs, beside the rest)"
 cargo test --workspace --locked --no-run --message-format=json 2>/dev/null |
   python3 -c '
 import json, os, sys
@@ -103,50 +104,60 @@ run_lane() {
   done < target/e2e/test-binaries.tsv
   return "$failed"
 }
+# After the tests: the benchmark at CI size, both controllers: it must run to the end and measure
+# every figure (its own exit code; at N = 50 with a debug build the figures mean nothing); the
+# README's demo, canary and blue-green, which checks its own outcome (v2 stable with all
+# traffic, v3 rolled back with stable at 100% and the abort naming the failed metric); and every
+# lab for learners on one stack, each playing the learner's part through the real kubectl and
+# failing when its end state is not the expected one (docs/labs/). Each starts a control plane
+# of its own, so they run in the side lane once its test binaries are done, beside the rest of
+# the main lane. Returns 1 at the first that fails, after printing its log.
+after_tests() {
+  step "the benchmark at N = 50, Sluice and Argo Rollouts (checks that it works, not its figures)"
+  target/debug/sluice-e2e bench --rollouts 50 --sluice target/debug/sluice --out target/e2e/bench > target/e2e/bench.log 2>&1 ||
+    { cat target/e2e/bench.log; echo "the benchmark failed"; return 1; }
+  sed -n '/^## N = /,/^JSON/p' target/e2e/bench.log
+  for strategy in canary bluegreen; do
+    step "the README's demo, end to end (--strategy $strategy)"
+    scripts/demo.sh --strategy "$strategy" > "target/e2e/demo-$strategy.log" 2>&1 ||
+      { cat "target/e2e/demo-$strategy.log"; echo "the $strategy demo failed"; return 1; }
+    sed -n '/== Summary/,/^$/p' "target/e2e/demo-$strategy.log"
+  done
+  step "the labs for learners, scripted (lab all --scripted)"
+  scripts/lab.sh all --scripted > target/e2e/labs.log 2>&1 ||
+    { cat target/e2e/labs.log; echo "a lab failed"; return 1; }
+  sed -n '/^== Labs/,$p' target/e2e/labs.log
+  step "after the tests: done"
+}
+side_lane() {
+  local failed=0
+  run_lane side > target/e2e/cargo-test-side.log 2>&1 || failed=1
+  after_tests > target/e2e/after-tests.log 2>&1 || failed=1
+  return "$failed"
+}
 set +e
-run_lane side > target/e2e/cargo-test-side.log 2>&1 &
+side_lane &
 side_pid=$!
 run_lane main 2>&1 | tee target/e2e/cargo-test-main.log
 status=${PIPESTATUS[0]}
+step "main lane done; waiting for the side lane"
 wait "$side_pid"
 side_status=$?
 set -e
+stop_cluster
+trap - EXIT
 echo "---- the side lane ($(echo "${SIDE_LANE[@]}")):"
 cat target/e2e/cargo-test-side.log
 cat target/e2e/cargo-test-main.log target/e2e/cargo-test-side.log > target/e2e/cargo-test.log
-((status != 0)) || status=$side_status
 totals=$(awk '/^test result:/ { for (i = 2; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i - 1); if ($i ~ /^failed;?$/) f += $(i - 1) } } END { printf "%d passed, %d failed", p, f }' target/e2e/cargo-test.log)
-if ((status != 0)); then
-  echo "tests: $totals"
-  exit "$status"
-fi
 echo "tests: $totals; the figures they measured:"
 grep '^figure: ' target/e2e/cargo-test.log || echo "(none)"
-stop_cluster
-trap - EXIT
-
-# The benchmark at CI size, both controllers: it must run to the end and measure every figure
-# (its own exit code); at N = 50 with a debug build the figures mean nothing.
-step "the benchmark at N = 50, Sluice and Argo Rollouts (checks that it works, not its figures)"
-target/debug/sluice-e2e bench --rollouts 50 --sluice target/debug/sluice --out target/e2e/bench > target/e2e/bench.log 2>&1 ||
-  { cat target/e2e/bench.log; echo "the benchmark failed" >&2; exit 1; }
-sed -n '/^## N = /,/^JSON/p' target/e2e/bench.log
-
-# The demo checks its own outcome (v2 stable with all traffic, v3 rolled back with stable at
-# 100% and the abort naming the failed metric) and exits non-zero otherwise.
-for strategy in canary bluegreen; do
-  step "the README's demo, end to end (--strategy $strategy)"
-  scripts/demo.sh --strategy "$strategy" > "target/e2e/demo-$strategy.log" 2>&1 ||
-    { cat "target/e2e/demo-$strategy.log"; echo "the $strategy demo failed" >&2; exit 1; }
-  sed -n '/== Summary/,/^$/p' "target/e2e/demo-$strategy.log"
-done
-
-# Every lab for learners on one stack, each playing the learner's part (the commands through the
-# real kubectl): each fails when its end state is not the expected one (docs/labs/).
-step "the labs for learners, scripted (lab all --scripted)"
-scripts/lab.sh all --scripted > target/e2e/labs.log 2>&1 ||
-  { cat target/e2e/labs.log; echo "a lab failed" >&2; exit 1; }
-sed -n '/^== Labs/,$p' target/e2e/labs.log
+echo "---- after the tests, in the side lane (the benchmark, the demos, the labs):"
+cat target/e2e/after-tests.log
+if ((status != 0 || side_status != 0)); then
+  echo "tests: $totals"
+  exit 1
+fi
 
 step "done in $((SECONDS - t0)) s"
 echo "tests: $totals"
