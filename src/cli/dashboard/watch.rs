@@ -81,7 +81,7 @@ impl Watches {
         let config = || watcher::Config::default().timeout(timeout);
         let (tx, changes) = watch::channel(0u64);
         let problems: Arc<Mutex<BTreeMap<&'static str, String>>> = Arc::default();
-        let unlisted = Arc::new(Mutex::new(BTreeSet::from(KINDS)));
+        let unlisted: Arc<Mutex<BTreeSet<&'static str>>> = Arc::default();
         let (rollouts, w_rollouts) = reflector::store();
         let (runs, w_runs) = reflector::store();
         let (replica_sets, w_replica_sets) = reflector::store();
@@ -163,9 +163,6 @@ impl Watches {
     }
 }
 
-/// The kinds the dashboard watches, as [`Feed::drive`] names them.
-const KINDS: [&str; 4] = ["rollouts", "analysisruns", "replicasets", "events"];
-
 /// Where the watches report: the change counter, the problems and the first lists' ends.
 #[derive(Clone)]
 struct Feed {
@@ -186,6 +183,7 @@ impl Feed {
         K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
         K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
     {
+        self.expect_list(kind);
         let feed = self.clone();
         watcher(api, config)
             .default_backoff()
@@ -196,6 +194,13 @@ impl Feed {
                 futures::future::ready(())
             })
             .boxed()
+    }
+
+    /// Counts `kind` as loading until its watch's first list ends (see [`Feed::saw`]).
+    fn expect_list(&self, kind: &'static str) {
+        if let Ok(mut u) = self.unlisted.lock() {
+            u.insert(kind);
+        }
     }
 
     /// Takes note of one event of `kind`'s watch: the end of a first list, a failure, or a
@@ -236,7 +241,7 @@ mod tests {
         let feed = Feed {
             tx: Arc::new(tx),
             problems: Arc::default(),
-            unlisted: Arc::new(Mutex::new(BTreeSet::from(KINDS))),
+            unlisted: Arc::default(),
         };
         let watches = Watches {
             rollouts,
@@ -247,8 +252,13 @@ mod tests {
             problems: feed.problems.clone(),
             unlisted: feed.unlisted.clone(),
         };
+        for kind in KINDS {
+            feed.expect_list(kind);
+        }
         (feed, watches)
     }
+
+    const KINDS: [&str; 4] = ["rollouts", "analysisruns", "replicasets", "events"];
 
     type Seen = Result<watcher::Event<ReplicaSet>, String>;
 
