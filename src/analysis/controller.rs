@@ -217,7 +217,12 @@ async fn reconcile_run(run: Arc<AnalysisRun>, ctx: Arc<AnalysisContext>) -> Resu
             Some(AnalysisPhase::Failed | AnalysisPhase::Error)
         ) && status.phase != next.phase;
         if fails {
+            let started = std::time::Instant::now();
             throttle::urgent(write).await?;
+            info!(
+                ms = started.elapsed().as_millis() as u64,
+                "failing verdict written (urgent lane)"
+            );
         } else {
             write.await?;
         }

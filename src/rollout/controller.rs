@@ -122,9 +122,15 @@ fn jittered(period: Duration) -> Duration {
     spread(period, (r >> 11) as f64 / (1u64 << 53) as f64)
 }
 
-#[instrument(skip_all, fields(namespace = cached.namespace().unwrap_or_default(), rollout = cached.name_any()))]
+/// Reconciles the Rollout once no other reconcile of it runs (see `runtime::locks`).
 async fn reconcile(cached: Arc<CachedRollout>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _one_at_a_time = ctx.locks.lock(&key(cached.as_ref())).await;
+    reconcile_held(cached, ctx.clone()).await
+}
+
+/// Reconciles the Rollout, its lock held by the caller.
+#[instrument(name = "reconcile", skip_all, fields(namespace = cached.namespace().unwrap_or_default(), rollout = cached.name_any()))]
+async fn reconcile_held(cached: Arc<CachedRollout>, ctx: Arc<Context>) -> Result<Action, Error> {
     let parsed = cached.to_parsed();
     let ro = match parsed.0 {
         Ok(ro) => Arc::new(ro),
@@ -581,12 +587,15 @@ const EVENTS_FLUSH: Duration = Duration::from_secs(5);
 /// Reconciles that may run at once in the urgent lane.
 const URGENT_CONCURRENCY: usize = 4;
 
+/// A Rollout for the urgent lane, with when its failed run was seen.
+type UrgentRequest = (ObjectRef<CachedRollout>, std::time::Instant);
+
 /// Passes the AnalysisRun watch through, and sends to the urgent lane each Rollout whose run
 /// failed (or errored) while the controller watched it measuring. A run already failed when
 /// first seen (after a restart, say) goes through the queue as any change does: a restart must
 /// not turn every old failure into requests that skip the rate limit.
 fn failed_verdicts_to(
-    urgent: futures::channel::mpsc::UnboundedSender<ObjectRef<CachedRollout>>,
+    urgent: futures::channel::mpsc::UnboundedSender<UrgentRequest>,
     runs: crate::rollout::cache::Trigger<Parsed<AnalysisRun>>,
 ) -> crate::rollout::cache::Trigger<Parsed<AnalysisRun>> {
     let mut watch = FreshFailures::default();
@@ -594,7 +603,7 @@ fn failed_verdicts_to(
         if let Ok(run) = r
             && let Some(rollout) = watch.saw(run)
         {
-            let _ = urgent.unbounded_send(rollout);
+            let _ = urgent.unbounded_send((rollout, std::time::Instant::now()));
         }
     })
     .boxed()
@@ -640,28 +649,43 @@ impl FreshFailures {
 
 /// Reconciles, at once and in the urgent lane, each Rollout whose analysis just failed: its
 /// abort neither waits its turn behind routine reconciles nor queues behind their requests
-/// (see `runtime::throttle`). The queue reconciles it too, afterwards, and finds it done.
+/// (see `runtime::throttle`). The queue reconciles it too, afterwards, and finds it done. Each
+/// is logged with how long it waited for a reconcile of the same Rollout already running
+/// (`waited_ms`, from the failure's watch event) and how long until its writes were done
+/// (`ms`, from the same moment).
 async fn urgent_lane(
-    rx: futures::channel::mpsc::UnboundedReceiver<ObjectRef<CachedRollout>>,
+    rx: futures::channel::mpsc::UnboundedReceiver<UrgentRequest>,
     ctx: Arc<Context>,
 ) {
-    rx.for_each_concurrent(URGENT_CONCURRENCY, |r| {
+    rx.for_each_concurrent(URGENT_CONCURRENCY, |(r, seen)| {
         let ctx = ctx.clone();
         async move {
+            let namespace = r.namespace.as_deref().unwrap_or_default();
+            let lock = ctx
+                .locks
+                .lock(&key_of(r.namespace.as_deref(), &r.name))
+                .await;
+            let waited_ms = seen.elapsed().as_millis() as u64;
+            // Read after the lock: a reconcile that held it may have changed the Rollout.
             let Some(parsed) = ctx.caches.rollouts.get(&r) else {
                 return;
             };
-            let started = std::time::Instant::now();
-            match throttle::urgent(reconcile(parsed, ctx.clone())).await {
-                Ok(_) => tracing::debug!(
-                    namespace = r.namespace.as_deref().unwrap_or_default(),
+            let result = throttle::urgent(reconcile_held(parsed, ctx.clone())).await;
+            drop(lock);
+            let ms = seen.elapsed().as_millis() as u64;
+            match result {
+                Ok(_) => info!(
+                    namespace,
                     rollout = r.name,
-                    ms = started.elapsed().as_millis() as u64,
+                    waited_ms,
+                    ms,
                     "urgent reconcile after a failed analysis"
                 ),
                 Err(e) => warn!(
-                    namespace = r.namespace.as_deref().unwrap_or_default(),
+                    namespace,
                     rollout = r.name,
+                    waited_ms,
+                    ms,
                     error = %e,
                     "urgent reconcile after a failed analysis (the queue retries)"
                 ),
