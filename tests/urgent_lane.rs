@@ -49,7 +49,7 @@ async fn a_failed_analysis_aborts_at_once_while_the_budget_is_spent_elsewhere() 
             .await?;
         let services: Api<Service> = env.api();
         for s in others.iter().chain([&probe]) {
-            for svc in workload::services(s) {
+            for svc in workload::services(s, None) {
                 services
                     .create(&PostParams::default(), &serde_json::from_value(svc)?)
                     .await?;

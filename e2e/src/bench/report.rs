@@ -102,6 +102,8 @@ pub struct ControllerFigures {
     pub create_seconds: Option<f64>,
     pub healthy_seconds: Option<f64>,
     pub first_pass_seconds: Option<f64>,
+    /// The controller's CPU time (user and system) from its start to its first full pass.
+    pub first_pass_cpu_seconds: Option<f64>,
     pub update_to_paused_seconds: Option<f64>,
     pub reconcile_p50_ms: Option<f64>,
     pub reconcile_p99_ms: Option<f64>,
@@ -272,6 +274,11 @@ pub fn table(r: &SizeReport) -> String {
             "restart -> first full pass (s)",
             Box::new(|c| num(c.first_pass_seconds, 1)),
             first_pass_target.into(),
+        ),
+        (
+            "restart -> first full pass: the controller's CPU time (s)",
+            Box::new(|c| num(c.first_pass_cpu_seconds, 1)),
+            String::new(),
         ),
         (
             "restart: the same lists by a bare client, at once, the quicker of two tries (s)",
