@@ -528,6 +528,7 @@ pub fn missing(r: &SizeReport) -> Vec<String> {
             ("memory per Rollout", c.kib_per_rollout),
             ("time to Healthy", c.healthy_seconds),
             ("first full pass", c.first_pass_seconds),
+            ("CPU time of the first full pass", c.first_pass_cpu_seconds),
             ("time to paused at step 1", c.update_to_paused_seconds),
             ("reconcile latency p50", c.reconcile_p50_ms),
             ("reconcile latency p99", c.reconcile_p99_ms),
@@ -672,6 +673,10 @@ mod tests {
         );
         assert!(
             !lacking.contains(&"Sluice: time to Healthy".to_string()),
+            "{lacking:?}"
+        );
+        assert!(
+            lacking.contains(&"Sluice: CPU time of the first full pass".to_string()),
             "{lacking:?}"
         );
         assert!(
