@@ -40,8 +40,7 @@ async fn a_failed_analysis_aborts_at_once_while_the_budget_is_spent_elsewhere() 
         let probe = slot(workload::PROBE.to_string());
         let others: Vec<Slot> = (0..OTHERS).map(|i| slot(format!("app-{i:02}"))).collect();
 
-        let _controller =
-            ControllerProcess::start_with(&env, "a", &["--qps", QPS, "--burst", QPS])?;
+        let controller = ControllerProcess::start_with(&env, "a", &["--qps", QPS, "--burst", QPS])?;
         let templates: Api<AnalysisTemplate> = env.api();
         let template = workload::template(Flavour::Sluice, &ns, &ep.base);
         templates
@@ -99,6 +98,32 @@ async fn a_failed_analysis_aborts_at_once_while_the_budget_is_spent_elsewhere() 
              (status {aborted:?})"
         );
         eprintln!("the probe was aborted when {at_step_1} of {OTHERS} others had reached step 1");
+
+        // The log says the verdict and the abort went through the urgent lane, with their times.
+        let line = wait_for(
+            "the urgent lane's log line for the probe",
+            LIMIT,
+            || async {
+                let log = std::fs::read_to_string(&controller.log).unwrap_or_default();
+                Ok(log
+                    .lines()
+                    .find(|l| {
+                        l.contains("urgent reconcile after a failed analysis")
+                            && l.contains(&format!("rollout=\"{}\"", workload::PROBE))
+                    })
+                    .map(str::to_string))
+            },
+        )
+        .await?;
+        anyhow::ensure!(
+            line.contains("waited_ms=") && line.contains(" ms=") && !line.contains("WARN"),
+            "the urgent lane's line lacks its times or says it failed: {line}"
+        );
+        let log = std::fs::read_to_string(&controller.log)?;
+        anyhow::ensure!(
+            log.contains("failing verdict written (urgent lane) ms="),
+            "the failing verdict's write is not in the log"
+        );
 
         // The others still finish their step: the urgent lane only went first.
         for s in &others {
