@@ -650,9 +650,9 @@ impl FreshFailures {
 /// Reconciles, at once and in the urgent lane, each Rollout whose analysis just failed: its
 /// abort neither waits its turn behind routine reconciles nor queues behind their requests
 /// (see `runtime::throttle`). The queue reconciles it too, afterwards, and finds it done. Each
-/// is logged with how long it waited for a reconcile of the same Rollout already running
-/// (`waited_ms`, from the failure's watch event) and how long until its writes were done
-/// (`ms`, from the same moment).
+/// is logged with, from the failure's watch event, how long until its reconcile began
+/// (`waited_ms`: for a place in the lane and for any reconcile of the same Rollout already
+/// running) and until its writes were done (`ms`).
 async fn urgent_lane(
     rx: futures::channel::mpsc::UnboundedReceiver<UrgentRequest>,
     ctx: Arc<Context>,
