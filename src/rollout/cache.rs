@@ -332,13 +332,55 @@ where
     crate::runtime::namespaces::merged(watches, store).boxed()
 }
 
+/// Which of a cache's objects wake reconciles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wakes {
+    /// Every object the watch brings, its first list's included (Rollouts: each is reconciled
+    /// because its cache brought it; AnalysisRuns and templates, whose triggers also note
+    /// runs seen measuring and report templates that do not read).
+    Always,
+    /// Every object after the cache's first full list (pods, ReplicaSets, Services,
+    /// Deployments). No reconcile reads a cache before every cache has its first list
+    /// (`Caches::synced`), and each Rollout is reconciled once its own cache brings it, so
+    /// waking its Rollout for an object of a first list would only reconcile it a second time
+    /// (kube-runtime runs a request that comes during a reconcile of the same Rollout again
+    /// after it). A later re-list (after the watch lost its place) wakes as any change does.
+    AfterFirstList,
+}
+
+/// The objects of `events` that wake reconciles, as `wakes` says: kube-runtime's
+/// `touched_objects`, less a first list's objects for [`Wakes::AfterFirstList`].
+pub fn waking<K, S>(
+    events: S,
+    wakes: Wakes,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>>
+where
+    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+{
+    let mut first_list_done = wakes == Wakes::Always;
+    events.filter_map(move |e| {
+        let woken = match e {
+            Err(e) => Some(Err(e)),
+            Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => Some(Ok(o)),
+            Ok(watcher::Event::InitApply(o)) => first_list_done.then_some(Ok(o)),
+            Ok(watcher::Event::Init) => None,
+            Ok(watcher::Event::InitDone) => {
+                first_list_done = true;
+                None
+            }
+        };
+        future::ready(woken)
+    })
+}
+
 /// A reflector over `apis` filling `into` (its indexes first, then its store); the stream
-/// that fills it yields each object that changed.
+/// that fills it yields each object that changed, as `wakes` says.
 fn reflect<K>(
     apis: Vec<(String, Api<K>)>,
     wc: watcher::Config,
     strip: fn(&mut K),
     into: Writing<K>,
+    wakes: Wakes,
 ) -> Trigger<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + Unpin + 'static,
@@ -350,16 +392,15 @@ where
         listed,
     } = into;
     let store = writer.as_reader();
-    watch_events(apis, wc, strip, store)
+    let events = watch_events(apis, wc, strip, store)
         .inspect(move |e| {
             if let Ok(e) = e {
                 index(e);
             }
         })
         .reflect(writer)
-        .inspect(move |e| listed.saw(e))
-        .touched_objects()
-        .boxed()
+        .inspect(move |e| listed.saw(e));
+    waking(events, wakes).boxed()
 }
 
 /// The watch of a custom resource kind (Rollouts, analysis templates and runs). Streamed, its
@@ -411,6 +452,7 @@ fn cluster_templates(
         custom_resources(lists),
         strip_meta,
         into,
+        Wakes::Always,
     );
     trigger
         .inspect(move |r| {
@@ -515,20 +557,35 @@ impl Caches {
                 custom_resources(lists),
                 strip_meta,
                 w.rollouts,
+                Wakes::Always,
             ),
-            replica_sets: reflect(api(client, namespaces), owned(), as_read, w.replica_sets),
-            pods: reflect(api(client, namespaces), owned(), CachedPod::strip, w.pods),
+            replica_sets: reflect(
+                api(client, namespaces),
+                owned(),
+                as_read,
+                w.replica_sets,
+                Wakes::AfterFirstList,
+            ),
+            pods: reflect(
+                api(client, namespaces),
+                owned(),
+                CachedPod::strip,
+                w.pods,
+                Wakes::AfterFirstList,
+            ),
             runs: reflect(
                 api::<Parsed<AnalysisRun>>(client, namespaces),
                 custom_resources(lists).labels(LABEL_ROLLOUT),
                 strip_meta,
                 w.runs,
+                Wakes::Always,
             ),
             templates: reflect(
                 api::<Parsed<AnalysisTemplate>>(client, namespaces),
                 custom_resources(lists),
                 strip_meta,
                 w.templates,
+                Wakes::Always,
             ),
             cluster_templates: if cluster_reads {
                 cluster_templates(
@@ -543,12 +600,19 @@ impl Caches {
                 }
                 futures::stream::pending().boxed()
             },
-            services: reflect(api(client, namespaces), all(), as_read, w.services),
+            services: reflect(
+                api(client, namespaces),
+                all(),
+                as_read,
+                w.services,
+                Wakes::AfterFirstList,
+            ),
             deployments: reflect(
                 api(client, namespaces),
                 all(),
                 strip_deployment,
                 w.deployments,
+                Wakes::AfterFirstList,
             ),
         };
         (caches, triggers)
@@ -852,8 +916,68 @@ pub(crate) mod fake {
 
 #[cfg(test)]
 mod tests {
-    use super::fake;
+    use super::{Wakes, fake, waking};
+    use futures::StreamExt;
+    use kube::runtime::watcher::Event;
     use std::time::Duration;
+
+    /// The events of a first list, a change, a re-list and a deletion, as a watch yields them.
+    fn first_list_then_changes() -> Vec<Result<Event<&'static str>, kube::runtime::watcher::Error>>
+    {
+        vec![
+            Ok(Event::Init),
+            Ok(Event::InitApply("listed first")),
+            Ok(Event::InitApply("listed first too")),
+            Ok(Event::InitDone),
+            Ok(Event::Apply("changed")),
+            Err(kube::runtime::watcher::Error::NoResourceVersion),
+            Ok(Event::Init),
+            Ok(Event::InitApply("re-listed")),
+            Ok(Event::InitDone),
+            Ok(Event::Delete("deleted")),
+        ]
+    }
+
+    async fn woken(wakes: Wakes) -> Vec<Result<&'static str, String>> {
+        waking(futures::stream::iter(first_list_then_changes()), wakes)
+            .map(|r| r.map_err(|e| e.to_string()))
+            .collect()
+            .await
+    }
+
+    #[tokio::test]
+    async fn after_the_first_list_wakes_for_every_change_and_re_list_but_not_the_first_list() {
+        let got = woken(Wakes::AfterFirstList).await;
+        let objects: Vec<_> = got
+            .iter()
+            .filter_map(|r| r.as_ref().ok().copied())
+            .collect();
+        assert_eq!(objects, ["changed", "re-listed", "deleted"]);
+        assert_eq!(
+            got.iter().filter(|r| r.is_err()).count(),
+            1,
+            "the watch's error still reaches the controller"
+        );
+    }
+
+    #[tokio::test]
+    async fn always_wakes_for_every_object_as_touched_objects_does() {
+        let got = woken(Wakes::Always).await;
+        let objects: Vec<_> = got
+            .iter()
+            .filter_map(|r| r.as_ref().ok().copied())
+            .collect();
+        assert_eq!(
+            objects,
+            [
+                "listed first",
+                "listed first too",
+                "changed",
+                "re-listed",
+                "deleted"
+            ]
+        );
+    }
 
     /// After a restart every reconcile worker waits for the caches at once; each must go on
     /// as soon as the lists are in (kube-runtime's own readiness wakes only the last to wait,
