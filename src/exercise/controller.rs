@@ -246,9 +246,10 @@ async fn write_rollout(ro: &Rollout, w: &RolloutWrite, ctx: &Context) -> Result<
 /// Waits for the caches' first full list: after a restart, a Rollout not yet listed must not
 /// read as gone (a run under way would be ended as Cancelled).
 async fn synced(ctx: &Context) -> Result<(), Error> {
-    ctx.caches.synced().await.map_err(|()| Error::Timeout {
-        what: "first sync of the watch caches",
-    })
+    ctx.caches
+        .synced()
+        .await
+        .map_err(|()| Error::CachesNotListed)
 }
 
 /// The exercise is being deleted: a block of it still on the Rollout is ended first.

@@ -260,9 +260,10 @@ async fn report_refusal(ro: &Rollout, refusal: &Refusal, ctx: &Context) {
 /// ReplicaSets go with the Rollout through their owner references).
 async fn cleanup(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
     let ns = ro.namespace().ok_or(Error::NoNamespace)?;
-    ctx.caches.synced().await.map_err(|()| Error::Timeout {
-        what: "first sync of the watch caches",
-    })?;
+    ctx.caches
+        .synced()
+        .await
+        .map_err(|()| Error::CachesNotListed)?;
     let api: Api<Service> = Api::namespaced(ctx.shared.client.clone(), &ns);
     let keyed = |s: &CachedService| {
         s.selector()
@@ -304,9 +305,10 @@ async fn cleanup(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
 async fn reconcile_rollout(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
     let started = std::time::Instant::now();
     ctx.shared.metrics.reconciles.inc();
-    ctx.caches.synced().await.map_err(|()| Error::Timeout {
-        what: "first sync of the watch caches",
-    })?;
+    ctx.caches
+        .synced()
+        .await
+        .map_err(|()| Error::CachesNotListed)?;
     if ctx.own_writes.cache_is_behind(
         &key(ro.as_ref()),
         &ro.resource_version().unwrap_or_default(),

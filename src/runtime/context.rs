@@ -41,9 +41,8 @@ impl Shared {
     }
 
     /// When to try again after the reconcile of `key` failed with `error` (`what` names the
-    /// controller in the log). A conflict (the object changed since it was read, often by
-    /// Sluice's own last write) is decided again at once on the fresh object: nothing was lost,
-    /// what was not written is decided anew. Any other error backs off per object.
+    /// controller in the log): at once for the failures [`retry_at_once`] names, else after
+    /// the object's backoff.
     pub fn retry_after(&self, key: &str, error: &Error, what: &str) -> Action {
         Action::requeue(self.retry_wait(key, error, what))
     }
@@ -57,13 +56,31 @@ impl Shared {
                 reason: error.reason().to_string(),
             })
             .inc();
-        if error.reason() == "Conflict" {
-            tracing::debug!(%error, "conflict; deciding again");
-            return Duration::from_millis(100);
+        if let Some(wait) = retry_at_once(error) {
+            tracing::debug!(%error, ?wait, "trying again without backoff");
+            return wait;
         }
         let wait = self.backoff.failed(key);
         warn!(reason = error.reason(), %error, retry_in = ?wait, "{what} reconcile failed");
         wait
+    }
+}
+
+/// When a reconcile that gave up waiting for the caches' first lists waits again.
+pub const NOT_LISTED_RETRY: Duration = Duration::from_secs(1);
+
+/// The wait before trying again after `error`, for the failures that are not the object's and
+/// so take no backoff; `None` for the rest. A conflict (the object changed since it was read,
+/// often by Sluice's own last write) is decided again at once on the fresh object: nothing was
+/// lost, what was not written is decided anew. A reconcile that gave up waiting for the
+/// caches' first lists waits for them again at once (each wait ends as soon as the lists are
+/// in): with the backoff it would sit minutes after them, and nothing else wakes it, since
+/// the objects of a first list wake no reconcile (`rollout::cache::Wakes`).
+pub fn retry_at_once(error: &Error) -> Option<Duration> {
+    match error.reason() {
+        "Conflict" => Some(Duration::from_millis(100)),
+        "CachesNotListed" => Some(NOT_LISTED_RETRY),
+        _ => None,
     }
 }
 
@@ -83,6 +100,29 @@ mod tests {
     use super::*;
     use crate::api::rollout::Rollout;
     use serde_json::json;
+
+    #[test]
+    fn only_conflicts_and_unlisted_caches_are_tried_again_without_backoff() {
+        use kube::runtime::finalizer::Error as Fin;
+        assert_eq!(
+            retry_at_once(&Error::CachesNotListed),
+            Some(NOT_LISTED_RETRY)
+        );
+        // As a Rollout's reconcile returns it, through the finalizer.
+        let wrapped = Error::Finalizer(Box::new(Fin::ApplyFailed(Error::CachesNotListed)));
+        assert_eq!(retry_at_once(&wrapped), Some(NOT_LISTED_RETRY));
+        let conflict = Error::Kube {
+            what: "write status",
+            source: kube::Error::Api(
+                kube::core::Status::failure("changed", "Conflict")
+                    .with_code(409)
+                    .boxed(),
+            ),
+        };
+        assert_eq!(retry_at_once(&conflict), Some(Duration::from_millis(100)));
+        assert_eq!(retry_at_once(&Error::Timeout { what: "get" }), None);
+        assert_eq!(retry_at_once(&Error::NoNamespace), None);
+    }
 
     #[test]
     fn an_object_is_known_by_namespace_and_name() {
