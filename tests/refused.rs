@@ -3,6 +3,11 @@
 //! its message into the Rollout's `WriteRefused` condition and one Warning Event, however
 //! often the controller retries; once the policy is gone the release goes on and the
 //! condition clears.
+//!
+//! A list the API server refuses (RBAC without `list` of a kind the controller caches) holds
+//! every reconcile: nothing is written from a world with parts missing, the log says which
+//! watch fails and why and which caches the reconciles wait for; once the list is granted
+//! the release goes on by itself.
 
 mod common;
 
@@ -12,16 +17,18 @@ use anyhow::{Context, ensure};
 use common::fixture::{create_rollout, set_image, wait_healthy, web_canary};
 use common::metrics::reconcile_errors;
 use common::{
-    ControllerProcess, canary_weight, condition, create_services, event_count, phase,
-    wait_condition, wait_status,
+    ControllerProcess, canary_weight, condition, create_services, event_count, phase, rollouts,
+    wait_condition, wait_log_line, wait_status,
 };
 use e2e::TestEnv;
+use e2e::identity::{remove_service_account, service_account_kubeconfig};
 use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
 };
 use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::Api;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use sluice::api::constants::condition::WRITE_REFUSED;
 use sluice::api::rollout::RolloutPhase;
@@ -120,6 +127,133 @@ async fn an_admission_policy_refusing_the_canary_is_shown_once_and_the_release_r
         .await?;
         ensure!(resumed.current_step_index == Some(1), "step {:?}", resumed.current_step_index);
         Ok(())
+    })
+    .await;
+}
+
+/// What the controller needs in this test's namespace (its Rollouts, ReplicaSets, pods,
+/// Services, runs, templates, Jobs, Events, its Lease), with Deployments readable only one by one
+/// unless `list_deployments`: the controller caches Deployments (for `workloadRef`) and so
+/// needs to list and watch them.
+fn rules(list_deployments: bool) -> serde_json::Value {
+    let deployments = if list_deployments {
+        json!(["get", "list", "watch", "patch", "update"])
+    } else {
+        json!(["get", "patch", "update"])
+    };
+    json!([
+        {"apiGroups": ["", "sluice.dev", "coordination.k8s.io", "events.k8s.io",
+                       "batch", "networking.istio.io", "gateway.networking.k8s.io", "apiextensions.k8s.io"],
+         "resources": ["*"], "verbs": ["*"]},
+        {"apiGroups": ["apps"], "resources": ["replicasets", "replicasets/scale", "replicasets/status"],
+         "verbs": ["*"]},
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": deployments}
+    ])
+}
+
+#[tokio::test]
+async fn a_refused_list_holds_every_reconcile_says_why_and_the_release_goes_on_once_granted() {
+    TestEnv::run("refused-list", |env| async move {
+        // The account and its cluster-wide objects are named after the namespace; deleted at
+        // the end.
+        let account = format!("sluice-{}", env.namespace);
+        let result = async {
+            let kubeconfig = service_account_kubeconfig(
+                &env.client,
+                &env.cluster.kubeconfig,
+                &env.namespace,
+                &account,
+                rules(false),
+                &std::env::temp_dir().join(format!("{account}.kubeconfig")),
+            )
+            .await?;
+            let controller = ControllerProcess::start_with_kubeconfig(&env, "a", &[], &kubeconfig)?;
+            create_services(&env, &["web-stable", "web-canary"]).await?;
+            let ro = web_canary(1, json!({"steps": [{"setWeight": 50}, {"pause": {}}]}))?;
+            create_rollout(&env, &ro).await?;
+
+            // The log says which watch fails, and the API server's answer.
+            let line = wait_log_line(
+                &controller,
+                "a warning that the Deployments watch failed",
+                &["WARN", "watch failed", "Deployments", "forbidden"],
+            )
+            .await?;
+            ensure!(
+                line.contains("cannot")
+                    && line.contains("\"deployments\"")
+                    && !line.contains("Status {"),
+                "the API server's own message: {line}"
+            );
+            // Each reconcile waits for the caches, gives up after 30 s and says which.
+            e2e::wait_for(
+                "a reconcile that gave up on the Deployments list",
+                LIMIT,
+                || async {
+                    let n = reconcile_errors(&controller)
+                        .await?
+                        .get("CachesNotListed")
+                        .copied();
+                    Ok((n.unwrap_or(0) >= 1).then_some(()))
+                },
+            )
+            .await?;
+            let line = wait_log_line(
+                &controller,
+                "a warning naming the caches every reconcile waits for",
+                &[
+                    "WARN",
+                    "no first list yet of Deployments",
+                    "every reconcile waits",
+                ],
+            )
+            .await?;
+            ensure!(
+                !line.contains("pods") && !line.contains("Rollouts"),
+                "only Deployments: {line}"
+            );
+            // Nothing was written from a world with parts missing.
+            let status = rollouts(&env).get("web").await?.status;
+            ensure!(
+                status.is_none(),
+                "a status written before the caches were listed: {status:?}"
+            );
+            let sets: Api<ReplicaSet> = env.api();
+            let made = sets.list(&ListParams::default()).await?.items.len();
+            ensure!(
+                made == 0,
+                "{made} ReplicaSets made before the caches were listed"
+            );
+
+            // Granted: the watch lists at its next try and the waiting reconcile goes on
+            // (it waits again each second, without backoff).
+            let roles: Api<ClusterRole> = Api::all(env.client.clone());
+            let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                              "metadata": {"name": account}, "rules": rules(true)});
+            roles
+                .patch(
+                    &account,
+                    &PatchParams::apply("sluice-e2e").force(),
+                    &Patch::Apply(&role),
+                )
+                .await?;
+            let granted = std::time::Instant::now();
+            wait_healthy(&env, "web", 1, LIMIT).await?;
+            eprintln!(
+                "Healthy {:.1} s after the list was granted",
+                granted.elapsed().as_secs_f64()
+            );
+            wait_log_line(
+                &controller,
+                "the controller saying every cache is listed",
+                &["every watch cache listed; reconciles proceed"],
+            )
+            .await?;
+            Ok(())
+        }
+        .await;
+        let _ = remove_service_account(&env.client, &account).await;
+        result
     })
     .await;
 }

@@ -249,7 +249,7 @@ async fn synced(ctx: &Context) -> Result<(), Error> {
     ctx.caches
         .synced()
         .await
-        .map_err(|()| Error::CachesNotListed)
+        .map_err(|missing| Error::CachesNotListed(missing.to_string()))
 }
 
 /// The exercise is being deleted: a block of it still on the Rollout is ended first.

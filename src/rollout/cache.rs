@@ -373,9 +373,39 @@ where
     })
 }
 
+/// Says in the log why the watch of cache `what` failed (a list RBAC refuses, an API server
+/// away): the watcher tries again with backoff (growing to 30 s, plus jitter), and until the
+/// cache has its first list every reconcile waits for it. kube-runtime warns only of a 403,
+/// without naming the cache; other failures it logs at debug, which would leave Rollouts
+/// untouched and the log silent. An expired place in the watch (410), which the watcher
+/// answers with a new list, is routine and logged at debug.
+fn log_watch_error(what: &'static str, e: &watcher::Error) {
+    if matches!(e, watcher::Error::WatchError(s) if s.code == 410) {
+        tracing::debug!(cache = what, error = %e, "watch expired; listing again");
+    } else {
+        let error = describe_watch_error(e);
+        tracing::warn!(cache = what, %error, "watch failed; trying again with backoff");
+    }
+}
+
+/// A watch's failure in a line: the API server's own message for a request it answered
+/// (kube's display adds the whole status in its debug form).
+fn describe_watch_error(e: &watcher::Error) -> String {
+    use watcher::Error as W;
+    match e {
+        W::InitialListFailed(kube::Error::Api(s)) => format!("list: {} ({})", s.message, s.reason),
+        W::WatchStartFailed(kube::Error::Api(s)) => format!("watch: {} ({})", s.message, s.reason),
+        W::WatchFailed(kube::Error::Api(s)) => format!("watch: {} ({})", s.message, s.reason),
+        W::WatchError(s) => format!("watch: {} ({})", s.message, s.reason),
+        other => other.to_string(),
+    }
+}
+
 /// A reflector over `apis` filling `into` (its indexes first, then its store); the stream
-/// that fills it yields each object that changed, as `wakes` says.
+/// that fills it yields each object that changed, as `wakes` says. A failure of its watch is
+/// logged as the cache `what`'s.
 fn reflect<K>(
+    what: &'static str,
     apis: Vec<(String, Api<K>)>,
     wc: watcher::Config,
     strip: fn(&mut K),
@@ -399,7 +429,12 @@ where
             }
         })
         .reflect(writer)
-        .inspect(move |e| listed.saw(e));
+        .inspect(move |e| {
+            listed.saw(e);
+            if let Err(e) = e {
+                log_watch_error(what, e);
+            }
+        });
     waking(events, wakes).boxed()
 }
 
@@ -435,6 +470,36 @@ pub const NOT_READ: &str = "ClusterAnalysisTemplates are not read: the controlle
 /// Why a kind cannot be listed (RBAC), while that is so.
 pub type ListRefused = Arc<Mutex<Option<String>>>;
 
+/// The namespaced caches still without their first full list, by name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotListed(pub Vec<&'static str>);
+
+impl NotListed {
+    fn of(caches: &[(&'static str, &Listed, ObjectCount<'_>)]) -> Self {
+        NotListed(
+            caches
+                .iter()
+                .filter(|(_, listed, _)| !listed.is_listed())
+                .map(|(what, _, _)| *what)
+                .collect(),
+        )
+    }
+}
+
+impl std::fmt::Display for NotListed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "no first list yet of {}",
+            if self.0.is_empty() {
+                "(none)".to_string()
+            } else {
+                self.0.join(", ")
+            }
+        )
+    }
+}
+
 /// The ClusterAnalysisTemplate watch, and why the templates cannot be listed while that is
 /// so: a list refused by RBAC is the Rollouts' problem (an InvalidSpec naming it), not a
 /// reason to wait forever.
@@ -445,6 +510,7 @@ fn cluster_templates(
     lists: InitialLists,
 ) -> Trigger<Parsed<ClusterAnalysisTemplate>> {
     let trigger = reflect(
+        "ClusterAnalysisTemplates",
         vec![(
             String::new(),
             Api::<Parsed<ClusterAnalysisTemplate>>::all(client.clone()),
@@ -553,6 +619,7 @@ impl Caches {
         let all = || lists.config(false);
         let triggers = Triggers {
             rollouts: reflect(
+                "Rollouts",
                 api::<CachedRollout>(client, namespaces),
                 custom_resources(lists),
                 strip_meta,
@@ -560,6 +627,7 @@ impl Caches {
                 Wakes::Always,
             ),
             replica_sets: reflect(
+                "ReplicaSets",
                 api(client, namespaces),
                 owned(),
                 as_read,
@@ -567,6 +635,7 @@ impl Caches {
                 Wakes::AfterFirstList,
             ),
             pods: reflect(
+                "pods",
                 api(client, namespaces),
                 owned(),
                 CachedPod::strip,
@@ -574,6 +643,7 @@ impl Caches {
                 Wakes::AfterFirstList,
             ),
             runs: reflect(
+                "AnalysisRuns",
                 api::<Parsed<AnalysisRun>>(client, namespaces),
                 custom_resources(lists).labels(LABEL_ROLLOUT),
                 strip_meta,
@@ -581,6 +651,7 @@ impl Caches {
                 Wakes::Always,
             ),
             templates: reflect(
+                "AnalysisTemplates",
                 api::<Parsed<AnalysisTemplate>>(client, namespaces),
                 custom_resources(lists),
                 strip_meta,
@@ -601,6 +672,7 @@ impl Caches {
                 futures::stream::pending().boxed()
             },
             services: reflect(
+                "Services",
                 api(client, namespaces),
                 all(),
                 as_read,
@@ -608,6 +680,7 @@ impl Caches {
                 Wakes::AfterFirstList,
             ),
             deployments: reflect(
+                "Deployments",
                 api(client, namespaces),
                 all(),
                 strip_deployment,
@@ -690,20 +763,27 @@ impl Caches {
     }
 
     /// Waits until every namespaced cache has its first full list (a Rollout reconciled
-    /// before would see a world with parts missing). `Err` after [`SYNC_WAIT`].
-    pub async fn synced(&self) -> Result<(), ()> {
+    /// before would see a world with parts missing). After [`SYNC_WAIT`], the caches still
+    /// without one.
+    pub async fn synced(&self) -> Result<(), NotListed> {
+        self.synced_within(SYNC_WAIT).await
+    }
+
+    /// [`Caches::synced`], giving up after `limit`.
+    async fn synced_within(&self, limit: Duration) -> Result<(), NotListed> {
         let caches = self.namespaced();
         let all = future::try_join_all(caches.iter().map(|(_, listed, _)| listed.wait()));
-        match tokio::time::timeout(SYNC_WAIT, all).await {
+        match tokio::time::timeout(limit, all).await {
             Ok(Ok(_)) => Ok(()),
-            _ => Err(()),
+            _ => Err(NotListed::of(&caches)),
         }
     }
 
     /// Logs each namespaced cache's first full list as it completes (objects held, seconds
     /// since `since`), then the moment all have: after a restart this splits the time to the
-    /// first full pass into reading the world and reconciling it. Gives up after
-    /// [`SYNC_WAIT`], as the reconciles do.
+    /// first full pass into reading the world and reconciling it. Every [`SYNC_WAIT`] until
+    /// then, a warning names the caches still without their first list (the reconciles wait
+    /// for them; the watches' own warnings say why they fail).
     pub async fn report_sync(&self, since: std::time::Instant) {
         let caches = self.namespaced();
         let all = future::join_all(caches.iter().map(|(what, listed, count)| async move {
@@ -716,7 +796,16 @@ impl Caches {
                 );
             }
         }));
-        if tokio::time::timeout(SYNC_WAIT, all).await.is_ok() {
+        let mut all = std::pin::pin!(all);
+        while tokio::time::timeout(SYNC_WAIT, &mut all).await.is_err() {
+            let missing = NotListed::of(&caches);
+            tracing::warn!(
+                secs = since.elapsed().as_secs_f64(),
+                "{missing}: every reconcile waits for them"
+            );
+        }
+        // Every wait ended: each list came in, or a watch stopped (the controller stops).
+        if NotListed::of(&caches).0.is_empty() {
             tracing::info!(
                 secs = since.elapsed().as_secs_f64(),
                 "every watch cache listed; reconciles proceed"
@@ -916,7 +1005,7 @@ pub(crate) mod fake {
 
 #[cfg(test)]
 mod tests {
-    use super::{Wakes, fake, waking};
+    use super::{NotListed, Wakes, fake, waking};
     use futures::StreamExt;
     use kube::runtime::watcher::Event;
     use std::time::Duration;
@@ -936,6 +1025,34 @@ mod tests {
             Ok(Event::InitDone),
             Ok(Event::Delete("deleted")),
         ]
+    }
+
+    #[test]
+    fn a_watch_failure_is_said_in_the_api_server_s_words() {
+        use kube::runtime::watcher::Error as W;
+        let forbidden = || {
+            kube::core::Status::failure(
+                "deployments.apps is forbidden: User \"u\" cannot watch resource \"deployments\"",
+                "Forbidden",
+            )
+            .with_code(403)
+        };
+        assert_eq!(
+            super::describe_watch_error(&W::WatchStartFailed(kube::Error::Api(
+                forbidden().boxed()
+            ))),
+            "watch: deployments.apps is forbidden: User \"u\" cannot watch resource \"deployments\" (Forbidden)"
+        );
+        assert_eq!(
+            super::describe_watch_error(&W::InitialListFailed(kube::Error::Api(
+                forbidden().boxed()
+            ))),
+            "list: deployments.apps is forbidden: User \"u\" cannot watch resource \"deployments\" (Forbidden)"
+        );
+        assert_eq!(
+            super::describe_watch_error(&W::NoResourceVersion),
+            W::NoResourceVersion.to_string()
+        );
     }
 
     /// The objects `wakes` lets through, and how many errors.
@@ -987,11 +1104,22 @@ mod tests {
         }
         feeds.rollouts.list(vec![]);
         feeds.pods.list(vec![]);
-        assert!(
-            tokio::time::timeout(Duration::from_millis(200), caches.synced())
-                .await
-                .is_err(),
-            "not synced while ReplicaSets, runs, templates, Services and Deployments are unlisted"
+        let missing = caches.synced_within(Duration::from_millis(200)).await;
+        let expected = [
+            "ReplicaSets",
+            "AnalysisRuns",
+            "AnalysisTemplates",
+            "Services",
+            "Deployments",
+        ];
+        assert_eq!(
+            missing,
+            Err(NotListed(expected.to_vec())),
+            "not synced while these are unlisted, and they are named"
+        );
+        assert_eq!(
+            NotListed(expected.to_vec()).to_string(),
+            "no first list yet of ReplicaSets, AnalysisRuns, AnalysisTemplates, Services, Deployments"
         );
         fake::fill(&mut feeds, 2, 3);
         for w in waiting {

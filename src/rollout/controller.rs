@@ -263,7 +263,7 @@ async fn cleanup(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Error> {
     ctx.caches
         .synced()
         .await
-        .map_err(|()| Error::CachesNotListed)?;
+        .map_err(|missing| Error::CachesNotListed(missing.to_string()))?;
     let api: Api<Service> = Api::namespaced(ctx.shared.client.clone(), &ns);
     let keyed = |s: &CachedService| {
         s.selector()
@@ -308,7 +308,7 @@ async fn reconcile_rollout(ro: Arc<Rollout>, ctx: &Context) -> Result<Action, Er
     ctx.caches
         .synced()
         .await
-        .map_err(|()| Error::CachesNotListed)?;
+        .map_err(|missing| Error::CachesNotListed(missing.to_string()))?;
     if ctx.own_writes.cache_is_behind(
         &key(ro.as_ref()),
         &ro.resource_version().unwrap_or_default(),

@@ -105,11 +105,13 @@ mod tests {
     fn only_conflicts_and_unlisted_caches_are_tried_again_without_backoff() {
         use kube::runtime::finalizer::Error as Fin;
         assert_eq!(
-            retry_at_once(&Error::CachesNotListed),
+            retry_at_once(&Error::CachesNotListed("no first list yet of pods".into())),
             Some(NOT_LISTED_RETRY)
         );
         // As a Rollout's reconcile returns it, through the finalizer.
-        let wrapped = Error::Finalizer(Box::new(Fin::ApplyFailed(Error::CachesNotListed)));
+        let wrapped = Error::Finalizer(Box::new(Fin::ApplyFailed(Error::CachesNotListed(
+            "no first list yet of pods".into(),
+        ))));
         assert_eq!(retry_at_once(&wrapped), Some(NOT_LISTED_RETRY));
         let conflict = Error::Kube {
             what: "write status",

@@ -11,9 +11,10 @@ pub enum Error {
     },
     #[error("{what}: no answer from the API server within the timeout")]
     Timeout { what: &'static str },
-    /// A reconcile waited for every watch cache's first list and not all came in time.
-    #[error("the watch caches do not all have their first list yet")]
-    CachesNotListed,
+    /// A reconcile waited for every watch cache's first list and not all came in time (which
+    /// ones did not).
+    #[error("the watch caches are not all listed: {0}")]
+    CachesNotListed(String),
     #[error("serializing: {0}")]
     Serialize(#[source] serde_json::Error),
     #[error("the Rollout has no namespace")]
@@ -99,7 +100,7 @@ impl Error {
             } if matches!(e.code, 400 | 403 | 422) => "Refused",
             Error::Kube { .. } => "KubeError",
             Error::Timeout { .. } => "Timeout",
-            Error::CachesNotListed => "CachesNotListed",
+            Error::CachesNotListed(_) => "CachesNotListed",
             Error::Serialize(_) => "Serialize",
             Error::NoNamespace => "NoNamespace",
             Error::Traffic(_) => "TrafficRouting",
