@@ -25,11 +25,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use common::fixture::{create_rollout, create_service, rollout};
 use common::metrics::samples;
-use common::{ControllerProcess, http_get, rollouts};
-use e2e::identity::{remove_service_account, requests_by_verb, service_account_kubeconfig};
+use common::{ControllerProcess, http_get, wait_all_healthy, with_service_account};
+use e2e::identity::requests_by_verb;
 use e2e::{TestEnv, wait_for};
 use serde_json::json;
-use sluice::api::rollout::RolloutPhase;
 
 const ROLLOUTS: usize = 50;
 const WINDOW: Duration = Duration::from_secs(60);
@@ -134,24 +133,12 @@ async fn fifty_healthy_rollouts_cost_the_api_server_nothing_but_watches() {
                 json!({"stableService": name, "steps": [{"setWeight": 50}, {"pause": {}}]});
             create_rollout(&env, &rollout(&name, 1, json!({ "canary": canary }))?).await?;
         }
-        // The account and its cluster-wide objects are named after the namespace; deleted at
-        // the end.
-        let account = format!("sluice-{}", env.namespace);
-        let measured = async {
-            let kubeconfig = service_account_kubeconfig(
-                &env.client,
-                &env.cluster.kubeconfig,
-                &env.namespace,
-                &account,
-                json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]),
-                &std::env::temp_dir().join(format!("{account}.kubeconfig")),
-            )
-            .await?;
-            measure(&env, &kubeconfig, &account).await
-        }
-        .await;
-        let _ = remove_service_account(&env.client, &account).await;
-        measured
+        let rules = json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]);
+        let env = &env;
+        with_service_account(env, rules, |account, kubeconfig| async move {
+            measure(env, &kubeconfig, &account).await
+        })
+        .await
     })
     .await;
 }
@@ -165,20 +152,7 @@ async fn measure(env: &TestEnv, kubeconfig: &std::path::Path, account: &str) -> 
         &["--no-leader-elect", "--requeue-seconds", REQUEUE_SECONDS],
         kubeconfig,
     )?;
-    wait_for(
-        "every Rollout Healthy",
-        Duration::from_secs(180),
-        || async {
-            let list = rollouts(env).list(&Default::default()).await?;
-            let healthy = list
-                .items
-                .iter()
-                .filter(|r| r.status.as_ref().and_then(|s| s.phase) == Some(RolloutPhase::Healthy))
-                .count();
-            Ok((healthy == ROLLOUTS).then_some(()))
-        },
-    )
-    .await?;
+    wait_all_healthy(env, ROLLOUTS, Duration::from_secs(180)).await?;
     // Healthy is written by the last change; wait until the controller has sent nothing
     // but watches for 5 s (its own count), so the window starts after the release.
     let last = std::cell::Cell::new((controller_counts(&c).await?.1, Instant::now()));

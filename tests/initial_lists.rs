@@ -11,14 +11,13 @@ use anyhow::ensure;
 use common::fixture::{
     create_rollout, rollout, set_image, wait_healthy, wait_paused_at, web_canary,
 };
-use common::{ControllerProcess, create_services, http_get, rollouts, wait_log_line};
+use common::{ControllerProcess, create_services, http_get, wait_all_healthy, wait_log_line};
 use e2e::controlplane::{ControlPlane, Options};
 use e2e::promtext::samples;
 use e2e::{TestEnv, wait_for};
 use kube::Api;
 use serde_json::json;
 use sluice::api::rollout::Rollout;
-use sluice::api::rollout::RolloutPhase;
 use sluice::runtime::lists::{InitialLists, PROBE_LIMIT, Probe, decide, probe};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -165,16 +164,7 @@ async fn after_a_restart_each_rollout_is_reconciled_once_and_nothing_is_sent() {
             let strategy = json!({"canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}});
             create_rollout(&env, &rollout(&format!("quiet-{i}"), 2, strategy)?).await?;
         }
-        wait_for("every Rollout Healthy", LIMIT * 2, || async {
-            let list = rollouts(&env).list(&Default::default()).await?;
-            let healthy = list
-                .items
-                .iter()
-                .filter(|r| r.status.as_ref().and_then(|s| s.phase) == Some(RolloutPhase::Healthy))
-                .count();
-            Ok((healthy == QUIET).then_some(()))
-        })
-        .await?;
+        wait_all_healthy(&env, QUIET, LIMIT * 2).await?;
 
         controller.restart()?;
         // The new process's counters start at zero.

@@ -18,10 +18,9 @@ use common::fixture::{create_rollout, set_image, wait_healthy, web_canary};
 use common::metrics::reconcile_errors;
 use common::{
     ControllerProcess, canary_weight, condition, create_services, event_count, phase, rollouts,
-    wait_condition, wait_log_line, wait_status,
+    wait_condition, wait_log_line, wait_status, with_service_account,
 };
 use e2e::TestEnv;
-use e2e::identity::{remove_service_account, service_account_kubeconfig};
 use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
 };
@@ -154,23 +153,12 @@ fn rules(list_deployments: bool) -> serde_json::Value {
 #[tokio::test]
 async fn a_refused_list_holds_every_reconcile_says_why_and_the_release_goes_on_once_granted() {
     TestEnv::run("refused-list", |env| async move {
-        // The account and its cluster-wide objects are named after the namespace; deleted at
-        // the end.
-        let account = format!("sluice-{}", env.namespace);
-        let result = async {
-            let kubeconfig = service_account_kubeconfig(
-                &env.client,
-                &env.cluster.kubeconfig,
-                &env.namespace,
-                &account,
-                rules(false),
-                &std::env::temp_dir().join(format!("{account}.kubeconfig")),
-            )
-            .await?;
-            let controller = ControllerProcess::start_with_kubeconfig(&env, "a", &[], &kubeconfig)?;
-            create_services(&env, &["web-stable", "web-canary"]).await?;
+        let env = &env;
+        with_service_account(env, rules(false), |account, kubeconfig| async move {
+            let controller = ControllerProcess::start_with_kubeconfig(env, "a", &[], &kubeconfig)?;
+            create_services(env, &["web-stable", "web-canary"]).await?;
             let ro = web_canary(1, json!({"steps": [{"setWeight": 50}, {"pause": {}}]}))?;
-            create_rollout(&env, &ro).await?;
+            create_rollout(env, &ro).await?;
 
             // The log says which watch fails, and the API server's answer.
             let line = wait_log_line(
@@ -213,7 +201,7 @@ async fn a_refused_list_holds_every_reconcile_says_why_and_the_release_goes_on_o
                 "only Deployments: {line}"
             );
             // Nothing was written from a world with parts missing.
-            let status = rollouts(&env).get("web").await?.status;
+            let status = rollouts(env).get("web").await?.status;
             ensure!(
                 status.is_none(),
                 "a status written before the caches were listed: {status:?}"
@@ -238,7 +226,7 @@ async fn a_refused_list_holds_every_reconcile_says_why_and_the_release_goes_on_o
                 )
                 .await?;
             let granted = std::time::Instant::now();
-            wait_healthy(&env, "web", 1, LIMIT).await?;
+            wait_healthy(env, "web", 1, LIMIT).await?;
             eprintln!(
                 "Healthy {:.1} s after the list was granted",
                 granted.elapsed().as_secs_f64()
@@ -250,10 +238,8 @@ async fn a_refused_list_holds_every_reconcile_says_why_and_the_release_goes_on_o
             )
             .await?;
             Ok(())
-        }
-        .await;
-        let _ = remove_service_account(&env.client, &account).await;
-        result
+        })
+        .await
     })
     .await;
 }

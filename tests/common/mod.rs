@@ -456,3 +456,49 @@ pub async fn wait_selector(
     })
     .await
 }
+
+/// Runs `body` with a ServiceAccount for the controller: the account, named after the test's
+/// namespace (as are its ClusterRole, binding and FlowSchemas, which are cluster-wide), with
+/// `rules` (a JSON array of PolicyRules), and a kubeconfig holding its token. `body` gets the
+/// account's name and the kubeconfig; the account and its cluster-wide objects are removed
+/// afterwards, whatever `body` returns.
+pub async fn with_service_account<F, Fut>(
+    env: &TestEnv,
+    rules: serde_json::Value,
+    body: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce(String, PathBuf) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let account = format!("sluice-{}", env.namespace);
+    let result = async {
+        let kubeconfig = e2e::identity::service_account_kubeconfig(
+            &env.client,
+            &env.cluster.kubeconfig,
+            &env.namespace,
+            &account,
+            rules,
+            &std::env::temp_dir().join(format!("{account}.kubeconfig")),
+        )
+        .await?;
+        body(account.clone(), kubeconfig).await
+    }
+    .await;
+    let _ = e2e::identity::remove_service_account(&env.client, &account).await;
+    result
+}
+
+/// Waits until `n` Rollouts of the test's namespace are Healthy.
+pub async fn wait_all_healthy(env: &TestEnv, n: usize, limit: Duration) -> anyhow::Result<()> {
+    wait_for(&format!("{n} Rollouts Healthy"), limit, || async {
+        let list = rollouts(env).list(&Default::default()).await?;
+        let healthy = list
+            .items
+            .iter()
+            .filter(|r| r.status.as_ref().and_then(|s| s.phase) == Some(RolloutPhase::Healthy))
+            .count();
+        Ok((healthy == n).then_some(()))
+    })
+    .await
+}
