@@ -14,7 +14,7 @@ mod common;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use common::fixture::{create_rollout, set_image, wait_healthy, web_canary};
+use common::fixture::{create_rollout, rollout, set_image, wait_healthy, web_canary};
 use common::metrics::reconcile_errors;
 use common::{
     ControllerProcess, canary_weight, condition, create_services, event_count, phase, rollouts,
@@ -29,7 +29,8 @@ use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
-use sluice::api::constants::condition::WRITE_REFUSED;
+use sluice::api::analysis::ClusterAnalysisTemplate;
+use sluice::api::constants::condition::{INVALID_SPEC, WRITE_REFUSED};
 use sluice::api::rollout::RolloutPhase;
 
 const LIMIT: Duration = Duration::from_secs(90);
@@ -131,30 +132,60 @@ async fn an_admission_policy_refusing_the_canary_is_shown_once_and_the_release_r
 }
 
 /// What the controller needs in this test's namespace (its Rollouts, ReplicaSets, pods,
-/// Services, runs, templates, Jobs, Events, its Lease), with Deployments readable only one by one
-/// unless `list_deployments`: the controller caches Deployments (for `workloadRef`) and so
-/// needs to list and watch them.
-fn rules(list_deployments: bool) -> serde_json::Value {
+/// Services, runs, templates, Jobs, Events, its Lease), with Deployments readable only one by
+/// one unless `list_deployments` (the controller caches Deployments, for `workloadRef`, and so
+/// needs to list and watch them), and ClusterAnalysisTemplates only with `cluster_templates`.
+fn rules(list_deployments: bool, cluster_templates: bool) -> serde_json::Value {
     let deployments = if list_deployments {
         json!(["get", "list", "watch", "patch", "update"])
     } else {
         json!(["get", "patch", "update"])
     };
+    let mut sluice = vec![
+        "rollouts",
+        "rollouts/status",
+        "rollouts/finalizers",
+        "analysisruns",
+        "analysisruns/status",
+        "analysistemplates",
+        "rolloutexercises",
+        "rolloutexercises/status",
+        "rolloutexercises/finalizers",
+    ];
+    if cluster_templates {
+        sluice.push("clusteranalysistemplates");
+    }
     json!([
-        {"apiGroups": ["", "sluice.dev", "coordination.k8s.io", "events.k8s.io",
-                       "batch", "networking.istio.io", "gateway.networking.k8s.io", "apiextensions.k8s.io"],
+        {"apiGroups": ["", "coordination.k8s.io", "events.k8s.io", "batch", "networking.istio.io",
+                       "gateway.networking.k8s.io", "apiextensions.k8s.io"],
          "resources": ["*"], "verbs": ["*"]},
+        {"apiGroups": ["sluice.dev"], "resources": sluice, "verbs": ["*"]},
         {"apiGroups": ["apps"], "resources": ["replicasets", "replicasets/scale", "replicasets/status"],
          "verbs": ["*"]},
         {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": deployments}
     ])
 }
 
+/// Replaces the rules of the account's ClusterRole.
+async fn grant(env: &TestEnv, account: &str, rules: serde_json::Value) -> anyhow::Result<()> {
+    let roles: Api<ClusterRole> = Api::all(env.client.clone());
+    let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                      "metadata": {"name": account}, "rules": rules});
+    roles
+        .patch(
+            account,
+            &PatchParams::apply("sluice-e2e").force(),
+            &Patch::Apply(&role),
+        )
+        .await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_refused_list_holds_every_reconcile_says_why_and_the_release_goes_on_once_granted() {
     TestEnv::run("refused-list", |env| async move {
         let env = &env;
-        with_service_account(env, rules(false), |account, kubeconfig| async move {
+        with_service_account(env, rules(false, true), |account, kubeconfig| async move {
             let controller = ControllerProcess::start_with_kubeconfig(env, "a", &[], &kubeconfig)?;
             create_services(env, &["web-stable", "web-canary"]).await?;
             let ro = web_canary(1, json!({"steps": [{"setWeight": 50}, {"pause": {}}]}))?;
@@ -215,16 +246,7 @@ async fn a_refused_list_holds_every_reconcile_says_why_and_the_release_goes_on_o
 
             // Granted: the watch lists at its next try and the waiting reconcile goes on
             // (it waits again each second, without backoff).
-            let roles: Api<ClusterRole> = Api::all(env.client.clone());
-            let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-                              "metadata": {"name": account}, "rules": rules(true)});
-            roles
-                .patch(
-                    &account,
-                    &PatchParams::apply("sluice-e2e").force(),
-                    &Patch::Apply(&role),
-                )
-                .await?;
+            grant(env, &account, rules(true, true)).await?;
             let granted = std::time::Instant::now();
             wait_healthy(env, "web", 1, LIMIT).await?;
             eprintln!(
@@ -240,6 +262,66 @@ async fn a_refused_list_holds_every_reconcile_says_why_and_the_release_goes_on_o
             Ok(())
         })
         .await
+    })
+    .await;
+}
+
+/// A refused list of ClusterAnalysisTemplates, streamed (this API server's default) as well as
+/// paged, is told to the Rollout that names one: `InvalidSpec` quoting the API server, instead
+/// of a reconcile that times out waiting for the list. Once the list is granted the template
+/// is read and the Rollout goes on.
+#[tokio::test]
+async fn a_refused_list_of_cluster_templates_is_told_to_the_rollout_that_names_one() {
+    TestEnv::run("refused-cluster-list", |env| async move {
+        let env = &env;
+        // Cluster-wide, so named after the namespace; deleted at the end.
+        let template = format!("web-check-{}", env.namespace);
+        let templates: Api<ClusterAnalysisTemplate> = Api::all(env.client.clone());
+        let t: ClusterAnalysisTemplate = serde_json::from_value(json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "ClusterAnalysisTemplate",
+            "metadata": {"name": template},
+            "spec": {"metrics": [{"name": "up", "interval": "5s",
+                "provider": {"web": {"url": "http://127.0.0.1:9/up", "jsonPath": "{$.ok}"}}}]}
+        }))?;
+        templates.create(&PostParams::default(), &t).await?;
+        let tested = with_service_account(env, rules(true, false), |account, kubeconfig| {
+            let template = template.clone();
+            async move {
+                let _controller =
+                    ControllerProcess::start_with_kubeconfig(env, "a", &[], &kubeconfig)?;
+                let ro = rollout(
+                    "uses-cluster-template",
+                    1,
+                    json!({"canary": {"steps": [{"analysis": {"templates": [
+                        {"templateName": template, "clusterScope": true}]}}]}}),
+                )?;
+                create_rollout(env, &ro).await?;
+                let (_, c) =
+                    wait_condition(env, "uses-cluster-template", INVALID_SPEC, LIMIT).await?;
+                ensure!(
+                    c.message.contains("list ClusterAnalysisTemplates")
+                        && c.message.contains("forbidden"),
+                    "InvalidSpec quotes the refusal: {}",
+                    c.message
+                );
+                grant(env, &account, rules(true, true)).await?;
+                wait_status(
+                    env,
+                    "uses-cluster-template",
+                    "the Rollout Healthy with the template read",
+                    LIMIT,
+                    |s| {
+                        phase(s) == Some(RolloutPhase::Healthy)
+                            && condition(s, INVALID_SPEC).is_none()
+                    },
+                )
+                .await?;
+                Ok(())
+            }
+        })
+        .await;
+        let _ = templates.delete(&template, &DeleteParams::default()).await;
+        tested
     })
     .await;
 }

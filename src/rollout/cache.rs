@@ -523,10 +523,10 @@ fn cluster_templates(
     trigger
         .inspect(move |r| {
             let why = match r {
-                Err(watcher::Error::InitialListFailed(kube::Error::Api(e))) if e.code == 403 => {
-                    Some(format!("list ClusterAnalysisTemplates: {}", e.message))
-                }
-                Err(_) => return,
+                Err(e) => match refused_by_rbac(e) {
+                    Some(message) => Some(format!("list ClusterAnalysisTemplates: {message}")),
+                    None => return,
+                },
                 Ok(_) => None,
             };
             if let Ok(mut s) = refused.lock() {
@@ -534,6 +534,20 @@ fn cluster_templates(
             }
         })
         .boxed()
+}
+
+/// The API server's message when RBAC refused a watch's first list: a 403 to the list (paged
+/// lists) or to the watch that streams it (WatchList).
+fn refused_by_rbac(e: &watcher::Error) -> Option<&str> {
+    match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+            if s.code == 403 =>
+        {
+            Some(&s.message)
+        }
+        _ => None,
+    }
 }
 
 impl Caches {
@@ -820,6 +834,11 @@ impl Caches {
     ) -> Result<Result<Vec<Arc<Parsed<ClusterAnalysisTemplate>>>, String>, ()> {
         let deadline = tokio::time::Instant::now() + SYNC_WAIT;
         loop {
+            // Listed wins: a refusal noted before a grant is not cleared when the list that
+            // follows holds no template (no object passes the inspection that clears it).
+            if self.listed.cluster_templates.is_listed() {
+                return Ok(Ok(self.cluster_templates.state()));
+            }
             if let Some(why) = self
                 .cluster_templates_refused
                 .lock()
@@ -1053,6 +1072,24 @@ mod tests {
             super::describe_watch_error(&W::NoResourceVersion),
             W::NoResourceVersion.to_string()
         );
+    }
+
+    #[test]
+    fn a_refused_first_list_is_told_apart_streamed_or_paged() {
+        use kube::runtime::watcher::Error as W;
+        let status = |code| kube::core::Status::failure("no", "Forbidden").with_code(code);
+        let api = |code| kube::Error::Api(status(code).boxed());
+        assert_eq!(
+            super::refused_by_rbac(&W::InitialListFailed(api(403))),
+            Some("no")
+        );
+        assert_eq!(
+            super::refused_by_rbac(&W::WatchStartFailed(api(403))),
+            Some("no")
+        );
+        assert_eq!(super::refused_by_rbac(&W::WatchStartFailed(api(500))), None);
+        assert_eq!(super::refused_by_rbac(&W::WatchFailed(api(403))), None);
+        assert_eq!(super::refused_by_rbac(&W::NoResourceVersion), None);
     }
 
     /// The objects `wakes` lets through, and how many errors.
