@@ -1074,6 +1074,24 @@ mod tests {
         );
     }
 
+    /// A refusal noted before the list was granted does not outlive the list that follows,
+    /// even one with no template in it (nothing then passes the inspection that clears it).
+    #[tokio::test]
+    async fn a_list_of_cluster_templates_once_in_wins_over_an_old_refusal() {
+        let (caches, mut feeds) = fake::caches(fake::offline_routers());
+        if let Ok(mut s) = caches.cluster_templates_refused.lock() {
+            *s = Some("list ClusterAnalysisTemplates: forbidden".into());
+        }
+        let refused = caches.cluster_templates().await;
+        assert_eq!(
+            refused.map(|r| r.map(|t| t.len())),
+            Ok(Err("list ClusterAnalysisTemplates: forbidden".to_string()))
+        );
+        feeds.cluster_templates.list(vec![]);
+        let granted = caches.cluster_templates().await;
+        assert_eq!(granted.map(|r| r.map(|t| t.len())), Ok(Ok(0)));
+    }
+
     #[test]
     fn a_refused_first_list_is_told_apart_streamed_or_paged() {
         use kube::runtime::watcher::Error as W;
